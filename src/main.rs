@@ -1,0 +1,71 @@
+//! The `git-relay` binary: parse the command line, run, print, exit.
+
+use clap::Parser;
+
+use git_relay::cli::{Cli, Command, RelayArgs};
+use git_relay::mirror::{self, Mode};
+use git_relay::output::{self, Verbosity};
+
+fn main() {
+    // A panic message can quote anything the program held, secrets included.
+    std::panic::set_hook(Box::new(|info| {
+        output::error(format_args!(
+            "git-relay crashed (this is a bug, please report it): {info}"
+        ));
+    }));
+    let cli = Cli::parse();
+    output::set_verbosity(if cli.quiet {
+        Verbosity::Quiet
+    } else if cli.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    });
+    let code = match &cli.command {
+        Command::Mirror(args) => relay(args, Mode::Mirror),
+        Command::Status(args) => relay(args, Mode::Status),
+        Command::Task => git_relay::pipelines::run(),
+    };
+    std::process::exit(code);
+}
+
+fn relay(args: &RelayArgs, mode: Mode) -> i32 {
+    let options = match args.options(mode) {
+        Ok(options) => options,
+        Err(message) => {
+            output::error(message);
+            return 2;
+        }
+    };
+    match mirror::run(&options) {
+        Ok(report) => {
+            for line in report.ref_lines() {
+                output::info(line);
+            }
+            output::info(report.summary());
+            if report.totals.protected > 0 {
+                output::warn(format_args!(
+                    "{} ref(s) protected: the destination has commits the source does not; inspect them, then rerun with --force to overwrite",
+                    report.totals.protected
+                ));
+            }
+            if args.json {
+                output::stdout(&report.to_json());
+            }
+            report.exit_code()
+        }
+        Err(err) => {
+            output::error(&err);
+            if let Some(hint) = err.hint() {
+                output::hint(hint);
+            }
+            if args.json {
+                let doc = serde_json::json!({
+                    "error": { "side": err.side, "message": err.to_string(), "hint": err.hint() }
+                });
+                output::stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
+            1
+        }
+    }
+}

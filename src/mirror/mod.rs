@@ -1,0 +1,431 @@
+//! The mirror engine: list, plan, negotiate, relay, verify, report.
+//!
+//! A run makes the selected refs of the destination equal to the source's
+//! without a local clone:
+//!
+//! 1. list the refs of both sides and [plan](plan::Plan) each difference;
+//! 2. stop if there is none: a no-op costs two ref listings;
+//! 3. negotiate with the source, offering the destination's tips as haves.
+//!    The acknowledgments tell which destination tips the source knows: a
+//!    tip it does not know holds commits that exist only on the destination,
+//!    and its ref is *protected* (not overwritten or deleted) unless
+//!    `--force` (the divergence rule of DESIGN.md);
+//! 4. stream the source's pack, which holds only what the destination
+//!    lacks, straight into the destination's receive-pack after the ref
+//!    commands. Each command carries the old value we saw, so the
+//!    destination applies it only if nobody moved the ref meanwhile;
+//! 5. read the destination's report, list it again and confirm.
+//!
+//! The engine knows nothing of command lines or pipelines: it takes
+//! [`Options`] and returns a [`Report`].
+
+pub mod plan;
+pub mod report;
+pub mod select;
+pub mod session;
+
+use std::collections::HashSet;
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::auth::Credentials;
+use crate::output;
+use crate::protocol::push::Command;
+use crate::protocol::ObjectId;
+use crate::transport::{
+    HttpTransport, LocalTransport, Location, NetworkOptions, Transport, TransportError,
+};
+
+pub use plan::{Action, Plan, RefChange};
+pub use report::{Outcome, RefReport, Report, Totals};
+pub use select::RefSelection;
+pub use session::{Cause, Side, SideError};
+
+use session::{Blame, Destination, PackOptions, Source};
+
+/// An empty pack (version 2, no objects, and its SHA-1 trailer): what
+/// receive-pack needs after commands whose objects it already has.
+const EMPTY_PACK: &[u8] = b"PACK\0\0\0\x02\0\0\0\0\x02\x9d\x08\x82\x3b\xd8\xa8\xea\xb5\x10\xad\x6a\xc7\x5c\x82\x3c\xfd\x3e\xd3\x1e";
+
+/// One side of a relay: where it is, how to authenticate, how to connect.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// The repository.
+    pub location: Location,
+    /// Credentials, if any.
+    pub credentials: Option<Credentials>,
+    /// TLS, proxy and timeout settings.
+    pub network: NetworkOptions,
+}
+
+impl Endpoint {
+    fn open(&self, side: Side, create_local: bool) -> Result<Box<dyn Transport>, SideError> {
+        let blame = Blame::new(side, &self.location.to_string(), self.network.timeout);
+        match &self.location {
+            Location::Http { url, .. } => {
+                if self.network.insecure {
+                    output::warn(format_args!(
+                        "{side}: TLS certificate verification is off (--{}-insecure)",
+                        if side == Side::Source {
+                            "source"
+                        } else {
+                            "dest"
+                        }
+                    ));
+                }
+                let transport =
+                    HttpTransport::new(url.clone(), self.credentials.as_ref(), &self.network)
+                        .map_err(|e| blame.error(e))?;
+                Ok(Box::new(transport))
+            }
+            Location::Local(path) => {
+                let transport =
+                    LocalTransport::open(path, create_local).map_err(|e| blame.error(e))?;
+                Ok(Box::new(transport))
+            }
+        }
+    }
+}
+
+/// What a run does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Make the destination match.
+    Mirror,
+    /// Show what `Mirror` would do; change nothing.
+    DryRun,
+    /// Compare only; change nothing.
+    Status,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Mirror => "mirror",
+            Mode::DryRun => "dry-run",
+            Mode::Status => "status",
+        }
+    }
+}
+
+/// Everything a run needs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where to mirror from.
+    pub source: Endpoint,
+    /// Where to mirror to.
+    pub destination: Endpoint,
+    /// Which refs take part.
+    pub selection: RefSelection,
+    /// Delete destination refs the source does not have.
+    pub prune: bool,
+    /// Overwrite or delete destination-only history.
+    pub force: bool,
+    /// Mirror, dry run or status.
+    pub mode: Mode,
+}
+
+/// Runs one mirror (or status, or dry run) and reports what happened.
+///
+/// Per-ref trouble (protected, rejected) is part of the report; an `Err`
+/// means the run could not finish, and says which side failed.
+pub fn run(opts: &Options) -> Result<Report, SideError> {
+    let started = Instant::now();
+    let timeout = opts.source.network.timeout;
+    let source_transport = opts.source.open(Side::Source, false)?;
+    let (source, source_refs) = Source::connect(source_transport, timeout)?;
+    let dest_transport = opts
+        .destination
+        .open(Side::Destination, opts.mode == Mode::Mirror)?;
+    let (destination, dest_refs) =
+        Destination::connect(dest_transport, opts.destination.network.timeout)?;
+    output::info(format_args!(
+        "source      {} (protocol {}): {} refs",
+        opts.source.location,
+        source.version(),
+        source_refs.len()
+    ));
+    output::info(format_args!(
+        "destination {}: {} refs",
+        opts.destination.location,
+        dest_refs.len()
+    ));
+
+    let plan = Plan::new(&source_refs, &dest_refs, &opts.selection, opts.prune);
+    let mut report = Report {
+        mode: opts.mode.name(),
+        source: opts.source.location.to_string(),
+        destination: opts.destination.location.to_string(),
+        source_protocol: source.version().to_string(),
+        refs: Vec::new(),
+        totals: Totals {
+            unchanged: plan.unchanged,
+            kept: plan.kept,
+            ..Totals::default()
+        },
+        pack_bytes: 0,
+        bytes_sent: 0,
+        duration_ms: 0,
+        in_sync: true,
+    };
+    if plan.changes.is_empty() {
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+
+    // Objects the source advertises are known without asking.
+    let advertised: HashSet<ObjectId> = source_refs
+        .iter()
+        .flat_map(|r| std::iter::once(r.oid).chain(r.peeled))
+        .collect();
+    let dest_tips: HashSet<ObjectId> = dest_refs.iter().map(|r| r.oid).collect();
+    let must_check: Vec<ObjectId> = if opts.force {
+        Vec::new()
+    } else {
+        plan.changes
+            .iter()
+            .filter(|c| c.action != Action::Create)
+            .filter_map(|c| c.old)
+            .filter(|old| !advertised.contains(old))
+            .collect()
+    };
+    let mut wants: Vec<ObjectId> = plan
+        .changes
+        .iter()
+        .filter_map(|c| c.new)
+        .filter(|new| !dest_tips.contains(new))
+        .collect();
+    wants.sort();
+    wants.dedup();
+    let mut haves: Vec<ObjectId> = dest_tips.iter().copied().collect();
+    haves.sort();
+
+    let relay = opts.mode == Mode::Mirror;
+    // Learning what the source knows needs a want; when nothing is wanted
+    // (only deletions), any advertised tip serves and no pack is fetched.
+    let probe_wants: Vec<ObjectId> = match source_refs.first() {
+        Some(first) if wants.is_empty() && !must_check.is_empty() => vec![first.oid],
+        _ => Vec::new(),
+    };
+    let pack = PackOptions {
+        thin: destination.accepts_thin_pack(),
+        ofs_delta: destination.accepts_ofs_delta(),
+    };
+    let negotiated = if !probe_wants.is_empty() {
+        source.negotiate(&probe_wants, &haves, &must_check, None)?
+    } else {
+        source.negotiate(&wants, &haves, &must_check, relay.then_some(pack))?
+    };
+    let known = |oid: &ObjectId| advertised.contains(oid) || negotiated.known.contains(oid);
+
+    let mut commands = Vec::new();
+    for change in &plan.changes {
+        let protected = !opts.force
+            && change.action != Action::Create
+            && change.old.is_some_and(|old| !known(&old));
+        let (result, reason) = if protected {
+            let tip = change.old.map(|o| o.to_string()).unwrap_or_default();
+            let what = if change.action == Action::Delete {
+                "deleting"
+            } else {
+                "overwriting"
+            };
+            (
+                Outcome::Protected,
+                Some(format!(
+                    "the destination has commits the source does not (up to {}); {what} it would lose them; use --force to allow",
+                    &tip[..tip.len().min(12)]
+                )),
+            )
+        } else if change.action == Action::Delete && relay && !destination.allows_delete() {
+            (
+                Outcome::Rejected,
+                Some(
+                    "the destination does not allow deleting refs (no delete-refs capability)"
+                        .to_owned(),
+                ),
+            )
+        } else {
+            if relay {
+                commands.push(Command {
+                    old: change.old.unwrap_or(ObjectId::ZERO),
+                    new: change.new.unwrap_or(ObjectId::ZERO),
+                    name: change.name.clone(),
+                });
+            }
+            (
+                if relay {
+                    Outcome::Failed
+                } else {
+                    Outcome::Planned
+                },
+                None,
+            )
+        };
+        report.refs.push(RefReport {
+            name: change.name.clone(),
+            old: change.old.map(|o| o.to_string()),
+            new: change.new.map(|o| o.to_string()),
+            action: change.action,
+            result,
+            reason,
+        });
+    }
+
+    if !relay || commands.is_empty() {
+        // A pack the source volunteered is dropped here, unread.
+        drop(negotiated);
+        return Ok(finish(report, started));
+    }
+
+    let count = |a: Action| commands_of(&plan, &commands, a);
+    output::info(format_args!(
+        "relaying: {} to create, {} to update, {} to delete",
+        count(Action::Create),
+        count(Action::Update),
+        count(Action::Delete)
+    ));
+    let needs_pack = commands.iter().any(|c| !c.new.is_zero());
+    let failure = Arc::new(Mutex::new(None));
+    let mut counted = negotiated
+        .pack
+        .map(|pack| Counted::new(pack, failure.clone()));
+    let mut empty = io::Cursor::new(EMPTY_PACK);
+    let pack: Option<&mut (dyn Read + Send)> = match (needs_pack, counted.as_mut()) {
+        (false, _) => None,
+        (true, Some(stream)) => Some(stream),
+        (true, None) => Some(&mut empty),
+    };
+    let pushed = destination.push(&commands, pack);
+    let pack_bytes = counted.as_ref().map_or(0, |c| c.bytes);
+    if let Some(c) = counted.as_mut() {
+        c.progress.finish(c.bytes);
+    }
+    report.pack_bytes = pack_bytes;
+    let status = match pushed {
+        Ok(status) => status,
+        Err(err) => {
+            // A cut in the source's stream surfaces as a failed upload to the
+            // destination; blame the side that actually failed.
+            if let Some(source_err) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return Err(source.blame().error(source_err));
+            }
+            return Err(err);
+        }
+    };
+    report.bytes_sent = pack_bytes;
+
+    if let Err(reason) = &status.unpack {
+        for r in report
+            .refs
+            .iter_mut()
+            .filter(|r| r.result == Outcome::Failed)
+        {
+            r.reason = Some(format!(
+                "the destination could not unpack the pack: {reason}"
+            ));
+        }
+        return Err(destination.blame().error(Cause::Refused(format!(
+            "the server could not store the pack (unpack {reason}); no ref was changed"
+        ))));
+    }
+    for r in report
+        .refs
+        .iter_mut()
+        .filter(|r| r.result == Outcome::Failed)
+    {
+        match status
+            .refs
+            .iter()
+            .find(|s| s.name == r.name)
+            .map(|s| &s.result)
+        {
+            Some(Ok(())) => r.result = Outcome::Ok,
+            Some(Err(reason)) => {
+                r.result = Outcome::Rejected;
+                r.reason = Some(reason.clone());
+            }
+            None => {
+                r.reason = Some("the destination's report does not mention this ref".to_owned())
+            }
+        }
+    }
+
+    // Trust, but verify: list the destination again.
+    let after = destination.list_refs()?;
+    let head = source_refs
+        .iter()
+        .find(|r| r.name == "HEAD")
+        .and_then(|r| r.symref_target.as_deref());
+    if let Some(target) = head.filter(|t| after.iter().any(|r| r.name == *t)) {
+        destination.adopt_head(target)?;
+    }
+    for r in report.refs.iter_mut().filter(|r| r.result == Outcome::Ok) {
+        let now = after
+            .iter()
+            .find(|a| a.name == r.name)
+            .map(|a| a.oid.to_string());
+        if now != r.new {
+            r.result = Outcome::Failed;
+            r.reason = Some(format!(
+                "the destination reported success but the ref is now {}",
+                now.as_deref().unwrap_or("absent")
+            ));
+        }
+    }
+    Ok(finish(report, started))
+}
+
+fn commands_of(plan: &Plan, commands: &[Command], action: Action) -> usize {
+    let sent: HashSet<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+    plan.changes
+        .iter()
+        .filter(|c| c.action == action && sent.contains(c.name.as_str()))
+        .count()
+}
+
+fn finish(mut report: Report, started: Instant) -> Report {
+    report.tally();
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+/// The pack on its way from source to destination: counts bytes, shows
+/// progress, and remembers a source-side failure so that it is blamed on
+/// the source rather than on the upload it interrupted.
+struct Counted {
+    inner: Box<dyn Read + Send>,
+    bytes: u64,
+    progress: output::Progress,
+    failure: Arc<Mutex<Option<TransportError>>>,
+}
+
+impl Counted {
+    fn new(inner: Box<dyn Read + Send>, failure: Arc<Mutex<Option<TransportError>>>) -> Counted {
+        Counted {
+            inner,
+            bytes: 0,
+            progress: output::Progress::new("relaying pack"),
+            failure,
+        }
+    }
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.bytes += n as u64;
+                self.progress.update(self.bytes);
+                Ok(n)
+            }
+            Err(e) => {
+                let copy = io::Error::new(e.kind(), e.to_string());
+                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(TransportError::Io(e));
+                Err(copy)
+            }
+        }
+    }
+}

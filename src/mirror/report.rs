@@ -1,0 +1,219 @@
+//! The outcome of a run, for people and for programs.
+//!
+//! One [`Report`] value is built by the engine; it is rendered as text on
+//! stderr (the plan while it runs, a summary at the end) or serialized as
+//! JSON on stdout for `--json`. Callers such as the Azure Pipelines task
+//! read the same value, so every surface agrees on what happened.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::plan::Action;
+use crate::output::{human_bytes, human_duration};
+
+/// What became of one ref.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The destination accepted the change.
+    Ok,
+    /// Planned only (`status`, `--dry-run`).
+    Planned,
+    /// Not done because it would destroy destination-only history.
+    Protected,
+    /// The destination refused it.
+    Rejected,
+    /// It did not happen for another reason (the push failed as a whole).
+    Failed,
+}
+
+/// One ref in the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct RefReport {
+    /// Full ref name.
+    pub name: String,
+    /// The destination's value before the run.
+    pub old: Option<String>,
+    /// The source's value.
+    pub new: Option<String>,
+    /// What was planned.
+    pub action: Action,
+    /// What became of it.
+    pub result: Outcome,
+    /// Why, when it did not simply succeed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Counts of each outcome.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Totals {
+    /// Refs created.
+    pub created: usize,
+    /// Refs updated.
+    pub updated: usize,
+    /// Refs deleted.
+    pub deleted: usize,
+    /// Refs already equal.
+    pub unchanged: usize,
+    /// Destination-only refs kept by `--no-prune`.
+    pub kept: usize,
+    /// Changes planned but not made (`status`, `--dry-run`).
+    pub planned: usize,
+    /// Refs protected by the divergence rule.
+    pub protected: usize,
+    /// Refs the destination rejected.
+    pub rejected: usize,
+    /// Refs that failed otherwise.
+    pub failed: usize,
+}
+
+/// The whole outcome of a `mirror` or `status` run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// `mirror`, `dry-run` or `status`.
+    pub mode: &'static str,
+    /// The source, without credentials.
+    pub source: String,
+    /// The destination, without credentials.
+    pub destination: String,
+    /// The protocol spoken with the source (`v2` or `v0`).
+    pub source_protocol: String,
+    /// Every ref that differed, in name order.
+    pub refs: Vec<RefReport>,
+    /// Counts.
+    pub totals: Totals,
+    /// Pack bytes received from the source and relayed.
+    pub pack_bytes: u64,
+    /// Total bytes of the push request sent to the destination.
+    pub bytes_sent: u64,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// Whether the destination now matches the selected refs of the source.
+    pub in_sync: bool,
+}
+
+impl Report {
+    /// The process exit code this outcome calls for: 0 when the destination
+    /// matches (or already matched), 3 when refs still differ.
+    pub fn exit_code(&self) -> i32 {
+        if self.in_sync {
+            0
+        } else {
+            3
+        }
+    }
+
+    pub(crate) fn tally(&mut self) {
+        let mut t = Totals {
+            unchanged: self.totals.unchanged,
+            kept: self.totals.kept,
+            ..Totals::default()
+        };
+        for r in &self.refs {
+            match (r.result, r.action) {
+                (Outcome::Ok, Action::Create) => t.created += 1,
+                (Outcome::Ok, Action::Update) => t.updated += 1,
+                (Outcome::Ok, Action::Delete) => t.deleted += 1,
+                (Outcome::Planned, _) => t.planned += 1,
+                (Outcome::Protected, _) => t.protected += 1,
+                (Outcome::Rejected, _) => t.rejected += 1,
+                (Outcome::Failed, _) => t.failed += 1,
+            }
+        }
+        self.totals = t;
+        self.in_sync = self.refs.iter().all(|r| r.result == Outcome::Ok);
+    }
+
+    /// The JSON document `--json` prints.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serializes")
+    }
+
+    /// One line per differing ref, as the plan is shown before and after.
+    pub fn ref_lines(&self) -> Vec<String> {
+        let width = self.refs.iter().map(|r| r.name.len()).max().unwrap_or(0);
+        self.refs
+            .iter()
+            .map(|r| {
+                let sign = match (r.result, r.action) {
+                    (Outcome::Protected, _) => '!',
+                    (Outcome::Rejected | Outcome::Failed, _) => 'x',
+                    (_, Action::Create) => '+',
+                    (_, Action::Update) => '~',
+                    (_, Action::Delete) => '-',
+                };
+                let short = |o: &Option<String>| {
+                    o.as_deref()
+                        .map(|s| &s[..s.len().min(12)])
+                        .unwrap_or("(none)")
+                        .to_owned()
+                };
+                let change = match r.action {
+                    Action::Create => format!("new {}", short(&r.new)),
+                    Action::Update => format!("{}..{}", short(&r.old), short(&r.new)),
+                    Action::Delete => format!("delete {}", short(&r.old)),
+                };
+                let mut line = format!("  {sign} {:width$}  {change}", r.name);
+                if r.result != Outcome::Ok && r.result != Outcome::Planned {
+                    line.push_str(&format!("  [{}]", outcome_word(r.result)));
+                }
+                if let Some(reason) = &r.reason {
+                    line.push_str(&format!(": {reason}"));
+                }
+                line
+            })
+            .collect()
+    }
+
+    /// The closing summary line.
+    pub fn summary(&self) -> String {
+        let t = &self.totals;
+        let took = human_duration(Duration::from_millis(self.duration_ms));
+        if self.refs.is_empty() {
+            return format!(
+                "in sync: {} refs already match ({} checked in {took})",
+                t.unchanged, self.destination
+            );
+        }
+        let mut parts = Vec::new();
+        let mut push = |n: usize, what: &str| {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        };
+        push(t.created, "created");
+        push(t.updated, "updated");
+        push(t.deleted, "deleted");
+        push(t.planned, "to change");
+        push(t.protected, "protected");
+        push(t.rejected, "rejected");
+        push(t.failed, "failed");
+        push(t.unchanged, "unchanged");
+        push(t.kept, "kept (--no-prune)");
+        let moved = if self.pack_bytes > 0 {
+            format!(", relayed {} of pack", human_bytes(self.pack_bytes))
+        } else {
+            String::new()
+        };
+        let state = if self.in_sync {
+            "done"
+        } else if self.mode == "mirror" {
+            "finished with differences"
+        } else {
+            "differences"
+        };
+        format!("{state}: {} in {took}{moved}", parts.join(", "))
+    }
+}
+
+fn outcome_word(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Ok => "ok",
+        Outcome::Planned => "planned",
+        Outcome::Protected => "protected",
+        Outcome::Rejected => "rejected",
+        Outcome::Failed => "failed",
+    }
+}

@@ -1,0 +1,537 @@
+//! The two conversations of a relay: with the source's upload-pack and with
+//! the destination's receive-pack.
+//!
+//! This is where protocol messages meet a transport. [`Source`] lists refs
+//! (protocol v2 `ls-refs` when the server offers v2, the v0 advertisement
+//! otherwise) and negotiates a pack; [`Destination`] lists refs and pushes.
+//! Each failure is tagged with its [`Side`] so the user learns which server
+//! failed.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::io::{self, Read};
+use std::time::Duration;
+
+use crate::protocol::advertisement::{self, Discovery, Ref};
+use crate::protocol::fetch::{self, Acknowledgments, FetchRequest, V2FetchResponse};
+use crate::protocol::push::{self, Command, ReportStatus};
+use crate::protocol::sideband::SidebandReader;
+use crate::protocol::{Capabilities, ObjectId, PacketReader, ProtocolError};
+use crate::transport::{Body, Response, Service, Transport, TransportError};
+
+/// Which server a message or failure concerns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The repository mirrored from.
+    Source,
+    /// The repository mirrored to.
+    Destination,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Source => "source",
+            Side::Destination => "destination",
+        })
+    }
+}
+
+/// A failure on one side, with the location and what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[error("{side} ({location}): {cause}")]
+pub struct SideError {
+    /// Which server.
+    pub side: Side,
+    /// Its printable location.
+    pub location: String,
+    /// What happened.
+    pub cause: Cause,
+}
+
+/// What went wrong on a side.
+#[derive(Debug, thiserror::Error)]
+pub enum Cause {
+    /// Reaching the server failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The server said something we could not accept.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The server refused the request as a whole.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl SideError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<&'static str> {
+        match &self.cause {
+            Cause::Transport(t) => t.hint(),
+            Cause::Protocol(ProtocolError::UnexpectedEof) => Some(
+                "the connection was cut; run again (the destination is never left half-updated)",
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// Tags errors with a side and turns read timeouts into a clear message.
+#[derive(Clone)]
+pub(crate) struct Blame {
+    side: Side,
+    location: String,
+    timeout: Duration,
+}
+
+impl Blame {
+    pub(crate) fn new(side: Side, location: &str, timeout: Duration) -> Blame {
+        Blame {
+            side,
+            location: location.to_owned(),
+            timeout,
+        }
+    }
+
+    pub(crate) fn error(&self, cause: impl Into<Cause>) -> SideError {
+        let cause = match cause.into() {
+            Cause::Protocol(ProtocolError::Io(e)) => self.io_cause(e),
+            Cause::Transport(TransportError::Io(e)) => self.io_cause(e),
+            other => other,
+        };
+        SideError {
+            side: self.side,
+            location: self.location.clone(),
+            cause,
+        }
+    }
+
+    fn io_cause(&self, e: io::Error) -> Cause {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+        ) {
+            return Cause::Transport(TransportError::Timeout {
+                timeout: self.timeout,
+            });
+        }
+        match ProtocolError::from_io(e) {
+            ProtocolError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                Cause::Protocol(ProtocolError::UnexpectedEof)
+            }
+            other => Cause::Protocol(other),
+        }
+    }
+}
+
+/// Which protocol the source speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// Protocol v0 (stateless: every request repeats the wants and haves).
+    V0,
+    /// Protocol v2 (`command=ls-refs`, `command=fetch`).
+    V2,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Version::V0 => "v0",
+            Version::V2 => "v2",
+        })
+    }
+}
+
+/// What a negotiation round learnt, and the pack if one was asked for.
+pub struct Negotiated {
+    /// Every object the source acknowledged having.
+    pub known: HashSet<ObjectId>,
+    /// The pack, demultiplexed, when one was requested.
+    pub pack: Option<Box<dyn Read + Send>>,
+}
+
+/// How the pack should be built, from what the destination accepts.
+#[derive(Clone, Copy, Debug)]
+pub struct PackOptions {
+    /// Deltas may refer to objects the destination already has.
+    pub thin: bool,
+    /// Offset deltas are allowed.
+    pub ofs_delta: bool,
+}
+
+/// The source: an upload-pack conversation.
+pub struct Source {
+    transport: Box<dyn Transport>,
+    version: Version,
+    capabilities: Capabilities,
+    blame: Blame,
+}
+
+impl Source {
+    /// Discovers the source and lists its refs.
+    pub fn connect(
+        transport: Box<dyn Transport>,
+        timeout: Duration,
+    ) -> Result<(Source, Vec<Ref>), SideError> {
+        let blame = Blame::new(Side::Source, transport.display(), timeout);
+        let response = transport
+            .discover(Service::UploadPack, true)
+            .map_err(|e| blame.error(e))?;
+        let mut reader = PacketReader::new(response);
+        let discovery = advertisement::read_discovery(&mut reader, Service::UploadPack.name())
+            .map_err(|e| blame.error(e))?;
+        drain(reader.into_inner());
+        match discovery {
+            Discovery::V0 { refs, capabilities } => Ok((
+                Source {
+                    transport,
+                    version: Version::V0,
+                    capabilities,
+                    blame,
+                },
+                refs,
+            )),
+            Discovery::V2(capabilities) => {
+                if !capabilities.contains("ls-refs") || !capabilities.contains("fetch") {
+                    return Err(blame.error(Cause::Refused(
+                        "the server speaks protocol v2 but offers no ls-refs/fetch".into(),
+                    )));
+                }
+                let source = Source {
+                    transport,
+                    version: Version::V2,
+                    capabilities,
+                    blame,
+                };
+                let mut body = Vec::new();
+                advertisement::write_ls_refs_request(
+                    &mut body,
+                    &source.capabilities,
+                    crate::AGENT,
+                    &["HEAD", "refs/"],
+                )
+                .map_err(|e| source.blame.error(ProtocolError::Io(e)))?;
+                let response = source.rpc(body)?;
+                let mut reader = PacketReader::new(response);
+                let refs =
+                    advertisement::read_ls_refs(&mut reader).map_err(|e| source.blame.error(e))?;
+                drain(reader.into_inner());
+                Ok((source, refs))
+            }
+        }
+    }
+
+    /// The protocol version in use.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    fn rpc(&self, body: Vec<u8>) -> Result<Response, SideError> {
+        self.transport
+            .rpc(
+                Service::UploadPack,
+                self.version == Version::V2,
+                Body::Bytes(body),
+            )
+            .map_err(|e| self.blame.error(e))
+    }
+
+    /// Whether the source can negotiate without volunteering a pack.
+    fn can_wait_for_done(&self) -> bool {
+        self.version == Version::V2
+            && self
+                .capabilities
+                .v2_command_has_feature("fetch", "wait-for-done")
+    }
+
+    /// Negotiates with the source.
+    ///
+    /// `haves` are the destination's tips; `suspects` are those among them
+    /// whose refs would be overwritten or deleted, which the divergence rule
+    /// needs the source to vouch for. A fetch without `done` answers with an
+    /// `ACK` for each have the source knows, except (git's upload-pack, v2)
+    /// a have that is a direct parent of one it just acknowledged in the same
+    /// request; so suspects left unacknowledged are asked about again, alone,
+    /// until a round learns nothing new.
+    ///
+    /// With `pack`, the pack for `wants` is then requested (thin against the
+    /// acknowledged haves when the destination accepts thin packs) and
+    /// returned ready to stream.
+    pub fn negotiate(
+        &self,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+        suspects: &[ObjectId],
+        pack: Option<PackOptions>,
+    ) -> Result<Negotiated, SideError> {
+        const MAX_PROBE_ROUNDS: usize = 8;
+        let mut known: HashSet<ObjectId> = HashSet::new();
+        let mut common: Vec<ObjectId> = Vec::new();
+        let probing = !suspects.is_empty() && !haves.is_empty() && !wants.is_empty();
+        if probing {
+            let mut asking: Vec<ObjectId> = haves.to_vec();
+            for round in 0..MAX_PROBE_ROUNDS {
+                let request = FetchRequest {
+                    wants,
+                    haves: &asking,
+                    done: false,
+                    thin_pack: pack.is_some_and(|p| p.thin),
+                    ofs_delta: pack.is_some_and(|p| p.ofs_delta),
+                    no_progress: true,
+                    wait_for_done: self.can_wait_for_done(),
+                };
+                let (acks, volunteered) = self.fetch(&request)?;
+                let before = known.len();
+                for oid in acks.common {
+                    if known.insert(oid) {
+                        common.push(oid);
+                    }
+                }
+                asking = suspects
+                    .iter()
+                    .filter(|s| !known.contains(s))
+                    .copied()
+                    .collect();
+                if let (Some(stream), Some(_), true) = (volunteered, pack, asking.is_empty()) {
+                    // A server without `wait-for-done` sent the pack as soon
+                    // as it was ready; it is the one we want.
+                    return Ok(Negotiated {
+                        known,
+                        pack: Some(stream),
+                    });
+                }
+                if asking.is_empty() || (round > 0 && known.len() == before) {
+                    break;
+                }
+            }
+        } else {
+            common = haves.to_vec();
+        }
+        let Some(options) = pack.filter(|_| !wants.is_empty()) else {
+            return Ok(Negotiated { known, pack: None });
+        };
+        let request = FetchRequest {
+            wants,
+            haves: &common,
+            done: true,
+            thin_pack: options.thin,
+            ofs_delta: options.ofs_delta,
+            no_progress: true,
+            wait_for_done: false,
+        };
+        let (_, stream) = self.fetch(&request)?;
+        match stream {
+            Some(stream) => Ok(Negotiated {
+                known,
+                pack: Some(stream),
+            }),
+            None => Err(self.blame.error(Cause::Refused(
+                "the server ended the fetch without sending a pack".into(),
+            ))),
+        }
+    }
+
+    /// One fetch request: its acknowledgments, and the pack if it follows.
+    fn fetch(
+        &self,
+        request: &FetchRequest<'_>,
+    ) -> Result<(Acknowledgments, Option<Box<dyn Read + Send>>), SideError> {
+        let mut body = Vec::new();
+        let written = match self.version {
+            Version::V2 => {
+                fetch::write_v2_request(&mut body, &self.capabilities, crate::AGENT, request)
+            }
+            Version::V0 => {
+                fetch::write_v0_request(&mut body, &self.capabilities, crate::AGENT, request)
+            }
+        };
+        written.map_err(|e| self.blame.error(ProtocolError::Io(e)))?;
+        let mut reader = PacketReader::new(self.rpc(body)?);
+        match self.version {
+            Version::V2 => {
+                match fetch::read_v2_response(&mut reader).map_err(|e| self.blame.error(e))? {
+                    V2FetchResponse::AcknowledgmentsOnly(acks) => {
+                        drain(reader.into_inner());
+                        Ok((acks, None))
+                    }
+                    V2FetchResponse::Packfile(acks) => Ok((acks, Some(demultiplex(reader)))),
+                }
+            }
+            Version::V0 => {
+                let acks = fetch::read_v0_response(&mut reader, request.done)
+                    .map_err(|e| self.blame.error(e))?;
+                if !request.done {
+                    drain(reader.into_inner());
+                    return Ok((acks, None));
+                }
+                if self.capabilities.contains("side-band-64k")
+                    || self.capabilities.contains("side-band")
+                {
+                    Ok((acks, Some(demultiplex(reader))))
+                } else {
+                    Ok((acks, Some(Box::new(reader.into_inner()))))
+                }
+            }
+        }
+    }
+
+    pub(crate) fn blame(&self) -> &Blame {
+        &self.blame
+    }
+}
+
+/// Reads what is left of a finished response, so that the connection can be
+/// reused and the server's work on the request is over before we go on.
+/// Bounded: a server that keeps talking is simply cut off.
+fn drain(response: impl Read) {
+    const LIMIT: u64 = 1 << 20;
+    let _ = io::copy(&mut response.take(LIMIT), &mut io::sink());
+}
+
+fn demultiplex(reader: PacketReader<Response>) -> Box<dyn Read + Send> {
+    // We ask for no progress; anything the server still says on channel 2
+    // is dropped rather than interleaved with our own progress line.
+    fn ignore(_: &[u8]) {}
+    Box::new(SidebandReader::new(reader, ignore as fn(&[u8])))
+}
+
+/// The destination: a receive-pack conversation.
+pub struct Destination {
+    transport: Box<dyn Transport>,
+    capabilities: Capabilities,
+    blame: Blame,
+}
+
+impl Destination {
+    /// Discovers the destination and lists its refs (receive-pack is v0).
+    pub fn connect(
+        transport: Box<dyn Transport>,
+        timeout: Duration,
+    ) -> Result<(Destination, Vec<Ref>), SideError> {
+        let blame = Blame::new(Side::Destination, transport.display(), timeout);
+        let refs_and_caps = list_receive_refs(transport.as_ref(), &blame)?;
+        Ok((
+            Destination {
+                transport,
+                capabilities: refs_and_caps.1,
+                blame,
+            },
+            refs_and_caps.0,
+        ))
+    }
+
+    /// Lists the destination's refs again (verification after a push).
+    pub fn list_refs(&self) -> Result<Vec<Ref>, SideError> {
+        list_receive_refs(self.transport.as_ref(), &self.blame).map(|(refs, _)| refs)
+    }
+
+    /// Whether the destination accepts thin packs.
+    pub fn accepts_thin_pack(&self) -> bool {
+        !self.capabilities.contains("no-thin")
+    }
+
+    /// Whether the destination understands offset deltas.
+    pub fn accepts_ofs_delta(&self) -> bool {
+        self.capabilities.contains("ofs-delta")
+    }
+
+    /// Whether the destination allows deleting refs.
+    pub fn allows_delete(&self) -> bool {
+        self.capabilities.contains("delete-refs")
+    }
+
+    /// Sends `commands`, followed by `pack` when any command needs objects,
+    /// and returns the destination's report.
+    pub fn push(
+        &self,
+        commands: &[Command],
+        pack: Option<&mut (dyn Read + Send)>,
+    ) -> Result<ReportStatus, SideError> {
+        let mut caps = Vec::new();
+        if self.capabilities.contains("report-status-v2") {
+            caps.push("report-status-v2".to_owned());
+        } else if self.capabilities.contains("report-status") {
+            caps.push("report-status".to_owned());
+        } else {
+            return Err(self.blame.error(Cause::Refused(
+                "the server does not offer report-status, so the result of a push could not be known".into(),
+            )));
+        }
+        let sideband = self.capabilities.contains("side-band-64k");
+        for cap in ["side-band-64k", "quiet"] {
+            if self.capabilities.contains(cap) {
+                caps.push(cap.to_owned());
+            }
+        }
+        if let Some(format) = self.capabilities.value("object-format") {
+            caps.push(format!("object-format={format}"));
+        }
+        caps.push(format!("agent={}", crate::AGENT));
+        let mut head = Vec::new();
+        push::write_commands(&mut head, commands, &caps)
+            .map_err(|e| self.blame.error(ProtocolError::Io(e)))?;
+        let mut head = io::Cursor::new(head);
+        let response = match pack {
+            Some(pack) => {
+                let mut body = (&mut head).chain(pack);
+                self.transport
+                    .rpc(Service::ReceivePack, false, Body::Stream(&mut body))
+            }
+            None => self
+                .transport
+                .rpc(Service::ReceivePack, false, Body::Bytes(head.into_inner())),
+        }
+        .map_err(|e| self.blame.error(e))?;
+        let mut reader = PacketReader::new(response);
+        let report = if sideband {
+            fn progress(_: &[u8]) {}
+            let mut demuxed = PacketReader::new(SidebandReader::new(reader, progress as fn(&[u8])));
+            let report = push::read_report_status(&mut demuxed);
+            if report.is_ok() {
+                drain(demuxed.into_inner().into_inner().into_inner());
+            }
+            report
+        } else {
+            let report = push::read_report_status(&mut reader);
+            if report.is_ok() {
+                drain(reader.into_inner());
+            }
+            report
+        };
+        report.map_err(|e| self.blame.error(e))
+    }
+
+    pub(crate) fn blame(&self) -> &Blame {
+        &self.blame
+    }
+
+    /// Gives a repository this run created the source's default branch.
+    pub fn adopt_head(&self, target: &str) -> Result<(), SideError> {
+        if self.transport.created() {
+            self.transport
+                .set_head(target)
+                .map_err(|e| self.blame.error(e))?;
+        }
+        Ok(())
+    }
+}
+
+fn list_receive_refs(
+    transport: &dyn Transport,
+    blame: &Blame,
+) -> Result<(Vec<Ref>, Capabilities), SideError> {
+    let response = transport
+        .discover(Service::ReceivePack, false)
+        .map_err(|e| blame.error(e))?;
+    let mut reader = PacketReader::new(response);
+    let discovery = advertisement::read_discovery(&mut reader, Service::ReceivePack.name())
+        .map_err(|e| blame.error(e))?;
+    drain(reader.into_inner());
+    match discovery {
+        Discovery::V0 { refs, capabilities } => Ok((refs, capabilities)),
+        Discovery::V2(_) => Err(blame.error(Cause::Refused(
+            "receive-pack answered with protocol v2, which does not exist for pushes".into(),
+        ))),
+    }
+}

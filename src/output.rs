@@ -1,0 +1,196 @@
+//! Everything git-relay shows a person or a program.
+//!
+//! Human-readable lines go to stderr and machine-readable reports to stdout,
+//! so `git-relay mirror ... --json | jq` works while progress stays visible.
+//! Every function here passes its text through [`crate::auth::redact`]: there
+//! is no other way to print, which is what makes "a token never appears in
+//! output" a property of the program rather than of each call site.
+
+use std::fmt::Display;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::auth::redact;
+
+/// How chatty stderr is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Verbosity {
+    /// Errors and warnings only.
+    Quiet = 0,
+    /// The plan, progress and the summary.
+    Normal = 1,
+    /// Also every request and protocol decision.
+    Verbose = 2,
+}
+
+static VERBOSITY: AtomicU8 = AtomicU8::new(Verbosity::Normal as u8);
+
+/// Sets the process-wide verbosity.
+pub fn set_verbosity(v: Verbosity) {
+    VERBOSITY.store(v as u8, Ordering::Relaxed);
+}
+
+fn enabled(v: Verbosity) -> bool {
+    VERBOSITY.load(Ordering::Relaxed) >= v as u8
+}
+
+/// Writes one redacted line to stderr, ignoring a closed stderr: losing a
+/// progress line must never fail a mirror.
+fn line(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{}", redact(text));
+}
+
+/// A normal line: the plan, a summary.
+pub fn info(text: impl Display) {
+    if enabled(Verbosity::Normal) {
+        line(&text.to_string());
+    }
+}
+
+/// A line only `--verbose` shows.
+pub fn debug(text: impl Display) {
+    if enabled(Verbosity::Verbose) {
+        line(&format!("debug: {text}"));
+    }
+}
+
+/// A warning, shown even with `--quiet`.
+pub fn warn(text: impl Display) {
+    line(&format!("warning: {text}"));
+}
+
+/// An error, shown even with `--quiet`.
+pub fn error(text: impl Display) {
+    line(&format!("error: {text}"));
+}
+
+/// What to do about an error, shown even with `--quiet`.
+pub fn hint(text: impl Display) {
+    line(&format!("hint: {text}"));
+}
+
+/// Writes a machine-readable document to stdout, redacted like everything else.
+pub fn stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", redact(text));
+    let _ = out.flush();
+}
+
+/// Formats a byte count for people: `12.3 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Formats a duration for people: `850 ms`, `12.4 s`, `3 min 05 s`.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", d.as_secs_f64())
+    } else {
+        format!("{} min {:02} s", ms / 60_000, (ms / 1000) % 60)
+    }
+}
+
+/// Progress of a long transfer on stderr.
+///
+/// On a terminal the line is redrawn in place a few times a second; in a CI
+/// log, where `\r` would pile up, a plain line is written every ten seconds
+/// so a long first mirror still shows it is alive.
+pub struct Progress {
+    label: &'static str,
+    started: Instant,
+    last: Instant,
+    tty: bool,
+    drawn: bool,
+}
+
+impl Progress {
+    /// Starts reporting progress for a transfer called `label`.
+    pub fn new(label: &'static str) -> Progress {
+        let now = Instant::now();
+        Progress {
+            label,
+            started: now,
+            last: now,
+            tty: std::io::stderr().is_terminal(),
+            drawn: false,
+        }
+    }
+
+    /// Reports that `bytes` have moved so far.
+    pub fn update(&mut self, bytes: u64) {
+        if !enabled(Verbosity::Normal) {
+            return;
+        }
+        let interval = if self.tty {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_secs(10)
+        };
+        if self.last.elapsed() < interval {
+            return;
+        }
+        self.last = Instant::now();
+        let text = self.text(bytes);
+        if self.tty {
+            let _ = write!(std::io::stderr().lock(), "\r{text}\x1b[K");
+            self.drawn = true;
+        } else {
+            line(&text);
+        }
+    }
+
+    /// Ends the progress display, leaving a final line on a terminal.
+    pub fn finish(&mut self, bytes: u64) {
+        if self.drawn {
+            let _ = writeln!(std::io::stderr().lock(), "\r{}\x1b[K", self.text(bytes));
+            self.drawn = false;
+        }
+    }
+
+    fn text(&self, bytes: u64) -> String {
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        format!(
+            "{}: {} ({}/s)",
+            self.label,
+            human_bytes(bytes),
+            human_bytes((bytes as f64 / secs) as u64)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_readable() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(100 * 1024 * 1024), "100.0 MiB");
+    }
+
+    #[test]
+    fn durations_are_readable() {
+        assert_eq!(human_duration(Duration::from_millis(850)), "850 ms");
+        assert_eq!(human_duration(Duration::from_millis(12_400)), "12.4 s");
+        assert_eq!(human_duration(Duration::from_secs(185)), "3 min 05 s");
+    }
+}

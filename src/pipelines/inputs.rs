@@ -1,0 +1,851 @@
+//! The task's inputs: reading them as the agent passes them, validating
+//! them with messages that name the input, and turning them into engine
+//! [`Options`].
+//!
+//! The agent hands a task its inputs as environment variables: input
+//! `fooBar` arrives as `INPUT_FOOBAR` (upper-cased, `.` and space as `_`),
+//! with task.json's defaults already applied. A service connection input
+//! holds only the connection's id; its URL and credentials arrive as
+//! `ENDPOINT_URL_<id>`, `ENDPOINT_AUTH_<id>` (JSON) and
+//! `ENDPOINT_AUTH_PARAMETER_<id>_<KEY>`. The pipeline's own token is the
+//! `SYSTEMVSSCONNECTION` endpoint's `ACCESSTOKEN`.
+//!
+//! Reading never prints: the caller must first tell the agent every secret
+//! found here ([`Reading::secrets`]), and only then report problems.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use percent_encoding::utf8_percent_encode;
+
+use crate::auth::{self, CredentialSources, Credentials, Scheme, USERINFO};
+use crate::mirror::{Endpoint, Mode, Options, RefSelection};
+use crate::transport::{Location, NetworkOptions};
+
+/// Every input the binary reads; task.json declares exactly these (a test
+/// checks both directions).
+pub const INPUTS: &[&str] = &[
+    "sourceGitRepositoryUri",
+    "sourceAuthentication",
+    "sourceUsername",
+    "sourceGitRepositoryPersonalAccessToken",
+    "sourceServiceConnection",
+    "sourceGitHubConnection",
+    "sourceVerifySSLCertificate",
+    "sourceGitRepositoryCloneDirectoryName",
+    "destinationGitRepositoryUri",
+    "destinationAuthentication",
+    "destinationUsername",
+    "destinationGitRepositoryPersonalAccessToken",
+    "destinationServiceConnection",
+    "destinationGitHubConnection",
+    "destinationVerifySSLCertificate",
+    "includeRefs",
+    "excludeRefs",
+    "prune",
+    "force",
+    "dryRun",
+    "caCertificateFile",
+    "proxyUrl",
+    "timeout",
+];
+
+/// The values of the authentication pick lists, as task.json lists them.
+pub const AUTHENTICATION_CHOICES: &[&str] = &[
+    "token",
+    "systemAccessToken",
+    "serviceConnection",
+    "gitHubConnection",
+];
+
+/// The environment the agent gave the task, looked up case-insensitively
+/// (Windows variables are; endpoint ids arrive in either case).
+#[derive(Clone, Debug, Default)]
+pub struct Environment {
+    vars: HashMap<String, String>,
+}
+
+impl Environment {
+    /// This process's environment.
+    pub fn from_process() -> Environment {
+        Environment::from_pairs(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+    }
+
+    /// An environment made of these pairs (for tests).
+    pub fn from_pairs<K: AsRef<str>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Environment {
+        Environment {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.as_ref().to_ascii_uppercase(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// A variable's value; unset and empty are the same to the agent.
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(&name.to_ascii_uppercase())
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// An input's value, trimmed, or "" when not given.
+    pub fn input(&self, name: &str) -> &str {
+        debug_assert!(
+            INPUTS.contains(&name),
+            "input {name} is not in INPUTS (and so not in task.json)"
+        );
+        self.var(&input_variable(name)).map(str::trim).unwrap_or("")
+    }
+
+    /// Whether a variable holds `true` (any case), as the agent writes booleans.
+    pub fn flag(&self, name: &str) -> bool {
+        self.var(name)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+
+    /// One authorization parameter of an endpoint: the per-parameter variable
+    /// first, then the `parameters` object of `ENDPOINT_AUTH_<id>`, keys
+    /// compared without case as the agent's own helpers do.
+    pub fn endpoint_parameter(&self, id: &str, key: &str) -> Option<String> {
+        if let Some(value) = self.var(&format!("ENDPOINT_AUTH_PARAMETER_{id}_{key}")) {
+            return Some(value.to_owned());
+        }
+        let auth: serde_json::Value =
+            serde_json::from_str(self.var(&format!("ENDPOINT_AUTH_{id}"))?).ok()?;
+        let parameters = auth
+            .get("parameters")
+            .or_else(|| auth.get("Parameters"))?
+            .as_object()?;
+        parameters
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .and_then(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    }
+
+    /// The authorization scheme of an endpoint, when the agent passed one.
+    pub fn endpoint_scheme(&self, id: &str) -> Option<String> {
+        if let Some(scheme) = self.var(&format!("ENDPOINT_AUTH_SCHEME_{id}")) {
+            return Some(scheme.to_owned());
+        }
+        let auth: serde_json::Value =
+            serde_json::from_str(self.var(&format!("ENDPOINT_AUTH_{id}"))?).ok()?;
+        auth.get("scheme")
+            .or_else(|| auth.get("Scheme"))?
+            .as_str()
+            .map(str::to_owned)
+    }
+}
+
+/// The environment variable the agent uses for an input.
+pub fn input_variable(name: &str) -> String {
+    format!(
+        "INPUT_{}",
+        name.replace(['.', ' '], "_").to_ascii_uppercase()
+    )
+}
+
+/// A problem with one input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputError {
+    /// The input's name, as in task.json and YAML.
+    pub input: &'static str,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "input {}: {}", self.input, self.message)
+    }
+}
+
+/// What the inputs ask for.
+#[derive(Debug)]
+pub struct TaskConfig {
+    /// The engine options.
+    pub options: Options,
+    /// How each side signs in, for the log: (source, destination).
+    pub authentication: (String, String),
+    /// Things worth telling the user that are not problems.
+    pub notes: Vec<String>,
+}
+
+/// The result of reading the inputs.
+#[derive(Debug)]
+pub struct Reading {
+    /// Every secret found, in every form in which it could be printed: the
+    /// caller hands each to the agent before printing anything.
+    pub secrets: Vec<String>,
+    /// The configuration, or every problem found (not only the first).
+    pub config: Result<TaskConfig, Vec<InputError>>,
+}
+
+/// The input names of one side.
+struct SideInputs {
+    side: &'static str,
+    uri: &'static str,
+    authentication: &'static str,
+    username: &'static str,
+    token: &'static str,
+    service_connection: &'static str,
+    github_connection: &'static str,
+    verify: &'static str,
+}
+
+const SOURCE: SideInputs = SideInputs {
+    side: "source",
+    uri: "sourceGitRepositoryUri",
+    authentication: "sourceAuthentication",
+    username: "sourceUsername",
+    token: "sourceGitRepositoryPersonalAccessToken",
+    service_connection: "sourceServiceConnection",
+    github_connection: "sourceGitHubConnection",
+    verify: "sourceVerifySSLCertificate",
+};
+
+const DESTINATION: SideInputs = SideInputs {
+    side: "destination",
+    uri: "destinationGitRepositoryUri",
+    authentication: "destinationAuthentication",
+    username: "destinationUsername",
+    token: "destinationGitRepositoryPersonalAccessToken",
+    service_connection: "destinationServiceConnection",
+    github_connection: "destinationGitHubConnection",
+    verify: "destinationVerifySSLCertificate",
+};
+
+/// Collects problems and secrets while the inputs are read.
+#[derive(Default)]
+struct Collector {
+    errors: Vec<InputError>,
+    secrets: Vec<String>,
+}
+
+impl Collector {
+    fn error(&mut self, input: &'static str, message: impl Into<String>) {
+        self.errors.push(InputError {
+            input,
+            message: message.into(),
+        });
+    }
+
+    /// Records a secret value in every printable form.
+    fn secret(&mut self, raw: &str) {
+        if !raw.is_empty() {
+            self.secrets.extend(Credentials::bearer(raw).secret_forms());
+        }
+    }
+}
+
+/// Reads and validates every input.
+pub fn read(env: &Environment) -> Reading {
+    let mut c = Collector::default();
+    let timeout = read_timeout(env, &mut c);
+    let ca_file = read_ca_file(env, &mut c);
+    let proxy = read_proxy(env, &mut c);
+    let network = |insecure| NetworkOptions {
+        ca_file: ca_file.clone(),
+        insecure,
+        proxy: proxy.clone(),
+        timeout,
+    };
+    let source = read_side(env, &SOURCE, &mut c, &network);
+    let destination = read_side(env, &DESTINATION, &mut c, &network);
+    let selection = read_selection(env, &mut c);
+    let prune = read_bool(env, "prune", true, &mut c);
+    let force = read_bool(env, "force", false, &mut c);
+    let dry_run = read_bool(env, "dryRun", false, &mut c);
+
+    let mut notes = Vec::new();
+    if !env
+        .input("sourceGitRepositoryCloneDirectoryName")
+        .is_empty()
+    {
+        notes.push(
+            "sourceGitRepositoryCloneDirectoryName is ignored: git-relay relays the git protocol between the two servers and clones nothing".to_owned(),
+        );
+    }
+
+    let mut secrets = std::mem::take(&mut c.secrets);
+    secrets.sort();
+    secrets.dedup();
+    let config = match (source, destination, selection) {
+        (Some(source), Some(destination), Some(selection)) if c.errors.is_empty() => {
+            Ok(TaskConfig {
+                authentication: (source.1, destination.1),
+                options: Options {
+                    source: source.0,
+                    destination: destination.0,
+                    selection,
+                    prune,
+                    force,
+                    mode: if dry_run { Mode::DryRun } else { Mode::Mirror },
+                },
+                notes,
+            })
+        }
+        _ => Err(c.errors),
+    };
+    Reading { secrets, config }
+}
+
+/// Reads one side; returns the endpoint and how it signs in.
+fn read_side(
+    env: &Environment,
+    names: &SideInputs,
+    c: &mut Collector,
+    network: &dyn Fn(bool) -> NetworkOptions,
+) -> Option<(Endpoint, String)> {
+    let verify = read_bool(env, names.verify, true, c);
+    let credentials = read_credentials(env, names, c);
+    let uri = env.input(names.uri);
+    let location = if uri.is_empty() {
+        c.error(
+            names.uri,
+            format!("required: the URL of the {} repository", names.side),
+        );
+        None
+    } else {
+        Location::parse(uri).map_err(|e| c.error(names.uri, e)).ok()
+    };
+    let ((token, username, scheme, described), location) = (credentials?, location?);
+    let credentials = match &location {
+        Location::Http {
+            url,
+            username: url_username,
+            password,
+        } => {
+            if let Some(password) = password {
+                c.secret(password);
+            }
+            http_credentials(
+                url,
+                url_username.as_deref(),
+                password.as_deref(),
+                token.as_deref(),
+                username.as_deref(),
+                scheme,
+            )
+        }
+        Location::Local(_) => None,
+    };
+    if let Some(credentials) = &credentials {
+        c.secrets.extend(credentials.secret_forms());
+    }
+    Some((
+        Endpoint {
+            location,
+            credentials,
+            network: network(!verify),
+        },
+        described,
+    ))
+}
+
+/// The credentials of an HTTP side, decided as the command line decides
+/// them: an explicit token wins over a password in the URL; the username
+/// is the one named, else the token's `user:` prefix, else the URL's, else
+/// `x-access-token` on github.com and `git` elsewhere.
+pub fn http_credentials(
+    url: &url::Url,
+    url_username: Option<&str>,
+    url_password: Option<&str>,
+    token: Option<&str>,
+    username: Option<&str>,
+    scheme: Scheme,
+) -> Option<Credentials> {
+    if let Some(token) = token {
+        auth::register_secret(token);
+    }
+    Credentials::resolve(&CredentialSources {
+        username,
+        token,
+        url_username,
+        url_password,
+        scheme,
+        default_username: if url.host_str() == Some("github.com") {
+            "x-access-token"
+        } else {
+            "git"
+        },
+    })
+}
+
+/// A side's token, username and scheme from its authentication choice, and
+/// a description for the log. `None` when the choice cannot be honoured.
+#[allow(clippy::type_complexity)]
+fn read_credentials(
+    env: &Environment,
+    names: &SideInputs,
+    c: &mut Collector,
+) -> Option<(Option<String>, Option<String>, Scheme, String)> {
+    let choice = match env.input(names.authentication) {
+        "" => "token",
+        other => other,
+    };
+    let choice = AUTHENTICATION_CHOICES
+        .iter()
+        .find(|known| known.eq_ignore_ascii_case(choice))
+        .copied();
+    match choice {
+        Some("token") => {
+            let token = env.input(names.token);
+            c.secret(token);
+            let username = Some(env.input(names.username)).filter(|u| !u.is_empty());
+            let described = if token.is_empty() {
+                "no token"
+            } else {
+                "personal access token"
+            };
+            Some((
+                Some(token.to_owned()).filter(|t| !t.is_empty()),
+                username.map(str::to_owned),
+                Scheme::Basic,
+                described.to_owned(),
+            ))
+        }
+        Some("systemAccessToken") => {
+            let token = env
+                .endpoint_parameter("SYSTEMVSSCONNECTION", "ACCESSTOKEN")
+                .or_else(|| env.var("SYSTEM_ACCESSTOKEN").map(str::to_owned));
+            match token {
+                Some(token) => {
+                    c.secret(&token);
+                    Some((
+                        Some(token),
+                        None,
+                        Scheme::Bearer,
+                        "System.AccessToken (bearer)".to_owned(),
+                    ))
+                }
+                None => {
+                    c.error(
+                        names.authentication,
+                        "systemAccessToken was chosen but the agent passed no System.AccessToken (ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN is not set); run on an Azure Pipelines agent, or map it with `env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`",
+                    );
+                    None
+                }
+            }
+        }
+        Some(kind @ ("serviceConnection" | "gitHubConnection")) => {
+            let input = if kind == "serviceConnection" {
+                names.service_connection
+            } else {
+                names.github_connection
+            };
+            read_connection(env, input, kind == "gitHubConnection", c)
+        }
+        _ => {
+            c.error(
+                names.authentication,
+                format!(
+                    "unknown value `{}`: use one of {}",
+                    env.input(names.authentication),
+                    AUTHENTICATION_CHOICES.join(", ")
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Reads the credentials of a service connection named by `input`.
+#[allow(clippy::type_complexity)]
+fn read_connection(
+    env: &Environment,
+    input: &'static str,
+    github: bool,
+    c: &mut Collector,
+) -> Option<(Option<String>, Option<String>, Scheme, String)> {
+    let id = env.input(input);
+    if id.is_empty() {
+        c.error(
+            input,
+            "required when this authentication is chosen: the service connection to use",
+        );
+        return None;
+    }
+    let Some(scheme) = env.endpoint_scheme(id) else {
+        c.error(
+            input,
+            format!("the agent passed no credentials for service connection {id}: check that it exists and that this pipeline is allowed to use it"),
+        );
+        return None;
+    };
+    if github {
+        // A GitHub PAT connection names its parameter `accessToken`; OAuth
+        // and token connections `AccessToken`: the lookup ignores case.
+        let Some(token) = env.endpoint_parameter(id, "ACCESSTOKEN") else {
+            c.error(input, format!("GitHub service connection {id} (scheme {scheme}) carries no access token; use a personal access token or OAuth connection"));
+            return None;
+        };
+        c.secret(&token);
+        let described = format!("GitHub service connection ({scheme})");
+        return Some((
+            Some(token),
+            Some("x-access-token".to_owned()),
+            Scheme::Basic,
+            described,
+        ));
+    }
+    let password = env
+        .endpoint_parameter(id, "PASSWORD")
+        .or_else(|| env.endpoint_parameter(id, "ACCESSTOKEN"))
+        .or_else(|| env.endpoint_parameter(id, "APITOKEN"));
+    let Some(password) = password else {
+        c.error(
+            input,
+            format!("service connection {id} (scheme {scheme}) carries no password or token"),
+        );
+        return None;
+    };
+    c.secret(&password);
+    let username = env.endpoint_parameter(id, "USERNAME");
+    Some((
+        Some(password),
+        username,
+        Scheme::Basic,
+        format!("service connection ({scheme})"),
+    ))
+}
+
+fn read_bool(env: &Environment, name: &'static str, default: bool, c: &mut Collector) -> bool {
+    match env.input(name) {
+        "" => default,
+        v if v.eq_ignore_ascii_case("true") => true,
+        v if v.eq_ignore_ascii_case("false") => false,
+        other => {
+            c.error(name, format!("expected true or false, got `{other}`"));
+            default
+        }
+    }
+}
+
+fn read_timeout(env: &Environment, c: &mut Collector) -> Duration {
+    let secs = match env.input("timeout") {
+        "" => 60,
+        text => match text.parse::<u64>() {
+            Ok(n) if (1..=86_400).contains(&n) => n,
+            _ => {
+                c.error(
+                    "timeout",
+                    format!("expected a whole number of seconds from 1 to 86400, got `{text}`"),
+                );
+                60
+            }
+        },
+    };
+    Duration::from_secs(secs)
+}
+
+fn read_ca_file(env: &Environment, c: &mut Collector) -> Option<PathBuf> {
+    let value = env.input("caCertificateFile");
+    if value.is_empty() {
+        return None;
+    }
+    let path = PathBuf::from(value);
+    // The agent turns an empty filePath input into the sources directory,
+    // so a directory means "not given".
+    if path.is_dir() {
+        return None;
+    }
+    if !path.is_file() {
+        c.error("caCertificateFile", format!("no such file: {value}"));
+        return None;
+    }
+    Some(path)
+}
+
+/// The proxy: the input, else the agent's own proxy settings (a
+/// self-hosted agent behind a proxy passes them to every task), else none,
+/// which lets the engine honour HTTPS_PROXY and friends.
+fn read_proxy(env: &Environment, c: &mut Collector) -> Option<String> {
+    let input = env.input("proxyUrl");
+    if !input.is_empty() {
+        if let Ok(Location::Http {
+            password: Some(password),
+            ..
+        }) = Location::parse(input)
+        {
+            c.secret(&password);
+        }
+        if !input.contains("://") {
+            c.error("proxyUrl", "expected a URL such as http://proxy:3128");
+        }
+        return Some(input.to_owned());
+    }
+    let agent_proxy = env.var("AGENT_PROXYURL")?;
+    let (Some(user), Some((scheme, rest))) = (
+        env.var("AGENT_PROXYUSERNAME"),
+        agent_proxy.split_once("://"),
+    ) else {
+        return Some(agent_proxy.to_owned());
+    };
+    let password = env.var("AGENT_PROXYPASSWORD").unwrap_or("");
+    c.secret(password);
+    let encoded = utf8_percent_encode(password, USERINFO).to_string();
+    c.secret(&encoded);
+    Some(format!(
+        "{scheme}://{}:{encoded}@{rest}",
+        utf8_percent_encode(user, USERINFO)
+    ))
+}
+
+/// The multiLine pattern inputs: one pattern per line; blank lines and
+/// `#` comments are skipped.
+fn patterns(env: &Environment, name: &'static str) -> Vec<String> {
+    env.input(name)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn read_selection(env: &Environment, c: &mut Collector) -> Option<RefSelection> {
+    let include = patterns(env, "includeRefs");
+    let exclude = patterns(env, "excludeRefs");
+    // Checked one list at a time so the message names the right input.
+    let mut ok = true;
+    if let Err(e) = RefSelection::new(&include, &[]) {
+        c.error("includeRefs", e);
+        ok = false;
+    }
+    if let Err(e) = RefSelection::new(&[], &exclude) {
+        c.error("excludeRefs", e);
+        ok = false;
+    }
+    if !ok {
+        return None;
+    }
+    RefSelection::new(&include, &exclude).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Environment {
+        let mut all = vec![
+            (
+                "INPUT_SOURCEGITREPOSITORYURI",
+                "https://org@dev.azure.com/org/p/_git/r",
+            ),
+            ("INPUT_SOURCEAUTHENTICATION", "token"),
+            (
+                "INPUT_DESTINATIONGITREPOSITORYURI",
+                "https://github.com/acme/r.git",
+            ),
+            ("INPUT_DESTINATIONAUTHENTICATION", "token"),
+            ("INPUT_PRUNE", "true"),
+            ("INPUT_FORCE", "false"),
+            ("INPUT_DRYRUN", "false"),
+            ("INPUT_TIMEOUT", "60"),
+        ];
+        for (k, v) in pairs {
+            all.retain(|(name, _)| name != k);
+            all.push((k, v));
+        }
+        Environment::from_pairs(all.iter().map(|(k, v)| (*k, *v)))
+    }
+
+    fn errors(e: &Environment) -> Vec<InputError> {
+        read(e).config.expect_err("invalid inputs")
+    }
+
+    #[test]
+    fn variable_names_follow_the_agent() {
+        assert_eq!(
+            input_variable("sourceGitRepositoryUri"),
+            "INPUT_SOURCEGITREPOSITORYURI"
+        );
+        assert_eq!(input_variable("a.b c"), "INPUT_A_B_C");
+    }
+
+    #[test]
+    fn old_task_inputs_work() {
+        let e = env(&[
+            ("INPUT_SOURCEGITREPOSITORYPERSONALACCESSTOKEN", "src/tok@en"),
+            (
+                "INPUT_DESTINATIONGITREPOSITORYPERSONALACCESSTOKEN",
+                "user:dst-token",
+            ),
+            ("INPUT_SOURCEVERIFYSSLCERTIFICATE", "false"),
+        ]);
+        let reading = read(&e);
+        let config = reading.config.unwrap();
+        let source = config.options.source.credentials.unwrap();
+        assert_eq!(source.username(), "org");
+        assert!(config.options.source.network.insecure);
+        let dest = config.options.destination.credentials.unwrap();
+        assert_eq!(dest.username(), "user");
+        assert!(reading.secrets.iter().any(|s| s == "src/tok@en"));
+        assert!(reading.secrets.iter().any(|s| s == "src%2Ftok%40en"));
+        assert!(reading.secrets.iter().any(|s| s == "user:dst-token"));
+        assert_eq!(config.options.mode, Mode::Mirror);
+        assert!(config.options.prune);
+    }
+
+    #[test]
+    fn system_access_token_is_a_bearer() {
+        let e = env(&[
+            ("INPUT_DESTINATIONAUTHENTICATION", "systemAccessToken"),
+            (
+                "ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN",
+                "sys-tok",
+            ),
+        ]);
+        let reading = read(&e);
+        let dest = reading
+            .config
+            .unwrap()
+            .options
+            .destination
+            .credentials
+            .unwrap();
+        assert_eq!(dest.authorization(), "Bearer sys-tok");
+        assert!(reading.secrets.contains(&"sys-tok".to_owned()));
+    }
+
+    #[test]
+    fn missing_system_access_token_names_the_input() {
+        let errs = errors(&env(&[("INPUT_SOURCEAUTHENTICATION", "systemAccessToken")]));
+        assert_eq!(errs[0].input, "sourceAuthentication");
+    }
+
+    #[test]
+    fn generic_connection_from_its_auth_json() {
+        let id = "2f3c0a4e-1111-4222-8333-944445555666";
+        let e = env(&[
+            ("INPUT_DESTINATIONAUTHENTICATION", "serviceConnection"),
+            ("INPUT_DESTINATIONSERVICECONNECTION", id),
+            (
+                &format!("ENDPOINT_AUTH_{id}"),
+                r#"{"parameters":{"username":"bob","password":"pw;x"},"scheme":"UsernamePassword"}"#,
+            ),
+        ]);
+        let reading = read(&e);
+        let dest = reading
+            .config
+            .unwrap()
+            .options
+            .destination
+            .credentials
+            .unwrap();
+        assert_eq!(dest.username(), "bob");
+        assert!(reading.secrets.contains(&"pw;x".to_owned()));
+    }
+
+    #[test]
+    fn github_connection_token_any_case() {
+        let id = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+        let e = env(&[
+            ("INPUT_DESTINATIONAUTHENTICATION", "gitHubConnection"),
+            ("INPUT_DESTINATIONGITHUBCONNECTION", id),
+            (
+                &format!("ENDPOINT_AUTH_SCHEME_{}", id.to_uppercase()),
+                "PersonalAccessToken",
+            ),
+            (
+                &format!("ENDPOINT_AUTH_PARAMETER_{id}_ACCESSTOKEN"),
+                "ghp_x",
+            ),
+        ]);
+        let dest = read(&e)
+            .config
+            .unwrap()
+            .options
+            .destination
+            .credentials
+            .unwrap();
+        assert_eq!(dest.username(), "x-access-token");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_input() {
+        let errs = errors(&env(&[
+            ("INPUT_DESTINATIONGITREPOSITORYURI", ""),
+            ("INPUT_PRUNE", "yes"),
+            ("INPUT_TIMEOUT", "0"),
+            ("INPUT_INCLUDEREFS", "main\nrefs/tags/*"),
+            ("INPUT_SOURCEAUTHENTICATION", "ssh"),
+            ("INPUT_DESTINATIONAUTHENTICATION", "serviceConnection"),
+        ]));
+        let named: Vec<&str> = errs.iter().map(|e| e.input).collect();
+        for input in [
+            "timeout",
+            "sourceAuthentication",
+            "destinationServiceConnection",
+            "includeRefs",
+            "prune",
+        ] {
+            assert!(named.contains(&input), "{input} missing from {errs:?}");
+        }
+    }
+
+    #[test]
+    fn empty_destination_is_required() {
+        let errs = errors(&env(&[("INPUT_DESTINATIONGITREPOSITORYURI", "")]));
+        assert_eq!(errs[0].input, "destinationGitRepositoryUri");
+    }
+
+    #[test]
+    fn directory_file_path_means_not_given() {
+        let dir = std::env::temp_dir();
+        let e = env(&[("INPUT_CACERTIFICATEFILE", dir.to_str().unwrap())]);
+        assert!(read(&e)
+            .config
+            .unwrap()
+            .options
+            .source
+            .network
+            .ca_file
+            .is_none());
+        let e = env(&[("INPUT_CACERTIFICATEFILE", "/nonexistent/ca.pem")]);
+        assert_eq!(errors(&e)[0].input, "caCertificateFile");
+    }
+
+    #[test]
+    fn patterns_skip_blanks_and_comments() {
+        let e = env(&[(
+            "INPUT_INCLUDEREFS",
+            "refs/heads/*\n\n  # tags too\nrefs/tags/v* \r\n",
+        )]);
+        assert_eq!(
+            patterns(&e, "includeRefs"),
+            ["refs/heads/*", "refs/tags/v*"]
+        );
+    }
+
+    #[test]
+    fn agent_proxy_credentials_are_secret() {
+        let e = env(&[
+            ("AGENT_PROXYURL", "http://proxy:3128"),
+            ("AGENT_PROXYUSERNAME", "me"),
+            ("AGENT_PROXYPASSWORD", "p@ss"),
+        ]);
+        let reading = read(&e);
+        assert!(reading.secrets.contains(&"p@ss".to_owned()));
+        assert_eq!(
+            reading
+                .config
+                .unwrap()
+                .options
+                .source
+                .network
+                .proxy
+                .as_deref(),
+            Some("http://me:p%40ss@proxy:3128")
+        );
+    }
+}

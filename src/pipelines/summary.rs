@@ -1,0 +1,201 @@
+//! The markdown shown on the pipeline run's summary page.
+//!
+//! The agent attaches the file named by `task.uploadsummary` to the run,
+//! where people look first when a mirror misbehaves; so it carries the
+//! outcome, the totals and a table of every ref that differed (old, new,
+//! action, result and why). The JSON report holds the same data for
+//! programs. Text from servers (rejection reasons) is escaped so it cannot
+//! break the table or inject markup, and everything is redacted.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::auth;
+use crate::mirror::{Outcome, Report, SideError};
+use crate::output::{human_bytes, human_duration};
+
+/// Rows shown before the table is cut short; the JSON report has them all.
+const MAX_ROWS: usize = 500;
+
+/// The summary of a run that finished (with or without differences).
+pub fn report(report: &Report) -> String {
+    let mut md = heading(report.mode, &report.source, &report.destination);
+    let state = if report.totals.failed > 0 {
+        "❌ **Failed**"
+    } else if report.totals.protected > 0 || report.totals.rejected > 0 {
+        "⚠️ **Finished with differences**"
+    } else if report.in_sync {
+        "✅ **In sync**"
+    } else {
+        "ℹ️ **Differences found** (nothing changed)"
+    };
+    let _ = writeln!(md, "{state}: {}\n", cell(&report.summary()));
+    let t = &report.totals;
+    let _ = writeln!(
+        md,
+        "| created | updated | deleted | unchanged | kept | planned | protected | rejected | failed | pack | time |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n\
+         | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        t.created,
+        t.updated,
+        t.deleted,
+        t.unchanged,
+        t.kept,
+        t.planned,
+        t.protected,
+        t.rejected,
+        t.failed,
+        human_bytes(report.pack_bytes),
+        human_duration(Duration::from_millis(report.duration_ms)),
+    );
+    if report.refs.is_empty() {
+        md.push_str("No ref differed.\n");
+    } else {
+        md.push_str("| Ref | Old | New | Action | Result |\n|---|---|---|---|---|\n");
+        for r in report.refs.iter().take(MAX_ROWS) {
+            let action = serde_json::to_value(r.action)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let mut result = outcome(r.result).to_owned();
+            if let Some(reason) = &r.reason {
+                result.push_str(": ");
+                result.push_str(&cell(reason));
+            }
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {action} | {result} |",
+                code(&r.name),
+                oid(r.old.as_deref()),
+                oid(r.new.as_deref()),
+            );
+        }
+        if report.refs.len() > MAX_ROWS {
+            let _ = writeln!(
+                md,
+                "\n… and {} more refs: see the JSON report.",
+                report.refs.len() - MAX_ROWS
+            );
+        }
+    }
+    auth::redact(&md).into_owned()
+}
+
+/// The summary of a run that stopped on an error.
+pub fn failure(mode: &str, source: &str, destination: &str, err: &SideError) -> String {
+    let mut md = heading(mode, source, destination);
+    let _ = writeln!(
+        md,
+        "❌ **Failed** on the {}: {}\n",
+        err.side,
+        cell(&err.cause.to_string())
+    );
+    if let Some(hint) = err.hint() {
+        let _ = writeln!(md, "Hint: {}\n", cell(hint));
+    }
+    md.push_str("No ref was changed by a failed push: the destination applies a push whole or not at all.\n");
+    auth::redact(&md).into_owned()
+}
+
+fn heading(mode: &str, source: &str, destination: &str) -> String {
+    format!(
+        "### git-relay {mode}: {} → {}\n\n",
+        code(source),
+        code(destination)
+    )
+}
+
+fn outcome(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Ok => "ok",
+        Outcome::Planned => "planned",
+        Outcome::Protected => "⚠️ protected",
+        Outcome::Rejected => "❌ rejected",
+        Outcome::Failed => "❌ failed",
+    }
+}
+
+fn oid(o: Option<&str>) -> String {
+    match o {
+        Some(o) => code(&o[..o.len().min(12)]),
+        None => "–".to_owned(),
+    }
+}
+
+/// Text made safe for a table cell: one line, no column breaks, no HTML.
+fn cell(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('|', "\\|")
+}
+
+/// Text as an inline code span; a backtick inside (git allows one in ref
+/// names) falls back to escaped plain text.
+fn code(text: &str) -> String {
+    if text.contains('`') {
+        cell(text).replace('`', "\\`")
+    } else {
+        format!("`{}`", text.replace(['\r', '\n'], " ").replace('|', "\\|"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mirror::{Action, RefReport, Totals};
+
+    fn sample() -> Report {
+        Report {
+            mode: "mirror",
+            source: "https://src.example/r".to_owned(),
+            destination: "https://dst.example/r".to_owned(),
+            source_protocol: "v2".to_owned(),
+            refs: vec![
+                RefReport {
+                    name: "refs/heads/main".to_owned(),
+                    old: Some("1".repeat(40)),
+                    new: Some("2".repeat(40)),
+                    action: Action::Update,
+                    result: Outcome::Ok,
+                    reason: None,
+                },
+                RefReport {
+                    name: "refs/heads/x".to_owned(),
+                    old: None,
+                    new: Some("3".repeat(40)),
+                    action: Action::Create,
+                    result: Outcome::Rejected,
+                    reason: Some("hook | <b>declined</b>\nsecond line".to_owned()),
+                },
+            ],
+            totals: Totals {
+                updated: 1,
+                rejected: 1,
+                ..Totals::default()
+            },
+            pack_bytes: 2048,
+            bytes_sent: 2048,
+            duration_ms: 1500,
+            in_sync: false,
+        }
+    }
+
+    #[test]
+    fn table_has_a_row_per_ref() {
+        let md = report(&sample());
+        assert!(
+            md.contains("| `refs/heads/main` | `111111111111` | `222222222222` | update | ok |"),
+            "{md}"
+        );
+        assert!(md.contains("| `refs/heads/x` | – | `333333333333` | create | ❌ rejected: hook \\| &lt;b&gt;declined&lt;/b&gt; second line |"), "{md}");
+        assert!(md.contains("Finished with differences"));
+    }
+
+    #[test]
+    fn backticks_in_names_do_not_break_code_spans() {
+        assert_eq!(code("refs/heads/a`b"), "refs/heads/a\\`b");
+        assert_eq!(code("refs/heads/a|b"), "`refs/heads/a\\|b`");
+    }
+}

@@ -1,0 +1,248 @@
+//! Local repositories, reached through the machine's own git.
+//!
+//! `git upload-pack --stateless-rpc` and `git receive-pack --stateless-rpc`
+//! are exactly what `git http-backend` runs behind a web server, so a local
+//! repository speaks the same bytes as a smart-HTTP one and the mirror engine
+//! does not know the difference. `--advertise-refs` gives the discovery
+//! answer (without the `# service=` preamble that HTTP adds).
+//!
+//! Only paths cross the process boundary: no credential is ever put on a
+//! child's command line.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::thread::JoinHandle;
+
+use super::{Body, Response, Service, Transport, TransportError};
+
+/// A repository on this machine.
+pub struct LocalTransport {
+    path: PathBuf,
+    display: String,
+    created: bool,
+}
+
+impl LocalTransport {
+    /// Opens the repository at `path`; with `create`, a missing path becomes
+    /// a new bare repository (a first backup).
+    pub fn open(path: &Path, create: bool) -> Result<LocalTransport, TransportError> {
+        let created = !path.exists();
+        if created {
+            if !create {
+                return Err(TransportError::Local(format!(
+                    "{} does not exist",
+                    path.display()
+                )));
+            }
+            let out = Command::new("git")
+                .args(["init", "--bare", "--quiet"])
+                .arg(path)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(git_missing)?;
+            if !out.status.success() {
+                return Err(TransportError::Local(format!(
+                    "cannot create a bare repository at {}: {}",
+                    path.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            crate::output::info(format_args!("created bare repository {}", path.display()));
+        }
+        let probe = Command::new("git")
+            .arg("-C")
+            .arg(path)
+            .args(["rev-parse", "--is-shallow-repository"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(git_missing)?;
+        if !probe.status.success() {
+            return Err(TransportError::Local(format!(
+                "{} is not a git repository",
+                path.display()
+            )));
+        }
+        if String::from_utf8_lossy(&probe.stdout).trim() == "true" {
+            return Err(TransportError::Local(format!(
+                "{} is a shallow clone and lacks history a mirror needs; fetch the full history first (`git fetch --unshallow`, or `fetchDepth: 0` on an Azure Pipelines checkout) or mirror from the remote URL instead",
+                path.display()
+            )));
+        }
+        Ok(LocalTransport {
+            display: path.display().to_string(),
+            path: path.to_owned(),
+            created,
+        })
+    }
+
+    fn command(&self, service: Service, v2: bool) -> Command {
+        let mut cmd = Command::new("git");
+        cmd.arg(match service {
+            Service::UploadPack => "upload-pack",
+            Service::ReceivePack => "receive-pack",
+        })
+        .arg("--stateless-rpc");
+        if v2 && service == Service::UploadPack {
+            cmd.env("GIT_PROTOCOL", "version=2");
+        } else {
+            cmd.env_remove("GIT_PROTOCOL");
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+}
+
+fn git_missing(e: io::Error) -> TransportError {
+    TransportError::Local(format!(
+        "cannot run `git` ({e}); local repositories need git on PATH"
+    ))
+}
+
+impl Transport for LocalTransport {
+    fn discover(&self, service: Service, v2: bool) -> Result<Response, TransportError> {
+        let mut cmd = self.command(service, v2);
+        cmd.arg("--advertise-refs").arg(&self.path);
+        let mut child = cmd.spawn().map_err(git_missing)?;
+        drop(child.stdin.take());
+        Ok(Box::new(ChildReader::new(child, service)))
+    }
+
+    fn rpc(&self, service: Service, v2: bool, body: Body<'_>) -> Result<Response, TransportError> {
+        let mut cmd = self.command(service, v2);
+        cmd.arg(&self.path);
+        let mut child = cmd.spawn().map_err(git_missing)?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        match body {
+            Body::Bytes(bytes) => {
+                // upload-pack may answer while still reading (v0 sends ACKs
+                // as haves arrive), so feed it from another thread.
+                std::thread::spawn(move || {
+                    let _ = stdin.write_all(&bytes);
+                });
+                Ok(Box::new(ChildReader::new(child, service)))
+            }
+            Body::Stream(reader) => {
+                // A push: stream the body in while collecting the (small)
+                // report, then hand the report back.
+                let mut response = ChildReader::new(child, service);
+                let mut report = Vec::new();
+                let copied = std::thread::scope(|scope| {
+                    let writer = scope.spawn(move || -> io::Result<u64> {
+                        let n = io::copy(reader, &mut stdin)?;
+                        drop(stdin);
+                        Ok(n)
+                    });
+                    let read = response.read_to_end(&mut report);
+                    let written = writer
+                        .join()
+                        .unwrap_or_else(|_| Err(io::Error::other("the request writer panicked")));
+                    read.and(written)
+                });
+                match copied {
+                    Ok(_) => Ok(Box::new(io::Cursor::new(report))),
+                    // receive-pack stops reading when it refuses a pack; its
+                    // report, if any, says why and is worth more than EPIPE.
+                    Err(_) if !report.is_empty() => Ok(Box::new(io::Cursor::new(report))),
+                    Err(e) => Err(TransportError::Io(e)),
+                }
+            }
+        }
+    }
+
+    fn display(&self) -> &str {
+        &self.display
+    }
+
+    fn created(&self) -> bool {
+        self.created
+    }
+
+    fn set_head(&self, target: &str) -> Result<(), TransportError> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.path)
+            .args(["symbolic-ref", "HEAD", target])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(git_missing)?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(TransportError::Local(format!(
+                "cannot point HEAD of {} at {target}: {}",
+                self.path.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+}
+
+/// The stdout of a git child process; at its end, the exit status is
+/// checked and a failure becomes an error carrying git's stderr.
+struct ChildReader {
+    child: Child,
+    stdout: ChildStdout,
+    stderr: Option<JoinHandle<String>>,
+    service: Service,
+    done: bool,
+}
+
+impl ChildReader {
+    fn new(mut child: Child, service: Service) -> ChildReader {
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().map(|mut err| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = err.read_to_string(&mut text);
+                text
+            })
+        });
+        ChildReader {
+            child,
+            stdout,
+            stderr,
+            service,
+            done: false,
+        }
+    }
+}
+
+impl Read for ChildReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.done = true;
+            let status = self.child.wait()?;
+            let stderr = self
+                .stderr
+                .take()
+                .and_then(|h| h.join().ok())
+                .unwrap_or_default();
+            if !status.success() {
+                return Err(io::Error::other(format!(
+                    "local git {} failed ({status}): {}",
+                    self.service.name(),
+                    stderr.trim()
+                )));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for ChildReader {
+    fn drop(&mut self) {
+        if !self.done {
+            // The reader was abandoned (a dry run stops after negotiation):
+            // do not leave git running or a zombie behind.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Where a repository is, as the user named it.
+//!
+//! Users paste URLs from many places: `$(Build.Repository.Uri)` carries a
+//! bare user (`https://org@dev.azure.com/...`), old mirror-task setups carry
+//! `user:token@`, and backups are plain paths. This module turns each into a
+//! [`Location`] whose printable form never holds a credential; any userinfo
+//! is percent-decoded, registered with the redactor at once, and handed to
+//! [`crate::auth`] separately.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use percent_encoding::percent_decode_str;
+use url::Url;
+
+use crate::auth;
+
+/// A parsed repository location.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A smart-HTTP(S) repository.
+    Http {
+        /// The URL with any userinfo removed.
+        url: Url,
+        /// The URL's username, percent-decoded.
+        username: Option<String>,
+        /// The URL's password, percent-decoded.
+        password: Option<String>,
+    },
+    /// A repository on this machine (a path or a `file://` URL).
+    Local(PathBuf),
+}
+
+impl Location {
+    /// Parses a source or destination argument.
+    ///
+    /// The error never repeats the argument: a URL that fails to parse may
+    /// still hold a token the redactor has not learnt yet.
+    pub fn parse(arg: &str) -> Result<Location, String> {
+        let lower = arg.to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            return parse_http(arg);
+        }
+        if lower.starts_with("file://") {
+            let url = Url::parse(arg).map_err(|e| format!("malformed file:// URL ({e})"))?;
+            let path = url
+                .to_file_path()
+                .map_err(|()| "a file:// URL must name an absolute local path".to_owned())?;
+            return Ok(Location::Local(path));
+        }
+        if lower.starts_with("ssh://") || lower.starts_with("git://") || looks_like_scp(arg) {
+            return Err("SSH and git:// URLs are not supported yet; use the repository's HTTPS URL with a token".to_owned());
+        }
+        if let Some((scheme, _)) = arg.split_once("://") {
+            if !scheme.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            {
+                return Err(format!("unsupported URL scheme `{scheme}`: use https://, http://, file:// or a local path"));
+            }
+        }
+        if arg.is_empty() {
+            return Err("the location is empty".to_owned());
+        }
+        Ok(Location::Local(PathBuf::from(arg)))
+    }
+
+    /// The local path, when this is a local repository.
+    pub fn local_path(&self) -> Option<&Path> {
+        match self {
+            Location::Local(path) => Some(path),
+            Location::Http { .. } => None,
+        }
+    }
+}
+
+fn parse_http(arg: &str) -> Result<Location, String> {
+    // Learn the raw userinfo before anything can fail, so no later message
+    // (ours or the URL parser's) can carry it.
+    if let Some(rest) = arg.split_once("://").map(|(_, rest)| rest) {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            if let Some((_, password)) = userinfo.split_once(':') {
+                auth::register_secret(password);
+                if let Ok(decoded) = percent_decode_str(password).decode_utf8() {
+                    auth::register_secret(&decoded);
+                }
+            }
+        }
+    }
+    let mut url = Url::parse(arg).map_err(|e| format!("malformed URL ({e})"))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".to_owned());
+    }
+    let decode = |s: &str| -> Result<String, String> {
+        percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| "the URL's userinfo is not valid UTF-8 once percent-decoded".to_owned())
+    };
+    let username = Some(url.username())
+        .filter(|u| !u.is_empty())
+        .map(decode)
+        .transpose()?;
+    let password = url.password().map(decode).transpose()?;
+    if let Some(password) = &password {
+        auth::register_secret(password);
+    }
+    // Neither call can fail on an http(s) URL with a host.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_fragment(None);
+    Ok(Location::Http {
+        url,
+        username,
+        password,
+    })
+}
+
+/// `git@host:path`, the scp-like SSH syntax.
+fn looks_like_scp(arg: &str) -> bool {
+    match arg.split_once(':') {
+        Some((before, _)) => {
+            before.contains('@') && !before.contains('/') && !before.contains('\\')
+        }
+        None => false,
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Http { url, .. } => f.write_str(url.as_str()),
+            Location::Local(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(arg: &str) -> (String, Option<String>, Option<String>) {
+        match Location::parse(arg).unwrap() {
+            Location::Http {
+                url,
+                username,
+                password,
+            } => (url.to_string(), username, password),
+            other => panic!("not http: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bare_user_is_kept_apart_from_the_host() {
+        let (url, user, pass) = http("https://org@dev.azure.com/org/proj/_git/repo");
+        assert_eq!(url, "https://dev.azure.com/org/proj/_git/repo");
+        assert_eq!(user.as_deref(), Some("org"));
+        assert_eq!(pass, None);
+    }
+
+    #[test]
+    fn userinfo_is_decoded_and_stripped() {
+        let (url, user, pass) = http("https://me:p%2Fss%40word@example.com/r.git");
+        assert_eq!(url, "https://example.com/r.git");
+        assert_eq!(user.as_deref(), Some("me"));
+        assert_eq!(pass.as_deref(), Some("p/ss@word"));
+        assert_eq!(auth::redact("x p%2Fss%40word y p/ss@word"), "x *** y ***");
+    }
+
+    #[test]
+    fn spaces_in_project_names_survive() {
+        let (url, ..) = http("https://dev.azure.com/org/My%20Project/_git/My%20Repo");
+        assert_eq!(url, "https://dev.azure.com/org/My%20Project/_git/My%20Repo");
+    }
+
+    #[test]
+    fn local_forms() {
+        assert_eq!(
+            Location::parse("/srv/r.git").unwrap(),
+            Location::Local("/srv/r.git".into())
+        );
+        assert_eq!(
+            Location::parse("file:///srv/r.git").unwrap(),
+            Location::Local("/srv/r.git".into())
+        );
+        assert_eq!(
+            Location::parse("../r").unwrap(),
+            Location::Local("../r".into())
+        );
+    }
+
+    #[test]
+    fn unsupported_forms_say_why_without_echoing() {
+        for arg in [
+            "git@github.com:o/r.git",
+            "ssh://git@host/r",
+            "ftp://host/r",
+            "https://",
+            "https://:tok@/x",
+        ] {
+            let err = Location::parse(arg).unwrap_err();
+            assert!(!err.contains("tok"), "{err}");
+        }
+    }
+}

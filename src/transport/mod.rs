@@ -1,0 +1,203 @@
+//! Carrying protocol bytes to a git server and back.
+//!
+//! Every way of reaching a repository is reduced to the two operations of
+//! git's stateless RPC (the model of smart HTTP): *discover* (`GET
+//! info/refs?service=...`) and *rpc* (`POST /<service>` with a request body,
+//! answered by a response body). Smart HTTP is the native case; a local
+//! repository is reached by running `git upload-pack --stateless-rpc` or
+//! `git receive-pack --stateless-rpc`, which speak exactly the same bytes
+//! over pipes. The mirror engine therefore has one code path for every kind
+//! of endpoint.
+//!
+//! Nothing here parses git protocol beyond what a transport must (the HTTP
+//! content type of a discovery answer); the [`crate::protocol`] layer does.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::time::Duration;
+
+mod http;
+mod local;
+mod location;
+
+pub use http::HttpTransport;
+pub use local::LocalTransport;
+pub use location::Location;
+
+/// The two git services a relay talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// The source side: `git-upload-pack` lists refs and sends packs.
+    UploadPack,
+    /// The destination side: `git-receive-pack` lists refs and takes packs.
+    ReceivePack,
+}
+
+impl Service {
+    /// The service name as it appears in URLs and content types.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::UploadPack => "git-upload-pack",
+            Service::ReceivePack => "git-receive-pack",
+        }
+    }
+}
+
+/// A request body: small requests are bytes; a push is a stream of commands
+/// followed by a pack that is still arriving from the source.
+pub enum Body<'a> {
+    /// A complete request held in memory (ref listings, fetch negotiation).
+    Bytes(Vec<u8>),
+    /// A request streamed from a reader (the push).
+    Stream(&'a mut (dyn Read + Send)),
+}
+
+/// A response body being received.
+pub type Response = Box<dyn Read + Send>;
+
+/// A way to reach one repository.
+pub trait Transport: Send + Sync {
+    /// Asks for the ref advertisement of `service`. With `v2`, asks for
+    /// protocol version 2 (servers that do not know it answer with v0).
+    fn discover(&self, service: Service, v2: bool) -> Result<Response, TransportError>;
+
+    /// Sends one stateless request to `service` and returns the response.
+    fn rpc(&self, service: Service, v2: bool, body: Body<'_>) -> Result<Response, TransportError>;
+
+    /// Where the repository is, without credentials: safe to print.
+    fn display(&self) -> &str;
+
+    /// Whether opening the transport created the repository (a first
+    /// backup), so that it still needs a default branch.
+    fn created(&self) -> bool {
+        false
+    }
+
+    /// Points the repository's HEAD at `target` (a newly created local
+    /// repository adopts the source's default branch). Servers manage their
+    /// own HEAD, so by default this does nothing.
+    fn set_head(&self, _target: &str) -> Result<(), TransportError> {
+        Ok(())
+    }
+}
+
+/// Why talking to a server failed, in terms a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// HTTP 401.
+    #[error("authentication failed (HTTP 401){}", if *.had_credentials { ": the server did not accept the credentials" } else { ": the server wants credentials and none were given" })]
+    Unauthorized {
+        /// Whether we sent any.
+        had_credentials: bool,
+    },
+    /// HTTP 403.
+    #[error("permission denied (HTTP 403){}", detail_suffix(.detail))]
+    Forbidden {
+        /// The server's explanation, if it gave one.
+        detail: String,
+    },
+    /// HTTP 404.
+    #[error("repository not found (HTTP 404)")]
+    NotFound,
+    /// Any other unsuccessful HTTP status.
+    #[error("the server answered HTTP {status}{}", detail_suffix(.detail))]
+    Status {
+        /// The status code.
+        status: u16,
+        /// The start of the response body.
+        detail: String,
+    },
+    /// DNS could not resolve the host.
+    #[error("could not resolve host {host}")]
+    UnknownHost {
+        /// The host name.
+        host: String,
+    },
+    /// TCP connection failed.
+    #[error("could not connect to {host}: {detail}")]
+    Connect {
+        /// The host name.
+        host: String,
+        /// What the operating system said.
+        detail: String,
+    },
+    /// The TLS handshake failed, usually an untrusted certificate.
+    #[error("TLS failure talking to {host}: {detail}")]
+    Tls {
+        /// The host name.
+        host: String,
+        /// What rustls said.
+        detail: String,
+    },
+    /// The proxy refused or failed.
+    #[error("proxy failure: {detail}")]
+    Proxy {
+        /// What went wrong.
+        detail: String,
+    },
+    /// No data for longer than the timeout.
+    #[error("timed out: no data from the server for {}s", .timeout.as_secs())]
+    Timeout {
+        /// The timeout in force.
+        timeout: Duration,
+    },
+    /// The server does not speak smart HTTP.
+    #[error("{0}")]
+    NotSmartHttp(String),
+    /// A local repository is missing or unusable.
+    #[error("{0}")]
+    Local(String),
+    /// Anything else from the network.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
+}
+
+impl TransportError {
+    /// What the user can do about it, when there is something to say.
+    pub fn hint(&self) -> Option<&'static str> {
+        Some(match self {
+            TransportError::Unauthorized {
+                had_credentials: true,
+            } => "the token is wrong, expired or lacks access; pass a valid one with --source-token / --dest-token (or GIT_RELAY_SOURCE_TOKEN / GIT_RELAY_DEST_TOKEN)",
+            TransportError::Unauthorized {
+                had_credentials: false,
+            } => "give a token with --source-token / --dest-token (or GIT_RELAY_SOURCE_TOKEN / GIT_RELAY_DEST_TOKEN)",
+            TransportError::Forbidden { .. } => "the credentials are valid but may not do this: the source needs read access, the destination needs push (contribute) access",
+            TransportError::NotFound => "check the URL; a private repository also answers 404 when the token cannot see it",
+            TransportError::UnknownHost { .. } => "check the host name in the URL and the machine's DNS",
+            TransportError::Connect { .. } => "check the host, port and network path; use --proxy or HTTPS_PROXY if a proxy is required",
+            TransportError::Tls { .. } => "if the server uses a private certificate authority, pass its certificate with --ca-file (or SSL_CERT_FILE); --source-insecure / --dest-insecure skip verification",
+            TransportError::Proxy { .. } => "check --proxy / HTTPS_PROXY / HTTP_PROXY and NO_PROXY",
+            TransportError::Timeout { .. } => "the server stalled; raise --timeout if it is slow rather than stuck",
+            _ => return None,
+        })
+    }
+}
+
+/// Network settings for one side.
+#[derive(Clone, Debug, Default)]
+pub struct NetworkOptions {
+    /// Extra trusted certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification.
+    pub insecure: bool,
+    /// An explicit proxy URL, overriding the environment.
+    pub proxy: Option<String>,
+    /// Connect and idle-transfer timeout.
+    pub timeout: Duration,
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

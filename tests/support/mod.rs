@@ -1,0 +1,36 @@
+//! Test support for git-relay's integration tests.
+//!
+//! git-relay talks to two git servers over smart HTTP, so its tests need real
+//! ones: a mock would only prove that the relay agrees with our own reading of
+//! the protocol. This module owns everything a test needs to stand such a
+//! server up in one call and stay short:
+//!
+//! * [`GitServer`]: git's own `git http-backend` CGI behind a small HTTP/1.1
+//!   server written here on `std::net` (thread per connection), with Basic and
+//!   Bearer auth, optional TLS with a certificate minted per server, protocol v2
+//!   on or off, a dumb-HTTP mode, and a log of every request it answered so
+//!   tests can assert on what went over the wire (e.g. "no pack was fetched").
+//! * Repository helpers ([`WorkRepo`], [`git`], [`refs_of`], [`fsck_strict`],
+//!   [`install_hook`]) that drive the git CLI with a deterministic environment,
+//!   so object ids and behaviour do not depend on the developer's config.
+//! * [`relay`]: the git-relay binary under test, with the ambient environment
+//!   that could change its behaviour (proxies, CA overrides, its own
+//!   `GIT_RELAY_*` settings) removed.
+//!
+//! Everything binds 127.0.0.1 only and lives in temporary directories that are
+//! removed when the owning value is dropped.
+
+// Each integration test file compiles its own copy of this module and uses only
+// part of it.
+#![allow(dead_code, unused_imports)]
+
+mod cgi;
+mod http;
+mod relay;
+mod repo;
+mod server;
+mod tls;
+
+pub use relay::relay;
+pub use repo::{fsck_strict, git, git_ok, install_hook, refs_of, WorkRepo};
+pub use server::{GitServer, Request, ServerBuilder};
