@@ -664,3 +664,186 @@ fn refused_connections_and_dumb_servers_are_explained() {
     out.assert_code(1);
     assert!(out.stderr.contains("smart HTTP"), "{}", out.stderr);
 }
+
+/// Deterministic bytes that do not compress, so the pack is as large as the data.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Runs git-relay and samples its peak resident memory (VmHWM) until it exits.
+fn run_measuring_memory(args: &[&str], env: &[(&str, &str)]) -> (Run, u64) {
+    let mut cmd = relay();
+    cmd.args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn git-relay");
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0;
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let pipes: [Box<dyn std::io::Read + Send>; 2] = [Box::new(stdout), Box::new(stderr)];
+    let readers = pipes.map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    });
+    let status = loop {
+        if let Ok(status) = std::fs::read_to_string(&status_path) {
+            if let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak_kib = peak_kib.max(kib);
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let [out, err] = readers.map(|h| h.join().unwrap());
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: out,
+        stderr: err,
+    };
+    (run, peak_kib * 1024)
+}
+
+#[test]
+fn a_large_pack_streams_through_with_bounded_memory() {
+    const SIZE: usize = 48 << 20;
+    let server = GitServer::start();
+    let work = WorkRepo::new();
+    git(work.path(), &["config", "core.compression", "0"]);
+    work.commit_file("small.txt", b"hello\n", "small");
+    work.commit_file("large.bin", &noise(SIZE, 0x9e3779b97f4a7c15), "large");
+    server.create_bare("src.git");
+    work.push_mirror_to(&server.repo_path("src.git"));
+    server.create_bare("dst.git");
+
+    let (src, dst) = (server.url("src.git"), server.url("dst.git"));
+    let (out, peak) =
+        run_measuring_memory(&["mirror", &src, &dst, "--json"], &credentials(&server));
+    out.assert_code(0);
+    assert_mirrored(&server);
+    let pack = out.json()["pack_bytes"].as_u64().unwrap();
+    assert!(
+        pack > SIZE as u64,
+        "the pack ({pack} B) carries the large file"
+    );
+    assert!(peak > 0, "memory was sampled");
+    assert!(
+        peak < 64 << 20,
+        "peak memory {} MiB relaying a {} MiB pack",
+        peak >> 20,
+        pack >> 20
+    );
+}
+
+#[test]
+fn bearer_tokens_are_sent_as_bearer() {
+    let server = GitServer::start();
+    populated_source(&server);
+    server.create_bare("dst.git");
+    let (src, dst) = (server.url("src.git"), server.url("dst.git"));
+    let env = [
+        ("GIT_RELAY_SOURCE_TOKEN", server.password()),
+        ("GIT_RELAY_DEST_TOKEN", server.password()),
+    ];
+    run(
+        &[
+            "mirror",
+            &src,
+            &dst,
+            "--source-auth",
+            "bearer",
+            "--dest-auth",
+            "bearer",
+        ],
+        &env,
+    )
+    .assert_code(0);
+    assert_mirrored(&server);
+    let bearer = format!("Bearer {}", server.password());
+    assert!(server
+        .requests()
+        .iter()
+        .all(|r| r.authorization.as_deref() == Some(bearer.as_str())));
+}
+
+#[test]
+fn sha256_repositories_are_refused_clearly() {
+    let server = GitServer::start();
+    let src = server.repo_path("src.git");
+    git(
+        server.root(),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "--object-format=sha256",
+            &src.to_string_lossy(),
+        ],
+    );
+    server.create_bare("dst.git");
+    let out = relay_between(&server, "mirror", &[]);
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("sha256") && out.stderr.contains("source"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn the_readme_quick_start_backs_up_a_checkout_offline() {
+    let work = WorkRepo::new();
+    work.commit("a");
+    work.branch("topic");
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("demo.git");
+    let out = run(
+        &[
+            "mirror",
+            &work.path().to_string_lossy(),
+            &backup.to_string_lossy(),
+        ],
+        &[],
+    );
+    out.assert_code(0);
+    assert!(
+        out.stderr.contains("created bare repository"),
+        "{}",
+        out.stderr
+    );
+    // The backup adopts the source's default branch, so plain git works on it.
+    assert_eq!(git(&backup, &["symbolic-ref", "HEAD"]), "refs/heads/main");
+    assert_eq!(
+        git(&backup, &["rev-parse", "HEAD"]),
+        git(work.path(), &["rev-parse", "HEAD"])
+    );
+    let again = run(
+        &[
+            "mirror",
+            &work.path().to_string_lossy(),
+            &backup.to_string_lossy(),
+        ],
+        &[],
+    );
+    again.assert_code(0);
+    assert!(again.stderr.contains("in sync"), "{}", again.stderr);
+}
