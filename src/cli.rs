@@ -12,7 +12,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{CredentialSources, Credentials, Scheme};
-use crate::mirror::{Endpoint, Mode, Options, RefSelection};
+use crate::fleet::Shard;
+use crate::forge::Kind;
+use crate::mirror::{Endpoint, Mode, Options, RefSelection, RetryPolicy};
 use crate::transport::{Location, NetworkOptions};
 
 const EXAMPLES: &str = "\
@@ -68,6 +70,9 @@ pub enum Command {
     /// Compare SOURCE and DESTINATION and show what `mirror` would change; change nothing.
     #[command(after_long_help = EXAMPLES)]
     Status(RelayArgs),
+    /// Mirror every repository of an organization, group or workspace (Azure DevOps, GitHub, GitLab, Bitbucket, Gitea), in parallel.
+    #[command(after_long_help = MIRROR_ALL_EXAMPLES)]
+    MirrorAll(MirrorAllArgs),
     /// Run as an Azure Pipelines task: read the inputs from INPUT_* / ENDPOINT_* (called by the task's wrapper).
     #[command(hide = true)]
     Task,
@@ -103,6 +108,32 @@ pub struct RelayArgs {
     #[arg(value_name = "DESTINATION")]
     pub destination: String,
 
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+
+    /// Allow overwriting or deleting destination refs whose commits the source does not have (destination-only history is lost).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Show the plan and change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+
+    /// Print a machine-readable report on stdout (refs with old, new, action, result, reason; totals; bytes; duration).
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+/// Tokens, user names and schemes of both sides (shared by `mirror`,
+/// `status` and `mirror-all`).
+#[derive(Debug, Args)]
+pub struct CredentialArgs {
     /// Token for the source. Prefer the environment variable: flags are visible in process listings. A token of the form `user:secret` also names the user.
     #[arg(
         long,
@@ -160,7 +191,11 @@ pub struct RelayArgs {
         help_heading = "Credentials"
     )]
     pub dest_auth: AuthArg,
+}
 
+/// Which refs take part (shared by `mirror`, `status` and `mirror-all`).
+#[derive(Debug, Args)]
+pub struct SelectionArgs {
     /// Mirror only refs matching GLOB (full ref names; `*` matches across `/`). Repeatable. Default: every ref except the host-internal namespaces refs/pull/*, refs/merge-requests/*, refs/pipelines/*, refs/environments/* and refs/keep-around/*; an --include inside one of those (e.g. 'refs/pull/*') brings it back.
     #[arg(long = "include", value_name = "GLOB", help_heading = "Selection")]
     pub include: Vec<String>,
@@ -172,19 +207,19 @@ pub struct RelayArgs {
     /// Keep destination refs that the source no longer has.
     #[arg(long, help_heading = "Selection")]
     pub no_prune: bool,
+}
 
-    /// Allow overwriting or deleting destination refs whose commits the source does not have (destination-only history is lost).
-    #[arg(long)]
-    pub force: bool,
+impl SelectionArgs {
+    /// The engine's ref selection; an `Err` is a usage error.
+    pub fn selection(&self) -> Result<RefSelection, String> {
+        RefSelection::new(&self.include, &self.exclude)
+    }
+}
 
-    /// Show the plan and change nothing.
-    #[arg(long, short = 'n')]
-    pub dry_run: bool,
-
-    /// Print a machine-readable report on stdout (refs with old, new, action, result, reason; totals; bytes; duration).
-    #[arg(long)]
-    pub json: bool,
-
+/// TLS, proxy, timeout and retry flags (shared by `mirror`, `status` and
+/// `mirror-all`).
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
     /// Trust the CA certificates in this PEM file, in addition to the system's (SSL_CERT_FILE replaces the system's).
     #[arg(long, value_name = "PEM", help_heading = "Network")]
     pub ca_file: Option<PathBuf>,
@@ -204,6 +239,36 @@ pub struct RelayArgs {
     /// Seconds to wait for a connection, and for data during a transfer, before giving up.
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400), help_heading = "Network")]
     pub timeout: u64,
+
+    /// Start over this many times after a transient failure (busy server, refused or cut connection), waiting 1 s, 2 s, 4 s... with jitter, or what the server's Retry-After asks.
+    #[arg(long, value_name = "N", default_value_t = RetryPolicy::DEFAULT_RETRIES, help_heading = "Network")]
+    pub retries: u32,
+}
+
+impl NetworkArgs {
+    fn side(&self, insecure: bool) -> NetworkOptions {
+        NetworkOptions {
+            ca_file: self.ca_file.clone(),
+            insecure,
+            proxy: self.proxy.clone(),
+            timeout: Duration::from_secs(self.timeout),
+        }
+    }
+
+    /// The source side's network options.
+    pub fn source(&self) -> NetworkOptions {
+        self.side(self.source_insecure)
+    }
+
+    /// The destination side's network options.
+    pub fn destination(&self) -> NetworkOptions {
+        self.side(self.dest_insecure)
+    }
+
+    /// How transient failures are retried.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::new(self.retries)
+    }
 }
 
 impl RelayArgs {
@@ -214,51 +279,47 @@ impl RelayArgs {
         } else {
             mode
         };
-        let timeout = Duration::from_secs(self.timeout);
+        let c = &self.credentials;
         let source = endpoint(
             "source",
             &self.source,
-            self.source_token.as_deref(),
-            self.source_username.as_deref(),
-            self.source_auth,
-            NetworkOptions {
-                ca_file: self.ca_file.clone(),
-                insecure: self.source_insecure,
-                proxy: self.proxy.clone(),
-                timeout,
-            },
+            c.source_token.as_deref(),
+            c.source_username.as_deref(),
+            c.source_auth,
+            self.network.source(),
+            None,
         )?;
         let destination = endpoint(
             "destination",
             &self.destination,
-            self.dest_token.as_deref(),
-            self.dest_username.as_deref(),
-            self.dest_auth,
-            NetworkOptions {
-                ca_file: self.ca_file.clone(),
-                insecure: self.dest_insecure,
-                proxy: self.proxy.clone(),
-                timeout,
-            },
+            c.dest_token.as_deref(),
+            c.dest_username.as_deref(),
+            c.dest_auth,
+            self.network.destination(),
+            None,
         )?;
         Ok(Options {
             source,
             destination,
-            selection: RefSelection::new(&self.include, &self.exclude)?,
-            prune: !self.no_prune,
+            selection: self.selection.selection()?,
+            prune: !self.selection.no_prune,
             force: self.force,
             mode,
         })
     }
 }
 
-fn endpoint(
+/// Turns one side's argument and flags into an [`Endpoint`]. Without a
+/// `default_username` a bare token goes with `git` (`x-access-token` for
+/// github.com); `mirror-all` passes the one its forge documents.
+pub(crate) fn endpoint(
     side: &str,
     arg: &str,
     token: Option<&str>,
     username: Option<&str>,
     auth: AuthArg,
     network: NetworkOptions,
+    default_username: Option<&str>,
 ) -> Result<Endpoint, String> {
     if let Some(token) = token {
         // Learn the secret before anything could print it.
@@ -276,11 +337,13 @@ fn endpoint(
             url_username: url_username.as_deref(),
             url_password: password.as_deref(),
             scheme: auth.into(),
-            default_username: if url.host_str() == Some("github.com") {
-                "x-access-token"
-            } else {
-                "git"
-            },
+            default_username: default_username.unwrap_or(
+                if url.host_str() == Some("github.com") {
+                    "x-access-token"
+                } else {
+                    "git"
+                },
+            ),
         }),
         Location::Local(_) => None,
     };
@@ -289,6 +352,115 @@ fn endpoint(
         credentials,
         network,
     })
+}
+
+const MIRROR_ALL_EXAMPLES: &str = "\
+Examples:
+  # Every repository of an Azure DevOps organization into local bare repositories (a nightly backup):
+  export GIT_RELAY_SOURCE_TOKEN=<pat with Code read and Project read>
+  git-relay mirror-all https://dev.azure.com/org /backup/{project}/{repo}.git
+
+  # One project to a GitHub organization, creating missing repositories there:
+  export GIT_RELAY_DEST_TOKEN=<github token with repo scope>
+  git-relay mirror-all https://dev.azure.com/org/project 'https://github.com/acme-mirror/{repo}.git' \\
+      --create-missing --dest-scope https://github.com/acme-mirror
+
+  # What would change, without changing anything (exit code 3 when anything differs):
+  git-relay mirror-all https://github.com/acme 'https://gitlab.example.com/mirror/{repo}.git' --dry-run
+
+  # Share an organization between 4 machines (an Azure Pipelines matrix of 4 jobs):
+  git-relay mirror-all SCOPE TEMPLATE --shard $(System.JobPositionInPhase)/$(System.TotalJobsInPhase)
+
+Placeholders in DESTINATION_TEMPLATE, each percent-encoded as one path segment:
+  {owner}    the organization, group or workspace of SOURCE_SCOPE
+  {project}  the Azure DevOps project, GitLab namespace, or the owner where there is none
+  {repo}     the repository's name
+
+Exit codes:
+  0  every repository is in sync
+  1  some repository failed (the others were still mirrored), or discovery failed
+  2  usage error
+  3  no failure, but some repository still differs (protected or rejected refs; with --dry-run: would change)";
+
+/// The arguments of `mirror-all`.
+#[derive(Debug, Args)]
+pub struct MirrorAllArgs {
+    /// The organization, group or workspace: https://dev.azure.com/ORG[/PROJECT], https://ORG.visualstudio.com, a collection URL, https://github.com/ORG, https://gitlab.com/GROUP, https://bitbucket.org/WORKSPACE, https://HOST/projects/KEY (Bitbucket Server), https://HOST/ORG (Gitea).
+    #[arg(value_name = "SOURCE_SCOPE")]
+    pub scope: String,
+
+    /// Where each repository goes: a URL or local path with {owner}, {project} and {repo}, e.g. https://github.com/acme-mirror/{project}-{repo}.git or /backup/{project}/{repo}.git.
+    #[arg(value_name = "DESTINATION_TEMPLATE")]
+    pub template: String,
+
+    /// The kind of forge SOURCE_SCOPE is; needed for self-hosted servers, inferred for the public hosts.
+    #[arg(long, value_enum, value_name = "KIND", help_heading = "Forges")]
+    pub source_kind: Option<Kind>,
+
+    /// The source API base, when it cannot be derived from SOURCE_SCOPE (a server under a path prefix), e.g. https://example.com/gitlab/api/v4.
+    #[arg(long, value_name = "URL", help_heading = "Forges")]
+    pub source_api: Option<String>,
+
+    /// Create destination repositories that do not exist yet, through the API of --dest-scope, before mirroring into them.
+    #[arg(long, requires = "dest_scope", help_heading = "Forges")]
+    pub create_missing: bool,
+
+    /// Where --create-missing creates repositories: an organization, group or project URL, as for SOURCE_SCOPE.
+    #[arg(long, value_name = "URL", help_heading = "Forges")]
+    pub dest_scope: Option<String>,
+
+    /// The kind of forge --dest-scope is (inferred for the public hosts).
+    #[arg(long, value_enum, value_name = "KIND", help_heading = "Forges")]
+    pub dest_kind: Option<Kind>,
+
+    /// The destination API base, when it cannot be derived from --dest-scope.
+    #[arg(long, value_name = "URL", help_heading = "Forges")]
+    pub dest_api: Option<String>,
+
+    /// Mirror only repositories whose `project/repo` name matches REGEX (unanchored; repeatable: any may match).
+    #[arg(long, value_name = "REGEX", help_heading = "Repositories")]
+    pub filter: Vec<String>,
+
+    /// Leave out repositories whose `project/repo` name matches REGEX (repeatable).
+    #[arg(long, value_name = "REGEX", help_heading = "Repositories")]
+    pub skip: Vec<String>,
+
+    /// Leave out archived repositories.
+    #[arg(long, help_heading = "Repositories")]
+    pub skip_archived: bool,
+
+    /// Leave out forks.
+    #[arg(long, help_heading = "Repositories")]
+    pub skip_forks: bool,
+
+    /// Mirror only share K of N (1 <= K <= N) of the repositories: a stable partition by name hash, so N machines (an Azure Pipelines matrix) cover everything between them.
+    #[arg(long, value_name = "K/N", help_heading = "Repositories")]
+    pub shard: Option<Shard>,
+
+    /// Repositories mirrored at once. Default: twice the cores, at most 8.
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=crate::fleet::MAX_JOBS as i64))]
+    pub jobs: Option<u16>,
+
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+
+    /// Allow overwriting or deleting destination refs whose commits the source does not have (destination-only history is lost).
+    #[arg(long)]
+    pub force: bool,
+
+    /// List every repository with its plan; create and change nothing (exit code 3 when anything differs).
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+
+    /// Print a machine-readable report of every repository and ref on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ fn relay(args: &RelayArgs, mode: Mode) -> i32 {
             return 2;
         }
     };
-    match mirror::run(&options) {
+    match mirror::run_with_retries(&options, args.network.retry_policy()) {
         Ok(report) => {
             for line in report.ref_lines() {
                 output::info(line);

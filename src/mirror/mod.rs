@@ -27,7 +27,7 @@ pub mod session;
 use std::collections::HashSet;
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::auth::Credentials;
 use crate::output;
@@ -124,6 +124,82 @@ pub struct Options {
     pub force: bool,
     /// Mirror, dry run or status.
     pub mode: Mode,
+}
+
+/// How transient failures are retried.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Further attempts after the first.
+    pub retries: u32,
+    /// The first wait; each later one doubles, with jitter, up to a minute.
+    pub base_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// The default number of retries.
+    pub const DEFAULT_RETRIES: u32 = 3;
+
+    /// `retries` further attempts, starting one second apart
+    /// (`GIT_RELAY_RETRY_BASE_MS` shortens that for tests).
+    pub fn new(retries: u32) -> RetryPolicy {
+        let base_ms = std::env::var("GIT_RELAY_RETRY_BASE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        RetryPolicy {
+            retries,
+            base_delay: Duration::from_millis(base_ms),
+        }
+    }
+
+    fn delay(&self, attempt: u32, asked: Option<Duration>) -> Duration {
+        const CAP: Duration = Duration::from_secs(60);
+        if let Some(asked) = asked {
+            return asked.min(CAP * 2);
+        }
+        let exp = self
+            .base_delay
+            .saturating_mul(1 << attempt.min(16))
+            .min(CAP);
+        // Jitter in [50%, 100%] keeps parallel runs from retrying in step.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        exp.mul_f64(0.5 + f64::from(nanos % 1000) / 2000.0)
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy::new(Self::DEFAULT_RETRIES)
+    }
+}
+
+/// Runs [`run`], starting over after a transient failure (a busy server, a
+/// refused or cut connection).
+///
+/// Starting over is safe at any point, even after a push was cut: the next
+/// attempt lists both sides again, and every ref update carries the old
+/// value it expects, so a change that did land is seen as done and nothing
+/// is applied twice.
+pub fn run_with_retries(opts: &Options, policy: RetryPolicy) -> Result<Report, SideError> {
+    let mut attempt = 0;
+    loop {
+        match run(opts) {
+            Err(err) if err.is_transient() && attempt < policy.retries => {
+                let wait = policy.delay(attempt, err.retry_after());
+                attempt += 1;
+                output::warn(format_args!(
+                    "{err}; retrying in {} (attempt {} of {})",
+                    output::human_duration(wait),
+                    attempt + 1,
+                    policy.retries + 1
+                ));
+                std::thread::sleep(wait);
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Runs one mirror (or status, or dry run) and reports what happened.

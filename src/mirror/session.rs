@@ -65,6 +65,24 @@ pub enum Cause {
 }
 
 impl SideError {
+    /// Whether running again may succeed (see [`TransportError::is_transient`]).
+    pub fn is_transient(&self) -> bool {
+        match &self.cause {
+            Cause::Transport(t) => t.is_transient(),
+            Cause::Protocol(ProtocolError::UnexpectedEof) => true,
+            Cause::Protocol(ProtocolError::Io(e)) => crate::transport::is_transient_io(e),
+            _ => false,
+        }
+    }
+
+    /// How long the server asked us to wait before trying again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match &self.cause {
+            Cause::Transport(t) => t.retry_after(),
+            _ => None,
+        }
+    }
+
     /// What the user can do about it.
     pub fn hint(&self) -> Option<&'static str> {
         match &self.cause {
@@ -117,7 +135,10 @@ impl Blame {
             });
         }
         match ProtocolError::from_io(e) {
-            ProtocolError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            ProtocolError::Io(e)
+                if e.kind() == io::ErrorKind::UnexpectedEof
+                    || crate::transport::is_truncated_chunked_body(&e) =>
+            {
                 Cause::Protocol(ProtocolError::UnexpectedEof)
             }
             other => Cause::Protocol(other),

@@ -45,23 +45,8 @@ impl HttpTransport {
         credentials: Option<&Credentials>,
         options: &NetworkOptions,
     ) -> Result<HttpTransport, TransportError> {
-        let tls = tls_config(options)?;
-        let mut builder = ureq::AgentBuilder::new()
-            .tls_config(Arc::new(tls))
-            .timeout_connect(options.timeout)
-            .timeout_read(options.timeout)
-            .timeout_write(options.timeout)
-            .redirects(5)
-            .redirect_auth_headers(ureq::RedirectAuthHeaders::SameHost)
-            .user_agent(&format!("git/2.0 ({})", crate::AGENT));
-        if let Some(proxy) = proxy_for(&url, options.proxy.as_deref()) {
-            let proxy = ureq::Proxy::new(&proxy).map_err(|e| TransportError::Proxy {
-                detail: format!("invalid proxy URL: {e}"),
-            })?;
-            builder = builder.proxy(proxy);
-        }
         Ok(HttpTransport {
-            agent: builder.build(),
+            agent: agent_builder(&url, options)?.build(),
             display: url.to_string(),
             base: Mutex::new(url),
             authorization: credentials.map(Credentials::authorization),
@@ -88,6 +73,10 @@ impl HttpTransport {
     fn classify(&self, url: &str, err: ureq::Error) -> TransportError {
         match err {
             ureq::Error::Status(status, response) => {
+                let retry_after = response
+                    .header("Retry-After")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
                 let detail = response_excerpt(response);
                 match status {
                     401 => TransportError::Unauthorized {
@@ -95,6 +84,11 @@ impl HttpTransport {
                     },
                     403 => TransportError::Forbidden { detail },
                     404 => TransportError::NotFound,
+                    429 | 500 | 502 | 503 | 504 => TransportError::Busy {
+                        status,
+                        retry_after,
+                        detail,
+                    },
                     _ => TransportError::Status { status, detail },
                 }
             }
@@ -167,6 +161,31 @@ impl Transport for HttpTransport {
     }
 }
 
+/// An HTTP agent for requests to `url`'s host with the TLS trust, proxy and
+/// timeouts of `options`. The forge API clients build theirs here too, so
+/// `--ca-file`, `--proxy` and `--timeout` mean the same for API calls.
+pub(crate) fn agent_builder(
+    url: &Url,
+    options: &NetworkOptions,
+) -> Result<ureq::AgentBuilder, TransportError> {
+    let tls = tls_config(options)?;
+    let mut builder = ureq::AgentBuilder::new()
+        .tls_config(Arc::new(tls))
+        .timeout_connect(options.timeout)
+        .timeout_read(options.timeout)
+        .timeout_write(options.timeout)
+        .redirects(5)
+        .redirect_auth_headers(ureq::RedirectAuthHeaders::SameHost)
+        .user_agent(&format!("git/2.0 ({})", crate::AGENT));
+    if let Some(proxy) = proxy_for(url, options.proxy.as_deref()) {
+        let proxy = ureq::Proxy::new(&proxy).map_err(|e| TransportError::Proxy {
+            detail: format!("invalid proxy URL: {e}"),
+        })?;
+        builder = builder.proxy(proxy);
+    }
+    Ok(builder)
+}
+
 /// The first line or so of an error response, for the message.
 fn response_excerpt(response: ureq::Response) -> String {
     let mut text = String::new();
@@ -179,7 +198,11 @@ fn response_excerpt(response: ureq::Response) -> String {
     text.chars().take(200).collect()
 }
 
-fn classify_transport(url: &str, t: ureq::Transport, timeout: Duration) -> TransportError {
+pub(crate) fn classify_transport(
+    url: &str,
+    t: ureq::Transport,
+    timeout: Duration,
+) -> TransportError {
     let host = Url::parse(url)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
@@ -206,7 +229,10 @@ fn classify_transport(url: &str, t: ureq::Transport, timeout: Duration) -> Trans
         ureq::ErrorKind::ProxyConnect
         | ureq::ErrorKind::ProxyUnauthorized
         | ureq::ErrorKind::InvalidProxyUrl => TransportError::Proxy { detail },
-        _ => TransportError::Io(io::Error::other(format!("{}: {detail}", t.kind()))),
+        _ => TransportError::Io(io::Error::new(
+            io_kind(&t).unwrap_or(io::ErrorKind::Other),
+            format!("{}: {detail}", t.kind()),
+        )),
     }
 }
 

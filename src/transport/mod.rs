@@ -22,6 +22,7 @@ mod local;
 mod location;
 
 pub use http::HttpTransport;
+pub(crate) use http::{agent_builder, classify_transport};
 pub use local::LocalTransport;
 pub use location::Location;
 
@@ -108,6 +109,16 @@ pub enum TransportError {
         /// The start of the response body.
         detail: String,
     },
+    /// A status that says "try again later": 429, 500, 502, 503, 504.
+    #[error("the server is unavailable or overloaded (HTTP {status}){}", detail_suffix(.detail))]
+    Busy {
+        /// The status code.
+        status: u16,
+        /// The server's `Retry-After`, in seconds form.
+        retry_after: Option<Duration>,
+        /// The start of the response body.
+        detail: String,
+    },
     /// DNS could not resolve the host.
     #[error("could not resolve host {host}")]
     UnknownHost {
@@ -153,6 +164,25 @@ pub enum TransportError {
     Io(#[from] io::Error),
 }
 
+/// I/O failures that mean the connection was lost rather than refused for
+/// good.
+pub fn is_transient_io(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    ) || is_truncated_chunked_body(e)
+}
+
+/// A chunked response body that ends without its last chunk: the
+/// connection was closed mid-response. The HTTP client reports it only as a
+/// chunk decoding error, which a real server never causes otherwise.
+pub fn is_truncated_chunked_body(e: &io::Error) -> bool {
+    e.to_string().contains("decoding chunks")
+}
+
 fn detail_suffix(detail: &str) -> String {
     if detail.is_empty() {
         String::new()
@@ -162,6 +192,25 @@ fn detail_suffix(detail: &str) -> String {
 }
 
 impl TransportError {
+    /// Whether trying again later may succeed: the server was busy, or the
+    /// connection was refused or cut. A stall (timeout) is not retried, so
+    /// that a stuck server ends the run within the timeout.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TransportError::Busy { .. } | TransportError::Connect { .. } => true,
+            TransportError::Io(e) => is_transient_io(e),
+            _ => false,
+        }
+    }
+
+    /// How long the server asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            TransportError::Busy { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// What the user can do about it, when there is something to say.
     pub fn hint(&self) -> Option<&'static str> {
         Some(match self {
@@ -175,6 +224,7 @@ impl TransportError {
             TransportError::NotFound => "check the URL; a private repository also answers 404 when the token cannot see it",
             TransportError::UnknownHost { .. } => "check the host name in the URL and the machine's DNS",
             TransportError::Connect { .. } => "check the host, port and network path; use --proxy or HTTPS_PROXY if a proxy is required",
+            TransportError::Busy { .. } => "the server is overloaded or down for maintenance; try again later or raise --retries",
             TransportError::Tls { .. } => "if the server uses a private certificate authority, pass its certificate with --ca-file (or SSL_CERT_FILE); --source-insecure / --dest-insecure skip verification",
             TransportError::Proxy { .. } => "check --proxy / HTTPS_PROXY / HTTP_PROXY and NO_PROXY",
             TransportError::Timeout { .. } => "the server stalled; raise --timeout if it is slow rather than stuck",

@@ -13,6 +13,8 @@
 //! * Repository helpers ([`WorkRepo`], [`git`], [`refs_of`], [`fsck_strict`],
 //!   [`install_hook`]) that drive the git CLI with a deterministic environment,
 //!   so object ids and behaviour do not depend on the developer's config.
+//! * [`FaultProxy`]: a TCP proxy placed in front of a server that cuts,
+//!   stalls or garbles connections on purpose, for the fault tests.
 //! * [`relay`]: the git-relay binary under test, with the ambient environment
 //!   that could change its behaviour (proxies, CA overrides, its own
 //!   `GIT_RELAY_*` settings) removed.
@@ -25,12 +27,14 @@
 #![allow(dead_code, unused_imports)]
 
 mod cgi;
+mod faults;
 mod http;
 mod relay;
 mod repo;
 mod server;
 mod tls;
 
+pub use faults::{Fault, FaultProxy};
 pub use relay::relay;
 pub use repo::{fsck_strict, git, git_ok, install_hook, refs_of, WorkRepo};
 pub use server::{GitServer, Request, ServerBuilder};

@@ -1,0 +1,258 @@
+//! Networks and servers that misbehave: connections cut in the middle of
+//! the source's pack, of the upload to the destination and of its report;
+//! a stalled server; garbage instead of a ref advertisement.
+//!
+//! A [`FaultProxy`] sits in front of one side of a real git http-backend
+//! server. Whatever happens, the run ends with a clear error naming the
+//! side, or with a successful retry; the destination is never left with a
+//! ref pointing at missing objects (`git fsck`), and the next run converges.
+
+mod support;
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// 2 MiB of incompressible content, so packs are far larger than the
+/// thresholds at which the proxy cuts, and ref listings far smaller.
+fn big_source(server: &GitServer) {
+    let work = WorkRepo::new();
+    git(work.path(), &["config", "core.compression", "0"]);
+    let mut data = Vec::with_capacity(2 << 20);
+    let mut x: u32 = 2463534242;
+    while data.len() < 2 << 20 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    work.commit_file("blob.bin", &data, "big");
+    work.commit("small");
+    work.tag("v1");
+    server.create_bare("src.git");
+    work.push_mirror_to(&server.repo_path("src.git"));
+    server.create_bare("dst.git");
+}
+
+const THRESHOLD: u64 = 512 * 1024;
+
+fn mirror(src: &str, dst: &str, server: &GitServer, extra: &[&str]) -> Output {
+    relay()
+        .args(["mirror", src, dst])
+        .args(extra)
+        .env("GIT_RELAY_SOURCE_TOKEN", server.password())
+        .env("GIT_RELAY_DEST_TOKEN", server.password())
+        .env("GIT_RELAY_SOURCE_USERNAME", server.username())
+        .env("GIT_RELAY_DEST_USERNAME", server.username())
+        .env("GIT_RELAY_RETRY_BASE_MS", "50")
+        .output()
+        .expect("run git-relay")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The destination is either untouched or complete, and consistent.
+fn assert_destination_sound(server: &GitServer) {
+    fsck_strict(&server.repo_path("dst.git"));
+    let dst = refs_of(&server.repo_path("dst.git"));
+    let src = refs_of(&server.repo_path("src.git"));
+    for (name, oid) in &dst {
+        assert!(
+            src.contains(&(name.clone(), oid.clone())),
+            "{name} points at {oid}, which the source never had there"
+        );
+    }
+}
+
+fn assert_converges(server: &GitServer) {
+    let out = mirror(
+        &server.url("src.git"),
+        &server.url("dst.git"),
+        server,
+        &["--retries", "0"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        refs_of(&server.repo_path("dst.git")),
+        refs_of(&server.repo_path("src.git"))
+    );
+    fsck_strict(&server.repo_path("dst.git"));
+}
+
+#[test]
+fn a_source_cut_mid_pack_is_retried() {
+    let server = GitServer::start();
+    big_source(&server);
+    let proxy = FaultProxy::start(server.port(), Fault::CutResponseAfter(THRESHOLD), 1);
+    let out = mirror(
+        &proxy.url("src.git"),
+        &server.url("dst.git"),
+        &server,
+        &["--retries", "2"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(proxy.fired(), 1);
+    assert!(stderr(&out).contains("retrying"), "{}", stderr(&out));
+    assert_eq!(
+        refs_of(&server.repo_path("dst.git")),
+        refs_of(&server.repo_path("src.git"))
+    );
+    fsck_strict(&server.repo_path("dst.git"));
+}
+
+#[test]
+fn a_source_cut_without_retries_blames_the_source_and_changes_nothing() {
+    let server = GitServer::start();
+    big_source(&server);
+    let proxy = FaultProxy::start(server.port(), Fault::CutResponseAfter(THRESHOLD), 1);
+    let out = mirror(
+        &proxy.url("src.git"),
+        &server.url("dst.git"),
+        &server,
+        &["--retries", "0"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("error: source"), "{}", stderr(&out));
+    assert!(refs_of(&server.repo_path("dst.git")).is_empty());
+    assert_destination_sound(&server);
+    assert_converges(&server);
+}
+
+#[test]
+fn a_destination_cut_mid_upload_blames_the_destination_and_changes_nothing() {
+    let server = GitServer::start();
+    big_source(&server);
+    let proxy = FaultProxy::start(server.port(), Fault::CutRequestAfter(THRESHOLD), 1);
+    let out = mirror(
+        &server.url("src.git"),
+        &proxy.url("dst.git"),
+        &server,
+        &["--retries", "0"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("error: destination"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(refs_of(&server.repo_path("dst.git")).is_empty());
+    assert_destination_sound(&server);
+    assert_converges(&server);
+}
+
+#[test]
+fn a_lost_push_report_is_retried_from_the_start() {
+    let server = GitServer::start();
+    big_source(&server);
+    let proxy = FaultProxy::start(server.port(), Fault::CutResponseAfterRequest(THRESHOLD), 1);
+    // The destination may have applied the push before its report was lost;
+    // the retry lists it again and finds nothing (or everything) to do.
+    let out = mirror(
+        &server.url("src.git"),
+        &proxy.url("dst.git"),
+        &server,
+        &["--retries", "2"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(proxy.fired(), 1);
+    assert_eq!(
+        refs_of(&server.repo_path("dst.git")),
+        refs_of(&server.repo_path("src.git"))
+    );
+    fsck_strict(&server.repo_path("dst.git"));
+}
+
+#[test]
+fn a_lost_push_report_without_retries_is_an_error_and_the_next_run_converges() {
+    let server = GitServer::start();
+    big_source(&server);
+    let proxy = FaultProxy::start(server.port(), Fault::CutResponseAfterRequest(THRESHOLD), 1);
+    let out = mirror(
+        &server.url("src.git"),
+        &proxy.url("dst.git"),
+        &server,
+        &["--retries", "0"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("error: destination"),
+        "{}",
+        stderr(&out)
+    );
+    assert_destination_sound(&server);
+    assert_converges(&server);
+}
+
+#[test]
+fn a_stalled_source_times_out_naming_the_side() {
+    let server = GitServer::start();
+    big_source(&server);
+    let proxy = FaultProxy::start(server.port(), Fault::StallResponseAfter(THRESHOLD), 1);
+    let started = Instant::now();
+    let out = mirror(
+        &proxy.url("src.git"),
+        &server.url("dst.git"),
+        &server,
+        &["--timeout", "2", "--retries", "3"],
+    );
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error: source") && err.contains("timed out") && err.contains("2s"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--timeout"),
+        "the hint names the option: {err}"
+    );
+    assert!(took < Duration::from_secs(20), "gave up after {took:?}");
+    assert_destination_sound(&server);
+    assert!(refs_of(&server.repo_path("dst.git")).is_empty());
+}
+
+#[test]
+fn garbage_from_the_source_is_a_clear_error() {
+    let server = GitServer::start();
+    big_source(&server);
+    let proxy = FaultProxy::start(server.port(), Fault::Garbage, 100);
+    let out = mirror(
+        &proxy.url("src.git"),
+        &server.url("dst.git"),
+        &server,
+        &["--retries", "0"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error: source") && !err.contains("crashed"),
+        "{err}"
+    );
+    assert!(refs_of(&server.repo_path("dst.git")).is_empty());
+}
+
+#[test]
+fn two_runs_racing_to_one_destination_both_end_correct() {
+    let server = GitServer::start();
+    big_source(&server);
+    let (src, dst) = (server.url("src.git"), server.url("dst.git"));
+    let runs: Vec<Output> = std::thread::scope(|s| {
+        let a = s.spawn(|| mirror(&src, &dst, &server, &["--retries", "0"]));
+        let b = s.spawn(|| mirror(&src, &dst, &server, &["--retries", "0"]));
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    // Each run either did the work or was refused a stale update (exit 3);
+    // nothing is lost and a third run finds everything in place.
+    for out in &runs {
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(3)),
+            "{}",
+            stderr(out)
+        );
+    }
+    assert!(runs.iter().any(|o| o.status.success()));
+    assert_converges(&server);
+}
