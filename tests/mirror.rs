@@ -847,3 +847,29 @@ fn the_readme_quick_start_backs_up_a_checkout_offline() {
     again.assert_code(0);
     assert!(again.stderr.contains("in sync"), "{}", again.stderr);
 }
+
+#[test]
+fn a_proxy_carries_both_sides_and_its_failure_is_named() {
+    let server = GitServer::start();
+    populated_source(&server);
+    server.create_bare("dst.git");
+    let proxy = ForwardProxy::start(server.port());
+    // Names that only the proxy "resolves": nothing leaves the machine.
+    let (src, dst) = ("http://git-source.test/src.git", "http://git-dest.test/dst.git");
+
+    run(&["mirror", src, dst, "--proxy", &proxy.url()], &credentials(&server)).assert_code(0);
+    assert_mirrored(&server);
+    let seen = proxy.requests();
+    assert!(seen.iter().any(|l| l.starts_with("GET http://git-source.test/src.git/info/refs")), "{seen:#?}");
+    assert!(seen.iter().any(|l| l.starts_with("POST http://git-dest.test/dst.git/git-receive-pack")), "{seen:#?}");
+
+    // The environment works as well.
+    let mut env = credentials(&server);
+    let url = proxy.url();
+    env.push(("HTTP_PROXY", &url));
+    run(&["status", src, dst], &env).assert_code(0);
+
+    let out = run(&["status", src, dst, "--proxy", "http://127.0.0.1:1"], &credentials(&server));
+    out.assert_code(1);
+    assert!(out.stderr.contains("source") && out.stderr.contains("proxy"), "{}", out.stderr);
+}

@@ -36,6 +36,9 @@ pub struct HttpTransport {
     display: String,
     authorization: Option<String>,
     timeout: Duration,
+    /// The proxy in use, if any, so that a failure to reach it is not
+    /// blamed on the server behind it.
+    proxy: Option<String>,
 }
 
 impl HttpTransport {
@@ -47,6 +50,7 @@ impl HttpTransport {
     ) -> Result<HttpTransport, TransportError> {
         Ok(HttpTransport {
             agent: agent_builder(&url, options)?.build(),
+            proxy: proxy_for(&url, options.proxy.as_deref()),
             display: url.to_string(),
             base: Mutex::new(url),
             authorization: credentials.map(Credentials::authorization),
@@ -92,7 +96,15 @@ impl HttpTransport {
                     _ => TransportError::Status { status, detail },
                 }
             }
-            ureq::Error::Transport(t) => classify_transport(url, t, self.timeout),
+            ureq::Error::Transport(t) => match (classify_transport(url, t, self.timeout), &self.proxy) {
+                (TransportError::Connect { detail, .. }, Some(proxy)) => TransportError::Proxy {
+                    detail: format!("cannot connect to the proxy {proxy}: {detail}"),
+                },
+                (TransportError::UnknownHost { .. }, Some(proxy)) => TransportError::Proxy {
+                    detail: format!("cannot resolve the proxy {proxy}"),
+                },
+                (other, _) => other,
+            },
         }
     }
 }

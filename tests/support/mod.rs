@@ -15,6 +15,8 @@
 //!   so object ids and behaviour do not depend on the developer's config.
 //! * [`FaultProxy`]: a TCP proxy placed in front of a server that cuts,
 //!   stalls or garbles connections on purpose, for the fault tests.
+//! * [`ForwardProxy`]: an HTTP proxy that sends every request, whatever
+//!   host it names, to one local server.
 //! * [`relay`]: the git-relay binary under test, with the ambient environment
 //!   that could change its behaviour (proxies, CA overrides, its own
 //!   `GIT_RELAY_*` settings) removed.
@@ -29,12 +31,14 @@
 mod cgi;
 mod faults;
 mod http;
+mod proxy;
 mod relay;
 mod repo;
 mod server;
 mod tls;
 
 pub use faults::{Fault, FaultProxy};
+pub use proxy::ForwardProxy;
 pub use relay::relay;
 pub use repo::{fsck_strict, git, git_ok, install_hook, refs_of, WorkRepo};
 pub use server::{GitServer, Request, ServerBuilder};
