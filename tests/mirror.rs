@@ -873,3 +873,28 @@ fn a_proxy_carries_both_sides_and_its_failure_is_named() {
     out.assert_code(1);
     assert!(out.stderr.contains("source") && out.stderr.contains("proxy"), "{}", out.stderr);
 }
+
+#[test]
+fn a_redirected_repository_is_followed() {
+    let server = GitServer::start();
+    populated_source(&server);
+    server.create_bare("dst.git");
+    let moved = Redirector::start(&format!("http://127.0.0.1:{}", server.port()));
+    let out = run(&["mirror", &moved.url("src.git"), &server.url("dst.git")], &credentials(&server));
+    out.assert_code(0);
+    assert_mirrored(&server);
+}
+
+#[test]
+fn a_destination_that_cannot_store_the_pack_says_so() {
+    let server = GitServer::start();
+    populated_source(&server);
+    let dst = server.create_bare("dst.git");
+    // The destination refuses any pack over 100 bytes while indexing it.
+    git(&dst, &["config", "receive.maxInputSize", "100"]);
+    git(&dst, &["config", "receive.unpackLimit", "1"]);
+    let out = relay_between(&server, "mirror", &["--retries", "0"]);
+    out.assert_code(1);
+    assert!(out.stderr.contains("destination") && out.stderr.contains("could not store the pack"), "{}", out.stderr);
+    assert!(refs_of(&dst).is_empty());
+}

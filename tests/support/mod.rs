@@ -38,7 +38,7 @@ mod server;
 mod tls;
 
 pub use faults::{Fault, FaultProxy};
-pub use proxy::ForwardProxy;
+pub use proxy::{ForwardProxy, Redirector};
 pub use relay::relay;
 pub use repo::{fsck_strict, git, git_ok, install_hook, refs_of, WorkRepo};
 pub use server::{GitServer, Request, ServerBuilder};

@@ -94,3 +94,42 @@ fn forward(client: TcpStream, upstream: u16, log: &Mutex<Vec<String>>) -> io::Re
     let _ = answer.join();
     Ok(())
 }
+
+/// A server that answers every request with `301 Moved Permanently` to the
+/// same path under `target` (e.g. `http://127.0.0.1:PORT`), the way a host
+/// answers after a repository was renamed or moved.
+pub struct Redirector {
+    port: u16,
+}
+
+impl Redirector {
+    /// Starts redirecting to `target`.
+    pub fn start(target: &str) -> Redirector {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the redirector");
+        let port = listener.local_addr().unwrap().port();
+        let target = target.trim_end_matches('/').to_owned();
+        thread::spawn(move || {
+            for mut client in listener.incoming().flatten() {
+                let target = target.clone();
+                thread::spawn(move || {
+                    let mut reader = BufReader::new(client.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() {
+                        return;
+                    }
+                    let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 301 Moved Permanently\r\nLocation: {target}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                });
+            }
+        });
+        Redirector { port }
+    }
+
+    /// `http://127.0.0.1:<port>/<repo>`.
+    pub fn url(&self, repo: &str) -> String {
+        format!("http://127.0.0.1:{}/{repo}", self.port)
+    }
+}

@@ -1,0 +1,687 @@
+//! The Azure Pipelines task: its manifests, and task mode run the way the
+//! agent runs it, against git's own server.
+//!
+//! Task mode is tested twice. `git-relay task` is started directly with an
+//! environment built like the agent's (always, so `cargo test` covers it);
+//! and, when `cargo xtask dist` has produced `dist/*.vsix`, the packaged
+//! extension is unpacked and its Node wrapper started with `node`, which is
+//! what an agent does.
+
+mod support;
+mod task_support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use git_relay::pipelines::inputs::{AUTHENTICATION_CHOICES, INPUTS};
+use git_relay::pipelines::OUTPUT_VARIABLES;
+use serde_json::Value;
+use support::*;
+use task_support::*;
+
+/// A password with every character that logging commands, URLs and Basic
+/// auth treat specially, so escaping and redaction are both exercised.
+const SECRET: &str = "p@ss;w0rd]%/x+y:z";
+
+fn server() -> GitServer {
+    GitServer::builder().credentials("alice", SECRET).start()
+}
+
+/// A source repository with two branches and a tag; returns its refs.
+fn seed(server: &GitServer) -> Vec<(String, String)> {
+    let work = WorkRepo::new();
+    work.commit("first");
+    work.tag("v1");
+    work.branch("topic");
+    work.commit("second");
+    let src = server.create_bare("src.git");
+    work.push_mirror_to(&src);
+    server.create_bare("dst.git");
+    refs_of(&src)
+}
+
+fn task_command() -> Command {
+    let mut cmd = relay();
+    cmd.arg("task");
+    cmd
+}
+
+// ---------------------------------------------------------------- manifests
+
+#[test]
+fn task_json_follows_the_schema() {
+    let schema_path = root().join("../shared/reference/tasks.schema.json");
+    let schema = json(&schema_path);
+    let task = task_json();
+    let errors = schema::validate(&schema, &task);
+    assert!(
+        errors.is_empty(),
+        "task.json violates the schema:\n{}",
+        errors.join("\n")
+    );
+
+    // The validator is not vacuous: a broken task.json fails it.
+    let mut broken = task.clone();
+    broken["name"] = Value::from("Git Relay");
+    broken["inputs"][0]["type"] = Value::from("dropdown");
+    broken["surprise"] = Value::from(1);
+    assert_eq!(
+        schema::validate(&schema, &broken).len(),
+        3,
+        "{:?}",
+        schema::validate(&schema, &broken)
+    );
+}
+
+#[test]
+fn task_json_is_consistent() {
+    let task = task_json();
+    let friendly = task["friendlyName"].as_str().unwrap();
+    assert!(
+        friendly.chars().count() <= 40,
+        "friendlyName is {} characters",
+        friendly.chars().count()
+    );
+    assert_eq!(task["category"], "Utility");
+    let groups: BTreeSet<&str> = task["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    let inputs = task["inputs"].as_array().unwrap();
+    let names: BTreeSet<&str> = inputs.iter().map(|i| i["name"].as_str().unwrap()).collect();
+    for input in inputs {
+        let name = input["name"].as_str().unwrap();
+        assert!(
+            input["helpMarkDown"]
+                .as_str()
+                .is_some_and(|h| !h.is_empty()),
+            "{name} has no help"
+        );
+        if let Some(group) = input["groupName"].as_str() {
+            assert!(groups.contains(group), "{name} is in unknown group {group}");
+        }
+        if let Some(rule) = input["visibleRule"].as_str() {
+            for clause in rule.split("||").flat_map(|c| c.split("&&")) {
+                let (left, right) = clause
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("{name}: rule {rule}"));
+                let other = left.trim().trim_end_matches('!').trim();
+                assert!(
+                    names.contains(other),
+                    "{name}'s visibleRule names unknown input {other}"
+                );
+                let value = right.trim();
+                if let Some(options) = inputs
+                    .iter()
+                    .find(|i| i["name"] == other)
+                    .and_then(|i| i["options"].as_object())
+                {
+                    assert!(
+                        options.contains_key(value),
+                        "{name}'s visibleRule uses unknown value {value}"
+                    );
+                }
+            }
+        }
+        if input["type"] == "pickList" {
+            let options = input["options"].as_object().unwrap();
+            assert!(
+                options.contains_key(input["defaultValue"].as_str().unwrap()),
+                "{name}'s default is no option"
+            );
+            let keys: Vec<&str> = options.keys().map(String::as_str).collect();
+            let mut expected = AUTHENTICATION_CHOICES.to_vec();
+            expected.sort();
+            let mut keys_sorted = keys.clone();
+            keys_sorted.sort();
+            assert_eq!(
+                keys_sorted, expected,
+                "{name}'s options and the binary's choices differ"
+            );
+        }
+    }
+    for handler in ["Node20_1", "Node24"] {
+        let target = task["execution"][handler]["target"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {handler} handler"));
+        assert!(
+            root().join("task").join(target).is_file(),
+            "{handler} runs task/{target}, which is missing"
+        );
+    }
+}
+
+#[test]
+fn inputs_and_outputs_match_the_binary() {
+    let task = task_json();
+    let declared: BTreeSet<&str> = task["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    let read: BTreeSet<&str> = INPUTS.iter().copied().collect();
+    assert_eq!(INPUTS.len(), read.len(), "INPUTS lists a name twice");
+    let unread: Vec<_> = declared.difference(&read).collect();
+    let undeclared: Vec<_> = read.difference(&declared).collect();
+    assert!(
+        unread.is_empty(),
+        "task.json declares inputs the binary never reads: {unread:?}"
+    );
+    assert!(
+        undeclared.is_empty(),
+        "the binary reads inputs task.json does not declare: {undeclared:?}"
+    );
+
+    let outputs: BTreeSet<&str> = task["outputVariables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outputs,
+        OUTPUT_VARIABLES.iter().copied().collect::<BTreeSet<_>>()
+    );
+
+    let old_task = [
+        "sourceGitRepositoryUri",
+        "sourceGitRepositoryPersonalAccessToken",
+        "sourceVerifySSLCertificate",
+        "destinationGitRepositoryUri",
+        "destinationGitRepositoryPersonalAccessToken",
+        "destinationVerifySSLCertificate",
+        "sourceGitRepositoryCloneDirectoryName",
+    ];
+    for name in old_task {
+        assert!(
+            declared.contains(name),
+            "the old task's input {name} is gone: switching would break pipelines"
+        );
+    }
+    let source = task["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "sourceGitRepositoryUri")
+        .unwrap();
+    assert_eq!(source["defaultValue"], "$(Build.Repository.Uri)");
+}
+
+#[test]
+fn versions_follow_cargo_toml() {
+    let version = env!("CARGO_PKG_VERSION");
+    let task = task_json();
+    let v = &task["version"];
+    assert_eq!(
+        format!("{}.{}.{}", v["Major"], v["Minor"], v["Patch"]),
+        version,
+        "run `cargo xtask sync-version`"
+    );
+    let extension = json(&root().join("vss-extension.json"));
+    assert_eq!(
+        extension["version"], version,
+        "run `cargo xtask sync-version`"
+    );
+    let contribution = &extension["contributions"][0];
+    assert_eq!(contribution["type"], "ms.vss-distributed-task.task");
+    assert_eq!(contribution["targets"][0], "ms.vss-distributed-task.tasks");
+    let folder = contribution["properties"]["name"].as_str().unwrap();
+    assert!(extension["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["path"] == folder));
+    assert!(root().join(folder).is_dir());
+    // The folder holds no task.json of its own: `cargo xtask dist` copies the
+    // root one in while staging, so there is one file to edit.
+    assert!(
+        !root().join(folder).join("task.json").exists(),
+        "task/task.json would shadow the root task.json"
+    );
+}
+
+// ---------------------------------------------------------------- task mode
+
+/// Checks a successful mirror: refs equal, outputs set, summary uploaded.
+fn assert_mirrored(run: &TaskRun, server: &GitServer, expected: &[(String, String)]) {
+    assert_eq!(run.code, 0, "{}", run.log());
+    let (result, message) = run.result();
+    assert_eq!(result, "Succeeded", "{message}\n{}", run.log());
+    assert_eq!(&refs_of(&server.repo_path("dst.git")), expected);
+    assert_eq!(
+        run.output("refsChanged").as_deref(),
+        Some(expected.len().to_string().as_str()),
+        "{}",
+        run.log()
+    );
+    assert_eq!(run.output("inSync").as_deref(), Some("true"));
+    let report_path = PathBuf::from(run.output("reportPath").expect("reportPath output"));
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    assert_eq!(report["in_sync"], true);
+    assert_eq!(report["refs"].as_array().unwrap().len(), expected.len());
+    let summary = run.named("task.uploadsummary");
+    let markdown = std::fs::read_to_string(&summary[0].message).expect("summary file");
+    assert!(markdown.contains("| `refs/heads/main` |"), "{markdown}");
+    for text in [&markdown, &std::fs::read_to_string(&report_path).unwrap()] {
+        for form in secret_forms("alice", SECRET) {
+            assert!(!text.contains(&form), "secret in a report file");
+        }
+    }
+    let progress: Vec<u32> = run
+        .named("task.setprogress")
+        .iter()
+        .map(|c| c.properties["value"].parse().unwrap())
+        .collect();
+    assert!(
+        progress.windows(2).all(|w| w[0] <= w[1]) && progress.last() == Some(&100),
+        "{progress:?}"
+    );
+    let lines = run.lines();
+    let open = lines.iter().filter(|l| l.starts_with("##[group]")).count();
+    assert!(
+        open >= 2 && open == lines.iter().filter(|l| **l == "##[endgroup]").count(),
+        "{}",
+        run.log()
+    );
+}
+
+#[test]
+fn task_mirrors_with_old_task_inputs_and_a_service_connection() {
+    let server = server();
+    let expected = seed(&server);
+    // Old-task inputs for the source (the token field holds `user:password`,
+    // as users of that task type it); a generic service connection for the
+    // destination.
+    let mut agent = Agent::new(
+        &server.url("src.git"),
+        &[
+            (
+                "sourceGitRepositoryPersonalAccessToken",
+                &format!("alice:{SECRET}"),
+            ),
+            ("sourceGitRepositoryCloneDirectoryName", "mirror-dir"),
+            ("destinationGitRepositoryUri", &server.url("dst.git")),
+            ("destinationAuthentication", "serviceConnection"),
+            ("destinationServiceConnection", CONNECTION_ID),
+        ],
+    );
+    agent
+        .system_access_token("unused-system-token")
+        .generic_connection(CONNECTION_ID, "https://example.invalid/", "alice", SECRET);
+    let run = agent.run(task_command());
+    assert_mirrored(&run, &server, &expected);
+    run.assert_secret_kept("alice", SECRET);
+    assert!(
+        run.stderr
+            .contains("sourceGitRepositoryCloneDirectoryName is ignored"),
+        "{}",
+        run.log()
+    );
+
+    // A second run has nothing to do.
+    let again = agent.run(task_command());
+    assert_eq!(again.result().0, "Succeeded");
+    assert_eq!(again.output("refsChanged").as_deref(), Some("0"));
+    assert_eq!(again.output("inSync").as_deref(), Some("true"));
+}
+
+#[test]
+fn task_pushes_with_the_system_access_token() {
+    let server = server();
+    let expected = seed(&server);
+    let mut agent = Agent::new(
+        &server.url("src.git"),
+        &[
+            ("sourceUsername", "alice"),
+            ("sourceGitRepositoryPersonalAccessToken", SECRET),
+            ("destinationGitRepositoryUri", &server.url("dst.git")),
+            ("destinationAuthentication", "systemAccessToken"),
+        ],
+    );
+    // The test server takes its password as a bearer token.
+    agent.system_access_token(SECRET);
+    let run = agent.run(task_command());
+    assert_mirrored(&run, &server, &expected);
+    run.assert_secret_kept("alice", SECRET);
+    let pushes: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_rpc() && r.service() == Some("git-receive-pack"))
+        .collect();
+    assert!(
+        !pushes.is_empty()
+            && pushes.iter().all(|r| r
+                .authorization
+                .as_deref()
+                .is_some_and(|a| a.starts_with("Bearer ")))
+    );
+}
+
+#[test]
+fn task_fails_with_a_logissue_naming_the_cause() {
+    let server = server();
+    seed(&server);
+    let agent = Agent::new(
+        &server.url("src.git"),
+        &[
+            (
+                "sourceGitRepositoryPersonalAccessToken",
+                &format!("alice:{SECRET}"),
+            ),
+            ("destinationGitRepositoryUri", &server.url("dst.git")),
+            ("destinationUsername", "alice"),
+            (
+                "destinationGitRepositoryPersonalAccessToken",
+                "wrong;token]%",
+            ),
+        ],
+    );
+    let run = agent.run(task_command());
+    assert_eq!(
+        run.code,
+        0,
+        "the agent contract: exit 0, result by task.complete\n{}",
+        run.log()
+    );
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed");
+    assert!(
+        message.contains("destination") && message.contains("401"),
+        "{message}"
+    );
+    let issues = run.named("task.logissue");
+    assert!(
+        issues.iter().any(|i| i.properties["type"] == "error"
+            && i.message.contains("destination")
+            && i.message.contains("401")),
+        "{}",
+        run.log()
+    );
+    assert_eq!(run.output("inSync").as_deref(), Some("false"));
+    run.assert_secret_kept("alice", SECRET);
+    run.assert_secret_kept("alice", "wrong;token]%");
+    assert_eq!(refs_of(&server.repo_path("dst.git")), vec![]);
+}
+
+#[test]
+fn task_reports_invalid_inputs_by_name() {
+    let agent = Agent::new(
+        "https://dev.azure.com/org/proj/_git/src",
+        &[
+            ("destinationGitRepositoryUri", ""),
+            ("prune", "yes"),
+            ("includeRefs", "main"),
+            ("sourceAuthentication", "systemAccessToken"),
+        ],
+    );
+    let run = agent.run(task_command());
+    assert_eq!(run.code, 0, "{}", run.log());
+    assert_eq!(run.result().0, "Failed");
+    let issues: Vec<String> = run
+        .named("task.logissue")
+        .into_iter()
+        .map(|i| i.message)
+        .collect();
+    for input in [
+        "destinationGitRepositoryUri",
+        "prune",
+        "includeRefs",
+        "sourceAuthentication",
+    ] {
+        assert!(
+            issues.iter().any(|m| m.contains(input)),
+            "no issue names {input}: {issues:?}"
+        );
+    }
+}
+
+#[test]
+fn task_protects_destination_only_commits_and_ends_with_issues() {
+    let server = server();
+    let work = WorkRepo::new();
+    work.commit("shared");
+    let src = server.create_bare("src.git");
+    work.push_mirror_to(&src);
+    work.commit("only on the destination");
+    let dst = server.create_bare("dst.git");
+    work.push_mirror_to(&dst);
+    let before = refs_of(&dst);
+    let agent = Agent::new(
+        &server.url("src.git"),
+        &[
+            (
+                "sourceGitRepositoryPersonalAccessToken",
+                &format!("alice:{SECRET}"),
+            ),
+            ("destinationGitRepositoryUri", &server.url("dst.git")),
+            (
+                "destinationGitRepositoryPersonalAccessToken",
+                &format!("alice:{SECRET}"),
+            ),
+        ],
+    );
+    let run = agent.run(task_command());
+    assert_eq!(run.result().0, "SucceededWithIssues", "{}", run.log());
+    assert!(run
+        .named("task.logissue")
+        .iter()
+        .any(|i| i.message.contains("refs/heads/main") && i.message.contains("protected")));
+    assert_eq!(refs_of(&dst), before);
+    assert_eq!(run.output("inSync").as_deref(), Some("false"));
+}
+
+#[test]
+fn task_dry_run_changes_nothing() {
+    let server = server();
+    seed(&server);
+    let agent = Agent::new(
+        &server.url("src.git"),
+        &[
+            (
+                "sourceGitRepositoryPersonalAccessToken",
+                &format!("alice:{SECRET}"),
+            ),
+            ("destinationGitRepositoryUri", &server.url("dst.git")),
+            (
+                "destinationGitRepositoryPersonalAccessToken",
+                &format!("alice:{SECRET}"),
+            ),
+            ("dryRun", "true"),
+        ],
+    );
+    let run = agent.run(task_command());
+    assert_eq!(run.result().0, "Succeeded", "{}", run.log());
+    assert_eq!(run.output("refsChanged").as_deref(), Some("0"));
+    assert_eq!(run.output("inSync").as_deref(), Some("false"));
+    assert!(refs_of(&server.repo_path("dst.git")).is_empty());
+}
+
+// ---------------------------------------------------------------- the .vsix
+
+/// The packaged extension, unpacked; `None` (with a message) when
+/// `cargo xtask dist` has not been run or node is missing.
+fn unpacked_extension() -> Option<tempfile::TempDir> {
+    let dist = root().join("dist");
+    let vsix = std::fs::read_dir(&dist).ok().and_then(|entries| {
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "vsix"))
+    });
+    let Some(vsix) = vsix else {
+        eprintln!("SKIPPED: no dist/*.vsix; run `cargo xtask dist` to test the packaged task (task mode itself was tested above)");
+        return None;
+    };
+    if Command::new("node").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: node is not installed; the packaged wrapper cannot be run");
+        return None;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("git-relay-vsix-")
+        .tempdir()
+        .unwrap();
+    unzip(&vsix, dir.path());
+    Some(dir)
+}
+
+fn unzip(archive: &Path, into: &Path) {
+    let ok = Command::new("unzip")
+        .arg("-q")
+        .arg(archive)
+        .arg("-d")
+        .arg(into)
+        .status()
+        .is_ok_and(|s| s.success())
+        || Command::new("python3")
+            .args([
+                "-c",
+                "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])",
+            ])
+            .arg(archive)
+            .arg(into)
+            .status()
+            .is_ok_and(|s| s.success());
+    assert!(ok, "cannot unpack {}", archive.display());
+}
+
+fn wrapper(extension: &Path) -> Command {
+    let task = json(&extension.join("task/task.json"));
+    let mut cmd = Command::new("node");
+    cmd.arg(
+        extension
+            .join("task")
+            .join(task["execution"]["Node20_1"]["target"].as_str().unwrap()),
+    );
+    cmd
+}
+
+#[test]
+fn packaged_task_mirrors_through_its_node_wrapper() {
+    let Some(extension) = unpacked_extension() else {
+        return;
+    };
+    let packaged = json(&extension.path().join("task/task.json"));
+    assert_eq!(
+        packaged,
+        task_json(),
+        "the .vsix holds a stale task.json: run `cargo xtask dist` again"
+    );
+    let server = server();
+    let expected = seed(&server);
+    let mut agent = Agent::new(
+        &server.url("src.git"),
+        &[
+            (
+                "sourceGitRepositoryPersonalAccessToken",
+                &format!("alice:{SECRET}"),
+            ),
+            ("destinationGitRepositoryUri", &server.url("dst.git")),
+            ("destinationAuthentication", "serviceConnection"),
+            ("destinationServiceConnection", CONNECTION_ID),
+        ],
+    );
+    agent.system_access_token("unused").generic_connection(
+        CONNECTION_ID,
+        "https://example.invalid/",
+        "alice",
+        SECRET,
+    );
+    let run = agent.run(wrapper(extension.path()));
+    assert_mirrored(&run, &server, &expected);
+    run.assert_secret_kept("alice", SECRET);
+
+    // Failure through the wrapper: same contract.
+    let bad = Agent::new(
+        &server.url("src.git"),
+        &[
+            ("sourceGitRepositoryPersonalAccessToken", "alice:wrong"),
+            ("destinationGitRepositoryUri", &server.url("dst.git")),
+        ],
+    );
+    let run = bad.run(wrapper(extension.path()));
+    assert_eq!(run.code, 0, "{}", run.log());
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed");
+    assert!(message.contains("source"), "{message}");
+}
+
+#[test]
+fn packaged_wrapper_reaches_the_network_promptly() {
+    let Some(extension) = unpacked_extension() else {
+        return;
+    };
+    // A listener that answers nothing: the time to its first connection is
+    // the wrapper's and the binary's start-up cost, up to the first request.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/src.git",
+        listener.local_addr().unwrap().port()
+    );
+    let agent = Agent::new(
+        &url,
+        &[
+            ("destinationGitRepositoryUri", "/nonexistent/dst.git"),
+            ("timeout", "2"),
+        ],
+    );
+    let mut cmd = wrapper(extension.path());
+    cmd.env_clear()
+        .envs(&agent.env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let started = Instant::now();
+    let child = cmd.spawn().unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let elapsed = started.elapsed();
+    drop(conn);
+    drop(listener);
+    let out = child.wait_with_output().unwrap();
+    eprintln!(
+        "wrapper start to first git request: {} ms",
+        elapsed.as_millis()
+    );
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    let run = TaskRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(run.result().0, "Failed", "{}", run.log());
+    assert!(
+        run.named("task.logissue")
+            .iter()
+            .any(|i| i.message.contains("source")),
+        "{}",
+        run.log()
+    );
+}
+
+#[test]
+fn wrapper_fails_clearly_without_a_binary_for_the_platform() {
+    if Command::new("node").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: node is not installed");
+        return;
+    }
+    // The wrapper from the source tree, with no bin/ beside it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(root().join("task/run.js"), dir.path().join("run.js")).unwrap();
+    let out = Command::new("node")
+        .arg(dir.path().join("run.js"))
+        .output()
+        .unwrap();
+    let run = TaskRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed");
+    assert!(message.contains("no binary for this agent"), "{message}");
+    assert_eq!(run.named("task.logissue")[0].properties["type"], "error");
+}
