@@ -158,6 +158,7 @@ pub struct CredentialArgs {
     #[arg(
         long,
         env = "GIT_RELAY_SOURCE_USERNAME",
+        hide_env_values = true,
         value_name = "USER",
         help_heading = "Credentials"
     )]
@@ -167,6 +168,7 @@ pub struct CredentialArgs {
     #[arg(
         long,
         env = "GIT_RELAY_DEST_USERNAME",
+        hide_env_values = true,
         value_name = "USER",
         help_heading = "Credentials"
     )]

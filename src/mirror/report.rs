@@ -173,8 +173,9 @@ impl Report {
         let took = human_duration(Duration::from_millis(self.duration_ms));
         if self.refs.is_empty() {
             return format!(
-                "in sync: {} refs already match ({} checked in {took})",
-                t.unchanged, self.destination
+                "in sync: {} already match{} ({took})",
+                plural(t.unchanged, "ref"),
+                if t.unchanged == 1 { "es" } else { "" }
             );
         }
         let mut parts = Vec::new();
@@ -205,6 +206,14 @@ impl Report {
             "differences"
         };
         format!("{state}: {} in {took}{moved}", parts.join(", "))
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
     }
 }
 
