@@ -82,108 +82,112 @@ fn assert_converges(server: &GitServer) {
     fsck_strict(&server.repo_path("dst.git"));
 }
 
+/// Which side of the relay the faulty proxy stands in front of.
+#[derive(Clone, Copy)]
+enum Faulty {
+    Source,
+    Destination,
+}
+
+/// A server with a big source, and a proxy that will fail once.
+struct Setup {
+    server: GitServer,
+    proxy: FaultProxy,
+    faulty: Faulty,
+}
+
+impl Setup {
+    fn new(faulty: Faulty, fault: Fault) -> Setup {
+        let server = GitServer::start();
+        big_source(&server);
+        let proxy = FaultProxy::start(server.port(), fault, 1);
+        Setup {
+            server,
+            proxy,
+            faulty,
+        }
+    }
+
+    fn mirror(&self, retries: &str) -> Output {
+        let (src, dst) = match self.faulty {
+            Faulty::Source => (self.proxy.url("src.git"), self.server.url("dst.git")),
+            Faulty::Destination => (self.server.url("src.git"), self.proxy.url("dst.git")),
+        };
+        mirror(&src, &dst, &self.server, &["--retries", retries])
+    }
+
+    /// With retries, the run starts over after the fault and succeeds.
+    fn assert_retry_succeeds(&self) {
+        let out = self.mirror("2");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(self.proxy.fired(), 1);
+        assert!(stderr(&out).contains("retrying"), "{}", stderr(&out));
+        assert_eq!(
+            refs_of(&self.server.repo_path("dst.git")),
+            refs_of(&self.server.repo_path("src.git"))
+        );
+        fsck_strict(&self.server.repo_path("dst.git"));
+    }
+
+    /// Without retries, the run fails naming `side`, the destination is
+    /// sound (and `untouched`, when the fault struck before the push could
+    /// complete), and the next run converges.
+    fn assert_fails_naming(&self, side: &str, untouched: bool) {
+        let out = self.mirror("0");
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("error: {side}")),
+            "{}",
+            stderr(&out)
+        );
+        assert_destination_sound(&self.server);
+        if untouched {
+            assert!(refs_of(&self.server.repo_path("dst.git")).is_empty());
+        }
+        assert_converges(&self.server);
+    }
+}
+
 #[test]
 fn a_source_cut_mid_pack_is_retried() {
-    let server = GitServer::start();
-    big_source(&server);
-    let proxy = FaultProxy::start(server.port(), Fault::CutResponseAfter(THRESHOLD), 1);
-    let out = mirror(
-        &proxy.url("src.git"),
-        &server.url("dst.git"),
-        &server,
-        &["--retries", "2"],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(proxy.fired(), 1);
-    assert!(stderr(&out).contains("retrying"), "{}", stderr(&out));
-    assert_eq!(
-        refs_of(&server.repo_path("dst.git")),
-        refs_of(&server.repo_path("src.git"))
-    );
-    fsck_strict(&server.repo_path("dst.git"));
+    Setup::new(Faulty::Source, Fault::CutResponseAfter(THRESHOLD)).assert_retry_succeeds();
 }
 
 #[test]
 fn a_source_cut_without_retries_blames_the_source_and_changes_nothing() {
-    let server = GitServer::start();
-    big_source(&server);
-    let proxy = FaultProxy::start(server.port(), Fault::CutResponseAfter(THRESHOLD), 1);
-    let out = mirror(
-        &proxy.url("src.git"),
-        &server.url("dst.git"),
-        &server,
-        &["--retries", "0"],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("error: source"), "{}", stderr(&out));
-    assert!(refs_of(&server.repo_path("dst.git")).is_empty());
-    assert_destination_sound(&server);
-    assert_converges(&server);
+    let setup = Setup::new(Faulty::Source, Fault::CutResponseAfter(THRESHOLD));
+    setup.assert_fails_naming("source", true);
+}
+
+#[test]
+fn a_destination_cut_mid_upload_is_retried() {
+    Setup::new(Faulty::Destination, Fault::CutRequestAfter(THRESHOLD)).assert_retry_succeeds();
 }
 
 #[test]
 fn a_destination_cut_mid_upload_blames_the_destination_and_changes_nothing() {
-    let server = GitServer::start();
-    big_source(&server);
-    let proxy = FaultProxy::start(server.port(), Fault::CutRequestAfter(THRESHOLD), 1);
-    let out = mirror(
-        &server.url("src.git"),
-        &proxy.url("dst.git"),
-        &server,
-        &["--retries", "0"],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("error: destination"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(refs_of(&server.repo_path("dst.git")).is_empty());
-    assert_destination_sound(&server);
-    assert_converges(&server);
+    let setup = Setup::new(Faulty::Destination, Fault::CutRequestAfter(THRESHOLD));
+    setup.assert_fails_naming("destination", true);
 }
 
 #[test]
 fn a_lost_push_report_is_retried_from_the_start() {
-    let server = GitServer::start();
-    big_source(&server);
-    let proxy = FaultProxy::start(server.port(), Fault::CutResponseAfterRequest(THRESHOLD), 1);
     // The destination may have applied the push before its report was lost;
     // the retry lists it again and finds nothing (or everything) to do.
-    let out = mirror(
-        &server.url("src.git"),
-        &proxy.url("dst.git"),
-        &server,
-        &["--retries", "2"],
+    let setup = Setup::new(
+        Faulty::Destination,
+        Fault::CutResponseAfterRequest(THRESHOLD),
     );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(proxy.fired(), 1);
-    assert_eq!(
-        refs_of(&server.repo_path("dst.git")),
-        refs_of(&server.repo_path("src.git"))
-    );
-    fsck_strict(&server.repo_path("dst.git"));
+    setup.assert_retry_succeeds();
 }
 
 #[test]
 fn a_lost_push_report_without_retries_is_an_error_and_the_next_run_converges() {
-    let server = GitServer::start();
-    big_source(&server);
-    let proxy = FaultProxy::start(server.port(), Fault::CutResponseAfterRequest(THRESHOLD), 1);
-    let out = mirror(
-        &server.url("src.git"),
-        &proxy.url("dst.git"),
-        &server,
-        &["--retries", "0"],
+    let setup = Setup::new(
+        Faulty::Destination,
+        Fault::CutResponseAfterRequest(THRESHOLD),
     );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("error: destination"),
-        "{}",
-        stderr(&out)
-    );
-    assert_destination_sound(&server);
-    assert_converges(&server);
+    setup.assert_fails_naming("destination");
 }
 
 #[test]
