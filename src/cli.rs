@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::auth::{CredentialSources, Credentials, Scheme};
 use crate::fleet::Shard;
 use crate::forge::Kind;
-use crate::mirror::{Endpoint, Mode, Options, RefSelection, RetryPolicy};
+use crate::mirror::{BackupOptions, Endpoint, Mode, Options, RefSelection, RetryPolicy};
 use crate::transport::{Location, NetworkOptions};
 
 const EXAMPLES: &str = "\
@@ -73,6 +73,8 @@ pub enum Command {
     /// Mirror every repository of an organization, group or workspace (Azure DevOps, GitHub, GitLab, Bitbucket, Gitea), in parallel.
     #[command(after_long_help = MIRROR_ALL_EXAMPLES)]
     MirrorAll(MirrorAllArgs),
+    /// Check a backup (or any local repository): every ref's history present, every reachable object intact. Exit 0 when sound, 1 otherwise.
+    Verify(VerifyArgs),
     /// Run as an Azure Pipelines task: read the inputs from INPUT_* / ENDPOINT_* (called by the task's wrapper).
     #[command(hide = true)]
     Task,
@@ -128,6 +130,22 @@ pub struct RelayArgs {
 
     #[command(flatten)]
     pub network: NetworkArgs,
+
+    /// Local DESTINATION (a backup) only: delete archived tips (refs/archive/<UTC time>/<ref>, kept when the source deletes or force-pushes a ref) older than DURATION, e.g. 30d, 12h, 2w.
+    #[arg(long, value_name = "DURATION", value_parser = crate::store::archive::parse_age)]
+    pub prune_archive_older_than: Option<Duration>,
+}
+
+/// The arguments of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The repository to check: a local path or file:// URL (a backup made by `mirror`).
+    #[arg(value_name = "PATH")]
+    pub path: String,
+
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Tokens, user names and schemes of both sides (shared by `mirror`,
@@ -274,6 +292,22 @@ impl NetworkArgs {
 }
 
 impl RelayArgs {
+    /// Settings for a local (backup) destination; an `Err` is a usage error.
+    pub fn backup_options(&self) -> Result<BackupOptions, String> {
+        let local = Location::parse(&self.destination)
+            .map(|l| l.local_path().is_some())
+            .unwrap_or(false);
+        if self.prune_archive_older_than.is_some() && !local {
+            return Err(
+                "--prune-archive-older-than applies to a local DESTINATION (a backup) only".into(),
+            );
+        }
+        Ok(BackupOptions {
+            prune_archive_older_than: self.prune_archive_older_than,
+            lock_wait: None,
+        })
+    }
+
     /// Turns the arguments into engine options; an `Err` is a usage error.
     pub fn options(&self, mode: Mode) -> Result<Options, String> {
         let mode = if mode == Mode::Mirror && self.dry_run {
@@ -339,13 +373,11 @@ pub(crate) fn endpoint(
             url_username: url_username.as_deref(),
             url_password: password.as_deref(),
             scheme: auth.into(),
-            default_username: default_username.unwrap_or(
-                if url.host_str() == Some("github.com") {
-                    "x-access-token"
-                } else {
-                    "git"
-                },
-            ),
+            default_username: default_username.unwrap_or(if url.host_str() == Some("github.com") {
+                "x-access-token"
+            } else {
+                "git"
+            }),
         }),
         Location::Local(_) => None,
     };

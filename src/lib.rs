@@ -9,9 +9,14 @@
 //!   and knows nothing of HTTP.
 //! - [`transport`] carries protocol bytes to a server: smart HTTP, or a local
 //!   `git upload-pack`/`git receive-pack` over pipes.
+//! - [`store`] keeps backups on disk through git2: the relayed pack goes
+//!   into the object database, dropped history is archived, `verify` checks.
 //! - [`auth`] owns credentials and the redactor every output line passes.
 //! - [`mirror`] selects refs, plans, relays the pack, verifies and reports;
 //!   it knows nothing of command lines or pipelines.
+//! - [`forge`] lists and creates repositories through forge REST APIs;
+//!   [`fleet`] runs many mirrors in parallel and sums them up; [`mirror_all`]
+//!   joins the two for `git-relay mirror-all`.
 //! - [`cli`], [`output`] and [`pipelines`] are the edges a person, a script
 //!   or an Azure Pipelines agent sees.
 
@@ -19,10 +24,14 @@
 
 pub mod auth;
 pub mod cli;
+pub mod fleet;
+pub mod forge;
 pub mod mirror;
+pub mod mirror_all;
 pub mod output;
 pub mod pipelines;
 pub mod protocol;
+pub mod store;
 pub mod transport;
 
 /// The `agent=` capability and User-Agent suffix we announce to servers.

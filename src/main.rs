@@ -2,7 +2,7 @@
 
 use clap::Parser;
 
-use git_relay::cli::{Cli, Command, RelayArgs};
+use git_relay::cli::{Cli, Command, RelayArgs, VerifyArgs};
 use git_relay::mirror::{self, Mode};
 use git_relay::output::{self, Verbosity};
 
@@ -24,7 +24,9 @@ fn main() {
     let code = match &cli.command {
         Command::Mirror(args) => relay(args, Mode::Mirror),
         Command::Status(args) => relay(args, Mode::Status),
+        Command::MirrorAll(args) => git_relay::mirror_all::run(args),
         Command::Task => git_relay::pipelines::run(),
+        Command::Verify(args) => verify(args),
     };
     std::process::exit(code);
 }
@@ -37,7 +39,14 @@ fn relay(args: &RelayArgs, mode: Mode) -> i32 {
             return 2;
         }
     };
-    match mirror::run_with_retries(&options, args.network.retry_policy()) {
+    let backup = match args.backup_options() {
+        Ok(backup) => backup,
+        Err(message) => {
+            output::error(message);
+            return 2;
+        }
+    };
+    match mirror::run_with_retries_and_backup(&options, args.network.retry_policy(), &backup) {
         Ok(report) => {
             for line in report.ref_lines() {
                 output::info(line);
@@ -65,6 +74,38 @@ fn relay(args: &RelayArgs, mode: Mode) -> i32 {
                 });
                 output::stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
             }
+            1
+        }
+    }
+}
+
+fn verify(args: &VerifyArgs) -> i32 {
+    let path = match git_relay::transport::Location::parse(&args.path) {
+        Ok(location) => match location.local_path() {
+            Some(path) => path.to_owned(),
+            None => {
+                output::error("verify checks a local repository: give a path or a file:// URL");
+                return 2;
+            }
+        },
+        Err(message) => {
+            output::error(message);
+            return 2;
+        }
+    };
+    match git_relay::store::verify(&path) {
+        Ok(report) => {
+            for problem in &report.problems {
+                output::error(problem);
+            }
+            output::info(report.summary());
+            if args.json {
+                output::stdout(&serde_json::to_string_pretty(&report).unwrap_or_default());
+            }
+            i32::from(!report.is_sound())
+        }
+        Err(err) => {
+            output::error(&err);
             1
         }
     }

@@ -855,13 +855,28 @@ fn a_proxy_carries_both_sides_and_its_failure_is_named() {
     server.create_bare("dst.git");
     let proxy = ForwardProxy::start(server.port());
     // Names that only the proxy "resolves": nothing leaves the machine.
-    let (src, dst) = ("http://git-source.test/src.git", "http://git-dest.test/dst.git");
+    let (src, dst) = (
+        "http://git-source.test/src.git",
+        "http://git-dest.test/dst.git",
+    );
 
-    run(&["mirror", src, dst, "--proxy", &proxy.url()], &credentials(&server)).assert_code(0);
+    run(
+        &["mirror", src, dst, "--proxy", &proxy.url()],
+        &credentials(&server),
+    )
+    .assert_code(0);
     assert_mirrored(&server);
     let seen = proxy.requests();
-    assert!(seen.iter().any(|l| l.starts_with("GET http://git-source.test/src.git/info/refs")), "{seen:#?}");
-    assert!(seen.iter().any(|l| l.starts_with("POST http://git-dest.test/dst.git/git-receive-pack")), "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("GET http://git-source.test/src.git/info/refs")),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("POST http://git-dest.test/dst.git/git-receive-pack")),
+        "{seen:#?}"
+    );
 
     // The environment works as well.
     let mut env = credentials(&server);
@@ -869,9 +884,16 @@ fn a_proxy_carries_both_sides_and_its_failure_is_named() {
     env.push(("HTTP_PROXY", &url));
     run(&["status", src, dst], &env).assert_code(0);
 
-    let out = run(&["status", src, dst, "--proxy", "http://127.0.0.1:1"], &credentials(&server));
+    let out = run(
+        &["status", src, dst, "--proxy", "http://127.0.0.1:1"],
+        &credentials(&server),
+    );
     out.assert_code(1);
-    assert!(out.stderr.contains("source") && out.stderr.contains("proxy"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("source") && out.stderr.contains("proxy"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -880,7 +902,10 @@ fn a_redirected_repository_is_followed() {
     populated_source(&server);
     server.create_bare("dst.git");
     let moved = Redirector::start(&format!("http://127.0.0.1:{}", server.port()));
-    let out = run(&["mirror", &moved.url("src.git"), &server.url("dst.git")], &credentials(&server));
+    let out = run(
+        &["mirror", &moved.url("src.git"), &server.url("dst.git")],
+        &credentials(&server),
+    );
     out.assert_code(0);
     assert_mirrored(&server);
 }
@@ -895,6 +920,10 @@ fn a_destination_that_cannot_store_the_pack_says_so() {
     git(&dst, &["config", "receive.unpackLimit", "1"]);
     let out = relay_between(&server, "mirror", &["--retries", "0"]);
     out.assert_code(1);
-    assert!(out.stderr.contains("destination") && out.stderr.contains("could not store the pack"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("destination") && out.stderr.contains("could not store the pack"),
+        "{}",
+        out.stderr
+    );
     assert!(refs_of(&dst).is_empty());
 }

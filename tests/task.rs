@@ -285,7 +285,7 @@ fn assert_mirrored(run: &TaskRun, server: &GitServer, expected: &[(String, Strin
     let lines = run.lines();
     let open = lines.iter().filter(|l| l.starts_with("##[group]")).count();
     assert!(
-        open >= 2 && open == lines.iter().filter(|l| **l == "##[endgroup]").count(),
+        open >= 2 && open == lines.iter().filter(|l| *l == "##[endgroup]").count(),
         "{}",
         run.log()
     );
@@ -631,8 +631,10 @@ fn packaged_wrapper_reaches_the_network_promptly() {
         ],
     );
     let mut cmd = wrapper(extension.path());
+    // The cut connection is retried as transient: keep the waits short.
     cmd.env_clear()
         .envs(&agent.env)
+        .env("GIT_RELAY_RETRY_BASE_MS", "10")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let started = Instant::now();

@@ -16,6 +16,11 @@
 //!    destination applies it only if nobody moved the ref meanwhile;
 //! 5. read the destination's report, list it again and confirm.
 //!
+//! A local destination is a backup ([`crate::store`], through
+//! `store_side`): the same stream goes into git2's pack writer instead of
+//! a receive-pack, and refs that would drop history are archived. The
+//! engine sees both through [`DestinationSide`].
+//!
 //! The engine knows nothing of command lines or pipelines: it takes
 //! [`Options`] and returns a [`Report`].
 
@@ -23,6 +28,7 @@ pub mod plan;
 pub mod report;
 pub mod select;
 pub mod session;
+mod store_side;
 
 use std::collections::HashSet;
 use std::io::{self, Read};
@@ -42,7 +48,9 @@ pub use report::{Outcome, RefReport, Report, Totals};
 pub use select::RefSelection;
 pub use session::{Cause, Side, SideError};
 
+pub use session::DestinationSide;
 use session::{Blame, Destination, PackOptions, Source};
+use store_side::StoreSide;
 
 /// An empty pack (version 2, no objects, and its SHA-1 trailer): what
 /// receive-pack needs after commands whose objects it already has.
@@ -126,6 +134,19 @@ pub struct Options {
     pub mode: Mode,
 }
 
+/// Settings that only matter when the destination is a backup on disk
+/// (a local path). Kept apart from [`Options`] so that everything building
+/// `Options` stays as it is; the default is what `mirror-all` and the
+/// pipeline task get: archive, never prune.
+#[derive(Clone, Debug, Default)]
+pub struct BackupOptions {
+    /// Delete archive refs (`refs/archive/<time>/...`) older than this.
+    pub prune_archive_older_than: Option<Duration>,
+    /// How long to wait for another run's lock on the backup; `None`: the
+    /// destination's network timeout.
+    pub lock_wait: Option<Duration>,
+}
+
 /// How transient failures are retried.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {
@@ -183,9 +204,18 @@ impl Default for RetryPolicy {
 /// value it expects, so a change that did land is seen as done and nothing
 /// is applied twice.
 pub fn run_with_retries(opts: &Options, policy: RetryPolicy) -> Result<Report, SideError> {
+    run_with_retries_and_backup(opts, policy, &BackupOptions::default())
+}
+
+/// [`run_with_retries`] with backup settings for a local destination.
+pub fn run_with_retries_and_backup(
+    opts: &Options,
+    policy: RetryPolicy,
+    backup: &BackupOptions,
+) -> Result<Report, SideError> {
     let mut attempt = 0;
     loop {
-        match run(opts) {
+        match run_with_backup(opts, backup) {
             Err(err) if err.is_transient() && attempt < policy.retries => {
                 let wait = policy.delay(attempt, err.retry_after());
                 attempt += 1;
@@ -207,15 +237,34 @@ pub fn run_with_retries(opts: &Options, policy: RetryPolicy) -> Result<Report, S
 /// Per-ref trouble (protected, rejected) is part of the report; an `Err`
 /// means the run could not finish, and says which side failed.
 pub fn run(opts: &Options) -> Result<Report, SideError> {
+    run_with_backup(opts, &BackupOptions::default())
+}
+
+/// [`run`] with backup settings for a local destination.
+pub fn run_with_backup(opts: &Options, backup: &BackupOptions) -> Result<Report, SideError> {
     let started = Instant::now();
     let timeout = opts.source.network.timeout;
     let source_transport = opts.source.open(Side::Source, false)?;
     let (source, source_refs) = Source::connect(source_transport, timeout)?;
-    let dest_transport = opts
-        .destination
-        .open(Side::Destination, opts.mode == Mode::Mirror)?;
-    let (destination, dest_refs) =
-        Destination::connect(dest_transport, opts.destination.network.timeout)?;
+    let dest_timeout = opts.destination.network.timeout;
+    let (destination, dest_refs): (Box<dyn DestinationSide>, _) =
+        match opts.destination.location.local_path() {
+            Some(path) => {
+                let (side, refs) = StoreSide::open(
+                    path,
+                    &opts.destination.location.to_string(),
+                    opts.mode,
+                    backup,
+                    dest_timeout,
+                )?;
+                (Box::new(side), refs)
+            }
+            None => {
+                let transport = opts.destination.open(Side::Destination, false)?;
+                let (side, refs) = Destination::connect(transport, dest_timeout)?;
+                (Box::new(side), refs)
+            }
+        };
     output::info(format_args!(
         "source      {} (protocol {}): {} refs",
         opts.source.location,
@@ -402,7 +451,7 @@ pub fn run(opts: &Options) -> Result<Report, SideError> {
                 "the destination could not unpack the pack: {reason}"
             ));
         }
-        return Err(destination.blame().error(Cause::Refused(format!(
+        return Err(destination.error(Cause::Refused(format!(
             "the server could not store the pack (unpack {reason}); no ref was changed"
         ))));
     }
@@ -425,6 +474,11 @@ pub fn run(opts: &Options) -> Result<Report, SideError> {
             None => {
                 r.reason = Some("the destination's report does not mention this ref".to_owned())
             }
+        }
+    }
+    for (name, note) in destination.notes() {
+        if let Some(r) = report.refs.iter_mut().find(|r| r.name == name) {
+            r.reason.get_or_insert(note);
         }
     }
 

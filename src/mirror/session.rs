@@ -62,6 +62,9 @@ pub enum Cause {
     /// The server refused the request as a whole.
     #[error("{0}")]
     Refused(String),
+    /// A local backup could not be opened, locked or written.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl SideError {
@@ -417,6 +420,66 @@ fn demultiplex(reader: PacketReader<Response>) -> Box<dyn Read + Send> {
     Box::new(SidebandReader::new(reader, ignore as fn(&[u8])))
 }
 
+/// What the engine needs from a destination, whatever it is: a
+/// receive-pack conversation ([`Destination`]) or a backup on disk
+/// written through git2 (see `crate::store`). The engine plans against
+/// `list_refs`, shapes the pack by what the side accepts, and hands it the
+/// commands and the pack stream; the side answers like receive-pack would.
+pub trait DestinationSide {
+    /// Lists the destination's refs (again, to verify after a push).
+    fn list_refs(&self) -> Result<Vec<Ref>, SideError>;
+    /// Whether deltas may refer to objects the destination already has.
+    fn accepts_thin_pack(&self) -> bool;
+    /// Whether offset deltas are understood.
+    fn accepts_ofs_delta(&self) -> bool;
+    /// Whether refs may be deleted.
+    fn allows_delete(&self) -> bool;
+    /// Applies `commands`, with `pack` when any command needs objects, and
+    /// reports per ref. An `Err` means the push as a whole failed.
+    fn push(
+        &self,
+        commands: &[Command],
+        pack: Option<&mut (dyn Read + Send)>,
+    ) -> Result<ReportStatus, SideError>;
+    /// Gives a repository this run created the source's default branch.
+    fn adopt_head(&self, target: &str) -> Result<(), SideError>;
+    /// Tags `cause` with this side and its location.
+    fn error(&self, cause: Cause) -> SideError;
+    /// Notes on refs this side wants in the report, `(ref, note)`: a backup
+    /// says where it archived a dropped tip.
+    fn notes(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
+
+impl DestinationSide for Destination {
+    fn list_refs(&self) -> Result<Vec<Ref>, SideError> {
+        Destination::list_refs(self)
+    }
+    fn accepts_thin_pack(&self) -> bool {
+        Destination::accepts_thin_pack(self)
+    }
+    fn accepts_ofs_delta(&self) -> bool {
+        Destination::accepts_ofs_delta(self)
+    }
+    fn allows_delete(&self) -> bool {
+        Destination::allows_delete(self)
+    }
+    fn push(
+        &self,
+        commands: &[Command],
+        pack: Option<&mut (dyn Read + Send)>,
+    ) -> Result<ReportStatus, SideError> {
+        Destination::push(self, commands, pack)
+    }
+    fn adopt_head(&self, target: &str) -> Result<(), SideError> {
+        Destination::adopt_head(self, target)
+    }
+    fn error(&self, cause: Cause) -> SideError {
+        self.blame.error(cause)
+    }
+}
+
 /// The destination: a receive-pack conversation.
 pub struct Destination {
     transport: Box<dyn Transport>,
@@ -521,10 +584,6 @@ impl Destination {
             report
         };
         report.map_err(|e| self.blame.error(e))
-    }
-
-    pub(crate) fn blame(&self) -> &Blame {
-        &self.blame
     }
 
     /// Gives a repository this run created the source's default branch.

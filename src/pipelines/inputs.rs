@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use percent_encoding::utf8_percent_encode;
 
-use crate::auth::{self, CredentialSources, Credentials, Scheme, USERINFO};
+use crate::auth::{Credentials, USERINFO};
+use crate::cli::{self, AuthArg};
 use crate::mirror::{Endpoint, Mode, Options, RefSelection};
 use crate::transport::{Location, NetworkOptions};
 
@@ -309,76 +310,47 @@ fn read_side(
     let verify = read_bool(env, names.verify, true, c);
     let credentials = read_credentials(env, names, c);
     let uri = env.input(names.uri);
-    let location = if uri.is_empty() {
+    if uri.is_empty() {
         c.error(
             names.uri,
             format!("required: the URL of the {} repository", names.side),
         );
-        None
-    } else {
-        Location::parse(uri).map_err(|e| c.error(names.uri, e)).ok()
-    };
-    let ((token, username, scheme, described), location) = (credentials?, location?);
-    let credentials = match &location {
-        Location::Http {
-            url,
-            username: url_username,
-            password,
-        } => {
-            if let Some(password) = password {
-                c.secret(password);
-            }
-            http_credentials(
-                url,
-                url_username.as_deref(),
-                password.as_deref(),
-                token.as_deref(),
-                username.as_deref(),
-                scheme,
-            )
-        }
-        Location::Local(_) => None,
-    };
-    if let Some(credentials) = &credentials {
+        return None;
+    }
+    // The URL is checked even when the credentials were not usable, so that
+    // every problem is reported at once.
+    let chosen = credentials.is_some();
+    let (token, username, scheme, described) =
+        credentials.unwrap_or((None, None, AuthArg::Basic, String::new()));
+    // The command line's own rules turn a URL and a token into credentials.
+    let endpoint = cli::endpoint(
+        names.uri,
+        uri,
+        token.as_deref(),
+        username.as_deref(),
+        scheme,
+        network(!verify),
+        None,
+    )
+    .map_err(|e| {
+        let message = e
+            .strip_prefix(&format!("{}: ", names.uri))
+            .unwrap_or(&e)
+            .to_owned();
+        c.error(names.uri, message)
+    })
+    .ok()?;
+    if let Location::Http {
+        password: Some(password),
+        ..
+    } = &endpoint.location
+    {
+        c.secret(password);
+    }
+    if let Some(credentials) = &endpoint.credentials {
         c.secrets.extend(credentials.secret_forms());
     }
-    Some((
-        Endpoint {
-            location,
-            credentials,
-            network: network(!verify),
-        },
-        described,
-    ))
-}
-
-/// The credentials of an HTTP side, decided as the command line decides
-/// them: an explicit token wins over a password in the URL; the username
-/// is the one named, else the token's `user:` prefix, else the URL's, else
-/// `x-access-token` on github.com and `git` elsewhere.
-pub fn http_credentials(
-    url: &url::Url,
-    url_username: Option<&str>,
-    url_password: Option<&str>,
-    token: Option<&str>,
-    username: Option<&str>,
-    scheme: Scheme,
-) -> Option<Credentials> {
-    if let Some(token) = token {
-        auth::register_secret(token);
-    }
-    Credentials::resolve(&CredentialSources {
-        username,
-        token,
-        url_username,
-        url_password,
-        scheme,
-        default_username: if url.host_str() == Some("github.com") {
-            "x-access-token"
-        } else {
-            "git"
-        },
-    })
+    chosen.then_some((endpoint, described))
 }
 
 /// A side's token, username and scheme from its authentication choice, and
@@ -388,7 +360,7 @@ fn read_credentials(
     env: &Environment,
     names: &SideInputs,
     c: &mut Collector,
-) -> Option<(Option<String>, Option<String>, Scheme, String)> {
+) -> Option<(Option<String>, Option<String>, AuthArg, String)> {
     let choice = match env.input(names.authentication) {
         "" => "token",
         other => other,
@@ -410,7 +382,7 @@ fn read_credentials(
             Some((
                 Some(token.to_owned()).filter(|t| !t.is_empty()),
                 username.map(str::to_owned),
-                Scheme::Basic,
+                AuthArg::Basic,
                 described.to_owned(),
             ))
         }
@@ -424,7 +396,7 @@ fn read_credentials(
                     Some((
                         Some(token),
                         None,
-                        Scheme::Bearer,
+                        AuthArg::Bearer,
                         "System.AccessToken (bearer)".to_owned(),
                     ))
                 }
@@ -466,7 +438,7 @@ fn read_connection(
     input: &'static str,
     github: bool,
     c: &mut Collector,
-) -> Option<(Option<String>, Option<String>, Scheme, String)> {
+) -> Option<(Option<String>, Option<String>, AuthArg, String)> {
     let id = env.input(input);
     if id.is_empty() {
         c.error(
@@ -494,7 +466,7 @@ fn read_connection(
         return Some((
             Some(token),
             Some("x-access-token".to_owned()),
-            Scheme::Basic,
+            AuthArg::Basic,
             described,
         ));
     }
@@ -514,7 +486,7 @@ fn read_connection(
     Some((
         Some(password),
         username,
-        Scheme::Basic,
+        AuthArg::Basic,
         format!("service connection ({scheme})"),
     ))
 }

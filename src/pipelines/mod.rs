@@ -23,10 +23,16 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::auth;
-use crate::mirror::{self, Mode, Options, Outcome, Report, SideError};
+use crate::mirror::{self, Mode, Options, Outcome, Report, RetryPolicy, SideError};
 use crate::output::{self, Verbosity};
 use inputs::{Environment, TaskConfig};
 use vso::{Issue, TaskResult};
+
+/// The output variables the task sets; task.json declares exactly these.
+pub const OUTPUT_VARIABLES: &[&str] = &[REFS_CHANGED, IN_SYNC, REPORT_PATH];
+const REFS_CHANGED: &str = "refsChanged";
+const IN_SYNC: &str = "inSync";
+const REPORT_PATH: &str = "reportPath";
 
 /// Runs the task from the agent's environment; returns the exit code.
 pub fn run() -> i32 {
@@ -112,7 +118,9 @@ fn mirror_and_report(config: &TaskConfig, files: &ReportFiles) {
     vso::end_group();
 
     vso::group("git-relay: mirror");
-    let outcome = mirror::run(options);
+    // Transient failures (a busy server, a cut connection) start the run
+    // over, as on the command line; every update is a compare-and-swap.
+    let outcome = mirror::run_with_retries(options, RetryPolicy::default());
     vso::end_group();
     vso::set_progress(90, "mirror finished");
     match outcome {
@@ -216,10 +224,10 @@ fn write_outputs(
     markdown: &str,
     files: &ReportFiles,
 ) {
-    vso::set_output("refsChanged", &refs_changed);
-    vso::set_output("inSync", if in_sync { "true" } else { "false" });
+    vso::set_output(REFS_CHANGED, &refs_changed);
+    vso::set_output(IN_SYNC, if in_sync { "true" } else { "false" });
     if write(&files.json, json) {
-        vso::set_output("reportPath", &files.json.to_string_lossy());
+        vso::set_output(REPORT_PATH, &files.json.to_string_lossy());
     }
     if write(&files.markdown, markdown) {
         vso::upload_summary(&files.markdown.to_string_lossy());

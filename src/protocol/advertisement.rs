@@ -480,6 +480,45 @@ mod tests {
     }
 
     #[test]
+    fn real_receive_pack_when_v2_was_asked_for() {
+        // git http-backend drops "# service=" whenever the client sent
+        // `Git-Protocol: version=2`, even though receive-pack answers v0.
+        let body = include_bytes!(
+            "../../fuzz/corpus/advertisement/http-backend-receive-pack-asked-v2.bin"
+        );
+        assert!(body.starts_with(b"00b4d26c"));
+        let (refs, caps) = v0_refs(body, "git-receive-pack");
+        assert_eq!(refs.len(), 4);
+        assert!(caps.contains("report-status"));
+        let body = include_bytes!(
+            "../../fuzz/corpus/advertisement/http-backend-v0-receive-pack-empty.bin"
+        );
+        let (refs, caps) = v0_refs(body, "git-receive-pack");
+        assert!(refs.is_empty());
+        assert!(caps.contains("delete-refs"));
+    }
+
+    #[test]
+    fn symrefs_attach_to_any_advertised_ref() {
+        let body = [
+            pkt(&format!(
+                "{MAIN} HEAD\0symref=HEAD:refs/heads/main symref=refs/heads/alias:refs/heads/main \
+                 symref=refs/heads/gone:refs/heads/main symref=malformed\n"
+            )),
+            pkt(&format!("{MAIN} refs/heads/alias\n")),
+            pkt(&format!("{MAIN} refs/heads/main\n")),
+            "0000".into(),
+        ]
+        .concat();
+        let (refs, _) = v0_refs(body.as_bytes(), "git-upload-pack");
+        let targets: Vec<_> = refs.iter().map(|r| r.symref_target.as_deref()).collect();
+        assert_eq!(
+            targets,
+            [Some("refs/heads/main"), Some("refs/heads/main"), None]
+        );
+    }
+
+    #[test]
     fn alternates_are_not_refs() {
         let body = format!(
             "{}{}0000",

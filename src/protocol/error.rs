@@ -16,7 +16,6 @@ const QUOTE_LIMIT: usize = 100;
 
 /// Everything that can go wrong while reading or writing the git protocol.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum ProtocolError {
     /// Reading from or writing to the underlying stream failed.
     #[error("reading or writing the git protocol stream failed: {0}")]
@@ -24,8 +23,8 @@ pub enum ProtocolError {
     /// A pkt-line did not start with four hexadecimal digits naming a legal
     /// length. Holds the four bytes, escaped.
     #[error(
-        "the server sent a malformed pkt-line length \"{0}\"; \
-         expected four hexadecimal digits giving a length of at most 65520"
+        "the server sent an invalid pkt-line length \"{0}\"; expected four hexadecimal \
+         digits, 0000 to 0002 or 0004 to fff0"
     )]
     InvalidLength(String),
     /// The stream ended inside a pkt-line or before a message was complete.

@@ -22,6 +22,12 @@ use std::io::{self, Read, Write};
 use crate::protocol::pktline::{check_single_line, write_delim, write_flush, write_text_parts};
 use crate::protocol::{Capabilities, ObjectId, PacketLineRef, PacketReader, ProtocolError};
 
+const ACKS_CONTEXT: &str = "reading the acknowledgments of a fetch";
+const SECTION_CONTEXT: &str = "reading the fetch response sections";
+const SHALLOW_CONTEXT: &str = "reading the fetch response of a shallow repository, \
+    whose history is incomplete and cannot be mirrored";
+const URIS_CONTEXT: &str = "reading the fetch response (packfile-uris were not requested)";
+
 /// What to ask upload-pack for. Flags the server did not advertise are left
 /// out of the request rather than sent.
 #[derive(Debug, Clone, Default)]
@@ -164,19 +170,19 @@ pub fn write_v0_request<W: Write + ?Sized>(
     } else {
         None
     };
+    // In the order git's fetch-pack uses, so servers see a familiar line.
     let requested = [
         (true, "multi_ack_detailed"),
+        (sideband.is_some(), sideband.unwrap_or_default()),
         (request.thin_pack, "thin-pack"),
-        (request.ofs_delta, "ofs-delta"),
         (request.no_progress, "no-progress"),
+        (request.ofs_delta, "ofs-delta"),
     ];
     let first_hex = first.to_hex();
     let mut line: Vec<&[u8]> = vec![b"want ", &first_hex];
-    for name in requested
+    for (_, name) in requested
         .iter()
         .filter(|(wanted, name)| *wanted && capabilities.contains(name))
-        .map(|(_, name)| *name)
-        .chain(sideband)
     {
         line.push(b" ");
         line.push(name.as_bytes());
@@ -259,12 +265,6 @@ pub fn read_v2_response<R: Read>(
     }
 }
 
-const ACKS_CONTEXT: &str = "reading the acknowledgments of a fetch";
-const SECTION_CONTEXT: &str = "reading the fetch response sections";
-const SHALLOW_CONTEXT: &str = "reading the fetch response of a shallow repository, \
-    whose history is incomplete and cannot be mirrored";
-const URIS_CONTEXT: &str = "reading the fetch response (packfile-uris were not requested)";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Section {
     Acknowledgments,
@@ -327,7 +327,7 @@ pub fn read_v0_response<R: Read>(
     loop {
         let text = match reader.read_line_required()? {
             line @ PacketLineRef::Data(_) => line.as_text().unwrap_or_default(),
-            special => return Err(ProtocolError::unexpected_line(V0_CONTEXT, special)),
+            special => return Err(ProtocolError::unexpected_line(ACKS_CONTEXT, special)),
         };
         if text == b"NAK" {
             return Ok(acks);
@@ -336,7 +336,7 @@ pub fn read_v0_response<R: Read>(
             let context = if text.starts_with(b"shallow ") || text.starts_with(b"unshallow ") {
                 SHALLOW_CONTEXT
             } else {
-                V0_CONTEXT
+                ACKS_CONTEXT
             };
             return Err(ProtocolError::unexpected(context, text));
         };
@@ -354,12 +354,10 @@ pub fn read_v0_response<R: Read>(
             Some(b"ready") => acks.ready = true,
             // "continue" belongs to plain multi_ack, which we never request,
             // and cannot be told apart from "ready".
-            Some(_) => return Err(ProtocolError::unexpected(V0_CONTEXT, text)),
+            Some(_) => return Err(ProtocolError::unexpected(ACKS_CONTEXT, text)),
         }
     }
 }
-
-const V0_CONTEXT: &str = "reading the acknowledgments of a fetch";
 
 #[cfg(test)]
 mod tests {
@@ -485,7 +483,7 @@ mod tests {
             render(&out),
             [
                 &format!(
-                    "want {MAIN} multi_ack_detailed thin-pack ofs-delta side-band-64k \
+                    "want {MAIN} multi_ack_detailed side-band-64k thin-pack ofs-delta \
                      agent=git-relay/0.1.0\n"
                 ),
                 &format!("want {FEATURE}\n"),
@@ -526,7 +524,7 @@ mod tests {
         assert_eq!(
             render(&out),
             [
-                &format!("want {MAIN} ofs-delta side-band\n")[..],
+                &format!("want {MAIN} side-band ofs-delta\n")[..],
                 "<flush>",
                 "done\n"
             ]

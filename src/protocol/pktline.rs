@@ -3,14 +3,14 @@
 //! A pkt-line is four hexadecimal digits giving the total length (prefix
 //! included) followed by that many bytes minus four. Lengths 0, 1 and 2 are
 //! the flush, delimiter and response-end markers of `gitprotocol-v2(5)`; 3 is
-//! never legal; 4 is an (discouraged but legal) empty line. See
+//! never legal; 4 is a discouraged but legal empty line. See
 //! `gitprotocol-common(5)`.
 //!
-//! [`PacketReader`] owns one buffer of [`MAX_DATA_LEN`] bytes, allocated once,
-//! and hands out lines that borrow it: parsing a whole ref advertisement or
-//! streaming a gigabyte pack allocates nothing per packet. It never trusts the
+//! [`PacketReader`] owns one buffer, grown to the largest packet seen, and
+//! hands out lines that borrow it: parsing a whole ref advertisement or
+//! streaming a gigabyte pack allocates nothing per packet. It never trusts a
 //! length prefix beyond the protocol maximum, so a hostile server cannot make
-//! it allocate or read past that.
+//! it allocate more than [`MAX_DATA_LEN`] bytes or read past a packet.
 //!
 //! The writers are free functions over any [`Write`] because requests are
 //! assembled into whatever the transport wants (a `Vec<u8>` body, a pipe).
@@ -123,15 +123,18 @@ pub(crate) enum Frame {
 /// ```
 pub struct PacketReader<R> {
     inner: R,
-    buf: Box<[u8]>,
+    /// Grows to the largest payload seen so far, never past
+    /// [`MAX_DATA_LEN`]: a ref listing stays small, a pack stream reaches the
+    /// maximum once and stays there.
+    buf: Vec<u8>,
 }
 
 impl<R> PacketReader<R> {
-    /// Wraps `inner`; allocates the one [`MAX_DATA_LEN`] buffer.
+    /// Wraps `inner`.
     pub fn new(inner: R) -> Self {
         PacketReader {
             inner,
-            buf: vec![0; MAX_DATA_LEN].into_boxed_slice(),
+            buf: Vec::new(),
         }
     }
 
@@ -200,6 +203,9 @@ impl<R: Read> PacketReader<R> {
             _ => return Err(ProtocolError::InvalidLength(escape(&prefix))),
         };
         if let Frame::Data(len) = frame {
+            if self.buf.len() < len {
+                self.buf.resize(len, 0);
+            }
             let payload = self.buf.get_mut(..len).unwrap_or_default();
             if fill(&mut self.inner, payload)? != len {
                 return Err(ProtocolError::UnexpectedEof);
@@ -475,8 +481,8 @@ mod tests {
         let err = lines(b"00zz").unwrap_err().to_string();
         assert_eq!(
             err,
-            "the server sent a malformed pkt-line length \"00zz\"; expected four \
-             hexadecimal digits giving a length of at most 65520"
+            "the server sent an invalid pkt-line length \"00zz\"; expected four \
+             hexadecimal digits, 0000 to 0002 or 0004 to fff0"
         );
     }
 

@@ -96,15 +96,19 @@ impl HttpTransport {
                     _ => TransportError::Status { status, detail },
                 }
             }
-            ureq::Error::Transport(t) => match (classify_transport(url, t, self.timeout), &self.proxy) {
-                (TransportError::Connect { detail, .. }, Some(proxy)) => TransportError::Proxy {
-                    detail: format!("cannot connect to the proxy {proxy}: {detail}"),
-                },
-                (TransportError::UnknownHost { .. }, Some(proxy)) => TransportError::Proxy {
-                    detail: format!("cannot resolve the proxy {proxy}"),
-                },
-                (other, _) => other,
-            },
+            ureq::Error::Transport(t) => {
+                match (classify_transport(url, t, self.timeout), &self.proxy) {
+                    (TransportError::Connect { detail, .. }, Some(proxy)) => {
+                        TransportError::Proxy {
+                            detail: format!("cannot connect to the proxy {proxy}: {detail}"),
+                        }
+                    }
+                    (TransportError::UnknownHost { .. }, Some(proxy)) => TransportError::Proxy {
+                        detail: format!("cannot resolve the proxy {proxy}"),
+                    },
+                    (other, _) => other,
+                }
+            }
         }
     }
 }
@@ -199,7 +203,7 @@ pub(crate) fn agent_builder(
 }
 
 /// The first line or so of an error response, for the message.
-fn response_excerpt(response: ureq::Response) -> String {
+pub(crate) fn response_excerpt(response: ureq::Response) -> String {
     let mut text = String::new();
     let _ = response.into_reader().take(512).read_to_string(&mut text);
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");

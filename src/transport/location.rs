@@ -198,10 +198,10 @@ mod tests {
             "ssh://git@host/r",
             "ftp://host/r",
             "https://",
-            "https://:tok@/x",
+            "https://:s3cr3t@/x",
         ] {
             let err = Location::parse(arg).unwrap_err();
-            assert!(!err.contains("tok"), "{err}");
+            assert!(!err.contains("s3cr3t"), "{err}");
         }
     }
 }

@@ -22,7 +22,7 @@ mod local;
 mod location;
 
 pub use http::HttpTransport;
-pub(crate) use http::{agent_builder, classify_transport};
+pub(crate) use http::{agent_builder, classify_transport, response_excerpt};
 pub use local::LocalTransport;
 pub use location::Location;
 

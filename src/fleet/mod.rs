@@ -1,0 +1,277 @@
+//! Many mirrors at once: a bounded pool of workers, one outcome per
+//! repository, and the summary of a sweep.
+//!
+//! Each repository is an independent [`mirror::run`](crate::mirror::run):
+//! one that fails is recorded and the others carry on, which is what makes a
+//! nightly sweep of an organization trustworthy. Workers take the next job
+//! from a shared counter, so a slow repository delays only its own worker.
+//! A `prepare` step supplied by the caller runs in the worker before the
+//! mirror (creating a missing destination, say); the fleet knows nothing of
+//! how, and nothing of forges or their APIs.
+
+pub mod shard;
+pub mod summary;
+pub mod template;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::mirror::{self, Options, Report, RetryPolicy};
+use crate::output;
+
+pub use shard::Shard;
+pub use summary::Summary;
+
+/// The most parallel mirrors `--jobs` allows: past this, the servers'
+/// limits, not ours, decide the pace.
+pub const MAX_JOBS: usize = 64;
+
+/// The default `--jobs`: mirrors mostly wait on servers, so twice the
+/// cores, but no more than 8 so a sweep stays polite to one host.
+pub fn default_jobs() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores * 2).clamp(2, 8)
+}
+
+/// One repository of a sweep.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// `project/repo`, as reported.
+    pub name: String,
+    /// The source, as it may be printed.
+    pub source: String,
+    /// The destination, as it may be printed.
+    pub destination: String,
+    /// What to do with it.
+    pub work: Work,
+}
+
+/// What a job does.
+#[derive(Clone, Debug)]
+pub enum Work {
+    /// Mirror with these options.
+    Mirror(Box<Options>),
+    /// List it as skipped, with the reason (disabled, archived, a fork).
+    Skip(String),
+    /// It cannot be mirrored as listed (say, the forge gave no clone URL).
+    Invalid(String),
+}
+
+/// What the caller's preparation decided for a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Prepared {
+    /// Mirror it.
+    Ready,
+    /// The destination was just created; mirror it.
+    Created,
+    /// A dry run found the destination missing: it would be created and
+    /// filled; nothing to compare against.
+    WouldCreate,
+}
+
+/// How one repository ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Nothing differed.
+    InSync,
+    /// Refs were changed and the destination now matches.
+    Updated,
+    /// Refs still differ: planned (dry run), protected or rejected.
+    Differs,
+    /// Dry run: the destination does not exist and would be created.
+    WouldCreate,
+    /// The mirror could not finish.
+    Failed,
+    /// Not mirrored on purpose.
+    Skipped,
+}
+
+/// The outcome of one repository.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Outcome {
+    /// `project/repo`.
+    pub name: String,
+    /// Source URL (no credentials).
+    pub source: String,
+    /// Destination (no credentials).
+    pub destination: String,
+    /// How it ended.
+    pub result: State,
+    /// Whether the destination repository was created by this run.
+    pub created: bool,
+    /// Why it was skipped, or why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What to do about a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// The mirror's own report, with every ref.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<Report>,
+    /// Wall time of this repository, preparation included.
+    pub duration_ms: u64,
+}
+
+impl Outcome {
+    fn new(job: &Job, result: State) -> Outcome {
+        Outcome {
+            name: job.name.clone(),
+            source: job.source.clone(),
+            destination: job.destination.clone(),
+            result,
+            created: false,
+            reason: None,
+            hint: None,
+            report: None,
+            duration_ms: 0,
+        }
+    }
+
+    fn because(job: &Job, result: State, reason: String) -> Outcome {
+        Outcome {
+            reason: Some(reason),
+            ..Outcome::new(job, result)
+        }
+    }
+
+    /// Refs changed (or, in a dry run, to change).
+    pub fn refs_changed(&self) -> usize {
+        self.report.as_ref().map_or(0, |r| {
+            let t = &r.totals;
+            t.created + t.updated + t.deleted + t.planned
+        })
+    }
+
+    /// Pack bytes relayed.
+    pub fn bytes(&self) -> u64 {
+        self.report.as_ref().map_or(0, |r| r.pack_bytes)
+    }
+}
+
+/// A preparation step run in the worker before each mirror.
+pub type Prepare<'a> = dyn Fn(&Job) -> Result<Prepared, String> + Sync + 'a;
+
+/// Runs every job with at most `parallel` at a time and returns their
+/// outcomes in the order of `jobs`. A line is printed as each one ends.
+pub fn run(
+    jobs: &[Job],
+    parallel: usize,
+    retry: RetryPolicy,
+    prepare: &Prepare<'_>,
+) -> Vec<Outcome> {
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; jobs.len()]);
+    let workers = parallel.clamp(1, MAX_JOBS).min(jobs.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else { break };
+                let outcome = run_one(job, retry, prepare);
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                announce(&outcome, n, jobs.len());
+                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+fn run_one(job: &Job, retry: RetryPolicy, prepare: &Prepare<'_>) -> Outcome {
+    let options = match &job.work {
+        Work::Mirror(options) => options,
+        Work::Skip(reason) => return Outcome::because(job, State::Skipped, reason.clone()),
+        Work::Invalid(reason) => return Outcome::because(job, State::Failed, reason.clone()),
+    };
+    let started = Instant::now();
+    // A bug in one repository's run must not take the sweep down with it.
+    let mut outcome = catch_unwind(AssertUnwindSafe(|| attempt(job, options, retry, prepare)))
+        .unwrap_or_else(|_| {
+            let crashed = "git-relay crashed on this repository (a bug; please report it)";
+            Outcome::because(job, State::Failed, crashed.to_owned())
+        });
+    outcome.duration_ms = started.elapsed().as_millis() as u64;
+    outcome
+}
+
+fn attempt(job: &Job, options: &Options, retry: RetryPolicy, prepare: &Prepare<'_>) -> Outcome {
+    let created = match prepare(job) {
+        Ok(Prepared::Ready) => false,
+        Ok(Prepared::Created) => true,
+        Ok(Prepared::WouldCreate) => return Outcome::new(job, State::WouldCreate),
+        Err(reason) => return Outcome::because(job, State::Failed, reason),
+    };
+    let mut outcome = match mirror::run_with_retries(options, retry) {
+        Ok(report) => {
+            let state = if !report.in_sync {
+                State::Differs
+            } else if report.refs.is_empty() {
+                State::InSync
+            } else {
+                State::Updated
+            };
+            let mut o = Outcome::new(job, state);
+            o.report = Some(report);
+            o
+        }
+        Err(err) => Outcome {
+            hint: err.hint().map(str::to_owned),
+            ..Outcome::because(job, State::Failed, err.to_string())
+        },
+    };
+    outcome.created = created;
+    outcome
+}
+
+/// The plain line for one finished repository: the same on a terminal and
+/// in a CI log, where lines from parallel workers must stand alone.
+fn announce(o: &Outcome, n: usize, total: usize) {
+    let width = total.to_string().len();
+    let head = format!("[{n:>width$}/{total}] {}", o.name);
+    let took = output::human_duration(Duration::from_millis(o.duration_ms));
+    let created = if o.created { "created, " } else { "" };
+    match o.result {
+        State::Failed => {
+            output::error(format_args!(
+                "{head}: failed after {took}: {}",
+                o.reason.as_deref().unwrap_or("unknown error")
+            ));
+            if let Some(hint) = &o.hint {
+                output::hint(format_args!("{}: {hint}", o.name));
+            }
+        }
+        State::Skipped => output::info(format_args!(
+            "{head}: skipped ({})",
+            o.reason.as_deref().unwrap_or("")
+        )),
+        State::WouldCreate => output::info(format_args!(
+            "{head}: destination missing: would be created and filled"
+        )),
+        _ => {
+            let summary = o.report.as_ref().map(Report::summary).unwrap_or_default();
+            let line = format!("{head}: {created}{summary}");
+            let report = o.report.as_ref();
+            // A dry run's planned changes are news, not trouble.
+            if report.is_some_and(|r| r.totals.protected + r.totals.rejected + r.totals.failed > 0)
+            {
+                output::warn(line);
+            } else {
+                output::info(line);
+            }
+            if o.result == State::Differs {
+                for r in report.map(Report::ref_lines).unwrap_or_default() {
+                    output::info(r);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The end of a sweep: a table for people, a JSON document for programs,
+//! and the exit code.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Outcome, State};
+use crate::output::{human_bytes, human_duration};
+
+/// Counts over all repositories.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counts {
+    /// Repositories listed (after --filter, --skip and --shard).
+    pub repositories: usize,
+    /// Already matching.
+    pub in_sync: usize,
+    /// Changed and now matching.
+    pub updated: usize,
+    /// Still differing (dry run, protected or rejected refs).
+    pub differs: usize,
+    /// Missing destinations a dry run would create.
+    pub would_create: usize,
+    /// Could not be mirrored.
+    pub failed: usize,
+    /// Skipped on purpose.
+    pub skipped: usize,
+    /// Destinations created by this run.
+    pub created: usize,
+}
+
+/// A whole sweep.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// `mirror` or `dry-run`.
+    pub mode: &'static str,
+    /// The source scope URL.
+    pub scope: String,
+    /// `K/N` when sharded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    /// Counts.
+    pub totals: Counts,
+    /// Every repository, in name order.
+    pub repositories: Vec<Outcome>,
+    /// Wall time of the sweep, discovery included.
+    pub duration_ms: u64,
+}
+
+impl Summary {
+    /// Gathers the outcomes.
+    pub fn new(
+        mode: &'static str,
+        scope: String,
+        shard: Option<String>,
+        repositories: Vec<Outcome>,
+        duration: Duration,
+    ) -> Summary {
+        let mut t = Counts {
+            repositories: repositories.len(),
+            ..Counts::default()
+        };
+        for r in &repositories {
+            match r.result {
+                State::InSync => t.in_sync += 1,
+                State::Updated => t.updated += 1,
+                State::Differs => t.differs += 1,
+                State::WouldCreate => t.would_create += 1,
+                State::Failed => t.failed += 1,
+                State::Skipped => t.skipped += 1,
+            }
+            t.created += usize::from(r.created);
+        }
+        Summary {
+            mode,
+            scope,
+            shard,
+            totals: t,
+            repositories,
+            duration_ms: duration.as_millis() as u64,
+        }
+    }
+
+    /// 0 when every repository matches (skipped ones aside), 1 when any
+    /// failed, 3 when any still differs.
+    pub fn exit_code(&self) -> i32 {
+        let t = &self.totals;
+        if t.failed > 0 {
+            1
+        } else if t.differs + t.would_create > 0 {
+            3
+        } else {
+            0
+        }
+    }
+
+    /// The JSON document of `--json`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a summary always serializes")
+    }
+
+    /// The closing table, one line per repository, then a totals line.
+    pub fn table(&self) -> Vec<String> {
+        let rows: Vec<[String; 5]> = self
+            .repositories
+            .iter()
+            .map(|r| {
+                let result = match r.result {
+                    State::InSync => "in sync".to_owned(),
+                    State::Updated if r.created => "created".to_owned(),
+                    State::Updated => "updated".to_owned(),
+                    State::Differs => differs(r),
+                    State::WouldCreate => "would create".to_owned(),
+                    State::Failed => "FAILED".to_owned(),
+                    State::Skipped => format!("skipped: {}", r.reason.as_deref().unwrap_or("")),
+                };
+                let ran = !matches!(r.result, State::Skipped | State::WouldCreate);
+                [
+                    r.name.clone(),
+                    if ran {
+                        r.refs_changed().to_string()
+                    } else {
+                        "-".into()
+                    },
+                    if ran {
+                        human_bytes(r.bytes())
+                    } else {
+                        "-".into()
+                    },
+                    if ran {
+                        human_duration(Duration::from_millis(r.duration_ms))
+                    } else {
+                        "-".into()
+                    },
+                    result,
+                ]
+            })
+            .collect();
+        let header = ["repository", "refs changed", "bytes", "time", "result"].map(String::from);
+        let mut widths = header.clone().map(|h| h.chars().count());
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |row: &[String; 5]| {
+            let pad = |s: &str, w: usize| " ".repeat(w.saturating_sub(s.chars().count()));
+            format!(
+                "{}{}  {}{}  {}{}  {}{}  {}",
+                row[0],
+                pad(&row[0], widths[0]),
+                pad(&row[1], widths[1]),
+                row[1],
+                pad(&row[2], widths[2]),
+                row[2],
+                pad(&row[3], widths[3]),
+                row[3],
+                row[4]
+            )
+            .trim_end()
+            .to_owned()
+        };
+        let mut out = vec![line(&header)];
+        out.extend(rows.iter().map(line));
+        out.push(self.totals_line());
+        // Failures again at the very end, where a long CI log is read first.
+        for r in self
+            .repositories
+            .iter()
+            .filter(|r| r.result == State::Failed)
+        {
+            out.push(format!(
+                "  failed: {}: {}",
+                r.name,
+                r.reason.as_deref().unwrap_or("unknown error")
+            ));
+        }
+        out
+    }
+
+    fn totals_line(&self) -> String {
+        let t = &self.totals;
+        let mut parts = vec![format!("{} repositories", t.repositories)];
+        for (n, what) in [
+            (t.in_sync, "in sync"),
+            (t.updated, "updated"),
+            (t.created, "created"),
+            (t.differs, "differ"),
+            (t.would_create, "to create"),
+            (t.failed, "failed"),
+            (t.skipped, "skipped"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        format!(
+            "{} in {}",
+            parts.join(", "),
+            human_duration(Duration::from_millis(self.duration_ms))
+        )
+    }
+}
+
+fn differs(r: &Outcome) -> String {
+    let Some(t) = r.report.as_ref().map(|r| &r.totals) else {
+        return "differs".into();
+    };
+    let mut parts = Vec::new();
+    for (n, what) in [
+        (t.planned, "to change"),
+        (t.protected, "protected"),
+        (t.rejected, "rejected"),
+        (t.failed, "failed"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    format!("differs ({})", parts.join(", "))
+}

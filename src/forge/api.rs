@@ -1,0 +1,368 @@
+//! One forge REST API over HTTP: JSON requests, paging, rate limits, errors.
+//!
+//! Every forge kind talks to its API through [`Api`], so the behaviours that
+//! users judge a sweep on are written once: pages are followed to the end
+//! (each kind says how to find the next one), a rate limit is waited out
+//! (bounded, so a sweep never hangs for hours), and an HTTP failure becomes
+//! a message that names the API, the URL and what to do. The agent comes
+//! from the git transport's builder, so `--ca-file`, `--proxy` and
+//! `--timeout` apply to API calls exactly as they do to git.
+
+use std::io::Read;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use url::Url;
+
+use super::ForgeError;
+use crate::auth::Credentials;
+use crate::output;
+use crate::transport::{self, NetworkOptions};
+
+/// The longest a single request may wait for rate limits in total. Hosted
+/// forges reset hourly at worst; a nightly sweep that would need longer is
+/// better told so than left hanging.
+const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(15 * 60);
+/// How long to wait after a 429 that does not say how long.
+const DEFAULT_RETRY: Duration = Duration::from_secs(10);
+/// A guard against an API whose "next page" never ends.
+const MAX_PAGES: usize = 100_000;
+
+/// A client for one forge API.
+pub struct Api {
+    agent: ureq::Agent,
+    authorization: Option<String>,
+    /// Names the API in messages: "Azure DevOps API".
+    name: &'static str,
+    /// What the token needs, for the hint after a 401/403.
+    token_hint: &'static str,
+    timeout: Duration,
+}
+
+/// One successful answer.
+pub struct Reply {
+    /// The URL that answered (after redirects).
+    pub url: Url,
+    /// The parsed body (`Null` when empty).
+    pub json: Value,
+    headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    /// A response header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The `rel="next"` target of an RFC 8288 `Link` header (GitHub, Gitea,
+    /// GitLab), resolved against the URL that answered.
+    pub fn link_next(&self) -> Option<Url> {
+        let link = self.header("link")?;
+        link.split(',').find_map(|entry| {
+            let (target, params) = entry.split_once(';')?;
+            let is_next = params.split(';').any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            });
+            let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+            is_next.then(|| self.url.join(target).ok()).flatten()
+        })
+    }
+
+    /// A JSON array at `key` (or the body itself when `key` is empty).
+    pub fn items(&self, key: &str) -> Result<&Vec<Value>, ForgeError> {
+        let value = if key.is_empty() {
+            &self.json
+        } else {
+            &self.json[key]
+        };
+        value.as_array().ok_or_else(|| {
+            let what = if key.is_empty() {
+                "the JSON is not a list".to_owned()
+            } else {
+                format!("no `{key}` list in the JSON")
+            };
+            ForgeError::new(format!("unexpected answer from {}: {what}", self.url))
+        })
+    }
+}
+
+impl Api {
+    /// A client for the API at `base` (used only to pick the proxy).
+    pub fn new(
+        name: &'static str,
+        token_hint: &'static str,
+        base: &Url,
+        credentials: Option<&Credentials>,
+        network: &NetworkOptions,
+    ) -> Result<Api, ForgeError> {
+        let agent = transport::agent_builder(base, network)
+            .map_err(|e| ForgeError::transport(name, base, e))?
+            .user_agent(crate::AGENT)
+            .build();
+        Ok(Api {
+            agent,
+            authorization: credentials.map(Credentials::authorization),
+            name,
+            token_hint,
+            timeout: network.timeout,
+        })
+    }
+
+    /// The name of the API, for messages.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// `GET url`.
+    pub fn get(&self, url: &Url) -> Result<Reply, ForgeError> {
+        self.send("GET", url, None)
+    }
+
+    /// `POST url` with a JSON body.
+    pub fn post(&self, url: &Url, body: &Value) -> Result<Reply, ForgeError> {
+        self.send("POST", url, Some(body))
+    }
+
+    /// Follows pages from `first`: `each` consumes one page and returns the
+    /// URL of the next, or `None` after the last.
+    pub fn pages(
+        &self,
+        first: Url,
+        mut each: impl FnMut(&Reply) -> Result<Option<Url>, ForgeError>,
+    ) -> Result<(), ForgeError> {
+        let mut url = first;
+        for _ in 0..MAX_PAGES {
+            let reply = self.get(&url)?;
+            match each(&reply)? {
+                Some(next) if next == url => {
+                    return Err(ForgeError::new(format!(
+                        "{}: {url} names itself as the next page",
+                        self.name
+                    )))
+                }
+                Some(next) => url = next,
+                None => return Ok(()),
+            }
+        }
+        Err(ForgeError::new(format!(
+            "{}: more than {MAX_PAGES} pages; stopped at {url}",
+            self.name
+        )))
+    }
+
+    fn send(&self, method: &str, url: &Url, body: Option<&Value>) -> Result<Reply, ForgeError> {
+        let mut waited = Duration::ZERO;
+        loop {
+            output::debug(format_args!("{method} {url}"));
+            let mut request = self
+                .agent
+                .request_url(method, url)
+                .set("Accept", "application/json");
+            if let Some(auth) = &self.authorization {
+                request = request.set("Authorization", auth);
+            }
+            let result = match body {
+                Some(body) => request
+                    .set("Content-Type", "application/json")
+                    .send_string(&body.to_string()),
+                None => request.call(),
+            };
+            let response = match result {
+                Ok(response) => return self.reply(url, response),
+                Err(ureq::Error::Transport(t)) => {
+                    let err = transport::classify_transport(url.as_str(), t, self.timeout);
+                    return Err(ForgeError::transport(self.name, url, err));
+                }
+                Err(ureq::Error::Status(_, response)) => response,
+            };
+            let status = response.status();
+            match rate_limit_wait(status, &response, SystemTime::now()) {
+                Some(wait) if waited + wait <= MAX_RATE_LIMIT_WAIT => {
+                    output::warn(format_args!(
+                        "{}: rate limited (HTTP {status}); waiting {} s as the server asks",
+                        self.name,
+                        wait.as_secs()
+                    ));
+                    std::thread::sleep(wait);
+                    waited += wait;
+                }
+                Some(wait) => {
+                    return Err(ForgeError::new(format!(
+                        "{}: rate limited (HTTP {status}) at {url}; the server asks to wait {} s more, past the {} min git-relay allows",
+                        self.name,
+                        wait.as_secs(),
+                        MAX_RATE_LIMIT_WAIT.as_secs() / 60
+                    ))
+                    .with_status(status)
+                    .with_hint("run again after the limit resets, or use a token with a higher limit (an app or service account)"));
+                }
+                None => return Err(self.failure(method, url, status, response)),
+            }
+        }
+    }
+
+    fn reply(&self, url: &Url, response: ureq::Response) -> Result<Reply, ForgeError> {
+        let headers = response
+            .headers_names()
+            .into_iter()
+            .filter_map(|n| response.header(&n).map(|v| (n.clone(), v.to_owned())))
+            .collect();
+        let url = Url::parse(response.get_url()).unwrap_or_else(|_| url.clone());
+        let mut text = String::new();
+        response
+            .into_reader()
+            .read_to_string(&mut text)
+            .map_err(|e| ForgeError::new(format!("{}: reading {url}: {e}", self.name)))?;
+        let json = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).map_err(|e| {
+                ForgeError::new(format!(
+                    "{}: {url} did not answer JSON ({e}); is this the right API URL?",
+                    self.name
+                ))
+                .with_hint("name the kind with --source-kind / --dest-kind, and for a path-prefixed self-hosted server give the API base with --source-api / --dest-api")
+            })?
+        };
+        Ok(Reply { url, json, headers })
+    }
+
+    fn failure(
+        &self,
+        method: &str,
+        url: &Url,
+        status: u16,
+        response: ureq::Response,
+    ) -> ForgeError {
+        let detail = transport::response_excerpt(response);
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {detail}")
+        };
+        let (what, hint) = match status {
+            401 if self.authorization.is_none() => (
+                "authentication required (HTTP 401)",
+                format!("give a token ({}) with --source-token / --dest-token or GIT_RELAY_SOURCE_TOKEN / GIT_RELAY_DEST_TOKEN", self.token_hint),
+            ),
+            401 => (
+                "the token was not accepted (HTTP 401)",
+                format!("the token is wrong or expired; it needs {}", self.token_hint),
+            ),
+            403 => (
+                "permission denied (HTTP 403)",
+                format!("the token is valid but may not do this; it needs {}", self.token_hint),
+            ),
+            404 => (
+                "not found (HTTP 404)",
+                "check the organization/group name in the scope URL and the kind; a private scope also answers 404 when the token cannot see it".to_owned(),
+            ),
+            _ => ("request failed", String::new()),
+        };
+        let what = if what == "request failed" {
+            format!("HTTP {status}")
+        } else {
+            what.to_owned()
+        };
+        let mut err = ForgeError::new(format!("{}: {what} for {method} {url}{detail}", self.name))
+            .with_status(status);
+        if !hint.is_empty() {
+            err = err.with_hint(hint);
+        }
+        err
+    }
+}
+
+/// How long a refused request asks us to wait, if it is a rate limit:
+/// 429 always is; 403 is when it says so (`retry-after`, or
+/// `x-ratelimit-remaining: 0`), as GitHub's secondary limits do.
+fn rate_limit_wait(status: u16, response: &ureq::Response, now: SystemTime) -> Option<Duration> {
+    if status != 429 && status != 403 {
+        return None;
+    }
+    let header = |n: &str| response.header(n).map(str::trim).filter(|v| !v.is_empty());
+    if let Some(secs) = header("retry-after").and_then(|v| v.parse::<u64>().ok()) {
+        return Some(Duration::from_secs(secs.max(1)));
+    }
+    let exhausted = header("x-ratelimit-remaining") == Some("0");
+    if let Some(reset) = header("x-ratelimit-reset").and_then(|v| v.parse::<u64>().ok()) {
+        if exhausted || status == 429 {
+            let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+            // One second more: the reset instant itself may still be limited.
+            return Some(Duration::from_secs(reset.saturating_sub(now) + 1));
+        }
+    }
+    (status == 429).then_some(DEFAULT_RETRY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(raw: &str) -> (u16, ureq::Response) {
+        let response: ureq::Response = raw.parse().unwrap();
+        (response.status(), response)
+    }
+
+    #[test]
+    fn rate_limits_are_recognised_and_bounded() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let wait = |raw: &str| {
+            let (status, response) = refused(raw);
+            rate_limit_wait(status, &response, now)
+        };
+        assert_eq!(
+            wait("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\n\r\n"),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            wait("HTTP/1.1 429 Too Many Requests\r\n\r\n"),
+            Some(DEFAULT_RETRY)
+        );
+        // GitHub's primary limit: 403, nothing left, reset at an epoch second.
+        assert_eq!(
+            wait("HTTP/1.1 403 Forbidden\r\nx-ratelimit-remaining: 0\r\nx-ratelimit-reset: 1030\r\n\r\n"),
+            Some(Duration::from_secs(31))
+        );
+        // A plain 403 is a permission problem, not a limit.
+        assert_eq!(
+            wait("HTTP/1.1 403 Forbidden\r\nx-ratelimit-remaining: 12\r\nx-ratelimit-reset: 1030\r\n\r\n"),
+            None
+        );
+        assert_eq!(wait("HTTP/1.1 404 Not Found\r\n\r\n"), None);
+    }
+
+    fn reply(link: &str) -> Reply {
+        Reply {
+            url: Url::parse("https://api.example.com/orgs/a/repos?page=1").unwrap(),
+            json: Value::Null,
+            headers: vec![("Link".to_owned(), link.to_owned())],
+        }
+    }
+
+    #[test]
+    fn link_next_is_found_among_others() {
+        let r = reply(
+            r#"<https://api.example.com/orgs/a/repos?page=3>; rel="last", <https://api.example.com/orgs/a/repos?page=2>; rel="next""#,
+        );
+        assert_eq!(
+            r.link_next().unwrap().as_str(),
+            "https://api.example.com/orgs/a/repos?page=2"
+        );
+        assert!(reply(r#"<https://x/?page=1>; rel="prev""#)
+            .link_next()
+            .is_none());
+        assert_eq!(
+            reply("</orgs/a/repos?page=2>; rel=next")
+                .link_next()
+                .unwrap()
+                .as_str(),
+            "https://api.example.com/orgs/a/repos?page=2"
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! Azure DevOps Services and Server: projects, their Git repositories,
+//! and repository creation (REST api-version 7.1).
+//!
+//! Projects are listed page by page: the server returns a continuation
+//! token in the `x-ms-continuationtoken` header for as long as there are
+//! more. Repositories are listed per project (that listing is not paged).
+//! A project that is still being created or deleted has no usable
+//! repositories and is passed over.
+
+use serde_json::json;
+use url::Url;
+
+use super::{flag, join, text, Api, Created, ForgeError, NewRepo, RemoteRepo, Scope};
+
+const API_VERSION: &str = "7.1";
+const PAGE: &str = "100";
+
+fn with_version(mut url: Url) -> Url {
+    url.query_pairs_mut()
+        .append_pair("api-version", API_VERSION);
+    url
+}
+
+/// `(id, name)` of every well-formed project.
+fn projects(api: &Api, scope: &Scope) -> Result<Vec<(String, String)>, ForgeError> {
+    let mut first = with_version(join(&scope.api, &["_apis", "projects"]));
+    first.query_pairs_mut().append_pair("$top", PAGE);
+    let mut found = Vec::new();
+    api.pages(first.clone(), |reply| {
+        for p in reply.items("value")? {
+            let state = p["state"].as_str().unwrap_or("wellFormed");
+            if state == "wellFormed" {
+                found.push((text(p, "id"), text(p, "name")));
+            }
+        }
+        Ok(reply.header("x-ms-continuationtoken").map(|token| {
+            let mut next = first.clone();
+            next.query_pairs_mut()
+                .append_pair("continuationToken", token);
+            next
+        }))
+    })?;
+    Ok(found)
+}
+
+/// Every repository of the organization, or of the scope's one project.
+pub(super) fn list(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, ForgeError> {
+    let names: Vec<String> = match &scope.project {
+        Some(project) => vec![project.clone()],
+        None => projects(api, scope)?.into_iter().map(|(_, n)| n).collect(),
+    };
+    let mut repos = Vec::new();
+    for project in names {
+        let url = with_version(join(
+            &scope.api,
+            &[&project, "_apis", "git", "repositories"],
+        ));
+        let reply = api.get(&url)?;
+        for r in reply.items("value")? {
+            let project_name = r["project"]["name"].as_str().unwrap_or(&project);
+            repos.push(RemoteRepo {
+                owner: scope.owner.clone(),
+                project: project_name.to_owned(),
+                name: text(r, "name"),
+                clone_url: text(r, "remoteUrl"),
+                disabled: flag(r, "isDisabled"),
+                archived: false,
+                fork: flag(r, "isFork"),
+            });
+        }
+    }
+    Ok(repos)
+}
+
+/// Creates `repo` in its project (the scope's project when it names none).
+pub(super) fn create(api: &Api, scope: &Scope, repo: &NewRepo) -> Result<Created, ForgeError> {
+    let project = repo
+        .project
+        .as_ref()
+        .or(scope.project.as_ref())
+        .ok_or_else(|| {
+            ForgeError::new(format!(
+                "cannot create {} in Azure DevOps: no project; put the project in the destination URL (…/PROJECT/_git/{{repo}}) or the --dest-scope URL",
+                repo.name
+            ))
+        })?;
+    let id = project_id(api, scope, project)?;
+    let url = with_version(join(&scope.api, &[project, "_apis", "git", "repositories"]));
+    api.post(&url, &json!({ "name": repo.name, "project": { "id": id } }))?;
+    Ok(Created::Created)
+}
+
+/// The id the create call needs, looked up by name (the endpoint accepts
+/// either). Creating is rare, so there is no cache.
+fn project_id(api: &Api, scope: &Scope, project: &str) -> Result<String, ForgeError> {
+    let reply = api.get(&with_version(join(
+        &scope.api,
+        &["_apis", "projects", project],
+    )))?;
+    let id = text(&reply.json, "id");
+    if id.is_empty() {
+        return Err(ForgeError::new(format!(
+            "{}: project {project} has no id in {}",
+            api.name(),
+            reply.url
+        )));
+    }
+    Ok(id)
+}

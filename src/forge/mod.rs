@@ -1,0 +1,189 @@
+//! Forges: list every repository of an organization, create repositories.
+//!
+//! A *scope* is what a user names to mean "all of these": an Azure DevOps
+//! organization or project, a GitHub or Gitea organization, a GitLab group
+//! (subgroups included), a Bitbucket workspace or Bitbucket Server project.
+//! This module turns a scope URL into API calls ([`Scope`]), lists the
+//! repositories found there ([`discover`]) and creates missing ones
+//! ([`create`]). Each kind lives in its own submodule and knows only its
+//! API's shapes; [`api`] holds what they share (paging, rate limits, errors).
+//!
+//! Nothing here knows about mirroring: the result is a list of
+//! [`RemoteRepo`] with clone URLs, for whoever wants them.
+
+pub mod api;
+mod azure;
+mod bitbucket;
+mod github;
+mod gitlab;
+mod scope;
+
+use std::fmt;
+
+pub use api::Api;
+pub use scope::{Kind, Scope};
+
+use crate::auth::Credentials;
+use crate::transport::{NetworkOptions, TransportError};
+
+/// A repository as a forge lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteRepo {
+    /// The organization, group or workspace of the scope.
+    pub owner: String,
+    /// The container inside it: the Azure DevOps project, the GitLab
+    /// namespace; the owner where the forge has no such level.
+    pub project: String,
+    /// The repository's name (its URL slug where the forge has one).
+    pub name: String,
+    /// The HTTPS clone URL the forge gives.
+    pub clone_url: String,
+    /// Git access is turned off (Azure DevOps `isDisabled`, GitHub `disabled`).
+    pub disabled: bool,
+    /// Read-only archive.
+    pub archived: bool,
+    /// A fork of another repository.
+    pub fork: bool,
+}
+
+impl RemoteRepo {
+    /// `project/repo`: what `--filter`, `--skip` and `--shard` look at.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.project, self.name)
+    }
+}
+
+/// A repository to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRepo {
+    /// The Azure DevOps project to create it in (others ignore it).
+    pub project: Option<String>,
+    /// Its name.
+    pub name: String,
+}
+
+/// What [`create`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// The repository now exists and is empty.
+    Created,
+    /// It existed already (someone made it meanwhile).
+    Existed,
+}
+
+/// A failed API call, with what to do about it.
+#[derive(Debug)]
+pub struct ForgeError {
+    /// The HTTP status, when the server answered.
+    pub status: Option<u16>,
+    message: String,
+    hint: Option<String>,
+}
+
+impl ForgeError {
+    pub(crate) fn new(message: impl Into<String>) -> ForgeError {
+        ForgeError {
+            status: None,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub(crate) fn with_status(mut self, status: u16) -> ForgeError {
+        self.status = Some(status);
+        self
+    }
+
+    pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> ForgeError {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    fn transport(api: &str, url: &url::Url, err: TransportError) -> ForgeError {
+        let hint = err.hint();
+        let mut e = ForgeError::new(format!("{api}: {url}: {err}"));
+        e.hint = hint.map(str::to_owned);
+        e
+    }
+
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+}
+
+impl fmt::Display for ForgeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ForgeError {}
+
+/// A client for the API of `scope`.
+pub fn client(
+    scope: &Scope,
+    credentials: Option<&Credentials>,
+    network: &NetworkOptions,
+) -> Result<Api, ForgeError> {
+    Api::new(
+        scope.kind.api_name(),
+        scope.kind.token_hint(),
+        &scope.api,
+        credentials,
+        network,
+    )
+}
+
+/// Every repository of `scope`, following the API's pages to the end, in
+/// the order the API lists them.
+pub fn discover(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, ForgeError> {
+    match scope.kind {
+        Kind::AzureDevOps => azure::list(api, scope),
+        Kind::GitHub | Kind::Gitea => github::list(api, scope),
+        Kind::GitLab => gitlab::list(api, scope),
+        Kind::Bitbucket => bitbucket::list_cloud(api, scope),
+        Kind::BitbucketServer => bitbucket::list_server(api, scope),
+    }
+}
+
+/// Creates an empty repository in `scope` (private where the forge asks).
+pub fn create(api: &Api, scope: &Scope, repo: &NewRepo) -> Result<Created, ForgeError> {
+    let result = match scope.kind {
+        Kind::AzureDevOps => azure::create(api, scope, repo),
+        Kind::GitHub | Kind::Gitea => github::create(api, scope, repo),
+        Kind::GitLab => gitlab::create(api, scope, repo),
+        Kind::Bitbucket => bitbucket::create_cloud(api, scope, repo),
+        Kind::BitbucketServer => bitbucket::create_server(api, scope, repo),
+    };
+    match result {
+        // Each forge says "already exists" its own way: Azure DevOps and
+        // Gitea 409, GitHub 422, GitLab 400. A repository that appeared
+        // between listing and creating is what we wanted anyway.
+        Err(e) if matches!(e.status, Some(409 | 422)) => Ok(Created::Existed),
+        Err(e) if e.status == Some(400) && e.message.contains("already been taken") => {
+            Ok(Created::Existed)
+        }
+        other => other,
+    }
+}
+
+/// A JSON string field, or "".
+pub(crate) fn text(v: &serde_json::Value, key: &str) -> String {
+    v[key].as_str().unwrap_or_default().to_owned()
+}
+
+/// A JSON boolean field, false when absent.
+pub(crate) fn flag(v: &serde_json::Value, key: &str) -> bool {
+    v[key].as_bool().unwrap_or(false)
+}
+
+/// `base` with `segments` appended, each percent-encoded as one path
+/// segment (so `/`, spaces and non-ASCII in names survive).
+pub(crate) fn join(base: &url::Url, segments: &[&str]) -> url::Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
+}

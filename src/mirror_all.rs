@@ -1,0 +1,418 @@
+//! `git-relay mirror-all`: discover, select, shard, name, create, mirror,
+//! sum up.
+//!
+//! This is the one place where [`forge`] (what exists, through the forge's
+//! API) meets [`fleet`] (mirroring many repositories at once): it turns the
+//! command line into a list of fleet jobs, and the destination's API into
+//! the fleet's preparation step that creates missing repositories. Neither
+//! side knows of the other.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use percent_encoding::percent_decode_str;
+use regex::Regex;
+use url::Url;
+
+use crate::auth::{CredentialSources, Credentials, Scheme};
+use crate::cli::{self, AuthArg, MirrorAllArgs};
+use crate::fleet::{self, template::Template, Job, Prepared, Summary, Work};
+use crate::forge::{self, Api, Created, Kind, NewRepo, RemoteRepo, Scope};
+use crate::mirror::{Mode, Options};
+use crate::output;
+use crate::transport::Location;
+
+/// Runs `mirror-all` and returns the process exit code.
+pub fn run(args: &MirrorAllArgs) -> i32 {
+    let started = Instant::now();
+    let sweep = match Sweep::new(args) {
+        Ok(sweep) => sweep,
+        Err(message) => {
+            output::error(message);
+            return 2;
+        }
+    };
+    let fail = |err: &forge::ForgeError| {
+        output::error(err);
+        if let Some(hint) = err.hint() {
+            output::hint(hint);
+        }
+        if args.json {
+            let doc =
+                serde_json::json!({ "error": { "message": err.to_string(), "hint": err.hint() } });
+            output::stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        1
+    };
+    let found = match forge::discover(&sweep.source_api, &sweep.source) {
+        Ok(found) => found,
+        Err(err) => return fail(&err),
+    };
+    let total = found.len();
+    let jobs = sweep.jobs(found);
+    if let Some(message) = shared_destination(&jobs) {
+        output::error(message);
+        return 2;
+    }
+    output::info(format_args!(
+        "{} {}: {total} repositories listed, {} selected{}",
+        sweep.source.kind,
+        sweep.scope_display,
+        jobs.len(),
+        args.shard
+            .map(|s| format!(" (shard {s})"))
+            .unwrap_or_default()
+    ));
+    let existing = match &sweep.create {
+        Some(create) => match forge::discover(&create.api, &create.scope) {
+            Ok(repos) => repos.iter().map(|r| create.key_of(r)).collect(),
+            Err(err) => return fail(&err),
+        },
+        None => HashSet::new(),
+    };
+    let prepare = |job: &Job| -> Result<Prepared, String> {
+        let Some(create) = &sweep.create else {
+            return Ok(Prepared::Ready);
+        };
+        let repo = create.new_repo(&job.destination)?;
+        if existing.contains(&create.key(&repo)) {
+            return Ok(Prepared::Ready);
+        }
+        if sweep.mode == Mode::DryRun {
+            return Ok(Prepared::WouldCreate);
+        }
+        match forge::create(&create.api, &create.scope, &repo) {
+            Ok(Created::Created) => Ok(Prepared::Created),
+            Ok(Created::Existed) => Ok(Prepared::Ready),
+            Err(err) => Err(match err.hint() {
+                Some(hint) => format!("creating the destination: {err} ({hint})"),
+                None => format!("creating the destination: {err}"),
+            }),
+        }
+    };
+    let outcomes = fleet::run(&jobs, sweep.parallel, args.network.retry_policy(), &prepare);
+    let summary = Summary::new(
+        if sweep.mode == Mode::DryRun {
+            "dry-run"
+        } else {
+            "mirror"
+        },
+        sweep.scope_display.clone(),
+        args.shard.map(|s| s.to_string()),
+        outcomes,
+        started.elapsed(),
+    );
+    for line in summary.table() {
+        output::info(line);
+    }
+    if args.json {
+        output::stdout(&summary.to_json());
+    }
+    summary.exit_code()
+}
+
+/// Two repositories rendered to one destination would overwrite each
+/// other (a template without {project} over same-named repositories).
+fn shared_destination(jobs: &[Job]) -> Option<String> {
+    let mut seen = std::collections::HashMap::new();
+    for job in jobs.iter().filter(|j| !matches!(j.work, Work::Skip(_))) {
+        if let Some(other) = seen.insert(job.destination.to_lowercase(), &job.name) {
+            return Some(format!(
+                "{other} and {} would both be mirrored to {}: add {{project}} to the destination template, or --skip one of them",
+                job.name, job.destination
+            ));
+        }
+    }
+    None
+}
+
+/// Everything decided from the command line before any request.
+struct Sweep<'a> {
+    args: &'a MirrorAllArgs,
+    source: Scope,
+    source_api: Api,
+    /// The scope URL without credentials, for messages.
+    scope_display: String,
+    template: Template,
+    filter: Vec<Regex>,
+    skip: Vec<Regex>,
+    mode: Mode,
+    parallel: usize,
+    create: Option<Creator>,
+}
+
+/// Where and how `--create-missing` creates repositories.
+struct Creator {
+    scope: Scope,
+    api: Api,
+}
+
+impl Sweep<'_> {
+    fn new(args: &MirrorAllArgs) -> Result<Sweep<'_>, String> {
+        let c = &args.credentials;
+        let (source, source_api, scope_display) = scope_and_api(
+            "source scope",
+            &args.scope,
+            args.source_kind,
+            args.source_api.as_deref(),
+            c.source_token.as_deref(),
+            c.source_username.as_deref(),
+            c.source_auth,
+            &args.network.source(),
+        )?;
+        let create = match (&args.dest_scope, args.create_missing) {
+            (Some(url), true) => {
+                let (scope, api, _) = scope_and_api(
+                    "--dest-scope",
+                    url,
+                    args.dest_kind,
+                    args.dest_api.as_deref(),
+                    c.dest_token.as_deref(),
+                    c.dest_username.as_deref(),
+                    c.dest_auth,
+                    &args.network.destination(),
+                )?;
+                Some(Creator { scope, api })
+            }
+            _ => None,
+        };
+        let regexes = |patterns: &[String], flag: &str| -> Result<Vec<Regex>, String> {
+            patterns
+                .iter()
+                .map(|p| Regex::new(p).map_err(|e| format!("{flag} `{p}`: {e}")))
+                .collect()
+        };
+        let template = Template::new(&args.template)?;
+        if create.is_some() && !template.is_url() {
+            return Err("--create-missing creates repositories on a forge: the destination template must be an https:// URL (local destinations are created anyway)".to_owned());
+        }
+        Ok(Sweep {
+            args,
+            template,
+            filter: regexes(&args.filter, "--filter")?,
+            skip: regexes(&args.skip, "--skip")?,
+            mode: if args.dry_run {
+                Mode::DryRun
+            } else {
+                Mode::Mirror
+            },
+            parallel: args.jobs.map_or_else(fleet::default_jobs, usize::from),
+            source,
+            source_api,
+            scope_display,
+            create,
+        })
+    }
+
+    /// The repositories to mirror, in name order: those the filters and the
+    /// shard select, with disabled, archived and forked ones marked skipped.
+    fn jobs(&self, found: Vec<RemoteRepo>) -> Vec<Job> {
+        let mut jobs: Vec<Job> = found
+            .into_iter()
+            .filter(|r| {
+                let name = r.full_name();
+                self.args.shard.is_none_or(|s| s.contains(&name))
+                    && (self.filter.is_empty() || self.filter.iter().any(|f| f.is_match(&name)))
+                    && !self.skip.iter().any(|s| s.is_match(&name))
+            })
+            .map(|r| self.job(&r))
+            .collect();
+        jobs.sort_by(|a, b| a.name.cmp(&b.name));
+        jobs
+    }
+
+    fn job(&self, repo: &RemoteRepo) -> Job {
+        let destination = self.template.render(&repo.owner, &repo.project, &repo.name);
+        let skip = if repo.disabled {
+            Some("disabled")
+        } else if repo.archived && self.args.skip_archived {
+            Some("archived")
+        } else if repo.fork && self.args.skip_forks {
+            Some("fork")
+        } else {
+            None
+        };
+        let work = match skip {
+            Some(reason) => Work::Skip(reason.to_owned()),
+            None => match self.options(repo, &destination) {
+                Ok(options) => Work::Mirror(Box::new(options)),
+                Err(message) => Work::Invalid(message),
+            },
+        };
+        Job {
+            name: repo.full_name(),
+            source: redacted_url(&repo.clone_url),
+            destination: redacted_url(&destination),
+            work,
+        }
+    }
+
+    fn options(&self, repo: &RemoteRepo, destination: &str) -> Result<Options, String> {
+        let (c, net) = (&self.args.credentials, &self.args.network);
+        let source = cli::endpoint(
+            "source",
+            &repo.clone_url,
+            c.source_token.as_deref(),
+            c.source_username.as_deref(),
+            c.source_auth,
+            net.source(),
+            Some(self.source.kind.git_username()),
+        )?;
+        let dest_kind = self.create.as_ref().map(|c| c.scope.kind);
+        let destination = cli::endpoint(
+            "destination",
+            destination,
+            c.dest_token.as_deref(),
+            c.dest_username.as_deref(),
+            c.dest_auth,
+            net.destination(),
+            dest_kind.map(Kind::git_username),
+        )?;
+        Ok(Options {
+            source,
+            destination,
+            selection: self.args.selection.selection()?,
+            prune: !self.args.selection.no_prune,
+            force: self.args.force,
+            mode: self.mode,
+        })
+    }
+}
+
+impl Creator {
+    /// The repository a destination URL names, as the forge would create
+    /// it: the last path segment without `.git`, and for Azure DevOps the
+    /// project before `/_git/`.
+    fn new_repo(&self, destination: &str) -> Result<NewRepo, String> {
+        let url = Url::parse(destination).map_err(|_| {
+            format!("--create-missing needs a URL destination template, not {destination}")
+        })?;
+        let segments: Vec<String> = url
+            .path_segments()
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+            .collect();
+        let last = segments.last().cloned().unwrap_or_default();
+        let name = last.strip_suffix(".git").unwrap_or(&last).to_owned();
+        if name.is_empty() {
+            return Err(format!("no repository name at the end of {url}"));
+        }
+        let project = match segments.len() {
+            n if n >= 3 && segments[n - 2] == "_git" => Some(segments[n - 3].clone()),
+            _ => None,
+        };
+        Ok(NewRepo { project, name })
+    }
+
+    /// What identifies a repository within the destination scope: its name,
+    /// and in Azure DevOps its project (names are case-insensitive on every
+    /// forge listed).
+    fn key(&self, repo: &NewRepo) -> (String, String) {
+        let project = match self.scope.kind {
+            Kind::AzureDevOps => repo
+                .project
+                .as_ref()
+                .or(self.scope.project.as_ref())
+                .map(|p| p.to_lowercase())
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        (project, repo.name.to_lowercase())
+    }
+
+    fn key_of(&self, repo: &RemoteRepo) -> (String, String) {
+        self.key(&NewRepo {
+            project: Some(repo.project.clone()),
+            name: repo.name.clone(),
+        })
+    }
+}
+
+/// Reads a scope URL (credentials in it are taken out and registered as
+/// secrets) and makes a client for its API.
+#[allow(clippy::too_many_arguments)]
+fn scope_and_api(
+    what: &str,
+    arg: &str,
+    kind: Option<Kind>,
+    api: Option<&str>,
+    token: Option<&str>,
+    username: Option<&str>,
+    auth: AuthArg,
+    network: &crate::transport::NetworkOptions,
+) -> Result<(Scope, Api, String), String> {
+    if let Some(token) = token {
+        crate::auth::register_secret(token);
+    }
+    let Location::Http {
+        url,
+        username: url_user,
+        password: url_pass,
+    } = Location::parse(arg).map_err(|e| format!("{what}: {e}"))?
+    else {
+        return Err(format!("{what} must be an https:// URL"));
+    };
+    let api = api
+        .map(|a| Url::parse(a).map_err(|e| format!("{what} API URL: {e}")))
+        .transpose()?;
+    let scope = Scope::parse(&url, kind, api.as_ref()).map_err(|e| format!("{what}: {e}"))?;
+    let credentials = api_credentials(
+        scope.kind,
+        token,
+        username,
+        auth,
+        url_user.as_deref(),
+        url_pass.as_deref(),
+    );
+    let client = forge::client(&scope, credentials.as_ref(), network).map_err(|e| e.to_string())?;
+    Ok((scope, client, url.to_string()))
+}
+
+/// The credentials the forge's API takes: the same token as git, but sent
+/// as `Bearer` where the API wants that (GitLab, for one, refuses Basic),
+/// and as Basic where a user name is part of it (Azure DevOps PATs,
+/// Bitbucket app passwords).
+fn api_credentials(
+    kind: Kind,
+    token: Option<&str>,
+    username: Option<&str>,
+    auth: AuthArg,
+    url_user: Option<&str>,
+    url_pass: Option<&str>,
+) -> Option<Credentials> {
+    let token = token.filter(|t| !t.is_empty()).or(url_pass)?;
+    let named = username.is_some() || url_user.is_some() || token.contains(':');
+    let basic_user = matches!(kind, Kind::Bitbucket | Kind::BitbucketServer) && named;
+    if auth == AuthArg::Bearer || (kind.api_prefers_bearer() && !basic_user) {
+        // A `user:secret` token names its user for git; the API wants the
+        // secret alone.
+        let secret = match (username, token.split_once(':')) {
+            (None, Some((_, secret))) if auth == AuthArg::Basic => secret,
+            _ => token,
+        };
+        return Credentials::resolve(&CredentialSources {
+            token: Some(secret),
+            scheme: Scheme::Bearer,
+            ..CredentialSources::default()
+        });
+    }
+    Credentials::resolve(&CredentialSources {
+        username,
+        token: Some(token),
+        url_username: url_user,
+        url_password: url_pass,
+        scheme: Scheme::Basic,
+        default_username: kind.git_username(),
+    })
+}
+
+/// A URL as it may be shown: without userinfo (forges put the user name in
+/// clone URLs, and a template may carry a token).
+fn redacted_url(text: &str) -> String {
+    match Location::parse(text) {
+        Ok(location) => location.to_string(),
+        Err(_) => text.to_owned(),
+    }
+}

@@ -1,0 +1,724 @@
+//! Backups on disk: `git-relay mirror <SOURCE> /path/backup.git` and
+//! `git-relay verify`, against git's own server and local repositories.
+//!
+//! A local destination is a backup written through git2 (see `src/store`):
+//! these tests check it with plain git (`for-each-ref`, `fsck --strict`),
+//! that history dropped at the source survives under `refs/archive/`, that
+//! a killed run or two runs at once leave it sound, and that a backup
+//! restores to an empty HTTP repository identical to the source.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", self.stdout))
+    }
+
+    fn assert_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stderr\n{}\n--- stdout\n{}",
+            self.stderr, self.stdout
+        );
+        self
+    }
+}
+
+fn credentials(server: &GitServer) -> Vec<(&'static str, &str)> {
+    vec![
+        ("GIT_RELAY_SOURCE_TOKEN", server.password()),
+        ("GIT_RELAY_DEST_TOKEN", server.password()),
+        ("GIT_RELAY_SOURCE_USERNAME", server.username()),
+        ("GIT_RELAY_DEST_USERNAME", server.username()),
+    ]
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let out = command(args, env).output().expect("run git-relay");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn command(args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
+    let mut cmd = relay();
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn wait(child: Child) -> Run {
+    let out = child.wait_with_output().expect("wait for git-relay");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn s(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// `git-relay mirror <server>/src.git <backup> --json [extra]`.
+fn back_up(server: &GitServer, backup: &Path, extra: &[&str]) -> Run {
+    let src = server.url("src.git");
+    let dst = s(backup);
+    let mut args = vec!["mirror", src.as_str(), dst.as_str(), "--json"];
+    args.extend_from_slice(extra);
+    run(&args, &credentials(server))
+}
+
+/// Branches, both kinds of tags and a pull-request ref in `src.git`.
+fn populated_source(server: &GitServer) -> WorkRepo {
+    let work = WorkRepo::new();
+    work.commit("first");
+    work.commit("second");
+    work.tag("v1");
+    work.annotated_tag("v1-annotated", "release 1");
+    work.branch("feature");
+    work.checkout("feature");
+    work.commit("feature work");
+    work.checkout("main");
+    work.commit("third");
+    let src = server.create_bare("src.git");
+    work.push_mirror_to(&src);
+    git(
+        &src,
+        &["update-ref", "refs/pull/1/head", "refs/heads/feature"],
+    );
+    work
+}
+
+fn source_refs(server: &GitServer) -> Vec<(String, String)> {
+    refs_of(&server.repo_path("src.git"))
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("refs/pull/"))
+        .collect()
+}
+
+/// `(name, oid)` pairs, as [`refs_of`] lists them.
+type Refs = Vec<(String, String)>;
+
+/// The mirrored refs and the archive refs of a listing.
+fn split_archive(refs: Refs) -> (Refs, Refs) {
+    refs.into_iter()
+        .partition(|(name, _)| !name.starts_with("refs/archive/"))
+}
+
+/// The archive refs as `(original ref, oid)`, checking the documented shape
+/// `refs/archive/<yyyy-mm-ddThh-mm-ssZ>/<original>`.
+fn archived(backup: &Path) -> Vec<(String, String)> {
+    let (_, archive) = split_archive(refs_of(backup));
+    let mut out: Vec<(String, String)> = archive
+        .into_iter()
+        .map(|(name, oid)| {
+            let rest = name.strip_prefix("refs/archive/").unwrap();
+            let (stamp, original) = rest.split_once('/').unwrap();
+            let b = stamp.as_bytes();
+            assert!(
+                b.len() >= 20 && b[10] == b'T' && b[19] == b'Z' && b[13] == b'-',
+                "archive ref {name}"
+            );
+            (original.to_owned(), oid)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn verify(path: &Path) -> Run {
+    run(&["verify", &s(path)], &[])
+}
+
+#[test]
+fn first_backup_then_incremental_from_an_http_source() {
+    let server = GitServer::start();
+    let work = populated_source(&server);
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("proj").join("repo.git");
+    std::fs::create_dir_all(backup.parent().unwrap()).unwrap();
+
+    let first = back_up(&server, &backup, &[]);
+    first.assert_code(0);
+    assert!(
+        first.stderr.contains("created bare repository"),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(first.json()["totals"]["created"], 4);
+    assert_eq!(refs_of(&backup), source_refs(&server));
+    assert_eq!(git(&backup, &["symbolic-ref", "HEAD"]), "refs/heads/main");
+    assert_eq!(git(&backup, &["rev-parse", "--is-bare-repository"]), "true");
+    fsck_strict(&backup);
+    assert!(
+        !backup.join("git-relay.lock").exists(),
+        "the lock is released"
+    );
+
+    // Incremental: one new commit moves; the backup's tips are the haves.
+    work.commit("fourth");
+    work.push_mirror_to(&server.repo_path("src.git"));
+    server.clear_requests();
+    let again = back_up(&server, &backup, &[]);
+    again.assert_code(0);
+    let report = again.json();
+    assert_eq!(report["totals"]["updated"], 1, "{report}");
+    let pack = report["pack_bytes"].as_u64().unwrap();
+    assert!(
+        pack > 0 && pack < 2048,
+        "only the new objects move: {pack} B"
+    );
+    assert_eq!(refs_of(&backup), source_refs(&server));
+    fsck_strict(&backup);
+    // A fast-forward loses nothing, so nothing is archived.
+    assert!(archived(&backup).is_empty());
+
+    // A no-op lists both sides and fetches nothing.
+    server.clear_requests();
+    let noop = back_up(&server, &backup, &[]);
+    noop.assert_code(0);
+    assert!(noop.stderr.contains("in sync"), "{}", noop.stderr);
+    let fetches = server
+        .requests()
+        .iter()
+        .filter(|r| r.is_rpc() && r.service() == Some("git-upload-pack"))
+        .count();
+    assert_eq!(fetches, 1, "ls-refs only: {:#?}", server.requests());
+
+    let v = verify(&backup);
+    v.assert_code(0);
+    assert!(v.stderr.contains("sound"), "{}", v.stderr);
+}
+
+#[test]
+fn force_pushes_and_deletions_keep_the_old_tips_under_refs_archive() {
+    let server = GitServer::start();
+    let work = populated_source(&server);
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("repo.git");
+    back_up(&server, &backup, &[]).assert_code(0);
+    let before: std::collections::BTreeMap<String, String> = refs_of(&backup).into_iter().collect();
+
+    // main is rewritten, feature deleted, the annotated tag moved, and a new
+    // commit fast-forwards nothing else.
+    git(work.path(), &["reset", "-q", "--hard", "HEAD~2"]);
+    work.commit("replacement");
+    git(work.path(), &["branch", "-D", "feature"]);
+    git(
+        work.path(),
+        &["tag", "-f", "-a", "-m", "moved", "v1-annotated"],
+    );
+    let src = server.repo_path("src.git");
+    work.push_mirror_to(&src);
+    // The source still has the old objects (unreachable), so the engine's
+    // divergence rule sees a rewind it can account for; the backup keeps the
+    // old tips anyway.
+
+    let out = back_up(&server, &backup, &[]);
+    out.assert_code(0);
+    let (mirrored, _) = split_archive(refs_of(&backup));
+    assert_eq!(mirrored, source_refs(&server));
+    assert_eq!(
+        archived(&backup),
+        vec![
+            (
+                "refs/heads/feature".to_owned(),
+                before["refs/heads/feature"].clone()
+            ),
+            (
+                "refs/heads/main".to_owned(),
+                before["refs/heads/main"].clone()
+            ),
+            (
+                "refs/tags/v1-annotated".to_owned(),
+                before["refs/tags/v1-annotated"].clone()
+            ),
+        ]
+    );
+    fsck_strict(&backup);
+    // The old history is whole: git can walk it.
+    let old_main = &before["refs/heads/main"];
+    assert_eq!(git(&backup, &["rev-list", "--count", old_main]), "3");
+    let report = out.json();
+    let main = report["refs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "refs/heads/main")
+        .unwrap();
+    assert_eq!(main["result"], "ok");
+    assert!(
+        main["reason"].as_str().unwrap().contains("refs/archive/"),
+        "{main}"
+    );
+    assert!(
+        out.stderr
+            .contains("archived the old tip of refs/heads/feature"),
+        "{}",
+        out.stderr
+    );
+
+    // Archives survive later runs, are never planned or pruned by the
+    // mirror itself, and verify walks them too.
+    back_up(&server, &backup, &[]).assert_code(0);
+    assert_eq!(archived(&backup).len(), 3);
+    verify(&backup).assert_code(0);
+
+    // Only the deliberate flag expires them: not yet 30 days old...
+    back_up(&server, &backup, &["--prune-archive-older-than", "30d"]).assert_code(0);
+    assert_eq!(archived(&backup).len(), 3);
+    // ...but older than zero seconds.
+    std::thread::sleep(Duration::from_millis(1100));
+    let pruned = back_up(&server, &backup, &["--prune-archive-older-than", "0s"]);
+    pruned.assert_code(0);
+    assert!(
+        pruned.stderr.contains("pruned 3 archive ref(s)"),
+        "{}",
+        pruned.stderr
+    );
+    assert!(archived(&backup).is_empty());
+    fsck_strict(&backup);
+
+    // The flag makes no sense for a remote destination.
+    let src_url = server.url("src.git");
+    let dst_url = server.url("dst.git");
+    run(
+        &[
+            "mirror",
+            &src_url,
+            &dst_url,
+            "--prune-archive-older-than",
+            "1d",
+        ],
+        &credentials(&server),
+    )
+    .assert_code(2);
+}
+
+#[test]
+fn commits_pushed_only_into_the_backup_are_protected_until_force_and_then_archived() {
+    let server = GitServer::start();
+    populated_source(&server);
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("repo.git");
+    back_up(&server, &backup, &[]).assert_code(0);
+
+    let intruder = WorkRepo::new();
+    git(intruder.path(), &["fetch", "-q", &s(&backup), "main"]);
+    git(intruder.path(), &["reset", "-q", "--hard", "FETCH_HEAD"]);
+    let local_only = intruder.commit("written into the backup by hand");
+    git(intruder.path(), &["push", "-q", &s(&backup), "main:main"]);
+
+    let out = back_up(&server, &backup, &[]);
+    out.assert_code(3);
+    assert_eq!(out.json()["totals"]["protected"], 1);
+    assert!(refs_of(&backup).contains(&("refs/heads/main".to_owned(), local_only.clone())));
+
+    back_up(&server, &backup, &["--force"]).assert_code(0);
+    assert_eq!(
+        archived(&backup),
+        vec![("refs/heads/main".to_owned(), local_only)]
+    );
+    fsck_strict(&backup);
+}
+
+#[test]
+fn a_backup_restores_to_an_empty_http_repository_identical_to_the_source() {
+    let server = GitServer::start();
+    let work = populated_source(&server);
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("repo.git");
+    back_up(&server, &backup, &[]).assert_code(0);
+    // Give the backup an archive too, to show it can be left behind.
+    git(work.path(), &["branch", "-D", "feature"]);
+    work.push_mirror_to(&server.repo_path("src.git"));
+    back_up(&server, &backup, &[]).assert_code(0);
+    assert_eq!(archived(&backup).len(), 1);
+
+    // The source host is gone; a new one starts empty.
+    let new_host = GitServer::start();
+    let dst = new_host.create_bare("restored.git");
+    let out = run(
+        &[
+            "mirror",
+            &s(&backup),
+            &new_host.url("restored.git"),
+            "--exclude",
+            "refs/archive/*",
+            "--json",
+        ],
+        &credentials(&new_host),
+    );
+    out.assert_code(0);
+    assert_eq!(refs_of(&dst), source_refs(&server));
+    fsck_strict(&dst);
+    for rev in ["main", "v1-annotated^{commit}"] {
+        assert_eq!(
+            git(&dst, &["rev-parse", rev]),
+            git(&server.repo_path("src.git"), &["rev-parse", rev])
+        );
+    }
+
+    // Without the exclusion, the archive travels too: nothing is lost.
+    let all = new_host.create_bare("everything.git");
+    run(
+        &["mirror", &s(&backup), &new_host.url("everything.git")],
+        &credentials(&new_host),
+    )
+    .assert_code(0);
+    assert_eq!(refs_of(&all), refs_of(&backup));
+    fsck_strict(&all);
+}
+
+#[test]
+fn a_local_work_tree_backs_up_and_a_shallow_one_is_refused() {
+    let work = WorkRepo::new();
+    work.commit("a");
+    work.commit("b");
+    work.tag("t");
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("backup.git");
+    run(&["mirror", &s(work.path()), &s(&backup)], &[]).assert_code(0);
+    assert_eq!(refs_of(&backup), refs_of(&work.path().join(".git")));
+    fsck_strict(&backup);
+
+    let shallow = scratch.path().join("shallow");
+    git(
+        scratch.path(),
+        &[
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            &format!("file://{}", work.path().display()),
+            &s(&shallow),
+        ],
+    );
+    let refused_backup = scratch.path().join("from-shallow.git");
+    let out = run(&["mirror", &s(&shallow), &s(&refused_backup)], &[]);
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("shallow") && out.stderr.contains("fetchDepth: 0"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !refused_backup.exists(),
+        "no backup is created from a shallow source"
+    );
+}
+
+/// Deterministic bytes that do not compress.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A source on the server with one small commit, stored uncompressed so that
+/// later large files make a pack as large as they are.
+fn small_source(server: &GitServer) -> (WorkRepo, PathBuf) {
+    let work = WorkRepo::new();
+    git(work.path(), &["config", "core.compression", "0"]);
+    work.commit_file("small.txt", b"hello\n", "small");
+    let src = server.create_bare("src.git");
+    work.push_mirror_to(&src);
+    (work, src)
+}
+
+fn temp_packs(backup: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(backup.join("objects/pack"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("pack_git2_"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_run_killed_during_the_transfer_leaves_the_backup_as_it_was() {
+    const SIZE: usize = 64 << 20;
+    let server = GitServer::start();
+    let (work, src) = small_source(&server);
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("repo.git");
+    back_up(&server, &backup, &[]).assert_code(0);
+    let before = refs_of(&backup);
+
+    work.commit_file("large.bin", &noise(SIZE, 0x2545f4914f6cdd1d), "large");
+    work.branch("more");
+    work.push_mirror_to(&src);
+
+    let mut child = command(
+        &["mirror", &server.url("src.git"), &s(&backup)],
+        &credentials(&server),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    // Kill it once the pack writer's temporary file holds part of the pack.
+    let started = Instant::now();
+    let mut killed_at = None;
+    while started.elapsed() < Duration::from_secs(60) {
+        let partial = temp_packs(&backup)
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .any(|m| m.len() > 1 << 20 && m.len() < SIZE as u64);
+        if partial {
+            child.kill().unwrap();
+            killed_at = Some(started.elapsed());
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let status = child.wait().unwrap();
+    assert!(
+        killed_at.is_some(),
+        "the run ended ({status}) before it could be killed mid-transfer"
+    );
+
+    // Nothing changed that git can see; the lock of the dead run remains.
+    assert_eq!(refs_of(&backup), before);
+    fsck_strict(&backup);
+    assert!(backup.join("git-relay.lock").exists());
+    verify(&backup).assert_code(0);
+
+    // The next run clears the stale lock and the leftover, and completes.
+    let next = back_up(&server, &backup, &[]);
+    next.assert_code(0);
+    assert!(next.stderr.contains("stale lock"), "{}", next.stderr);
+    assert_eq!(refs_of(&backup), refs_of(&src));
+    assert!(
+        temp_packs(&backup).is_empty(),
+        "leftover temporary packs removed"
+    );
+    fsck_strict(&backup);
+    verify(&backup).assert_code(0);
+}
+
+#[test]
+fn two_runs_on_one_backup_take_turns() {
+    let server = GitServer::start();
+    let work = populated_source(&server);
+    for i in 0..20 {
+        work.commit_file(&format!("data/{i}.bin"), &noise(256 << 10, i + 1), "data");
+    }
+    work.push_mirror_to(&server.repo_path("src.git"));
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("repo.git");
+
+    let spawn = || {
+        command(
+            &["mirror", &server.url("src.git"), &s(&backup), "--json"],
+            &credentials(&server),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (wait(a), wait(b));
+    // Each either did the work or found it done after waiting its turn; a
+    // run that lost the race to create the repository says so clearly.
+    for r in [&a, &b] {
+        assert!(
+            r.code == 0
+                || r.stderr.contains("another git-relay run")
+                || r.stderr.contains("exists"),
+            "code {}\n{}",
+            r.code,
+            r.stderr
+        );
+    }
+    assert!(a.code == 0 || b.code == 0, "{}\n{}", a.stderr, b.stderr);
+    assert_eq!(refs_of(&backup), source_refs(&server));
+    fsck_strict(&backup);
+    assert!(!backup.join("git-relay.lock").exists());
+
+    // A live holder (this test process) keeps a run out until its wait ends.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    std::fs::write(
+        backup.join("git-relay.lock"),
+        format!("{} - {}\n", std::process::id(), host.trim()),
+    )
+    .unwrap();
+    work.commit("while locked");
+    work.push_mirror_to(&server.repo_path("src.git"));
+    let started = Instant::now();
+    let refused = back_up(&server, &backup, &["--timeout", "1"]);
+    refused.assert_code(1);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(
+        refused.stderr.contains(&format!(
+            "another git-relay run (pid {} ",
+            std::process::id()
+        )),
+        "{}",
+        refused.stderr
+    );
+    assert_ne!(refs_of(&backup), source_refs(&server), "nothing written");
+    std::fs::remove_file(backup.join("git-relay.lock")).unwrap();
+    back_up(&server, &backup, &[]).assert_code(0);
+    assert_eq!(refs_of(&backup), source_refs(&server));
+}
+
+#[test]
+fn verify_finds_missing_and_corrupt_objects() {
+    let work = WorkRepo::new();
+    work.commit("a");
+    work.commit("b");
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("repo.git");
+    run(&["mirror", &s(work.path()), &s(&backup)], &[]).assert_code(0);
+    let sound = run(&["verify", &s(&backup), "--json"], &[]);
+    sound.assert_code(0);
+    let report = sound.json();
+    assert_eq!(report["commits"], 2);
+    assert!(report["problems"].as_array().unwrap().is_empty());
+
+    // A ref naming an object that is not there.
+    std::fs::write(
+        backup.join("refs/heads/broken"),
+        "0123456789abcdef0123456789abcdef01234567\n",
+    )
+    .unwrap();
+    let out = verify(&backup);
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("0123456789abcdef") && out.stderr.contains("refs/heads/broken"),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_file(backup.join("refs/heads/broken")).unwrap();
+
+    // A pack with a flipped byte in the middle of its data.
+    let pack = std::fs::read_dir(backup.join("objects/pack"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "pack"))
+        .unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    let mut perms = std::fs::metadata(&pack).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&pack, perms).unwrap();
+    std::fs::write(&pack, bytes).unwrap();
+    verify(&backup).assert_code(1);
+
+    run(&["verify", &s(&scratch.path().join("nothing"))], &[]).assert_code(1);
+}
+
+/// Runs git-relay and samples its peak resident memory (VmHWM) until it exits.
+fn run_measuring_memory(args: &[&str], env: &[(&str, &str)]) -> (Run, u64) {
+    let mut child = command(args, env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn git-relay");
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0;
+    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let pipes: [Box<dyn std::io::Read + Send>; 2] = [Box::new(stdout), Box::new(stderr)];
+    let readers = pipes.map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    });
+    let status = loop {
+        if let Ok(status) = std::fs::read_to_string(&status_path) {
+            if let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak_kib = peak_kib.max(kib);
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let [out, err] = readers.map(|h| h.join().unwrap());
+    (
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: out,
+            stderr: err,
+        },
+        peak_kib * 1024,
+    )
+}
+
+#[test]
+fn tens_of_mib_back_up_with_bounded_memory() {
+    const SIZE: usize = 48 << 20;
+    let server = GitServer::start();
+    let work = WorkRepo::new();
+    git(work.path(), &["config", "core.compression", "0"]);
+    work.commit_file("small.txt", b"hello\n", "small");
+    for i in 0..4 {
+        work.commit_file(&format!("part-{i}.bin"), &noise(SIZE / 4, 77 + i), "part");
+    }
+    let src = server.create_bare("src.git");
+    work.push_mirror_to(&src);
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("repo.git");
+
+    let (out, peak) = run_measuring_memory(
+        &["mirror", &server.url("src.git"), &s(&backup), "--json"],
+        &credentials(&server),
+    );
+    out.assert_code(0);
+    let pack = out.json()["pack_bytes"].as_u64().unwrap();
+    assert!(pack > SIZE as u64, "{pack}");
+    assert_eq!(refs_of(&backup), refs_of(&src));
+    fsck_strict(&backup);
+    assert!(peak > 0, "memory was sampled");
+    assert!(
+        peak < 64 << 20,
+        "peak memory {} MiB backing up a {} MiB pack",
+        peak >> 20,
+        pack >> 20
+    );
+}

@@ -1,0 +1,782 @@
+//! Fake forge APIs over real HTTP on 127.0.0.1, for `mirror-all` tests.
+//!
+//! Hosted forges cannot be reached from the test machines, so each fake
+//! serves the response shapes the vendor publishes (Azure DevOps: the
+//! examples in `shared/reference/azure-devops/`; the others: FORGES.md and
+//! the vendors' docs) with the paging, auth checks and error codes the real
+//! ones use: small pages so that several are needed, 401 for a wrong token,
+//! 404 for an unknown organization, 429 with `retry-after: 1` on request.
+//! Clone URLs point at a real `git http-backend` server (tests/support), so
+//! the repositories a fake lists can really be mirrored, and repositories it
+//! creates are real bare repositories there.
+
+#![allow(dead_code)]
+
+// The git server's HTTP/1.1 reading, reused; `support` keeps its copy
+// private, so this test crate compiles the file a second time.
+#[allow(clippy::duplicate_mod)]
+#[path = "../support/http.rs"]
+mod http;
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use base64::Engine as _;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
+use serde_json::{json, Value};
+
+/// Which API a fake speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    AzureDevOps,
+    GitHub,
+    GitLab,
+    Bitbucket,
+    BitbucketServer,
+    Gitea,
+}
+
+/// A repository the fake lists.
+#[derive(Clone, Debug)]
+pub struct FakeRepo {
+    pub project: String,
+    pub name: String,
+    pub clone_url: String,
+    pub disabled: bool,
+    pub archived: bool,
+    pub fork: bool,
+    pub empty: bool,
+}
+
+impl FakeRepo {
+    pub fn new(project: &str, name: &str, clone_url: &str) -> FakeRepo {
+        FakeRepo {
+            project: project.to_owned(),
+            name: name.to_owned(),
+            clone_url: clone_url.to_owned(),
+            disabled: false,
+            archived: false,
+            fork: false,
+            empty: false,
+        }
+    }
+}
+
+/// One request the fake answered.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    /// Percent-decoded path.
+    pub path: String,
+    pub query: String,
+    pub authorization: Option<String>,
+    pub body: String,
+    pub status: u16,
+}
+
+/// Makes the bare repository behind a newly created one; returns its clone URL.
+pub type Creator = Box<dyn Fn(&str, &str) -> String + Send + Sync>;
+
+struct State {
+    kind: Kind,
+    /// Organization, group path, workspace or project key.
+    owner: String,
+    token: String,
+    page_size: usize,
+    repos: Mutex<Vec<FakeRepo>>,
+    /// Extra projects with no repository (Azure DevOps).
+    empty_projects: Vec<String>,
+    creator: Option<Creator>,
+    throttle: AtomicUsize,
+    log: Mutex<Vec<Seen>>,
+}
+
+/// A fake forge API server.
+pub struct FakeForge {
+    state: Arc<State>,
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+/// Configures a [`FakeForge`].
+pub struct Builder {
+    kind: Kind,
+    owner: String,
+    token: String,
+    page_size: usize,
+    repos: Vec<FakeRepo>,
+    empty_projects: Vec<String>,
+    creator: Option<Creator>,
+}
+
+impl FakeForge {
+    pub fn builder(kind: Kind, owner: &str, token: &str) -> Builder {
+        Builder {
+            kind,
+            owner: owner.to_owned(),
+            token: token.to_owned(),
+            page_size: 2,
+            repos: Vec::new(),
+            empty_projects: Vec::new(),
+            creator: None,
+        }
+    }
+
+    /// The scope URL a user would pass with `--source-kind`.
+    pub fn scope_url(&self) -> String {
+        let base = format!("http://127.0.0.1:{}", self.port);
+        let owner = &self.state.owner;
+        match self.state.kind {
+            Kind::AzureDevOps | Kind::GitHub | Kind::Gitea => format!("{base}/{}", seg(owner)),
+            Kind::GitLab => format!("{base}/{owner}"),
+            Kind::Bitbucket => format!("https://bitbucket.org/{}", seg(owner)),
+            Kind::BitbucketServer => format!("{base}/projects/{}", seg(owner)),
+        }
+    }
+
+    /// The API base, for `--source-api` (needed for Bitbucket Cloud only).
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}/2.0", self.port)
+    }
+
+    /// The next `n` API requests are answered 429 with `retry-after: 1`.
+    pub fn throttle(&self, n: usize) {
+        self.state.throttle.store(n, Ordering::SeqCst);
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.state.log.lock().unwrap().clone()
+    }
+
+    pub fn repos(&self) -> Vec<FakeRepo> {
+        self.state.repos.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeForge {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
+    }
+}
+
+impl Builder {
+    pub fn repo(mut self, repo: FakeRepo) -> Self {
+        self.repos.push(repo);
+        self
+    }
+
+    pub fn empty_project(mut self, name: &str) -> Self {
+        self.empty_projects.push(name.to_owned());
+        self
+    }
+
+    pub fn page_size(mut self, n: usize) -> Self {
+        self.page_size = n;
+        self
+    }
+
+    /// Lets the fake create repositories: `creator(project, name)` makes the
+    /// bare repository and returns its clone URL.
+    pub fn creator(mut self, creator: Creator) -> Self {
+        self.creator = Some(creator);
+        self
+    }
+
+    pub fn start(self) -> FakeForge {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(State {
+            kind: self.kind,
+            owner: self.owner,
+            token: self.token,
+            page_size: self.page_size,
+            repos: Mutex::new(self.repos),
+            empty_projects: self.empty_projects,
+            creator: self.creator,
+            throttle: AtomicUsize::new(0),
+            log: Mutex::new(Vec::new()),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (state, stop) = (state.clone(), stop.clone());
+            thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let state = state.clone();
+                    thread::spawn(move || {
+                        let _ = serve(stream, &state);
+                    });
+                }
+            });
+        }
+        FakeForge { state, port, stop }
+    }
+}
+
+/// One path segment, percent-encoded.
+pub fn seg(s: &str) -> String {
+    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+fn reply(status: u16, body: Value) -> Reply {
+    Reply {
+        status,
+        headers: Vec::new(),
+        body: if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        },
+    }
+}
+
+fn not_found() -> Reply {
+    reply(404, json!({ "message": "Not Found" }))
+}
+
+fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = BufWriter::new(stream);
+    while let Some(head) = http::read_head(&mut reader)? {
+        let mut body = String::new();
+        http::BodyReader::new(&mut reader, head.framing()?).read_to_string(&mut body)?;
+        let path = percent_decode_str(head.path())
+            .decode_utf8_lossy()
+            .into_owned();
+        let query = head.query().to_owned();
+        let authorization = head.header("Authorization").map(str::to_owned);
+        let answer = if !authorized(authorization.as_deref(), &state.token) {
+            reply(401, json!({ "message": "Bad credentials" }))
+        } else if state
+            .throttle
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            let mut r = reply(429, json!({ "message": "API rate limit exceeded" }));
+            r.headers.push(("Retry-After".into(), "1".into()));
+            r
+        } else {
+            let params = parse_query(&query);
+            route(
+                state,
+                &head.method,
+                &path,
+                &params,
+                &body,
+                &format!("http://127.0.0.1:{}", writer.get_ref().local_addr()?.port()),
+            )
+        };
+        state.log.lock().unwrap().push(Seen {
+            method: head.method.clone(),
+            path,
+            query,
+            authorization,
+            body,
+            status: answer.status,
+        });
+        write!(writer, "HTTP/1.1 {} X\r\n", answer.status)?;
+        for (n, v) in &answer.headers {
+            write!(writer, "{n}: {v}\r\n")?;
+        }
+        write!(
+            writer,
+            "Content-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\r\n{}",
+            answer.body.len(),
+            answer.body
+        )?;
+        writer.flush()?;
+    }
+    Ok(())
+}
+
+/// Basic with any user and the token as password, or Bearer/token with the token.
+fn authorized(header: Option<&str>, token: &str) -> bool {
+    let Some(header) = header else { return false };
+    if let Some(b64) = header.strip_prefix("Basic ") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .and_then(|d| String::from_utf8(d).ok())
+            .unwrap_or_default();
+        return decoded.split_once(':').is_some_and(|(_, p)| p == token);
+    }
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("token "))
+        == Some(token)
+}
+
+fn parse_query(query: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn route(
+    state: &State,
+    method: &str,
+    path: &str,
+    params: &[(String, String)],
+    body: &str,
+    base: &str,
+) -> Reply {
+    match state.kind {
+        Kind::AzureDevOps => azure(state, method, path, params, body),
+        Kind::GitHub => github_like(state, method, path, params, body, base, "/api/v3"),
+        Kind::Gitea => github_like(state, method, path, params, body, base, "/api/v1"),
+        Kind::GitLab => gitlab(state, method, path, params, body, base),
+        Kind::Bitbucket => bitbucket(state, path, params, base),
+        Kind::BitbucketServer => bitbucket_server(state, path, params),
+    }
+}
+
+fn create(state: &State, project: &str, name: &str) -> Option<FakeRepo> {
+    let creator = state.creator.as_ref()?;
+    let url = creator(project, name);
+    let repo = FakeRepo {
+        empty: true,
+        ..FakeRepo::new(project, name, &url)
+    };
+    state.repos.lock().unwrap().push(repo.clone());
+    Some(repo)
+}
+
+fn exists(state: &State, project: Option<&str>, name: &str) -> bool {
+    state
+        .repos
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.name.eq_ignore_ascii_case(name) && project.is_none_or(|p| r.project == p))
+}
+
+// ---- Azure DevOps -------------------------------------------------------
+
+fn project_id(name: &str) -> String {
+    format!("{:08x}-0000-4000-8000-000000000000", fnv(name) as u32)
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+fn azure_project(owner: &str, name: &str) -> Value {
+    json!({
+        "id": project_id(name),
+        "name": name,
+        "url": format!("https://dev.azure.com/{owner}/_apis/projects/{}", project_id(name)),
+        "state": "wellFormed",
+    })
+}
+
+fn azure_repo(owner: &str, r: &FakeRepo) -> Value {
+    let mut v = json!({
+        "id": format!("{:016x}", fnv(&format!("{}/{}", r.project, r.name))),
+        "name": r.name,
+        "url": format!("https://dev.azure.com/{owner}/_apis/git/repositories/{}", r.name),
+        "project": azure_project(owner, &r.project),
+        "remoteUrl": r.clone_url,
+        "size": if r.empty { 0 } else { 1024 },
+        "isDisabled": r.disabled,
+    });
+    if !r.empty {
+        v["defaultBranch"] = json!("refs/heads/main");
+    }
+    v
+}
+
+fn azure(
+    state: &State,
+    method: &str,
+    path: &str,
+    params: &[(String, String)],
+    body: &str,
+) -> Reply {
+    if param(params, "api-version") != Some("7.1") {
+        return reply(
+            400,
+            json!({ "message": "No api-version was supplied for the request." }),
+        );
+    }
+    let owner = &state.owner;
+    let Some(rest) = path.strip_prefix(&format!("/{owner}/")) else {
+        return not_found();
+    };
+    let mut projects: Vec<String> = Vec::new();
+    for r in state.repos.lock().unwrap().iter() {
+        if !projects.contains(&r.project) {
+            projects.push(r.project.clone());
+        }
+    }
+    projects.extend(state.empty_projects.iter().cloned());
+    let parts: Vec<&str> = rest.split('/').collect();
+    match (method, parts.as_slice()) {
+        ("GET", ["_apis", "projects"]) => {
+            let top: usize = param(params, "$top")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(100);
+            let size = top.min(state.page_size);
+            let start: usize = param(params, "continuationToken")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            let page: Vec<Value> = projects
+                .iter()
+                .skip(start)
+                .take(size)
+                .map(|p| azure_project(owner, p))
+                .collect();
+            let mut r = reply(200, json!({ "count": page.len(), "value": page }));
+            if start + size < projects.len() {
+                r.headers
+                    .push(("x-ms-continuationtoken".into(), (start + size).to_string()));
+            }
+            r
+        }
+        ("GET", ["_apis", "projects", name]) => match projects.iter().find(|p| p == name) {
+            Some(p) => reply(200, azure_project(owner, p)),
+            None => not_found(),
+        },
+        ("GET", [project, "_apis", "git", "repositories"]) => {
+            if !projects.iter().any(|p| p == project) {
+                return not_found();
+            }
+            let value: Vec<Value> = state
+                .repos
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.project == *project)
+                .map(|r| azure_repo(owner, r))
+                .collect();
+            reply(200, json!({ "count": value.len(), "value": value }))
+        }
+        ("POST", [project, "_apis", "git", "repositories"]) => {
+            let body: Value = serde_json::from_str(body).unwrap_or_default();
+            let name = body["name"].as_str().unwrap_or_default();
+            if body["project"]["id"].as_str() != Some(project_id(project).as_str()) {
+                return reply(400, json!({ "message": "project id does not match" }));
+            }
+            if exists(state, Some(project), name) {
+                return reply(
+                    409,
+                    json!({ "message": "TF400948: A Git repository with the name already exists." }),
+                );
+            }
+            match create(state, project, name) {
+                Some(repo) => reply(201, azure_repo(owner, &repo)),
+                None => reply(403, json!({ "message": "no permission" })),
+            }
+        }
+        _ => not_found(),
+    }
+}
+
+// ---- GitHub and Gitea ----------------------------------------------------
+
+fn github_repo(r: &FakeRepo) -> Value {
+    json!({
+        "name": r.name,
+        "full_name": format!("{}/{}", r.project, r.name),
+        "owner": { "login": r.project },
+        "clone_url": r.clone_url,
+        "archived": r.archived,
+        "fork": r.fork,
+        "disabled": r.disabled,
+        "empty": r.empty,
+        "size": if r.empty { 0 } else { 1 },
+        "default_branch": "main",
+    })
+}
+
+/// Pages `items` by `page`/`per_page` (or `limit`), with a `Link` header.
+fn paged(
+    state: &State,
+    items: Vec<Value>,
+    params: &[(String, String)],
+    base: &str,
+    path: &str,
+) -> Reply {
+    let asked: usize = param(params, "per_page")
+        .or(param(params, "limit"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(30);
+    let size = asked.min(state.page_size).max(1);
+    let page: usize = param(params, "page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1);
+    let pages = items.len().div_ceil(size).max(1);
+    let body: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .collect();
+    let mut r = reply(200, Value::Array(body));
+    let link = |n: usize| {
+        let mut q: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| k != "page")
+            .cloned()
+            .collect();
+        q.push(("page".into(), n.to_string()));
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(q)
+            .finish();
+        let path: String = path.split('/').map(seg).collect::<Vec<_>>().join("/");
+        format!("<{base}{path}?{q}>")
+    };
+    let mut links = Vec::new();
+    if page < pages {
+        links.push(format!("{}; rel=\"next\"", link(page + 1)));
+        links.push(format!("{}; rel=\"last\"", link(pages)));
+    }
+    if page > 1 {
+        links.push(format!("{}; rel=\"first\"", link(1)));
+    }
+    if !links.is_empty() {
+        r.headers.push(("Link".into(), links.join(", ")));
+    }
+    r.headers.push(("X-Total-Count".into(), pages.to_string()));
+    r
+}
+
+fn github_like(
+    state: &State,
+    method: &str,
+    path: &str,
+    params: &[(String, String)],
+    body: &str,
+    base: &str,
+    prefix: &str,
+) -> Reply {
+    let Some(rest) = path.strip_prefix(prefix) else {
+        return not_found();
+    };
+    let parts: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    match (method, parts.as_slice()) {
+        ("GET", ["orgs", org, "repos"]) if *org == state.owner => {
+            let items = state
+                .repos
+                .lock()
+                .unwrap()
+                .iter()
+                .map(github_repo)
+                .collect();
+            paged(state, items, params, base, path)
+        }
+        ("POST", ["orgs", org, "repos"]) if *org == state.owner => {
+            let body: Value = serde_json::from_str(body).unwrap_or_default();
+            let name = body["name"].as_str().unwrap_or_default();
+            if exists(state, None, name) {
+                return reply(
+                    422,
+                    json!({ "message": "Repository creation failed.", "errors": [{ "message": "name already exists on this account" }] }),
+                );
+            }
+            match create(state, &state.owner, name) {
+                Some(repo) => reply(201, github_repo(&repo)),
+                None => reply(403, json!({ "message": "Must have admin rights" })),
+            }
+        }
+        _ => not_found(),
+    }
+}
+
+// ---- GitLab --------------------------------------------------------------
+
+fn gitlab(
+    state: &State,
+    method: &str,
+    path: &str,
+    params: &[(String, String)],
+    body: &str,
+    base: &str,
+) -> Reply {
+    // The group id arrives percent-encoded inside one segment (acme%2Fplatform),
+    // which the decoded path has turned back into slashes.
+    let group_prefix = format!("/api/v4/groups/{}/projects", state.owner);
+    if method == "GET" && path == group_prefix {
+        if param(params, "include_subgroups") != Some("true") {
+            return reply(
+                400,
+                json!({ "error": "test expects include_subgroups=true" }),
+            );
+        }
+        let items: Vec<Value> = state
+            .repos
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let mut v = json!({
+                    "id": fnv(&r.name) as u32,
+                    "name": r.name,
+                    "path": r.name,
+                    "path_with_namespace": format!("{}/{}", r.project, r.name),
+                    "http_url_to_repo": r.clone_url,
+                    "archived": r.archived,
+                    "empty_repo": r.empty,
+                });
+                if r.fork {
+                    v["forked_from_project"] = json!({ "id": 1 });
+                }
+                v
+            })
+            .collect();
+        // GitLab sends both Link and x-next-page; this fake sends only
+        // x-next-page so the fallback is what gets tested.
+        let mut r = paged(state, items, params, base, path);
+        let page: usize = param(params, "page")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(1);
+        let next = r
+            .headers
+            .iter()
+            .any(|(k, v)| k == "Link" && v.contains("rel=\"next\""));
+        r.headers.retain(|(k, _)| k != "Link");
+        r.headers.push((
+            "X-Next-Page".into(),
+            if next {
+                (page + 1).to_string()
+            } else {
+                String::new()
+            },
+        ));
+        return r;
+    }
+    if method == "GET" && path == format!("/api/v4/namespaces/{}", state.owner) {
+        return reply(200, json!({ "id": 42, "full_path": state.owner }));
+    }
+    if method == "POST" && path == "/api/v4/projects" {
+        let body: Value = serde_json::from_str(body).unwrap_or_default();
+        let name = body["path"].as_str().unwrap_or_default();
+        if body["namespace_id"] != 42 {
+            return reply(400, json!({ "message": "bad namespace" }));
+        }
+        if exists(state, None, name) {
+            return reply(
+                400,
+                json!({ "message": { "path": ["has already been taken"] } }),
+            );
+        }
+        return match create(state, &state.owner, name) {
+            Some(_) => reply(201, json!({ "path": name })),
+            None => reply(403, json!({ "message": "403 Forbidden" })),
+        };
+    }
+    not_found()
+}
+
+// ---- Bitbucket -----------------------------------------------------------
+
+fn clone_links(r: &FakeRepo, name: &str) -> Value {
+    json!([
+        { "name": name, "href": r.clone_url },
+        { "name": "ssh", "href": format!("ssh://git@example.com/{}.git", r.name) },
+    ])
+}
+
+fn bitbucket(state: &State, path: &str, params: &[(String, String)], base: &str) -> Reply {
+    if path != format!("/2.0/repositories/{}", state.owner) {
+        return not_found();
+    }
+    let size = param(params, "pagelen")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(10)
+        .min(state.page_size);
+    let page: usize = param(params, "page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1);
+    let repos = state.repos.lock().unwrap().clone();
+    let values: Vec<Value> = repos
+        .iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .map(|r| {
+            let mut v = json!({
+                "slug": r.name,
+                "name": r.name,
+                "full_name": format!("{}/{}", state.owner, r.name),
+                "links": { "clone": clone_links(r, "https") },
+                "is_private": true,
+            });
+            if r.fork {
+                v["parent"] = json!({ "full_name": "other/repo" });
+            }
+            v
+        })
+        .collect();
+    let mut body = json!({ "pagelen": size, "page": page, "size": repos.len(), "values": values });
+    if page * size < repos.len() {
+        body["next"] = json!(format!(
+            "{base}/2.0/repositories/{}?pagelen={size}&page={}",
+            seg(&state.owner),
+            page + 1
+        ));
+    }
+    reply(200, body)
+}
+
+fn bitbucket_server(state: &State, path: &str, params: &[(String, String)]) -> Reply {
+    if path != format!("/rest/api/1.0/projects/{}/repos", state.owner) {
+        return not_found();
+    }
+    let limit = param(params, "limit")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(25)
+        .min(state.page_size);
+    let start: usize = param(params, "start")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let repos = state.repos.lock().unwrap().clone();
+    let values: Vec<Value> = repos
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|r| {
+            json!({
+                "slug": r.name,
+                "name": r.name,
+                "project": { "key": state.owner },
+                "archived": r.archived,
+                "links": { "clone": clone_links(r, "http") },
+            })
+        })
+        .collect();
+    let last = start + limit >= repos.len();
+    let mut body = json!({
+        "size": values.len(), "limit": limit, "start": start,
+        "isLastPage": last, "values": values,
+    });
+    if !last {
+        body["nextPageStart"] = json!(start + limit);
+    }
+    reply(200, body)
+}
+
+/// Where tests keep bare repositories made on behalf of a fake.
+pub fn bare_path(root: &std::path::Path, project: &str, name: &str) -> PathBuf {
+    root.join(project).join(format!("{name}.git"))
+}
