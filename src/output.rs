@@ -6,6 +6,7 @@
 //! is no other way to print, which is what makes "a token never appears in
 //! output" a property of the program rather than of each call site.
 
+use std::cell::Cell;
 use std::fmt::Display;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -32,8 +33,30 @@ pub fn set_verbosity(v: Verbosity) {
     VERBOSITY.store(v as u8, Ordering::Relaxed);
 }
 
+thread_local! {
+    /// Set while a worker of a parallel run works: its plan and progress
+    /// lines would interleave with the other workers', so the coordinator
+    /// reports for it instead. Warnings and errors still show.
+    static QUIET_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
 fn enabled(v: Verbosity) -> bool {
+    if v >= Verbosity::Normal && QUIET_THREAD.with(Cell::get) {
+        return false;
+    }
     VERBOSITY.load(Ordering::Relaxed) >= v as u8
+}
+
+/// Runs `f` with normal and verbose lines silenced on this thread.
+pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            QUIET_THREAD.with(|q| q.set(self.0));
+        }
+    }
+    let _restore = Restore(QUIET_THREAD.with(|q| q.replace(true)));
+    f()
 }
 
 /// Writes one redacted line to stderr, ignoring a closed stderr: losing a

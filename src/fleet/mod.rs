@@ -171,7 +171,7 @@ pub fn run(
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(i) else { break };
-                let outcome = run_one(job, retry, prepare);
+                let outcome = crate::output::quietly(|| run_one(job, retry, prepare));
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 announce(&outcome, n, jobs.len());
                 results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
