@@ -285,7 +285,7 @@ fn assert_mirrored(run: &TaskRun, server: &GitServer, expected: &[(String, Strin
     let lines = run.lines();
     let open = lines.iter().filter(|l| l.starts_with("##[group]")).count();
     assert!(
-        open >= 2 && open == lines.iter().filter(|l| *l == "##[endgroup]").count(),
+        open >= 2 && open == lines.iter().filter(|l| **l == "##[endgroup]").count(),
         "{}",
         run.log()
     );
@@ -515,11 +515,11 @@ fn unpacked_extension() -> Option<tempfile::TempDir> {
             .find(|p| p.extension().is_some_and(|x| x == "vsix"))
     });
     let Some(vsix) = vsix else {
-        eprintln!("SKIPPED: no dist/*.vsix; run `cargo xtask dist` to test the packaged task (task mode itself was tested above)");
+        notice("SKIPPED: no dist/*.vsix; run `cargo xtask dist` to test the packaged task (task mode itself is tested by the task_* tests)");
         return None;
     };
     if Command::new("node").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: node is not installed; the packaged wrapper cannot be run");
+        notice("SKIPPED: node is not installed; the packaged wrapper cannot be run");
         return None;
     }
     let dir = tempfile::Builder::new()
@@ -528,6 +528,14 @@ fn unpacked_extension() -> Option<tempfile::TempDir> {
         .unwrap();
     unzip(&vsix, dir.path());
     Some(dir)
+}
+
+/// A line for the person running the tests, written past the test
+/// harness's capture (which takes only `print!`/`eprint!`), so that a skip
+/// is never silent.
+fn notice(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{text}");
 }
 
 fn unzip(archive: &Path, into: &Path) {
@@ -644,10 +652,10 @@ fn packaged_wrapper_reaches_the_network_promptly() {
     drop(conn);
     drop(listener);
     let out = child.wait_with_output().unwrap();
-    eprintln!(
+    notice(&format!(
         "wrapper start to first git request: {} ms",
         elapsed.as_millis()
-    );
+    ));
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     let run = TaskRun {
         code: out.status.code().unwrap_or(-1),
@@ -667,7 +675,7 @@ fn packaged_wrapper_reaches_the_network_promptly() {
 #[test]
 fn wrapper_fails_clearly_without_a_binary_for_the_platform() {
     if Command::new("node").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: node is not installed");
+        notice("SKIPPED: node is not installed");
         return;
     }
     // The wrapper from the source tree, with no bin/ beside it.

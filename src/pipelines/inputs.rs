@@ -320,15 +320,14 @@ fn read_side(
     // The URL is checked even when the credentials were not usable, so that
     // every problem is reported at once.
     let chosen = credentials.is_some();
-    let (token, username, scheme, described) =
-        credentials.unwrap_or((None, None, AuthArg::Basic, String::new()));
+    let credentials = credentials.unwrap_or_default();
     // The command line's own rules turn a URL and a token into credentials.
     let endpoint = cli::endpoint(
         names.uri,
         uri,
-        token.as_deref(),
-        username.as_deref(),
-        scheme,
+        credentials.token.as_deref(),
+        credentials.username.as_deref(),
+        credentials.auth,
         network(!verify),
         None,
     )
@@ -350,17 +349,27 @@ fn read_side(
     if let Some(credentials) = &endpoint.credentials {
         c.secrets.extend(credentials.secret_forms());
     }
-    chosen.then_some((endpoint, described))
+    chosen.then_some((endpoint, credentials.described))
 }
 
-/// A side's token, username and scheme from its authentication choice, and
-/// a description for the log. `None` when the choice cannot be honoured.
-#[allow(clippy::type_complexity)]
+/// What one side's authentication inputs amount to, before the URL is
+/// taken into account.
+#[derive(Default)]
+struct SideCredentials {
+    token: Option<String>,
+    username: Option<String>,
+    auth: AuthArg,
+    /// How the side signs in, for the log.
+    described: String,
+}
+
+/// A side's credentials from its authentication choice; `None` when the
+/// choice cannot be honoured.
 fn read_credentials(
     env: &Environment,
     names: &SideInputs,
     c: &mut Collector,
-) -> Option<(Option<String>, Option<String>, AuthArg, String)> {
+) -> Option<SideCredentials> {
     let choice = match env.input(names.authentication) {
         "" => "token",
         other => other,
@@ -379,12 +388,12 @@ fn read_credentials(
             } else {
                 "personal access token"
             };
-            Some((
-                Some(token.to_owned()).filter(|t| !t.is_empty()),
-                username.map(str::to_owned),
-                AuthArg::Basic,
-                described.to_owned(),
-            ))
+            Some(SideCredentials {
+                token: Some(token.to_owned()).filter(|t| !t.is_empty()),
+                username: username.map(str::to_owned),
+                auth: AuthArg::Basic,
+                described: described.to_owned(),
+            })
         }
         Some("systemAccessToken") => {
             let token = env
@@ -393,12 +402,12 @@ fn read_credentials(
             match token {
                 Some(token) => {
                     c.secret(&token);
-                    Some((
-                        Some(token),
-                        None,
-                        AuthArg::Bearer,
-                        "System.AccessToken (bearer)".to_owned(),
-                    ))
+                    Some(SideCredentials {
+                        token: Some(token),
+                        username: None,
+                        auth: AuthArg::Bearer,
+                        described: "System.AccessToken (bearer)".to_owned(),
+                    })
                 }
                 None => {
                     c.error(
@@ -432,13 +441,12 @@ fn read_credentials(
 }
 
 /// Reads the credentials of a service connection named by `input`.
-#[allow(clippy::type_complexity)]
 fn read_connection(
     env: &Environment,
     input: &'static str,
     github: bool,
     c: &mut Collector,
-) -> Option<(Option<String>, Option<String>, AuthArg, String)> {
+) -> Option<SideCredentials> {
     let id = env.input(input);
     if id.is_empty() {
         c.error(
@@ -463,12 +471,12 @@ fn read_connection(
         };
         c.secret(&token);
         let described = format!("GitHub service connection ({scheme})");
-        return Some((
-            Some(token),
-            Some("x-access-token".to_owned()),
-            AuthArg::Basic,
+        return Some(SideCredentials {
+            token: Some(token),
+            username: Some("x-access-token".to_owned()),
+            auth: AuthArg::Basic,
             described,
-        ));
+        });
     }
     let password = env
         .endpoint_parameter(id, "PASSWORD")
@@ -483,12 +491,12 @@ fn read_connection(
     };
     c.secret(&password);
     let username = env.endpoint_parameter(id, "USERNAME");
-    Some((
-        Some(password),
+    Some(SideCredentials {
+        token: Some(password),
         username,
-        AuthArg::Basic,
-        format!("service connection ({scheme})"),
-    ))
+        auth: AuthArg::Basic,
+        described: format!("service connection ({scheme})"),
+    })
 }
 
 fn read_bool(env: &Environment, name: &'static str, default: bool, c: &mut Collector) -> bool {

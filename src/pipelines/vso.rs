@@ -260,9 +260,15 @@ mod tests {
         let line = command(
             "task.complete",
             &[("result", "Failed")],
-            "token vso-test;secret] leaked",
+            "x vso-test;secret] y",
         );
-        assert_eq!(line, "##vso[task.complete result=Failed;]token *** leaked");
+        // Other tests register secrets in the same process-wide redactor, so
+        // only this one's fate is asserted: masked, not escaped and kept.
+        assert!(
+            line.starts_with("##vso[task.complete result=Failed;]"),
+            "{line}"
+        );
+        assert!(line.contains("***") && !line.contains("vso-test"), "{line}");
     }
 
     #[test]
