@@ -6,10 +6,11 @@
 //! is no other way to print, which is what makes "a token never appears in
 //! output" a property of the program rather than of each call site.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt::Display;
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::auth::redact;
@@ -62,8 +63,55 @@ pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
 /// Writes one redacted line to stderr, ignoring a closed stderr: losing a
 /// progress line must never fail a mirror.
 fn line(text: &str) {
+    let text = redact(text);
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{}", redact(text));
+    if DEFUSE.load(Ordering::Relaxed) {
+        let _ = writeln!(err, "{}", defuse(&text));
+    } else {
+        let _ = writeln!(err, "{text}");
+    }
+}
+
+/// Set in Azure Pipelines task mode, where the agent obeys `##vso[` anywhere
+/// on any line: text we print may quote a server, and a hostile server must
+/// not be able to set variables or fail the task through us.
+static DEFUSE: AtomicBool = AtomicBool::new(false);
+
+/// Turns defusing of logging commands on for every later line.
+pub fn defuse_logging_commands() {
+    DEFUSE.store(true, Ordering::Relaxed);
+}
+
+/// Rewrites every `##vso` (any case) to `**vso`, as the agent itself does
+/// with text it must not obey.
+pub fn defuse(text: &str) -> Cow<'_, str> {
+    const NEEDLE: &[u8] = b"##vso";
+    let bytes = text.as_bytes();
+    if !bytes
+        .windows(NEEDLE.len())
+        .any(|w| w.eq_ignore_ascii_case(NEEDLE))
+    {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest
+        .as_bytes()
+        .windows(NEEDLE.len())
+        .position(|w| w.eq_ignore_ascii_case(NEEDLE))
+    {
+        out.push_str(&rest[..at]);
+        out.push_str("**vso");
+        rest = &rest[at + NEEDLE.len()..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// Writes a logging command we built ourselves: redacted, never defused.
+pub fn logging_command(command: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{}", redact(command));
 }
 
 /// A normal line: the plan, a summary.
@@ -97,8 +145,14 @@ pub fn hint(text: impl Display) {
 
 /// Writes a machine-readable document to stdout, redacted like everything else.
 pub fn stdout(text: &str) {
+    let text = redact(text);
+    let text = if DEFUSE.load(Ordering::Relaxed) {
+        defuse(&text).into_owned()
+    } else {
+        text.into_owned()
+    };
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", redact(text));
+    let _ = writeln!(out, "{text}");
     let _ = out.flush();
 }
 
@@ -201,6 +255,16 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logging_commands_are_defused() {
+        assert_eq!(
+            defuse("remote: ##vso[task.complete result=Failed]x"),
+            "remote: **vso[task.complete result=Failed]x"
+        );
+        assert_eq!(defuse("a ##VSO[ b ##vso"), "a **vso[ b **vso");
+        assert!(matches!(defuse("plain"), Cow::Borrowed("plain")));
+    }
 
     #[test]
     fn bytes_are_readable() {

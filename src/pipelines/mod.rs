@@ -36,6 +36,8 @@ const REPORT_PATH: &str = "reportPath";
 
 /// Runs the task from the agent's environment; returns the exit code.
 pub fn run() -> i32 {
+    // Engine lines may quote a server; the agent must not obey them.
+    output::defuse_logging_commands();
     let env = Environment::from_process();
     let reading = inputs::read(&env);
     for secret in &reading.secrets {

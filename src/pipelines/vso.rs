@@ -54,22 +54,7 @@ pub fn escape_message(text: &str) -> String {
 /// obey a `##vso[` inside it, so a hostile server could set variables or
 /// fail the task. This is the agent's own neutralisation.
 pub fn neutralize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = find_ignore_case(rest, "##vso") {
-        out.push_str(&rest[..at]);
-        out.push_str("**vso");
-        rest = &rest[at + "##vso".len()..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
-    haystack
-        .as_bytes()
-        .windows(needle.len())
-        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    output::defuse(text).into_owned()
 }
 
 /// Formats `##vso[area.action key=value;...]message`, redacted and escaped.
@@ -90,7 +75,7 @@ pub fn command(name: &str, properties: &[(&str, &str)], message: &str) -> String
 }
 
 fn emit(line: &str) {
-    output::info(line);
+    output::logging_command(line);
 }
 
 /// Tells the agent to mask `secret` in everything it logs from now on.
