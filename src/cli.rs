@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::auth::{CredentialSources, Credentials, Scheme};
 use crate::fleet::Shard;
 use crate::forge::Kind;
-use crate::mirror::{BackupOptions, Endpoint, Mode, Options, RefSelection, RetryPolicy};
+use crate::mirror::{Endpoint, LocalOptions, Mode, Options, RefSelection, RetryPolicy};
 use crate::transport::{Location, NetworkOptions};
 
 const EXAMPLES: &str = "\
@@ -292,8 +292,8 @@ impl NetworkArgs {
 }
 
 impl RelayArgs {
-    /// Settings for a local (backup) destination; an `Err` is a usage error.
-    pub fn backup_options(&self) -> Result<BackupOptions, String> {
+    /// Settings for local repositories (a backup destination); an `Err` is a usage error.
+    pub fn local_options(&self) -> Result<LocalOptions, String> {
         let local = Location::parse(&self.destination)
             .map(|l| l.local_path().is_some())
             .unwrap_or(false);
@@ -302,9 +302,9 @@ impl RelayArgs {
                 "--prune-archive-older-than applies to a local DESTINATION (a backup) only".into(),
             );
         }
-        Ok(BackupOptions {
+        Ok(LocalOptions {
             prune_archive_older_than: self.prune_archive_older_than,
-            lock_wait: None,
+            ..LocalOptions::default()
         })
     }
 

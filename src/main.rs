@@ -39,14 +39,14 @@ fn relay(args: &RelayArgs, mode: Mode) -> i32 {
             return 2;
         }
     };
-    let backup = match args.backup_options() {
-        Ok(backup) => backup,
+    let local = match args.local_options() {
+        Ok(local) => local,
         Err(message) => {
             output::error(message);
             return 2;
         }
     };
-    match mirror::run_with_retries_and_backup(&options, args.network.retry_policy(), &backup) {
+    match mirror::run_with_retries_and_local(&options, args.network.retry_policy(), &local) {
         Ok(report) => {
             for line in report.ref_lines() {
                 output::info(line);

@@ -154,8 +154,19 @@ fn first_backup_then_incremental_from_an_http_source() {
     let server = GitServer::start();
     let work = populated_source(&server);
     let scratch = tempfile::tempdir().unwrap();
+    // Missing parent directories are created too.
     let backup = scratch.path().join("proj").join("repo.git");
-    std::fs::create_dir_all(backup.parent().unwrap()).unwrap();
+
+    // Before the first run, status and dry runs compare against nothing
+    // and create nothing.
+    let status = run(
+        &["status", &server.url("src.git"), &s(&backup), "--json"],
+        &credentials(&server),
+    );
+    status.assert_code(3);
+    assert_eq!(status.json()["totals"]["planned"], 4);
+    back_up(&server, &backup, &["--dry-run"]).assert_code(3);
+    assert!(!backup.exists() && !backup.parent().unwrap().exists());
 
     let first = back_up(&server, &backup, &[]);
     first.assert_code(0);
@@ -389,6 +400,126 @@ fn a_backup_restores_to_an_empty_http_repository_identical_to_the_source() {
     fsck_strict(&all);
 }
 
+/// The server's credentials, and a PATH where no `git` can be found.
+fn without_git<'a>(server: &'a GitServer, path: &'a str) -> Vec<(&'static str, &'a str)> {
+    let mut env = credentials(server);
+    env.push(("PATH", path));
+    env
+}
+
+#[test]
+fn without_git_on_path_a_backup_is_read_through_git2_and_restored() {
+    let server = GitServer::start();
+    let work = populated_source(&server);
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("repo.git");
+    // No `git` for git-relay itself: writing the backup and reading it
+    // back both go through libgit2 (the servers run their own git).
+    let empty_bin = scratch.path().join("bin");
+    std::fs::create_dir(&empty_bin).unwrap();
+    let no_git = s(&empty_bin);
+    let env_of = |server| without_git(server, &no_git);
+    let src = server.url("src.git");
+    run(&["mirror", &src, &s(&backup)], &env_of(&server)).assert_code(0);
+    git(work.path(), &["branch", "-D", "feature"]);
+    work.push_mirror_to(&server.repo_path("src.git"));
+    run(&["mirror", &src, &s(&backup)], &env_of(&server)).assert_code(0);
+    assert_eq!(archived(&backup).len(), 1);
+
+    let new_host = GitServer::start();
+    let dst = new_host.create_bare("restored.git");
+    let restore = |extra: &[&str]| {
+        let url = new_host.url("restored.git");
+        let mut args = vec!["mirror", "", url.as_str(), "--json"];
+        let path = s(&backup);
+        args[1] = path.as_str();
+        args.extend_from_slice(extra);
+        run(&args, &env_of(&new_host))
+    };
+    let out = restore(&["--exclude", "refs/archive/*"]);
+    out.assert_code(0);
+    assert_eq!(out.json()["source_protocol"], "git2");
+    assert_eq!(refs_of(&dst), source_refs(&server));
+    assert_eq!(
+        git(&dst, &["symbolic-ref", "HEAD"]),
+        "refs/heads/main",
+        "HEAD untouched on an existing repository"
+    );
+    fsck_strict(&dst);
+
+    // Incremental: only the new commit's objects are packed.
+    work.commit("after the restore");
+    work.push_mirror_to(&server.repo_path("src.git"));
+    run(&["mirror", &src, &s(&backup)], &env_of(&server)).assert_code(0);
+    let again = restore(&["--exclude", "refs/archive/*"]);
+    again.assert_code(0);
+    let report = again.json();
+    assert_eq!(report["totals"]["updated"], 1, "{report}");
+    let pack = report["pack_bytes"].as_u64().unwrap();
+    assert!(pack < 2048, "only the new objects: {pack} B");
+    assert_eq!(refs_of(&dst), source_refs(&server));
+    fsck_strict(&dst);
+
+    // The divergence rule holds: commits only the destination has are
+    // protected, because the backup does not have them.
+    let intruder = WorkRepo::new();
+    git(intruder.path(), &["fetch", "-q", &s(&dst), "main"]);
+    git(intruder.path(), &["reset", "-q", "--hard", "FETCH_HEAD"]);
+    intruder.commit("pushed to the restored repository");
+    git(intruder.path(), &["push", "-q", &s(&dst), "main:main"]);
+    let protected = restore(&["--exclude", "refs/archive/*"]);
+    protected.assert_code(3);
+    assert_eq!(protected.json()["totals"]["protected"], 1);
+
+    // A shallow clone is refused by the git2 reader too.
+    let shallow = scratch.path().join("shallow");
+    git(
+        scratch.path(),
+        &[
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            &format!("file://{}", work.path().display()),
+            &s(&shallow),
+        ],
+    );
+    let out = run(
+        &["mirror", &s(&shallow), &s(&scratch.path().join("x.git"))],
+        &[("PATH", no_git.as_str())],
+    );
+    out.assert_code(1);
+    assert!(out.stderr.contains("fetchDepth: 0"), "{}", out.stderr);
+}
+
+#[test]
+fn a_local_work_tree_backs_up_through_git2_too() {
+    let work = WorkRepo::new();
+    work.commit("a");
+    work.tag("t");
+    work.annotated_tag("at", "annotated");
+    work.commit("b");
+    work.branch("side");
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("backup.git");
+    let env = [("GIT_RELAY_LOCAL_SOURCE", "git2")];
+    let out = run(&["mirror", &s(work.path()), &s(&backup), "--json"], &env);
+    out.assert_code(0);
+    assert_eq!(out.json()["source_protocol"], "git2");
+    assert_eq!(refs_of(&backup), refs_of(&work.path().join(".git")));
+    assert_eq!(git(&backup, &["symbolic-ref", "HEAD"]), "refs/heads/main");
+    fsck_strict(&backup);
+
+    git(work.path(), &["reset", "-q", "--hard", "HEAD~1"]);
+    work.commit("b rewritten");
+    let out = run(&["mirror", &s(work.path()), &s(&backup), "--json"], &env);
+    out.assert_code(0);
+    let (mirrored, _) = split_archive(refs_of(&backup));
+    assert_eq!(mirrored, refs_of(&work.path().join(".git")));
+    assert_eq!(archived(&backup).len(), 1);
+    fsck_strict(&backup);
+}
+
 #[test]
 fn a_local_work_tree_backs_up_and_a_shallow_one_is_refused() {
     let work = WorkRepo::new();
@@ -517,7 +648,11 @@ fn a_run_killed_during_the_transfer_leaves_the_backup_as_it_was() {
     assert!(backup.join("git-relay.lock").exists());
     verify(&backup).assert_code(0);
 
-    // The next run clears the stale lock and the leftover, and completes.
+    // Had it died inside the ref transaction, git's lock file of a ref
+    // would be left too.
+    std::fs::write(backup.join("refs/heads/main.lock"), "").unwrap();
+
+    // The next run clears the stale lock and the leftovers, and completes.
     let next = back_up(&server, &backup, &[]);
     next.assert_code(0);
     assert!(next.stderr.contains("stale lock"), "{}", next.stderr);
@@ -526,6 +661,7 @@ fn a_run_killed_during_the_transfer_leaves_the_backup_as_it_was() {
         temp_packs(&backup).is_empty(),
         "leftover temporary packs removed"
     );
+    assert!(!backup.join("refs/heads/main.lock").exists());
     fsck_strict(&backup);
     verify(&backup).assert_code(0);
 }

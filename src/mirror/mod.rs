@@ -19,7 +19,9 @@
 //! A local destination is a backup ([`crate::store`], through
 //! `store_side`): the same stream goes into git2's pack writer instead of
 //! a receive-pack, and refs that would drop history are archived. The
-//! engine sees both through [`DestinationSide`].
+//! engine sees both kinds through [`DestinationSide`]. A local source is
+//! read by `git upload-pack`, or through git2 where there is no `git`
+//! ([`LocalReader`]); the engine sees either through [`SourceSide`].
 //!
 //! The engine knows nothing of command lines or pipelines: it takes
 //! [`Options`] and returns a [`Report`].
@@ -48,9 +50,9 @@ pub use report::{Outcome, RefReport, Report, Totals};
 pub use select::RefSelection;
 pub use session::{Cause, Side, SideError};
 
-pub use session::DestinationSide;
 use session::{Blame, Destination, PackOptions, Source};
-use store_side::StoreSide;
+pub use session::{DestinationSide, SourceSide};
+use store_side::{LocalSourceSide, StoreSide};
 
 /// An empty pack (version 2, no objects, and its SHA-1 trailer): what
 /// receive-pack needs after commands whose objects it already has.
@@ -68,7 +70,7 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn open(&self, side: Side, create_local: bool) -> Result<Box<dyn Transport>, SideError> {
+    fn open(&self, side: Side) -> Result<Box<dyn Transport>, SideError> {
         let blame = Blame::new(side, &self.location.to_string(), self.network.timeout);
         match &self.location {
             Location::Http { url, .. } => {
@@ -88,8 +90,7 @@ impl Endpoint {
                 Ok(Box::new(transport))
             }
             Location::Local(path) => {
-                let transport =
-                    LocalTransport::open(path, create_local).map_err(|e| blame.error(e))?;
+                let transport = LocalTransport::open(path).map_err(|e| blame.error(e))?;
                 Ok(Box::new(transport))
             }
         }
@@ -134,17 +135,59 @@ pub struct Options {
     pub mode: Mode,
 }
 
-/// Settings that only matter when the destination is a backup on disk
-/// (a local path). Kept apart from [`Options`] so that everything building
-/// `Options` stays as it is; the default is what `mirror-all` and the
-/// pipeline task get: archive, never prune.
+/// Settings for local repositories: a backup on disk as destination, a
+/// local path as source. Kept apart from [`Options`] so that everything
+/// building `Options` stays as it is; the default is what `mirror-all` and
+/// the pipeline task get: archive, never prune, read local sources the
+/// fastest available way.
 #[derive(Clone, Debug, Default)]
-pub struct BackupOptions {
+pub struct LocalOptions {
     /// Delete archive refs (`refs/archive/<time>/...`) older than this.
     pub prune_archive_older_than: Option<Duration>,
     /// How long to wait for another run's lock on the backup; `None`: the
     /// destination's network timeout.
     pub lock_wait: Option<Duration>,
+    /// How a local source is read.
+    pub source_reader: LocalReader,
+}
+
+/// How a local source repository is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LocalReader {
+    /// `GIT_RELAY_LOCAL_SOURCE` (`git` or `git2`) if set; else the
+    /// machine's `git upload-pack` when `git` is on PATH (it reuses stored
+    /// deltas and sends thin packs), else git2 (no `git` needed).
+    #[default]
+    Auto,
+    /// `git upload-pack` through a pipe.
+    Git,
+    /// libgit2, in-process.
+    Git2,
+}
+
+impl LocalReader {
+    fn resolve(self) -> LocalReader {
+        if self != LocalReader::Auto {
+            return self;
+        }
+        match std::env::var("GIT_RELAY_LOCAL_SOURCE").as_deref() {
+            Ok("git2") => return LocalReader::Git2,
+            Ok("git") => return LocalReader::Git,
+            _ => {}
+        }
+        let git_runs = std::process::Command::new("git")
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if git_runs {
+            LocalReader::Git
+        } else {
+            LocalReader::Git2
+        }
+    }
 }
 
 /// How transient failures are retried.
@@ -204,18 +247,18 @@ impl Default for RetryPolicy {
 /// value it expects, so a change that did land is seen as done and nothing
 /// is applied twice.
 pub fn run_with_retries(opts: &Options, policy: RetryPolicy) -> Result<Report, SideError> {
-    run_with_retries_and_backup(opts, policy, &BackupOptions::default())
+    run_with_retries_and_local(opts, policy, &LocalOptions::default())
 }
 
-/// [`run_with_retries`] with backup settings for a local destination.
-pub fn run_with_retries_and_backup(
+/// [`run_with_retries`] with settings for local repositories.
+pub fn run_with_retries_and_local(
     opts: &Options,
     policy: RetryPolicy,
-    backup: &BackupOptions,
+    local: &LocalOptions,
 ) -> Result<Report, SideError> {
     let mut attempt = 0;
     loop {
-        match run_with_backup(opts, backup) {
+        match run_with_local(opts, local) {
             Err(err) if err.is_transient() && attempt < policy.retries => {
                 let wait = policy.delay(attempt, err.retry_after());
                 attempt += 1;
@@ -237,15 +280,25 @@ pub fn run_with_retries_and_backup(
 /// Per-ref trouble (protected, rejected) is part of the report; an `Err`
 /// means the run could not finish, and says which side failed.
 pub fn run(opts: &Options) -> Result<Report, SideError> {
-    run_with_backup(opts, &BackupOptions::default())
+    run_with_local(opts, &LocalOptions::default())
 }
 
-/// [`run`] with backup settings for a local destination.
-pub fn run_with_backup(opts: &Options, backup: &BackupOptions) -> Result<Report, SideError> {
+/// [`run`] with settings for local repositories.
+pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, SideError> {
     let started = Instant::now();
     let timeout = opts.source.network.timeout;
-    let source_transport = opts.source.open(Side::Source, false)?;
-    let (source, source_refs) = Source::connect(source_transport, timeout)?;
+    let (source, source_refs): (Box<dyn SourceSide>, _) = match opts.source.location.local_path() {
+        Some(path) if local.source_reader.resolve() == LocalReader::Git2 => {
+            let (side, refs) =
+                LocalSourceSide::open(path, &opts.source.location.to_string(), timeout)?;
+            (Box::new(side), refs)
+        }
+        _ => {
+            let transport = opts.source.open(Side::Source)?;
+            let (side, refs) = Source::connect(transport, timeout)?;
+            (Box::new(side), refs)
+        }
+    };
     let dest_timeout = opts.destination.network.timeout;
     let (destination, dest_refs): (Box<dyn DestinationSide>, _) =
         match opts.destination.location.local_path() {
@@ -254,13 +307,13 @@ pub fn run_with_backup(opts: &Options, backup: &BackupOptions) -> Result<Report,
                     path,
                     &opts.destination.location.to_string(),
                     opts.mode,
-                    backup,
+                    local,
                     dest_timeout,
                 )?;
                 (Box::new(side), refs)
             }
             None => {
-                let transport = opts.destination.open(Side::Destination, false)?;
+                let transport = opts.destination.open(Side::Destination)?;
                 let (side, refs) = Destination::connect(transport, dest_timeout)?;
                 (Box::new(side), refs)
             }
@@ -268,7 +321,7 @@ pub fn run_with_backup(opts: &Options, backup: &BackupOptions) -> Result<Report,
     output::info(format_args!(
         "source      {} (protocol {}): {} refs",
         opts.source.location,
-        source.version(),
+        source.protocol(),
         source_refs.len()
     ));
     output::info(format_args!(
@@ -282,7 +335,7 @@ pub fn run_with_backup(opts: &Options, backup: &BackupOptions) -> Result<Report,
         mode: opts.mode.name(),
         source: opts.source.location.to_string(),
         destination: opts.destination.location.to_string(),
-        source_protocol: source.version().to_string(),
+        source_protocol: source.protocol(),
         refs: Vec::new(),
         totals: Totals {
             unchanged: plan.unchanged,
@@ -434,7 +487,7 @@ pub fn run_with_backup(opts: &Options, backup: &BackupOptions) -> Result<Report,
             // A cut in the source's stream surfaces as a failed upload to the
             // destination; blame the side that actually failed.
             if let Some(source_err) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                return Err(source.blame().error(source_err));
+                return Err(source.error(source_err.into()));
             }
             return Err(err);
         }

@@ -399,9 +399,43 @@ impl Source {
             }
         }
     }
+}
 
-    pub(crate) fn blame(&self) -> &Blame {
-        &self.blame
+/// What the engine needs from a source: an upload-pack conversation
+/// ([`Source`]) or a local repository read through git2 (see
+/// `crate::store::LocalSource`).
+pub trait SourceSide {
+    /// How the source is read, for the report: `v2`, `v0` or `git2`.
+    fn protocol(&self) -> String;
+    /// Learns which of `haves` the source has (all of `suspects` are asked
+    /// about), and with `pack` returns the pack for `wants` as a stream;
+    /// see [`Source::negotiate`].
+    fn negotiate(
+        &self,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+        suspects: &[ObjectId],
+        pack: Option<PackOptions>,
+    ) -> Result<Negotiated, SideError>;
+    /// Tags `cause` with this side and its location.
+    fn error(&self, cause: Cause) -> SideError;
+}
+
+impl SourceSide for Source {
+    fn protocol(&self) -> String {
+        self.version.to_string()
+    }
+    fn negotiate(
+        &self,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+        suspects: &[ObjectId],
+        pack: Option<PackOptions>,
+    ) -> Result<Negotiated, SideError> {
+        Source::negotiate(self, wants, haves, suspects, pack)
+    }
+    fn error(&self, cause: Cause) -> SideError {
+        self.blame.error(cause)
     }
 }
 

@@ -1,25 +1,32 @@
-//! A backup on disk as the destination side of a relay.
+//! Local repositories as sides of a relay, through git2.
 //!
-//! Adapts [`crate::store::Backup`] to [`DestinationSide`]: the engine plans,
-//! negotiates and streams exactly as for a remote destination, and the
-//! backup stores the pack through git2 instead of a receive-pack. Kept apart
-//! from `session` so the store stays free of engine types and the
-//! receive-pack conversation free of git2.
+//! [`StoreSide`] adapts [`crate::store::Backup`] to [`DestinationSide`]: the
+//! engine plans, negotiates and streams exactly as for a remote destination,
+//! and the backup stores the pack through git2 instead of a receive-pack.
+//! [`LocalSourceSide`] adapts [`crate::store::LocalSource`] to
+//! [`SourceSide`]: the repository's own object database answers what an
+//! upload-pack would. Kept apart from `session` so the store stays free of
+//! engine types and the protocol conversations free of git2.
 
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::session::{Blame, Cause, DestinationSide, Side, SideError};
-use super::{BackupOptions, Mode};
+use super::session::{
+    Blame, Cause, DestinationSide, Negotiated, PackOptions, Side, SideError, SourceSide,
+};
+use super::{LocalOptions, Mode};
 use crate::output;
 use crate::protocol::advertisement::Ref;
 use crate::protocol::push::{Command, ReportStatus};
-use crate::store::{Backup, BackupSettings};
+use crate::protocol::ObjectId;
+use crate::store::{Backup, BackupSettings, LocalSource};
 
 /// A backup repository being mirrored into.
 pub(crate) struct StoreSide {
-    backup: Backup,
+    /// `None`: a status or dry run against a backup that does not exist
+    /// yet, which compares as empty (the first run would create it).
+    backup: Option<Backup>,
     blame: Blame,
 }
 
@@ -31,7 +38,7 @@ impl StoreSide {
         path: &Path,
         display: &str,
         mode: Mode,
-        options: &BackupOptions,
+        options: &LocalOptions,
         timeout: Duration,
     ) -> Result<(StoreSide, Vec<Ref>), SideError> {
         let blame = Blame::new(Side::Destination, display, timeout);
@@ -42,6 +49,15 @@ impl StoreSide {
             lock_wait: options.lock_wait.unwrap_or(timeout),
             now: SystemTime::now(),
         };
+        if !writing && !path.exists() {
+            return Ok((
+                StoreSide {
+                    backup: None,
+                    blame,
+                },
+                Vec::new(),
+            ));
+        }
         let backup = Backup::open(path, &settings).map_err(|e| blame.error(e))?;
         if let (Some(age), true) = (options.prune_archive_older_than, writing) {
             let cutoff = SystemTime::now()
@@ -60,13 +76,22 @@ impl StoreSide {
             }
         }
         let refs = backup.list_refs().map_err(|e| blame.error(e))?;
-        Ok((StoreSide { backup, blame }, refs))
+        Ok((
+            StoreSide {
+                backup: Some(backup),
+                blame,
+            },
+            refs,
+        ))
     }
 }
 
 impl DestinationSide for StoreSide {
     fn list_refs(&self) -> Result<Vec<Ref>, SideError> {
-        self.backup.list_refs().map_err(|e| self.blame.error(e))
+        match &self.backup {
+            Some(backup) => backup.list_refs().map_err(|e| self.blame.error(e)),
+            None => Ok(Vec::new()),
+        }
     }
 
     // The pack writer indexes with the repository's object database at
@@ -89,11 +114,16 @@ impl DestinationSide for StoreSide {
         commands: &[Command],
         pack: Option<&mut (dyn Read + Send)>,
     ) -> Result<ReportStatus, SideError> {
-        let status = self
-            .backup
+        // The engine pushes only in mirror runs, which always open a backup.
+        let Some(backup) = &self.backup else {
+            return Err(self.error(Cause::Refused(
+                "the backup does not exist (a status or dry run creates nothing)".into(),
+            )));
+        };
+        let status = backup
             .push(commands, pack)
             .map_err(|e| self.blame.error(e))?;
-        for (original, archive) in self.backup.archived() {
+        for (original, archive) in backup.archived() {
             output::info(format_args!(
                 "archived the old tip of {original} as {archive}"
             ));
@@ -102,10 +132,8 @@ impl DestinationSide for StoreSide {
     }
 
     fn adopt_head(&self, target: &str) -> Result<(), SideError> {
-        if self.backup.created() {
-            self.backup
-                .set_head(target)
-                .map_err(|e| self.blame.error(e))?;
+        if let Some(backup) = self.backup.as_ref().filter(|b| b.created()) {
+            backup.set_head(target).map_err(|e| self.blame.error(e))?;
         }
         Ok(())
     }
@@ -116,9 +144,60 @@ impl DestinationSide for StoreSide {
 
     fn notes(&self) -> Vec<(String, String)> {
         self.backup
-            .archived()
-            .into_iter()
+            .iter()
+            .flat_map(Backup::archived)
             .map(|(original, archive)| (original, format!("old tip kept as {archive}")))
             .collect()
+    }
+}
+
+/// A local source repository read through git2.
+pub(crate) struct LocalSourceSide {
+    source: LocalSource,
+    blame: Blame,
+}
+
+impl LocalSourceSide {
+    /// Opens the repository at `path` and lists its refs.
+    pub(crate) fn open(
+        path: &Path,
+        display: &str,
+        timeout: Duration,
+    ) -> Result<(LocalSourceSide, Vec<Ref>), SideError> {
+        let blame = Blame::new(Side::Source, display, timeout);
+        let source = LocalSource::open(path).map_err(|e| blame.error(e))?;
+        let refs = source.list_refs().map_err(|e| blame.error(e))?;
+        Ok((LocalSourceSide { source, blame }, refs))
+    }
+}
+
+impl SourceSide for LocalSourceSide {
+    fn protocol(&self) -> String {
+        "git2".to_owned()
+    }
+
+    // No rounds are needed: the object database says at once which of the
+    // destination's tips it has, and that is all the divergence rule asks.
+    fn negotiate(
+        &self,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+        _suspects: &[ObjectId],
+        pack: Option<PackOptions>,
+    ) -> Result<Negotiated, SideError> {
+        let known = self.source.known(haves).map_err(|e| self.blame.error(e))?;
+        let pack = match pack {
+            Some(_) if !wants.is_empty() => Some(
+                self.source
+                    .pack(wants, haves)
+                    .map_err(|e| self.blame.error(e))?,
+            ),
+            _ => None,
+        };
+        Ok(Negotiated { known, pack })
+    }
+
+    fn error(&self, cause: Cause) -> SideError {
+        self.blame.error(cause)
     }
 }

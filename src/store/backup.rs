@@ -85,7 +85,7 @@ impl Backup {
         }
         let lock = if settings.lock {
             let lock = BackupLock::acquire(repo.path(), settings.lock_wait)?;
-            clear_leftovers(repo.path());
+            clear_leftovers(repo.path(), lock.recovered());
             Some(lock)
         } else {
             None
@@ -467,8 +467,17 @@ fn indexer_error(e: io::Error) -> String {
 /// Removes what a killed run may have left: temporary packs of the pack
 /// writer, and an index whose pack never got its final name. Called with
 /// the lock held, so no run of ours is writing them; plain git never makes
-/// files by these names. Failures only cost disk space, so they are ignored.
-fn clear_leftovers(repo_dir: &Path) {
+/// files by these names. After taking over a dead run's lock (`recovered`),
+/// also the ref lock files it may have left mid-transaction, which would
+/// otherwise refuse those refs forever. Failures are ignored: what stays
+/// costs disk space, or refuses one ref with a clear message.
+fn clear_leftovers(repo_dir: &Path, recovered: bool) {
+    if recovered {
+        clear_ref_locks(repo_dir, &repo_dir.join("refs"));
+        for file in ["packed-refs.lock", "HEAD.lock"] {
+            let _ = fs::remove_file(repo_dir.join(file));
+        }
+    }
     let pack_dir = repo_dir.join("objects").join("pack");
     let Ok(entries) = fs::read_dir(&pack_dir) else {
         return;
@@ -482,6 +491,24 @@ fn clear_leftovers(repo_dir: &Path) {
         if name.starts_with("pack_git2_") || orphan_index {
             crate::output::debug(format_args!("removing {name}, left by an interrupted run"));
             let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn clear_ref_locks(repo_dir: &Path, dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            clear_ref_locks(repo_dir, &path);
+        } else if path.extension().is_some_and(|x| x == "lock") {
+            crate::output::warn(format_args!(
+                "removing {}, left by an interrupted run",
+                path.strip_prefix(repo_dir).unwrap_or(&path).display()
+            ));
+            let _ = fs::remove_file(&path);
         }
     }
 }

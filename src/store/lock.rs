@@ -35,6 +35,7 @@ const POLL: Duration = Duration::from_millis(200);
 pub struct BackupLock {
     path: PathBuf,
     content: String,
+    recovered: bool,
 }
 
 /// Who holds a lock, as its file says.
@@ -96,6 +97,7 @@ impl BackupLock {
         let path = repo_dir.join(FILE_NAME);
         let me = Holder::me().render();
         let started = Instant::now();
+        let mut recovered = false;
         let lock_err = |source| StoreError::Lock {
             path: path.clone(),
             source,
@@ -106,7 +108,11 @@ impl BackupLock {
                     file.write_all(me.as_bytes())
                         .and_then(|()| file.sync_all())
                         .map_err(lock_err)?;
-                    return Ok(BackupLock { path, content: me });
+                    return Ok(BackupLock {
+                        path,
+                        content: me,
+                        recovered,
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(lock_err(e)),
@@ -140,6 +146,7 @@ impl BackupLock {
                         Err(e) => return Err(lock_err(e)),
                     }
                 }
+                recovered = true;
                 continue;
             }
             if started.elapsed() >= wait {
@@ -163,6 +170,14 @@ impl BackupLock {
             }
             std::thread::sleep(POLL);
         }
+    }
+}
+
+impl BackupLock {
+    /// Whether the lock was taken over from a run that died: whatever that
+    /// run had half-done (ref lock files) is ours to clear.
+    pub fn recovered(&self) -> bool {
+        self.recovered
     }
 }
 

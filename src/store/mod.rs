@@ -17,6 +17,9 @@
 //! - a lock file keeps two runs from writing one backup ([`lock`]);
 //! - [`verify`] checks that every ref's history is present and intact.
 //!
+//! A local SOURCE can be read here too ([`LocalSource`]): refs, which of
+//! the destination's tips it has, and a pack built with libgit2.
+//!
 //! This module knows nothing of HTTP or of the mirror engine: it speaks in
 //! the protocol's plain data types (ref lists, push commands, reports) and
 //! its own [`StoreError`]. The engine adapts it to a destination side.
@@ -24,11 +27,13 @@
 pub mod archive;
 mod backup;
 pub mod lock;
+mod source;
 pub mod verify;
 
 use std::path::PathBuf;
 
 pub use backup::{Backup, BackupSettings};
+pub use source::LocalSource;
 pub use verify::{verify, VerifyReport};
 
 /// What can go wrong with a local repository.
@@ -42,6 +47,9 @@ pub enum StoreError {
         /// What git2 said.
         source: git2::Error,
     },
+    /// A shallow clone lacks history a mirror must carry.
+    #[error("{0} is a shallow clone and lacks history a mirror needs; fetch the full history first (`git fetch --unshallow`, or `fetchDepth: 0` on an Azure Pipelines checkout) or mirror from the remote URL instead")]
+    Shallow(PathBuf),
     /// The path does not exist and the run may not create it.
     #[error("{0} does not exist")]
     Missing(PathBuf),

@@ -74,6 +74,10 @@ const MAX_PROBLEMS: usize = 100;
 /// Checks the repository at `path`. An `Err` means it could not be checked
 /// at all (not a repository); damage is reported in [`VerifyReport`].
 pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
+    // Every object is read once: libgit2's object cache (up to 256 MiB)
+    // would only hold memory. The setting is process-wide; `verify` runs
+    // alone in its process.
+    git2::opts::enable_caching(false);
     let repo = Repository::open(path).map_err(|source| StoreError::NotARepository {
         path: path.to_owned(),
         source,

@@ -1,10 +1,15 @@
-//! Local repositories, reached through the machine's own git.
+//! Local source repositories, reached through the machine's own git.
 //!
-//! `git upload-pack --stateless-rpc` and `git receive-pack --stateless-rpc`
-//! are exactly what `git http-backend` runs behind a web server, so a local
-//! repository speaks the same bytes as a smart-HTTP one and the mirror engine
-//! does not know the difference. `--advertise-refs` gives the discovery
-//! answer (without the `# service=` preamble that HTTP adds).
+//! `git upload-pack --stateless-rpc` is exactly what `git http-backend` runs
+//! behind a web server, so a local repository speaks the same bytes as a
+//! smart-HTTP one and the mirror engine does not know the difference.
+//! `--advertise-refs` gives the discovery answer (without the `# service=`
+//! preamble that HTTP adds). It is the preferred reader of a local source
+//! when `git` is installed: it reuses the deltas already stored and sends
+//! thin packs; without `git`, `crate::store::LocalSource` reads through
+//! libgit2. Local *destinations* are backups, written through libgit2 by
+//! `crate::store` (receive-pack here remains for completeness: a
+//! transport serves both services).
 //!
 //! Only paths cross the process boundary: no credential is ever put on a
 //! child's command line.
@@ -20,35 +25,16 @@ use super::{Body, Response, Service, Transport, TransportError};
 pub struct LocalTransport {
     path: PathBuf,
     display: String,
-    created: bool,
 }
 
 impl LocalTransport {
-    /// Opens the repository at `path`; with `create`, a missing path becomes
-    /// a new bare repository (a first backup).
-    pub fn open(path: &Path, create: bool) -> Result<LocalTransport, TransportError> {
-        let created = !path.exists();
-        if created {
-            if !create {
-                return Err(TransportError::Local(format!(
-                    "{} does not exist",
-                    path.display()
-                )));
-            }
-            let out = Command::new("git")
-                .args(["init", "--bare", "--quiet"])
-                .arg(path)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(git_missing)?;
-            if !out.status.success() {
-                return Err(TransportError::Local(format!(
-                    "cannot create a bare repository at {}: {}",
-                    path.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
-            crate::output::info(format_args!("created bare repository {}", path.display()));
+    /// Opens the existing repository at `path`; a shallow clone is refused.
+    pub fn open(path: &Path) -> Result<LocalTransport, TransportError> {
+        if !path.exists() {
+            return Err(TransportError::Local(format!(
+                "{} does not exist",
+                path.display()
+            )));
         }
         let probe = Command::new("git")
             .arg("-C")
@@ -72,7 +58,6 @@ impl LocalTransport {
         Ok(LocalTransport {
             display: path.display().to_string(),
             path: path.to_owned(),
-            created,
         })
     }
 
@@ -154,29 +139,6 @@ impl Transport for LocalTransport {
 
     fn display(&self) -> &str {
         &self.display
-    }
-
-    fn created(&self) -> bool {
-        self.created
-    }
-
-    fn set_head(&self, target: &str) -> Result<(), TransportError> {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(&self.path)
-            .args(["symbolic-ref", "HEAD", target])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(git_missing)?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(TransportError::Local(format!(
-                "cannot point HEAD of {} at {target}: {}",
-                self.path.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )))
-        }
     }
 }
 

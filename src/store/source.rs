@@ -1,0 +1,273 @@
+//! A local repository as the source of a relay, read through git2.
+//!
+//! What `git upload-pack` does for a remote source, done in-process: list
+//! the refs, tell which of the destination's tips this repository has (the
+//! divergence rule asks exactly that: a tip we have is history we account
+//! for), and build a pack of what the destination lacks with libgit2's
+//! pack builder: the wanted commits walked with the destination's known
+//! tips hidden, plus wanted tags and whatever they point at.
+//!
+//! The pack is built on a thread of its own and handed over in chunks
+//! through a bounded channel, so the engine streams it like any other
+//! source's pack. Two limits of libgit2 shape what is sent: it builds no
+//! thin packs (every delta base travels too; receive-pack and our own pack
+//! writer accept that), and it computes deltas afresh rather than reusing
+//! those already stored, which costs CPU on large first mirrors; git's
+//! upload-pack is the faster reader when `git` is installed (see
+//! `crate::mirror::LocalReader` for how one is chosen). Measured on a
+//! generated 100 MiB repository (60k commits, 2 cores), a first push read
+//! this way took 94 s, 0.9 GiB and sent a 190 MiB pack, against 20 s,
+//! 0.3 GiB (git's pack-objects) and 100 MiB through git; incremental runs
+//! are small either way.
+
+use std::collections::HashSet;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+
+use git2::{ObjectType, Oid, Repository};
+
+use super::{from_git, to_git, StoreError};
+use crate::protocol::advertisement::Ref;
+use crate::protocol::ObjectId;
+
+/// Chunks of this size cross from the pack builder to the reader.
+const CHUNK: usize = 256 * 1024;
+/// Chunks in flight: bounds the memory between builder and reader.
+const IN_FLIGHT: usize = 8;
+
+/// An open local source repository.
+pub struct LocalSource {
+    repo: Repository,
+    path: PathBuf,
+}
+
+impl LocalSource {
+    /// Opens the repository at `path` (bare, or a work tree); a shallow
+    /// clone is refused: it lacks the history a mirror must carry.
+    pub fn open(path: &Path) -> Result<LocalSource, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_owned()));
+        }
+        let repo = Repository::open(path).map_err(|source| StoreError::NotARepository {
+            path: path.to_owned(),
+            source,
+        })?;
+        if repo.is_shallow() {
+            return Err(StoreError::Shallow(path.to_owned()));
+        }
+        Ok(LocalSource {
+            path: repo.path().to_owned(),
+            repo,
+        })
+    }
+
+    /// The refs, as an upload-pack would list them: `HEAD` with its target,
+    /// then every ref under `refs/` with annotated tags peeled.
+    pub fn list_refs(&self) -> Result<Vec<Ref>, StoreError> {
+        let mut refs = Vec::new();
+        if let Ok(head) = self.repo.find_reference("HEAD") {
+            let target = head.symbolic_target().map(str::to_owned);
+            if let Ok(resolved) = head.resolve() {
+                if let Some(oid) = resolved.target() {
+                    refs.push(Ref {
+                        name: "HEAD".to_owned(),
+                        oid: from_git(oid),
+                        peeled: None,
+                        symref_target: target,
+                    });
+                }
+            }
+        }
+        let iter = self
+            .repo
+            .references()
+            .map_err(StoreError::git("listing refs"))?;
+        let mut listed = Vec::new();
+        for reference in iter {
+            let reference = reference.map_err(StoreError::git("listing refs"))?;
+            let (Some(name), Some(oid)) = (reference.name(), reference.target()) else {
+                continue;
+            };
+            if !name.starts_with("refs/") {
+                continue;
+            }
+            let peeled = self
+                .repo
+                .find_tag(oid)
+                .ok()
+                .and_then(|tag| tag.target().ok())
+                .and_then(|target| target.peel(ObjectType::Any).ok())
+                .map(|o| from_git(o.id()));
+            listed.push(Ref {
+                name: name.to_owned(),
+                oid: from_git(oid),
+                peeled,
+                symref_target: None,
+            });
+        }
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        refs.extend(listed);
+        Ok(refs)
+    }
+
+    /// The objects among `haves` that this repository has.
+    pub fn known(&self, haves: &[ObjectId]) -> Result<HashSet<ObjectId>, StoreError> {
+        let odb = self
+            .repo
+            .odb()
+            .map_err(StoreError::git("opening the ODB"))?;
+        Ok(haves
+            .iter()
+            .filter(|h| odb.exists(to_git(h)))
+            .copied()
+            .collect())
+    }
+
+    /// Builds the pack of `wants` minus everything reachable from `haves`
+    /// (those this repository has), and returns it as a stream once its
+    /// first bytes are ready. libgit2 searches every delta before it writes
+    /// a byte, which takes minutes on a large first push; waiting here keeps
+    /// that out of the upload, which a server would drop as idle. A later
+    /// failure surfaces as a read error on the stream.
+    pub fn pack(
+        &self,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+    ) -> Result<Box<dyn Read + Send>, StoreError> {
+        // The builder's thread has a repository handle of its own: git2's
+        // objects borrow their repository and cannot cross threads.
+        let repo = Repository::open(&self.path).map_err(|source| StoreError::NotARepository {
+            path: self.path.clone(),
+            source,
+        })?;
+        let wants: Vec<Oid> = wants.iter().map(to_git).collect();
+        let haves: Vec<Oid> = self.known(haves)?.iter().map(to_git).collect();
+        let (sender, receiver) = mpsc::sync_channel(IN_FLIGHT);
+        std::thread::Builder::new()
+            .name("git2-pack".into())
+            .spawn(move || {
+                let failed = sender.clone();
+                if let Err(e) = build_pack(&repo, &wants, &haves, sender) {
+                    let _ = failed.send(Err(e.to_string()));
+                }
+            })
+            .map_err(|e| StoreError::PackStream(io::Error::other(e)))?;
+        let current = match receiver.recv() {
+            Ok(Ok(chunk)) => chunk,
+            Ok(Err(message)) => return Err(StoreError::PackStream(io::Error::other(message))),
+            Err(_) => Vec::new(),
+        };
+        Ok(Box::new(PackStream {
+            receiver,
+            current,
+            offset: 0,
+        }))
+    }
+}
+
+type Chunk = Result<Vec<u8>, String>;
+
+fn build_pack(
+    repo: &Repository,
+    wants: &[Oid],
+    haves: &[Oid],
+    sender: SyncSender<Chunk>,
+) -> Result<(), StoreError> {
+    let mut builder = repo
+        .packbuilder()
+        .map_err(StoreError::git("starting the pack builder"))?;
+    // 0: as many threads as cores for the delta search.
+    builder.set_threads(0);
+    let mut walk = repo
+        .revwalk()
+        .map_err(StoreError::git("starting the walk"))?;
+    for have in haves {
+        if let Ok(commit) = repo
+            .find_object(*have, None)
+            .and_then(|o| o.peel(ObjectType::Commit))
+        {
+            walk.hide(commit.id())
+                .map_err(StoreError::git(format!("hiding {have}")))?;
+        }
+    }
+    for want in wants {
+        // A tag (or chain of tags) travels itself, then what it points at.
+        let mut oid = *want;
+        loop {
+            let object = repo
+                .find_object(oid, None)
+                .map_err(StoreError::git(format!("reading wanted object {oid}")))?;
+            match object.kind() {
+                Some(ObjectType::Tag) => {
+                    builder
+                        .insert_object(oid, None)
+                        .map_err(StoreError::git(format!("packing tag {oid}")))?;
+                    oid = object
+                        .as_tag()
+                        .map(|t| t.target_id())
+                        .expect("a tag object is a tag");
+                }
+                Some(ObjectType::Commit) => {
+                    walk.push(oid)
+                        .map_err(StoreError::git(format!("walking from {oid}")))?;
+                    break;
+                }
+                _ => {
+                    builder
+                        .insert_recursive(oid, None)
+                        .map_err(StoreError::git(format!("packing {oid}")))?;
+                    break;
+                }
+            }
+        }
+    }
+    builder
+        .insert_walk(&mut walk)
+        .map_err(StoreError::git("collecting the objects to send"))?;
+
+    let mut pending = Vec::with_capacity(CHUNK);
+    let mut gone = false;
+    builder
+        .foreach(|bytes| {
+            pending.extend_from_slice(bytes);
+            if pending.len() >= CHUNK {
+                let full = std::mem::replace(&mut pending, Vec::with_capacity(CHUNK));
+                // The reader went away (the run stopped): stop building.
+                gone = sender.send(Ok(full)).is_err();
+            }
+            !gone
+        })
+        .map_err(StoreError::git("building the pack"))?;
+    if !pending.is_empty() {
+        let _ = sender.send(Ok(pending));
+    }
+    Ok(())
+}
+
+/// The reading end of the pack builder's channel.
+struct PackStream {
+    receiver: Receiver<Chunk>,
+    current: Vec<u8>,
+    offset: usize,
+}
+
+impl Read for PackStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.offset == self.current.len() {
+            match self.receiver.recv() {
+                Ok(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.offset = 0;
+                }
+                Ok(Err(message)) => return Err(io::Error::other(message)),
+                // The builder finished and hung up: end of the pack.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.offset);
+        buf[..n].copy_from_slice(&self.current[self.offset..self.offset + n]);
+        self.offset += n;
+        Ok(n)
+    }
+}
