@@ -389,9 +389,7 @@ impl Source {
                     drain(reader.into_inner());
                     return Ok((acks, None));
                 }
-                if self.capabilities.contains("side-band-64k")
-                    || self.capabilities.contains("side-band")
-                {
+                if fetch::v0_uses_sideband(&self.capabilities) {
                     Ok((acks, Some(demultiplex(reader))))
                 } else {
                     Ok((acks, Some(Box::new(reader.into_inner()))))
@@ -585,7 +583,10 @@ impl Destination {
         if let Some(format) = self.capabilities.value("object-format") {
             caps.push(format!("object-format={format}"));
         }
-        caps.push(format!("agent={}", crate::AGENT));
+        // A client may only send the capabilities a server advertised.
+        if self.capabilities.contains("agent") {
+            caps.push(format!("agent={}", crate::AGENT));
+        }
         let mut head = Vec::new();
         push::write_commands(&mut head, commands, &caps)
             .map_err(|e| self.blame.error(ProtocolError::Io(e)))?;
