@@ -50,7 +50,7 @@ impl VerifyReport {
     /// One line for people.
     pub fn summary(&self) -> String {
         format!(
-            "{}: {} ({} refs of which {} archived; {} commits, {} trees, {} blobs, {} tags; {} read)",
+            "{}: {} ({} ref(s), {} of them archived; {} commits, {} trees, {} blobs, {} tags; {} read)",
             self.path,
             if self.is_sound() {
                 "sound".to_owned()
