@@ -8,6 +8,7 @@
 //! side knows of the other.
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use percent_encoding::percent_decode_str;
@@ -49,6 +50,11 @@ pub fn run(args: &MirrorAllArgs) -> i32 {
         Err(err) => return fail(&err),
     };
     let total = found.len();
+    // Every destination the source still accounts for, selected or not.
+    let listed: HashSet<PathBuf> = found
+        .iter()
+        .map(|r| PathBuf::from(sweep.template.render(&r.owner, &r.project, &r.name)))
+        .collect();
     let jobs = sweep.jobs(found);
     if let Some(message) = shared_destination(&jobs) {
         output::error(message);
@@ -105,10 +111,47 @@ pub fn run(args: &MirrorAllArgs) -> i32 {
     for line in summary.table() {
         output::info(line);
     }
+    if let Some(root) = sweep.template.local_root() {
+        report_orphans(&root, &listed);
+    }
     if args.json {
         output::stdout(&summary.to_json());
     }
     summary.exit_code()
+}
+
+/// Backups are never deleted: a repository that disappeared from the source
+/// (deleted, renamed, moved) keeps its backup, and the sweep says so.
+fn report_orphans(root: &Path, listed: &HashSet<PathBuf>) {
+    let mut found = Vec::new();
+    find_bare_repositories(root, 4, &mut found);
+    found.retain(|path| !listed.contains(path));
+    found.sort();
+    for path in &found {
+        output::warn(format_args!(
+            "kept {}: its repository is no longer listed by the source (backups are never deleted; remove it yourself when it is no longer wanted)",
+            path.display()
+        ));
+    }
+}
+
+/// Bare repositories under `dir`, `depth` levels deep at most; a repository
+/// is not searched further.
+fn find_bare_repositories(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if path.join("HEAD").is_file() && path.join("objects").is_dir() {
+            out.push(path);
+        } else if depth > 1 {
+            find_bare_repositories(&path, depth - 1, out);
+        }
+    }
 }
 
 /// Two repositories rendered to one destination would overwrite each

@@ -775,3 +775,31 @@ fn noop_sweep_of_200_repositories() {
         "200 repositories: first mirror (-j 8) {first:.2?}; no-op -j 1 {one:.2?}; no-op -j 8 {eight:.2?}"
     );
 }
+
+#[test]
+fn a_backup_whose_repository_disappeared_is_kept_and_reported() {
+    let server = GitServer::start();
+    let repos = three_repos(&server, "org");
+    let fake = fake_with(Kind::Gitea, "org", &server, &repos);
+    backup_sweep(&server, &fake, "gitea", &[]).assert_code(0);
+
+    // A repository deleted at the source still has its backup from last night.
+    let gone = server.root().join("backup/org/deleted-at-source.git");
+    git(
+        server.root(),
+        &["init", "-q", "--bare", &gone.to_string_lossy()],
+    );
+    let run = backup_sweep(&server, &fake, "gitea", &[]);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("kept") && run.stderr.contains("deleted-at-source.git"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("alpha.git: its repository"),
+        "{}",
+        run.stderr
+    );
+    assert!(gone.join("HEAD").is_file(), "the backup is still there");
+}

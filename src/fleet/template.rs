@@ -74,6 +74,21 @@ impl Template {
         self.url
     }
 
+    /// For a local template, the directory every destination lies under:
+    /// the part before the first placeholder, up to its last separator.
+    pub fn local_root(&self) -> Option<std::path::PathBuf> {
+        if self.url {
+            return None;
+        }
+        let fixed = &self.text[..self.text.find('{').unwrap_or(self.text.len())];
+        let root = match fixed.rfind(['/', '\\']) {
+            Some(0) => "/",
+            Some(at) => &fixed[..at],
+            None => ".",
+        };
+        Some(std::path::PathBuf::from(root))
+    }
+
     /// The destination of one repository.
     pub fn render(&self, owner: &str, project: &str, repo: &str) -> String {
         let encode = |v: &str| {
@@ -123,6 +138,15 @@ mod tests {
             t.render("o", "My Project", "../x/ü"),
             "/backup/My Project/%2E.%2Fx%2Fü.git"
         );
+    }
+
+    #[test]
+    fn local_root_is_the_fixed_directory() {
+        let root = |t: &str| Template::new(t).unwrap().local_root();
+        assert_eq!(root("/backup/{project}/{repo}.git"), Some("/backup".into()));
+        assert_eq!(root("/backup/x-{repo}.git"), Some("/backup".into()));
+        assert_eq!(root("{repo}.git"), Some(".".into()));
+        assert_eq!(root("https://h/{repo}"), None);
     }
 
     #[test]
