@@ -219,6 +219,38 @@ fn a_stalled_source_times_out_naming_the_side() {
 }
 
 #[test]
+fn a_busy_server_is_waited_for_as_its_retry_after_asks() {
+    let server = GitServer::start();
+    big_source(&server);
+    let proxy = FaultProxy::start(server.port(), Fault::Unavailable, 2);
+    let out = mirror(
+        &proxy.url("src.git"),
+        &server.url("dst.git"),
+        &server,
+        &["--retries", "3"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(proxy.fired(), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("HTTP 503") && err.contains("retrying in 1.0 s"),
+        "{err}"
+    );
+    assert_converges(&server);
+
+    // Without retries, the user learns what happened and what to do.
+    let proxy = FaultProxy::start(server.port(), Fault::Unavailable, 1);
+    let out = mirror(
+        &proxy.url("src.git"),
+        &server.url("dst.git"),
+        &server,
+        &["--retries", "0"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--retries"), "{}", stderr(&out));
+}
+
+#[test]
 fn garbage_from_the_source_is_a_clear_error() {
     let server = GitServer::start();
     big_source(&server);

@@ -33,6 +33,9 @@ pub enum Fault {
     StallResponseAfter(u64),
     /// Answer the first request with a smart-HTTP header and a garbage body.
     Garbage,
+    /// Answer `503 Service Unavailable` with `Retry-After: 1`, as a host
+    /// under maintenance or rate limiting does.
+    Unavailable,
 }
 
 /// A running proxy; stops accepting when dropped.
@@ -122,11 +125,10 @@ impl Connection {
     }
 
     fn serve(self, client: TcpStream, server: TcpStream) {
-        if let Fault::Garbage = self.fault {
-            if self.fire() {
-                garbage(client);
-                return;
-            }
+        match self.fault {
+            Fault::Garbage if self.fire() => return garbage(client),
+            Fault::Unavailable if self.fire() => return unavailable(client),
+            _ => {}
         }
         let (client_r, server_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
         let conn = Arc::new(self);
@@ -227,16 +229,34 @@ fn cut(a: &TcpStream, b: &TcpStream) {
     let _ = b.shutdown(Shutdown::Both);
 }
 
-/// Reads the request head, then answers as if it were a ref advertisement
-/// whose body is nonsense.
-fn garbage(mut client: TcpStream) {
+/// Reads a request head; false if the client went away first.
+fn read_head(client: &mut TcpStream) -> bool {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
         match client.read(&mut byte) {
             Ok(1) => head.push(byte[0]),
-            _ => return,
+            _ => return false,
         }
+    }
+    true
+}
+
+/// Answers 503 with a Retry-After of one second.
+fn unavailable(mut client: TcpStream) {
+    if read_head(&mut client) {
+        let _ = client.write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+    }
+    let _ = client.shutdown(Shutdown::Both);
+}
+
+/// Reads the request head, then answers as if it were a ref advertisement
+/// whose body is nonsense.
+fn garbage(mut client: TcpStream) {
+    if !read_head(&mut client) {
+        return;
     }
     let body = b"zq!?\x00\xffthis is not a pkt-line stream\n";
     let _ = write!(
