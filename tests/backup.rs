@@ -13,65 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use support::*;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", self.stdout))
-    }
-
-    fn assert_code(&self, code: i32) -> &Run {
-        assert_eq!(
-            self.code, code,
-            "exit code\n--- stderr\n{}\n--- stdout\n{}",
-            self.stderr, self.stdout
-        );
-        self
-    }
-}
-
-fn credentials(server: &GitServer) -> Vec<(&'static str, &str)> {
-    vec![
-        ("GIT_RELAY_SOURCE_TOKEN", server.password()),
-        ("GIT_RELAY_DEST_TOKEN", server.password()),
-        ("GIT_RELAY_SOURCE_USERNAME", server.username()),
-        ("GIT_RELAY_DEST_USERNAME", server.username()),
-    ]
-}
-
-fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let out = command(args, env).output().expect("run git-relay");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn command(args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
-    let mut cmd = relay();
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
 fn wait(child: Child) -> Run {
-    let out = child.wait_with_output().expect("wait for git-relay");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    child.wait_with_output().expect("wait for git-relay").into()
 }
 
 fn s(path: &Path) -> String {
@@ -558,19 +503,6 @@ fn a_local_work_tree_backs_up_and_a_shallow_one_is_refused() {
     );
 }
 
-/// Deterministic bytes that do not compress.
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 /// A source on the server with one small commit, stored uncompressed so that
 /// later large files make a pack as large as they are.
 fn small_source(server: &GitServer) -> (WorkRepo, PathBuf) {
@@ -780,50 +712,6 @@ fn verify_finds_missing_and_corrupt_objects() {
     verify(&backup).assert_code(1);
 
     run(&["verify", &s(&scratch.path().join("nothing"))], &[]).assert_code(1);
-}
-
-/// Runs git-relay and samples its peak resident memory (VmHWM) until it exits.
-fn run_measuring_memory(args: &[&str], env: &[(&str, &str)]) -> (Run, u64) {
-    let mut child = command(args, env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn git-relay");
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0;
-    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let pipes: [Box<dyn std::io::Read + Send>; 2] = [Box::new(stdout), Box::new(stderr)];
-    let readers = pipes.map(|mut pipe| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    });
-    let status = loop {
-        if let Ok(status) = std::fs::read_to_string(&status_path) {
-            if let Some(kib) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            {
-                peak_kib = peak_kib.max(kib);
-            }
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let [out, err] = readers.map(|h| h.join().unwrap());
-    (
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: out,
-            stderr: err,
-        },
-        peak_kib * 1024,
-    )
 }
 
 #[test]

@@ -6,55 +6,7 @@
 
 mod support;
 
-use serde_json::Value;
 use support::*;
-
-/// One run of the binary.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", self.stdout))
-    }
-
-    fn assert_code(&self, code: i32) -> &Run {
-        assert_eq!(
-            self.code, code,
-            "exit code\n--- stderr\n{}\n--- stdout\n{}",
-            self.stderr, self.stdout
-        );
-        self
-    }
-}
-
-/// The server's credentials for both sides, as the environment carries them.
-fn credentials(server: &GitServer) -> Vec<(&'static str, &str)> {
-    vec![
-        ("GIT_RELAY_SOURCE_TOKEN", server.password()),
-        ("GIT_RELAY_DEST_TOKEN", server.password()),
-        ("GIT_RELAY_SOURCE_USERNAME", server.username()),
-        ("GIT_RELAY_DEST_USERNAME", server.username()),
-    ]
-}
-
-fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = relay();
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run git-relay");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// `git-relay <cmd> <server>/src.git <server>/dst.git --json [extra]` with the
 /// server's credentials in the environment.
@@ -663,64 +615,6 @@ fn refused_connections_and_dumb_servers_are_explained() {
     let out = relay_between(&server, "status", &[]);
     out.assert_code(1);
     assert!(out.stderr.contains("smart HTTP"), "{}", out.stderr);
-}
-
-/// Deterministic bytes that do not compress, so the pack is as large as the data.
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// Runs git-relay and samples its peak resident memory (VmHWM) until it exits.
-fn run_measuring_memory(args: &[&str], env: &[(&str, &str)]) -> (Run, u64) {
-    let mut cmd = relay();
-    cmd.args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn git-relay");
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0;
-    let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let pipes: [Box<dyn std::io::Read + Send>; 2] = [Box::new(stdout), Box::new(stderr)];
-    let readers = pipes.map(|mut pipe| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    });
-    let status = loop {
-        if let Ok(status) = std::fs::read_to_string(&status_path) {
-            if let Some(kib) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            {
-                peak_kib = peak_kib.max(kib);
-            }
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
-    let [out, err] = readers.map(|h| h.join().unwrap());
-    let run = Run {
-        code: status.code().unwrap_or(-1),
-        stdout: out,
-        stderr: err,
-    };
-    (run, peak_kib * 1024)
 }
 
 #[test]

@@ -15,32 +15,15 @@ use forge_fakes::{seg, FakeForge, FakeRepo, Kind};
 use serde_json::Value;
 use support::*;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+/// What a sweep's `--json` report says, repository by repository.
+trait SweepReport {
+    /// `name -> result` of every repository in the JSON report.
+    fn results(&self) -> Vec<(String, String)>;
+    /// The names of every repository in the report.
+    fn names(&self) -> BTreeSet<String>;
 }
 
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "bad JSON ({e}): {}\n--- stderr\n{}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-
-    fn assert_code(&self, code: i32) -> &Run {
-        assert_eq!(
-            self.code, code,
-            "exit code\n--- stderr\n{}\n--- stdout\n{}",
-            self.stderr, self.stdout
-        );
-        self
-    }
-
-    /// `name -> result` of every repository in the JSON report.
+impl SweepReport for Run {
     fn results(&self) -> Vec<(String, String)> {
         self.json()["repositories"]
             .as_array()
@@ -63,18 +46,10 @@ impl Run {
 /// Runs `git-relay mirror-all ARGS --json` with the server's credentials for
 /// both sides (the fakes take the same token).
 fn mirror_all(server: &GitServer, args: &[&str]) -> Run {
-    let mut cmd = relay();
-    cmd.arg("mirror-all").args(args).arg("--json");
-    cmd.env("GIT_RELAY_SOURCE_TOKEN", server.password())
-        .env("GIT_RELAY_DEST_TOKEN", server.password())
-        .env("GIT_RELAY_SOURCE_USERNAME", server.username())
-        .env("GIT_RELAY_DEST_USERNAME", server.username());
-    let out = cmd.output().expect("run git-relay");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let mut all = vec!["mirror-all"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    run(&all, &credentials(server))
 }
 
 /// A source repository at `src/PROJECT/NAME.git` with `commits` commits and

@@ -34,6 +34,7 @@ mod http;
 mod proxy;
 mod relay;
 mod repo;
+mod run;
 mod server;
 mod tls;
 
@@ -41,4 +42,5 @@ pub use faults::{Fault, FaultProxy};
 pub use proxy::{ForwardProxy, Redirector};
 pub use relay::relay;
 pub use repo::{fsck_strict, git, git_ok, install_hook, refs_of, WorkRepo};
+pub use run::{command, credentials, noise, run, run_measuring_memory, Run};
 pub use server::{GitServer, Request, ServerBuilder};
