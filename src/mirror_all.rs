@@ -25,30 +25,69 @@ use crate::transport::Location;
 
 /// Runs `mirror-all` and returns the process exit code.
 pub fn run(args: &MirrorAllArgs) -> i32 {
+    let summary = match sweep(args) {
+        Ok(summary) => summary,
+        Err(failure) => {
+            output::error(&failure.message);
+            if let Some(hint) = &failure.hint {
+                output::hint(hint);
+            }
+            // Only a forge's refusal is worth a JSON document: usage errors
+            // are for the person typing, as with every other command.
+            if args.json && failure.code == 1 {
+                let doc = serde_json::json!({ "error": { "message": failure.message, "hint": failure.hint } });
+                output::stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
+            return failure.code;
+        }
+    };
+    for line in summary.table() {
+        output::info(line);
+    }
+    if args.json {
+        output::stdout(&summary.to_json());
+    }
+    summary.exit_code()
+}
+
+/// Why a sweep stopped before mirroring anything.
+#[derive(Clone, Debug)]
+pub struct SweepFailure {
+    /// The exit code `mirror-all` gives it: 2 for a usage error, 1 when a
+    /// forge's API failed (discovery, or listing the destination).
+    pub code: i32,
+    /// What went wrong; a forge error names the API.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl SweepFailure {
+    fn usage(message: String) -> SweepFailure {
+        SweepFailure {
+            code: 2,
+            message,
+            hint: None,
+        }
+    }
+
+    fn forge(err: &forge::ForgeError) -> SweepFailure {
+        SweepFailure {
+            code: 1,
+            message: err.to_string(),
+            hint: err.hint().map(str::to_owned),
+        }
+    }
+}
+
+/// Discovers, selects and mirrors every repository `args` names, and
+/// returns the outcome of each. Shared by the command line and the Azure
+/// Pipelines task, which report the same [`Summary`] each in their way.
+pub fn sweep(args: &MirrorAllArgs) -> Result<Summary, SweepFailure> {
     let started = Instant::now();
-    let sweep = match Sweep::new(args) {
-        Ok(sweep) => sweep,
-        Err(message) => {
-            output::error(message);
-            return 2;
-        }
-    };
-    let fail = |err: &forge::ForgeError| {
-        output::error(err);
-        if let Some(hint) = err.hint() {
-            output::hint(hint);
-        }
-        if args.json {
-            let doc =
-                serde_json::json!({ "error": { "message": err.to_string(), "hint": err.hint() } });
-            output::stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
-        }
-        1
-    };
-    let found = match forge::discover(&sweep.source_api, &sweep.source) {
-        Ok(found) => found,
-        Err(err) => return fail(&err),
-    };
+    let sweep = Sweep::new(args).map_err(SweepFailure::usage)?;
+    let found =
+        forge::discover(&sweep.source_api, &sweep.source).map_err(|e| SweepFailure::forge(&e))?;
     let total = found.len();
     // Every destination the source still accounts for, selected or not.
     let listed: HashSet<PathBuf> = found
@@ -57,8 +96,7 @@ pub fn run(args: &MirrorAllArgs) -> i32 {
         .collect();
     let jobs = sweep.jobs(found);
     if let Some(message) = shared_destination(&jobs) {
-        output::error(message);
-        return 2;
+        return Err(SweepFailure::usage(message));
     }
     output::info(format_args!(
         "{} {}: {total} repositories listed, {} selected{}",
@@ -70,10 +108,11 @@ pub fn run(args: &MirrorAllArgs) -> i32 {
             .unwrap_or_default()
     ));
     let existing = match &sweep.create {
-        Some(create) => match forge::discover(&create.api, &create.scope) {
-            Ok(repos) => repos.iter().map(|r| create.key_of(r)).collect(),
-            Err(err) => return fail(&err),
-        },
+        Some(create) => forge::discover(&create.api, &create.scope)
+            .map_err(|e| SweepFailure::forge(&e))?
+            .iter()
+            .map(|r| create.key_of(r))
+            .collect(),
         None => HashSet::new(),
     };
     let prepare = |job: &Job| -> Result<Prepared, String> {
@@ -108,16 +147,10 @@ pub fn run(args: &MirrorAllArgs) -> i32 {
         outcomes,
         started.elapsed(),
     );
-    for line in summary.table() {
-        output::info(line);
-    }
     if let Some(root) = sweep.template.local_root() {
         report_orphans(&root, &listed);
     }
-    if args.json {
-        output::stdout(&summary.to_json());
-    }
-    summary.exit_code()
+    Ok(summary)
 }
 
 /// Backups are never deleted: a repository that disappeared from the source

@@ -6,7 +6,12 @@
 //! and, when `cargo xtask dist` has produced `dist/*.vsix`, the packaged
 //! extension is unpacked and its Node wrapper started with `node`, which is
 //! what an agent does.
+//!
+//! Organization mode lists repositories through the fake forge APIs of
+//! tests/forge_fakes (real HTTP, paging and token checks), whose clone URLs
+//! lead to the same git server, so its mirrors are real too.
 
+mod forge_fakes;
 mod support;
 mod task_support;
 
@@ -15,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use git_relay::pipelines::inputs::{AUTHENTICATION_CHOICES, INPUTS};
+use forge_fakes::{seg, FakeForge, FakeRepo, Kind as ForgeKind};
+use git_relay::pipelines::inputs::{AUTHENTICATION_CHOICES, FORGE_KINDS, INPUTS, MODES};
 use git_relay::pipelines::OUTPUT_VARIABLES;
 use serde_json::Value;
 use support::*;
@@ -52,7 +58,9 @@ fn task_command() -> Command {
 
 #[test]
 fn task_json_follows_the_schema() {
-    let schema_path = root().join("../shared/reference/tasks.schema.json");
+    // Microsoft's published task schema (draft-04), kept beside the tests
+    // so they need nothing outside the repository.
+    let schema_path = root().join("tests/task_support/tasks.schema.json");
     let schema = json(&schema_path);
     let task = task_json();
     let errors = schema::validate(&schema, &task);
@@ -134,7 +142,11 @@ fn task_json_is_consistent() {
                 "{name}'s default is no option"
             );
             let keys: Vec<&str> = options.keys().map(String::as_str).collect();
-            let mut expected = AUTHENTICATION_CHOICES.to_vec();
+            let mut expected = match name {
+                "mode" => MODES.to_vec(),
+                "sourceKind" | "destinationKind" => FORGE_KINDS.to_vec(),
+                _ => AUTHENTICATION_CHOICES.to_vec(),
+            };
             expected.sort();
             let mut keys_sorted = keys.clone();
             keys_sorted.sort();
@@ -500,6 +512,298 @@ fn task_dry_run_changes_nothing() {
     assert_eq!(run.output("refsChanged").as_deref(), Some("0"));
     assert_eq!(run.output("inSync").as_deref(), Some("false"));
     assert!(refs_of(&server.repo_path("dst.git")).is_empty());
+}
+
+// ---------------------------------------------------------- organization
+
+/// An Azure DevOps organization on a fake API (token [`SECRET`], two
+/// projects listed one per page) with three repositories on `server`, one
+/// with spaces and non-ASCII letters in its names. Returns the fake and the
+/// `(project, repo)` of each.
+fn organization(server: &GitServer) -> (FakeForge, Vec<(String, String)>) {
+    let names = [
+        ("Fabrikam Fiber", "Web App"),
+        ("Fabrikam Fiber", "api"),
+        ("Prøject Ω", "tools"),
+    ];
+    let mut builder = FakeForge::builder(ForgeKind::AzureDevOps, "fabrikam", SECRET).page_size(1);
+    for (i, (project, name)) in names.iter().enumerate() {
+        let bare = server.create_bare(&format!("src/{project}/{name}.git"));
+        let work = WorkRepo::new();
+        work.commit_file("f.txt", format!("{project}/{name}\n").as_bytes(), "first");
+        work.tag(&format!("v{i}"));
+        work.push_mirror_to(&bare);
+        let url = server.url(&format!("src/{}/{}.git", seg(project), seg(name)));
+        builder = builder.repo(FakeRepo::new(project, name, &url));
+    }
+    let names = names
+        .iter()
+        .map(|(p, n)| ((*p).to_owned(), (*n).to_owned()))
+        .collect();
+    (builder.start(), names)
+}
+
+/// The inputs of an organization sweep from `fake` into `dst/` on `server`,
+/// the source signing in with a token, the destination with a service
+/// connection.
+fn organization_agent(server: &GitServer, fake: &FakeForge, token: &str) -> Agent {
+    let template = format!(
+        "http://127.0.0.1:{}/dst/{{project}}/{{repo}}.git",
+        server.port()
+    );
+    let mut agent = Agent::new(
+        "https://dev.azure.com/fabrikam/proj/_git/pipelines",
+        &[
+            ("mode", "organization"),
+            ("sourceScopeUri", &fake.scope_url()),
+            ("sourceKind", "azure-devops"),
+            ("sourceUsername", "alice"),
+            ("sourceGitRepositoryPersonalAccessToken", token),
+            ("destinationTemplate", &template),
+            ("destinationAuthentication", "serviceConnection"),
+            ("destinationServiceConnection", CONNECTION_ID),
+            ("jobs", "2"),
+        ],
+    );
+    agent
+        .system_access_token("unused-system-token")
+        .generic_connection(CONNECTION_ID, "https://example.invalid/", "alice", SECRET);
+    agent
+}
+
+/// The markdown file the run uploaded.
+fn uploaded_summary(run: &TaskRun) -> String {
+    let summary = run.named("task.uploadsummary");
+    assert_eq!(summary.len(), 1, "{}", run.log());
+    std::fs::read_to_string(&summary[0].message).expect("summary file")
+}
+
+/// The repository rows of an organization summary: names are code spans.
+fn repository_rows(markdown: &str) -> Vec<&str> {
+    markdown.lines().filter(|l| l.starts_with("| `")).collect()
+}
+
+#[test]
+fn organization_mode_mirrors_every_repository() {
+    let server = server();
+    let (fake, repos) = organization(&server);
+    for (project, name) in &repos {
+        server.create_bare(&format!("dst/{project}/{name}.git"));
+    }
+    let agent = organization_agent(&server, &fake, SECRET);
+    let run = agent.run(task_command());
+    assert_eq!(run.code, 0, "{}", run.log());
+    let (result, message) = run.result();
+    assert_eq!(result, "Succeeded", "{message}\n{}", run.log());
+    for (project, name) in &repos {
+        let src = refs_of(&server.repo_path(&format!("src/{project}/{name}.git")));
+        assert_eq!(src.len(), 2, "main and a tag");
+        assert_eq!(
+            refs_of(&server.repo_path(&format!("dst/{project}/{name}.git"))),
+            src,
+            "{project}/{name}\n{}",
+            run.log()
+        );
+    }
+    // Two refs created in each of three repositories.
+    assert_eq!(run.output("refsChanged").as_deref(), Some("6"));
+    assert_eq!(run.output("inSync").as_deref(), Some("true"));
+    run.assert_secret_kept("alice", SECRET);
+    assert!(run.named("task.logissue").is_empty(), "{}", run.log());
+
+    let report_path = PathBuf::from(run.output("reportPath").expect("reportPath output"));
+    assert!(
+        report_path.starts_with(&agent.env["AGENT_TEMPDIRECTORY"]),
+        "{} is not under AGENT_TEMPDIRECTORY {}",
+        report_path.display(),
+        agent.env["AGENT_TEMPDIRECTORY"]
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    assert_eq!(report["repositories"].as_array().unwrap().len(), 3);
+    assert_eq!(report["totals"]["updated"], 3, "{report}");
+
+    let markdown = uploaded_summary(&run);
+    let rows = repository_rows(&markdown);
+    assert_eq!(rows.len(), 3, "{markdown}");
+    for (project, name) in &repos {
+        let row = rows
+            .iter()
+            .find(|r| r.starts_with(&format!("| `{project}/{name}` |")))
+            .unwrap_or_else(|| panic!("no row for {project}/{name}: {markdown}"));
+        assert!(row.contains("| 2 |") && row.ends_with("updated |"), "{row}");
+    }
+    for form in secret_forms("alice", SECRET) {
+        assert!(!markdown.contains(&form), "secret in the summary");
+    }
+    let progress: Vec<u32> = run
+        .named("task.setprogress")
+        .iter()
+        .map(|c| c.properties["value"].parse().unwrap())
+        .collect();
+    assert!(
+        progress.windows(2).all(|w| w[0] <= w[1]) && progress.last() == Some(&100),
+        "{progress:?}"
+    );
+    let lines = run.lines();
+    let open = lines.iter().filter(|l| l.starts_with("##[group]")).count();
+    assert!(
+        open >= 2 && open == lines.iter().filter(|l| **l == "##[endgroup]").count(),
+        "{}",
+        run.log()
+    );
+    // The fake saw the listing, page by page, with the source's token.
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|r| r.path.ends_with("/_apis/projects") && r.query.contains("continuationToken")));
+
+    // The next night: nothing to do.
+    let again = agent.run(task_command());
+    assert_eq!(again.result().0, "Succeeded", "{}", again.log());
+    assert_eq!(again.output("refsChanged").as_deref(), Some("0"));
+    assert_eq!(again.output("inSync").as_deref(), Some("true"));
+    assert_eq!(repository_rows(&uploaded_summary(&again)).len(), 3);
+}
+
+#[test]
+fn organization_mode_reports_each_failed_repository() {
+    let server = server();
+    let (fake, repos) = organization(&server);
+    // One destination is missing: that repository fails, the others are
+    // mirrored all the same.
+    for (project, name) in repos.iter().filter(|(_, n)| n != "api") {
+        server.create_bare(&format!("dst/{project}/{name}.git"));
+    }
+    let agent = organization_agent(&server, &fake, SECRET);
+    let run = agent.run(task_command());
+    assert_eq!(run.code, 0, "{}", run.log());
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed", "{}", run.log());
+    assert!(
+        message.contains("1 of 3 repositories could not be mirrored"),
+        "{message}"
+    );
+    let errors: Vec<String> = run
+        .named("task.logissue")
+        .into_iter()
+        .filter(|i| i.properties["type"] == "error")
+        .map(|i| i.message)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("Fabrikam Fiber/api failed: ") && errors[0].contains("404"),
+        "{errors:?}"
+    );
+    for (project, name) in repos.iter().filter(|(_, n)| n != "api") {
+        assert_eq!(
+            refs_of(&server.repo_path(&format!("dst/{project}/{name}.git"))),
+            refs_of(&server.repo_path(&format!("src/{project}/{name}.git")))
+        );
+    }
+    assert_eq!(run.output("refsChanged").as_deref(), Some("4"));
+    assert_eq!(run.output("inSync").as_deref(), Some("false"));
+    let markdown = uploaded_summary(&run);
+    let rows = repository_rows(&markdown);
+    assert_eq!(rows.len(), 3, "{markdown}");
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("| `Fabrikam Fiber/api` |") && r.contains("failed")),
+        "{markdown}"
+    );
+    run.assert_secret_kept("alice", SECRET);
+}
+
+#[test]
+fn organization_mode_fails_when_discovery_is_refused() {
+    let server = server();
+    let (fake, repos) = organization(&server);
+    for (project, name) in &repos {
+        server.create_bare(&format!("dst/{project}/{name}.git"));
+    }
+    let wrong = "wrong;token]%";
+    let agent = organization_agent(&server, &fake, wrong);
+    let run = agent.run(task_command());
+    assert_eq!(run.code, 0, "{}", run.log());
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed");
+    assert!(
+        message.contains("Azure DevOps API") && message.contains("401"),
+        "{message}"
+    );
+    assert!(
+        run.named("task.logissue")
+            .iter()
+            .any(|i| i.properties["type"] == "error"
+                && i.message.contains("Azure DevOps API")
+                && i.message.contains("401")),
+        "{}",
+        run.log()
+    );
+    assert_eq!(run.output("inSync").as_deref(), Some("false"));
+    assert_eq!(run.output("refsChanged").as_deref(), Some("0"));
+    assert!(uploaded_summary(&run).contains("Failed"));
+    run.assert_secret_kept("alice", wrong);
+    run.assert_secret_kept("alice", SECRET);
+    for (project, name) in &repos {
+        assert!(refs_of(&server.repo_path(&format!("dst/{project}/{name}.git"))).is_empty());
+    }
+}
+
+#[test]
+fn organization_mode_names_its_invalid_inputs() {
+    let agent = Agent::new(
+        "https://dev.azure.com/org/proj/_git/src",
+        &[
+            ("mode", "organization"),
+            ("sourceKind", "sourceforge"),
+            ("filter", "ok\n(unclosed"),
+            ("jobs", "0"),
+            ("shard", "3/2"),
+            ("createMissing", "true"),
+        ],
+    );
+    let run = agent.run(task_command());
+    assert_eq!(run.result().0, "Failed", "{}", run.log());
+    let issues: Vec<String> = run
+        .named("task.logissue")
+        .into_iter()
+        .map(|i| i.message)
+        .collect();
+    for input in [
+        "sourceScopeUri",
+        "destinationTemplate",
+        "destinationScopeUri",
+        "sourceKind",
+        "filter",
+        "jobs",
+        "shard",
+    ] {
+        assert!(
+            issues
+                .iter()
+                .any(|m| m.starts_with(&format!("input {input}:"))),
+            "no issue names {input}: {issues:?}"
+        );
+    }
+    // The repository inputs mean nothing here and are not asked for.
+    assert!(!issues
+        .iter()
+        .any(|m| m.contains("destinationGitRepositoryUri")));
+
+    let unknown = Agent::new(
+        "https://dev.azure.com/org/proj/_git/src",
+        &[
+            ("mode", "everything"),
+            ("destinationGitRepositoryUri", "/tmp/x.git"),
+        ],
+    )
+    .run(task_command());
+    assert_eq!(unknown.result().0, "Failed");
+    assert!(unknown
+        .named("task.logissue")
+        .iter()
+        .any(|i| i.message.starts_with("input mode:")));
 }
 
 // ---------------------------------------------------------------- the .vsix

@@ -20,9 +20,14 @@ use std::time::Duration;
 
 use percent_encoding::utf8_percent_encode;
 
+use clap::ValueEnum;
+use regex::Regex;
+
 use crate::auth::{Credentials, USERINFO};
-use crate::cli::{self, AuthArg};
-use crate::mirror::{Endpoint, Mode, Options, RefSelection};
+use crate::cli::{self, AuthArg, CredentialArgs, MirrorAllArgs, NetworkArgs, SelectionArgs};
+use crate::fleet::{Shard, MAX_JOBS};
+use crate::forge::Kind;
+use crate::mirror::{Endpoint, Mode, Options, RefSelection, RetryPolicy};
 use crate::transport::{Location, NetworkOptions};
 
 /// Every input the binary reads; task.json declares exactly these (a test
@@ -51,6 +56,35 @@ pub const INPUTS: &[&str] = &[
     "caCertificateFile",
     "proxyUrl",
     "timeout",
+    "mode",
+    "sourceScopeUri",
+    "sourceKind",
+    "destinationTemplate",
+    "createMissing",
+    "destinationScopeUri",
+    "destinationKind",
+    "filter",
+    "skip",
+    "skipArchived",
+    "skipForks",
+    "jobs",
+    "shard",
+];
+
+/// The values of the `mode` pick list, as task.json lists them.
+pub const MODES: &[&str] = &["repository", "organization"];
+
+/// The values of the forge kind pick lists, as task.json lists them:
+/// `auto` infers the kind from the public hosts, the others are the names
+/// `mirror-all --source-kind` takes.
+pub const FORGE_KINDS: &[&str] = &[
+    "auto",
+    "azure-devops",
+    "github",
+    "gitlab",
+    "bitbucket",
+    "bitbucket-server",
+    "gitea",
 ];
 
 /// The values of the authentication pick lists, as task.json lists them.
@@ -298,6 +332,285 @@ pub fn read(env: &Environment) -> Reading {
         _ => Err(c.errors),
     };
     Reading { secrets, config }
+}
+
+/// What the task does, from the `mode` input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskMode {
+    /// One repository to another (the old task's job).
+    Repository,
+    /// Every repository of an organization, as `mirror-all`.
+    Organization,
+}
+
+/// The `mode` input; an unknown value is an error naming the input.
+pub fn task_mode(env: &Environment) -> Result<TaskMode, InputError> {
+    match env.input("mode") {
+        "" => Ok(TaskMode::Repository),
+        v if v.eq_ignore_ascii_case("repository") => Ok(TaskMode::Repository),
+        v if v.eq_ignore_ascii_case("organization") => Ok(TaskMode::Organization),
+        other => Err(InputError {
+            input: "mode",
+            message: format!("unknown value `{other}`: use one of {}", MODES.join(", ")),
+        }),
+    }
+}
+
+/// What the inputs ask for in organization mode.
+#[derive(Debug)]
+pub struct OrganizationConfig {
+    /// The arguments `mirror-all` would take on the command line.
+    pub args: MirrorAllArgs,
+    /// How each side signs in, for the log: (source, destination).
+    pub authentication: (String, String),
+    /// Things worth telling the user that are not problems.
+    pub notes: Vec<String>,
+}
+
+/// The result of reading the inputs of organization mode.
+#[derive(Debug)]
+pub struct OrganizationReading {
+    /// As [`Reading::secrets`].
+    pub secrets: Vec<String>,
+    /// The configuration, or every problem found.
+    pub config: Result<OrganizationConfig, Vec<InputError>>,
+}
+
+/// Reads and validates the inputs of organization mode. The credential,
+/// selection, network, dry-run and force inputs mean what they mean in
+/// repository mode; the repository URLs are not read.
+pub fn read_organization(env: &Environment) -> OrganizationReading {
+    let mut c = Collector::default();
+    let timeout = read_timeout(env, &mut c);
+    let ca_file = read_ca_file(env, &mut c);
+    let proxy = read_proxy(env, &mut c);
+    let source_verify = read_bool(env, SOURCE.verify, true, &mut c);
+    let dest_verify = read_bool(env, DESTINATION.verify, true, &mut c);
+    let source = read_credentials(env, &SOURCE, &mut c);
+    let destination = read_credentials(env, &DESTINATION, &mut c);
+    // Validated as in repository mode; mirror-all takes the patterns.
+    let selection = read_selection(env, &mut c)
+        .map(|_| (patterns(env, "includeRefs"), patterns(env, "excludeRefs")));
+    let prune = read_bool(env, "prune", true, &mut c);
+    let force = read_bool(env, "force", false, &mut c);
+    let dry_run = read_bool(env, "dryRun", false, &mut c);
+
+    let scope = required_url(
+        env,
+        "sourceScopeUri",
+        "the organization, group or workspace to mirror, e.g. https://dev.azure.com/ORG",
+        &mut c,
+    );
+    let source_kind = read_kind(env, "sourceKind", &mut c);
+    let template = env.input("destinationTemplate");
+    if template.is_empty() {
+        c.error("destinationTemplate", "required: where each repository goes, e.g. https://github.com/acme-mirror/{project}-{repo}.git or a path on the agent such as $(Pipeline.Workspace)/backup/{project}/{repo}.git");
+    } else if let Ok(Location::Http {
+        password: Some(password),
+        ..
+    }) = Location::parse(template)
+    {
+        c.secret(&password);
+    }
+    let create_missing = read_bool(env, "createMissing", false, &mut c);
+    let dest_scope = if create_missing {
+        required_url(
+            env,
+            "destinationScopeUri",
+            "with createMissing, the organization or group where missing repositories are created",
+            &mut c,
+        )
+    } else {
+        None
+    };
+    let dest_kind = read_kind(env, "destinationKind", &mut c);
+    let filter = read_regexes(env, "filter", &mut c);
+    let skip = read_regexes(env, "skip", &mut c);
+    let skip_archived = read_bool(env, "skipArchived", false, &mut c);
+    let skip_forks = read_bool(env, "skipForks", false, &mut c);
+    let jobs = read_jobs(env, &mut c);
+    let shard = read_shard(env, &mut c);
+
+    // The same token serves the API and git, and git may send it with the
+    // user name the forge documents: tell the agent every Basic form it
+    // could take, since the agent masks only what it is told.
+    for side in [&source, &destination].into_iter().flatten() {
+        let Some(token) = &side.token else { continue };
+        let mut users: Vec<&str> = FORGE_KINDS
+            .iter()
+            .filter_map(|k| Kind::from_str(k, true).ok())
+            .map(Kind::git_username)
+            .collect();
+        users.push("x-access-token");
+        users.extend(side.username.as_deref());
+        // As on the command line, `user:secret` names the user only when
+        // no user name was given; otherwise the colon is the token's own.
+        if let (None, Some((user, secret))) = (&side.username, token.split_once(':')) {
+            users.push(user);
+            c.secret(secret);
+        }
+        for user in users {
+            c.secrets
+                .extend(Credentials::basic(user, token.as_str()).secret_forms());
+        }
+    }
+
+    let mut notes = Vec::new();
+    if !env
+        .input("sourceGitRepositoryCloneDirectoryName")
+        .is_empty()
+    {
+        notes.push("sourceGitRepositoryCloneDirectoryName is ignored: git-relay relays the git protocol between the two servers and clones nothing".to_owned());
+    }
+    let mut secrets = std::mem::take(&mut c.secrets);
+    secrets.sort();
+    secrets.dedup();
+    let config = match (source, destination, selection, scope) {
+        (Some(source), Some(destination), Some(selection), Some(scope)) if c.errors.is_empty() => {
+            let authentication = (source.described.clone(), destination.described.clone());
+            Ok(OrganizationConfig {
+                args: MirrorAllArgs {
+                    scope,
+                    template: template.to_owned(),
+                    source_kind,
+                    source_api: None,
+                    create_missing,
+                    dest_scope,
+                    dest_kind,
+                    dest_api: None,
+                    filter,
+                    skip,
+                    skip_archived,
+                    skip_forks,
+                    shard,
+                    jobs,
+                    credentials: CredentialArgs {
+                        source_token: source.token,
+                        dest_token: destination.token,
+                        source_username: source.username,
+                        dest_username: destination.username,
+                        source_auth: source.auth,
+                        dest_auth: destination.auth,
+                    },
+                    selection: SelectionArgs {
+                        include: selection.0,
+                        exclude: selection.1,
+                        no_prune: !prune,
+                    },
+                    force,
+                    dry_run,
+                    // The task writes its own report file.
+                    json: false,
+                    network: NetworkArgs {
+                        ca_file,
+                        source_insecure: !source_verify,
+                        dest_insecure: !dest_verify,
+                        proxy,
+                        timeout: timeout.as_secs(),
+                        retries: RetryPolicy::DEFAULT_RETRIES,
+                    },
+                },
+                authentication,
+                notes,
+            })
+        }
+        _ => Err(c.errors),
+    };
+    OrganizationReading { secrets, config }
+}
+
+/// A required URL input; credentials in it are secrets.
+fn required_url(
+    env: &Environment,
+    name: &'static str,
+    what: &str,
+    c: &mut Collector,
+) -> Option<String> {
+    let value = env.input(name);
+    if value.is_empty() {
+        c.error(name, format!("required: {what}"));
+        return None;
+    }
+    match Location::parse(value) {
+        Ok(Location::Http { password, .. }) => {
+            if let Some(password) = password {
+                c.secret(&password);
+            }
+            Some(value.to_owned())
+        }
+        _ => {
+            c.error(
+                name,
+                format!("expected an https:// URL ({what}), got `{value}`"),
+            );
+            None
+        }
+    }
+}
+
+/// A forge kind pick list; `auto` (or nothing) leaves the kind to be
+/// inferred from the URL.
+fn read_kind(env: &Environment, name: &'static str, c: &mut Collector) -> Option<Kind> {
+    match env.input(name) {
+        "" | "auto" => None,
+        value => match Kind::from_str(value, true) {
+            Ok(kind) => Some(kind),
+            Err(_) => {
+                c.error(
+                    name,
+                    format!(
+                        "unknown value `{value}`: use one of {}",
+                        FORGE_KINDS.join(", ")
+                    ),
+                );
+                None
+            }
+        },
+    }
+}
+
+/// A multiLine input of regular expressions, each checked here so that a
+/// bad one is reported against its input.
+fn read_regexes(env: &Environment, name: &'static str, c: &mut Collector) -> Vec<String> {
+    let lines = patterns(env, name);
+    for line in &lines {
+        if let Err(e) = Regex::new(line) {
+            c.error(
+                name,
+                format!("`{line}` is not a valid regular expression: {e}"),
+            );
+        }
+    }
+    lines
+}
+
+fn read_jobs(env: &Environment, c: &mut Collector) -> Option<u16> {
+    match env.input("jobs") {
+        "" => None,
+        text => match text.parse::<u16>() {
+            Ok(n) if (1..=MAX_JOBS).contains(&usize::from(n)) => Some(n),
+            _ => {
+                c.error(
+                    "jobs",
+                    format!("expected a whole number from 1 to {MAX_JOBS}, got `{text}`"),
+                );
+                None
+            }
+        },
+    }
+}
+
+fn read_shard(env: &Environment, c: &mut Collector) -> Option<Shard> {
+    match env.input("shard") {
+        "" => None,
+        text => match text.parse::<Shard>() {
+            Ok(shard) => Some(shard),
+            Err(e) => {
+                c.error("shard", format!("{e}; in a matrix of N jobs use $(System.JobPositionInPhase)/$(System.TotalJobsInPhase)"));
+                None
+            }
+        },
+    }
 }
 
 /// Reads one side; returns the endpoint and how it signs in.
@@ -804,6 +1117,64 @@ mod tests {
         assert_eq!(
             patterns(&e, "includeRefs"),
             ["refs/heads/*", "refs/tags/v*"]
+        );
+    }
+
+    #[test]
+    fn organization_inputs_become_mirror_all_arguments() {
+        let e = env(&[
+            ("INPUT_MODE", "organization"),
+            ("INPUT_SOURCESCOPEURI", "https://dev.azure.com/fabrikam"),
+            ("INPUT_SOURCEKIND", "auto"),
+            ("INPUT_SOURCEGITREPOSITORYPERSONALACCESSTOKEN", "org-pat"),
+            (
+                "INPUT_DESTINATIONTEMPLATE",
+                "https://github.com/acme-mirror/{project}-{repo}.git",
+            ),
+            (
+                "INPUT_DESTINATIONGITREPOSITORYPERSONALACCESSTOKEN",
+                "ghp_dst",
+            ),
+            ("INPUT_CREATEMISSING", "true"),
+            (
+                "INPUT_DESTINATIONSCOPEURI",
+                "https://github.com/acme-mirror",
+            ),
+            ("INPUT_DESTINATIONKIND", "github"),
+            ("INPUT_FILTER", "^Fabrikam/\n# comment\n"),
+            ("INPUT_SKIP", "-old$"),
+            ("INPUT_SKIPFORKS", "true"),
+            ("INPUT_JOBS", "4"),
+            ("INPUT_SHARD", "2/3"),
+            ("INPUT_PRUNE", "false"),
+            ("INPUT_DRYRUN", "true"),
+        ]);
+        assert_eq!(task_mode(&e), Ok(TaskMode::Organization));
+        let reading = read_organization(&e);
+        let args = reading.config.expect("valid inputs").args;
+        assert_eq!(args.scope, "https://dev.azure.com/fabrikam");
+        assert_eq!(args.source_kind, None);
+        assert_eq!(args.dest_kind, Some(Kind::GitHub));
+        assert!(args.create_missing && args.skip_forks && !args.skip_archived);
+        assert_eq!(args.filter, ["^Fabrikam/"]);
+        assert_eq!(args.skip, ["-old$"]);
+        assert_eq!(args.jobs, Some(4));
+        assert_eq!(args.shard.map(|s| s.to_string()).as_deref(), Some("2/3"));
+        assert!(args.selection.no_prune && args.dry_run && !args.force);
+        assert_eq!(args.credentials.dest_token.as_deref(), Some("ghp_dst"));
+        // The Basic forms git may send to each forge are secrets too.
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode("x-access-token:ghp_dst");
+        assert!(reading.secrets.contains(&b64), "{:?}", reading.secrets);
+        assert!(reading.secrets.contains(&"org-pat".to_owned()));
+    }
+
+    #[test]
+    fn mode_defaults_to_repository() {
+        assert_eq!(task_mode(&env(&[])), Ok(TaskMode::Repository));
+        assert_eq!(
+            task_mode(&env(&[("INPUT_MODE", "all")])).unwrap_err().input,
+            "mode"
         );
     }
 

@@ -11,6 +11,11 @@
 //!    JSON report and the markdown summary ([`summary`]), set the output
 //!    variables, and end with `task.complete`.
 //!
+//! In organization mode (input `mode: organization`) step 3 is a
+//! `mirror-all` sweep instead ([`crate::mirror_all::sweep`]): the same
+//! order, one `task.logissue` per repository that failed, and a summary
+//! with a row per repository.
+//!
 //! The process exits 0 whatever the outcome, as the agent expects of a task
 //! that reports its result with `task.complete`; a non-zero exit would add
 //! a second, vaguer error to the log.
@@ -23,9 +28,11 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::auth;
+use crate::fleet::{self, State};
 use crate::mirror::{self, Mode, Options, Outcome, Report, RetryPolicy, SideError};
+use crate::mirror_all::{self, SweepFailure};
 use crate::output::{self, Verbosity};
-use inputs::{Environment, TaskConfig};
+use inputs::{Environment, InputError, OrganizationConfig, TaskConfig, TaskMode};
 use vso::{Issue, TaskResult};
 
 /// The output variables the task sets; task.json declares exactly these.
@@ -39,16 +46,61 @@ pub fn run() -> i32 {
     // Engine lines may quote a server; the agent must not obey them.
     output::defuse_logging_commands();
     let env = Environment::from_process();
+    let mode = inputs::task_mode(&env);
+    // Organization mode reads its own inputs; a mode that cannot be read
+    // still has the inputs read, so that their secrets are registered
+    // before the error is printed.
+    if mode == Ok(TaskMode::Organization) {
+        let reading = inputs::read_organization(&env);
+        let config = match start(&env, &reading.secrets, reading.config) {
+            Some(config) => config,
+            None => return 0,
+        };
+        let files = ReportFiles::new(&env);
+        sweep_and_report(&config, &files);
+        return 0;
+    }
     let reading = inputs::read(&env);
-    for secret in &reading.secrets {
+    let mut secrets = reading.secrets;
+    if mode.is_err() {
+        // Which inputs were meant is unknown: mask what either mode finds.
+        secrets.extend(inputs::read_organization(&env).secrets);
+    }
+    let config = match mode {
+        Ok(_) => reading.config,
+        Err(error) => Err(match reading.config {
+            Ok(_) => vec![error],
+            Err(mut errors) => {
+                errors.insert(0, error);
+                errors
+            }
+        }),
+    };
+    let config = match start(&env, &secrets, config) {
+        Some(config) => config,
+        None => return 0,
+    };
+    let files = ReportFiles::new(&env);
+    mirror_and_report(&config, &files);
+    0
+}
+
+/// Registers the secrets, then reports invalid inputs (ending the task) or
+/// hands back the configuration.
+fn start<T>(
+    env: &Environment,
+    secrets: &[String],
+    config: Result<T, Vec<InputError>>,
+) -> Option<T> {
+    for secret in secrets {
         vso::set_secret(secret);
         auth::register_secret(secret);
     }
     if env.flag("SYSTEM_DEBUG") {
         output::set_verbosity(Verbosity::Verbose);
     }
-    let config = match reading.config {
-        Ok(config) => config,
+    match config {
+        Ok(config) => Some(config),
         Err(errors) => {
             for error in &errors {
                 vso::log_issue(Issue::Error, &error.to_string());
@@ -61,12 +113,9 @@ pub fn run() -> i32 {
                 ),
             };
             vso::complete(TaskResult::Failed, &message);
-            return 0;
+            None
         }
-    };
-    let files = ReportFiles::new(&env);
-    mirror_and_report(&config, &files);
-    0
+    }
 }
 
 /// Where the JSON report and the summary go: the agent's per-job temporary
@@ -244,5 +293,198 @@ fn write(path: &Path, text: &str) -> bool {
             vso::warning_line(&format!("could not write {}: {e}", path.display()));
             false
         }
+    }
+}
+
+/// Organization mode: the inputs, then the sweep, then the report.
+fn sweep_and_report(config: &OrganizationConfig, files: &ReportFiles) {
+    let args = &config.args;
+    vso::set_progress(5, "inputs read");
+    vso::group("git-relay: inputs");
+    output::info(format_args!(
+        "git-relay {} (organization mode)",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let kind = |k: Option<crate::forge::Kind>| k.map_or("inferred".to_owned(), |k| k.to_string());
+    output::info(format_args!(
+        "source       {} ({}, kind {})",
+        redacted(&args.scope),
+        config.authentication.0,
+        kind(args.source_kind)
+    ));
+    output::info(format_args!(
+        "destination  {} ({})",
+        redacted(&args.template),
+        config.authentication.1
+    ));
+    if let Some(scope) = &args.dest_scope {
+        output::info(format_args!(
+            "create missing repositories in {} (kind {})",
+            redacted(scope),
+            kind(args.dest_kind)
+        ));
+    }
+    output::info(format_args!(
+        "{}, prune {}, force {}, jobs {}{}",
+        if args.dry_run { "dry run" } else { "mirror" },
+        !args.selection.no_prune,
+        args.force,
+        args.jobs
+            .map_or_else(|| fleet::default_jobs().to_string(), |j| j.to_string()),
+        args.shard
+            .map(|s| format!(", shard {s}"))
+            .unwrap_or_default()
+    ));
+    for note in &config.notes {
+        output::info(format_args!("note: {note}"));
+    }
+    vso::end_group();
+
+    vso::set_progress(10, "discovering repositories");
+    vso::group("git-relay: discover and mirror");
+    // Discovery, then every repository on its own: one that fails never
+    // stops the others; each prints a line as it ends.
+    let outcome = mirror_all::sweep(args);
+    vso::end_group();
+    vso::set_progress(90, "sweep finished");
+    match outcome {
+        Ok(summary) => sweep_finished(&summary, files),
+        Err(failure) => sweep_failed(args, &failure, files),
+    }
+}
+
+/// Reports a sweep that ran: a table in the log, an issue per failed
+/// repository, the outputs and the result.
+fn sweep_finished(summary: &fleet::Summary, files: &ReportFiles) {
+    vso::section("git-relay: result");
+    for line in summary.table() {
+        output::info(vso::neutralize(&line));
+    }
+    let mut with_issues = 0;
+    let mut failed = 0;
+    for r in &summary.repositories {
+        let totals = r.report.as_ref().map(|r| &r.totals);
+        let refs_failed = totals.map_or(0, |t| t.failed);
+        if r.result == State::Failed || refs_failed > 0 {
+            failed += 1;
+            let mut message = format!(
+                "{} failed: {}",
+                r.name,
+                r.reason
+                    .as_deref()
+                    .unwrap_or("some refs could not be mirrored")
+            );
+            if let Some(hint) = &r.hint {
+                message.push_str(&format!(" (hint: {hint})"));
+            }
+            vso::log_issue(Issue::Error, &message);
+        } else if let Some(t) = totals.filter(|t| t.protected + t.rejected > 0) {
+            with_issues += 1;
+            vso::log_issue(
+                Issue::Warning,
+                &format!(
+                    "{}: {} ref(s) protected, {} rejected by the destination",
+                    r.name, t.protected, t.rejected
+                ),
+            );
+        }
+    }
+    let refs_changed: usize = summary
+        .repositories
+        .iter()
+        .filter_map(|r| r.report.as_ref())
+        .map(|r| r.totals.created + r.totals.updated + r.totals.deleted)
+        .sum();
+    write_outputs(
+        refs_changed.to_string(),
+        summary.exit_code() == 0,
+        &summary.to_json(),
+        &summary::organization(summary),
+        files,
+    );
+    let t = &summary.totals;
+    let counts = format!(
+        "{} repositories: {} in sync, {} updated, {} differ, {} failed, {} skipped",
+        t.repositories, t.in_sync, t.updated, t.differs, t.failed, t.skipped
+    );
+    let (result, message) = if failed > 0 {
+        (
+            TaskResult::Failed,
+            format!(
+                "{failed} of {} repositories could not be mirrored; {counts}",
+                t.repositories
+            ),
+        )
+    } else if with_issues > 0 {
+        (
+            TaskResult::SucceededWithIssues,
+            format!("{with_issues} repositories still differ (protected or rejected refs: inspect them, then set force: true to overwrite protected ones); {counts}"),
+        )
+    } else {
+        (TaskResult::Succeeded, counts)
+    };
+    vso::complete(result, &message);
+}
+
+/// Reports a sweep that stopped before mirroring: the API that failed, why,
+/// and what to do.
+fn sweep_failed(args: &crate::cli::MirrorAllArgs, failure: &SweepFailure, files: &ReportFiles) {
+    let message = vso::neutralize(&failure.message);
+    vso::error_line(&message);
+    if let Some(hint) = &failure.hint {
+        output::hint(hint);
+    }
+    vso::log_issue(Issue::Error, &message);
+    let doc = serde_json::json!({
+        "error": { "message": failure.message, "hint": failure.hint }
+    });
+    write_outputs(
+        "0".to_owned(),
+        false,
+        &serde_json::to_string_pretty(&doc).unwrap_or_default(),
+        &summary::organization_failure(
+            &redacted(&args.scope),
+            &failure.message,
+            failure.hint.as_deref(),
+        ),
+        files,
+    );
+    vso::complete(TaskResult::Failed, &message);
+}
+
+/// A URL or template as it may be shown: without the user information it
+/// could carry. Done on the text, not through a URL parser, so that a
+/// template's `{placeholders}` are shown as typed rather than encoded.
+fn redacted(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_urls_lose_their_user_information_only() {
+        assert_eq!(
+            redacted("https://me:tok@github.com/acme-mirror/{project}-{repo}.git"),
+            "https://github.com/acme-mirror/{project}-{repo}.git"
+        );
+        assert_eq!(
+            redacted("https://dev.azure.com/org"),
+            "https://dev.azure.com/org"
+        );
+        assert_eq!(
+            redacted("/backup/{project}/{repo}.git"),
+            "/backup/{project}/{repo}.git"
+        );
+        assert_eq!(redacted("https://u@host?x=a@b"), "https://host?x=a@b");
     }
 }

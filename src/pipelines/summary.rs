@@ -4,13 +4,16 @@
 //! where people look first when a mirror misbehaves; so it carries the
 //! outcome, the totals and a table of every ref that differed (old, new,
 //! action, result and why). The JSON report holds the same data for
-//! programs. Text from servers (rejection reasons) is escaped so it cannot
+//! programs. In organization mode the table has a row per repository
+//! instead (repository, refs changed, bytes, time, result).
+//! Text from servers (rejection reasons) is escaped so it cannot
 //! break the table or inject markup, and everything is redacted.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::auth;
+use crate::fleet::{self, State};
 use crate::mirror::{Outcome, Report, SideError};
 use crate::output::{human_bytes, human_duration};
 
@@ -94,6 +97,125 @@ pub fn failure(mode: &str, source: &str, destination: &str, err: &SideError) -> 
         let _ = writeln!(md, "Hint: {}\n", cell(hint));
     }
     md.push_str("No ref was changed by a failed push: the destination applies a push whole or not at all.\n");
+    auth::redact(&md).into_owned()
+}
+
+/// The summary of an organization sweep: the outcome, the counts and a
+/// row per repository.
+pub fn organization(summary: &fleet::Summary) -> String {
+    let t = &summary.totals;
+    let mut md = format!(
+        "### git-relay {} of {}{}\n\n",
+        summary.mode,
+        code(&summary.scope),
+        summary
+            .shard
+            .as_ref()
+            .map(|s| format!(" (shard {s})"))
+            .unwrap_or_default()
+    );
+    let differing = summary.repositories.iter().any(|r| {
+        r.report
+            .as_ref()
+            .is_some_and(|r| r.totals.protected + r.totals.rejected > 0)
+    });
+    // A repository some of whose refs failed counts as failed, as it does
+    // for the task's result.
+    let refs_failed = summary
+        .repositories
+        .iter()
+        .any(|r| r.report.as_ref().is_some_and(|r| r.totals.failed > 0));
+    let state = if t.failed > 0 || refs_failed {
+        "❌ **Failed**: some repositories could not be mirrored"
+    } else if differing {
+        "⚠️ **Finished with differences**"
+    } else if t.differs + t.would_create > 0 {
+        "ℹ️ **Differences found** (nothing changed)"
+    } else {
+        "✅ **In sync**"
+    };
+    let _ = writeln!(md, "{state}\n");
+    let _ = writeln!(
+        md,
+        "| repositories | in sync | updated | created | differ | failed | skipped | time |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|\n\
+         | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        t.repositories,
+        t.in_sync,
+        t.updated,
+        t.created,
+        t.differs + t.would_create,
+        t.failed,
+        t.skipped,
+        human_duration(Duration::from_millis(summary.duration_ms)),
+    );
+    if summary.repositories.is_empty() {
+        md.push_str("No repository was selected.\n");
+        return auth::redact(&md).into_owned();
+    }
+    md.push_str(
+        "| Repository | Refs changed | Bytes | Time | Result |\n|---|---:|---:|---:|---|\n",
+    );
+    for r in summary.repositories.iter().take(MAX_ROWS) {
+        let ran = !matches!(r.result, State::Skipped | State::WouldCreate);
+        let dash = || "–".to_owned();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            code(&r.name),
+            if ran {
+                r.refs_changed().to_string()
+            } else {
+                dash()
+            },
+            if ran { human_bytes(r.bytes()) } else { dash() },
+            if ran {
+                human_duration(Duration::from_millis(r.duration_ms))
+            } else {
+                dash()
+            },
+            repository_result(r),
+        );
+    }
+    if summary.repositories.len() > MAX_ROWS {
+        let _ = writeln!(
+            md,
+            "\n… and {} more repositories: see the JSON report.",
+            summary.repositories.len() - MAX_ROWS
+        );
+    }
+    auth::redact(&md).into_owned()
+}
+
+fn repository_result(r: &fleet::Outcome) -> String {
+    let reason = r.reason.as_deref().map(cell);
+    let totals = r.report.as_ref().map(|r| &r.totals);
+    match r.result {
+        State::InSync => "✅ in sync".to_owned(),
+        State::Updated if r.created => "✅ created".to_owned(),
+        State::Updated => "✅ updated".to_owned(),
+        State::WouldCreate => "ℹ️ would be created".to_owned(),
+        State::Skipped => format!("skipped: {}", reason.unwrap_or_default()),
+        State::Failed => format!("❌ failed: {}", reason.unwrap_or_default()),
+        State::Differs => match totals {
+            Some(t) if t.failed > 0 => format!("❌ {} ref(s) failed", t.failed),
+            Some(t) if t.protected + t.rejected > 0 => {
+                format!("⚠️ {} protected, {} rejected", t.protected, t.rejected)
+            }
+            Some(t) => format!("ℹ️ {} to change", t.planned),
+            None => "differs".to_owned(),
+        },
+    }
+}
+
+/// The summary of a sweep that stopped before mirroring (discovery failed).
+pub fn organization_failure(scope: &str, message: &str, hint: Option<&str>) -> String {
+    let mut md = format!("### git-relay organization mode: {}\n\n", code(scope));
+    let _ = writeln!(md, "❌ **Failed**: {}\n", cell(message));
+    if let Some(hint) = hint {
+        let _ = writeln!(md, "Hint: {}\n", cell(hint));
+    }
+    md.push_str("No repository was mirrored.\n");
     auth::redact(&md).into_owned()
 }
 
