@@ -11,6 +11,7 @@ use std::cell::Cell;
 use std::fmt::Display;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::auth::redact;
@@ -64,12 +65,41 @@ pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
 /// progress line must never fail a mirror.
 fn line(text: &str) {
     let text = redact(text);
+    // Hold the status line while printing, so lines from parallel workers
+    // never land in the middle of it.
+    let status = STATUS.lock().unwrap_or_else(|e| e.into_inner());
     let mut err = std::io::stderr().lock();
+    if status.is_some() {
+        let _ = write!(err, "\r\x1b[K");
+    }
     if DEFUSE.load(Ordering::Relaxed) {
         let _ = writeln!(err, "{}", defuse(&text));
     } else {
         let _ = writeln!(err, "{text}");
     }
+    if let Some(status) = status.as_deref() {
+        let _ = write!(err, "{status}");
+    }
+}
+
+/// The live status line at the bottom of a terminal, if one is shown.
+static STATUS: Mutex<Option<String>> = Mutex::new(None);
+
+/// Shows `text` as a live status line below the log, redrawn in place
+/// (regular lines print above it); `None` removes it. Only on a terminal
+/// and at normal verbosity: a CI log gets the plain lines alone.
+pub fn status(text: Option<&str>) {
+    if !enabled(Verbosity::Normal) || !std::io::stderr().is_terminal() {
+        return;
+    }
+    let mut status = STATUS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r\x1b[K");
+    *status = text.map(|t| redact(t).into_owned());
+    if let Some(text) = status.as_deref() {
+        let _ = write!(err, "{text}");
+    }
+    let _ = err.flush();
 }
 
 /// Set in Azure Pipelines task mode, where the agent obeys `##vso[` anywhere

@@ -166,18 +166,39 @@ pub fn run(
     let done = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; jobs.len()]);
     let workers = parallel.clamp(1, MAX_JOBS).min(jobs.len().max(1));
+    let running: Mutex<Vec<&str>> = Mutex::new(Vec::new());
+    // On a terminal, a live line under the log says what is running now.
+    let show = |running: &[&str], done: usize| {
+        let names = running.join(", ");
+        let names: String = names.chars().take(100).collect();
+        output::status(Some(&format!(
+            "[{done}/{}] running {}: {names}",
+            jobs.len(),
+            running.len()
+        )));
+    };
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(i) else { break };
-                let outcome = crate::output::quietly(|| run_one(job, retry, prepare));
+                {
+                    let mut now = running.lock().unwrap_or_else(|e| e.into_inner());
+                    now.push(&job.name);
+                    show(&now, done.load(Ordering::Relaxed));
+                }
+                let outcome = output::quietly(|| run_one(job, retry, prepare));
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 announce(&outcome, n, jobs.len());
+                let mut now = running.lock().unwrap_or_else(|e| e.into_inner());
+                now.retain(|name| *name != job.name);
+                show(&now, n);
+                drop(now);
                 results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
             });
         }
     });
+    output::status(None);
     results
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())
