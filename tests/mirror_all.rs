@@ -778,3 +778,51 @@ fn a_backup_whose_repository_disappeared_is_kept_and_reported() {
     );
     assert!(gone.join("HEAD").is_file(), "the backup is still there");
 }
+
+#[test]
+fn gitlab_create_missing_makes_private_projects_in_the_group() {
+    let server = GitServer::start();
+    let (source, repos) = github_org(&server, 2);
+    let root = server.root().to_owned();
+    let port = server.port();
+    let dest = FakeForge::builder(Kind::GitLab, "mirror", server.password())
+        .creator(Box::new(move |project, name| {
+            let path = forge_fakes::bare_path(&root.join("dst"), project, name);
+            git(&root, &["init", "--bare", "-q", path.to_str().unwrap()]);
+            format!(
+                "http://127.0.0.1:{port}/dst/{}/{}.git",
+                seg(project),
+                seg(name)
+            )
+        }))
+        .start();
+    let template = format!("http://127.0.0.1:{port}/dst/mirror/{{repo}}.git");
+    let run = mirror_all(
+        &server,
+        &[
+            "--source-kind",
+            "github",
+            &source.scope_url(),
+            &template,
+            "--create-missing",
+            "--dest-kind",
+            "gitlab",
+            "--dest-scope",
+            &dest.scope_url(),
+        ],
+    );
+    run.assert_code(0);
+    let posts: Vec<Value> = dest
+        .requests()
+        .iter()
+        .filter(|s| s.method == "POST")
+        .map(|s| serde_json::from_str(&s.body).unwrap())
+        .collect();
+    assert_eq!(posts.len(), 2, "{posts:#?}");
+    assert!(posts
+        .iter()
+        .all(|p| p["visibility"] == "private" && p["namespace_id"] == 42));
+    for r in &repos {
+        assert_same_refs(&src_path(&server, r), &dst_path(&server, "mirror", &r.name));
+    }
+}
