@@ -779,13 +779,14 @@ fn a_backup_whose_repository_disappeared_is_kept_and_reported() {
     assert!(gone.join("HEAD").is_file(), "the backup is still there");
 }
 
-#[test]
-fn gitlab_create_missing_makes_private_projects_in_the_group() {
+/// `--create-missing` into a GitLab group or a Gitea organization: the
+/// missing repositories are created private through the API, then filled.
+fn create_missing_into(kind: Kind, kind_name: &str) -> Vec<Value> {
     let server = GitServer::start();
     let (source, repos) = github_org(&server, 2);
     let root = server.root().to_owned();
     let port = server.port();
-    let dest = FakeForge::builder(Kind::GitLab, "mirror", server.password())
+    let dest = FakeForge::builder(kind, "mirror", server.password())
         .creator(Box::new(move |project, name| {
             let path = forge_fakes::bare_path(&root.join("dst"), project, name);
             git(&root, &["init", "--bare", "-q", path.to_str().unwrap()]);
@@ -806,12 +807,15 @@ fn gitlab_create_missing_makes_private_projects_in_the_group() {
             &template,
             "--create-missing",
             "--dest-kind",
-            "gitlab",
+            kind_name,
             "--dest-scope",
             &dest.scope_url(),
         ],
     );
     run.assert_code(0);
+    for r in &repos {
+        assert_same_refs(&src_path(&server, r), &dst_path(&server, "mirror", &r.name));
+    }
     let posts: Vec<Value> = dest
         .requests()
         .iter()
@@ -819,10 +823,19 @@ fn gitlab_create_missing_makes_private_projects_in_the_group() {
         .map(|s| serde_json::from_str(&s.body).unwrap())
         .collect();
     assert_eq!(posts.len(), 2, "{posts:#?}");
+    posts
+}
+
+#[test]
+fn gitlab_create_missing_makes_private_projects_in_the_group() {
+    let posts = create_missing_into(Kind::GitLab, "gitlab");
     assert!(posts
         .iter()
         .all(|p| p["visibility"] == "private" && p["namespace_id"] == 42));
-    for r in &repos {
-        assert_same_refs(&src_path(&server, r), &dst_path(&server, "mirror", &r.name));
-    }
+}
+
+#[test]
+fn gitea_create_missing_makes_private_repositories_in_the_organization() {
+    let posts = create_missing_into(Kind::Gitea, "gitea");
+    assert!(posts.iter().all(|p| p["private"] == true));
 }
