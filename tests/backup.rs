@@ -32,27 +32,6 @@ fn back_up(server: &GitServer, backup: &Path, extra: &[&str]) -> Run {
     run(&args, &credentials(server))
 }
 
-/// Branches, both kinds of tags and a pull-request ref in `src.git`.
-fn populated_source(server: &GitServer) -> WorkRepo {
-    let work = WorkRepo::new();
-    work.commit("first");
-    work.commit("second");
-    work.tag("v1");
-    work.annotated_tag("v1-annotated", "release 1");
-    work.branch("feature");
-    work.checkout("feature");
-    work.commit("feature work");
-    work.checkout("main");
-    work.commit("third");
-    let src = server.create_bare("src.git");
-    work.push_mirror_to(&src);
-    git(
-        &src,
-        &["update-ref", "refs/pull/1/head", "refs/heads/feature"],
-    );
-    work
-}
-
 fn source_refs(server: &GitServer) -> Vec<(String, String)> {
     refs_of(&server.repo_path("src.git"))
         .into_iter()

@@ -23,28 +23,6 @@ fn relay_between(server: &GitServer, cmd: &str, extra: &[&str]) -> Run {
     run(&args, &env)
 }
 
-/// A source repository with branches, both kinds of tags and a pull-request
-/// ref, pushed into `src.git` on the server.
-fn populated_source(server: &GitServer) -> WorkRepo {
-    let work = WorkRepo::new();
-    work.commit("first");
-    work.commit("second");
-    work.tag("v1");
-    work.annotated_tag("v1-annotated", "release 1");
-    work.branch("feature");
-    work.checkout("feature");
-    work.commit("feature work");
-    work.checkout("main");
-    work.commit("third");
-    let src = server.create_bare("src.git");
-    work.push_mirror_to(&src);
-    git(
-        &src,
-        &["update-ref", "refs/pull/1/head", "refs/heads/feature"],
-    );
-    work
-}
-
 fn without_host_refs(refs: Vec<(String, String)>) -> Vec<(String, String)> {
     refs.into_iter()
         .filter(|(name, _)| !name.starts_with("refs/pull/"))

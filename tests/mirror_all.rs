@@ -349,33 +349,14 @@ fn github_create_missing_forks_archives_and_bearer_tokens() {
         }
         b.start()
     };
-    let root = server.root().to_owned();
     let port = server.port();
     server.create_bare("dst/mirror/repo-0.git");
-    let dest = FakeForge::builder(Kind::GitHub, "mirror", server.password())
+    let dest = creating_forge(&server, Kind::GitHub)
         .repo(FakeRepo::new(
             "mirror",
             "repo-0",
             &server.url("dst/mirror/repo-0.git"),
         ))
-        .creator(Box::new(move |project, name| {
-            let path = forge_fakes::bare_path(&root.join("dst"), project, name);
-            git(
-                &root,
-                &[
-                    "init",
-                    "--bare",
-                    "-q",
-                    "--initial-branch=main",
-                    path.to_str().unwrap(),
-                ],
-            );
-            format!(
-                "http://127.0.0.1:{port}/dst/{}/{}.git",
-                seg(project),
-                seg(name)
-            )
-        }))
         .start();
     let template = format!("http://127.0.0.1:{port}/dst/mirror/{{repo}}.git");
     let run = mirror_all(
@@ -779,24 +760,38 @@ fn a_backup_whose_repository_disappeared_is_kept_and_reported() {
     assert!(gone.join("HEAD").is_file(), "the backup is still there");
 }
 
+/// A fake destination forge for the `mirror` owner whose repository
+/// creation makes a bare repository under `dst/` on the real git server.
+fn creating_forge(server: &GitServer, kind: Kind) -> forge_fakes::Builder {
+    let root = server.root().to_owned();
+    let port = server.port();
+    FakeForge::builder(kind, "mirror", server.password()).creator(Box::new(move |project, name| {
+        let path = forge_fakes::bare_path(&root.join("dst"), project, name);
+        git(
+            &root,
+            &[
+                "init",
+                "--bare",
+                "-q",
+                "--initial-branch=main",
+                path.to_str().unwrap(),
+            ],
+        );
+        format!(
+            "http://127.0.0.1:{port}/dst/{}/{}.git",
+            seg(project),
+            seg(name)
+        )
+    }))
+}
+
 /// `--create-missing` into a GitLab group or a Gitea organization: the
 /// missing repositories are created private through the API, then filled.
 fn create_missing_into(kind: Kind, kind_name: &str) -> Vec<Value> {
     let server = GitServer::start();
     let (source, repos) = github_org(&server, 2);
-    let root = server.root().to_owned();
     let port = server.port();
-    let dest = FakeForge::builder(kind, "mirror", server.password())
-        .creator(Box::new(move |project, name| {
-            let path = forge_fakes::bare_path(&root.join("dst"), project, name);
-            git(&root, &["init", "--bare", "-q", path.to_str().unwrap()]);
-            format!(
-                "http://127.0.0.1:{port}/dst/{}/{}.git",
-                seg(project),
-                seg(name)
-            )
-        }))
-        .start();
+    let dest = creating_forge(&server, kind).start();
     let template = format!("http://127.0.0.1:{port}/dst/mirror/{{repo}}.git");
     let run = mirror_all(
         &server,

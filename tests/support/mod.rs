@@ -30,6 +30,7 @@
 
 mod cgi;
 mod faults;
+mod fixtures;
 mod http;
 mod proxy;
 mod relay;
@@ -39,6 +40,7 @@ mod server;
 mod tls;
 
 pub use faults::{Fault, FaultProxy};
+pub use fixtures::populated_source;
 pub use proxy::{ForwardProxy, Redirector};
 pub use relay::relay;
 pub use repo::{fsck_strict, git, git_ok, install_hook, refs_of, WorkRepo};
