@@ -8,13 +8,12 @@
 //! when `git` is installed: it reuses the deltas already stored and sends
 //! thin packs; without `git`, `crate::store::LocalSource` reads through
 //! libgit2. Local *destinations* are backups, written through libgit2 by
-//! `crate::store` (receive-pack here remains for completeness: a
-//! transport serves both services).
+//! `crate::store`, so this transport serves upload-pack only.
 //!
 //! Only paths cross the process boundary: no credential is ever put on a
 //! child's command line.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::thread::JoinHandle;
@@ -61,14 +60,16 @@ impl LocalTransport {
         })
     }
 
-    fn command(&self, service: Service, v2: bool) -> Command {
+    fn command(&self, service: Service, v2: bool) -> Result<Command, TransportError> {
+        if service != Service::UploadPack {
+            return Err(TransportError::Local(format!(
+                "{} is a local source; local destinations are written as backups, not pushed to",
+                self.display
+            )));
+        }
         let mut cmd = Command::new("git");
-        cmd.arg(match service {
-            Service::UploadPack => "upload-pack",
-            Service::ReceivePack => "receive-pack",
-        })
-        .arg("--stateless-rpc");
-        if v2 && service == Service::UploadPack {
+        cmd.args(["upload-pack", "--stateless-rpc"]);
+        if v2 {
             cmd.env("GIT_PROTOCOL", "version=2");
         } else {
             cmd.env_remove("GIT_PROTOCOL");
@@ -76,7 +77,7 @@ impl LocalTransport {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        cmd
+        Ok(cmd)
     }
 }
 
@@ -88,7 +89,7 @@ fn git_missing(e: io::Error) -> TransportError {
 
 impl Transport for LocalTransport {
     fn discover(&self, service: Service, v2: bool) -> Result<Response, TransportError> {
-        let mut cmd = self.command(service, v2);
+        let mut cmd = self.command(service, v2)?;
         cmd.arg("--advertise-refs").arg(&self.path);
         let mut child = cmd.spawn().map_err(git_missing)?;
         drop(child.stdin.take());
@@ -96,45 +97,24 @@ impl Transport for LocalTransport {
     }
 
     fn rpc(&self, service: Service, v2: bool, body: Body<'_>) -> Result<Response, TransportError> {
-        let mut cmd = self.command(service, v2);
+        let mut cmd = self.command(service, v2)?;
         cmd.arg(&self.path);
         let mut child = cmd.spawn().map_err(git_missing)?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
-        match body {
-            Body::Bytes(bytes) => {
-                // upload-pack may answer while still reading (v0 sends ACKs
-                // as haves arrive), so feed it from another thread.
-                std::thread::spawn(move || {
-                    let _ = stdin.write_all(&bytes);
-                });
-                Ok(Box::new(ChildReader::new(child, service)))
+        // upload-pack may answer while still reading (v0 sends ACKs as haves
+        // arrive), so it is fed from another thread; a fetch request is small.
+        let mut request: Box<dyn Read + Send> = match body {
+            Body::Bytes(bytes) => Box::new(io::Cursor::new(bytes)),
+            Body::Stream(_) => {
+                return Err(TransportError::Local(
+                    "a local source takes fetch requests, not streamed pushes".into(),
+                ))
             }
-            Body::Stream(reader) => {
-                // A push: stream the body in while collecting the (small)
-                // report, then hand the report back.
-                let mut response = ChildReader::new(child, service);
-                let mut report = Vec::new();
-                let copied = std::thread::scope(|scope| {
-                    let writer = scope.spawn(move || -> io::Result<u64> {
-                        let n = io::copy(reader, &mut stdin)?;
-                        drop(stdin);
-                        Ok(n)
-                    });
-                    let read = response.read_to_end(&mut report);
-                    let written = writer
-                        .join()
-                        .unwrap_or_else(|_| Err(io::Error::other("the request writer panicked")));
-                    read.and(written)
-                });
-                match copied {
-                    Ok(_) => Ok(Box::new(io::Cursor::new(report))),
-                    // receive-pack stops reading when it refuses a pack; its
-                    // report, if any, says why and is worth more than EPIPE.
-                    Err(_) if !report.is_empty() => Ok(Box::new(io::Cursor::new(report))),
-                    Err(e) => Err(TransportError::Io(e)),
-                }
-            }
-        }
+        };
+        std::thread::spawn(move || {
+            let _ = io::copy(&mut request, &mut stdin);
+        });
+        Ok(Box::new(ChildReader::new(child, service)))
     }
 
     fn display(&self) -> &str {
