@@ -48,9 +48,7 @@ fn relay(args: &RelayArgs, mode: Mode) -> i32 {
     };
     match mirror::run_with_retries_and_local(&options, args.network.retry_policy(), &local) {
         Ok(report) => {
-            for line in report.ref_lines() {
-                output::info(line);
-            }
+            print_ref_lines(&report);
             output::info(report.summary());
             if report.totals.protected > 0 {
                 output::warn(format_args!(
@@ -108,5 +106,27 @@ fn verify(args: &VerifyArgs) -> i32 {
             output::error(&err);
             1
         }
+    }
+}
+
+/// The refs that changed, one line each. A first mirror can create
+/// thousands: past a screenful only the refs that need attention are
+/// listed, and `--verbose` or `--json` give every one.
+fn print_ref_lines(report: &mirror::Report) {
+    const SHOWN: usize = 40;
+    let all = output::verbose();
+    let mut hidden = 0;
+    for (i, (line, r)) in report.ref_lines().into_iter().zip(&report.refs).enumerate() {
+        let trouble = !matches!(r.result, mirror::Outcome::Ok | mirror::Outcome::Planned);
+        if all || trouble || i < SHOWN {
+            output::info(line);
+        } else {
+            hidden += 1;
+        }
+    }
+    if hidden > 0 {
+        output::info(format_args!(
+            "  ... and {hidden} more (--verbose or --json lists every ref)"
+        ));
     }
 }

@@ -49,6 +49,11 @@ fn enabled(v: Verbosity) -> bool {
     VERBOSITY.load(Ordering::Relaxed) >= v as u8
 }
 
+/// Whether `--verbose` is in force.
+pub fn verbose() -> bool {
+    enabled(Verbosity::Verbose)
+}
+
 /// Runs `f` with normal and verbose lines silenced on this thread.
 pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
     struct Restore(bool);
@@ -216,9 +221,9 @@ pub fn human_duration(d: Duration) -> String {
 
 /// Progress of a long transfer on stderr.
 ///
-/// On a terminal the line is redrawn in place a few times a second; in a CI
-/// log, where `\r` would pile up, a plain line is written every ten seconds
-/// so a long first mirror still shows it is alive.
+/// On a terminal it is the live [`status`] line, redrawn a few times a
+/// second; in a CI log, where `\r` would pile up, a plain line is written
+/// every ten seconds so a long first mirror still shows it is alive.
 pub struct Progress {
     label: &'static str,
     started: Instant,
@@ -256,7 +261,7 @@ impl Progress {
         self.last = Instant::now();
         let text = self.text(bytes);
         if self.tty {
-            let _ = write!(std::io::stderr().lock(), "\r{text}\x1b[K");
+            status(Some(&text));
             self.drawn = true;
         } else {
             line(&text);
@@ -266,7 +271,8 @@ impl Progress {
     /// Ends the progress display, leaving a final line on a terminal.
     pub fn finish(&mut self, bytes: u64) {
         if self.drawn {
-            let _ = writeln!(std::io::stderr().lock(), "\r{}\x1b[K", self.text(bytes));
+            status(None);
+            line(&self.text(bytes));
             self.drawn = false;
         }
     }
