@@ -15,7 +15,7 @@ use crate::auth::{CredentialSources, Credentials, Scheme};
 use crate::fleet::Shard;
 use crate::forge::Kind;
 use crate::mirror::{Endpoint, LocalOptions, Mode, Options, RefSelection, RetryPolicy};
-use crate::transport::{Location, NetworkOptions};
+use crate::transport::{Location, NetworkOptions, RedirectPolicy};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -256,6 +256,10 @@ pub struct NetworkArgs {
     #[arg(long, value_name = "URL", help_heading = "Network")]
     pub proxy: Option<String>,
 
+    /// Let credentials follow a redirect to HOST (any port), which is otherwise refused: a token is sent only to the scheme, host and port it was given for. Repeatable. A redirect from https:// to http:// is never followed.
+    #[arg(long, value_name = "HOST", help_heading = "Network")]
+    pub allow_redirect_host: Vec<String>,
+
     /// Seconds to wait for a connection, and for data during a transfer, before giving up.
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400), help_heading = "Network")]
     pub timeout: u64,
@@ -272,6 +276,7 @@ impl NetworkArgs {
             insecure,
             proxy: self.proxy.clone(),
             timeout: Duration::from_secs(self.timeout),
+            redirects: RedirectPolicy::allowing(&self.allow_redirect_host),
         }
     }
 

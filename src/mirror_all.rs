@@ -334,6 +334,7 @@ impl Sweep<'_> {
             net.source(),
             Some(self.source.kind.git_username()),
         )?;
+        self.check_clone_url(&source)?;
         let dest_kind = self.create.as_ref().map(|c| c.scope.kind);
         let destination = cli::endpoint(
             "destination",
@@ -352,6 +353,30 @@ impl Sweep<'_> {
             force: self.args.force,
             mode: self.mode,
         })
+    }
+}
+
+impl Sweep<'_> {
+    /// A clone URL comes from the forge's answer, not from the user: the
+    /// source's credentials go there only if it is on the host of the scope
+    /// or of its API (or a host the user allowed), and never from https to
+    /// http.
+    fn check_clone_url(&self, source: &crate::mirror::Endpoint) -> Result<(), String> {
+        let Location::Http { url, .. } = &source.location else {
+            return Ok(());
+        };
+        let scope = Url::parse(&self.scope_display).ok();
+        let trusted = scope.iter().chain([&self.source.api]).any(|from| {
+            let policy = &source.network.redirects;
+            crate::transport::check_host(from, url, source.credentials.is_some(), policy).is_ok()
+        });
+        if trusted {
+            return Ok(());
+        }
+        Err(format!(
+            "the forge lists the clone URL {url}, on another host than {} and its API (or from https to http): the source credentials are not sent there; allow that host with --allow-redirect-host if it is the forge's own",
+            self.scope_display
+        ))
     }
 }
 

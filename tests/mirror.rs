@@ -769,17 +769,23 @@ fn a_proxy_carries_both_sides_and_its_failure_is_named() {
 }
 
 #[test]
-fn a_redirected_repository_is_followed() {
-    let server = GitServer::start();
+fn a_repository_moved_within_its_server_is_followed_with_its_credentials() {
+    let server = GitServer::builder().moved("old", "/").start();
     populated_source(&server);
     server.create_bare("dst.git");
-    let moved = Redirector::start(&format!("http://127.0.0.1:{}", server.port()));
     let out = run(
-        &["mirror", &moved.url("src.git"), &server.url("dst.git")],
+        &["mirror", &server.url("old/src.git"), &server.url("dst.git")],
         &credentials(&server),
     );
     out.assert_code(0);
     assert_mirrored(&server);
+    let moved = server.requests();
+    assert!(moved.iter().any(|r| r.status == 301), "{moved:#?}");
+    assert!(
+        !out.stderr.contains("plain http://"),
+        "loopback: {}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -683,6 +683,64 @@ fn gitea_organization_pages_by_link() {
         .starts_with("Basic "));
 }
 
+#[test]
+fn a_next_page_on_another_origin_gets_no_credentials() {
+    let server = GitServer::start();
+    let repos = three_repos(&server, "org");
+    let mut builder = FakeForge::builder(Kind::Gitea, "org", server.password());
+    for r in &repos {
+        builder = builder.repo(r.clone());
+    }
+    // `localhost` is another origin; nothing listens there, and nothing
+    // may be sent there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let fake = builder
+        .links_to(&format!("http://localhost:{port}"))
+        .start();
+    let run = backup_sweep(&server, &fake, "gitea", &[]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(&format!("http://localhost:{port}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        fake.requests().len(),
+        1,
+        "only the first page was asked for"
+    );
+}
+
+#[test]
+fn a_clone_url_on_another_host_gets_no_credentials() {
+    let server = GitServer::start();
+    let mut repos = three_repos(&server, "org");
+    // What a hostile API could answer: the token would go to that host.
+    repos[1].clone_url = repos[1].clone_url.replace("127.0.0.1", "localhost");
+    let fake = fake_with(Kind::Gitea, "org", &server, &repos);
+    let run = backup_sweep(&server, &fake, "gitea", &[]);
+    run.assert_code(1);
+    assert_eq!(
+        run.results(),
+        vec![
+            ("org/alpha".into(), "updated".into()),
+            ("org/beta".into(), "failed".into()),
+            ("org/gamma".into(), "updated".into()),
+        ]
+    );
+    assert!(run.stderr.contains("not sent there"), "{}", run.stderr);
+    let beta = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/beta.git/"))
+        .count();
+    assert_eq!(beta, 0);
+}
+
 /// The wall time of a no-op sweep over 200 repositories, with 1 and with 8
 /// parallel mirrors (`cargo test --release --test mirror_all -- --ignored
 /// --nocapture`). Not a pass/fail test: it prints the numbers.

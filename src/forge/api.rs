@@ -17,7 +17,7 @@ use url::Url;
 use super::ForgeError;
 use crate::auth::Credentials;
 use crate::output;
-use crate::transport::{self, NetworkOptions};
+use crate::transport::{self, FollowError, Followed, NetworkOptions, RedirectPolicy};
 
 /// The longest a single request may wait for rate limits in total. Hosted
 /// forges reset hourly at worst; a nightly sweep that would need longer is
@@ -32,6 +32,8 @@ const MAX_PAGES: usize = 100_000;
 pub struct Api {
     agent: ureq::Agent,
     authorization: Option<String>,
+    /// Where the credentials may go besides the API's own origin.
+    redirects: RedirectPolicy,
     /// Names the API in messages: "Azure DevOps API".
     name: &'static str,
     /// What the token needs, for the hint after a 401/403.
@@ -107,6 +109,7 @@ impl Api {
         Ok(Api {
             agent,
             authorization: credentials.map(Credentials::authorization),
+            redirects: network.redirects.clone(),
             name,
             token_hint,
             timeout: network.timeout,
@@ -145,7 +148,18 @@ impl Api {
                         self.name
                     )))
                 }
-                Some(next) => url = next,
+                // The next page's URL comes from the server: it gets the
+                // credentials only on the origin they were given for.
+                Some(next) => {
+                    transport::check_origin(
+                        &reply.url,
+                        &next,
+                        self.authorization.is_some(),
+                        &self.redirects,
+                    )
+                    .map_err(|e| ForgeError::transport(self.name, &url, e))?;
+                    url = next;
+                }
                 None => return Ok(()),
             }
         }
@@ -159,26 +173,36 @@ impl Api {
         let mut waited = Duration::ZERO;
         loop {
             output::debug(format_args!("{method} {url}"));
-            let mut request = self
-                .agent
-                .request_url(method, url)
-                .set("Accept", "application/json");
-            if let Some(auth) = &self.authorization {
-                request = request.set("Authorization", auth);
-            }
             let result = match body {
-                Some(body) => request
+                // A request body is not sent twice: a redirected POST is
+                // reported by `reply`, like any other unexpected status.
+                Some(body) => self
+                    .request(method, url)
                     .set("Content-Type", "application/json")
-                    .send_string(&body.to_string()),
-                None => request.call(),
+                    .send_string(&body.to_string())
+                    .map(|response| Followed {
+                        response,
+                        url: url.clone(),
+                    })
+                    .map_err(|e| FollowError::Http(Box::new(e))),
+                None => {
+                    transport::follow(url, self.authorization.is_some(), &self.redirects, |hop| {
+                        self.request(method, hop).call().map_err(Box::new)
+                    })
+                }
             };
             let response = match result {
-                Ok(response) => return self.reply(url, response),
-                Err(ureq::Error::Transport(t)) => {
-                    let err = transport::classify_transport(url.as_str(), t, self.timeout);
-                    return Err(ForgeError::transport(self.name, url, err));
+                Ok(followed) => return self.reply(method, followed),
+                Err(FollowError::Refused(err)) => {
+                    return Err(ForgeError::transport(self.name, url, err))
                 }
-                Err(ureq::Error::Status(_, response)) => response,
+                Err(FollowError::Http(e)) => match *e {
+                    ureq::Error::Transport(t) => {
+                        let err = transport::classify_transport(url.as_str(), t, self.timeout);
+                        return Err(ForgeError::transport(self.name, url, err));
+                    }
+                    ureq::Error::Status(_, response) => response,
+                },
             };
             let status = response.status();
             match rate_limit_wait(status, &response, SystemTime::now()) {
@@ -206,13 +230,27 @@ impl Api {
         }
     }
 
-    fn reply(&self, url: &Url, response: ureq::Response) -> Result<Reply, ForgeError> {
+    fn request(&self, method: &str, url: &Url) -> ureq::Request {
+        let request = self
+            .agent
+            .request_url(method, url)
+            .set("Accept", "application/json");
+        match &self.authorization {
+            Some(auth) => request.set("Authorization", auth),
+            None => request,
+        }
+    }
+
+    fn reply(&self, method: &str, followed: Followed) -> Result<Reply, ForgeError> {
+        let Followed { response, url } = followed;
+        if (300..400).contains(&response.status()) {
+            return Err(self.failure(method, &url, response.status(), response));
+        }
         let headers = response
             .headers_names()
             .into_iter()
             .filter_map(|n| response.header(&n).map(|v| (n.clone(), v.to_owned())))
             .collect();
-        let url = Url::parse(response.get_url()).unwrap_or_else(|_| url.clone());
         let mut text = String::new();
         response
             .into_reader()

@@ -293,6 +293,7 @@ pub fn read(env: &Environment) -> Reading {
         insecure,
         proxy: proxy.clone(),
         timeout,
+        redirects: Default::default(),
     };
     let source = read_side(env, &SOURCE, &mut c, &network);
     let destination = read_side(env, &DESTINATION, &mut c, &network);
@@ -506,6 +507,7 @@ pub fn read_organization(env: &Environment) -> OrganizationReading {
                         source_insecure: !source_verify,
                         dest_insecure: !dest_verify,
                         proxy,
+                        allow_redirect_host: Vec::new(),
                         timeout: timeout.as_secs(),
                         retries: RetryPolicy::DEFAULT_RETRIES,
                     },

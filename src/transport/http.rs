@@ -23,7 +23,10 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use url::Url;
 
-use super::{Body, NetworkOptions, Response, Service, Transport, TransportError};
+use super::{
+    follow, Body, FollowError, NetworkOptions, RedirectPolicy, Response, Service, Transport,
+    TransportError,
+};
 use crate::auth::Credentials;
 use crate::output;
 
@@ -31,10 +34,12 @@ use crate::output;
 pub struct HttpTransport {
     agent: ureq::Agent,
     /// The repository URL; replaced by the final URL when discovery is
-    /// redirected, so the RPCs go where the server sent us.
+    /// redirected (within the rules of [`super::origin`]), so the RPCs go
+    /// where the server sent us.
     base: Mutex<Url>,
     display: String,
     authorization: Option<String>,
+    redirects: RedirectPolicy,
     timeout: Duration,
     /// The proxy in use, if any, so that a failure to reach it is not
     /// blamed on the server behind it.
@@ -48,12 +53,16 @@ impl HttpTransport {
         credentials: Option<&Credentials>,
         options: &NetworkOptions,
     ) -> Result<HttpTransport, TransportError> {
+        if credentials.is_some() {
+            warn_if_cleartext(&url);
+        }
         Ok(HttpTransport {
             agent: agent_builder(&url, options)?.build(),
             proxy: proxy_for(&url, options.proxy.as_deref()),
             display: url.to_string(),
             base: Mutex::new(url),
             authorization: credentials.map(Credentials::authorization),
+            redirects: options.redirects.clone(),
             timeout: options.timeout,
         })
     }
@@ -117,21 +126,37 @@ impl Transport for HttpTransport {
     fn discover(&self, service: Service, v2: bool) -> Result<Response, TransportError> {
         let url = self.endpoint(&format!("info/refs?service={}", service.name()));
         output::debug(format_args!("GET {url}"));
-        let response = self
-            .request("GET", &url, v2)
-            .call()
-            .map_err(|e| self.classify(&url, e))?;
-        let final_url = response.get_url().to_owned();
-        if final_url != url {
-            // Follow the redirect for the RPCs too, as git does.
-            if let Some(base) =
-                final_url.strip_suffix(&format!("/info/refs?service={}", service.name()))
-            {
+        let start = Url::parse(&url).map_err(|e| TransportError::Local(e.to_string()))?;
+        let followed = follow(
+            &start,
+            self.authorization.is_some(),
+            &self.redirects,
+            |hop| {
+                self.request("GET", hop.as_str(), v2)
+                    .call()
+                    .map_err(Box::new)
+            },
+        )
+        .map_err(|e| match e {
+            FollowError::Http(e) => self.classify(&url, *e),
+            FollowError::Refused(e) => e,
+        })?;
+        let response = followed.response;
+        if followed.url != start {
+            // Follow the redirect for the RPCs too, as git does: the rules
+            // that let discovery go there hold for them as well.
+            let suffix = format!("/info/refs?service={}", service.name());
+            if let Some(base) = followed.url.as_str().strip_suffix(&suffix) {
                 if let Ok(base) = Url::parse(base) {
-                    output::debug(format_args!("redirected to {base}"));
                     *self.base.lock().unwrap_or_else(|e| e.into_inner()) = base;
                 }
             }
+        }
+        if (300..400).contains(&response.status()) {
+            return Err(TransportError::Status {
+                status: response.status(),
+                detail: "a redirect without a usable Location".to_owned(),
+            });
         }
         let expected = format!("application/x-{}-advertisement", service.name());
         if response.content_type() != expected {
@@ -161,6 +186,17 @@ impl Transport for HttpTransport {
             Body::Stream(reader) => request.send(reader),
         };
         let response = result.map_err(|e| self.classify(&url, e))?;
+        if (300..400).contains(&response.status()) {
+            // A request body cannot be sent twice, and git follows only the
+            // discovery request's redirects.
+            return Err(TransportError::Status {
+                status: response.status(),
+                detail: format!(
+                    "the server redirected the {} request; redirects are followed at discovery only",
+                    service.name()
+                ),
+            });
+        }
         let expected = format!("application/x-{}-result", service.name());
         if response.content_type() != expected {
             return Err(TransportError::NotSmartHttp(format!(
@@ -190,8 +226,9 @@ pub(crate) fn agent_builder(
         .timeout_connect(options.timeout)
         .timeout_read(options.timeout)
         .timeout_write(options.timeout)
-        .redirects(5)
-        .redirect_auth_headers(ureq::RedirectAuthHeaders::SameHost)
+        // Redirects are followed by `super::origin::follow`, which keeps
+        // credentials to their origin.
+        .redirects(0)
         .user_agent(&format!("git/2.0 ({})", crate::AGENT));
     if let Some(proxy) = proxy_for(url, options.proxy.as_deref()) {
         let proxy = ureq::Proxy::new(&proxy).map_err(|e| TransportError::Proxy {
@@ -200,6 +237,32 @@ pub(crate) fn agent_builder(
         builder = builder.proxy(proxy);
     }
     Ok(builder)
+}
+
+/// Warns, once per origin, that credentials are about to travel in clear
+/// text: over `http://` to a host that is not this machine.
+fn warn_if_cleartext(url: &Url) {
+    static WARNED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    if url.scheme() != "http" || is_loopback(url) {
+        return;
+    }
+    let origin = super::origin_of(url);
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if !warned.contains(&origin) {
+        output::warn(format_args!(
+            "credentials for {origin} are sent over plain http://, readable by anyone on the network path; use https://"
+        ));
+        warned.push(origin);
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(host)) => host.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// The first line or so of an error response, for the message.
@@ -379,11 +442,7 @@ fn proxy_for(url: &Url, explicit: Option<&str>) -> Option<String> {
         .host_str()?
         .trim_start_matches('[')
         .trim_end_matches(']');
-    if host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-    {
+    if is_loopback(url) {
         return None;
     }
     if let Some(proxy) = explicit {

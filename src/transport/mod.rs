@@ -20,11 +20,16 @@ use std::time::Duration;
 mod http;
 mod local;
 mod location;
+mod origin;
 
 pub use http::HttpTransport;
 pub(crate) use http::{agent_builder, classify_transport, response_excerpt};
 pub use local::LocalTransport;
 pub use location::Location;
+pub use origin::RedirectPolicy;
+pub(crate) use origin::{
+    check as check_origin, check_host, follow, origin_of, FollowError, Followed,
+};
 
 /// The two git services a relay talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +158,17 @@ pub enum TransportError {
         /// The timeout in force.
         timeout: Duration,
     },
+    /// A redirect that would take the credentials to another origin, or
+    /// from https to http.
+    #[error("{}", redirect_message(.from, .to, *.downgrade))]
+    Redirect {
+        /// The origin the request was made to.
+        from: String,
+        /// The origin the server sent us to.
+        to: String,
+        /// Whether it was from https to http, which is never followed.
+        downgrade: bool,
+    },
     /// The server does not speak smart HTTP.
     #[error("{0}")]
     NotSmartHttp(String),
@@ -181,6 +197,14 @@ pub fn is_transient_io(e: &io::Error) -> bool {
 /// chunk decoding error, which a real server never causes otherwise.
 pub fn is_truncated_chunked_body(e: &io::Error) -> bool {
     e.to_string().contains("decoding chunks")
+}
+
+fn redirect_message(from: &str, to: &str, downgrade: bool) -> String {
+    if downgrade {
+        format!("the server at {from} redirected to {to}: git-relay never follows a redirect from https to http")
+    } else {
+        format!("the server at {from} redirected to another origin, {to}: the credentials were given for {from} and are not sent elsewhere")
+    }
 }
 
 fn detail_suffix(detail: &str) -> String {
@@ -228,6 +252,8 @@ impl TransportError {
             TransportError::Tls { .. } => "if the server uses a private certificate authority, pass its certificate with --ca-file (or SSL_CERT_FILE); --source-insecure / --dest-insecure skip verification",
             TransportError::Proxy { .. } => "check --proxy / HTTPS_PROXY / HTTP_PROXY and NO_PROXY",
             TransportError::Timeout { .. } => "the server stalled; raise --timeout if it is slow rather than stuck",
+            TransportError::Redirect { downgrade: true, .. } => "use the repository's https:// URL on the server it really lives on",
+            TransportError::Redirect { downgrade: false, .. } => "use the URL the server redirects to (the repository moved), or, if you trust that host with these credentials, allow it with --allow-redirect-host HOST",
             _ => return None,
         })
     }
@@ -244,6 +270,8 @@ pub struct NetworkOptions {
     pub proxy: Option<String>,
     /// Connect and idle-transfer timeout.
     pub timeout: Duration,
+    /// Hosts besides the side's own that its credentials may be redirected to.
+    pub redirects: RedirectPolicy,
 }
 
 impl fmt::Display for Service {

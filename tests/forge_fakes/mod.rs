@@ -92,6 +92,8 @@ struct State {
     empty_projects: Vec<String>,
     creator: Option<Creator>,
     throttle: AtomicUsize,
+    /// Where `Link` headers send the next page, instead of this server.
+    link_base: Option<String>,
     log: Mutex<Vec<Seen>>,
 }
 
@@ -111,6 +113,7 @@ pub struct Builder {
     repos: Vec<FakeRepo>,
     empty_projects: Vec<String>,
     creator: Option<Creator>,
+    link_base: Option<String>,
 }
 
 impl FakeForge {
@@ -123,6 +126,7 @@ impl FakeForge {
             repos: Vec::new(),
             empty_projects: Vec::new(),
             creator: None,
+            link_base: None,
         }
     }
 
@@ -187,6 +191,13 @@ impl Builder {
         self
     }
 
+    /// `Link` headers name the next page under `base` (e.g. another host)
+    /// instead of this server: a hostile or misconfigured API.
+    pub fn links_to(mut self, base: &str) -> Self {
+        self.link_base = Some(base.to_owned());
+        self
+    }
+
     pub fn start(self) -> FakeForge {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -199,6 +210,7 @@ impl Builder {
             empty_projects: self.empty_projects,
             creator: self.creator,
             throttle: AtomicUsize::new(0),
+            link_base: self.link_base,
             log: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -545,6 +557,7 @@ fn paged(
             .extend_pairs(q)
             .finish();
         let path: String = path.split('/').map(seg).collect::<Vec<_>>().join("/");
+        let base = state.link_base.as_deref().unwrap_or(base);
         format!("<{base}{path}?{q}>")
     };
     let mut links = Vec::new();

@@ -41,7 +41,7 @@ mod tls;
 
 pub use faults::{Fault, FaultProxy};
 pub use fixtures::populated_source;
-pub use proxy::{ForwardProxy, Redirector};
+pub use proxy::ForwardProxy;
 pub use relay::relay;
 pub use repo::{fsck_strict, git, git_ok, install_hook, refs_of, WorkRepo};
 pub use run::{command, credentials, noise, run, run_measuring_memory, Run};

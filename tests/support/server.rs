@@ -86,6 +86,7 @@ pub struct ServerBuilder {
     password: String,
     anonymous_read: bool,
     dumb: bool,
+    moved: Vec<(String, String)>,
 }
 
 /// One request the server answered, as the client sent it.
@@ -144,6 +145,7 @@ struct Shared {
     protocol_v2: bool,
     anonymous_read: bool,
     dumb: bool,
+    moved: Vec<(String, String)>,
     log: Mutex<Vec<Request>>,
 }
 
@@ -162,6 +164,7 @@ impl GitServer {
             password: "s3cret".to_owned(),
             anonymous_read: false,
             dumb: false,
+            moved: Vec::new(),
         }
     }
 
@@ -302,6 +305,18 @@ impl ServerBuilder {
         self
     }
 
+    /// Answer requests under `/<from>/` with `301 Moved Permanently` to the
+    /// same rest of the path (and query) under `to`, e.g. `/` (this
+    /// server) or `http://localhost:PORT/` (another origin): a repository
+    /// that moved.
+    pub fn moved(mut self, from: &str, to: &str) -> Self {
+        self.moved.push((
+            format!("/{}/", trim(from).trim_end_matches('/')),
+            to.to_owned(),
+        ));
+        self
+    }
+
     pub fn start(self) -> GitServer {
         let root = tempfile::Builder::new()
             .prefix("git-relay-server-")
@@ -326,6 +341,7 @@ impl ServerBuilder {
             protocol_v2: self.protocol_v2,
             anonymous_read: self.anonymous_read,
             dumb: self.dumb,
+            moved: self.moved,
             log: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -440,6 +456,19 @@ impl Shared {
         Access::Denied
     }
 
+    /// Where a request for a moved repository is sent.
+    fn moved_to(&self, head: &RequestHead) -> Option<String> {
+        let path = head.path();
+        self.moved.iter().find_map(|(from, to)| {
+            let rest = path.strip_prefix(from.as_str())?;
+            let query = match head.query() {
+                "" => String::new(),
+                q => format!("?{q}"),
+            };
+            Some(format!("{}/{rest}{query}", to.trim_end_matches('/')))
+        })
+    }
+
     fn log(&self) -> MutexGuard<'_, Vec<Request>> {
         // A panicking connection thread must not take the log down with it.
         self.log.lock().unwrap_or_else(PoisonError::into_inner)
@@ -468,10 +497,19 @@ fn handle<R: Read + Send, W: Write>(
         response_bytes: 0,
     };
     let close = head.wants_close();
+    if let Some(location) = shared.moved_to(head) {
+        let headers = [("Location", location.as_str())];
+        let answer = (301, "Moved Permanently", &headers[..], &b""[..]);
+        return answer_alone(head, framing, record, reader, writer, shared, close, answer);
+    }
     let remote_user = match shared.access(head.header("Authorization"), record.service()) {
         Access::User(user) => Some(user),
         Access::Anonymous => None,
-        Access::Denied => return refuse(head, framing, record, reader, writer, shared, close),
+        Access::Denied => {
+            let challenge = [("WWW-Authenticate", "Basic realm=\"git\"")];
+            let answer = (401, "Unauthorized", &challenge[..], UNAUTHORIZED_BODY);
+            return answer_alone(head, framing, record, reader, writer, shared, close, answer);
+        }
     };
 
     let query = if shared.dumb {
@@ -557,7 +595,13 @@ fn handle<R: Read + Send, W: Write>(
 
 /// Answers 401. The body the client sent anyway is read and dropped, so that
 /// the next request on the connection starts where it should.
-fn refuse<R: Read, W: Write>(
+/// Status, reason, headers and body of an answer the backend is not asked for.
+type Answer<'a> = (u16, &'a str, &'a [(&'a str, &'a str)], &'a [u8]);
+
+/// Answers without running the backend (a refusal, a redirect), reading and
+/// dropping the request body so the connection stays in step.
+#[allow(clippy::too_many_arguments)]
+fn answer_alone<R: Read, W: Write>(
     head: &RequestHead,
     framing: Framing,
     mut record: Request,
@@ -565,6 +609,7 @@ fn refuse<R: Read, W: Write>(
     writer: &mut BufWriter<W>,
     shared: &Shared,
     mut close: bool,
+    (status, reason, headers, body): Answer<'_>,
 ) -> io::Result<bool> {
     if framing != Framing::None {
         if head.expects_continue() {
@@ -576,17 +621,10 @@ fn refuse<R: Read, W: Write>(
             record.body_bytes = io::copy(&mut body, &mut io::sink())?;
         }
     }
-    record.status = 401;
-    record.response_bytes = UNAUTHORIZED_BODY.len() as u64;
+    record.status = status;
+    record.response_bytes = body.len() as u64;
     shared.log().push(record);
-    http::write_simple_response(
-        writer,
-        401,
-        "Unauthorized",
-        &[("WWW-Authenticate", "Basic realm=\"git\"")],
-        UNAUTHORIZED_BODY,
-        close,
-    )?;
+    http::write_simple_response(writer, status, reason, headers, body, close)?;
     Ok(!close)
 }
 
