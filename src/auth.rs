@@ -113,18 +113,22 @@ impl Credentials {
     /// Source Repositories hands out, and the `user:password` form users of
     /// the old mirror task type into the token field); the URL's user (so
     /// `https://org@dev.azure.com/...` keeps working); the default.
+    ///
+    /// The token is split at `:` only for Basic and only when no username is
+    /// named. Naming one, even the empty one (`--source-username ''`, which
+    /// then stands for "the URL's user or the default"), sends the token
+    /// whole.
     pub fn resolve(sources: &CredentialSources<'_>) -> Option<Credentials> {
         let token = sources.token.filter(|t| !t.is_empty());
         let creds = match (token, sources.url_password) {
             (Some(token), _) => {
+                let fallback = sources.url_username.unwrap_or(sources.default_username);
                 let (username, secret) = match sources.username {
+                    Some("") => (fallback, token),
                     Some(user) => (user, token),
                     None => match token.split_once(':') {
                         Some((user, secret)) if sources.scheme == Scheme::Basic => (user, secret),
-                        _ => (
-                            sources.url_username.unwrap_or(sources.default_username),
-                            token,
-                        ),
+                        _ => (fallback, token),
                     },
                 };
                 if token.contains(':') {
@@ -140,6 +144,7 @@ impl Credentials {
             (None, Some(password)) => Credentials {
                 username: sources
                     .username
+                    .filter(|u| !u.is_empty())
                     .or(sources.url_username)
                     .unwrap_or(sources.default_username)
                     .to_owned(),
@@ -300,6 +305,24 @@ mod tests {
     fn explicit_username_keeps_the_whole_token() {
         let c = Credentials::resolve(&sources(Some("a:b"), Some("me"))).unwrap();
         assert_eq!((c.username(), c.secret.as_str()), ("me", "a:b"));
+    }
+
+    #[test]
+    fn an_empty_username_sends_a_colon_token_whole_with_the_default_user() {
+        let c = Credentials::resolve(&sources(Some("a:b/c"), Some(""))).unwrap();
+        assert_eq!((c.username(), c.secret.as_str()), ("git", "a:b/c"));
+        let mut s = sources(Some("a:b"), Some(""));
+        s.url_username = Some("org");
+        let c = Credentials::resolve(&s).unwrap();
+        assert_eq!((c.username(), c.secret.as_str()), ("org", "a:b"));
+    }
+
+    #[test]
+    fn a_bearer_token_is_never_split() {
+        let mut s = sources(Some("a:b"), None);
+        s.scheme = Scheme::Bearer;
+        let c = Credentials::resolve(&s).unwrap();
+        assert_eq!(c.authorization(), "Bearer a:b");
     }
 
     #[test]

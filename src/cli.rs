@@ -152,7 +152,7 @@ pub struct VerifyArgs {
 /// `status` and `mirror-all`).
 #[derive(Debug, Args)]
 pub struct CredentialArgs {
-    /// Token for the source. Prefer the environment variable: flags are visible in process listings. A token of the form `user:secret` also names the user.
+    /// Token for the source. Prefer the environment variable: flags are visible in process listings. With basic auth and no --source-username, a token holding `:` is read as `user:secret` (the form Google Cloud Source Repositories hands out); to send such a token whole, name the user, or pass --source-username '' for the URL's user or the default.
     #[arg(
         long,
         env = "GIT_RELAY_SOURCE_TOKEN",
@@ -172,7 +172,7 @@ pub struct CredentialArgs {
     )]
     pub dest_token: Option<String>,
 
-    /// Username sent with the source token (Basic auth). Default: the user in the URL, else `git` (`x-access-token` for github.com).
+    /// Username sent with the source token (Basic auth). Default: the part of a `user:secret` token before the `:`, else the user in the URL, else `git` (`x-access-token` for github.com). Naming one, even '' (the URL's user or the default), sends the token whole.
     #[arg(
         long,
         env = "GIT_RELAY_SOURCE_USERNAME",

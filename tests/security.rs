@@ -150,3 +150,54 @@ fn credentials_over_plain_http_to_another_machine_are_warned_about_once_per_side
         assert_eq!(warnings, 1, "{origin}: {}", out.stderr);
     }
 }
+
+#[test]
+fn an_ssh_remote_is_refused_and_nothing_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("s.git");
+    git(dir.path(), &["init", "-q", "--bare", "s.git"]);
+    let src = source.to_str().unwrap();
+    for destination in [
+        "github.com:org/repo.git",
+        "git@github.com:org/repo.git",
+        "alice:scp-password-1@host:x.git",
+        "ssh://alice:ssh-password-2@host:2222/x.git",
+    ] {
+        let out = command(&["mirror", src, destination], &[])
+            .current_dir(dir.path())
+            .output()
+            .map(Run::from)
+            .unwrap();
+        out.assert_code(2);
+        assert!(out.stderr.contains("SSH"), "{}", out.stderr);
+        for password in ["scp-password-1", "ssh-password-2"] {
+            assert!(!out.stderr.contains(password), "{}", out.stderr);
+        }
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["s.git"], "nothing else was created");
+}
+
+#[test]
+fn a_token_holding_a_colon_is_sent_whole_when_the_username_is_named_empty() {
+    let server = GitServer::builder().credentials("git", "tok:en/1").start();
+    populated_source(&server);
+    server.create_bare("dst.git");
+    let args = ["mirror", &server.url("src.git"), &server.url("dst.git")];
+    let token = [
+        ("GIT_RELAY_SOURCE_TOKEN", "tok:en/1"),
+        ("GIT_RELAY_DEST_TOKEN", "tok:en/1"),
+    ];
+    // Read as user `tok`, secret `en/1`: the documented rule.
+    run(&args, &token).assert_code(1);
+    let mut whole = token.to_vec();
+    whole.push(("GIT_RELAY_SOURCE_USERNAME", ""));
+    whole.push(("GIT_RELAY_DEST_USERNAME", ""));
+    run(&args, &whole).assert_code(0);
+    let mut flags = args.to_vec();
+    flags.extend(["--source-username", "", "--dest-username", ""]);
+    run(&flags, &token).assert_code(0);
+}

@@ -38,6 +38,9 @@ impl Location {
     /// still hold a token the redactor has not learnt yet.
     pub fn parse(arg: &str) -> Result<Location, String> {
         let lower = arg.to_ascii_lowercase();
+        // Learn any password before anything can fail, so no later message
+        // (ours or a parser's) can carry it.
+        register_userinfo_password(arg);
         if lower.starts_with("http://") || lower.starts_with("https://") {
             return parse_http(arg);
         }
@@ -48,8 +51,19 @@ impl Location {
                 .map_err(|()| "a file:// URL must name an absolute local path".to_owned())?;
             return Ok(Location::Local(path));
         }
-        if lower.starts_with("ssh://") || lower.starts_with("git://") || looks_like_scp(arg) {
-            return Err("SSH and git:// URLs are not supported yet; use the repository's HTTPS URL with a token".to_owned());
+        if lower.starts_with("ssh://")
+            || lower.starts_with("git+ssh://")
+            || lower.starts_with("ssh+git://")
+        {
+            return Err(ssh_refusal("an ssh:// URL"));
+        }
+        if let Some(host) = scp_host(arg) {
+            return Err(ssh_refusal(&format!(
+                "an SSH remote in scp-like form (`[user@]host:path`, host `{host}`)"
+            )));
+        }
+        if lower.starts_with("git://") {
+            return Err("git:// URLs are not supported: the git protocol has no authentication or encryption; use the repository's https:// URL".to_owned());
         }
         if let Some((scheme, _)) = arg.split_once("://") {
             if !scheme.is_empty()
@@ -75,20 +89,33 @@ impl Location {
     }
 }
 
-fn parse_http(arg: &str) -> Result<Location, String> {
-    // Learn the raw userinfo before anything can fail, so no later message
-    // (ours or the URL parser's) can carry it.
-    if let Some(rest) = arg.split_once("://").map(|(_, rest)| rest) {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        if let Some((userinfo, _)) = authority.rsplit_once('@') {
-            if let Some((_, password)) = userinfo.split_once(':') {
-                auth::register_secret(password);
-                if let Ok(decoded) = percent_decode_str(password).decode_utf8() {
-                    auth::register_secret(&decoded);
-                }
-            }
+fn ssh_refusal(what: &str) -> String {
+    format!("this is {what}; SSH is not supported yet: use the repository's https:// URL with a token (nothing was created or changed)")
+}
+
+/// Registers the password of `scheme://user:password@host/...` or of the
+/// scp-like `user:password@host:path` with the redactor, raw and
+/// percent-decoded.
+fn register_userinfo_password(arg: &str) {
+    let userinfo = match arg.split_once("://") {
+        Some((_, rest)) => {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            authority.rsplit_once('@').map(|(userinfo, _)| userinfo)
+        }
+        None => arg
+            .split_once('@')
+            .filter(|(userinfo, _)| !userinfo.contains('/'))
+            .map(|(userinfo, _)| userinfo),
+    };
+    if let Some((_, password)) = userinfo.and_then(|u| u.split_once(':')) {
+        auth::register_secret(password);
+        if let Ok(decoded) = percent_decode_str(password).decode_utf8() {
+            auth::register_secret(&decoded);
         }
     }
+}
+
+fn parse_http(arg: &str) -> Result<Location, String> {
     let mut url = Url::parse(arg).map_err(|e| format!("malformed URL ({e})"))?;
     if url.host_str().is_none_or(str::is_empty) {
         return Err("the URL has no host".to_owned());
@@ -118,14 +145,25 @@ fn parse_http(arg: &str) -> Result<Location, String> {
     })
 }
 
-/// `git@host:path`, the scp-like SSH syntax.
-fn looks_like_scp(arg: &str) -> bool {
-    match arg.split_once(':') {
-        Some((before, _)) => {
-            before.contains('@') && !before.contains('/') && !before.contains('\\')
-        }
-        None => false,
+/// The host of `[user[:password]@]host:path`, the scp-like SSH syntax, by
+/// git's own rule: a `:` with no `/` before it makes an SSH remote (so
+/// `./a:b` and `/srv/a:b` stay local paths). A drive letter (`C:\\repo`)
+/// is a local path on Windows.
+fn scp_host(arg: &str) -> Option<&str> {
+    let after_user = match arg.split_once('@') {
+        Some((userinfo, rest)) if !userinfo.contains('/') => rest,
+        _ => arg,
+    };
+    let (host, _) = after_user.split_once(':')?;
+    if host.contains('/') || host.contains('\\') {
+        return None;
     }
+    let drive = host.len() == 1 && host.chars().all(|c| c.is_ascii_alphabetic());
+    if drive && cfg!(windows) {
+        return None;
+    }
+    // `[::1]:path` and the like: the host may be bracketed.
+    Some(host.trim_start_matches('[').trim_end_matches(']'))
 }
 
 impl fmt::Display for Location {
@@ -189,6 +227,29 @@ mod tests {
             Location::parse("../r").unwrap(),
             Location::Local("../r".into())
         );
+    }
+
+    #[test]
+    fn ssh_remotes_are_recognised_and_refused() {
+        for arg in [
+            "github.com:org/repo.git",
+            "git@github.com:org/repo.git",
+            "alice:pw-scp-test@host:x.git",
+            "ssh://git@host/r",
+            "ssh://alice:pw-ssh-test@host:2222/r",
+            "git+ssh://host/r",
+        ] {
+            let err = Location::parse(arg).unwrap_err();
+            assert!(err.contains("SSH"), "{arg}: {err}");
+        }
+        assert_eq!(auth::redact("pw-scp-test pw-ssh-test"), "*** ***");
+    }
+
+    #[test]
+    fn a_colon_after_a_slash_is_a_local_path() {
+        for arg in ["./a:b", "/srv/a:b.git", "dir/x:y", "plain"] {
+            assert_eq!(Location::parse(arg).unwrap(), Location::Local(arg.into()));
+        }
     }
 
     #[test]
