@@ -269,16 +269,97 @@ pub fn register_literal(secret: &str) {
     }
 }
 
-/// Returns `text` with every registered secret replaced by [`MASK`].
+/// The shortest start of a secret that is masked on its own, in bytes.
+///
+/// Text is cut in many places (a server closes the connection mid-token, an
+/// error body is read only so far, a message is shortened for a terminal),
+/// and the start of a token is as good as none of it to nobody but an
+/// attacker guessing the rest. So any run of text that matches the first
+/// `MIN_PREFIX` or more bytes of a secret form is masked, wherever it ends.
+pub const MIN_PREFIX: usize = 8;
+
+/// Returns `text` with every registered secret replaced by [`MASK`], and
+/// every start of one ([`MIN_PREFIX`] bytes or more) too.
+///
+/// Callers redact before they cut, re-wrap or escape text: an escaped
+/// secret (`\"`, `%20`, `\t`) no longer looks like the one registered.
 pub fn redact(text: &str) -> Cow<'_, str> {
     let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
-    let mut out = Cow::Borrowed(text);
-    for secret in secrets.iter() {
-        if out.contains(secret.as_str()) {
-            out = Cow::Owned(out.replace(secret.as_str(), MASK));
+    let bytes = text.as_bytes();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for secret in secrets.iter().map(String::as_bytes) {
+        let probe = &secret[..secret.len().min(MIN_PREFIX)];
+        let mut from = 0;
+        while let Some(at) = find(&bytes[from..], probe) {
+            let start = from + at;
+            let mut end = start + probe.len();
+            while end < bytes.len()
+                && end - start < secret.len()
+                && bytes[end] == secret[end - start]
+            {
+                end += 1;
+            }
+            // A match may stop inside a character of `text` whose first
+            // bytes the secret shares: mask that whole character.
+            while !text.is_char_boundary(end) {
+                end += 1;
+            }
+            spans.push((start, end));
+            from = start + 1;
         }
     }
-    out
+    if spans.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    spans.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (start, end) in spans {
+        if end <= copied {
+            continue;
+        }
+        if start >= copied {
+            out.push_str(&text[copied..start]);
+            out.push_str(MASK);
+        }
+        copied = end;
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Serializes `doc` as pretty JSON with every string in it redacted
+/// *before* JSON escaping, which would otherwise turn a secret holding `"`
+/// or `\` into text the redactor does not know.
+pub fn redacted_json(doc: &impl serde::Serialize) -> String {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) => {
+                if let Cow::Owned(r) = redact(s) {
+                    *s = r;
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            serde_json::Value::Object(map) => {
+                let entries = std::mem::take(map);
+                for (key, mut value) in entries {
+                    walk(&mut value);
+                    map.insert(redact(&key).into_owned(), value);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(doc).unwrap_or(serde_json::Value::Null);
+    walk(&mut value);
+    serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -352,22 +433,52 @@ mod tests {
         let secret = "t/k@n:%#+ ü-redact-test";
         let c = Credentials::basic("user-redact-test", secret);
         c.register();
+        let basic = c.authorization();
         let forms = [
             secret.to_owned(),
             utf8_percent_encode(secret, USERINFO).to_string(),
             utf8_percent_encode(secret, NON_ALPHANUMERIC).to_string(),
-            c.authorization(),
+            basic.trim_start_matches("Basic ").to_owned(),
             format!("user-redact-test:{secret}"),
         ];
         for form in forms {
             let text = format!("before {form} after");
-            let red = redact(&text);
-            assert!(!red.contains(secret), "{red}");
-            assert!(
-                red.starts_with("before ") && red.ends_with(" after"),
-                "{red}"
-            );
+            assert_eq!(redact(&text), "before *** after", "{form}");
         }
+    }
+
+    #[test]
+    fn the_start_of_a_secret_is_masked_wherever_the_text_is_cut() {
+        let secret = "prefix-test-Ω-secret value";
+        register_secret(secret);
+        for cut in 0..=secret.len() {
+            if !secret.is_char_boundary(cut) {
+                continue;
+            }
+            let text = format!("token {}", &secret[..cut]);
+            let red = redact(&text);
+            if cut >= MIN_PREFIX {
+                assert_eq!(red, "token ***", "cut at {cut}");
+            } else {
+                assert_eq!(red, text, "short starts are not secrets");
+            }
+            // Text after a cut-off secret is kept.
+            let text = format!("{}| and more", &secret[..cut]);
+            let red = redact(&text);
+            if cut >= MIN_PREFIX {
+                assert_eq!(red, "***| and more", "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn json_is_redacted_before_it_is_escaped() {
+        let secret = "json\\\"quote-test\ttab";
+        register_secret(secret);
+        let doc = serde_json::json!({ "message": format!("server said {secret}") });
+        let text = redacted_json(&doc);
+        assert!(text.contains("server said ***"), "{text}");
+        assert!(!text.contains("quote-test"), "{text}");
     }
 
     #[test]

@@ -70,7 +70,7 @@ fn relay(args: &RelayArgs, mode: Mode) -> i32 {
                 let doc = serde_json::json!({
                     "error": { "side": err.side, "message": err.to_string(), "hint": err.hint() }
                 });
-                output::stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+                output::stdout(&git_relay::auth::redacted_json(&doc));
             }
             1
         }
@@ -98,7 +98,7 @@ fn verify(args: &VerifyArgs) -> i32 {
             }
             output::info(report.summary());
             if args.json {
-                output::stdout(&serde_json::to_string_pretty(&report).unwrap_or_default());
+                output::stdout(&git_relay::auth::redacted_json(&report));
             }
             i32::from(!report.is_sound())
         }

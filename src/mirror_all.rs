@@ -36,7 +36,7 @@ pub fn run(args: &MirrorAllArgs) -> i32 {
             // are for the person typing, as with every other command.
             if args.json && failure.code == 1 {
                 let doc = serde_json::json!({ "error": { "message": failure.message, "hint": failure.hint } });
-                output::stdout(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+                output::stdout(&crate::auth::redacted_json(&doc));
             }
             return failure.code;
         }

@@ -96,7 +96,7 @@ impl Summary {
 
     /// The JSON document of `--json`.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a summary always serializes")
+        crate::auth::redacted_json(self)
     }
 
     /// The closing table, one line per repository, then a totals line.

@@ -128,7 +128,7 @@ impl Report {
 
     /// The JSON document `--json` prints.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a report always serializes")
+        crate::auth::redacted_json(self)
     }
 
     /// One line per differing ref, as the plan is shown before and after.

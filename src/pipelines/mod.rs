@@ -254,7 +254,7 @@ fn failed(options: &Options, err: &SideError, files: &ReportFiles) {
     write_outputs(
         "0".to_owned(),
         false,
-        &serde_json::to_string_pretty(&doc).unwrap_or_default(),
+        &auth::redacted_json(&doc),
         &summary::failure(
             mode_name(options.mode),
             &options.source.location.to_string(),
@@ -441,7 +441,7 @@ fn sweep_failed(args: &crate::cli::MirrorAllArgs, failure: &SweepFailure, files:
     write_outputs(
         "0".to_owned(),
         false,
-        &serde_json::to_string_pretty(&doc).unwrap_or_default(),
+        &auth::redacted_json(&doc),
         &summary::organization_failure(
             &redacted(&args.scope),
             &failure.message,

@@ -244,9 +244,11 @@ fn oid(o: Option<&str>) -> String {
     }
 }
 
-/// Text made safe for a table cell: one line, no column breaks, no HTML.
+/// Text made safe for a table cell: one line, no column breaks, no HTML;
+/// redacted first, since an escaped secret no longer looks like itself.
 fn cell(text: &str) -> String {
-    text.replace(['\r', '\n'], " ")
+    auth::redact(text)
+        .replace(['\r', '\n'], " ")
         .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -259,6 +261,7 @@ fn code(text: &str) -> String {
     if text.contains('`') {
         cell(text).replace('`', "\\`")
     } else {
+        let text = auth::redact(text);
         format!("`{}`", text.replace(['\r', '\n'], " ").replace('|', "\\|"))
     }
 }

@@ -7,6 +7,7 @@
 //! escaped and truncated first: a hostile or broken server must not be able to
 //! write terminal control sequences or megabytes of noise through our errors.
 
+use std::borrow::Cow;
 use std::io;
 
 use crate::protocol::PacketLineRef;
@@ -135,8 +136,17 @@ impl From<ProtocolError> for io::Error {
 }
 
 /// Renders server bytes for an error message: non-printable bytes escaped,
-/// at most [`QUOTE_LIMIT`] characters.
+/// at most [`QUOTE_LIMIT`] characters. A server may quote our request back,
+/// so the bytes are redacted first: escaped or cut, a secret would no
+/// longer look like itself.
 pub(crate) fn escape(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let redacted = crate::auth::redact(&text);
+    let bytes = match &redacted {
+        // Nothing was masked: show the bytes exactly as they came.
+        Cow::Borrowed(_) => bytes,
+        Cow::Owned(r) => r.as_bytes(),
+    };
     let mut out = String::new();
     for (count, c) in bytes.escape_ascii().map(char::from).enumerate() {
         if count == QUOTE_LIMIT {
@@ -153,6 +163,7 @@ pub(crate) fn escape(bytes: &[u8]) -> String {
 /// characters are escaped and trailing whitespace is dropped.
 pub(crate) fn remote_message(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
+    let text = crate::auth::redact(&text);
     let mut out = String::with_capacity(text.len());
     for c in text.trim_end().chars() {
         if c.is_control() && c != '\n' && c != '\t' {

@@ -267,8 +267,12 @@ fn is_loopback(url: &Url) -> bool {
 
 /// The first line or so of an error response, for the message.
 pub(crate) fn response_excerpt(response: ureq::Response) -> String {
-    let mut text = String::new();
-    let _ = response.into_reader().take(512).read_to_string(&mut text);
+    let mut raw = Vec::new();
+    let _ = response.into_reader().take(512).read_to_end(&mut raw);
+    // Masked before the text is re-wrapped or cut, which would hide a
+    // secret from the redactor (the cut at 512 bytes is covered by the
+    // redactor's masking of a secret's start).
+    let text = crate::auth::redact(&String::from_utf8_lossy(&raw)).into_owned();
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.starts_with('<') {
         // An HTML error page says nothing a terminal can show.
