@@ -215,9 +215,16 @@ fn basic_token(username: &str, secret: &str) -> String {
 
 /// The forms in which a secret could appear in text we did not write: as
 /// given, percent-encoded (upper- and lower-case hex, userinfo set and the
-/// stricter set), and form-encoded.
+/// stricter set), form-encoded, and inside a JSON string (a forge API that
+/// quotes our request back escapes `"`, `\\` and control characters, and
+/// some escape `/` too).
 fn derived_forms(secret: &str) -> Vec<String> {
     let mut forms = vec![secret.to_owned()];
+    if let Ok(quoted) = serde_json::to_string(secret) {
+        let json = quoted[1..quoted.len() - 1].to_owned();
+        forms.push(json.replace('/', "\\/"));
+        forms.push(json);
+    }
     for set in [USERINFO, NON_ALPHANUMERIC] {
         let encoded = utf8_percent_encode(secret, set).to_string();
         forms.push(lowercase_hex_escapes(&encoded));

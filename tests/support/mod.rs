@@ -15,6 +15,8 @@
 //!   so object ids and behaviour do not depend on the developer's config.
 //! * [`FaultProxy`]: a TCP proxy placed in front of a server that cuts,
 //!   stalls or garbles connections on purpose, for the fault tests.
+//! * [`EchoServer`]: a hostile server quoting the client's credentials back
+//!   in error bodies, `ERR` pkt-lines and forge JSON, cut at any offset.
 //! * [`ForwardProxy`]: an HTTP proxy that sends every request, whatever
 //!   host it names, to one local server.
 //! * [`relay`]: the git-relay binary under test, with the ambient environment
@@ -29,6 +31,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod cgi;
+mod echo;
 mod faults;
 mod fixtures;
 mod http;
@@ -39,6 +42,7 @@ mod run;
 mod server;
 mod tls;
 
+pub use echo::{echo_text, Echo, EchoServer};
 pub use faults::{Fault, FaultProxy};
 pub use fixtures::populated_source;
 pub use proxy::ForwardProxy;
