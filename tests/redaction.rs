@@ -90,7 +90,7 @@ fn seed() -> u64 {
     std::env::var("GIT_RELAY_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_0f_9e1a7)
+        .unwrap_or(0x05ee_d0f9_e1a7)
 }
 
 /// The first [`PREFIX`] characters of every form of `token` sent by `USER`.
