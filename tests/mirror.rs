@@ -109,25 +109,84 @@ fn incremental_mirror_follows_every_kind_of_change() {
         "{t}"
     );
     assert_eq!(t["updated"], 3, "main and both tags: {t}");
+    assert_eq!(t["rewritten"], 0, "main moved forward: {t}");
 }
 
 #[test]
-fn a_force_pushed_source_branch_is_followed() {
+fn a_force_pushed_source_branch_is_followed_and_reported_as_rewritten() {
+    // With and without a server that can filter the probe to commits only.
+    for filter in ["false", "true"] {
+        let server = GitServer::start();
+        let work = populated_source(&server);
+        server.create_bare("dst.git");
+        git(
+            &server.repo_path("src.git"),
+            &["config", "uploadpack.allowFilter", filter],
+        );
+        relay_between(&server, "mirror", &[]).assert_code(0);
+
+        git(work.path(), &["reset", "-q", "--hard", "HEAD~2"]);
+        work.commit("replacement");
+        work.push_mirror_to(&server.repo_path("src.git"));
+
+        // The old tip of main is still in the source's object store (until
+        // its gc), so the divergence rule lets the update through; the
+        // report must say that history left the destination's main.
+        let run = relay_between(&server, "mirror", &[]);
+        run.assert_code(0);
+        assert_mirrored(&server);
+        let report = run.json();
+        let main = report["refs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "refs/heads/main")
+            .unwrap()
+            .clone();
+        assert_eq!(main["action"], "rewrite", "filter {filter}: {report}");
+        assert_eq!(report["totals"]["rewritten"], 1, "{report}");
+        assert!(run.stderr.contains("rewritten"), "{}", run.stderr);
+
+        // Moving main back to an ancestor drops history too; moving it
+        // forward again does not.
+        git(work.path(), &["reset", "-q", "--hard", "HEAD~1"]);
+        work.push_mirror_to(&server.repo_path("src.git"));
+        let rewind = relay_between(&server, "mirror", &[]);
+        assert_eq!(rewind.json()["totals"]["rewritten"], 1, "{}", rewind.stdout);
+        work.commit("forward again");
+        work.push_mirror_to(&server.repo_path("src.git"));
+        let forward = relay_between(&server, "mirror", &["--verbose"]);
+        let t = &forward.json()["totals"];
+        assert_eq!(
+            (t["updated"].as_u64(), t["rewritten"].as_u64()),
+            (Some(1), Some(0)),
+            "{t}"
+        );
+        assert!(
+            !forward.stderr.contains("cannot tell"),
+            "{}",
+            forward.stderr
+        );
+    }
+}
+
+#[test]
+fn a_dry_run_says_which_updates_would_rewrite_history() {
     let server = GitServer::start();
     let work = populated_source(&server);
     server.create_bare("dst.git");
     relay_between(&server, "mirror", &[]).assert_code(0);
-
-    git(work.path(), &["reset", "-q", "--hard", "HEAD~2"]);
+    git(work.path(), &["reset", "-q", "--hard", "HEAD~1"]);
     work.commit("replacement");
     work.push_mirror_to(&server.repo_path("src.git"));
 
-    // The old tip of main is still known to the source (reachable from
-    // `feature`? no: it is simply in its object store), so this is a rewind
-    // the source can account for, not destination-only history.
-    let run = relay_between(&server, "mirror", &[]);
-    run.assert_code(0);
-    assert_mirrored(&server);
+    let run = relay_between(&server, "status", &[]);
+    run.assert_code(3);
+    assert!(
+        run.stderr.contains("...") && run.stderr.contains("rewritten"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -396,6 +396,7 @@ pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, Si
         source.negotiate(&wants, &haves, &must_check, relay.then_some(pack))?
     };
     let known = |oid: &ObjectId| advertised.contains(oid) || negotiated.known.contains(oid);
+    let rewrites = rewrites(&*source, &plan, &known, opts.force);
 
     let mut commands = Vec::new();
     for change in &plan.changes {
@@ -445,7 +446,11 @@ pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, Si
             name: change.name.clone(),
             old: change.old.map(|o| o.to_string()),
             new: change.new.map(|o| o.to_string()),
-            action: change.action,
+            action: if rewrites.contains(&change.name) {
+                Action::Rewrite
+            } else {
+                change.action
+            },
             result,
             reason,
         });
@@ -558,6 +563,46 @@ pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, Si
         }
     }
     Ok(finish(report, started))
+}
+
+/// The updates that drop history from the destination's ref: those whose
+/// old tip the source does not have (only `--force` lets them through) and
+/// those the source says are not fast-forwards. An update that looks
+/// harmless by the divergence rule (the source's object store has the old
+/// tip) may still be one: after a force-push on the source, until its gc.
+fn rewrites(
+    source: &dyn SourceSide,
+    plan: &Plan,
+    known: &dyn Fn(&ObjectId) -> bool,
+    force: bool,
+) -> HashSet<String> {
+    let updates: Vec<(&str, ObjectId, ObjectId)> = plan
+        .changes
+        .iter()
+        // A tag is not a line of history: a moved tag stays an update.
+        .filter(|c| c.action == Action::Update && !c.name.starts_with("refs/tags/"))
+        .filter_map(|c| Some((c.name.as_str(), c.old?, c.new?)))
+        .collect();
+    let (unknown, probed): (Vec<_>, Vec<_>) =
+        updates.into_iter().partition(|(_, old, _)| !known(old));
+    let mut rewrites: HashSet<String> = HashSet::new();
+    if force {
+        // The source lacks the old tip, so the new history cannot hold it.
+        rewrites.extend(unknown.iter().map(|(name, ..)| (*name).to_owned()));
+    }
+    let pairs: Vec<(ObjectId, ObjectId)> = probed.iter().map(|&(_, old, new)| (old, new)).collect();
+    for ((name, ..), answer) in probed.iter().zip(source.fast_forwards(&pairs)) {
+        match answer {
+            Some(false) => {
+                rewrites.insert((*name).to_owned());
+            }
+            Some(true) => {}
+            None => output::debug(format_args!(
+                "{name}: cannot tell whether the update rewrites history"
+            )),
+        }
+    }
+    rewrites
 }
 
 fn commands_of(plan: &Plan, commands: &[Command], action: Action) -> usize {

@@ -20,6 +20,11 @@ pub enum Action {
     Create,
     /// Both have it, at different objects.
     Update,
+    /// An update whose new value does not descend from the old one: the
+    /// source rewound or rewrote the ref, and the commits only the old tip
+    /// reached leave the destination's ref. Decided after negotiation
+    /// (the plan itself says `Update`).
+    Rewrite,
     /// Only the destination has it (and pruning is on).
     Delete,
 }

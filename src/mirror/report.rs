@@ -51,8 +51,11 @@ pub struct RefReport {
 pub struct Totals {
     /// Refs created.
     pub created: usize,
-    /// Refs updated.
+    /// Refs updated (fast-forward or not).
     pub updated: usize,
+    /// Of those, refs whose history was rewritten: the old tip is not in
+    /// the new history.
+    pub rewritten: usize,
     /// Refs deleted.
     pub deleted: usize,
     /// Refs already equal.
@@ -115,6 +118,10 @@ impl Report {
             match (r.result, r.action) {
                 (Outcome::Ok, Action::Create) => t.created += 1,
                 (Outcome::Ok, Action::Update) => t.updated += 1,
+                (Outcome::Ok, Action::Rewrite) => {
+                    t.updated += 1;
+                    t.rewritten += 1;
+                }
                 (Outcome::Ok, Action::Delete) => t.deleted += 1,
                 (Outcome::Planned, _) => t.planned += 1,
                 (Outcome::Protected, _) => t.protected += 1,
@@ -141,7 +148,7 @@ impl Report {
                     (Outcome::Protected, _) => '!',
                     (Outcome::Rejected | Outcome::Failed, _) => 'x',
                     (_, Action::Create) => '+',
-                    (_, Action::Update) => '~',
+                    (_, Action::Update | Action::Rewrite) => '~',
                     (_, Action::Delete) => '-',
                 };
                 let short = |o: &Option<String>| {
@@ -153,6 +160,12 @@ impl Report {
                 let change = match r.action {
                     Action::Create => format!("new {}", short(&r.new)),
                     Action::Update => format!("{}..{}", short(&r.old), short(&r.new)),
+                    // Three dots, as git shows a forced update.
+                    Action::Rewrite => format!(
+                        "{}...{} (rewritten: the old tip is not in the new history)",
+                        short(&r.old),
+                        short(&r.new)
+                    ),
                     Action::Delete => format!("delete {}", short(&r.old)),
                 };
                 let mut line = format!("  {sign} {:width$}  {change}", r.name);
@@ -186,6 +199,7 @@ impl Report {
         };
         push(t.created, "created");
         push(t.updated, "updated");
+        push(t.rewritten, "of them rewritten");
         push(t.deleted, "deleted");
         push(t.planned, "to change");
         push(t.protected, "protected");

@@ -12,11 +12,12 @@ use std::fmt;
 use std::io::{self, Read};
 use std::time::Duration;
 
+use crate::output;
 use crate::protocol::advertisement::{self, Discovery, Ref};
 use crate::protocol::fetch::{self, Acknowledgments, FetchRequest, V2FetchResponse};
 use crate::protocol::push::{self, Command, ReportStatus};
 use crate::protocol::sideband::SidebandReader;
-use crate::protocol::{Capabilities, ObjectId, PacketReader, ProtocolError};
+use crate::protocol::{pack, Capabilities, ObjectId, PacketReader, ProtocolError};
 use crate::transport::{Body, Response, Service, Transport, TransportError};
 
 /// Which server a message or failure concerns.
@@ -304,6 +305,7 @@ impl Source {
                     ofs_delta: pack.is_some_and(|p| p.ofs_delta),
                     no_progress: true,
                     wait_for_done: self.can_wait_for_done(),
+                    filter: None,
                 };
                 let (acks, volunteered) = self.fetch(&request)?;
                 let before = known.len();
@@ -343,6 +345,7 @@ impl Source {
             ofs_delta: options.ofs_delta,
             no_progress: true,
             wait_for_done: false,
+            filter: None,
         };
         let (_, stream) = self.fetch(&request)?;
         match stream {
@@ -353,6 +356,64 @@ impl Source {
             None => Err(self.blame.error(Cause::Refused(
                 "the server ended the fetch without sending a pack".into(),
             ))),
+        }
+    }
+
+    /// Which `(old, new)` updates are fast-forwards, as far as probes can
+    /// tell (see [`fast_forward`]): one probe for all of them, then one per
+    /// update it left undecided, at most [`MAX_SINGLE_PROBES`] of those.
+    pub fn fast_forwards(&self, updates: &[(ObjectId, ObjectId)]) -> Vec<Option<bool>> {
+        let mut answers = vec![None; updates.len()];
+        let unique = |ids: Vec<ObjectId>| {
+            let mut ids = ids;
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        let olds = unique(updates.iter().map(|u| u.0).collect());
+        let news = unique(updates.iter().map(|u| u.1).collect());
+        if let Some(parents) = self.probe(&news, &olds) {
+            for (answer, &(old, new)) in answers.iter_mut().zip(updates) {
+                *answer = fast_forward(&parents, old, new, olds.len() == 1);
+            }
+        }
+        let undecided = answers.iter_mut().zip(updates).filter(|(a, _)| a.is_none());
+        for (answer, &(old, new)) in undecided.take(MAX_SINGLE_PROBES) {
+            *answer = self
+                .probe(&[new], &[old])
+                .and_then(|parents| fast_forward(&parents, old, new, true));
+        }
+        answers
+    }
+
+    /// The commits reachable from `wants` and not from `haves`, with their
+    /// parents: a pack of commits only where the server can filter. `None`
+    /// when the probe failed or outgrew its budget; the caller then cannot
+    /// tell, which costs a word in the report, not the run.
+    fn probe(&self, wants: &[ObjectId], haves: &[ObjectId]) -> Option<pack::Parents> {
+        let request = FetchRequest {
+            wants,
+            haves,
+            done: true,
+            thin_pack: false,
+            ofs_delta: true,
+            no_progress: true,
+            wait_for_done: false,
+            filter: Some("tree:0"),
+        };
+        let parents = self
+            .fetch(&request)
+            .map_err(|e| e.to_string())
+            .and_then(|(_, stream)| stream.ok_or_else(|| "no pack".to_owned()))
+            .and_then(|stream| {
+                pack::commit_parents(stream, PROBE_BUDGET).map_err(|e| e.to_string())
+            });
+        match parents {
+            Ok(parents) => Some(parents),
+            Err(e) => {
+                output::debug(format_args!("source: history probe failed: {e}"));
+                None
+            }
         }
     }
 
@@ -399,6 +460,46 @@ impl Source {
     }
 }
 
+/// The most single-update probes one run makes after the first, shared
+/// one; updates past them are reported without saying whether they
+/// rewrote history.
+const MAX_SINGLE_PROBES: usize = 16;
+/// The most pack bytes one probe reads: commits only, where the server can
+/// filter, are a few hundred bytes each.
+const PROBE_BUDGET: u64 = 64 << 20;
+
+/// Whether `old` is an ancestor of `new`, from `parents`: the commits
+/// reachable from the probe's wants and not from its haves (`old` among
+/// them). `old` is an ancestor exactly when a commit in the pack reached
+/// from `new` has it as a parent. A walk that also met commits outside the
+/// pack (reachable from some have) proves nothing more when there were
+/// other haves than `old`, one of which may descend from it: then `None`.
+pub(crate) fn fast_forward(
+    parents: &pack::Parents,
+    old: ObjectId,
+    new: ObjectId,
+    old_was_the_only_have: bool,
+) -> Option<bool> {
+    let mut seen: HashSet<ObjectId> = HashSet::from([new]);
+    let mut walk = vec![new];
+    let mut left_the_pack = false;
+    while let Some(commit) = walk.pop() {
+        let Some(ps) = parents.get(&commit) else {
+            left_the_pack = true;
+            continue;
+        };
+        for &parent in ps {
+            if parent == old {
+                return Some(true);
+            }
+            if seen.insert(parent) {
+                walk.push(parent);
+            }
+        }
+    }
+    (old_was_the_only_have || !left_the_pack).then_some(false)
+}
+
 /// What the engine needs from a source: an upload-pack conversation
 /// ([`Source`]) or a local repository read through git2 (see
 /// `crate::store::LocalSource`).
@@ -415,6 +516,10 @@ pub trait SourceSide {
         suspects: &[ObjectId],
         pack: Option<PackOptions>,
     ) -> Result<Negotiated, SideError>;
+    /// For each `(old, new)` update, whether `old` is an ancestor of `new`
+    /// (a fast-forward) or the source rewrote that history; `None` where
+    /// it cannot tell.
+    fn fast_forwards(&self, updates: &[(ObjectId, ObjectId)]) -> Vec<Option<bool>>;
     /// Tags `cause` with this side and its location.
     fn error(&self, cause: Cause) -> SideError;
 }
@@ -431,6 +536,9 @@ impl SourceSide for Source {
         pack: Option<PackOptions>,
     ) -> Result<Negotiated, SideError> {
         Source::negotiate(self, wants, haves, suspects, pack)
+    }
+    fn fast_forwards(&self, updates: &[(ObjectId, ObjectId)]) -> Vec<Option<bool>> {
+        Source::fast_forwards(self, updates)
     }
     fn error(&self, cause: Cause) -> SideError {
         self.blame.error(cause)
@@ -648,5 +756,40 @@ fn list_receive_refs(
         Discovery::V2(_) => Err(blame.error(Cause::Refused(
             "receive-pack answered with protocol v2, which does not exist for pushes".into(),
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> ObjectId {
+        ObjectId::from([n; 20])
+    }
+
+    /// A pack holding commits 3 -> 2 -> (1, outside), and 5 -> (4, outside).
+    fn parents() -> pack::Parents {
+        pack::Parents::from([
+            (id(3), vec![id(2)]),
+            (id(2), vec![id(1)]),
+            (id(5), vec![id(4)]),
+        ])
+    }
+
+    #[test]
+    fn a_parent_named_old_makes_a_fast_forward() {
+        assert_eq!(fast_forward(&parents(), id(1), id(3), false), Some(true));
+    }
+
+    #[test]
+    fn leaving_the_pack_elsewhere_decides_only_for_a_single_have() {
+        assert_eq!(fast_forward(&parents(), id(9), id(5), true), Some(false));
+        assert_eq!(fast_forward(&parents(), id(9), id(5), false), None);
+    }
+
+    #[test]
+    fn a_new_tip_outside_the_pack_is_a_rewind() {
+        // `new` reachable from the only have: the ref moved back.
+        assert_eq!(fast_forward(&parents(), id(1), id(7), true), Some(false));
     }
 }

@@ -197,6 +197,13 @@ impl SourceSide for LocalSourceSide {
         Ok(Negotiated { known, pack })
     }
 
+    fn fast_forwards(&self, updates: &[(ObjectId, ObjectId)]) -> Vec<Option<bool>> {
+        updates
+            .iter()
+            .map(|(old, new)| self.source.is_ancestor(old, new).ok())
+            .collect()
+    }
+
     fn error(&self, cause: Cause) -> SideError {
         self.blame.error(cause)
     }

@@ -47,6 +47,9 @@ pub struct FetchRequest<'a> {
     /// v2 only: never send `ready` and a pack before `done`, so that a
     /// negotiation round answers with acknowledgments only.
     pub wait_for_done: bool,
+    /// A filter spec (`tree:0`: commits and tags only), sent only where the
+    /// server advertises `filter`.
+    pub filter: Option<&'a str>,
 }
 
 /// Which of the haves the server knows, from one response.
@@ -132,11 +135,20 @@ pub fn write_v2_request<W: Write + ?Sized>(
         }
     }
     write_ids(w, b"want ", request.wants)?;
+    if let Some(filter) = request.filter.filter(|_| supports_filter(capabilities)) {
+        check_single_line("filter", filter)?;
+        write_text_parts(w, &[b"filter ", filter.as_bytes()])?;
+    }
     write_ids(w, b"have ", request.haves)?;
     if request.done {
         write_text_parts(w, &[b"done"])?;
     }
     write_flush(w)
+}
+
+/// Whether the server takes `filter` (partial clone) in fetch requests.
+pub fn supports_filter(capabilities: &Capabilities) -> bool {
+    capabilities.contains("filter") || capabilities.v2_command_has_feature("fetch", "filter")
 }
 
 /// Writes a stateless v0 upload-pack request: the wants (the first carrying
@@ -193,6 +205,10 @@ pub fn write_v0_request<W: Write + ?Sized>(
     }
     write_text_parts(w, &line)?;
     write_ids(w, b"want ", other_wants)?;
+    if let Some(filter) = request.filter.filter(|_| supports_filter(capabilities)) {
+        check_single_line("filter", filter)?;
+        write_text_parts(w, &[b"filter ", filter.as_bytes()])?;
+    }
     write_flush(w)?;
     write_ids(w, b"have ", request.haves)?;
     if request.done {
@@ -410,6 +426,30 @@ mod tests {
     }
 
     #[test]
+    fn a_filter_is_sent_only_to_a_server_that_takes_one() {
+        let wants = [id(MAIN)];
+        let request = FetchRequest {
+            wants: &wants,
+            done: true,
+            filter: Some("tree:0"),
+            ..Default::default()
+        };
+        let write = |caps: &Capabilities, v2: bool| {
+            let mut out = Vec::new();
+            if v2 {
+                write_v2_request(&mut out, caps, "a", &request).unwrap();
+            } else {
+                write_v0_request(&mut out, caps, "a", &request).unwrap();
+            }
+            String::from_utf8(out).unwrap()
+        };
+        let v0 = |line: &[u8]| Capabilities::parse_v0(line);
+        assert!(write(&v0(b"filter ofs-delta"), false).contains("filter tree:0\n"));
+        assert!(!write(&v0(b"ofs-delta"), false).contains("filter"));
+        assert!(!write(&v2_caps(), true).contains("filter"));
+    }
+
+    #[test]
     fn v2_request_with_everything() {
         let wants = [id(MAIN)];
         let haves = [id(FEATURE), id(UNKNOWN)];
@@ -421,6 +461,7 @@ mod tests {
             ofs_delta: true,
             no_progress: true,
             wait_for_done: true,
+            filter: None,
         };
         let mut out = Vec::new();
         write_v2_request(&mut out, &v2_caps(), "git-relay/0.1.0", &request).unwrap();

@@ -17,12 +17,13 @@ use crate::protocol::fuzz_targets;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 5] = [
+const TARGETS: [(&str, Target); 6] = [
     ("pktline", fuzz_targets::pktline),
     ("sideband", fuzz_targets::sideband),
     ("advertisement", fuzz_targets::advertisement),
     ("fetch_response", fuzz_targets::fetch_response),
     ("report_status", fuzz_targets::report_status),
+    ("commit_pack", fuzz_targets::commit_pack),
 ];
 
 const MUTATIONS: usize = 20_000;

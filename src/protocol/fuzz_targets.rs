@@ -123,6 +123,11 @@ pub fn report_status(data: &[u8]) {
     let _ = read_report_status(&mut PacketReader::new(&mut sideband));
 }
 
+/// Reads the commits of a pack, as the history probe does.
+pub fn commit_pack(data: &[u8]) {
+    let _ = crate::protocol::pack::commit_parents(data, 1 << 20);
+}
+
 fn drain<R: Read>(reader: PacketReader<R>) {
     let mut sideband = SidebandReader::new(reader, |_: &[u8]| {});
     let mut sink = [0u8; 4096];

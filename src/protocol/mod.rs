@@ -2,7 +2,8 @@
 //!
 //! This layer knows pkt-lines, side-band, capabilities, ref advertisements
 //! (v0/v1 and v2 `ls-refs`), upload-pack fetch requests and responses, and
-//! receive-pack commands and report-status. It knows nothing of sockets,
+//! receive-pack commands and report-status, and the commit graph of a
+//! small pack (the one thing the relay reads inside a pack). It knows nothing of sockets,
 //! HTTP or what a mirror is: the transport hands it byte streams and the
 //! mirror engine decides what to ask for. That keeps every parser testable
 //! against captured server output and fuzzable in isolation.
@@ -20,6 +21,7 @@ pub mod advertisement;
 pub mod capabilities;
 pub mod fetch;
 pub mod oid;
+pub mod pack;
 pub mod pktline;
 pub mod push;
 pub mod sideband;

@@ -124,6 +124,13 @@ impl LocalSource {
             .collect())
     }
 
+    /// Whether `old` is an ancestor of `new`: the update is a fast-forward.
+    pub fn is_ancestor(&self, old: &ObjectId, new: &ObjectId) -> Result<bool, StoreError> {
+        self.repo
+            .graph_descendant_of(to_git(new), to_git(old))
+            .map_err(StoreError::git("walking the commit graph"))
+    }
+
     /// Builds the pack of `wants` minus everything reachable from `haves`
     /// (those this repository has), and returns it as a stream once its
     /// first bytes are ready. libgit2 searches every delta before it writes
