@@ -15,6 +15,10 @@
 //!   so object ids and behaviour do not depend on the developer's config.
 //! * [`FaultProxy`]: a TCP proxy placed in front of a server that cuts,
 //!   stalls or garbles connections on purpose, for the fault tests.
+//! * [`HostileServer`]: a hand-written smart-HTTP server that says what no
+//!   git would (an endless ref advertisement, a trickled body, endless
+//!   side-band progress), and [`run_bounded`] to run the relay against it
+//!   with a time limit and a memory ceiling, for the tests of its bounds.
 //! * [`ForwardProxy`]: an HTTP proxy that sends every request, whatever
 //!   host it names, to one local server.
 //! * [`relay`]: the git-relay binary under test, with the ambient environment
@@ -31,6 +35,7 @@
 mod cgi;
 mod faults;
 mod fixtures;
+mod hostile;
 mod http;
 mod proxy;
 mod relay;
@@ -41,6 +46,7 @@ mod tls;
 
 pub use faults::{Fault, FaultProxy};
 pub use fixtures::populated_source;
+pub use hostile::{run_bounded, Bounded, HostileServer, Script};
 pub use proxy::{ForwardProxy, Redirector};
 pub use relay::relay;
 pub use repo::{fsck_strict, git, git_ok, install_hook, refs_of, WorkRepo};
