@@ -28,7 +28,7 @@ use crate::cli::{self, AuthArg, CredentialArgs, MirrorAllArgs, NetworkArgs, Sele
 use crate::fleet::{Shard, MAX_JOBS};
 use crate::forge::Kind;
 use crate::mirror::{Endpoint, Mode, Options, RefSelection, RetryPolicy};
-use crate::transport::{Location, NetworkOptions};
+use crate::transport::{Limits, Location, NetworkOptions};
 
 /// Every input the binary reads; task.json declares exactly these (a test
 /// checks both directions).
@@ -293,6 +293,7 @@ pub fn read(env: &Environment) -> Reading {
         insecure,
         proxy: proxy.clone(),
         timeout,
+        limits: Limits::default(),
     };
     let source = read_side(env, &SOURCE, &mut c, &network);
     let destination = read_side(env, &DESTINATION, &mut c, &network);
@@ -507,6 +508,11 @@ pub fn read_organization(env: &Environment) -> OrganizationReading {
                         dest_insecure: !dest_verify,
                         proxy,
                         timeout: timeout.as_secs(),
+                        low_speed_limit: Limits::DEFAULT_LOW_SPEED_LIMIT,
+                        deadline: None,
+                        max_advertised_refs: Limits::DEFAULT_MAX_REFS,
+                        max_advertisement_bytes: Limits::DEFAULT_MAX_MESSAGE_BYTES,
+                        started: std::time::Instant::now(),
                         retries: RetryPolicy::DEFAULT_RETRIES,
                     },
                 },

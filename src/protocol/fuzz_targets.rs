@@ -92,12 +92,12 @@ fn reference_demux(data: &[u8]) -> Option<Vec<u8>> {
 pub fn advertisement(data: &[u8]) {
     for service in ["git-upload-pack", "git-receive-pack"] {
         if let Ok(Discovery::V0 { refs, .. }) =
-            read_discovery(&mut PacketReader::new(data), service)
+            read_discovery(&mut PacketReader::new(data), service, usize::MAX)
         {
             assert!(refs.iter().all(|r| !r.name.is_empty()));
         }
     }
-    if let Ok(refs) = read_ls_refs(&mut PacketReader::new(data)) {
+    if let Ok(refs) = read_ls_refs(&mut PacketReader::new(data), usize::MAX) {
         assert!(refs.iter().all(|r| !r.name.contains(' ')));
     }
 }

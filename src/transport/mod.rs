@@ -18,11 +18,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod http;
+mod limits;
 mod local;
 mod location;
 
 pub use http::HttpTransport;
 pub(crate) use http::{agent_builder, classify_transport, response_excerpt};
+pub(crate) use limits::Meter;
+pub use limits::{Deadline, Exceeded, Limits};
 pub use local::LocalTransport;
 pub use location::Location;
 
@@ -153,6 +156,9 @@ pub enum TransportError {
         /// The timeout in force.
         timeout: Duration,
     },
+    /// The transfer was too slow, or the run's deadline passed.
+    #[error(transparent)]
+    Limit(#[from] Exceeded),
     /// The server does not speak smart HTTP.
     #[error("{0}")]
     NotSmartHttp(String),
@@ -228,6 +234,8 @@ impl TransportError {
             TransportError::Tls { .. } => "if the server uses a private certificate authority, pass its certificate with --ca-file (or SSL_CERT_FILE); --source-insecure / --dest-insecure skip verification",
             TransportError::Proxy { .. } => "check --proxy / HTTPS_PROXY / HTTP_PROXY and NO_PROXY",
             TransportError::Timeout { .. } => "the server stalled; raise --timeout if it is slow rather than stuck",
+            TransportError::Limit(Exceeded::TooSlow { .. }) => "the server trickles data; if the network really is this slow, lower --low-speed-limit (0 turns the check off) or raise --timeout, the window it is measured over",
+            TransportError::Limit(Exceeded::Deadline { .. }) => "raise --deadline if the run needs longer",
             _ => return None,
         })
     }
@@ -242,8 +250,11 @@ pub struct NetworkOptions {
     pub insecure: bool,
     /// An explicit proxy URL, overriding the environment.
     pub proxy: Option<String>,
-    /// Connect and idle-transfer timeout.
+    /// Connect and idle-transfer timeout; also the window the low-speed
+    /// limit is measured over.
     pub timeout: Duration,
+    /// Sizes and speeds the server must keep to.
+    pub limits: Limits,
 }
 
 impl fmt::Display for Service {
