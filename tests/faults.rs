@@ -448,3 +448,28 @@ fn the_deadline_ends_a_slow_run_on_time() {
         out.elapsed
     );
 }
+
+/// A forge API answer is read up to 64 MiB: a list of repositories without
+/// end is cut there, not collected.
+#[test]
+fn an_endless_forge_api_answer_is_cut() {
+    let hostile = HostileServer::start(Script::EndlessJson);
+    let server = GitServer::start();
+    let template = format!("{}/{{repo}}.git", server.root().join("backup").display());
+    let out = run_hostile(
+        &[
+            "mirror-all",
+            "--source-kind",
+            "github",
+            &hostile.url("acme"),
+            &template,
+        ],
+        &server,
+    );
+    assert!(
+        out.run.stderr.contains("GitHub API") && out.run.stderr.contains("larger than 64 MiB"),
+        "{}",
+        out.run.stderr
+    );
+    assert!(out.peak < 256 << 20, "peak memory {} MiB", out.peak >> 20);
+}

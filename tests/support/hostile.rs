@@ -44,6 +44,9 @@ pub enum Script {
     /// progress, 30 bytes every 10 ms (about 3 KB/s, above any sensible
     /// low-speed limit), and never a byte of pack.
     EndlessProgress,
+    /// Any request is answered as a forge API would, with a JSON list of
+    /// repositories that never ends.
+    EndlessJson,
 }
 
 /// A running hostile server; stops when dropped.
@@ -124,7 +127,9 @@ fn serve(stream: TcpStream, script: Script, stop: &AtomicBool) -> io::Result<()>
         "git-upload-pack"
     };
     let discovery = request_line.starts_with("GET");
-    let content_type = if discovery {
+    let content_type = if script == Script::EndlessJson {
+        "application/json".to_owned()
+    } else if discovery {
         format!("application/x-{service}-advertisement")
     } else {
         format!("application/x-{service}-result")
@@ -175,6 +180,20 @@ fn serve(stream: TcpStream, script: Script, stop: &AtomicBool) -> io::Result<()>
                 pkt(&format!("{OID} refs/heads/main\n"))
             );
             out.write_all(body.as_bytes())?;
+        }
+        (Script::EndlessJson, _) => {
+            out.write_all(b"[")?;
+            let mut n: u64 = 0;
+            while going() {
+                let mut chunk = String::with_capacity(64 << 10);
+                while chunk.len() < 60 << 10 {
+                    chunk.push_str(&format!(
+                        "{{\"name\":\"repo-{n}\",\"clone_url\":\"http://127.0.0.1/{n}.git\"}},"
+                    ));
+                    n += 1;
+                }
+                out.write_all(chunk.as_bytes())?;
+            }
         }
         (Script::EndlessProgress, false) => {
             out.write_all(pkt("NAK\n").as_bytes())?;
