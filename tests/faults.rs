@@ -473,3 +473,26 @@ fn an_endless_forge_api_answer_is_cut() {
     );
     assert!(out.peak < 256 << 20, "peak memory {} MiB", out.peak >> 20);
 }
+
+/// The push report is a message like the advertisement: a destination
+/// that reports on refs without end is cut at the same limit.
+#[test]
+fn an_endless_push_report_is_cut() {
+    let hostile = HostileServer::start(Script::EndlessReport);
+    let server = GitServer::start();
+    populated_source(&server);
+    let out = run_hostile(
+        &[
+            "mirror",
+            &server.url("src.git"),
+            &hostile.url("dst.git"),
+            "--retries",
+            "0",
+            "--max-advertisement-bytes",
+            "4MiB",
+        ],
+        &server,
+    );
+    assert_names(&out, "destination", "past the limit of 4194304 bytes");
+    assert!(out.peak < 64 << 20, "peak memory {} MiB", out.peak >> 20);
+}

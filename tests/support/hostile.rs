@@ -44,6 +44,10 @@ pub enum Script {
     /// progress, 30 bytes every 10 ms (about 3 KB/s, above any sensible
     /// low-speed limit), and never a byte of pack.
     EndlessProgress,
+    /// A destination: `info/refs` is an empty receive-pack advertisement
+    /// offering `report-status` and `side-band-64k`; a push is answered
+    /// with `unpack ok` and then `ok <ref>` lines without end, on channel 1.
+    EndlessReport,
     /// Any request is answered as a forge API would, with a JSON list of
     /// repositories that never ends.
     EndlessJson,
@@ -190,6 +194,30 @@ fn serve(stream: TcpStream, script: Script, stop: &AtomicBool) -> io::Result<()>
                     chunk.push_str(&format!(
                         "{{\"name\":\"repo-{n}\",\"clone_url\":\"http://127.0.0.1/{n}.git\"}},"
                     ));
+                    n += 1;
+                }
+                out.write_all(chunk.as_bytes())?;
+            }
+        }
+        (Script::EndlessReport, true) => {
+            let caps = "report-status side-band-64k delete-refs ofs-delta agent=hostile";
+            let zero = "0".repeat(40);
+            let body = format!(
+                "{first}0000{}0000",
+                pkt(&format!("{zero} capabilities^{{}}\0{caps}\n"))
+            );
+            out.write_all(body.as_bytes())?;
+        }
+        (Script::EndlessReport, false) => {
+            // The request (commands and a small pack) fits in the socket's
+            // buffers, so it can be left unread.
+            out.write_all(pkt(&format!("\u{1}{}", pkt("unpack ok\n"))).as_bytes())?;
+            let mut n: u64 = 0;
+            while going() {
+                let mut chunk = String::with_capacity(64 << 10);
+                while chunk.len() < 60 << 10 {
+                    let line = pkt(&format!("ok refs/heads/endless/{n}\n"));
+                    chunk.push_str(&pkt(&format!("\u{1}{line}")));
                     n += 1;
                 }
                 out.write_all(chunk.as_bytes())?;
