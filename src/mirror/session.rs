@@ -673,13 +673,13 @@ impl Destination {
             let demuxed = SidebandReader::new(reader, progress as fn(&[u8]));
             let mut demuxed = PacketReader::new(meter.counting(demuxed));
             demuxed.set_limit(Some(self.bounds.limits.max_message_bytes));
-            let report = push::read_report_status(&mut demuxed);
+            let report = push::read_report_status(&mut demuxed, commands.len());
             if report.is_ok() {
                 drain(demuxed.into_inner().into_inner().into_inner().into_inner());
             }
             report
         } else {
-            let report = push::read_report_status(&mut reader);
+            let report = push::read_report_status(&mut reader, commands.len());
             if report.is_ok() {
                 drain(reader.into_inner());
             }

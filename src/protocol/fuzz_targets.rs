@@ -118,9 +118,9 @@ pub fn fetch_response(data: &[u8]) {
 
 /// Parses a report-status as sent plainly and as sent inside side-band.
 pub fn report_status(data: &[u8]) {
-    let _ = read_report_status(&mut PacketReader::new(data));
+    let _ = read_report_status(&mut PacketReader::new(data), usize::MAX);
     let mut sideband = SidebandReader::new(PacketReader::new(data), |_: &[u8]| {});
-    let _ = read_report_status(&mut PacketReader::new(&mut sideband));
+    let _ = read_report_status(&mut PacketReader::new(&mut sideband), usize::MAX);
 }
 
 fn drain<R: Read>(reader: PacketReader<R>) {

@@ -46,7 +46,8 @@ pub enum Script {
     EndlessProgress,
     /// A destination: `info/refs` is an empty receive-pack advertisement
     /// offering `report-status` and `side-band-64k`; a push is answered
-    /// with `unpack ok` and then `ok <ref>` lines without end, on channel 1.
+    /// with `unpack ok` and then report-status-v2 `option` lines without
+    /// end, on channel 1.
     EndlessReport,
     /// Any request is answered as a forge API would, with a JSON list of
     /// repositories that never ends.
@@ -216,7 +217,7 @@ fn serve(stream: TcpStream, script: Script, stop: &AtomicBool) -> io::Result<()>
             while going() {
                 let mut chunk = String::with_capacity(64 << 10);
                 while chunk.len() < 60 << 10 {
-                    let line = pkt(&format!("ok refs/heads/endless/{n}\n"));
+                    let line = pkt(&format!("option refname refs/heads/endless/{n}\n"));
                     chunk.push_str(&pkt(&format!("\u{1}{line}")));
                     n += 1;
                 }
