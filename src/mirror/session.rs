@@ -216,7 +216,7 @@ impl Source {
         network: &NetworkOptions,
     ) -> Result<(Source, Vec<Ref>), SideError> {
         let blame = Blame::new(Side::Source, transport.display(), network.timeout);
-        let bounds = Bounds::new(network);
+        let bounds = Bounds::new(network, transport.as_ref());
         let response = transport
             .discover(Service::UploadPack, true)
             .map_err(|e| blame.error(e))?;
@@ -481,9 +481,13 @@ struct Bounds {
 }
 
 impl Bounds {
-    fn new(network: &NetworkOptions) -> Bounds {
+    fn new(network: &NetworkOptions, transport: &dyn Transport) -> Bounds {
+        let mut limits = network.limits;
+        if transport.is_local() {
+            limits.low_speed_limit = 0;
+        }
         Bounds {
-            limits: network.limits,
+            limits,
             timeout: network.timeout,
         }
     }
@@ -585,7 +589,7 @@ impl Destination {
         network: &NetworkOptions,
     ) -> Result<(Destination, Vec<Ref>), SideError> {
         let blame = Blame::new(Side::Destination, transport.display(), network.timeout);
-        let bounds = Bounds::new(network);
+        let bounds = Bounds::new(network, transport.as_ref());
         let (refs, capabilities) = list_receive_refs(transport.as_ref(), &blame, &bounds)?;
         Ok((
             Destination {

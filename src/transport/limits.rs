@@ -12,6 +12,12 @@
 //! - *deadline*: once [`Limits::deadline`] has passed, the next read fails
 //!   with [`Exceeded::Deadline`].
 //!
+//! A server that thinks longer than the window before its first byte of pack
+//! (keep-alives are not data) fails the low-speed check, as a silent one
+//! fails the idle timeout: `--timeout` is the knob for both. A local
+//! `git upload-pack` is ours and exempt (see
+//! [`Transport::is_local`](super::Transport::is_local)).
+//!
 //! Both are checked on every read of a response body by [`Checked`], which
 //! is applied to every response the mirror engine reads, whatever the
 //! transport. What counts as progress is the meter's to say: by default

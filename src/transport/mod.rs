@@ -72,6 +72,14 @@ pub trait Transport: Send + Sync {
     /// Where the repository is, without credentials: safe to print.
     fn display(&self) -> &str;
 
+    /// Whether the other end is a process on this machine rather than a
+    /// server. The low-speed limit guards against servers; a local
+    /// `git upload-pack` is ours and may think for as long as it needs
+    /// (counting a huge repository), so it is left out of that check.
+    fn is_local(&self) -> bool {
+        false
+    }
+
     /// Whether opening the transport created the repository (a first
     /// backup), so that it still needs a default branch.
     fn created(&self) -> bool {
