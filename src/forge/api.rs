@@ -8,8 +8,8 @@
 //! from the git transport's builder, so `--ca-file`, `--proxy` and
 //! `--timeout` apply to API calls exactly as they do to git, and so do the
 //! low-speed limit and the deadline (see [`crate::transport::Limits`]).
-//! A body is read up to [`MAX_BODY_BYTES`] and pages are followed up to
-//! [`MAX_PAGES`]: an API that never stops answering is cut off, not
+//! A body is read up to `MAX_BODY_BYTES` (64 MiB) and pages are followed up to
+//! `MAX_PAGES` (10,000): an API that never stops answering is cut off, not
 //! believed.
 
 use std::io::Read;

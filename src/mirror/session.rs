@@ -7,7 +7,7 @@
 //! Each failure is tagged with its [`Side`] so the user learns which server
 //! failed.
 //!
-//! Every response is read under the side's [`Limits`]: through a [`Meter`]
+//! Every response is read under the side's [`Limits`]: through a `Meter`
 //! (low speed, deadline), and with a size limit on everything that is a
 //! message rather than a pack, lifted where the pack starts. Side-band
 //! streams count only their data as progress.

@@ -127,7 +127,7 @@ pub enum Exceeded {
 }
 
 impl Exceeded {
-    /// The `Exceeded` an [`io::Error`] from a [`Checked`] reader carries,
+    /// The `Exceeded` an [`io::Error`] from a `Checked` reader carries,
     /// however many readers it passed through, if it is one.
     pub fn from_io(err: &io::Error) -> Option<Exceeded> {
         err.get_ref()
