@@ -6,9 +6,10 @@
 //! `CURLOPT_LOW_SPEED_LIMIT`/`_TIME` (git's `http.lowSpeedLimit` and
 //! `http.lowSpeedTime`) and a deadline for the whole run:
 //!
-//! - *low speed*: over each window of `--timeout` seconds, a response must
-//!   deliver at least [`Limits::low_speed_limit`] bytes per second on
-//!   average, or it fails with [`Exceeded::TooSlow`];
+//! - *low speed*: over each window of `--timeout` seconds spent waiting on
+//!   the server, a response must deliver at least
+//!   [`Limits::low_speed_limit`] bytes per second on average, or it fails
+//!   with [`Exceeded::TooSlow`];
 //! - *deadline*: once [`Limits::deadline`] has passed, the next read fails
 //!   with [`Exceeded::Deadline`].
 //!
@@ -33,6 +34,11 @@
 //! The errors travel up through `io::Error` (readers are `Read`), and come
 //! back out typed with [`Exceeded::from_io`], so that the engine can name
 //! the side that was too slow.
+//!
+//! The window is time spent inside the response's reads, not wall-clock
+//! time: the source's pack is read only as fast as the destination takes
+//! the upload, and a slow destination must not make the source look slow.
+//! The deadline is wall-clock time.
 
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
@@ -152,7 +158,9 @@ struct Window {
     floor: u64,
     length: Duration,
     deadline: Option<Deadline>,
-    started: Instant,
+    /// Time spent in reads of the body since the window started.
+    waited: Duration,
+    /// Progress since the window started.
     bytes: u64,
     /// Whether the raw body's bytes count, or only [`Counting`]'s.
     count_raw: bool,
@@ -160,13 +168,13 @@ struct Window {
 
 impl Meter {
     /// A meter with `limits`' floor and deadline over windows of `window`
-    /// (the idle timeout), starting now.
+    /// (the idle timeout).
     pub(crate) fn new(limits: &Limits, window: Duration) -> Meter {
         Meter(Arc::new(Mutex::new(Window {
             floor: limits.low_speed_limit,
             length: window,
             deadline: limits.deadline,
-            started: Instant::now(),
+            waited: Duration::ZERO,
             bytes: 0,
             count_raw: true,
         })))
@@ -204,6 +212,11 @@ impl Meter {
         }
     }
 
+    fn waited(&self, time: Duration) {
+        let mut window = self.window();
+        window.waited = window.waited.saturating_add(time);
+    }
+
     fn check(&self) -> Result<(), Exceeded> {
         self.window().check(Instant::now())
     }
@@ -216,20 +229,20 @@ impl Window {
                 allowed: deadline.allowed,
             });
         }
-        let elapsed = now.saturating_duration_since(self.started);
-        if self.floor == 0 || elapsed < self.length {
+        let waited = self.waited;
+        if self.floor == 0 || waited < self.length {
             return Ok(());
         }
         // The average over the window, which may have run past its length
         // while a read was blocked.
-        if (self.bytes as f64) < self.floor as f64 * elapsed.as_secs_f64() {
+        if (self.bytes as f64) < self.floor as f64 * waited.as_secs_f64() {
             return Err(Exceeded::TooSlow {
                 bytes: self.bytes,
-                window: elapsed,
+                window: waited,
                 floor: self.floor,
             });
         }
-        self.started = now;
+        self.waited = Duration::ZERO;
         self.bytes = 0;
         Ok(())
     }
@@ -245,7 +258,10 @@ pub(crate) struct Checked<R> {
 impl<R: Read> Read for Checked<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.meter.check()?;
-        let n = self.inner.read(buf)?;
+        let started = Instant::now();
+        let read = self.inner.read(buf);
+        self.meter.waited(started.elapsed());
+        let n = read?;
         self.meter.add(n, true);
         self.meter.check()?;
         Ok(n)
@@ -279,25 +295,26 @@ mod tests {
     use super::*;
 
     fn window(floor: u64, secs: u64) -> (Window, Instant) {
-        let start = Instant::now();
         let window = Window {
             floor,
             length: Duration::from_secs(secs),
             deadline: None,
-            started: start,
+            waited: Duration::ZERO,
             bytes: 0,
             count_raw: true,
         };
-        (window, start)
+        (window, Instant::now())
     }
 
     #[test]
     fn too_few_bytes_over_a_window_is_too_slow() {
-        let (mut w, start) = window(1024, 3);
+        let (mut w, now) = window(1024, 3);
         w.bytes = 6;
-        assert_eq!(w.check(start + Duration::from_secs(2)), Ok(()));
+        w.waited = Duration::from_secs(2);
+        assert_eq!(w.check(now), Ok(()));
+        w.waited = Duration::from_secs(3);
         assert_eq!(
-            w.check(start + Duration::from_secs(3)),
+            w.check(now),
             Err(Exceeded::TooSlow {
                 bytes: 6,
                 window: Duration::from_secs(3),
@@ -308,18 +325,33 @@ mod tests {
 
     #[test]
     fn a_fast_window_starts_the_next() {
-        let (mut w, start) = window(1024, 3);
+        let (mut w, now) = window(1024, 3);
         w.bytes = 4096;
-        let later = start + Duration::from_secs(4);
-        assert_eq!(w.check(later), Ok(()));
-        assert_eq!((w.started, w.bytes), (later, 0));
-        assert!(w.check(later + Duration::from_secs(3)).is_err());
+        w.waited = Duration::from_secs(4);
+        assert_eq!(w.check(now), Ok(()));
+        assert_eq!((w.waited, w.bytes), (Duration::ZERO, 0));
+        w.waited = Duration::from_secs(3);
+        assert!(w.check(now).is_err());
+    }
+
+    #[test]
+    fn time_not_spent_waiting_on_the_server_does_not_count() {
+        let meter = Meter::new(&Limits::default(), Duration::from_millis(50));
+        let mut body = meter.checking(&b"abc"[..]);
+        let mut byte = [0u8; 1];
+        body.read_exact(&mut byte).unwrap();
+        // Busy elsewhere (the destination taking the upload) for longer
+        // than the window: the server is not to blame.
+        std::thread::sleep(Duration::from_millis(100));
+        body.read_exact(&mut byte).unwrap();
+        assert!(meter.window().waited < Duration::from_millis(50));
     }
 
     #[test]
     fn zero_floor_turns_the_check_off_but_not_the_deadline() {
         let (mut w, start) = window(0, 1);
-        assert_eq!(w.check(start + Duration::from_secs(100)), Ok(()));
+        w.waited = Duration::from_secs(100);
+        assert_eq!(w.check(start), Ok(()));
         w.deadline = Some(Deadline::after(start, Duration::from_secs(5)));
         assert_eq!(w.check(start + Duration::from_secs(4)), Ok(()));
         assert_eq!(
