@@ -7,7 +7,7 @@
 //! keeps them out of process listings; `--help` never shows their values.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -15,7 +15,7 @@ use crate::auth::{CredentialSources, Credentials, Scheme};
 use crate::fleet::Shard;
 use crate::forge::Kind;
 use crate::mirror::{Endpoint, LocalOptions, Mode, Options, RefSelection, RetryPolicy};
-use crate::transport::{Location, NetworkOptions, RedirectPolicy};
+use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -264,6 +264,26 @@ pub struct NetworkArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400), help_heading = "Network")]
     pub timeout: u64,
 
+    /// Fail a transfer from a server that averages fewer bytes per second than this over --timeout seconds of waiting on it: one trickling bytes, or sending progress and no data. A server must therefore start sending a pack within about --timeout seconds; raise --timeout for one that takes longer to prepare it. Local repositories are exempt. 0 turns the check off.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::DEFAULT_LOW_SPEED_LIMIT, help_heading = "Network")]
+    pub low_speed_limit: u64,
+
+    /// End the whole run, retries included, after this long, e.g. 90s, 30m, 2h. Default: no deadline.
+    #[arg(long, value_name = "DURATION", value_parser = crate::store::archive::parse_age, help_heading = "Network")]
+    pub deadline: Option<Duration>,
+
+    /// Refuse a ref advertisement that lists more refs than this.
+    #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_MAX_REFS, value_parser = clap::value_parser!(usize), help_heading = "Network")]
+    pub max_advertised_refs: usize,
+
+    /// Refuse a ref advertisement, or any other answer but a pack, larger than this, e.g. 512MiB, 64MiB, 1000000.
+    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = parse_size, help_heading = "Network")]
+    pub max_advertisement_bytes: u64,
+
+    /// When the run started: --deadline counts from here.
+    #[arg(skip = Instant::now())]
+    pub started: Instant,
+
     /// Start over this many times after a transient failure (busy server, refused or cut connection), waiting 1 s, 2 s, 4 s... with jitter, or what the server's Retry-After asks.
     #[arg(long, value_name = "N", default_value_t = RetryPolicy::DEFAULT_RETRIES, help_heading = "Network")]
     pub retries: u32,
@@ -277,6 +297,14 @@ impl NetworkArgs {
             proxy: self.proxy.clone(),
             timeout: Duration::from_secs(self.timeout),
             redirects: RedirectPolicy::allowing(&self.allow_redirect_host),
+            limits: Limits {
+                max_refs: self.max_advertised_refs,
+                max_message_bytes: self.max_advertisement_bytes,
+                low_speed_limit: self.low_speed_limit,
+                deadline: self
+                    .deadline
+                    .map(|allowed| Deadline::after(self.started, allowed)),
+            },
         }
     }
 
@@ -294,6 +322,32 @@ impl NetworkArgs {
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy::new(self.retries)
     }
+}
+
+/// A size in bytes: a number, optionally followed by KiB, MiB or GiB (K, M
+/// and G mean the same).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size: use a number of bytes, or e.g. 64MiB"))?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        other => {
+            return Err(format!(
+                "`{text}`: unknown unit `{other}` (use KiB, MiB or GiB)"
+            ))
+        }
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 impl RelayArgs {
@@ -510,6 +564,17 @@ mod tests {
     fn definitions_are_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("1TB").is_err());
+        assert!(parse_size("99999999999999GiB").is_err());
     }
 
     #[test]

@@ -2,6 +2,12 @@
 //! the source's pack, of the upload to the destination and of its report;
 //! a stalled server; garbage instead of a ref advertisement.
 //!
+//! A [`HostileServer`] says what no git server would, to check the bounds
+//! on what a server can make a run hold in memory or wait for: an endless
+//! ref advertisement, a trickle of one byte every half second, side-band
+//! progress that never becomes a pack. Each of those runs ends within a
+//! documented time, with an error naming the side.
+//!
 //! A [`FaultProxy`] sits in front of one side of a real git http-backend
 //! server. Whatever happens, the run ends with a clear error naming the
 //! side, or with a successful retry; the destination is never left with a
@@ -291,4 +297,202 @@ fn two_runs_racing_to_one_destination_both_end_correct() {
     }
     assert!(runs.iter().any(|o| o.status.success()));
     assert_converges(&server);
+}
+
+/// Runs `git-relay ARGS` against a hostile server, killing it after 30 s:
+/// without the bounds under test it would never end.
+fn run_hostile(args: &[&str], server: &GitServer) -> Bounded {
+    let mut env = credentials(server);
+    env.push(("GIT_RELAY_RETRY_BASE_MS", "50"));
+    let out = run_bounded(args, &env, Duration::from_secs(30));
+    assert!(
+        !out.killed,
+        "still running after {:?} (peak memory {} MiB); killed\n--- stderr\n{}",
+        out.elapsed,
+        out.peak >> 20,
+        out.run.stderr
+    );
+    out.run.assert_code(1);
+    eprintln!(
+        "{args:?}: ended after {:.1?}, peak memory {} MiB\n{}",
+        out.elapsed,
+        out.peak >> 20,
+        out.run.stderr
+    );
+    out
+}
+
+fn assert_names(out: &Bounded, side: &str, what: &str) {
+    let stderr = &out.run.stderr;
+    assert!(
+        stderr.contains(&format!("{side} (http://127.0.0.1:")) && stderr.contains(what),
+        "expected {side} and \"{what}\" in:\n{stderr}"
+    );
+}
+
+#[test]
+fn an_endless_advertisement_is_cut_before_memory_grows() {
+    let hostile = HostileServer::start(Script::EndlessAdvertisement);
+    let server = GitServer::start();
+    server.create_bare("dst.git");
+    let (src, dst) = (hostile.url("src.git"), server.url("dst.git"));
+    for (flag, value, what) in [
+        (
+            "--max-advertisement-bytes",
+            "16MiB",
+            "past the limit of 16777216 bytes",
+        ),
+        ("--max-advertised-refs", "100000", "more than 100000 refs"),
+    ] {
+        let out = run_hostile(
+            &["mirror", &src, &dst, "--retries", "0", flag, value],
+            &server,
+        );
+        assert_names(&out, "source", what);
+        assert!(out.run.stderr.contains(flag), "{}", out.run.stderr);
+        assert!(
+            out.peak < 64 << 20,
+            "peak memory {} MiB with {flag} {value}",
+            out.peak >> 20
+        );
+    }
+
+    // The destination's advertisement is bounded the same way.
+    populated_source(&server);
+    let out = run_hostile(
+        &[
+            "status",
+            &server.url("src.git"),
+            &hostile.url("dst.git"),
+            "--max-advertised-refs",
+            "1000",
+        ],
+        &server,
+    );
+    assert_names(&out, "destination", "more than 1000 refs");
+}
+
+/// `--timeout 3` and the default low-speed limit (1 KiB/s over the
+/// timeout): a trickle is too slow once the first window is over, within
+/// twice the timeout.
+#[test]
+fn a_trickling_source_ends_within_twice_the_timeout() {
+    let hostile = HostileServer::start(Script::Trickle);
+    let server = GitServer::start();
+    server.create_bare("dst.git");
+    let out = run_hostile(
+        &[
+            "mirror",
+            &hostile.url("src.git"),
+            &server.url("dst.git"),
+            "--timeout",
+            "3",
+        ],
+        &server,
+    );
+    assert_names(&out, "source", "too slow");
+    assert!(out.elapsed < Duration::from_secs(8), "{:?}", out.elapsed);
+}
+
+/// Progress on side-band channel 2 is not progress of the transfer: a
+/// source that sends it briskly and never a byte of pack is as stalled as
+/// a silent one.
+#[test]
+fn endless_sideband_progress_ends_within_twice_the_timeout() {
+    let hostile = HostileServer::start(Script::EndlessProgress);
+    let server = GitServer::start();
+    server.create_bare("dst.git");
+    let out = run_hostile(
+        &[
+            "mirror",
+            &hostile.url("src.git"),
+            &server.url("dst.git"),
+            "--timeout",
+            "3",
+        ],
+        &server,
+    );
+    assert_names(&out, "source", "too slow");
+    assert!(out.elapsed < Duration::from_secs(8), "{:?}", out.elapsed);
+    assert!(server
+        .repo_path("dst.git")
+        .join("refs/heads")
+        .read_dir()
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+/// With the low-speed window at a minute, only the deadline ends the run.
+#[test]
+fn the_deadline_ends_a_slow_run_on_time() {
+    let hostile = HostileServer::start(Script::Trickle);
+    let server = GitServer::start();
+    server.create_bare("dst.git");
+    let out = run_hostile(
+        &[
+            "mirror",
+            &hostile.url("src.git"),
+            &server.url("dst.git"),
+            "--timeout",
+            "60",
+            "--deadline",
+            "5s",
+        ],
+        &server,
+    );
+    assert_names(&out, "source", "deadline of 5s");
+    assert!(
+        out.elapsed > Duration::from_millis(4500) && out.elapsed < Duration::from_secs(7),
+        "{:?}",
+        out.elapsed
+    );
+}
+
+/// A forge API answer is read up to 64 MiB: a list of repositories without
+/// end is cut there, not collected.
+#[test]
+fn an_endless_forge_api_answer_is_cut() {
+    let hostile = HostileServer::start(Script::EndlessJson);
+    let server = GitServer::start();
+    let template = format!("{}/{{repo}}.git", server.root().join("backup").display());
+    let out = run_hostile(
+        &[
+            "mirror-all",
+            "--source-kind",
+            "github",
+            &hostile.url("acme"),
+            &template,
+        ],
+        &server,
+    );
+    assert!(
+        out.run.stderr.contains("GitHub API") && out.run.stderr.contains("larger than 64 MiB"),
+        "{}",
+        out.run.stderr
+    );
+    assert!(out.peak < 256 << 20, "peak memory {} MiB", out.peak >> 20);
+}
+
+/// The push report is a message like the advertisement: a destination
+/// that reports on refs without end is cut at the same limit.
+#[test]
+fn an_endless_push_report_is_cut() {
+    let hostile = HostileServer::start(Script::EndlessReport);
+    let server = GitServer::start();
+    populated_source(&server);
+    let out = run_hostile(
+        &[
+            "mirror",
+            &server.url("src.git"),
+            &hostile.url("dst.git"),
+            "--retries",
+            "0",
+            "--max-advertisement-bytes",
+            "4MiB",
+        ],
+        &server,
+    );
+    assert_names(&out, "destination", "past the limit of 4194304 bytes");
+    assert!(out.peak < 64 << 20, "peak memory {} MiB", out.peak >> 20);
 }

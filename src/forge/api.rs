@@ -6,7 +6,11 @@
 //! (bounded, so a sweep never hangs for hours), and an HTTP failure becomes
 //! a message that names the API, the URL and what to do. The agent comes
 //! from the git transport's builder, so `--ca-file`, `--proxy` and
-//! `--timeout` apply to API calls exactly as they do to git.
+//! `--timeout` apply to API calls exactly as they do to git, and so do the
+//! low-speed limit and the deadline (see [`crate::transport::Limits`]).
+//! A body is read up to `MAX_BODY_BYTES` (64 MiB) and pages are followed up to
+//! `MAX_PAGES` (10,000): an API that never stops answering is cut off, not
+//! believed.
 
 use std::io::Read;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,7 +21,9 @@ use url::Url;
 use super::ForgeError;
 use crate::auth::Credentials;
 use crate::output;
-use crate::transport::{self, FollowError, Followed, NetworkOptions, RedirectPolicy};
+use crate::transport::{
+    self, Exceeded, FollowError, Followed, Limits, Meter, NetworkOptions, RedirectPolicy,
+};
 
 /// The longest a single request may wait for rate limits in total. Hosted
 /// forges reset hourly at worst; a nightly sweep that would need longer is
@@ -25,8 +31,12 @@ use crate::transport::{self, FollowError, Followed, NetworkOptions, RedirectPoli
 const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(15 * 60);
 /// How long to wait after a 429 that does not say how long.
 const DEFAULT_RETRY: Duration = Duration::from_secs(10);
-/// A guard against an API whose "next page" never ends.
-const MAX_PAGES: usize = 100_000;
+/// A guard against an API whose "next page" never ends: at the usual 100
+/// items a page, a million repositories.
+const MAX_PAGES: usize = 10_000;
+/// The largest body one API answer may have. A page of a hundred
+/// repositories is a few hundred kilobytes of JSON.
+const MAX_BODY_BYTES: u64 = 64 << 20;
 
 /// A client for one forge API.
 pub struct Api {
@@ -39,6 +49,7 @@ pub struct Api {
     /// What the token needs, for the hint after a 401/403.
     token_hint: &'static str,
     timeout: Duration,
+    limits: Limits,
 }
 
 /// One successful answer.
@@ -113,6 +124,7 @@ impl Api {
             name,
             token_hint,
             timeout: network.timeout,
+            limits: network.limits,
         })
     }
 
@@ -251,11 +263,11 @@ impl Api {
             .into_iter()
             .filter_map(|n| response.header(&n).map(|v| (n.clone(), v.to_owned())))
             .collect();
-        let mut text = String::new();
-        response
-            .into_reader()
-            .read_to_string(&mut text)
-            .map_err(|e| ForgeError::new(format!("{}: reading {url}: {e}", self.name)))?;
+        let text = read_body(
+            Meter::new(&self.limits, self.timeout).checking(response.into_reader()),
+            MAX_BODY_BYTES,
+        )
+        .map_err(|e| ForgeError::new(format!("{}: reading {url}: {e}", self.name)))?;
         let json = if text.trim().is_empty() {
             Value::Null
         } else {
@@ -314,6 +326,32 @@ impl Api {
         }
         err
     }
+}
+
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("the answer is larger than {} MiB; stopped reading", .0 >> 20)]
+    TooLarge(u64),
+    #[error(transparent)]
+    Limit(Exceeded),
+    #[error("{0}")]
+    Io(std::io::Error),
+}
+
+/// Reads a whole text body of at most `max` bytes.
+fn read_body(body: impl Read, max: u64) -> Result<String, BodyError> {
+    let mut text = String::new();
+    body.take(max + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| match Exceeded::from_io(&e) {
+            Some(exceeded) => BodyError::Limit(exceeded),
+            None => BodyError::Io(e),
+        })?;
+    if text.len() as u64 > max {
+        return Err(BodyError::TooLarge(max));
+    }
+    Ok(text)
 }
 
 /// How long a refused request asks us to wait, if it is a rate limit:
@@ -381,6 +419,15 @@ mod tests {
             json: Value::Null,
             headers: vec![("Link".to_owned(), link.to_owned())],
         }
+    }
+
+    #[test]
+    fn bodies_are_bounded() {
+        assert_eq!(read_body(&b"[1, 2]"[..], 6).unwrap(), "[1, 2]");
+        assert!(matches!(
+            read_body(&b"[1, 2]"[..], 5),
+            Err(BodyError::TooLarge(5))
+        ));
     }
 
     #[test]

@@ -242,6 +242,10 @@ impl Default for RetryPolicy {
 /// Runs [`run`], starting over after a transient failure (a busy server, a
 /// refused or cut connection).
 ///
+/// No attempt starts once waiting for it would pass the deadline of the
+/// source's [`Limits`](crate::transport::Limits) (both sides are given the
+/// same one).
+///
 /// Starting over is safe at any point, even after a push was cut: the next
 /// attempt lists both sides again, and every ref update carries the old
 /// value it expects, so a change that did land is seen as done and nothing
@@ -256,11 +260,18 @@ pub fn run_with_retries_and_local(
     policy: RetryPolicy,
     local: &LocalOptions,
 ) -> Result<Report, SideError> {
+    // The deadline bounds the whole run: no retry starts that could not
+    // begin before it.
+    let deadline = opts.source.network.limits.deadline;
     let mut attempt = 0;
     loop {
         match run_with_local(opts, local) {
             Err(err) if err.is_transient() && attempt < policy.retries => {
                 let wait = policy.delay(attempt, err.retry_after());
+                if deadline.is_some_and(|d| d.passed(Instant::now() + wait)) {
+                    output::warn(format_args!("not retrying: the --deadline would pass"));
+                    return Err(err);
+                }
                 attempt += 1;
                 output::warn(format_args!(
                     "{err}; retrying in {} (attempt {} of {})",
@@ -295,7 +306,7 @@ pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, Si
         }
         _ => {
             let transport = opts.source.open(Side::Source)?;
-            let (side, refs) = Source::connect(transport, timeout)?;
+            let (side, refs) = Source::connect(transport, &opts.source.network)?;
             (Box::new(side), refs)
         }
     };
@@ -314,7 +325,7 @@ pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, Si
             }
             None => {
                 let transport = opts.destination.open(Side::Destination)?;
-                let (side, refs) = Destination::connect(transport, dest_timeout)?;
+                let (side, refs) = Destination::connect(transport, &opts.destination.network)?;
                 (Box::new(side), refs)
             }
         };

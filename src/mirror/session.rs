@@ -6,6 +6,11 @@
 //! otherwise) and negotiates a pack; [`Destination`] lists refs and pushes.
 //! Each failure is tagged with its [`Side`] so the user learns which server
 //! failed.
+//!
+//! Every response is read under the side's [`Limits`]: through a `Meter`
+//! (low speed, deadline), and with a size limit on everything that is a
+//! message rather than a pack, lifted where the pack starts. Side-band
+//! streams count only their data as progress.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -18,7 +23,9 @@ use crate::protocol::fetch::{self, Acknowledgments, FetchRequest, V2FetchRespons
 use crate::protocol::push::{self, Command, ReportStatus};
 use crate::protocol::sideband::SidebandReader;
 use crate::protocol::{pack, Capabilities, ObjectId, PacketReader, ProtocolError};
-use crate::transport::{Body, Response, Service, Transport, TransportError};
+use crate::transport::{
+    Body, Exceeded, Limits, Meter, NetworkOptions, Response, Service, Transport, TransportError,
+};
 
 /// Which server a message or failure concerns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -91,6 +98,12 @@ impl SideError {
     pub fn hint(&self) -> Option<&'static str> {
         match &self.cause {
             Cause::Transport(t) => t.hint(),
+            Cause::Protocol(ProtocolError::TooManyRefs { .. }) => {
+                Some("if the repository really has this many refs, raise --max-advertised-refs")
+            }
+            Cause::Protocol(ProtocolError::MessageTooLarge { .. }) => {
+                Some("if the repository really lists this much, raise --max-advertisement-bytes")
+            }
             Cause::Protocol(ProtocolError::UnexpectedEof) => Some(
                 "the connection was cut; run again (the destination is never left half-updated)",
             ),
@@ -130,6 +143,9 @@ impl Blame {
     }
 
     fn io_cause(&self, e: io::Error) -> Cause {
+        if let Some(exceeded) = Exceeded::from_io(&e) {
+            return Cause::Transport(TransportError::Limit(exceeded));
+        }
         if matches!(
             e.kind(),
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
@@ -191,21 +207,27 @@ pub struct Source {
     version: Version,
     capabilities: Capabilities,
     blame: Blame,
+    bounds: Bounds,
 }
 
 impl Source {
     /// Discovers the source and lists its refs.
     pub fn connect(
         transport: Box<dyn Transport>,
-        timeout: Duration,
+        network: &NetworkOptions,
     ) -> Result<(Source, Vec<Ref>), SideError> {
-        let blame = Blame::new(Side::Source, transport.display(), timeout);
+        let blame = Blame::new(Side::Source, transport.display(), network.timeout);
+        let bounds = Bounds::new(network, transport.as_ref());
         let response = transport
             .discover(Service::UploadPack, true)
             .map_err(|e| blame.error(e))?;
-        let mut reader = PacketReader::new(response);
-        let discovery = advertisement::read_discovery(&mut reader, Service::UploadPack.name())
-            .map_err(|e| blame.error(e))?;
+        let (mut reader, _) = bounds.message(response);
+        let discovery = advertisement::read_discovery(
+            &mut reader,
+            Service::UploadPack.name(),
+            bounds.limits.max_refs,
+        )
+        .map_err(|e| blame.error(e))?;
         drain(reader.into_inner());
         match discovery {
             Discovery::V0 { refs, capabilities } => Ok((
@@ -214,6 +236,7 @@ impl Source {
                     version: Version::V0,
                     capabilities,
                     blame,
+                    bounds,
                 },
                 refs,
             )),
@@ -228,6 +251,7 @@ impl Source {
                     version: Version::V2,
                     capabilities,
                     blame,
+                    bounds,
                 };
                 let mut body = Vec::new();
                 advertisement::write_ls_refs_request(
@@ -237,10 +261,9 @@ impl Source {
                     &["HEAD", "refs/"],
                 )
                 .map_err(|e| source.blame.error(ProtocolError::Io(e)))?;
-                let response = source.rpc(body)?;
-                let mut reader = PacketReader::new(response);
-                let refs =
-                    advertisement::read_ls_refs(&mut reader).map_err(|e| source.blame.error(e))?;
+                let (mut reader, _) = source.bounds.message(source.rpc(body)?);
+                let refs = advertisement::read_ls_refs(&mut reader, source.bounds.limits.max_refs)
+                    .map_err(|e| source.blame.error(e))?;
                 drain(reader.into_inner());
                 Ok((source, refs))
             }
@@ -432,7 +455,7 @@ impl Source {
             }
         };
         written.map_err(|e| self.blame.error(ProtocolError::Io(e)))?;
-        let mut reader = PacketReader::new(self.rpc(body)?);
+        let (mut reader, meter) = self.bounds.message(self.rpc(body)?);
         match self.version {
             Version::V2 => {
                 match fetch::read_v2_response(&mut reader).map_err(|e| self.blame.error(e))? {
@@ -440,7 +463,9 @@ impl Source {
                         drain(reader.into_inner());
                         Ok((acks, None))
                     }
-                    V2FetchResponse::Packfile(acks) => Ok((acks, Some(demultiplex(reader)))),
+                    V2FetchResponse::Packfile(acks) => {
+                        Ok((acks, Some(demultiplex(reader, &meter))))
+                    }
                 }
             }
             Version::V0 => {
@@ -451,9 +476,11 @@ impl Source {
                     return Ok((acks, None));
                 }
                 if fetch::v0_uses_sideband(&self.capabilities) {
-                    Ok((acks, Some(demultiplex(reader))))
+                    Ok((acks, Some(demultiplex(reader, &meter))))
                 } else {
-                    Ok((acks, Some(Box::new(reader.into_inner()))))
+                    // The raw pack follows: no message limit, and every byte
+                    // is progress.
+                    Ok((acks, Some(reader.into_inner())))
                 }
             }
         }
@@ -553,11 +580,46 @@ fn drain(response: impl Read) {
     let _ = io::copy(&mut response.take(LIMIT), &mut io::sink());
 }
 
-fn demultiplex(reader: PacketReader<Response>) -> Box<dyn Read + Send> {
+/// What bounds one side's conversation: its [`Limits`], and the timeout
+/// that is also the low-speed window.
+#[derive(Clone, Debug)]
+struct Bounds {
+    limits: Limits,
+    timeout: Duration,
+}
+
+impl Bounds {
+    fn new(network: &NetworkOptions, transport: &dyn Transport) -> Bounds {
+        let mut limits = network.limits;
+        if transport.is_local() {
+            limits.low_speed_limit = 0;
+        }
+        Bounds {
+            limits,
+            timeout: network.timeout,
+        }
+    }
+
+    /// Reads `response` under a new meter, as a message: at most
+    /// [`Limits::max_message_bytes`] until the limit is lifted.
+    fn message(&self, response: Response) -> (PacketReader<Response>, Meter) {
+        let meter = Meter::new(&self.limits, self.timeout);
+        let mut reader = PacketReader::new(Box::new(meter.checking(response)) as Response);
+        reader.set_limit(Some(self.limits.max_message_bytes));
+        (reader, meter)
+    }
+}
+
+/// The channel-1 stream of a side-band response: no message limit (a pack
+/// is as large as it is), and only channel-1 bytes count as progress, so a
+/// server sending progress and no data is as slow as a silent one.
+fn demultiplex(mut reader: PacketReader<Response>, meter: &Meter) -> Box<dyn Read + Send> {
     // We ask for no progress; anything the server still says on channel 2
     // is dropped rather than interleaved with our own progress line.
     fn ignore(_: &[u8]) {}
-    Box::new(SidebandReader::new(reader, ignore as fn(&[u8])))
+    reader.set_limit(None);
+    meter.count_data_only();
+    Box::new(meter.counting(SidebandReader::new(reader, ignore as fn(&[u8]))))
 }
 
 /// What the engine needs from a destination, whatever it is: a
@@ -625,29 +687,32 @@ pub struct Destination {
     transport: Box<dyn Transport>,
     capabilities: Capabilities,
     blame: Blame,
+    bounds: Bounds,
 }
 
 impl Destination {
     /// Discovers the destination and lists its refs (receive-pack is v0).
     pub fn connect(
         transport: Box<dyn Transport>,
-        timeout: Duration,
+        network: &NetworkOptions,
     ) -> Result<(Destination, Vec<Ref>), SideError> {
-        let blame = Blame::new(Side::Destination, transport.display(), timeout);
-        let refs_and_caps = list_receive_refs(transport.as_ref(), &blame)?;
+        let blame = Blame::new(Side::Destination, transport.display(), network.timeout);
+        let bounds = Bounds::new(network, transport.as_ref());
+        let (refs, capabilities) = list_receive_refs(transport.as_ref(), &blame, &bounds)?;
         Ok((
             Destination {
                 transport,
-                capabilities: refs_and_caps.1,
+                capabilities,
                 blame,
+                bounds,
             },
-            refs_and_caps.0,
+            refs,
         ))
     }
 
     /// Lists the destination's refs again (verification after a push).
     pub fn list_refs(&self) -> Result<Vec<Ref>, SideError> {
-        list_receive_refs(self.transport.as_ref(), &self.blame).map(|(refs, _)| refs)
+        list_receive_refs(self.transport.as_ref(), &self.blame, &self.bounds).map(|(refs, _)| refs)
     }
 
     /// Whether the destination accepts thin packs.
@@ -710,17 +775,23 @@ impl Destination {
                 .rpc(Service::ReceivePack, false, Body::Bytes(head.into_inner())),
         }
         .map_err(|e| self.blame.error(e))?;
-        let mut reader = PacketReader::new(response);
+        let (mut reader, meter) = self.bounds.message(response);
         let report = if sideband {
             fn progress(_: &[u8]) {}
-            let mut demuxed = PacketReader::new(SidebandReader::new(reader, progress as fn(&[u8])));
-            let report = push::read_report_status(&mut demuxed);
+            // The report is the message; the side-band stream around it is
+            // bounded by its own limit on progress without data.
+            reader.set_limit(None);
+            meter.count_data_only();
+            let demuxed = SidebandReader::new(reader, progress as fn(&[u8]));
+            let mut demuxed = PacketReader::new(meter.counting(demuxed));
+            demuxed.set_limit(Some(self.bounds.limits.max_message_bytes));
+            let report = push::read_report_status(&mut demuxed, commands.len());
             if report.is_ok() {
-                drain(demuxed.into_inner().into_inner().into_inner());
+                drain(demuxed.into_inner().into_inner().into_inner().into_inner());
             }
             report
         } else {
-            let report = push::read_report_status(&mut reader);
+            let report = push::read_report_status(&mut reader, commands.len());
             if report.is_ok() {
                 drain(reader.into_inner());
             }
@@ -743,13 +814,18 @@ impl Destination {
 fn list_receive_refs(
     transport: &dyn Transport,
     blame: &Blame,
+    bounds: &Bounds,
 ) -> Result<(Vec<Ref>, Capabilities), SideError> {
     let response = transport
         .discover(Service::ReceivePack, false)
         .map_err(|e| blame.error(e))?;
-    let mut reader = PacketReader::new(response);
-    let discovery = advertisement::read_discovery(&mut reader, Service::ReceivePack.name())
-        .map_err(|e| blame.error(e))?;
+    let (mut reader, _) = bounds.message(response);
+    let discovery = advertisement::read_discovery(
+        &mut reader,
+        Service::ReceivePack.name(),
+        bounds.limits.max_refs,
+    )
+    .map_err(|e| blame.error(e))?;
     drain(reader.into_inner());
     match discovery {
         Discovery::V0 { refs, capabilities } => Ok((refs, capabilities)),

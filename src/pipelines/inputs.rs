@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use percent_encoding::utf8_percent_encode;
 
@@ -28,7 +28,7 @@ use crate::cli::{self, AuthArg, CredentialArgs, MirrorAllArgs, NetworkArgs, Sele
 use crate::fleet::{Shard, MAX_JOBS};
 use crate::forge::Kind;
 use crate::mirror::{Endpoint, Mode, Options, RefSelection, RetryPolicy};
-use crate::transport::{Location, NetworkOptions};
+use crate::transport::{Deadline, Limits, Location, NetworkOptions};
 
 /// Every input the binary reads; task.json declares exactly these (a test
 /// checks both directions).
@@ -56,6 +56,7 @@ pub const INPUTS: &[&str] = &[
     "caCertificateFile",
     "proxyUrl",
     "timeout",
+    "deadline",
     "mode",
     "sourceScopeUri",
     "sourceKind",
@@ -286,6 +287,7 @@ impl Collector {
 pub fn read(env: &Environment) -> Reading {
     let mut c = Collector::default();
     let timeout = read_timeout(env, &mut c);
+    let deadline = read_deadline(env, &mut c).map(|d| Deadline::after(Instant::now(), d));
     let ca_file = read_ca_file(env, &mut c);
     let proxy = read_proxy(env, &mut c);
     let network = |insecure| NetworkOptions {
@@ -294,6 +296,10 @@ pub fn read(env: &Environment) -> Reading {
         proxy: proxy.clone(),
         timeout,
         redirects: Default::default(),
+        limits: Limits {
+            deadline,
+            ..Limits::default()
+        },
     };
     let source = read_side(env, &SOURCE, &mut c, &network);
     let destination = read_side(env, &DESTINATION, &mut c, &network);
@@ -383,6 +389,7 @@ pub struct OrganizationReading {
 pub fn read_organization(env: &Environment) -> OrganizationReading {
     let mut c = Collector::default();
     let timeout = read_timeout(env, &mut c);
+    let deadline = read_deadline(env, &mut c);
     let ca_file = read_ca_file(env, &mut c);
     let proxy = read_proxy(env, &mut c);
     let source_verify = read_bool(env, SOURCE.verify, true, &mut c);
@@ -509,6 +516,11 @@ pub fn read_organization(env: &Environment) -> OrganizationReading {
                         proxy,
                         allow_redirect_host: Vec::new(),
                         timeout: timeout.as_secs(),
+                        low_speed_limit: Limits::DEFAULT_LOW_SPEED_LIMIT,
+                        deadline,
+                        max_advertised_refs: Limits::DEFAULT_MAX_REFS,
+                        max_advertisement_bytes: Limits::DEFAULT_MAX_MESSAGE_BYTES,
+                        started: Instant::now(),
                         retries: RetryPolicy::DEFAULT_RETRIES,
                     },
                 },
@@ -843,6 +855,16 @@ fn read_timeout(env: &Environment, c: &mut Collector) -> Duration {
     Duration::from_secs(secs)
 }
 
+/// The optional `deadline` input, as `--deadline` reads it.
+fn read_deadline(env: &Environment, c: &mut Collector) -> Option<Duration> {
+    match env.input("deadline") {
+        "" => None,
+        text => crate::store::archive::parse_age(text)
+            .map_err(|e| c.error("deadline", e))
+            .ok(),
+    }
+}
+
 fn read_ca_file(env: &Environment, c: &mut Collector) -> Option<PathBuf> {
     let value = env.input("caCertificateFile");
     if value.is_empty() {
@@ -1072,6 +1094,7 @@ mod tests {
             ("INPUT_DESTINATIONGITREPOSITORYURI", ""),
             ("INPUT_PRUNE", "yes"),
             ("INPUT_TIMEOUT", "0"),
+            ("INPUT_DEADLINE", "soon"),
             ("INPUT_INCLUDEREFS", "main\nrefs/tags/*"),
             ("INPUT_SOURCEAUTHENTICATION", "ssh"),
             ("INPUT_DESTINATIONAUTHENTICATION", "serviceConnection"),
@@ -1079,6 +1102,7 @@ mod tests {
         let named: Vec<&str> = errs.iter().map(|e| e.input).collect();
         for input in [
             "timeout",
+            "deadline",
             "sourceAuthentication",
             "destinationServiceConnection",
             "includeRefs",
@@ -1086,6 +1110,28 @@ mod tests {
         ] {
             assert!(named.contains(&input), "{input} missing from {errs:?}");
         }
+    }
+
+    #[test]
+    fn deadline_reaches_both_sides() {
+        let e = env(&[("INPUT_DEADLINE", "30m")]);
+        let options = read(&e).config.unwrap().options;
+        for network in [&options.source.network, &options.destination.network] {
+            let deadline = network.limits.deadline.expect("a deadline");
+            assert_eq!(deadline.allowed, Duration::from_secs(30 * 60));
+        }
+        let e = env(&[]);
+        assert_eq!(
+            read(&e)
+                .config
+                .unwrap()
+                .options
+                .source
+                .network
+                .limits
+                .deadline,
+            None
+        );
     }
 
     #[test]

@@ -12,6 +12,12 @@
 //! The `# service=` line is optional: git's own `http-backend` leaves it out
 //! of v2 answers, and a local `upload-pack --advertise-refs` never sends it.
 //!
+//! A server decides how many refs it lists, so the caller says how many it
+//! accepts (`max_refs`): past that, [`ProtocolError::TooManyRefs`]. The size
+//! of the message as a whole is bounded by the reader's limit
+//! ([`PacketReader::set_limit`]), which also covers lines that are not refs
+//! (`.have`, peeled values, v2 capabilities).
+//!
 //! Every ref name is checked to be UTF-8 without spaces or control
 //! characters before it becomes a `String`: names flow on into messages a
 //! person reads and into requests to the other server.
@@ -60,7 +66,8 @@ pub enum Discovery {
 
 /// Reads a discovery answer for `service` (`git-upload-pack` or
 /// `git-receive-pack`) up to and including its final flush, and refuses
-/// repositories that are not SHA-1.
+/// repositories that are not SHA-1 and advertisements of more than
+/// `max_refs` refs.
 ///
 /// An answer whose very first bytes are not a pkt-line length (a web page, a
 /// proxy's error page) is [`ProtocolError::NotSmartHttp`]. A dumb server's
@@ -74,7 +81,7 @@ pub enum Discovery {
 ///
 /// let answer = b"001e# service=git-upload-pack\n0000\
 ///     00403d06390b8cfcc3636b12dd52f044eae8f1566458 HEAD\0side-band-64k\n0000";
-/// let discovery = read_discovery(&mut PacketReader::new(&answer[..]), "git-upload-pack")?;
+/// let discovery = read_discovery(&mut PacketReader::new(&answer[..]), "git-upload-pack", 100)?;
 /// let Discovery::V0 { refs, capabilities } = discovery else { panic!("v0 expected") };
 /// assert_eq!(refs[0].name, "HEAD");
 /// assert!(capabilities.contains("side-band-64k"));
@@ -83,6 +90,7 @@ pub enum Discovery {
 pub fn read_discovery<R: Read>(
     reader: &mut PacketReader<R>,
     service: &str,
+    max_refs: usize,
 ) -> Result<Discovery, ProtocolError> {
     let mut line = match reader.read_line_required() {
         Err(ProtocolError::InvalidLength(_)) => return Err(ProtocolError::NotSmartHttp),
@@ -150,7 +158,7 @@ pub fn read_discovery<R: Read>(
     let mut refs = Vec::new();
     let (oid, name) = split_v0_ref_line(first_ref)?;
     if name != NO_REFS_PLACEHOLDER {
-        push_v0_ref(&mut refs, oid, name)?;
+        push_v0_ref(&mut refs, oid, name, max_refs)?;
     }
     loop {
         match reader.read_line_required()? {
@@ -165,7 +173,7 @@ pub fn read_discovery<R: Read>(
                     ));
                 }
                 let (oid, name) = split_v0_ref_line(text)?;
-                push_v0_ref(&mut refs, oid, name)?;
+                push_v0_ref(&mut refs, oid, name, max_refs)?;
             }
             other => {
                 return Err(ProtocolError::unexpected_line(
@@ -216,7 +224,12 @@ fn split_v0_ref_line(text: &[u8]) -> Result<(ObjectId, &[u8]), ProtocolError> {
     Ok((ObjectId::from_hex(hex)?, name))
 }
 
-fn push_v0_ref(refs: &mut Vec<Ref>, oid: ObjectId, name: &[u8]) -> Result<(), ProtocolError> {
+fn push_v0_ref(
+    refs: &mut Vec<Ref>,
+    oid: ObjectId,
+    name: &[u8],
+    max_refs: usize,
+) -> Result<(), ProtocolError> {
     if name == ALTERNATE_HAVE {
         return Ok(());
     }
@@ -233,12 +246,21 @@ fn push_v0_ref(refs: &mut Vec<Ref>, oid: ObjectId, name: &[u8]) -> Result<(), Pr
             )),
         };
     }
+    check_count(refs, max_refs)?;
     refs.push(Ref {
         name: ref_name(name)?,
         oid,
         peeled: None,
         symref_target: None,
     });
+    Ok(())
+}
+
+/// Refuses one ref more than `max_refs`.
+fn check_count(refs: &[Ref], max_refs: usize) -> Result<(), ProtocolError> {
+    if refs.len() >= max_refs {
+        return Err(ProtocolError::TooManyRefs { limit: max_refs });
+    }
     Ok(())
 }
 
@@ -313,8 +335,12 @@ pub fn write_ls_refs_request<W: Write + ?Sized>(
 
 /// Reads an `ls-refs` answer up to its flush. `unborn` entries (a `HEAD` that
 /// points to a branch with no commit yet) are skipped: there is nothing to
-/// mirror for them. Unknown attributes are ignored, as the spec asks.
-pub fn read_ls_refs<R: Read>(reader: &mut PacketReader<R>) -> Result<Vec<Ref>, ProtocolError> {
+/// mirror for them. Unknown attributes are ignored, as the spec asks. More
+/// than `max_refs` refs is [`ProtocolError::TooManyRefs`].
+pub fn read_ls_refs<R: Read>(
+    reader: &mut PacketReader<R>,
+    max_refs: usize,
+) -> Result<Vec<Ref>, ProtocolError> {
     let mut refs = Vec::new();
     loop {
         let text = match reader.read_line_required()? {
@@ -337,6 +363,7 @@ pub fn read_ls_refs<R: Read>(reader: &mut PacketReader<R>) -> Result<Vec<Ref>, P
         if id == b"unborn" {
             continue;
         }
+        check_count(&refs, max_refs)?;
         let mut entry = Ref {
             oid: ObjectId::from_hex(id)?,
             name: ref_name(name)?,
@@ -378,7 +405,7 @@ mod tests {
 
     fn discover(input: &[u8], service: &str) -> Result<Discovery, ProtocolError> {
         let mut reader = PacketReader::new(input);
-        let discovery = read_discovery(&mut reader, service)?;
+        let discovery = read_discovery(&mut reader, service, usize::MAX)?;
         // Discovery consumes exactly its message.
         assert_eq!(reader.read_line().unwrap(), None);
         Ok(discovery)
@@ -413,6 +440,30 @@ mod tests {
         assert_eq!(refs, expected_source_refs());
         assert!(caps.contains("multi_ack_detailed"));
         assert_eq!(caps.value("agent"), Some("git/2.47.3"));
+    }
+
+    #[test]
+    fn ref_count_is_bounded() {
+        let body =
+            include_bytes!("../../fuzz/corpus/advertisement/http-backend-v0-upload-pack.bin");
+        // Five refs; the peeled line of the tag does not count.
+        let mut reader = PacketReader::new(&body[..]);
+        assert!(read_discovery(&mut reader, "git-upload-pack", 5).is_ok());
+        let mut reader = PacketReader::new(&body[..]);
+        assert!(matches!(
+            read_discovery(&mut reader, "git-upload-pack", 4),
+            Err(ProtocolError::TooManyRefs { limit: 4 })
+        ));
+
+        let line = format!("{MAIN} refs/heads/main\n");
+        let body = format!("{}{}0000", pkt(&line), pkt(&line));
+        let mut reader = PacketReader::new(body.as_bytes());
+        assert_eq!(read_ls_refs(&mut reader, 2).unwrap().len(), 2);
+        let mut reader = PacketReader::new(body.as_bytes());
+        assert!(matches!(
+            read_ls_refs(&mut reader, 1),
+            Err(ProtocolError::TooManyRefs { limit: 1 })
+        ));
     }
 
     #[test]
@@ -715,7 +766,7 @@ mod tests {
     fn real_ls_refs_answer() {
         let body = include_bytes!("../../fuzz/corpus/advertisement/ls-refs.bin");
         let mut reader = PacketReader::new(&body[..]);
-        let refs = read_ls_refs(&mut reader).unwrap();
+        let refs = read_ls_refs(&mut reader, usize::MAX).unwrap();
         assert_eq!(refs, expected_source_refs());
         assert_eq!(reader.read_line().unwrap(), None);
     }
@@ -723,7 +774,7 @@ mod tests {
     #[test]
     fn real_ls_refs_of_empty_repository_skips_unborn() {
         let body = b"0030unborn HEAD symref-target:refs/heads/master\n0000";
-        assert!(read_ls_refs(&mut PacketReader::new(&body[..]))
+        assert!(read_ls_refs(&mut PacketReader::new(&body[..]), usize::MAX)
             .unwrap()
             .is_empty());
     }
@@ -736,7 +787,7 @@ mod tests {
                 "{MAIN} refs/heads/x future:thing peeled:{FEATURE}\n"
             ))
         );
-        let refs = read_ls_refs(&mut PacketReader::new(body.as_bytes())).unwrap();
+        let refs = read_ls_refs(&mut PacketReader::new(body.as_bytes()), usize::MAX).unwrap();
         let mut expected = r("refs/heads/x", MAIN);
         expected.peeled = Some(id(FEATURE));
         assert_eq!(refs, [expected]);
@@ -766,7 +817,8 @@ mod tests {
             ),
             ("0001".into(), "delimiter"),
         ] {
-            let err = read_ls_refs(&mut PacketReader::new(body.as_bytes())).unwrap_err();
+            let err =
+                read_ls_refs(&mut PacketReader::new(body.as_bytes()), usize::MAX).unwrap_err();
             assert!(err.to_string().contains(expected), "{body:?}: {err}");
         }
     }

@@ -57,6 +57,32 @@ pub enum ProtocolError {
          HTTP server or a web page); check the repository URL"
     )]
     NotSmartHttp,
+    /// A message (not a pack) went on past the limit set with
+    /// [`PacketReader::set_limit`](crate::protocol::PacketReader::set_limit).
+    #[error(
+        "the server's answer went past the limit of {limit} bytes before it ended \
+         (an endless or absurdly large message)"
+    )]
+    MessageTooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// A ref advertisement or `ls-refs` answer listed more refs than allowed.
+    #[error("the server advertised more than {limit} refs, the limit")]
+    TooManyRefs {
+        /// The limit.
+        limit: usize,
+    },
+    /// A side-band stream carried this much besides data (progress, empty
+    /// packets) without a single data byte.
+    #[error(
+        "the server sent more than {limit} bytes of side-band progress without any data \
+         (an endless progress stream)"
+    )]
+    ProgressWithoutData {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// We were asked to send more than one pkt-line can carry.
     #[error(
         "a pkt-line payload of {0} bytes exceeds the protocol maximum of {max} bytes",

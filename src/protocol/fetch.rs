@@ -62,10 +62,19 @@ pub struct Acknowledgments {
 }
 
 impl Acknowledgments {
+    /// Notes an acknowledged id; repeats are removed by [`Self::finish`].
     fn add_common(&mut self, oid: ObjectId) {
-        if !self.common.contains(&oid) {
-            self.common.push(oid);
-        }
+        self.common.push(oid);
+    }
+
+    /// Drops repeated ids, keeping the first of each. Once, at the end, in
+    /// linear time: a server decides how many ACK lines it sends (as many
+    /// as the message limit lets through), and checking each against all
+    /// before it would be quadratic in that.
+    fn finish(mut self) -> Self {
+        let mut seen = std::collections::HashSet::with_capacity(self.common.len());
+        self.common.retain(|oid| seen.insert(*oid));
+        self
     }
 }
 
@@ -246,7 +255,9 @@ pub fn read_v2_response<R: Read>(
     if header == Section::Acknowledgments {
         loop {
             let text = match reader.read_line_required()? {
-                PacketLineRef::Flush => return Ok(V2FetchResponse::AcknowledgmentsOnly(acks)),
+                PacketLineRef::Flush => {
+                    return Ok(V2FetchResponse::AcknowledgmentsOnly(acks.finish()))
+                }
                 PacketLineRef::Delimiter => break,
                 line @ PacketLineRef::Data(_) => line.as_text().unwrap_or_default(),
                 other @ PacketLineRef::ResponseEnd => {
@@ -266,7 +277,7 @@ pub fn read_v2_response<R: Read>(
     }
     loop {
         match header {
-            Section::Packfile => return Ok(V2FetchResponse::Packfile(acks)),
+            Section::Packfile => return Ok(V2FetchResponse::Packfile(acks.finish())),
             Section::ShallowInfo => skip_section(reader, Some(SHALLOW_CONTEXT))?,
             Section::PackfileUris => skip_section(reader, Some(URIS_CONTEXT))?,
             Section::WantedRefs => skip_section(reader, None)?,
@@ -346,7 +357,7 @@ pub fn read_v0_response<R: Read>(
             special => return Err(ProtocolError::unexpected_line(ACKS_CONTEXT, special)),
         };
         if text == b"NAK" {
-            return Ok(acks);
+            return Ok(acks.finish());
         }
         let Some(rest) = text.strip_prefix(b"ACK ") else {
             let context = if text.starts_with(b"shallow ") || text.starts_with(b"unshallow ") {
@@ -364,7 +375,7 @@ pub fn read_v0_response<R: Read>(
         match status {
             None => {
                 acks.add_common(oid);
-                return Ok(acks);
+                return Ok(acks.finish());
             }
             Some(b"common") => acks.add_common(oid),
             Some(b"ready") => acks.ready = true,
@@ -771,6 +782,24 @@ mod tests {
         let mut rest = Vec::new();
         reader.into_inner().read_to_end(&mut rest).unwrap();
         (response, rest)
+    }
+
+    #[test]
+    fn many_acks_are_deduplicated_in_linear_time() {
+        // 200,000 distinct ids, each acknowledged twice: checking each
+        // against all before it would take minutes.
+        let mut input = String::new();
+        let hex = |n: u32| format!("{n:040x}");
+        for _ in 0..2 {
+            for n in 0..200_000u32 {
+                input.push_str(&pkt(&format!("ACK {} common\n", hex(n))));
+            }
+        }
+        input.push_str(&pkt(&format!("ACK {}\n", hex(7))));
+        let (acks, _) = read_v0(input.as_bytes(), false);
+        let common = acks.unwrap().common;
+        assert_eq!(common.len(), 200_000);
+        assert_eq!(common.get(..2), Some(&[id(&hex(0)), id(&hex(1))][..]));
     }
 
     #[test]

@@ -92,12 +92,12 @@ fn reference_demux(data: &[u8]) -> Option<Vec<u8>> {
 pub fn advertisement(data: &[u8]) {
     for service in ["git-upload-pack", "git-receive-pack"] {
         if let Ok(Discovery::V0 { refs, .. }) =
-            read_discovery(&mut PacketReader::new(data), service)
+            read_discovery(&mut PacketReader::new(data), service, usize::MAX)
         {
             assert!(refs.iter().all(|r| !r.name.is_empty()));
         }
     }
-    if let Ok(refs) = read_ls_refs(&mut PacketReader::new(data)) {
+    if let Ok(refs) = read_ls_refs(&mut PacketReader::new(data), usize::MAX) {
         assert!(refs.iter().all(|r| !r.name.contains(' ')));
     }
 }
@@ -118,9 +118,9 @@ pub fn fetch_response(data: &[u8]) {
 
 /// Parses a report-status as sent plainly and as sent inside side-band.
 pub fn report_status(data: &[u8]) {
-    let _ = read_report_status(&mut PacketReader::new(data));
+    let _ = read_report_status(&mut PacketReader::new(data), usize::MAX);
     let mut sideband = SidebandReader::new(PacketReader::new(data), |_: &[u8]| {});
-    let _ = read_report_status(&mut PacketReader::new(&mut sideband));
+    let _ = read_report_status(&mut PacketReader::new(&mut sideband), usize::MAX);
 }
 
 /// Reads the commits of a pack, as the history probe does.

@@ -12,6 +12,12 @@
 //! length prefix beyond the protocol maximum, so a hostile server cannot make
 //! it allocate more than [`MAX_DATA_LEN`] bytes or read past a packet.
 //!
+//! A message (a ref advertisement, acknowledgments, a push report) has an end
+//! the server must reach; [`PacketReader::set_limit`] caps how many bytes
+//! the reader consumes before it, which bounds every list a parser builds
+//! from it, whatever the count of lines. A pack stream has no such bound and
+//! is read without one.
+//!
 //! The writers are free functions over any [`Write`] because requests are
 //! assembled into whatever the transport wants (a `Vec<u8>` body, a pipe).
 
@@ -33,7 +39,7 @@ pub const DELIM_PKT: &[u8; 4] = b"0001";
 pub const RESPONSE_END_PKT: &[u8; 4] = b"0002";
 
 /// Size of the hexadecimal length prefix.
-const LEN_PREFIX_LEN: usize = 4;
+pub(crate) const LEN_PREFIX_LEN: usize = 4;
 /// A data line starting with this is the peer aborting, anywhere in the
 /// protocol (`gitprotocol-pack(5)`, "error-line").
 const ERR_PREFIX: &[u8] = b"ERR ";
@@ -127,15 +133,46 @@ pub struct PacketReader<R> {
     /// [`MAX_DATA_LEN`]: a ref listing stays small, a pack stream reaches the
     /// maximum once and stays there.
     buf: Vec<u8>,
+    /// With a limit set: the limit, and how many bytes may still be read.
+    budget: Option<Budget>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    limit: u64,
+    left: u64,
 }
 
 impl<R> PacketReader<R> {
-    /// Wraps `inner`.
+    /// Wraps `inner`, without a limit.
     pub fn new(inner: R) -> Self {
         PacketReader {
             inner,
             buf: Vec::new(),
+            budget: None,
         }
+    }
+
+    /// From now on, consume at most `limit` bytes (length prefixes
+    /// included) before [`ProtocolError::MessageTooLarge`]; `None` lifts the
+    /// limit, as before streaming a pack. The check comes before a payload is
+    /// read, so nothing past the limit is ever buffered.
+    pub fn set_limit(&mut self, limit: Option<u64>) {
+        self.budget = limit.map(|limit| Budget { limit, left: limit });
+    }
+
+    /// Takes `len` bytes from the budget, if there is one.
+    fn charge(&mut self, len: usize) -> Result<(), ProtocolError> {
+        if let Some(budget) = &mut self.budget {
+            budget.left =
+                budget
+                    .left
+                    .checked_sub(len as u64)
+                    .ok_or(ProtocolError::MessageTooLarge {
+                        limit: budget.limit,
+                    })?;
+        }
+        Ok(())
     }
 
     /// The wrapped reader.
@@ -195,6 +232,7 @@ impl<R: Read> PacketReader<R> {
             LEN_PREFIX_LEN => {}
             _ => return Err(ProtocolError::UnexpectedEof),
         }
+        self.charge(LEN_PREFIX_LEN)?;
         let frame = match parse_len(prefix)? {
             0 => Frame::Flush,
             1 => Frame::Delimiter,
@@ -203,6 +241,7 @@ impl<R: Read> PacketReader<R> {
             _ => return Err(ProtocolError::InvalidLength(escape(&prefix))),
         };
         if let Frame::Data(len) = frame {
+            self.charge(len)?;
             if self.buf.len() < len {
                 self.buf.resize(len, 0);
             }
@@ -569,6 +608,47 @@ mod tests {
             Err(ProtocolError::Io(err)) => assert_eq!(err.kind(), io::ErrorKind::ConnectionReset),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn limit_counts_prefixes_and_payloads() {
+        let input = b"0008abcd0000000aefghij";
+        let mut reader = PacketReader::new(&input[..]);
+        reader.set_limit(Some(12));
+        assert_eq!(
+            reader.read_line().unwrap(),
+            Some(PacketLineRef::Data(b"abcd"))
+        );
+        assert_eq!(reader.read_line().unwrap(), Some(PacketLineRef::Flush));
+        // 12 bytes used; the next prefix alone is over the limit.
+        assert!(matches!(
+            reader.read_line(),
+            Err(ProtocolError::MessageTooLarge { limit: 12 })
+        ));
+
+        let mut reader = PacketReader::new(&input[..]);
+        reader.set_limit(Some(14));
+        reader.read_line().unwrap();
+        reader.read_line().unwrap();
+        // The prefix fits, its 6-byte payload does not: refused unread.
+        assert!(matches!(
+            reader.read_line(),
+            Err(ProtocolError::MessageTooLarge { limit: 14 })
+        ));
+        assert_eq!(*reader.get_ref(), b"efghij");
+
+        let mut reader = PacketReader::new(&input[..]);
+        reader.set_limit(Some(4));
+        reader.set_limit(None);
+        assert_eq!(lines_from(&mut reader), 3);
+    }
+
+    fn lines_from<R: Read>(reader: &mut PacketReader<R>) -> usize {
+        let mut count = 0;
+        while reader.read_line().unwrap().is_some() {
+            count += 1;
+        }
+        count
     }
 
     #[test]

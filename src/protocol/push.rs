@@ -146,8 +146,13 @@ impl ReportStatus {
 /// the stream: some servers close instead). The `option` lines of
 /// report-status-v2, which describe how a server-side hook rewrote an update,
 /// are accepted and ignored.
+///
+/// A server reports once per command, so more than `max_refs` ref lines
+/// (pass the number of commands sent) is an error rather than a list to
+/// keep growing.
 pub fn read_report_status<R: Read>(
     reader: &mut PacketReader<R>,
+    max_refs: usize,
 ) -> Result<ReportStatus, ProtocolError> {
     let unpack = {
         let line = reader.read_line_required()?;
@@ -165,6 +170,12 @@ pub fn read_report_status<R: Read>(
             Some(line @ PacketLineRef::Data(_)) => line.as_text().unwrap_or_default(),
             Some(other) => return Err(ProtocolError::unexpected_line(REPORT_CONTEXT, other)),
         };
+        if refs.len() >= max_refs && !text.starts_with(b"option ") {
+            return Err(ProtocolError::unexpected(
+                "reading the push report (more ref reports than commands sent)",
+                text,
+            ));
+        }
         if let Some(name) = text.strip_prefix(b"ok ") {
             refs.push(RefStatus {
                 name: ref_name(name)?,
@@ -294,7 +305,7 @@ mod tests {
         let mut sideband = SidebandReader::new(PacketReader::new(&capture[..]), |p: &[u8]| {
             progress.extend_from_slice(p)
         });
-        let report = read_report_status(&mut PacketReader::new(&mut sideband)).unwrap();
+        let report = read_report_status(&mut PacketReader::new(&mut sideband), usize::MAX).unwrap();
         assert_eq!(
             report,
             ReportStatus {
@@ -317,7 +328,7 @@ mod tests {
     fn real_unpack_failure() {
         let capture = include_bytes!("../../fuzz/corpus/report_status/sideband-rp-badpack.bin");
         let mut sideband = SidebandReader::new(PacketReader::new(&capture[..]), |_: &[u8]| {});
-        let report = read_report_status(&mut PacketReader::new(&mut sideband)).unwrap();
+        let report = read_report_status(&mut PacketReader::new(&mut sideband), usize::MAX).unwrap();
         assert_eq!(
             report.unpack,
             Err("eof before pack header was fully read".into())
@@ -328,9 +339,16 @@ mod tests {
     #[test]
     fn real_plain_report_status_v2() {
         let capture = include_bytes!("../../fuzz/corpus/report_status/plain-report-status-v2.bin");
-        let report = read_report_status(&mut PacketReader::new(&capture[..])).unwrap();
+        let report = read_report_status(&mut PacketReader::new(&capture[..]), usize::MAX).unwrap();
         assert!(report.is_ok());
         assert_eq!(report.refs, [ok("refs/heads/main"), ok("refs/heads/other")]);
+        // Two commands, two reports; one command cannot get two.
+        assert!(read_report_status(&mut PacketReader::new(&capture[..]), 2).is_ok());
+        let err = read_report_status(&mut PacketReader::new(&capture[..]), 1).unwrap_err();
+        assert!(
+            err.to_string().contains("more ref reports than commands"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -345,7 +363,8 @@ mod tests {
             pkt("ng refs/a\n"),
         ]
         .concat();
-        let report = read_report_status(&mut PacketReader::new(body.as_bytes())).unwrap();
+        let report =
+            read_report_status(&mut PacketReader::new(body.as_bytes()), usize::MAX).unwrap();
         assert_eq!(
             report.refs,
             [
@@ -368,7 +387,8 @@ mod tests {
             ("000eunpack ok\n000aok ab", "closed"),
             ("0015ERR unpack failed", "reported an error: unpack failed"),
         ] {
-            let err = read_report_status(&mut PacketReader::new(body.as_bytes())).unwrap_err();
+            let err = read_report_status(&mut PacketReader::new(body.as_bytes()), usize::MAX)
+                .unwrap_err();
             assert!(err.to_string().contains(expected), "{body:?}: {err}");
         }
     }
@@ -378,7 +398,8 @@ mod tests {
         let body = [pkt("\x01000eunpack ok\n"), pkt("\x03fatal: disk full\n")].concat();
         let body = body.as_bytes();
         let mut sideband = SidebandReader::new(PacketReader::new(body), |_: &[u8]| {});
-        let err = read_report_status(&mut PacketReader::new(&mut sideband)).unwrap_err();
+        let err =
+            read_report_status(&mut PacketReader::new(&mut sideband), usize::MAX).unwrap_err();
         assert!(matches!(err, ProtocolError::Remote(m) if m == "fatal: disk full"));
     }
 }

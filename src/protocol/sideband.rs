@@ -8,6 +8,11 @@
 //! pack can be copied straight into the destination's request body, and the
 //! report-status can be parsed by a [`PacketReader`] stacked on top of it.
 //!
+//! A server may send progress forever and no data: whatever is not data
+//! (progress, empty packets) counts towards [`MAX_PROGRESS_WITHOUT_DATA`],
+//! reset by each data packet, so such a stream ends in an error instead of
+//! holding the reader in its loop.
+//!
 //! Bytes are copied out of the [`PacketReader`]'s buffer directly into the
 //! caller's buffer, across as many `read` calls as the caller likes: nothing
 //! is allocated per packet, whatever the size of the pack.
@@ -15,8 +20,15 @@
 use std::io::{self, Read};
 
 use crate::protocol::error::remote_message;
-use crate::protocol::pktline::Frame;
+use crate::protocol::pktline::{Frame, LEN_PREFIX_LEN};
 use crate::protocol::{PacketLineRef, PacketReader, ProtocolError};
+
+/// How many bytes of packets without data (progress on channel 2, empty
+/// packets; prefixes included) may come in a row before the stream is
+/// given up as endless. We ask for no progress, so a real server sends
+/// little: keep-alives, and a receive-pack hook's messages, which this
+/// leaves ample room for.
+pub const MAX_PROGRESS_WITHOUT_DATA: usize = 1 << 20;
 
 /// The side-band channels of `gitprotocol-pack(5)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,6 +94,8 @@ where
     /// Unread channel-1 bytes are `reader`'s buffer `pos..end`.
     pos: usize,
     end: usize,
+    /// Bytes of packets without data since the last data packet.
+    without_data: usize,
     /// Set at the flush (or a fatal error): reads return 0 / the error again
     /// without touching the stream, which may already carry the next message.
     state: State,
@@ -109,6 +123,7 @@ where
             on_progress,
             pos: 0,
             end: 0,
+            without_data: 0,
             state: State::Streaming,
         }
     }
@@ -157,11 +172,22 @@ where
                 None => return Err(ProtocolError::UnexpectedEof),
             };
             let payload = self.reader.payload(len);
-            let Some((&band, data)) = payload.split_first() else {
+            let band = payload.first().copied().and_then(Channel::from_byte);
+            if band == Some(Channel::Data) && len > 1 {
+                self.without_data = 0;
+            } else {
+                self.without_data += LEN_PREFIX_LEN + len;
+                if self.without_data > MAX_PROGRESS_WITHOUT_DATA {
+                    return Err(ProtocolError::ProgressWithoutData {
+                        limit: MAX_PROGRESS_WITHOUT_DATA,
+                    });
+                }
+            }
+            let Some((_, data)) = payload.split_first() else {
                 // "0004": nothing on no channel. Harmless; skip it.
                 continue;
             };
-            match Channel::from_byte(band) {
+            match band {
                 Some(Channel::Data) => {
                     self.pos = 1;
                     self.end = len;
@@ -411,6 +437,37 @@ mod tests {
         assert!(matches!(
             ProtocolError::from_io(result.unwrap_err()),
             ProtocolError::InvalidLength(_)
+        ));
+    }
+
+    #[test]
+    fn endless_progress_without_data_is_an_error() {
+        let progress = packet(2, &[b'.'; 1000]);
+        let keepalive = packet(1, b"");
+        let mut input = packet(1, b"PACK");
+        // Just under the limit, twice, with data in between: fine.
+        let per_round = MAX_PROGRESS_WITHOUT_DATA / (progress.len() + keepalive.len());
+        for _ in 0..2 {
+            for _ in 0..per_round {
+                input.extend(&progress);
+                input.extend(&keepalive);
+            }
+            input.extend(packet(1, b"x"));
+        }
+        input.extend(b"0000");
+        let (out, _) = demux(&input);
+        assert_eq!(out.unwrap(), b"PACKxx");
+
+        // Past it, keep-alives and empty packets included: the stream ends.
+        let mut input = packet(1, b"PACK");
+        for _ in 0..=MAX_PROGRESS_WITHOUT_DATA / 8 {
+            input.extend(b"0004");
+            input.extend(&keepalive);
+        }
+        let (out, _) = demux(&input);
+        assert!(matches!(
+            ProtocolError::from_io(out.unwrap_err()),
+            ProtocolError::ProgressWithoutData { .. }
         ));
     }
 

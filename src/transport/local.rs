@@ -117,6 +117,10 @@ impl Transport for LocalTransport {
         Ok(Box::new(ChildReader::new(child, service)))
     }
 
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn display(&self) -> &str {
         &self.display
     }

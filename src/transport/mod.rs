@@ -18,12 +18,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod http;
+mod limits;
 mod local;
 mod location;
 mod origin;
 
 pub use http::HttpTransport;
 pub(crate) use http::{agent_builder, classify_transport, response_excerpt};
+pub(crate) use limits::Meter;
+pub use limits::{Deadline, Exceeded, Limits};
 pub use local::LocalTransport;
 pub use location::Location;
 pub use origin::RedirectPolicy;
@@ -73,6 +76,14 @@ pub trait Transport: Send + Sync {
 
     /// Where the repository is, without credentials: safe to print.
     fn display(&self) -> &str;
+
+    /// Whether the other end is a process on this machine rather than a
+    /// server. The low-speed limit guards against servers; a local
+    /// `git upload-pack` is ours and may think for as long as it needs
+    /// (counting a huge repository), so it is left out of that check.
+    fn is_local(&self) -> bool {
+        false
+    }
 
     /// Whether opening the transport created the repository (a first
     /// backup), so that it still needs a default branch.
@@ -169,6 +180,9 @@ pub enum TransportError {
         /// Whether it was from https to http, which is never followed.
         downgrade: bool,
     },
+    /// The transfer was too slow, or the run's deadline passed.
+    #[error(transparent)]
+    Limit(#[from] Exceeded),
     /// The server does not speak smart HTTP.
     #[error("{0}")]
     NotSmartHttp(String),
@@ -254,6 +268,8 @@ impl TransportError {
             TransportError::Timeout { .. } => "the server stalled; raise --timeout if it is slow rather than stuck",
             TransportError::Redirect { downgrade: true, .. } => "use the repository's https:// URL on the server it really lives on",
             TransportError::Redirect { downgrade: false, .. } => "use the URL the server redirects to (the repository moved), or, if you trust that host with these credentials, allow it with --allow-redirect-host HOST",
+            TransportError::Limit(Exceeded::TooSlow { .. }) => "the server trickles data; if the network really is this slow, lower --low-speed-limit (0 turns the check off) or raise --timeout, the window it is measured over",
+            TransportError::Limit(Exceeded::Deadline { .. }) => "raise --deadline if the run needs longer",
             _ => return None,
         })
     }
@@ -268,10 +284,13 @@ pub struct NetworkOptions {
     pub insecure: bool,
     /// An explicit proxy URL, overriding the environment.
     pub proxy: Option<String>,
-    /// Connect and idle-transfer timeout.
+    /// Connect and idle-transfer timeout; also the window the low-speed
+    /// limit is measured over.
     pub timeout: Duration,
     /// Hosts besides the side's own that its credentials may be redirected to.
     pub redirects: RedirectPolicy,
+    /// Sizes and speeds the server must keep to.
+    pub limits: Limits,
 }
 
 impl fmt::Display for Service {

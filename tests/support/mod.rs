@@ -17,6 +17,10 @@
 //!   stalls or garbles connections on purpose, for the fault tests.
 //! * [`EchoServer`]: a hostile server quoting the client's credentials back
 //!   in error bodies, `ERR` pkt-lines and forge JSON, cut at any offset.
+//! * [`HostileServer`]: a hand-written smart-HTTP server that says what no
+//!   git would (an endless ref advertisement, a trickled body, endless
+//!   side-band progress), and [`run_bounded`] to run the relay against it
+//!   with a time limit and a memory ceiling, for the tests of its bounds.
 //! * [`ForwardProxy`]: an HTTP proxy that sends every request, whatever
 //!   host it names, to one local server.
 //! * [`relay`]: the git-relay binary under test, with the ambient environment
@@ -34,6 +38,7 @@ mod cgi;
 mod echo;
 mod faults;
 mod fixtures;
+mod hostile;
 mod http;
 mod proxy;
 mod relay;
@@ -45,6 +50,7 @@ mod tls;
 pub use echo::{echo_text, Echo, EchoServer};
 pub use faults::{Fault, FaultProxy};
 pub use fixtures::populated_source;
+pub use hostile::{run_bounded, Bounded, HostileServer, Script};
 pub use proxy::ForwardProxy;
 pub use relay::relay;
 pub use repo::{fsck_strict, git, git_ok, install_hook, refs_of, WorkRepo};
