@@ -725,3 +725,67 @@ fn tens_of_mib_back_up_with_bounded_memory() {
         pack >> 20
     );
 }
+
+/// A `git` first on PATH that appends its environment to `dump` and then
+/// runs the real git: it sees exactly what git-relay gives its children.
+fn env_dumping_git(dir: &Path, dump: &Path) -> String {
+    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("git"))
+        .find(|p| p.is_file())
+        .expect("git on PATH");
+    install_script(
+        &dir.join("git"),
+        &format!(
+            "#!/bin/sh\nenv >> '{}'\nexec '{}' \"$@\"\n",
+            s(dump),
+            s(&real)
+        ),
+    );
+    let path = std::env::var("PATH").unwrap();
+    format!("{}:{path}", s(dir))
+}
+
+fn install_script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn git_children_of_a_local_source_get_no_secret_from_the_environment() {
+    let work = WorkRepo::new();
+    work.commit("a");
+    let scratch = tempfile::tempdir().unwrap();
+    let bin = scratch.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let dump = scratch.path().join("env.txt");
+    let path = env_dumping_git(&bin, &dump);
+    let secrets = [
+        ("GIT_RELAY_SOURCE_TOKEN", "src-token-4f1d9c"),
+        ("GIT_RELAY_DEST_TOKEN", "dst-token-77ab02"),
+        ("GIT_RELAY_SOURCE_USERNAME", "src-user-5e3c"),
+        ("GIT_RELAY_DEST_USERNAME", "dst-user-9a0b"),
+        ("SYSTEM_ACCESSTOKEN", "system-token-c0ffee"),
+        (
+            "INPUT_SOURCEGITREPOSITORYPERSONALACCESSTOKEN",
+            "input-token-beef42",
+        ),
+        (
+            "ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN",
+            "endpoint-token-d00d",
+        ),
+        ("AGENT_PROXYPASSWORD", "proxy-password-abcd"),
+    ];
+    let mut env = secrets.to_vec();
+    env.push(("PATH", &path));
+    let backup = scratch.path().join("backup.git");
+    let out = run(&["mirror", &s(work.path()), &s(&backup), "--json"], &env);
+    out.assert_code(0);
+    assert_ne!(out.json()["source_protocol"], "git2");
+    let seen = std::fs::read_to_string(&dump).expect("git-relay ran git");
+    assert!(seen.contains("PATH="), "{seen}");
+    for (name, value) in secrets {
+        assert!(!seen.contains(value), "a git child saw {name}:\n{seen}");
+    }
+    assert_eq!(refs_of(&backup), refs_of(&work.path().join(".git")));
+}

@@ -175,7 +175,7 @@ impl LocalReader {
             Ok("git") => return LocalReader::Git,
             _ => {}
         }
-        let git_runs = std::process::Command::new("git")
+        let git_runs = crate::child::command("git")
             .arg("--version")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

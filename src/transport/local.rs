@@ -11,7 +11,8 @@
 //! `crate::store`, so this transport serves upload-pack only.
 //!
 //! Only paths cross the process boundary: no credential is ever put on a
-//! child's command line.
+//! child's command line, and `crate::child` keeps them out of its
+//! environment.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ impl LocalTransport {
                 path.display()
             )));
         }
-        let probe = Command::new("git")
+        let probe = crate::child::command("git")
             .arg("-C")
             .arg(path)
             .args(["rev-parse", "--is-shallow-repository"])
@@ -67,7 +68,7 @@ impl LocalTransport {
                 self.display
             )));
         }
-        let mut cmd = Command::new("git");
+        let mut cmd = crate::child::command("git");
         cmd.args(["upload-pack", "--stateless-rpc"]);
         if v2 {
             cmd.env("GIT_PROTOCOL", "version=2");
