@@ -789,3 +789,81 @@ fn git_children_of_a_local_source_get_no_secret_from_the_environment() {
     }
     assert_eq!(refs_of(&backup), refs_of(&work.path().join(".git")));
 }
+
+fn head_of(repo: &Path) -> String {
+    git(repo, &["symbolic-ref", "HEAD"])
+}
+
+/// A clone of the backup with everything git said: no warning about a
+/// HEAD that names a missing branch, and the branch checked out.
+fn clone_checks_out(backup: &Path, branch: &str) {
+    let scratch = tempfile::tempdir().unwrap();
+    let into = scratch.path().join("clone");
+    let out = git_ok(scratch.path(), &["clone", &s(backup), &s(&into)]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !said.contains("warning"), "{said}");
+    assert_eq!(
+        git(&into, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        branch,
+        "{said}"
+    );
+}
+
+#[test]
+fn backup_head_follows_the_source_default_branch_on_every_run() {
+    let server = GitServer::start();
+    populated_source(&server);
+    let src = server.repo_path("src.git");
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("repo.git");
+    back_up(&server, &backup, &[]).assert_code(0);
+    assert_eq!(head_of(&backup), "refs/heads/main");
+
+    // The source changes its default branch and nothing else: a no-op run.
+    git(&src, &["symbolic-ref", "HEAD", "refs/heads/feature"]);
+    let out = back_up(&server, &backup, &[]);
+    out.assert_code(0);
+    assert_eq!(out.json()["totals"]["updated"], 0);
+    assert_eq!(head_of(&backup), "refs/heads/feature");
+    clone_checks_out(&backup, "feature");
+}
+
+#[test]
+fn a_backup_first_made_from_an_empty_source_gets_its_head_when_content_comes() {
+    let server = GitServer::start();
+    let src = server.create_bare("src.git");
+    git(&src, &["symbolic-ref", "HEAD", "refs/heads/trunk"]);
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("repo.git");
+    back_up(&server, &backup, &[]).assert_code(0);
+    assert!(refs_of(&backup).is_empty());
+
+    let work = WorkRepo::new();
+    work.commit("a");
+    git(work.path(), &["branch", "-m", "trunk"]);
+    work.branch("other");
+    work.push_mirror_to(&src);
+    back_up(&server, &backup, &[]).assert_code(0);
+    assert_eq!(head_of(&backup), "refs/heads/trunk");
+    clone_checks_out(&backup, "trunk");
+    verify(&backup).assert_code(0);
+}
+
+#[test]
+fn verify_reports_a_head_that_names_a_missing_branch() {
+    let work = WorkRepo::new();
+    work.commit("a");
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("repo.git");
+    run(&["mirror", &s(work.path()), &s(&backup)], &[]).assert_code(0);
+    verify(&backup).assert_code(0);
+
+    git(&backup, &["symbolic-ref", "HEAD", "refs/heads/gone"]);
+    let out = verify(&backup);
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("HEAD") && out.stderr.contains("refs/heads/gone"),
+        "{}",
+        out.stderr
+    );
+}

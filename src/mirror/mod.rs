@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use crate::auth::Credentials;
 use crate::output;
+use crate::protocol::advertisement::Ref;
 use crate::protocol::push::Command;
 use crate::protocol::ObjectId;
 use crate::transport::{
@@ -330,7 +331,41 @@ pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, Si
         dest_refs.len()
     ));
 
-    let plan = Plan::new(&source_refs, &dest_refs, &opts.selection, opts.prune);
+    let report = sync(
+        opts,
+        source.as_ref(),
+        destination.as_ref(),
+        &source_refs,
+        &dest_refs,
+        started,
+    )?;
+    // Every mirror run, a no-op too, brings the source's default branch
+    // along: a backup made from an empty source, or by a run that was cut
+    // short, or whose source later changed its default, would otherwise
+    // keep a HEAD that `git clone` cannot check out.
+    if opts.mode == Mode::Mirror {
+        let head = source_refs
+            .iter()
+            .find(|r| r.name == "HEAD")
+            .and_then(|r| r.symref_target.as_deref());
+        if let Some(target) = head.filter(|t| opts.selection.selects(t)) {
+            destination.adopt_head(target)?;
+        }
+    }
+    Ok(report)
+}
+
+/// Plans, negotiates and relays: everything of a run between listing both
+/// sides and following the source's HEAD.
+fn sync(
+    opts: &Options,
+    source: &dyn SourceSide,
+    destination: &dyn DestinationSide,
+    source_refs: &[Ref],
+    dest_refs: &[Ref],
+    started: Instant,
+) -> Result<Report, SideError> {
+    let plan = Plan::new(source_refs, dest_refs, &opts.selection, opts.prune);
     let mut report = Report {
         mode: opts.mode.name(),
         source: opts.source.location.to_string(),
@@ -537,13 +572,6 @@ pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, Si
 
     // Trust, but verify: list the destination again.
     let after = destination.list_refs()?;
-    let head = source_refs
-        .iter()
-        .find(|r| r.name == "HEAD")
-        .and_then(|r| r.symref_target.as_deref());
-    if let Some(target) = head.filter(|t| after.iter().any(|r| r.name == *t)) {
-        destination.adopt_head(target)?;
-    }
     for r in report.refs.iter_mut().filter(|r| r.result == Outcome::Ok) {
         let now = after
             .iter()

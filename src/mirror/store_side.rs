@@ -132,8 +132,13 @@ impl DestinationSide for StoreSide {
     }
 
     fn adopt_head(&self, target: &str) -> Result<(), SideError> {
-        if let Some(backup) = self.backup.as_ref().filter(|b| b.created()) {
-            backup.set_head(target).map_err(|e| self.blame.error(e))?;
+        if let Some(backup) = &self.backup {
+            if backup
+                .follow_head(target)
+                .map_err(|e| self.blame.error(e))?
+            {
+                output::info(format_args!("HEAD of the backup now points at {target}"));
+            }
         }
         Ok(())
     }

@@ -46,7 +46,6 @@ pub struct BackupSettings {
 pub struct Backup {
     repo: Repository,
     path: PathBuf,
-    created: bool,
     stamp: String,
     /// Archive refs written by this run: `(original ref, archive ref)`.
     archived: RefCell<Vec<(String, String)>>,
@@ -69,12 +68,11 @@ impl Backup {
             && fs::read_dir(path)
                 .map(|mut d| d.next().is_none())
                 .unwrap_or(false);
-        let mut created = false;
         if !path.exists() || empty_dir {
             if !settings.create {
                 return Err(StoreError::Missing(path.to_owned()));
             }
-            created = create(path)?;
+            create(path)?;
         }
         let repo = Repository::open(path).map_err(|source| StoreError::NotARepository {
             path: path.to_owned(),
@@ -93,7 +91,6 @@ impl Backup {
         Ok(Backup {
             path: repo.path().to_owned(),
             repo,
-            created,
             stamp: archive::stamp(settings.now),
             archived: RefCell::new(Vec::new()),
             _lock: lock,
@@ -103,11 +100,6 @@ impl Backup {
     /// The repository directory.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Whether this run created the repository.
-    pub fn created(&self) -> bool {
-        self.created
     }
 
     /// The mirrored refs: every direct ref except the archive namespace,
@@ -370,12 +362,22 @@ impl Backup {
             .expect("some suffix is free")
     }
 
-    /// Points HEAD at `target` (a repository this run created adopts the
-    /// source's default branch, so plain git works on the backup).
-    pub fn set_head(&self, target: &str) -> Result<(), StoreError> {
+    /// Points HEAD at `target`, the source's default branch, so that plain
+    /// git clones the backup with that branch checked out. Left alone when
+    /// the backup lacks the branch (an empty source, a branch not selected):
+    /// a HEAD naming a missing branch is what `git clone` warns about.
+    /// Returns whether HEAD moved.
+    pub fn follow_head(&self, target: &str) -> Result<bool, StoreError> {
+        let current = self.repo.find_reference("HEAD").ok();
+        if current.as_ref().and_then(|h| h.symbolic_target()) == Some(target)
+            || self.repo.refname_to_id(target).is_err()
+        {
+            return Ok(false);
+        }
         self.repo
             .set_head(target)
-            .map_err(StoreError::git(format!("pointing HEAD at {target}")))
+            .map_err(StoreError::git(format!("pointing HEAD at {target}")))?;
+        Ok(true)
     }
 
     /// Deletes the archive refs made before `cutoff`, in one transaction;
@@ -418,9 +420,9 @@ impl Backup {
 /// Creates a bare repository at `path`, atomically: it is made whole under
 /// a temporary name beside `path` and renamed into place, so a concurrent
 /// run never opens a half-made repository (the lock lives inside it, so it
-/// cannot guard its creation). Returns false when another run's repository
-/// got there first; that one is used.
-fn create(path: &Path) -> Result<bool, StoreError> {
+/// cannot guard its creation). When another run's repository got there
+/// first, that one is used.
+fn create(path: &Path) -> Result<(), StoreError> {
     let create_err = |reason: &dyn std::fmt::Display| StoreError::Create {
         path: path.to_owned(),
         reason: reason.to_string(),
@@ -439,12 +441,12 @@ fn create(path: &Path) -> Result<bool, StoreError> {
     match fs::rename(&staging, path) {
         Ok(()) => {
             crate::output::info(format_args!("created bare repository {}", path.display()));
-            Ok(true)
+            Ok(())
         }
         Err(e) => {
             let _ = fs::remove_dir_all(&staging);
             if path.is_dir() {
-                Ok(false)
+                Ok(())
             } else {
                 Err(create_err(&e))
             }

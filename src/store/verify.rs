@@ -124,6 +124,24 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
         }
     }
 
+    // A HEAD naming a missing branch loses nothing, but `git clone` of the
+    // backup warns and checks nothing out. An empty repository's HEAD
+    // always names a branch to come, so only one with refs is held to it.
+    if report.refs > report.archive_refs {
+        if let Some(target) = repo
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|h| h.symbolic_target().map(str::to_owned))
+        {
+            if repo.refname_to_id(&target).is_err() {
+                problem(
+                    &mut report,
+                    format!("HEAD points at {target}, which does not exist: `git clone` would warn and check nothing out (the next mirror run sets HEAD to the source's default branch; `git symbolic-ref HEAD <branch>` sets it by hand)"),
+                );
+            }
+        }
+    }
+
     let mut seen: HashSet<Oid> = HashSet::new();
     while let Some((oid, expected, origin)) = pending.pop() {
         if !seen.insert(oid) {
