@@ -51,3 +51,38 @@ fn refs_stash_is_left_out_by_default() {
     again.assert_code(0);
     assert_eq!(again.json()["in_sync"], true);
 }
+
+#[test]
+fn a_symbolic_ref_on_the_destination_is_left_alone_and_its_target_updated() {
+    let server = GitServer::start();
+    let work = populated_source(&server);
+    let dst = server.create_bare("dst.git");
+    mirror_http(&server, &[]).assert_code(0);
+    git(
+        &dst,
+        &["symbolic-ref", "refs/heads/alias", "refs/heads/main"],
+    );
+
+    let new_main = work.commit("fourth");
+    work.push_mirror_to(&server.repo_path("src.git"));
+    let out = mirror_http(&server, &[]);
+    out.assert_code(0);
+    assert_eq!(git(&dst, &["rev-parse", "refs/heads/main"]), new_main);
+    assert_eq!(
+        git(&dst, &["symbolic-ref", "refs/heads/alias"]),
+        "refs/heads/main"
+    );
+    assert!(
+        out.stderr.contains("refs/heads/alias") && out.stderr.contains("symbolic"),
+        "{}",
+        out.stderr
+    );
+    let again = mirror_http(&server, &[]);
+    again.assert_code(0);
+    assert_eq!(again.json()["in_sync"], true);
+    assert_eq!(git(&dst, &["rev-parse", "refs/heads/main"]), new_main);
+    assert_eq!(
+        git(&dst, &["symbolic-ref", "refs/heads/alias"]),
+        "refs/heads/main"
+    );
+}

@@ -288,20 +288,21 @@ pub fn run(opts: &Options) -> Result<Report, SideError> {
 pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, SideError> {
     let started = Instant::now();
     let timeout = opts.source.network.timeout;
-    let (source, source_refs): (Box<dyn SourceSide>, _) = match opts.source.location.local_path() {
-        Some(path) if local.source_reader.resolve() == LocalReader::Git2 => {
-            let (side, refs) =
-                LocalSourceSide::open(path, &opts.source.location.to_string(), timeout)?;
-            (Box::new(side), refs)
-        }
-        _ => {
-            let transport = opts.source.open(Side::Source)?;
-            let (side, refs) = Source::connect(transport, timeout)?;
-            (Box::new(side), refs)
-        }
-    };
+    let (source, mut source_refs): (Box<dyn SourceSide>, _) =
+        match opts.source.location.local_path() {
+            Some(path) if local.source_reader.resolve() == LocalReader::Git2 => {
+                let (side, refs) =
+                    LocalSourceSide::open(path, &opts.source.location.to_string(), timeout)?;
+                (Box::new(side), refs)
+            }
+            _ => {
+                let transport = opts.source.open(Side::Source)?;
+                let (side, refs) = Source::connect(transport, timeout)?;
+                (Box::new(side), refs)
+            }
+        };
     let dest_timeout = opts.destination.network.timeout;
-    let (destination, dest_refs): (Box<dyn DestinationSide>, _) =
+    let (destination, mut dest_refs): (Box<dyn DestinationSide>, _) =
         match opts.destination.location.local_path() {
             Some(path) => {
                 let (side, refs) = StoreSide::open(
@@ -319,6 +320,17 @@ pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, Si
                 (Box::new(side), refs)
             }
         };
+    if opts.destination.location.local_path().is_none() {
+        let aliases = symbolic_refs(opts, &source_refs, &dest_refs);
+        for (name, target) in &aliases {
+            output::warn(format_args!(
+                "destination: {name} is a symbolic ref to {target}; it follows {target} and is left alone"
+            ));
+        }
+        let aliased = |r: &Ref| aliases.iter().any(|(name, _)| *name == r.name);
+        dest_refs.retain(|r| !aliased(r));
+        source_refs.retain(|r| !aliased(r));
+    }
     output::info(format_args!(
         "source      {} (protocol {}): {} refs",
         opts.source.location,
@@ -353,6 +365,43 @@ pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, Si
         }
     }
     Ok(report)
+}
+
+/// The symbolic refs of a remote destination other than HEAD, as `(name,
+/// target)`.
+///
+/// receive-pack advertises a symbolic ref as a plain ref holding its
+/// target's value. A push that moves both is refused ("inconsistent
+/// aliased update"), so a mirror would fail on that pair forever, and a
+/// push that deletes or moves the symbolic ref alone goes through to its
+/// target: deleting `refs/heads/alias` deletes `main`. Only the
+/// destination's upload-pack tells symbolic refs apart (protocol v2
+/// `ls-refs` names their targets), and only a change to a ref whose value
+/// another destination ref shares can touch one, so only then is it asked.
+/// If it cannot answer, the push goes ahead as before.
+fn symbolic_refs(opts: &Options, source_refs: &[Ref], dest_refs: &[Ref]) -> Vec<(String, String)> {
+    let plan = Plan::new(source_refs, dest_refs, &opts.selection, opts.prune);
+    let shared = |oid: ObjectId| dest_refs.iter().filter(|r| r.oid == oid).count() > 1;
+    if !plan.changes.iter().filter_map(|c| c.old).any(shared) {
+        return Vec::new();
+    }
+    let listed = opts
+        .destination
+        .open(Side::Destination)
+        .and_then(|reader| Source::connect(reader, opts.destination.network.timeout));
+    match listed {
+        Ok((_, refs)) => refs
+            .into_iter()
+            .filter(|r| r.name != "HEAD")
+            .filter_map(|r| Some((r.name, r.symref_target?)))
+            .collect(),
+        Err(err) => {
+            output::debug(format_args!(
+                "cannot list the destination's symbolic refs: {err}"
+            ));
+            Vec::new()
+        }
+    }
 }
 
 /// Plans, negotiates and relays: everything of a run between listing both
