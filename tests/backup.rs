@@ -867,3 +867,40 @@ fn verify_reports_a_head_that_names_a_missing_branch() {
         out.stderr
     );
 }
+
+#[test]
+fn a_backup_copied_into_another_backup_brings_its_archive_along() {
+    let work = WorkRepo::new();
+    work.commit("a");
+    work.commit("b");
+    let scratch = tempfile::tempdir().unwrap();
+    let first = scratch.path().join("first.git");
+    let second = scratch.path().join("second.git");
+    let mirror = |from: &Path, to: &Path| run(&["mirror", &s(from), &s(to), "--json"], &[]);
+    mirror(work.path(), &first).assert_code(0);
+    git(work.path(), &["reset", "-q", "--hard", "HEAD~1"]);
+    work.commit("b rewritten");
+    mirror(work.path(), &first).assert_code(0);
+    assert_eq!(archived(&first).len(), 1);
+
+    let out = mirror(&first, &second);
+    out.assert_code(0);
+    assert_eq!(refs_of(&second), refs_of(&first));
+    fsck_strict(&second);
+    let again = mirror(&first, &second);
+    again.assert_code(0);
+    assert_eq!(again.json()["in_sync"], true);
+
+    // The second backup's own archives stay when the first backup has none
+    // of them, and a new archive of the first arrives too.
+    git(work.path(), &["reset", "-q", "--hard", "HEAD~1"]);
+    work.commit("b rewritten again");
+    std::thread::sleep(Duration::from_millis(1100));
+    mirror(work.path(), &first).assert_code(0);
+    mirror(&first, &second).assert_code(0);
+    let (mirrored, archive) = split_archive(refs_of(&second));
+    assert_eq!(mirrored, split_archive(refs_of(&first)).0);
+    // Two of the first backup's, and the second's own of its old main.
+    assert_eq!(archive.len(), 3, "{archive:?}");
+    verify(&second).assert_code(0);
+}

@@ -311,6 +311,7 @@ pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, Si
                     opts.mode,
                     local,
                     dest_timeout,
+                    &source_refs,
                 )?;
                 (Box::new(side), refs)
             }

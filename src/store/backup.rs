@@ -16,6 +16,7 @@
 //!    is kept out too), so no ref ever names an object that is not there.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -103,8 +104,10 @@ impl Backup {
     }
 
     /// The mirrored refs: every direct ref except the archive namespace,
-    /// which belongs to the backup and never takes part in a plan.
-    pub fn list_refs(&self) -> Result<Vec<Ref>, StoreError> {
+    /// which belongs to the backup and never takes part in a plan, save the
+    /// archive refs named in `copied`: those a source that is itself a
+    /// backup has too, and which this one copies like any other ref.
+    pub fn list_refs(&self, copied: &HashSet<String>) -> Result<Vec<Ref>, StoreError> {
         let mut refs = Vec::new();
         let iter = self
             .repo
@@ -116,7 +119,9 @@ impl Backup {
                 // Symbolic refs and names that are not UTF-8 are not mirrored.
                 continue;
             };
-            if !name.starts_with("refs/") || name.starts_with(archive::PREFIX) {
+            if !name.starts_with("refs/")
+                || (name.starts_with(archive::PREFIX) && !copied.contains(name))
+            {
                 continue;
             }
             refs.push(Ref {
@@ -232,7 +237,13 @@ impl Backup {
             .repo
             .transaction()
             .map_err(StoreError::git("starting a ref transaction"))?;
-        let mut taken_archive_names: Vec<String> = Vec::new();
+        // Archive refs copied from a source backup are names this run's own
+        // archives must not take.
+        let mut taken_archive_names: Vec<String> = commands
+            .iter()
+            .filter(|c| c.name.starts_with(archive::PREFIX))
+            .map(|c| c.name.clone())
+            .collect();
         for command in commands {
             let verdict = self.check(&mut tx, command, &mut taken_archive_names);
             match verdict {
@@ -289,9 +300,12 @@ impl Backup {
         if !git2::Reference::is_valid_name(&c.name) || !c.name.starts_with("refs/") {
             return Err("invalid ref name".into());
         }
-        if c.name.starts_with(archive::PREFIX) {
+        // A source that is a backup too hands its archive over as new refs;
+        // an archive ref itself is never moved or deleted by a mirror.
+        let adds = c.old.is_zero() && !c.new.is_zero();
+        if c.name.starts_with(archive::PREFIX) && !adds {
             return Err(format!(
-                "{} is reserved for the backup's archive of dropped history",
+                "{} is reserved for the backup's archive of dropped history; archive refs are only ever added",
                 archive::PREFIX
             ));
         }

@@ -13,7 +13,9 @@
 //!   that it no longer contains its old tip, leaves that tip under
 //!   `refs/archive/<UTC yyyy-mm-ddThh-mm-ssZ>/<original ref name>` in the
 //!   same transaction (see [`archive`]); only `--prune-archive-older-than`
-//!   removes archives, deliberately;
+//!   removes archives, deliberately. A source that is a backup too hands
+//!   its own archive refs over; they are copied like any other ref, but
+//!   only ever added, never moved or deleted;
 //! - a lock file keeps two runs from writing one backup ([`lock`]);
 //! - [`verify`] checks that every ref's history is present and intact.
 //!
