@@ -904,3 +904,29 @@ fn a_backup_copied_into_another_backup_brings_its_archive_along() {
     assert_eq!(archive.len(), 3, "{archive:?}");
     verify(&second).assert_code(0);
 }
+
+#[test]
+fn a_rename_between_a_and_a_slash_b_takes_one_run() {
+    let work = WorkRepo::new();
+    work.commit("a");
+    work.branch("topic");
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("repo.git");
+    let mirror = || run(&["mirror", &s(work.path()), &s(&backup), "--json"], &[]);
+    mirror().assert_code(0);
+    let mirrored = || split_archive(refs_of(&backup)).0;
+
+    git(work.path(), &["branch", "-m", "topic", "topic/b"]);
+    mirror().assert_code(0);
+    assert_eq!(mirrored(), refs_of(&work.path().join(".git")));
+
+    git(work.path(), &["branch", "-m", "topic/b", "topic"]);
+    let out = mirror();
+    out.assert_code(0);
+    assert_eq!(out.json()["in_sync"], true);
+    assert_eq!(mirrored(), refs_of(&work.path().join(".git")));
+    // Both deletions kept their tip.
+    let originals: Vec<String> = archived(&backup).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(originals, ["refs/heads/topic", "refs/heads/topic/b"]);
+    fsck_strict(&backup);
+}

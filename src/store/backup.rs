@@ -11,9 +11,10 @@
 //!    the bases of a thin pack; only at `commit` do the `.idx` and the
 //!    `.pack` get their final names. Killed before that, the repository has
 //!    gained nothing but a temporary file, which the next run removes;
-//! 2. refs move only after the pack is committed, in one git2 transaction
-//!    that locks every ref first (git's own `<ref>.lock` files, so plain git
-//!    is kept out too), so no ref ever names an object that is not there.
+//! 2. refs move only after the pack is committed, in git2 transactions
+//!    that lock every ref first (git's own `<ref>.lock` files, so plain git
+//!    is kept out too), so no ref ever names an object that is not there:
+//!    one for deletions, then one for the rest (see `update_refs`).
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -230,22 +231,45 @@ impl Backup {
         Ok(Ok(()))
     }
 
+    /// Deletions go first, in a transaction of their own: a ref renamed
+    /// from `a` to `a/b` (or back) can only be created once the other name
+    /// is gone, which receive-pack manages within one transaction by way of
+    /// packed-refs and git2 cannot. A run stopped between the two loses
+    /// nothing: every deleted tip is archived in the first, and the next run
+    /// makes what is missing.
     fn update_refs(&self, commands: &[Command]) -> Result<Vec<RefStatus>, StoreError> {
-        let mut results: Vec<RefStatus> = Vec::with_capacity(commands.len());
-        let mut planned: Vec<Planned<'_>> = Vec::new();
-        let mut tx = self
-            .repo
-            .transaction()
-            .map_err(StoreError::git("starting a ref transaction"))?;
         // Archive refs copied from a source backup are names this run's own
         // archives must not take.
-        let mut taken_archive_names: Vec<String> = commands
+        let mut taken: Vec<String> = commands
             .iter()
             .filter(|c| c.name.starts_with(archive::PREFIX))
             .map(|c| c.name.clone())
             .collect();
-        for command in commands {
-            let verdict = self.check(&mut tx, command, &mut taken_archive_names);
+        let (deletions, others): (Vec<&Command>, Vec<&Command>) =
+            commands.iter().partition(|c| c.new.is_zero());
+        let mut results = self.update_together(&deletions, &mut taken)?;
+        results.extend(self.update_together(&others, &mut taken)?);
+        Ok(results)
+    }
+
+    /// Applies `commands` in one transaction, each accepted or rejected on
+    /// its own.
+    fn update_together(
+        &self,
+        commands: &[&Command],
+        taken_archive_names: &mut Vec<String>,
+    ) -> Result<Vec<RefStatus>, StoreError> {
+        let mut results: Vec<RefStatus> = Vec::with_capacity(commands.len());
+        let mut planned: Vec<Planned<'_>> = Vec::new();
+        if commands.is_empty() {
+            return Ok(results);
+        }
+        let mut tx = self
+            .repo
+            .transaction()
+            .map_err(StoreError::git("starting a ref transaction"))?;
+        for &command in commands {
+            let verdict = self.check(&mut tx, command, taken_archive_names);
             match verdict {
                 Ok(archive) => planned.push(Planned { command, archive }),
                 Err(reason) => results.push(RefStatus {
@@ -363,9 +387,31 @@ impl Backup {
         is_commit(new) && is_commit(old) && self.repo.graph_descendant_of(new, old).unwrap_or(false)
     }
 
-    /// An archive ref name for `original` that no ref uses yet.
+    /// An archive ref name for `original` that no ref uses yet, and that
+    /// neither holds nor sits inside another ref: `a` and `a/b` archived in
+    /// the same second cannot both be named after that second.
     fn archive_name(&self, original: &str, taken: &[String]) -> String {
-        let free = |name: &String| !taken.contains(name) && self.repo.refname_to_id(name).is_err();
+        let clash = |a: &str, b: &str| {
+            a == b
+                || b.strip_prefix(a).is_some_and(|r| r.starts_with('/'))
+                || a.strip_prefix(b).is_some_and(|r| r.starts_with('/'))
+        };
+        // Only names of this run's time (and its `-2`... variants) can clash.
+        let existing: Vec<String> = self
+            .repo
+            .references_glob(&format!("{}{}*", archive::PREFIX, self.stamp))
+            .map(|mut refs| {
+                refs.names()
+                    .filter_map(|n| n.ok().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let free = |name: &String| {
+            !taken
+                .iter()
+                .chain(&existing)
+                .any(|other| clash(other, name))
+        };
         let first = archive::ref_name(&self.stamp, original);
         if free(&first) {
             return first;

@@ -7,8 +7,9 @@
 //! - the received pack goes through the object database's pack writer,
 //!   which indexes it and completes thin packs in a temporary file that only
 //!   becomes part of the repository once whole ([`Backup::push`]);
-//! - refs are updated afterwards, in one locked transaction, each update a
-//!   compare-and-swap against the value listed at the start;
+//! - refs are updated afterwards, in locked transactions (deletions
+//!   first), each update a compare-and-swap against the value listed at
+//!   the start;
 //! - history is never lost: a ref that is deleted at the source, or moved so
 //!   that it no longer contains its old tip, leaves that tip under
 //!   `refs/archive/<UTC yyyy-mm-ddThh-mm-ssZ>/<original ref name>` in the
