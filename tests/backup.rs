@@ -930,3 +930,56 @@ fn a_rename_between_a_and_a_slash_b_takes_one_run() {
     assert_eq!(originals, ["refs/heads/topic", "refs/heads/topic/b"]);
     fsck_strict(&backup);
 }
+
+/// Hands `dir` and everything in it to another user, as a repository
+/// copied from another account or a mounted volume is.
+fn give_away(dir: &Path) {
+    let out = std::process::Command::new("chown")
+        .args(["-R", "12345:12345", &s(dir)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chown: {out:?}");
+}
+
+#[test]
+fn a_repository_of_another_user_is_refused_with_git_s_reason_and_the_way_out() {
+    // Only root may give files away; as another user there is nothing to test.
+    if std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(1)
+        != 0
+    {
+        eprintln!("skipped: not root");
+        return;
+    }
+    let work = WorkRepo::new();
+    work.commit("a");
+    let scratch = tempfile::tempdir().unwrap();
+    let theirs = scratch.path().join("theirs");
+    git(
+        scratch.path(),
+        &["clone", "-q", "--bare", &s(work.path()), &s(&theirs)],
+    );
+    give_away(&theirs);
+    let check = |out: &Run| {
+        out.assert_code(1);
+        assert!(
+            out.stderr.contains("dubious ownership")
+                && out
+                    .stderr
+                    .contains(&format!("safe.directory {}", s(&theirs)))
+                && !out.stderr.contains("not a git repository"),
+            "{}",
+            out.stderr
+        );
+    };
+    let backup = scratch.path().join("backup.git");
+    for reader in ["git", "git2"] {
+        let env = [("GIT_RELAY_LOCAL_SOURCE", reader)];
+        check(&run(&["mirror", &s(&theirs), &s(&backup)], &env));
+    }
+    // A backup of another user is refused the same way.
+    let out = run(&["mirror", &s(work.path()), &s(&theirs)], &[]);
+    check(&out);
+    check(&verify(&theirs));
+}

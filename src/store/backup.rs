@@ -76,10 +76,7 @@ impl Backup {
             }
             create(path)?;
         }
-        let repo = Repository::open(path).map_err(|source| StoreError::NotARepository {
-            path: path.to_owned(),
-            source,
-        })?;
+        let repo = super::open_repository(path)?;
         if !repo.is_bare() {
             return Err(StoreError::NotBare(path.to_owned()));
         }

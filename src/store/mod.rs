@@ -33,7 +33,7 @@ pub mod lock;
 mod source;
 pub mod verify;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use backup::{Backup, BackupSettings};
 pub use source::LocalSource;
@@ -50,6 +50,10 @@ pub enum StoreError {
         /// What git2 said.
         source: git2::Error,
     },
+    /// The repository belongs to another user, and git (libgit2 too) will
+    /// not use it until it is declared safe.
+    #[error("{path} belongs to another user, and git refuses to use it (\"detected dubious ownership\"); if you trust it, declare it safe with `git config --global --add safe.directory {path}`", path = .0.display())]
+    NotOwned(PathBuf),
     /// A shallow clone lacks history a mirror must carry.
     #[error("{0} is a shallow clone and lacks history a mirror needs; fetch the full history first (`git fetch --unshallow`, or `fetchDepth: 0` on an Azure Pipelines checkout) or mirror from the remote URL instead")]
     Shallow(PathBuf),
@@ -98,6 +102,21 @@ pub enum StoreError {
         /// What git2 said.
         source: git2::Error,
     },
+}
+
+/// Opens the repository at `path`, telling a repository git refuses for its
+/// owner from a path that is not a repository at all.
+pub(crate) fn open_repository(path: &Path) -> Result<git2::Repository, StoreError> {
+    git2::Repository::open(path).map_err(|source| {
+        if source.code() == git2::ErrorCode::Owner {
+            StoreError::NotOwned(path.to_owned())
+        } else {
+            StoreError::NotARepository {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    })
 }
 
 impl StoreError {

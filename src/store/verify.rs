@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use git2::{ObjectType, Oid, Repository};
+use git2::{ObjectType, Oid};
 
 use super::StoreError;
 
@@ -78,10 +78,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
     // would only hold memory. The setting is process-wide; `verify` runs
     // alone in its process.
     git2::opts::enable_caching(false);
-    let repo = Repository::open(path).map_err(|source| StoreError::NotARepository {
-        path: path.to_owned(),
-        source,
-    })?;
+    let repo = super::open_repository(path)?;
     let odb = repo.odb().map_err(StoreError::git("opening the ODB"))?;
     let mut report = VerifyReport {
         path: path.display().to_string(),
