@@ -983,3 +983,28 @@ fn a_repository_of_another_user_is_refused_with_git_s_reason_and_the_way_out() {
     check(&out);
     check(&verify(&theirs));
 }
+
+#[test]
+fn a_backup_path_that_is_a_symbolic_link_is_made_where_it_points() {
+    let work = WorkRepo::new();
+    work.commit("a");
+    let scratch = tempfile::tempdir().unwrap();
+    let mirror = |to: &Path| run(&["mirror", &s(work.path()), &s(to)], &[]);
+    // A link to an empty directory, say a volume mounted for backups.
+    let volume = scratch.path().join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    let link = scratch.path().join("link.git");
+    std::os::unix::fs::symlink(&volume, &link).unwrap();
+    mirror(&link).assert_code(0);
+    assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(refs_of(&volume), refs_of(&work.path().join(".git")));
+    mirror(&link).assert_code(0);
+    verify(&link).assert_code(0);
+
+    // A relative link to a directory still to be made.
+    let later = scratch.path().join("later.git");
+    std::os::unix::fs::symlink("backups/later", &later).unwrap();
+    mirror(&later).assert_code(0);
+    let made = scratch.path().join("backups/later");
+    assert_eq!(refs_of(&made), refs_of(&work.path().join(".git")));
+}

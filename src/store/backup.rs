@@ -66,6 +66,7 @@ impl Backup {
     /// missing, and (for a writing run) takes its lock and clears what an
     /// interrupted run may have left.
     pub fn open(path: &Path, settings: &BackupSettings) -> Result<Backup, StoreError> {
+        let path = &follow_links(path);
         let empty_dir = path.is_dir()
             && fs::read_dir(path)
                 .map(|mut d| d.next().is_none())
@@ -502,13 +503,33 @@ fn create(path: &Path) -> Result<(), StoreError> {
         }
         Err(e) => {
             let _ = fs::remove_dir_all(&staging);
-            if path.is_dir() {
+            // Another run's repository got there first, or the path cannot
+            // be replaced (a mount point): say which.
+            if Repository::open_bare(path).is_ok() {
                 Ok(())
             } else {
                 Err(create_err(&e))
             }
         }
     }
+}
+
+/// Where `path` ends up through symbolic links, followed one by one, so
+/// that a link to a directory still to be made (or to an empty one) gets
+/// its repository there rather than being replaced by one. Stops at a
+/// loop's 40th hop; what is then left fails to open with its own reason.
+fn follow_links(path: &Path) -> PathBuf {
+    let mut path = path.to_owned();
+    for _ in 0..40 {
+        let Ok(target) = fs::read_link(&path) else {
+            break;
+        };
+        path = match path.parent() {
+            Some(parent) => parent.join(target),
+            None => target,
+        };
+    }
+    path
 }
 
 /// The message behind a pack writer's failed write: git2 only says "Write
