@@ -580,6 +580,14 @@ fn sync(
     report.bytes_sent = pack_bytes;
 
     if let Err(reason) = &status.unpack {
+        // The destination may have refused bytes the source damaged: the
+        // rest of the pack and its checksum tell.
+        if let Some(c) = counted.as_mut() {
+            c.read_rest();
+        }
+        if let Some(source_err) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Err(source.error(source_err.into()));
+        }
         for r in report
             .refs
             .iter_mut()
@@ -653,14 +661,23 @@ fn finish(mut report: Report, started: Instant) -> Report {
 }
 
 /// The pack on its way from source to destination: counts bytes, shows
-/// progress, and remembers a source-side failure so that it is blamed on
-/// the source rather than on the upload it interrupted.
+/// progress, checks the pack's own SHA-1 trailer, and remembers a
+/// source-side failure so that it is blamed on the source rather than on
+/// the upload it interrupted. A pack whose bytes do not match its trailer
+/// was damaged before it reached us; it ends in an error rather than
+/// reaching its end, so the destination never takes it for whole.
 struct Counted {
     inner: Box<dyn Read + Send>,
     bytes: u64,
     progress: output::Progress,
     failure: Arc<Mutex<Option<TransportError>>>,
+    sha1: ring::digest::Context,
+    /// The last 20 bytes seen: the trailer, once the stream has ended.
+    tail: Vec<u8>,
+    ended: bool,
 }
+
+const TRAILER: usize = 20;
 
 impl Counted {
     fn new(inner: Box<dyn Read + Send>, failure: Arc<Mutex<Option<TransportError>>>) -> Counted {
@@ -669,24 +686,65 @@ impl Counted {
             bytes: 0,
             progress: output::Progress::new("relaying pack"),
             failure,
+            sha1: ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY),
+            tail: Vec::with_capacity(2 * TRAILER),
+            ended: false,
         }
+    }
+
+    /// Reads what is left of the pack, checking it; for when the
+    /// destination refused the pack before reading all of it.
+    fn read_rest(&mut self) {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = self.pull(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
+    fn pull(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) => return Err(self.fail(e)),
+        };
+        self.bytes += n as u64;
+        if n > 0 {
+            self.hash(&buf[..n]);
+        } else if !buf.is_empty() && !self.ended {
+            self.ended = true;
+            let sum = self.sha1.clone().finish();
+            if self.bytes > 0 && self.tail != sum.as_ref() {
+                return Err(self.fail(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the pack is damaged: its content does not match its SHA-1 checksum (it left the source so, or was altered on the way)",
+                )));
+            }
+        }
+        Ok(n)
+    }
+
+    /// Hashes everything but the last 20 bytes seen so far.
+    fn hash(&mut self, data: &[u8]) {
+        self.tail.extend_from_slice(data);
+        if self.tail.len() > TRAILER {
+            let done = self.tail.len() - TRAILER;
+            self.sha1.update(&self.tail[..done]);
+            self.tail.drain(..done);
+        }
+    }
+
+    fn fail(&self, e: io::Error) -> io::Error {
+        let copy = io::Error::new(e.kind(), e.to_string());
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(TransportError::Io(e));
+        copy
     }
 }
 
 impl Read for Counted {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.bytes += n as u64;
-                self.progress.update(self.bytes);
-                Ok(n)
-            }
-            Err(e) => {
-                let copy = io::Error::new(e.kind(), e.to_string());
-                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(TransportError::Io(e));
-                Err(copy)
-            }
-        }
+        let n = self.pull(buf)?;
+        self.progress.update(self.bytes);
+        Ok(n)
     }
 }
