@@ -14,7 +14,12 @@
 //!    lacks, straight into the destination's receive-pack after the ref
 //!    commands. Each command carries the old value we saw, so the
 //!    destination applies it only if nobody moved the ref meanwhile;
-//! 5. read the destination's report, list it again and confirm.
+//! 5. read the destination's report, list it again and confirm;
+//! 6. point the destination's HEAD at the source's default branch (a
+//!    backup; servers keep their own), on every mirror run.
+//!
+//! Symbolic refs of a remote destination other than HEAD are left alone
+//! (see `symbolic_refs`): a push through them fails or hits their target.
 //!
 //! A local destination is a backup ([`crate::store`], through
 //! `store_side`): the same stream goes into git2's pack writer instead of
