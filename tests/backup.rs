@@ -903,6 +903,24 @@ fn a_backup_copied_into_another_backup_brings_its_archive_along() {
     // Two of the first backup's, and the second's own of its old main.
     assert_eq!(archive.len(), 3, "{archive:?}");
     verify(&second).assert_code(0);
+
+    // Expiring archives spares those the first backup still keeps: they
+    // would only come back with the next run.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = run(
+        &[
+            "mirror",
+            &s(&first),
+            &s(&second),
+            "--json",
+            "--prune-archive-older-than",
+            "0s",
+        ],
+        &[],
+    );
+    out.assert_code(0);
+    assert_eq!(out.json()["totals"]["created"], 0, "{}", out.stdout);
+    assert_eq!(refs_of(&second), refs_of(&first));
 }
 
 #[test]

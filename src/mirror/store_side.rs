@@ -74,7 +74,9 @@ impl StoreSide {
             let cutoff = SystemTime::now()
                 .checked_sub(age)
                 .unwrap_or(SystemTime::UNIX_EPOCH);
-            let pruned = backup.prune_archive(cutoff).map_err(|e| blame.error(e))?;
+            let pruned = backup
+                .prune_archive(cutoff, &copied)
+                .map_err(|e| blame.error(e))?;
             for name in &pruned {
                 output::debug(format_args!("pruned {name}"));
             }

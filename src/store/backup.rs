@@ -440,8 +440,13 @@ impl Backup {
 
     /// Deletes the archive refs made before `cutoff`, in one transaction;
     /// returns their names. Archive refs not in the documented shape are
-    /// left alone.
-    pub fn prune_archive(&self, cutoff: SystemTime) -> Result<Vec<String>, StoreError> {
+    /// left alone, and so are those in `copied`: a source backup still has
+    /// them, and the run would copy them straight back.
+    pub fn prune_archive(
+        &self,
+        cutoff: SystemTime,
+        copied: &HashSet<String>,
+    ) -> Result<Vec<String>, StoreError> {
         let mut expired = Vec::new();
         let glob = format!("{}*", archive::PREFIX);
         let refs = self
@@ -451,7 +456,8 @@ impl Backup {
         for reference in refs {
             let reference = reference.map_err(StoreError::git("listing archive refs"))?;
             if let Some(name) = reference.name() {
-                if archive::archived_at(name).is_some_and(|t| t < cutoff) {
+                if archive::archived_at(name).is_some_and(|t| t < cutoff) && !copied.contains(name)
+                {
                     expired.push(name.to_owned());
                 }
             }
