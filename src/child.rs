@@ -2,7 +2,8 @@
 //!
 //! git-relay takes tokens from its environment (`GIT_RELAY_*_TOKEN`, and on
 //! an Azure Pipelines agent `SYSTEM_ACCESSTOKEN`, the task's `INPUT_*`
-//! values and the `ENDPOINT_AUTH_*` service connections). A child inherits
+//! values and the `ENDPOINT_AUTH_*` service connections), and a proxy URL
+//! may carry a password. A child inherits
 //! the environment by default, and a child such as `git upload-pack` runs
 //! hooks, pagers and helpers of the repository's choosing, so every process
 //! git-relay starts is made here, with those variables removed: a token
@@ -22,12 +23,16 @@ const SECRET_NAMES: &[&str] = &[
     "AGENT_PROXYPASSWORD",
 ];
 
+/// Proxy variables, secret when their URL names a user (and so, usually, a
+/// password).
+const PROXY_NAMES: &[&str] = &["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"];
+
 /// A command for `program` whose environment is ours minus every variable
 /// that could hold a credential.
 pub(crate) fn command(program: impl AsRef<OsStr>) -> Command {
     let mut cmd = Command::new(program);
-    for (name, _) in std::env::vars_os() {
-        if is_secret(&name) {
+    for (name, value) in std::env::vars_os() {
+        if is_secret(&name, &value) {
             cmd.env_remove(&name);
         }
     }
@@ -36,9 +41,11 @@ pub(crate) fn command(program: impl AsRef<OsStr>) -> Command {
 
 /// Names compare without case: Windows variables are case-insensitive, and
 /// the agent's may arrive in either case.
-fn is_secret(name: &OsStr) -> bool {
+fn is_secret(name: &OsStr, value: &OsStr) -> bool {
     let name = name.to_string_lossy().to_ascii_uppercase();
-    SECRET_PREFIXES.iter().any(|p| name.starts_with(p)) || SECRET_NAMES.contains(&name.as_str())
+    SECRET_PREFIXES.iter().any(|p| name.starts_with(p))
+        || SECRET_NAMES.contains(&name.as_str())
+        || (PROXY_NAMES.contains(&name.as_str()) && value.to_string_lossy().contains('@'))
 }
 
 #[cfg(test)]
@@ -54,10 +61,13 @@ mod tests {
             "ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN",
             "System_AccessToken",
         ] {
-            assert!(is_secret(OsStr::new(name)), "{name}");
+            assert!(is_secret(OsStr::new(name), OsStr::new("x")), "{name}");
         }
         for name in ["PATH", "HOME", "GIT_PROTOCOL", "GIT_DIR", "SYSTEM_DEBUG"] {
-            assert!(!is_secret(OsStr::new(name)), "{name}");
+            assert!(!is_secret(OsStr::new(name), OsStr::new("x")), "{name}");
         }
+        let proxy = |value| is_secret(OsStr::new("https_proxy"), OsStr::new(value));
+        assert!(proxy("http://user:pass@proxy.example:3128"));
+        assert!(!proxy("http://proxy.example:3128"));
     }
 }

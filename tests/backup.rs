@@ -775,6 +775,11 @@ fn git_children_of_a_local_source_get_no_secret_from_the_environment() {
             "endpoint-token-d00d",
         ),
         ("AGENT_PROXYPASSWORD", "proxy-password-abcd"),
+        // Never used: the run makes no HTTP request.
+        (
+            "HTTPS_PROXY",
+            "http://user:proxy-url-secret-1234@127.0.0.1:9",
+        ),
     ];
     let mut env = secrets.to_vec();
     env.push(("PATH", &path));
