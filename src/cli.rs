@@ -216,7 +216,7 @@ pub struct CredentialArgs {
 /// Which refs take part (shared by `mirror`, `status` and `mirror-all`).
 #[derive(Debug, Args)]
 pub struct SelectionArgs {
-    /// Mirror only refs matching GLOB (full ref names; `*` matches across `/`). Repeatable. Default: every ref except the host-internal namespaces refs/pull/*, refs/merge-requests/*, refs/pipelines/*, refs/environments/* and refs/keep-around/*; an --include inside one of those (e.g. 'refs/pull/*') brings it back.
+    /// Mirror only refs matching GLOB (full ref names; `*` matches across `/`). Repeatable. Default: every ref except refs/stash and the host-internal namespaces refs/pull/*, refs/merge-requests/*, refs/pipelines/*, refs/environments/* and refs/keep-around/*; an --include inside one of those (e.g. 'refs/pull/*') brings it back.
     #[arg(long = "include", value_name = "GLOB", help_heading = "Selection")]
     pub include: Vec<String>,
 

@@ -11,7 +11,8 @@
 //!   `git upload-pack`/`git receive-pack` over pipes.
 //! - [`store`] keeps backups on disk through git2: the relayed pack goes
 //!   into the object database, dropped history is archived, `verify` checks.
-//! - [`auth`] owns credentials and the redactor every output line passes.
+//! - [`auth`] owns credentials and the redactor every output line passes;
+//!   `child` starts every child process without them.
 //! - [`mirror`] selects refs, plans, relays the pack, verifies and reports;
 //!   it knows nothing of command lines or pipelines.
 //! - [`forge`] lists and creates repositories through forge REST APIs;
@@ -23,6 +24,7 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+mod child;
 pub mod cli;
 pub mod fleet;
 pub mod forge;

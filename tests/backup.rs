@@ -725,3 +725,309 @@ fn tens_of_mib_back_up_with_bounded_memory() {
         pack >> 20
     );
 }
+
+/// A `git` first on PATH that appends its environment to `dump` and then
+/// runs the real git: it sees exactly what git-relay gives its children.
+fn env_dumping_git(dir: &Path, dump: &Path) -> String {
+    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("git"))
+        .find(|p| p.is_file())
+        .expect("git on PATH");
+    install_script(
+        &dir.join("git"),
+        &format!(
+            "#!/bin/sh\nenv >> '{}'\nexec '{}' \"$@\"\n",
+            s(dump),
+            s(&real)
+        ),
+    );
+    let path = std::env::var("PATH").unwrap();
+    format!("{}:{path}", s(dir))
+}
+
+fn install_script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn git_children_of_a_local_source_get_no_secret_from_the_environment() {
+    let work = WorkRepo::new();
+    work.commit("a");
+    let scratch = tempfile::tempdir().unwrap();
+    let bin = scratch.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let dump = scratch.path().join("env.txt");
+    let path = env_dumping_git(&bin, &dump);
+    let secrets = [
+        ("GIT_RELAY_SOURCE_TOKEN", "src-token-4f1d9c"),
+        ("GIT_RELAY_DEST_TOKEN", "dst-token-77ab02"),
+        ("GIT_RELAY_SOURCE_USERNAME", "src-user-5e3c"),
+        ("GIT_RELAY_DEST_USERNAME", "dst-user-9a0b"),
+        ("SYSTEM_ACCESSTOKEN", "system-token-c0ffee"),
+        (
+            "INPUT_SOURCEGITREPOSITORYPERSONALACCESSTOKEN",
+            "input-token-beef42",
+        ),
+        (
+            "ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN",
+            "endpoint-token-d00d",
+        ),
+        ("AGENT_PROXYPASSWORD", "proxy-password-abcd"),
+        // Never used: the run makes no HTTP request.
+        (
+            "HTTPS_PROXY",
+            "http://user:proxy-url-secret-1234@127.0.0.1:9",
+        ),
+    ];
+    let mut env = secrets.to_vec();
+    env.push(("PATH", &path));
+    let backup = scratch.path().join("backup.git");
+    let out = run(&["mirror", &s(work.path()), &s(&backup), "--json"], &env);
+    out.assert_code(0);
+    assert_ne!(out.json()["source_protocol"], "git2");
+    let seen = std::fs::read_to_string(&dump).expect("git-relay ran git");
+    assert!(seen.contains("PATH="), "{seen}");
+    for (name, value) in secrets {
+        assert!(!seen.contains(value), "a git child saw {name}:\n{seen}");
+    }
+    assert_eq!(refs_of(&backup), refs_of(&work.path().join(".git")));
+}
+
+fn head_of(repo: &Path) -> String {
+    git(repo, &["symbolic-ref", "HEAD"])
+}
+
+/// A clone of the backup with everything git said: no warning about a
+/// HEAD that names a missing branch, and the branch checked out.
+fn clone_checks_out(backup: &Path, branch: &str) {
+    let scratch = tempfile::tempdir().unwrap();
+    let into = scratch.path().join("clone");
+    let out = git_ok(scratch.path(), &["clone", &s(backup), &s(&into)]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !said.contains("warning"), "{said}");
+    assert_eq!(
+        git(&into, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        branch,
+        "{said}"
+    );
+}
+
+#[test]
+fn backup_head_follows_the_source_default_branch_on_every_run() {
+    let server = GitServer::start();
+    populated_source(&server);
+    let src = server.repo_path("src.git");
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("repo.git");
+    back_up(&server, &backup, &[]).assert_code(0);
+    assert_eq!(head_of(&backup), "refs/heads/main");
+
+    // The source changes its default branch and nothing else: a no-op run.
+    git(&src, &["symbolic-ref", "HEAD", "refs/heads/feature"]);
+    let out = back_up(&server, &backup, &[]);
+    out.assert_code(0);
+    assert_eq!(out.json()["totals"]["updated"], 0);
+    assert_eq!(head_of(&backup), "refs/heads/feature");
+    clone_checks_out(&backup, "feature");
+}
+
+#[test]
+fn a_backup_first_made_from_an_empty_source_gets_its_head_when_content_comes() {
+    let server = GitServer::start();
+    let src = server.create_bare("src.git");
+    git(&src, &["symbolic-ref", "HEAD", "refs/heads/trunk"]);
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("repo.git");
+    back_up(&server, &backup, &[]).assert_code(0);
+    assert!(refs_of(&backup).is_empty());
+
+    let work = WorkRepo::new();
+    work.commit("a");
+    git(work.path(), &["branch", "-m", "trunk"]);
+    work.branch("other");
+    work.push_mirror_to(&src);
+    back_up(&server, &backup, &[]).assert_code(0);
+    assert_eq!(head_of(&backup), "refs/heads/trunk");
+    clone_checks_out(&backup, "trunk");
+    verify(&backup).assert_code(0);
+}
+
+#[test]
+fn verify_reports_a_head_that_names_a_missing_branch() {
+    let work = WorkRepo::new();
+    work.commit("a");
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("repo.git");
+    run(&["mirror", &s(work.path()), &s(&backup)], &[]).assert_code(0);
+    verify(&backup).assert_code(0);
+
+    git(&backup, &["symbolic-ref", "HEAD", "refs/heads/gone"]);
+    let out = verify(&backup);
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("HEAD") && out.stderr.contains("refs/heads/gone"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_backup_copied_into_another_backup_brings_its_archive_along() {
+    let work = WorkRepo::new();
+    work.commit("a");
+    work.commit("b");
+    let scratch = tempfile::tempdir().unwrap();
+    let first = scratch.path().join("first.git");
+    let second = scratch.path().join("second.git");
+    let mirror = |from: &Path, to: &Path| run(&["mirror", &s(from), &s(to), "--json"], &[]);
+    mirror(work.path(), &first).assert_code(0);
+    git(work.path(), &["reset", "-q", "--hard", "HEAD~1"]);
+    work.commit("b rewritten");
+    mirror(work.path(), &first).assert_code(0);
+    assert_eq!(archived(&first).len(), 1);
+
+    let out = mirror(&first, &second);
+    out.assert_code(0);
+    assert_eq!(refs_of(&second), refs_of(&first));
+    fsck_strict(&second);
+    let again = mirror(&first, &second);
+    again.assert_code(0);
+    assert_eq!(again.json()["in_sync"], true);
+
+    // The second backup's own archives stay when the first backup has none
+    // of them, and a new archive of the first arrives too.
+    git(work.path(), &["reset", "-q", "--hard", "HEAD~1"]);
+    work.commit("b rewritten again");
+    std::thread::sleep(Duration::from_millis(1100));
+    mirror(work.path(), &first).assert_code(0);
+    mirror(&first, &second).assert_code(0);
+    let (mirrored, archive) = split_archive(refs_of(&second));
+    assert_eq!(mirrored, split_archive(refs_of(&first)).0);
+    // Two of the first backup's, and the second's own of its old main.
+    assert_eq!(archive.len(), 3, "{archive:?}");
+    verify(&second).assert_code(0);
+
+    // Expiring archives spares those the first backup still keeps: they
+    // would only come back with the next run.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = run(
+        &[
+            "mirror",
+            &s(&first),
+            &s(&second),
+            "--json",
+            "--prune-archive-older-than",
+            "0s",
+        ],
+        &[],
+    );
+    out.assert_code(0);
+    assert_eq!(out.json()["totals"]["created"], 0, "{}", out.stdout);
+    assert_eq!(refs_of(&second), refs_of(&first));
+}
+
+#[test]
+fn a_rename_between_a_and_a_slash_b_takes_one_run() {
+    let work = WorkRepo::new();
+    work.commit("a");
+    work.branch("topic");
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("repo.git");
+    let mirror = || run(&["mirror", &s(work.path()), &s(&backup), "--json"], &[]);
+    mirror().assert_code(0);
+    let mirrored = || split_archive(refs_of(&backup)).0;
+
+    git(work.path(), &["branch", "-m", "topic", "topic/b"]);
+    mirror().assert_code(0);
+    assert_eq!(mirrored(), refs_of(&work.path().join(".git")));
+
+    git(work.path(), &["branch", "-m", "topic/b", "topic"]);
+    let out = mirror();
+    out.assert_code(0);
+    assert_eq!(out.json()["in_sync"], true);
+    assert_eq!(mirrored(), refs_of(&work.path().join(".git")));
+    // Both deletions kept their tip.
+    let originals: Vec<String> = archived(&backup).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(originals, ["refs/heads/topic", "refs/heads/topic/b"]);
+    fsck_strict(&backup);
+}
+
+/// Hands `dir` and everything in it to another user, as a repository
+/// copied from another account or a mounted volume is.
+fn give_away(dir: &Path) {
+    let out = std::process::Command::new("chown")
+        .args(["-R", "12345:12345", &s(dir)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chown: {out:?}");
+}
+
+#[test]
+fn a_repository_of_another_user_is_refused_with_git_s_reason_and_the_way_out() {
+    // Only root may give files away; as another user there is nothing to test.
+    if std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(1)
+        != 0
+    {
+        eprintln!("skipped: not root");
+        return;
+    }
+    let work = WorkRepo::new();
+    work.commit("a");
+    let scratch = tempfile::tempdir().unwrap();
+    let theirs = scratch.path().join("theirs");
+    git(
+        scratch.path(),
+        &["clone", "-q", "--bare", &s(work.path()), &s(&theirs)],
+    );
+    give_away(&theirs);
+    let check = |out: &Run| {
+        out.assert_code(1);
+        assert!(
+            out.stderr.contains("dubious ownership")
+                && out
+                    .stderr
+                    .contains(&format!("safe.directory {}", s(&theirs)))
+                && !out.stderr.contains("not a git repository"),
+            "{}",
+            out.stderr
+        );
+    };
+    let backup = scratch.path().join("backup.git");
+    for reader in ["git", "git2"] {
+        let env = [("GIT_RELAY_LOCAL_SOURCE", reader)];
+        check(&run(&["mirror", &s(&theirs), &s(&backup)], &env));
+    }
+    // A backup of another user is refused the same way.
+    let out = run(&["mirror", &s(work.path()), &s(&theirs)], &[]);
+    check(&out);
+    check(&verify(&theirs));
+}
+
+#[test]
+fn a_backup_path_that_is_a_symbolic_link_is_made_where_it_points() {
+    let work = WorkRepo::new();
+    work.commit("a");
+    let scratch = tempfile::tempdir().unwrap();
+    let mirror = |to: &Path| run(&["mirror", &s(work.path()), &s(to)], &[]);
+    // A link to an empty directory, say a volume mounted for backups.
+    let volume = scratch.path().join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    let link = scratch.path().join("link.git");
+    std::os::unix::fs::symlink(&volume, &link).unwrap();
+    mirror(&link).assert_code(0);
+    assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(refs_of(&volume), refs_of(&work.path().join(".git")));
+    mirror(&link).assert_code(0);
+    verify(&link).assert_code(0);
+
+    // A relative link to a directory still to be made.
+    let later = scratch.path().join("later.git");
+    std::os::unix::fs::symlink("backups/later", &later).unwrap();
+    mirror(&later).assert_code(0);
+    let made = scratch.path().join("backups/later");
+    assert_eq!(refs_of(&made), refs_of(&work.path().join(".git")));
+}

@@ -496,3 +496,54 @@ fn an_endless_push_report_is_cut() {
     assert_names(&out, "destination", "past the limit of 4194304 bytes");
     assert!(out.peak < 64 << 20, "peak memory {} MiB", out.peak >> 20);
 }
+
+#[test]
+fn a_pack_damaged_on_the_way_from_the_source_is_blamed_on_the_source() {
+    const MARKER: &[u8] = b"<this line is flipped in transit>";
+    let server = GitServer::start();
+    let work = WorkRepo::new();
+    git(work.path(), &["config", "core.compression", "0"]);
+    work.commit_file("marked.txt", &MARKER.repeat(4096), "marked");
+    // Stored uncompressed at the source too, so its packs carry the marker.
+    let src = server.create_bare("src.git");
+    git(&src, &["config", "core.compression", "0"]);
+    work.push_mirror_to(&src);
+    server.create_bare("dst.git");
+    let proxy = FaultProxy::start(server.port(), Fault::CorruptResponse(MARKER), 1);
+
+    let out = mirror(
+        &proxy.url("src.git"),
+        &server.url("dst.git"),
+        &server,
+        &["--retries", "0"],
+    );
+    assert_eq!(proxy.fired(), 1);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error: source") && err.contains("checksum"),
+        "{err}"
+    );
+    assert!(refs_of(&server.repo_path("dst.git")).is_empty());
+    assert_converges(&server);
+
+    // A backup's pack writer refuses the damaged pack early; the source is
+    // blamed all the same.
+    let proxy = FaultProxy::start(server.port(), Fault::CorruptResponse(MARKER), 1);
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("backup.git");
+    let out = mirror(
+        &proxy.url("src.git"),
+        backup.to_str().unwrap(),
+        &server,
+        &["--retries", "0"],
+    );
+    assert_eq!(proxy.fired(), 1);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error: source") && err.contains("checksum"),
+        "{err}"
+    );
+    assert!(refs_of(&backup).is_empty());
+}

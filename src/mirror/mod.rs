@@ -14,7 +14,12 @@
 //!    lacks, straight into the destination's receive-pack after the ref
 //!    commands. Each command carries the old value we saw, so the
 //!    destination applies it only if nobody moved the ref meanwhile;
-//! 5. read the destination's report, list it again and confirm.
+//! 5. read the destination's report, list it again and confirm;
+//! 6. point the destination's HEAD at the source's default branch (a
+//!    backup; servers keep their own), on every mirror run.
+//!
+//! Symbolic refs of a remote destination other than HEAD are left alone
+//! (see `symbolic_refs`): a push through them fails or hits their target.
 //!
 //! A local destination is a backup ([`crate::store`], through
 //! `store_side`): the same stream goes into git2's pack writer instead of
@@ -39,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use crate::auth::Credentials;
 use crate::output;
+use crate::protocol::advertisement::Ref;
 use crate::protocol::push::Command;
 use crate::protocol::ObjectId;
 use crate::transport::{
@@ -175,7 +181,7 @@ impl LocalReader {
             Ok("git") => return LocalReader::Git,
             _ => {}
         }
-        let git_runs = std::process::Command::new("git")
+        let git_runs = crate::child::command("git")
             .arg("--version")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -298,20 +304,21 @@ pub fn run(opts: &Options) -> Result<Report, SideError> {
 pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, SideError> {
     let started = Instant::now();
     let timeout = opts.source.network.timeout;
-    let (source, source_refs): (Box<dyn SourceSide>, _) = match opts.source.location.local_path() {
-        Some(path) if local.source_reader.resolve() == LocalReader::Git2 => {
-            let (side, refs) =
-                LocalSourceSide::open(path, &opts.source.location.to_string(), timeout)?;
-            (Box::new(side), refs)
-        }
-        _ => {
-            let transport = opts.source.open(Side::Source)?;
-            let (side, refs) = Source::connect(transport, &opts.source.network)?;
-            (Box::new(side), refs)
-        }
-    };
+    let (source, mut source_refs): (Box<dyn SourceSide>, _) =
+        match opts.source.location.local_path() {
+            Some(path) if local.source_reader.resolve() == LocalReader::Git2 => {
+                let (side, refs) =
+                    LocalSourceSide::open(path, &opts.source.location.to_string(), timeout)?;
+                (Box::new(side), refs)
+            }
+            _ => {
+                let transport = opts.source.open(Side::Source)?;
+                let (side, refs) = Source::connect(transport, &opts.source.network)?;
+                (Box::new(side), refs)
+            }
+        };
     let dest_timeout = opts.destination.network.timeout;
-    let (destination, dest_refs): (Box<dyn DestinationSide>, _) =
+    let (destination, mut dest_refs): (Box<dyn DestinationSide>, _) =
         match opts.destination.location.local_path() {
             Some(path) => {
                 let (side, refs) = StoreSide::open(
@@ -320,6 +327,7 @@ pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, Si
                     opts.mode,
                     local,
                     dest_timeout,
+                    &source_refs,
                 )?;
                 (Box::new(side), refs)
             }
@@ -329,6 +337,17 @@ pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, Si
                 (Box::new(side), refs)
             }
         };
+    if opts.destination.location.local_path().is_none() {
+        let aliases = symbolic_refs(opts, &source_refs, &dest_refs);
+        for (name, target) in &aliases {
+            output::warn(format_args!(
+                "destination: {name} is a symbolic ref to {target}; it follows {target} and is left alone"
+            ));
+        }
+        let aliased = |r: &Ref| aliases.iter().any(|(name, _)| *name == r.name);
+        dest_refs.retain(|r| !aliased(r));
+        source_refs.retain(|r| !aliased(r));
+    }
     output::info(format_args!(
         "source      {} (protocol {}): {} refs",
         opts.source.location,
@@ -341,7 +360,78 @@ pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, Si
         dest_refs.len()
     ));
 
-    let plan = Plan::new(&source_refs, &dest_refs, &opts.selection, opts.prune);
+    let report = sync(
+        opts,
+        source.as_ref(),
+        destination.as_ref(),
+        &source_refs,
+        &dest_refs,
+        started,
+    )?;
+    // Every mirror run, a no-op too, brings the source's default branch
+    // along: a backup made from an empty source, or by a run that was cut
+    // short, or whose source later changed its default, would otherwise
+    // keep a HEAD that `git clone` cannot check out.
+    if opts.mode == Mode::Mirror {
+        let head = source_refs
+            .iter()
+            .find(|r| r.name == "HEAD")
+            .and_then(|r| r.symref_target.as_deref());
+        if let Some(target) = head.filter(|t| opts.selection.selects(t)) {
+            destination.adopt_head(target)?;
+        }
+    }
+    Ok(report)
+}
+
+/// The symbolic refs of a remote destination other than HEAD, as `(name,
+/// target)`.
+///
+/// receive-pack advertises a symbolic ref as a plain ref holding its
+/// target's value. A push that moves both is refused ("inconsistent
+/// aliased update"), so a mirror would fail on that pair forever, and a
+/// push that deletes or moves the symbolic ref alone goes through to its
+/// target: deleting `refs/heads/alias` deletes `main`. Only the
+/// destination's upload-pack tells symbolic refs apart (protocol v2
+/// `ls-refs` names their targets), and only a change to a ref whose value
+/// another destination ref shares can touch one, so only then is it asked.
+/// If it cannot answer, the push goes ahead as before.
+fn symbolic_refs(opts: &Options, source_refs: &[Ref], dest_refs: &[Ref]) -> Vec<(String, String)> {
+    let plan = Plan::new(source_refs, dest_refs, &opts.selection, opts.prune);
+    let shared = |oid: ObjectId| dest_refs.iter().filter(|r| r.oid == oid).count() > 1;
+    if !plan.changes.iter().filter_map(|c| c.old).any(shared) {
+        return Vec::new();
+    }
+    let listed = opts
+        .destination
+        .open(Side::Destination)
+        .and_then(|reader| Source::connect(reader, &opts.destination.network));
+    match listed {
+        Ok((_, refs)) => refs
+            .into_iter()
+            .filter(|r| r.name != "HEAD")
+            .filter_map(|r| Some((r.name, r.symref_target?)))
+            .collect(),
+        Err(err) => {
+            output::debug(format_args!(
+                "cannot list the destination's symbolic refs: {err}"
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// Plans, negotiates and relays: everything of a run between listing both
+/// sides and following the source's HEAD.
+fn sync(
+    opts: &Options,
+    source: &dyn SourceSide,
+    destination: &dyn DestinationSide,
+    source_refs: &[Ref],
+    dest_refs: &[Ref],
+    started: Instant,
+) -> Result<Report, SideError> {
+    let plan = Plan::new(source_refs, dest_refs, &opts.selection, opts.prune);
     let mut report = Report {
         mode: opts.mode.name(),
         source: opts.source.location.to_string(),
@@ -407,7 +497,7 @@ pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, Si
         source.negotiate(&wants, &haves, &must_check, relay.then_some(pack))?
     };
     let known = |oid: &ObjectId| advertised.contains(oid) || negotiated.known.contains(oid);
-    let rewrites = rewrites(&*source, &plan, &known, opts.force);
+    let rewrites = rewrites(source, &plan, &known, opts.force);
 
     let mut commands = Vec::new();
     for change in &plan.changes {
@@ -511,6 +601,14 @@ pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, Si
     report.bytes_sent = pack_bytes;
 
     if let Err(reason) = &status.unpack {
+        // The destination may have refused bytes the source damaged: the
+        // rest of the pack and its checksum tell.
+        if let Some(c) = counted.as_mut() {
+            c.read_rest();
+        }
+        if let Some(source_err) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Err(source.error(source_err.into()));
+        }
         for r in report
             .refs
             .iter_mut()
@@ -553,13 +651,6 @@ pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, Si
 
     // Trust, but verify: list the destination again.
     let after = destination.list_refs()?;
-    let head = source_refs
-        .iter()
-        .find(|r| r.name == "HEAD")
-        .and_then(|r| r.symref_target.as_deref());
-    if let Some(target) = head.filter(|t| after.iter().any(|r| r.name == *t)) {
-        destination.adopt_head(target)?;
-    }
     for r in report.refs.iter_mut().filter(|r| r.result == Outcome::Ok) {
         let now = after
             .iter()
@@ -631,14 +722,23 @@ fn finish(mut report: Report, started: Instant) -> Report {
 }
 
 /// The pack on its way from source to destination: counts bytes, shows
-/// progress, and remembers a source-side failure so that it is blamed on
-/// the source rather than on the upload it interrupted.
+/// progress, checks the pack's own SHA-1 trailer, and remembers a
+/// source-side failure so that it is blamed on the source rather than on
+/// the upload it interrupted. A pack whose bytes do not match its trailer
+/// was damaged before it reached us; it ends in an error rather than
+/// reaching its end, so the destination never takes it for whole.
 struct Counted {
     inner: Box<dyn Read + Send>,
     bytes: u64,
     progress: output::Progress,
     failure: Arc<Mutex<Option<TransportError>>>,
+    sha1: ring::digest::Context,
+    /// The last 20 bytes seen: the trailer, once the stream has ended.
+    tail: Vec<u8>,
+    ended: bool,
 }
+
+const TRAILER: usize = 20;
 
 impl Counted {
     fn new(inner: Box<dyn Read + Send>, failure: Arc<Mutex<Option<TransportError>>>) -> Counted {
@@ -647,24 +747,65 @@ impl Counted {
             bytes: 0,
             progress: output::Progress::new("relaying pack"),
             failure,
+            sha1: ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY),
+            tail: Vec::with_capacity(2 * TRAILER),
+            ended: false,
         }
+    }
+
+    /// Reads what is left of the pack, checking it; for when the
+    /// destination refused the pack before reading all of it.
+    fn read_rest(&mut self) {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = self.pull(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
+    fn pull(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) => return Err(self.fail(e)),
+        };
+        self.bytes += n as u64;
+        if n > 0 {
+            self.hash(&buf[..n]);
+        } else if !buf.is_empty() && !self.ended {
+            self.ended = true;
+            let sum = self.sha1.clone().finish();
+            if self.bytes > 0 && self.tail != sum.as_ref() {
+                return Err(self.fail(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the pack is damaged: its content does not match its SHA-1 checksum (it left the source so, or was altered on the way)",
+                )));
+            }
+        }
+        Ok(n)
+    }
+
+    /// Hashes everything but the last 20 bytes seen so far.
+    fn hash(&mut self, data: &[u8]) {
+        self.tail.extend_from_slice(data);
+        if self.tail.len() > TRAILER {
+            let done = self.tail.len() - TRAILER;
+            self.sha1.update(&self.tail[..done]);
+            self.tail.drain(..done);
+        }
+    }
+
+    fn fail(&self, e: io::Error) -> io::Error {
+        let copy = io::Error::new(e.kind(), e.to_string());
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(TransportError::Io(e));
+        copy
     }
 }
 
 impl Read for Counted {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.bytes += n as u64;
-                self.progress.update(self.bytes);
-                Ok(n)
-            }
-            Err(e) => {
-                let copy = io::Error::new(e.kind(), e.to_string());
-                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(TransportError::Io(e));
-                Err(copy)
-            }
-        }
+        let n = self.pull(buf)?;
+        self.progress.update(self.bytes);
+        Ok(n)
     }
 }

@@ -5,10 +5,15 @@
 //! way `git push` refspec globs read to users. Host-internal namespaces
 //! (pull requests, merge requests, pipelines...) are left out by default:
 //! hosts hide or refuse them on push, and they are not part of a
-//! repository's history. Naming one in an `--include` pattern brings it back.
+//! repository's history. `refs/stash` is left out too: it is a work tree's
+//! scratch space, and receive-pack refuses a one-level name under `refs/`
+//! ("funny refname"), so every run would fail on it. Naming one in an
+//! `--include` pattern brings it back.
 
-/// Namespaces hosts keep for themselves, excluded unless included by name.
+/// Namespaces hosts keep for themselves, and the stash, excluded unless
+/// included by name.
 pub const DEFAULT_EXCLUDES: &[&str] = &[
+    "refs/stash",
     "refs/pull/*",
     "refs/merge-requests/*",
     "refs/pipelines/*",
@@ -114,6 +119,8 @@ mod tests {
         assert!(s.selects("refs/tags/v1"));
         assert!(!s.selects("refs/pull/1/head"));
         assert!(!s.selects("refs/merge-requests/1/head"));
+        assert!(!s.selects("refs/stash"));
+        assert!(s.selects("refs/stashes/x"));
         assert!(!s.selects("HEAD"));
         assert!(!s.selects("refs/tags/v1^{}"));
     }

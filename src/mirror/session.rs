@@ -643,8 +643,12 @@ pub trait DestinationSide {
         commands: &[Command],
         pack: Option<&mut (dyn Read + Send)>,
     ) -> Result<ReportStatus, SideError>;
-    /// Gives a repository this run created the source's default branch.
-    fn adopt_head(&self, target: &str) -> Result<(), SideError>;
+    /// Points the destination's HEAD at `target`, the source's default
+    /// branch, if the destination has that branch. Servers manage their own
+    /// HEAD (a push cannot set it), so by default this does nothing.
+    fn adopt_head(&self, _target: &str) -> Result<(), SideError> {
+        Ok(())
+    }
     /// Tags `cause` with this side and its location.
     fn error(&self, cause: Cause) -> SideError;
     /// Notes on refs this side wants in the report, `(ref, note)`: a backup
@@ -673,9 +677,6 @@ impl DestinationSide for Destination {
         pack: Option<&mut (dyn Read + Send)>,
     ) -> Result<ReportStatus, SideError> {
         Destination::push(self, commands, pack)
-    }
-    fn adopt_head(&self, target: &str) -> Result<(), SideError> {
-        Destination::adopt_head(self, target)
     }
     fn error(&self, cause: Cause) -> SideError {
         self.blame.error(cause)
@@ -798,16 +799,6 @@ impl Destination {
             report
         };
         report.map_err(|e| self.blame.error(e))
-    }
-
-    /// Gives a repository this run created the source's default branch.
-    pub fn adopt_head(&self, target: &str) -> Result<(), SideError> {
-        if self.transport.created() {
-            self.transport
-                .set_head(target)
-                .map_err(|e| self.blame.error(e))?;
-        }
-        Ok(())
     }
 }
 

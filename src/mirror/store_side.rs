@@ -8,6 +8,7 @@
 //! upload-pack would. Kept apart from `session` so the store stays free of
 //! engine types and the protocol conversations free of git2.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -20,28 +21,37 @@ use crate::output;
 use crate::protocol::advertisement::Ref;
 use crate::protocol::push::{Command, ReportStatus};
 use crate::protocol::ObjectId;
-use crate::store::{Backup, BackupSettings, LocalSource};
+use crate::store::{archive, Backup, BackupSettings, LocalSource};
 
 /// A backup repository being mirrored into.
 pub(crate) struct StoreSide {
     /// `None`: a status or dry run against a backup that does not exist
     /// yet, which compares as empty (the first run would create it).
     backup: Option<Backup>,
+    /// The source's archive refs, when the source is a backup too: they
+    /// take part in the plan like any ref (the backup's own do not).
+    copied: HashSet<String>,
     blame: Blame,
 }
 
 impl StoreSide {
     /// Opens (creating, for a mirror run) the backup at `path`, takes its
     /// lock when the run will write, expires old archives if asked, and
-    /// lists its refs.
+    /// lists its refs as they compare with `source_refs`.
     pub(crate) fn open(
         path: &Path,
         display: &str,
         mode: Mode,
         options: &LocalOptions,
         timeout: Duration,
+        source_refs: &[Ref],
     ) -> Result<(StoreSide, Vec<Ref>), SideError> {
         let blame = Blame::new(Side::Destination, display, timeout);
+        let copied: HashSet<String> = source_refs
+            .iter()
+            .filter(|r| r.name.starts_with(archive::PREFIX))
+            .map(|r| r.name.clone())
+            .collect();
         let writing = mode == Mode::Mirror;
         let settings = BackupSettings {
             create: writing,
@@ -53,6 +63,7 @@ impl StoreSide {
             return Ok((
                 StoreSide {
                     backup: None,
+                    copied,
                     blame,
                 },
                 Vec::new(),
@@ -63,7 +74,9 @@ impl StoreSide {
             let cutoff = SystemTime::now()
                 .checked_sub(age)
                 .unwrap_or(SystemTime::UNIX_EPOCH);
-            let pruned = backup.prune_archive(cutoff).map_err(|e| blame.error(e))?;
+            let pruned = backup
+                .prune_archive(cutoff, &copied)
+                .map_err(|e| blame.error(e))?;
             for name in &pruned {
                 output::debug(format_args!("pruned {name}"));
             }
@@ -75,10 +88,11 @@ impl StoreSide {
                 ));
             }
         }
-        let refs = backup.list_refs().map_err(|e| blame.error(e))?;
+        let refs = backup.list_refs(&copied).map_err(|e| blame.error(e))?;
         Ok((
             StoreSide {
                 backup: Some(backup),
+                copied,
                 blame,
             },
             refs,
@@ -89,7 +103,9 @@ impl StoreSide {
 impl DestinationSide for StoreSide {
     fn list_refs(&self) -> Result<Vec<Ref>, SideError> {
         match &self.backup {
-            Some(backup) => backup.list_refs().map_err(|e| self.blame.error(e)),
+            Some(backup) => backup
+                .list_refs(&self.copied)
+                .map_err(|e| self.blame.error(e)),
             None => Ok(Vec::new()),
         }
     }
@@ -132,8 +148,13 @@ impl DestinationSide for StoreSide {
     }
 
     fn adopt_head(&self, target: &str) -> Result<(), SideError> {
-        if let Some(backup) = self.backup.as_ref().filter(|b| b.created()) {
-            backup.set_head(target).map_err(|e| self.blame.error(e))?;
+        if let Some(backup) = &self.backup {
+            if backup
+                .follow_head(target)
+                .map_err(|e| self.blame.error(e))?
+            {
+                output::info(format_args!("HEAD of the backup now points at {target}"));
+            }
         }
         Ok(())
     }

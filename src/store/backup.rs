@@ -11,11 +11,13 @@
 //!    the bases of a thin pack; only at `commit` do the `.idx` and the
 //!    `.pack` get their final names. Killed before that, the repository has
 //!    gained nothing but a temporary file, which the next run removes;
-//! 2. refs move only after the pack is committed, in one git2 transaction
-//!    that locks every ref first (git's own `<ref>.lock` files, so plain git
-//!    is kept out too), so no ref ever names an object that is not there.
+//! 2. refs move only after the pack is committed, in git2 transactions
+//!    that lock every ref first (git's own `<ref>.lock` files, so plain git
+//!    is kept out too), so no ref ever names an object that is not there:
+//!    one for deletions, then one for the rest (see `update_refs`).
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -46,7 +48,6 @@ pub struct BackupSettings {
 pub struct Backup {
     repo: Repository,
     path: PathBuf,
-    created: bool,
     stamp: String,
     /// Archive refs written by this run: `(original ref, archive ref)`.
     archived: RefCell<Vec<(String, String)>>,
@@ -65,21 +66,18 @@ impl Backup {
     /// missing, and (for a writing run) takes its lock and clears what an
     /// interrupted run may have left.
     pub fn open(path: &Path, settings: &BackupSettings) -> Result<Backup, StoreError> {
+        let path = &follow_links(path);
         let empty_dir = path.is_dir()
             && fs::read_dir(path)
                 .map(|mut d| d.next().is_none())
                 .unwrap_or(false);
-        let mut created = false;
         if !path.exists() || empty_dir {
             if !settings.create {
                 return Err(StoreError::Missing(path.to_owned()));
             }
-            created = create(path)?;
+            create(path)?;
         }
-        let repo = Repository::open(path).map_err(|source| StoreError::NotARepository {
-            path: path.to_owned(),
-            source,
-        })?;
+        let repo = super::open_repository(path)?;
         if !repo.is_bare() {
             return Err(StoreError::NotBare(path.to_owned()));
         }
@@ -93,7 +91,6 @@ impl Backup {
         Ok(Backup {
             path: repo.path().to_owned(),
             repo,
-            created,
             stamp: archive::stamp(settings.now),
             archived: RefCell::new(Vec::new()),
             _lock: lock,
@@ -105,14 +102,11 @@ impl Backup {
         &self.path
     }
 
-    /// Whether this run created the repository.
-    pub fn created(&self) -> bool {
-        self.created
-    }
-
     /// The mirrored refs: every direct ref except the archive namespace,
-    /// which belongs to the backup and never takes part in a plan.
-    pub fn list_refs(&self) -> Result<Vec<Ref>, StoreError> {
+    /// which belongs to the backup and never takes part in a plan, save the
+    /// archive refs named in `copied`: those a source that is itself a
+    /// backup has too, and which this one copies like any other ref.
+    pub fn list_refs(&self, copied: &HashSet<String>) -> Result<Vec<Ref>, StoreError> {
         let mut refs = Vec::new();
         let iter = self
             .repo
@@ -124,7 +118,9 @@ impl Backup {
                 // Symbolic refs and names that are not UTF-8 are not mirrored.
                 continue;
             };
-            if !name.starts_with("refs/") || name.starts_with(archive::PREFIX) {
+            if !name.starts_with("refs/")
+                || (name.starts_with(archive::PREFIX) && !copied.contains(name))
+            {
                 continue;
             }
             refs.push(Ref {
@@ -233,16 +229,45 @@ impl Backup {
         Ok(Ok(()))
     }
 
+    /// Deletions go first, in a transaction of their own: a ref renamed
+    /// from `a` to `a/b` (or back) can only be created once the other name
+    /// is gone, which receive-pack manages within one transaction by way of
+    /// packed-refs and git2 cannot. A run stopped between the two loses
+    /// nothing: every deleted tip is archived in the first, and the next run
+    /// makes what is missing.
     fn update_refs(&self, commands: &[Command]) -> Result<Vec<RefStatus>, StoreError> {
+        // Archive refs copied from a source backup are names this run's own
+        // archives must not take.
+        let mut taken: Vec<String> = commands
+            .iter()
+            .filter(|c| c.name.starts_with(archive::PREFIX))
+            .map(|c| c.name.clone())
+            .collect();
+        let (deletions, others): (Vec<&Command>, Vec<&Command>) =
+            commands.iter().partition(|c| c.new.is_zero());
+        let mut results = self.update_together(&deletions, &mut taken)?;
+        results.extend(self.update_together(&others, &mut taken)?);
+        Ok(results)
+    }
+
+    /// Applies `commands` in one transaction, each accepted or rejected on
+    /// its own.
+    fn update_together(
+        &self,
+        commands: &[&Command],
+        taken_archive_names: &mut Vec<String>,
+    ) -> Result<Vec<RefStatus>, StoreError> {
         let mut results: Vec<RefStatus> = Vec::with_capacity(commands.len());
         let mut planned: Vec<Planned<'_>> = Vec::new();
+        if commands.is_empty() {
+            return Ok(results);
+        }
         let mut tx = self
             .repo
             .transaction()
             .map_err(StoreError::git("starting a ref transaction"))?;
-        let mut taken_archive_names: Vec<String> = Vec::new();
-        for command in commands {
-            let verdict = self.check(&mut tx, command, &mut taken_archive_names);
+        for &command in commands {
+            let verdict = self.check(&mut tx, command, taken_archive_names);
             match verdict {
                 Ok(archive) => planned.push(Planned { command, archive }),
                 Err(reason) => results.push(RefStatus {
@@ -297,9 +322,12 @@ impl Backup {
         if !git2::Reference::is_valid_name(&c.name) || !c.name.starts_with("refs/") {
             return Err("invalid ref name".into());
         }
-        if c.name.starts_with(archive::PREFIX) {
+        // A source that is a backup too hands its archive over as new refs;
+        // an archive ref itself is never moved or deleted by a mirror.
+        let adds = c.old.is_zero() && !c.new.is_zero();
+        if c.name.starts_with(archive::PREFIX) && !adds {
             return Err(format!(
-                "{} is reserved for the backup's archive of dropped history",
+                "{} is reserved for the backup's archive of dropped history; archive refs are only ever added",
                 archive::PREFIX
             ));
         }
@@ -357,9 +385,31 @@ impl Backup {
         is_commit(new) && is_commit(old) && self.repo.graph_descendant_of(new, old).unwrap_or(false)
     }
 
-    /// An archive ref name for `original` that no ref uses yet.
+    /// An archive ref name for `original` that no ref uses yet, and that
+    /// neither holds nor sits inside another ref: `a` and `a/b` archived in
+    /// the same second cannot both be named after that second.
     fn archive_name(&self, original: &str, taken: &[String]) -> String {
-        let free = |name: &String| !taken.contains(name) && self.repo.refname_to_id(name).is_err();
+        let clash = |a: &str, b: &str| {
+            a == b
+                || b.strip_prefix(a).is_some_and(|r| r.starts_with('/'))
+                || a.strip_prefix(b).is_some_and(|r| r.starts_with('/'))
+        };
+        // Only names of this run's time (and its `-2`... variants) can clash.
+        let existing: Vec<String> = self
+            .repo
+            .references_glob(&format!("{}{}*", archive::PREFIX, self.stamp))
+            .map(|mut refs| {
+                refs.names()
+                    .filter_map(|n| n.ok().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let free = |name: &String| {
+            !taken
+                .iter()
+                .chain(&existing)
+                .any(|other| clash(other, name))
+        };
         let first = archive::ref_name(&self.stamp, original);
         if free(&first) {
             return first;
@@ -370,18 +420,33 @@ impl Backup {
             .expect("some suffix is free")
     }
 
-    /// Points HEAD at `target` (a repository this run created adopts the
-    /// source's default branch, so plain git works on the backup).
-    pub fn set_head(&self, target: &str) -> Result<(), StoreError> {
+    /// Points HEAD at `target`, the source's default branch, so that plain
+    /// git clones the backup with that branch checked out. Left alone when
+    /// the backup lacks the branch (an empty source, a branch not selected):
+    /// a HEAD naming a missing branch is what `git clone` warns about.
+    /// Returns whether HEAD moved.
+    pub fn follow_head(&self, target: &str) -> Result<bool, StoreError> {
+        let current = self.repo.find_reference("HEAD").ok();
+        if current.as_ref().and_then(|h| h.symbolic_target()) == Some(target)
+            || self.repo.refname_to_id(target).is_err()
+        {
+            return Ok(false);
+        }
         self.repo
             .set_head(target)
-            .map_err(StoreError::git(format!("pointing HEAD at {target}")))
+            .map_err(StoreError::git(format!("pointing HEAD at {target}")))?;
+        Ok(true)
     }
 
     /// Deletes the archive refs made before `cutoff`, in one transaction;
     /// returns their names. Archive refs not in the documented shape are
-    /// left alone.
-    pub fn prune_archive(&self, cutoff: SystemTime) -> Result<Vec<String>, StoreError> {
+    /// left alone, and so are those in `copied`: a source backup still has
+    /// them, and the run would copy them straight back.
+    pub fn prune_archive(
+        &self,
+        cutoff: SystemTime,
+        copied: &HashSet<String>,
+    ) -> Result<Vec<String>, StoreError> {
         let mut expired = Vec::new();
         let glob = format!("{}*", archive::PREFIX);
         let refs = self
@@ -391,7 +456,8 @@ impl Backup {
         for reference in refs {
             let reference = reference.map_err(StoreError::git("listing archive refs"))?;
             if let Some(name) = reference.name() {
-                if archive::archived_at(name).is_some_and(|t| t < cutoff) {
+                if archive::archived_at(name).is_some_and(|t| t < cutoff) && !copied.contains(name)
+                {
                     expired.push(name.to_owned());
                 }
             }
@@ -418,9 +484,9 @@ impl Backup {
 /// Creates a bare repository at `path`, atomically: it is made whole under
 /// a temporary name beside `path` and renamed into place, so a concurrent
 /// run never opens a half-made repository (the lock lives inside it, so it
-/// cannot guard its creation). Returns false when another run's repository
-/// got there first; that one is used.
-fn create(path: &Path) -> Result<bool, StoreError> {
+/// cannot guard its creation). When another run's repository got there
+/// first, that one is used.
+fn create(path: &Path) -> Result<(), StoreError> {
     let create_err = |reason: &dyn std::fmt::Display| StoreError::Create {
         path: path.to_owned(),
         reason: reason.to_string(),
@@ -439,17 +505,37 @@ fn create(path: &Path) -> Result<bool, StoreError> {
     match fs::rename(&staging, path) {
         Ok(()) => {
             crate::output::info(format_args!("created bare repository {}", path.display()));
-            Ok(true)
+            Ok(())
         }
         Err(e) => {
             let _ = fs::remove_dir_all(&staging);
-            if path.is_dir() {
-                Ok(false)
+            // Another run's repository got there first, or the path cannot
+            // be replaced (a mount point): say which.
+            if Repository::open_bare(path).is_ok() {
+                Ok(())
             } else {
                 Err(create_err(&e))
             }
         }
     }
+}
+
+/// Where `path` ends up through symbolic links, followed one by one, so
+/// that a link to a directory still to be made (or to an empty one) gets
+/// its repository there rather than being replaced by one. Stops at a
+/// loop's 40th hop; what is then left fails to open with its own reason.
+fn follow_links(path: &Path) -> PathBuf {
+    let mut path = path.to_owned();
+    for _ in 0..40 {
+        let Ok(target) = fs::read_link(&path) else {
+            break;
+        };
+        path = match path.parent() {
+            Some(parent) => parent.join(target),
+            None => target,
+        };
+    }
+    path
 }
 
 /// The message behind a pack writer's failed write: git2 only says "Write

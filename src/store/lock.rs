@@ -212,7 +212,7 @@ fn pid_alive(pid: u32) -> bool {
     }
     if cfg!(unix) {
         // `kill -0` asks the kernel without sending anything.
-        return std::process::Command::new("kill")
+        return crate::child::command("kill")
             .args(["-0", &pid.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

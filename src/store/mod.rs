@@ -7,13 +7,16 @@
 //! - the received pack goes through the object database's pack writer,
 //!   which indexes it and completes thin packs in a temporary file that only
 //!   becomes part of the repository once whole ([`Backup::push`]);
-//! - refs are updated afterwards, in one locked transaction, each update a
-//!   compare-and-swap against the value listed at the start;
+//! - refs are updated afterwards, in locked transactions (deletions
+//!   first), each update a compare-and-swap against the value listed at
+//!   the start;
 //! - history is never lost: a ref that is deleted at the source, or moved so
 //!   that it no longer contains its old tip, leaves that tip under
 //!   `refs/archive/<UTC yyyy-mm-ddThh-mm-ssZ>/<original ref name>` in the
 //!   same transaction (see [`archive`]); only `--prune-archive-older-than`
-//!   removes archives, deliberately;
+//!   removes archives, deliberately. A source that is a backup too hands
+//!   its own archive refs over; they are copied like any other ref, but
+//!   only ever added, never moved or deleted;
 //! - a lock file keeps two runs from writing one backup ([`lock`]);
 //! - [`verify`] checks that every ref's history is present and intact.
 //!
@@ -30,7 +33,7 @@ pub mod lock;
 mod source;
 pub mod verify;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use backup::{Backup, BackupSettings};
 pub use source::LocalSource;
@@ -47,6 +50,10 @@ pub enum StoreError {
         /// What git2 said.
         source: git2::Error,
     },
+    /// The repository belongs to another user, and git (libgit2 too) will
+    /// not use it until it is declared safe.
+    #[error("{path} belongs to another user, and git refuses to use it (\"detected dubious ownership\"); if you trust it, declare it safe with `git config --global --add safe.directory {path}`", path = .0.display())]
+    NotOwned(PathBuf),
     /// A shallow clone lacks history a mirror must carry.
     #[error("{0} is a shallow clone and lacks history a mirror needs; fetch the full history first (`git fetch --unshallow`, or `fetchDepth: 0` on an Azure Pipelines checkout) or mirror from the remote URL instead")]
     Shallow(PathBuf),
@@ -95,6 +102,21 @@ pub enum StoreError {
         /// What git2 said.
         source: git2::Error,
     },
+}
+
+/// Opens the repository at `path`, telling a repository git refuses for its
+/// owner from a path that is not a repository at all.
+pub(crate) fn open_repository(path: &Path) -> Result<git2::Repository, StoreError> {
+    git2::Repository::open(path).map_err(|source| {
+        if source.code() == git2::ErrorCode::Owner {
+            StoreError::NotOwned(path.to_owned())
+        } else {
+            StoreError::NotARepository {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    })
 }
 
 impl StoreError {

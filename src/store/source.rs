@@ -49,10 +49,7 @@ impl LocalSource {
         if !path.exists() {
             return Err(StoreError::Missing(path.to_owned()));
         }
-        let repo = Repository::open(path).map_err(|source| StoreError::NotARepository {
-            path: path.to_owned(),
-            source,
-        })?;
+        let repo = super::open_repository(path)?;
         if repo.is_shallow() {
             return Err(StoreError::Shallow(path.to_owned()));
         }
@@ -144,10 +141,7 @@ impl LocalSource {
     ) -> Result<Box<dyn Read + Send>, StoreError> {
         // The builder's thread has a repository handle of its own: git2's
         // objects borrow their repository and cannot cross threads.
-        let repo = Repository::open(&self.path).map_err(|source| StoreError::NotARepository {
-            path: self.path.clone(),
-            source,
-        })?;
+        let repo = super::open_repository(&self.path)?;
         let wants: Vec<Oid> = wants.iter().map(to_git).collect();
         let haves: Vec<Oid> = self.known(haves)?.iter().map(to_git).collect();
         let (sender, receiver) = mpsc::sync_channel(IN_FLIGHT);

@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use git2::{ObjectType, Oid, Repository};
+use git2::{ObjectType, Oid};
 
 use super::StoreError;
 
@@ -78,10 +78,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
     // would only hold memory. The setting is process-wide; `verify` runs
     // alone in its process.
     git2::opts::enable_caching(false);
-    let repo = Repository::open(path).map_err(|source| StoreError::NotARepository {
-        path: path.to_owned(),
-        source,
-    })?;
+    let repo = super::open_repository(path)?;
     let odb = repo.odb().map_err(StoreError::git("opening the ODB"))?;
     let mut report = VerifyReport {
         path: path.display().to_string(),
@@ -120,6 +117,24 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
             None => {
                 // A symbolic ref (HEAD of a bare repository) may name a
                 // branch that does not exist yet; that loses nothing.
+            }
+        }
+    }
+
+    // A HEAD naming a missing branch loses nothing, but `git clone` of the
+    // backup warns and checks nothing out. An empty repository's HEAD
+    // always names a branch to come, so only one with refs is held to it.
+    if report.refs > report.archive_refs {
+        if let Some(target) = repo
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|h| h.symbolic_target().map(str::to_owned))
+        {
+            if repo.refname_to_id(&target).is_err() {
+                problem(
+                    &mut report,
+                    format!("HEAD points at {target}, which does not exist: `git clone` would warn and check nothing out (the next mirror run sets HEAD to the source's default branch; `git symbolic-ref HEAD <branch>` sets it by hand)"),
+                );
             }
         }
     }

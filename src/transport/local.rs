@@ -11,7 +11,8 @@
 //! `crate::store`, so this transport serves upload-pack only.
 //!
 //! Only paths cross the process boundary: no credential is ever put on a
-//! child's command line.
+//! child's command line, and `crate::child` keeps them out of its
+//! environment.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ impl LocalTransport {
                 path.display()
             )));
         }
-        let probe = Command::new("git")
+        let probe = crate::child::command("git")
             .arg("-C")
             .arg(path)
             .args(["rev-parse", "--is-shallow-repository"])
@@ -43,10 +44,23 @@ impl LocalTransport {
             .output()
             .map_err(git_missing)?;
         if !probe.status.success() {
-            return Err(TransportError::Local(format!(
-                "{} is not a git repository",
-                path.display()
-            )));
+            let said = String::from_utf8_lossy(&probe.stderr);
+            // git refuses a repository of another user before anything else;
+            // that is not the same as no repository at all.
+            if said.contains("dubious ownership") {
+                return Err(TransportError::Local(
+                    crate::store::StoreError::NotOwned(path.to_owned()).to_string(),
+                ));
+            }
+            let reason = said.lines().next().unwrap_or("").trim();
+            let reason = reason.strip_prefix("fatal: ").unwrap_or(reason);
+            return Err(TransportError::Local(
+                if reason.is_empty() || reason.starts_with("not a git repository") {
+                    format!("{} is not a git repository", path.display())
+                } else {
+                    format!("git cannot read {}: {reason}", path.display())
+                },
+            ));
         }
         if String::from_utf8_lossy(&probe.stdout).trim() == "true" {
             return Err(TransportError::Local(format!(
@@ -67,7 +81,7 @@ impl LocalTransport {
                 self.display
             )));
         }
-        let mut cmd = Command::new("git");
+        let mut cmd = crate::child::command("git");
         cmd.args(["upload-pack", "--stateless-rpc"]);
         if v2 {
             cmd.env("GIT_PROTOCOL", "version=2");

@@ -84,19 +84,6 @@ pub trait Transport: Send + Sync {
     fn is_local(&self) -> bool {
         false
     }
-
-    /// Whether opening the transport created the repository (a first
-    /// backup), so that it still needs a default branch.
-    fn created(&self) -> bool {
-        false
-    }
-
-    /// Points the repository's HEAD at `target` (a newly created local
-    /// repository adopts the source's default branch). Servers manage their
-    /// own HEAD, so by default this does nothing.
-    fn set_head(&self, _target: &str) -> Result<(), TransportError> {
-        Ok(())
-    }
 }
 
 /// Why talking to a server failed, in terms a user can act on.

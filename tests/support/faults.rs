@@ -33,6 +33,11 @@ pub enum Fault {
     StallResponseAfter(u64),
     /// Answer the first request with a smart-HTTP header and a garbage body.
     Garbage,
+    /// Flip one bit of the first occurrence of these bytes in the server's
+    /// answer, keeping its length and framing: data damaged in transit, as
+    /// a broken middlebox or bad memory does. The marker should stand in a
+    /// file stored uncompressed, so that it appears in packs as it is.
+    CorruptResponse(&'static [u8]),
     /// Answer `503 Service Unavailable` with `Retry-After: 1`, as a host
     /// under maintenance or rate limiting does.
     Unavailable,
@@ -212,6 +217,12 @@ impl Connection {
                     }
                     cut(&to, &from);
                     return;
+                }
+                Fault::CorruptResponse(marker) => {
+                    let at = buf[..n].windows(marker.len()).position(|w| w == marker);
+                    if let Some(at) = at.filter(|_| self.fire()) {
+                        buf[at + marker.len() / 2] ^= 0x01;
+                    }
                 }
                 _ => {}
             }
