@@ -264,7 +264,7 @@ pub struct NetworkArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400), help_heading = "Network")]
     pub timeout: u64,
 
-    /// Fail a transfer from a server that averages fewer bytes per second than this over --timeout seconds of waiting on it: one trickling bytes, or sending progress and no data. A server must therefore start sending a pack within about --timeout seconds; raise --timeout for one that takes longer to prepare it. Local repositories are exempt. 0 turns the check off.
+    /// Fail a transfer from a server that averages fewer bytes per second than this over --timeout seconds of waiting on it: one trickling bytes, or sending progress and no data. While a server prepares its pack it may send only keep-alives or progress for 5 such windows; raise --timeout for one that takes longer. Local repositories are exempt. 0 turns the check off.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::DEFAULT_LOW_SPEED_LIMIT, help_heading = "Network")]
     pub low_speed_limit: u64,
 

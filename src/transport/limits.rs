@@ -13,9 +13,14 @@
 //! - *deadline*: once [`Limits::deadline`] has passed, the next read fails
 //!   with [`Exceeded::Deadline`].
 //!
-//! A server that thinks longer than the window before its first byte of pack
-//! (keep-alives are not data) fails the low-speed check, as a silent one
-//! fails the idle timeout: `--timeout` is the knob for both. A local
+//! A server may think before its first byte of pack: git's upload-pack
+//! sends keep-alive packets (and progress, when asked) while it counts and
+//! compresses, which takes minutes on a large repository. So until the
+//! first byte of data, a window in which the server sent anything at all
+//! passes, for at most [`PREPARATION_WINDOWS`] windows; after that, or once
+//! data has flowed, only data counts. A server that sends progress forever
+//! and never a pack therefore ends after about `PREPARATION_WINDOWS + 1`
+//! windows of `--timeout`, which is the knob for both. A local
 //! `git upload-pack` is ours and exempt (see
 //! [`Transport::is_local`](super::Transport::is_local)).
 //!
@@ -148,6 +153,10 @@ impl From<Exceeded> for io::Error {
     }
 }
 
+/// How many windows a server may spend preparing a pack, sending only
+/// keep-alives or progress, before its first byte of data.
+pub const PREPARATION_WINDOWS: u32 = 5;
+
 /// The low-speed and deadline state of one response, shared by the readers
 /// that feed it.
 #[derive(Clone, Debug)]
@@ -164,6 +173,12 @@ struct Window {
     bytes: u64,
     /// Whether the raw body's bytes count, or only [`Counting`]'s.
     count_raw: bool,
+    /// Raw bytes since the window started, whatever counts.
+    raw: u64,
+    /// Whether any data (not keep-alives or progress) has been read.
+    data_seen: bool,
+    /// Windows of preparation left before the first byte of data.
+    preparation: u32,
 }
 
 impl Meter {
@@ -177,6 +192,9 @@ impl Meter {
             waited: Duration::ZERO,
             bytes: 0,
             count_raw: true,
+            raw: 0,
+            data_seen: false,
+            preparation: PREPARATION_WINDOWS,
         })))
     }
 
@@ -210,6 +228,11 @@ impl Meter {
         if raw == window.count_raw {
             window.bytes = window.bytes.saturating_add(n as u64);
         }
+        if raw {
+            window.raw = window.raw.saturating_add(n as u64);
+        } else if n > 0 {
+            window.data_seen = true;
+        }
     }
 
     fn waited(&self, time: Duration) {
@@ -235,7 +258,10 @@ impl Window {
         }
         // The average over the window, which may have run past its length
         // while a read was blocked.
-        if (self.bytes as f64) < self.floor as f64 * waited.as_secs_f64() {
+        let preparing = !self.count_raw && !self.data_seen && self.raw > 0;
+        if preparing && self.preparation > 0 {
+            self.preparation -= 1;
+        } else if (self.bytes as f64) < self.floor as f64 * waited.as_secs_f64() {
             return Err(Exceeded::TooSlow {
                 bytes: self.bytes,
                 window: waited,
@@ -244,6 +270,7 @@ impl Window {
         }
         self.waited = Duration::ZERO;
         self.bytes = 0;
+        self.raw = 0;
         Ok(())
     }
 }
@@ -302,6 +329,9 @@ mod tests {
             waited: Duration::ZERO,
             bytes: 0,
             count_raw: true,
+            raw: 0,
+            data_seen: false,
+            preparation: PREPARATION_WINDOWS,
         };
         (window, Instant::now())
     }
@@ -373,6 +403,27 @@ mod tests {
         let mut data = meter.counting(&[0u8; 10][..]);
         io::copy(&mut data, &mut io::sink()).unwrap();
         assert_eq!(meter.window().bytes, 110);
+    }
+
+    #[test]
+    fn keep_alives_carry_a_server_preparing_its_pack_for_a_few_windows() {
+        let meter = Meter::new(&Limits::default(), Duration::from_secs(1));
+        meter.count_data_only();
+        let keep_alive = |meter: &Meter| {
+            meter.add(5, true);
+            meter.waited(Duration::from_secs(1));
+            meter.check()
+        };
+        for _ in 0..PREPARATION_WINDOWS {
+            assert_eq!(keep_alive(&meter), Ok(()));
+        }
+        assert!(matches!(keep_alive(&meter), Err(Exceeded::TooSlow { .. })));
+
+        // Once data has flowed, keep-alives carry nothing.
+        let meter = Meter::new(&Limits::default(), Duration::from_secs(1));
+        meter.count_data_only();
+        meter.add(1, false);
+        assert!(matches!(keep_alive(&meter), Err(Exceeded::TooSlow { .. })));
     }
 
     #[test]
