@@ -92,8 +92,8 @@ struct State {
     empty_projects: Vec<String>,
     creator: Option<Creator>,
     throttle: AtomicUsize,
-    /// Where `Link` headers send the next page, instead of this server.
-    link_base: Option<String>,
+    /// `Link` headers name this server as `localhost`, another origin.
+    links_on_localhost: bool,
     log: Mutex<Vec<Seen>>,
 }
 
@@ -113,7 +113,7 @@ pub struct Builder {
     repos: Vec<FakeRepo>,
     empty_projects: Vec<String>,
     creator: Option<Creator>,
-    link_base: Option<String>,
+    links_on_localhost: bool,
 }
 
 impl FakeForge {
@@ -126,7 +126,7 @@ impl FakeForge {
             repos: Vec::new(),
             empty_projects: Vec::new(),
             creator: None,
-            link_base: None,
+            links_on_localhost: false,
         }
     }
 
@@ -191,10 +191,11 @@ impl Builder {
         self
     }
 
-    /// `Link` headers name the next page under `base` (e.g. another host)
-    /// instead of this server: a hostile or misconfigured API.
-    pub fn links_to(mut self, base: &str) -> Self {
-        self.link_base = Some(base.to_owned());
+    /// `Link` headers name the next page on this server as `localhost`
+    /// rather than `127.0.0.1`: another origin, as a hostile or
+    /// misconfigured API would send the client elsewhere.
+    pub fn links_on_localhost(mut self) -> Self {
+        self.links_on_localhost = true;
         self
     }
 
@@ -210,7 +211,7 @@ impl Builder {
             empty_projects: self.empty_projects,
             creator: self.creator,
             throttle: AtomicUsize::new(0),
-            link_base: self.link_base,
+            links_on_localhost: self.links_on_localhost,
             log: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -557,7 +558,11 @@ fn paged(
             .extend_pairs(q)
             .finish();
         let path: String = path.split('/').map(seg).collect::<Vec<_>>().join("/");
-        let base = state.link_base.as_deref().unwrap_or(base);
+        let base = if state.links_on_localhost {
+            base.replacen("127.0.0.1", "localhost", 1)
+        } else {
+            base.to_owned()
+        };
         format!("<{base}{path}?{q}>")
     };
     let mut links = Vec::new();
