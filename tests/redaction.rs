@@ -21,7 +21,8 @@ use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
+use git_relay::auth::USERINFO;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use support::*;
 use task_support::Agent;
 
@@ -36,29 +37,6 @@ const ALPHABET: &[&str] = &[
 ];
 /// What a secret's start must never be seen as: this many characters.
 const PREFIX: usize = 8;
-
-/// The userinfo percent-encode set, as `auth` uses it.
-const USERINFO: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'/')
-    .add(b':')
-    .add(b';')
-    .add(b'=')
-    .add(b'@')
-    .add(b'[')
-    .add(b'\\')
-    .add(b']')
-    .add(b'^')
-    .add(b'|')
-    .add(b'%');
 
 /// xorshift64*: small, seeded, and the same everywhere.
 struct Random(u64);
