@@ -28,7 +28,7 @@ use crate::cli::{self, AuthArg, CredentialArgs, MirrorAllArgs, NetworkArgs, Sele
 use crate::fleet::{Shard, MAX_JOBS};
 use crate::forge::Kind;
 use crate::mirror::{Endpoint, Mode, Options, RefSelection, RetryPolicy};
-use crate::transport::{Deadline, Limits, Location, NetworkOptions};
+use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy};
 
 /// Every input the binary reads; task.json declares exactly these (a test
 /// checks both directions).
@@ -57,6 +57,7 @@ pub const INPUTS: &[&str] = &[
     "proxyUrl",
     "timeout",
     "deadline",
+    "allowRedirectHosts",
     "mode",
     "sourceScopeUri",
     "sourceKind",
@@ -290,12 +291,13 @@ pub fn read(env: &Environment) -> Reading {
     let deadline = read_deadline(env, &mut c).map(|d| Deadline::after(Instant::now(), d));
     let ca_file = read_ca_file(env, &mut c);
     let proxy = read_proxy(env, &mut c);
+    let redirects = RedirectPolicy::allowing(patterns(env, "allowRedirectHosts"));
     let network = |insecure| NetworkOptions {
         ca_file: ca_file.clone(),
         insecure,
         proxy: proxy.clone(),
         timeout,
-        redirects: Default::default(),
+        redirects: redirects.clone(),
         limits: Limits {
             deadline,
             ..Limits::default()
@@ -514,7 +516,7 @@ pub fn read_organization(env: &Environment) -> OrganizationReading {
                         source_insecure: !source_verify,
                         dest_insecure: !dest_verify,
                         proxy,
-                        allow_redirect_host: Vec::new(),
+                        allow_redirect_host: patterns(env, "allowRedirectHosts"),
                         timeout: timeout.as_secs(),
                         low_speed_limit: Limits::DEFAULT_LOW_SPEED_LIMIT,
                         deadline,
@@ -1110,6 +1112,21 @@ mod tests {
         ] {
             assert!(named.contains(&input), "{input} missing from {errs:?}");
         }
+    }
+
+    #[test]
+    fn allowed_redirect_hosts_reach_both_sides() {
+        let e = env(&[(
+            "INPUT_ALLOWREDIRECTHOSTS",
+            "mirror.example.com\n\nOther.Example.com\n",
+        )]);
+        let options = read(&e).config.unwrap().options;
+        let expected = RedirectPolicy::allowing(["mirror.example.com", "other.example.com"]);
+        assert_eq!(options.source.network.redirects, expected);
+        assert_eq!(options.destination.network.redirects, expected);
+        let e = env(&[]);
+        let options = read(&e).config.unwrap().options;
+        assert_eq!(options.source.network.redirects, RedirectPolicy::default());
     }
 
     #[test]

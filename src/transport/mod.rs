@@ -254,7 +254,7 @@ impl TransportError {
             TransportError::Proxy { .. } => "check --proxy / HTTPS_PROXY / HTTP_PROXY and NO_PROXY",
             TransportError::Timeout { .. } => "the server stalled; raise --timeout if it is slow rather than stuck",
             TransportError::Redirect { downgrade: true, .. } => "use the repository's https:// URL on the server it really lives on",
-            TransportError::Redirect { downgrade: false, .. } => "use the URL the server redirects to (the repository moved), or, if you trust that host with these credentials, allow it with --allow-redirect-host HOST",
+            TransportError::Redirect { downgrade: false, .. } => "use the URL the server redirects to (the repository moved), or, if you trust that host with these credentials, allow it with --allow-redirect-host HOST (task input allowRedirectHosts)",
             TransportError::Limit(Exceeded::TooSlow { .. }) => "the server trickles data; if the network really is this slow, lower --low-speed-limit (0 turns the check off) or raise --timeout, the window it is measured over",
             TransportError::Limit(Exceeded::Deadline { .. }) => "raise --deadline if the run needs longer",
             _ => return None,
