@@ -20,6 +20,10 @@
 //!   joins the two for `git-relay mirror-all`.
 //! - [`cli`], [`output`] and [`pipelines`] are the edges a person, a script
 //!   or an Azure Pipelines agent sees.
+//!
+//! `docs/architecture.md` in the repository walks through one run from end
+//! to end, the security model, and where to add a forge, an auth kind or a
+//! transport.
 
 #![deny(unsafe_code)]
 

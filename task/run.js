@@ -19,7 +19,7 @@ const path = require('path');
 const OS_NAMES = { linux: 'linux', win32: 'win', darwin: 'darwin' };
 const ARCH_NAMES = { x64: 'x64', arm64: 'arm64' };
 
-// Logging-command escaping (see AZURE-PIPELINES.md): the message of a
+// Logging-command escaping (as in src/pipelines/vso.rs): the message of a
 // command may not hold a raw CR or LF, and `%` is written as `%AZP25`.
 function escapeMessage(text) {
   return String(text).replace(/%/g, '%AZP25').replace(/\r/g, '%0D').replace(/\n/g, '%0A');

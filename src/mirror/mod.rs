@@ -9,7 +9,7 @@
 //!    The acknowledgments tell which destination tips the source knows: a
 //!    tip it does not know holds commits that exist only on the destination,
 //!    and its ref is *protected* (not overwritten or deleted) unless
-//!    `--force` (the divergence rule of DESIGN.md);
+//!    `--force` (the divergence rule, see docs/architecture.md);
 //! 4. stream the source's pack, which holds only what the destination
 //!    lacks, straight into the destination's receive-pack after the ref
 //!    commands. Each command carries the old value we saw, so the

@@ -1,11 +1,12 @@
 //! Fake forge APIs over real HTTP on 127.0.0.1, for `mirror-all` tests.
 //!
 //! Hosted forges cannot be reached from the test machines, so each fake
-//! serves the response shapes the vendor publishes (Azure DevOps: the
-//! examples in `shared/reference/azure-devops/`; the others: FORGES.md and
-//! the vendors' docs) with the paging, auth checks and error codes the real
-//! ones use: small pages so that several are needed, 401 for a wrong token,
-//! 404 for an unknown organization, 429 with `retry-after: 1` on request.
+//! serves the response shapes the vendor publishes in its REST API
+//! reference (Azure DevOps api-version 7.1, GitHub and Gitea, GitLab v4,
+//! Bitbucket Cloud 2.0 and Bitbucket Server 1.0) with the paging, auth
+//! checks and error codes the real ones use: small pages so that several
+//! are needed, 401 for a wrong token, 404 for an unknown organization, 429
+//! with `retry-after: 1` on request.
 //! Clone URLs point at a real `git http-backend` server (tests/support), so
 //! the repositories a fake lists can really be mirrored, and repositories it
 //! creates are real bare repositories there.

@@ -2,7 +2,7 @@
 //! the agent builds it for a task, a parser for the logging commands the
 //! task prints, and the schema check of task.json.
 //!
-//! The agent facts used here are those of shared/AZURE-PIPELINES.md: inputs
+//! The agent facts used here (see also `src/pipelines/inputs.rs`): inputs
 //! as `INPUT_<NAME>` with task.json's defaults applied (and macros such as
 //! `$(Build.Repository.Uri)` expanded, empty filePath inputs turned into the
 //! sources directory), `ENDPOINT_*` for System.AccessToken and for each
