@@ -3,9 +3,11 @@
 //!
 //! Task mode is tested twice. `git-relay task` is started directly with an
 //! environment built like the agent's (always, so `cargo test` covers it);
-//! and, when `cargo xtask dist` has produced `dist/*.vsix`, the packaged
-//! extension is unpacked and its Node wrapper started with `node`, which is
-//! what an agent does.
+//! and the packaged extension `dist/*.vsix` is unpacked and its Node wrapper
+//! started with `node`, which is what an agent does. The packaged tests need
+//! `cargo xtask dist` first, so they are ignored by default and `.ci/run`
+//! runs them after building the extension:
+//! `cargo test --test task -- --ignored packaged`.
 //!
 //! Organization mode lists repositories through the fake forge APIs of
 //! tests/forge_fakes (real HTTP, paging and token checks), whose clone URLs
@@ -808,9 +810,14 @@ fn organization_mode_names_its_invalid_inputs() {
 
 // ---------------------------------------------------------------- the .vsix
 
-/// The packaged extension, unpacked; `None` (with a message) when
-/// `cargo xtask dist` has not been run or node is missing.
-fn unpacked_extension() -> Option<tempfile::TempDir> {
+/// Why the packaged tests are ignored by default.
+const NEEDS_VSIX: &str =
+    "needs dist/*.vsix and node: run `cargo xtask dist`, then `cargo test --test task -- --ignored packaged`";
+
+/// The packaged extension, unpacked. Panics when `cargo xtask dist` has
+/// not been run or node is missing: a packaged test that cannot run fails
+/// rather than passes.
+fn unpacked_extension() -> tempfile::TempDir {
     let dist = root().join("dist");
     let vsix = std::fs::read_dir(&dist).ok().and_then(|entries| {
         entries
@@ -819,24 +826,23 @@ fn unpacked_extension() -> Option<tempfile::TempDir> {
             .find(|p| p.extension().is_some_and(|x| x == "vsix"))
     });
     let Some(vsix) = vsix else {
-        notice("SKIPPED: no dist/*.vsix; run `cargo xtask dist` to test the packaged task (task mode itself is tested by the task_* tests)");
-        return None;
+        panic!("no dist/*.vsix: {NEEDS_VSIX}");
     };
-    if Command::new("node").arg("--version").output().is_err() {
-        notice("SKIPPED: node is not installed; the packaged wrapper cannot be run");
-        return None;
-    }
+    assert!(
+        Command::new("node").arg("--version").output().is_ok(),
+        "node is not installed: {NEEDS_VSIX}"
+    );
     let dir = tempfile::Builder::new()
         .prefix("git-relay-vsix-")
         .tempdir()
         .unwrap();
     unzip(&vsix, dir.path());
-    Some(dir)
+    dir
 }
 
 /// A line for the person running the tests, written past the test
-/// harness's capture (which takes only `print!`/`eprint!`), so that a skip
-/// is never silent.
+/// harness's capture (which takes only `print!`/`eprint!`), so that a
+/// skip or a measurement is never silent.
 fn notice(text: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{text}");
@@ -874,10 +880,9 @@ fn wrapper(extension: &Path) -> Command {
 }
 
 #[test]
+#[ignore = "needs dist/*.vsix and node: run `cargo xtask dist`, then `cargo test --test task -- --ignored packaged`"]
 fn packaged_task_mirrors_through_its_node_wrapper() {
-    let Some(extension) = unpacked_extension() else {
-        return;
-    };
+    let extension = unpacked_extension();
     let packaged = json(&extension.path().join("task/task.json"));
     assert_eq!(
         packaged,
@@ -924,10 +929,9 @@ fn packaged_task_mirrors_through_its_node_wrapper() {
 }
 
 #[test]
+#[ignore = "needs dist/*.vsix and node: run `cargo xtask dist`, then `cargo test --test task -- --ignored packaged`"]
 fn packaged_wrapper_reaches_the_network_promptly() {
-    let Some(extension) = unpacked_extension() else {
-        return;
-    };
+    let extension = unpacked_extension();
     // A listener that answers nothing: the time to its first connection is
     // the wrapper's and the binary's start-up cost, up to the first request.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
