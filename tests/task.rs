@@ -287,6 +287,13 @@ fn assert_mirrored(run: &TaskRun, server: &GitServer, expected: &[(String, Strin
             assert!(!text.contains(&form), "secret in a report file");
         }
     }
+    assert_progress_and_groups(run);
+}
+
+/// Checks how a run shows itself in the agent's log: `task.setprogress`
+/// never goes back and ends at 100, and at least two `##[group]`s are
+/// opened, each one closed by an `##[endgroup]`.
+fn assert_progress_and_groups(run: &TaskRun) {
     let progress: Vec<u32> = run
         .named("task.setprogress")
         .iter()
@@ -294,7 +301,8 @@ fn assert_mirrored(run: &TaskRun, server: &GitServer, expected: &[(String, Strin
         .collect();
     assert!(
         progress.windows(2).all(|w| w[0] <= w[1]) && progress.last() == Some(&100),
-        "{progress:?}"
+        "{progress:?}\n{}",
+        run.log()
     );
     let lines = run.lines();
     let open = lines.iter().filter(|l| l.starts_with("##[group]")).count();
@@ -638,22 +646,7 @@ fn organization_mode_mirrors_every_repository() {
     for form in secret_forms("alice", SECRET) {
         assert!(!markdown.contains(&form), "secret in the summary");
     }
-    let progress: Vec<u32> = run
-        .named("task.setprogress")
-        .iter()
-        .map(|c| c.properties["value"].parse().unwrap())
-        .collect();
-    assert!(
-        progress.windows(2).all(|w| w[0] <= w[1]) && progress.last() == Some(&100),
-        "{progress:?}"
-    );
-    let lines = run.lines();
-    let open = lines.iter().filter(|l| l.starts_with("##[group]")).count();
-    assert!(
-        open >= 2 && open == lines.iter().filter(|l| **l == "##[endgroup]").count(),
-        "{}",
-        run.log()
-    );
+    assert_progress_and_groups(&run);
     // The fake saw the listing, page by page, with the source's token.
     assert!(fake
         .requests()
