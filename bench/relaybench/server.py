@@ -1,0 +1,261 @@
+"""The web server: nginx + fcgiwrap running `git http-backend`, with the
+logs each run's traffic and server usage are read from."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from .common import CACHE_DIR, GNU_TIME, PASSWORD, USER
+
+
+class WebServer:
+    """nginx + fcgiwrap serving `git http-backend` on 127.0.0.1 with Basic auth.
+
+    The project root holds `src` (a symlink to the repository cache, read
+    only) and `dst` (destinations, rewritten for every run). Every request is
+    logged with its request and response sizes so each run's traffic can be
+    read back from the access log.
+    """
+
+    def __init__(self, tools: dict[str, str], workdir: Path, trace_dir: Path | None = None):
+        self.tools = tools
+        self.trace_dir = trace_dir
+        self.dir = workdir / "server"
+        self.root = workdir / "srv"
+        self.port = 0
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        """Write the configuration and start fcgiwrap, then nginx."""
+        for sub in ("", "tmp", "home"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "dst").mkdir(exist_ok=True)
+        (self.root / "api").mkdir(exist_ok=True)
+        link = self.root / "src"
+        if not link.exists():
+            link.symlink_to(CACHE_DIR)
+        # http-backend runs as root on root-owned repositories; make sure no
+        # ownership check can refuse them, and keep the server's git config
+        # independent of the user's.
+        (self.dir / "home" / ".gitconfig").write_text(
+            "[safe]\n\tdirectory = *\n")
+        # nginx reads `{PLAIN}` entries in htpasswd files literally.
+        (self.dir / "htpasswd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
+        self.port = free_port()
+        sock = self.dir / "fcgiwrap.sock"
+        if sock.exists():
+            sock.unlink()
+        (self.dir / "nginx.conf").write_text(self._nginx_conf(sock, self._cgi_script()))
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+               "HOME": str(self.dir / "home")}
+        # One fcgiwrap child serves one request at a time: enough for --jobs 8
+        # sweeps (two requests per repository in flight at most).
+        self.procs.append(subprocess.Popen(
+            [self.tools["fcgiwrap"], "-c", "20", "-s", f"unix:{sock}"],
+            env=env, stdout=subprocess.DEVNULL,
+            stderr=open(self.dir / "fcgiwrap.log", "wb"), start_new_session=True))
+        self.procs.append(subprocess.Popen(
+            [self.tools["nginx"], "-c", str(self.dir / "nginx.conf"), "-p", str(self.dir),
+             "-e", str(self.dir / "error.log")],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(self.dir / "nginx.out", "wb"),
+            start_new_session=True))
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                if sock.exists():
+                    return
+            except OSError:
+                pass
+            if any(p.poll() is not None for p in self.procs):
+                break
+            time.sleep(0.05)
+        raise SystemExit(f"web server did not start; see {self.dir}/error.log and nginx.out")
+
+    def _cgi_script(self) -> str:
+        """The CGI program fcgiwrap runs: http-backend, under GNU time if present.
+
+        fcgiwrap lets the kernel reap its CGI processes, so their CPU time is
+        lost to /proc accounting; GNU time waits for http-backend (which waits
+        for its git children) and appends `user sys maxrss` to a log instead.
+        """
+        if not GNU_TIME.exists():
+            return self.tools["http-backend"]
+        script = self.dir / "http-backend.sh"
+        script.write_text(
+            "#!/bin/sh\n"
+            f"exec {GNU_TIME} -q -a -o {self.dir}/cgi-usage.log -f '%U %S %M' "
+            f"{self.tools['http-backend']}\n")
+        script.chmod(0o755)
+        return str(script)
+
+    def _nginx_conf(self, sock: Path, cgi: str) -> str:
+        """The generated nginx.conf: one server, git under auth, a static fake API."""
+        tmp = self.dir / "tmp"
+        return f"""
+user root;
+daemon off;
+master_process on;
+worker_processes 2;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log warn;
+events {{ worker_connections 512; }}
+http {{
+    log_format bench '$msec $request_method $uri $status $request_length $bytes_sent $request_time';
+    access_log {self.dir}/access.log bench;
+    client_body_temp_path {tmp}/body;
+    fastcgi_temp_path {tmp}/fastcgi;
+    proxy_temp_path {tmp}/proxy;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    default_type application/json;
+    map $arg_page $api_page {{ "" 1; default $arg_page; }}
+    server {{
+        listen 127.0.0.1:{self.port};
+        server_name localhost;
+        client_max_body_size 0;
+        keepalive_timeout 60s;
+        # Fake forge API for the organization sweep: static JSON, no auth.
+        location /api/ {{
+            root {self.root};
+            try_files $uri.page$api_page.json /api/empty.json;
+        }}
+        location / {{
+            auth_basic "git";
+            auth_basic_user_file {self.dir}/htpasswd;
+            fastcgi_pass unix:{sock};
+            # Stream bodies both ways, as hosted git servers do.
+            fastcgi_request_buffering off;
+            fastcgi_buffering off;
+            fastcgi_read_timeout 900s;
+            fastcgi_send_timeout 900s;
+            fastcgi_param SCRIPT_FILENAME {cgi};
+            fastcgi_param GIT_PROJECT_ROOT {self.root};
+            fastcgi_param GIT_HTTP_EXPORT_ALL 1;
+            fastcgi_param PATH_INFO $uri;
+            fastcgi_param QUERY_STRING $query_string;
+            fastcgi_param REQUEST_METHOD $request_method;
+            fastcgi_param CONTENT_TYPE $content_type;
+            fastcgi_param CONTENT_LENGTH $content_length;
+            fastcgi_param REMOTE_USER $remote_user;
+            fastcgi_param REMOTE_ADDR $remote_addr;
+            fastcgi_param SERVER_PROTOCOL $server_protocol;
+            fastcgi_param GATEWAY_INTERFACE CGI/1.1;
+            # Without this http-backend only ever speaks protocol v0.
+            fastcgi_param GIT_PROTOCOL $http_git_protocol;
+            fastcgi_param HOME {self.dir}/home;
+            fastcgi_param GIT_CONFIG_NOSYSTEM 1;
+            fastcgi_param PATH /usr/local/bin:/usr/bin:/bin;{self._trace_param()}
+        }}
+    }}
+}}
+"""
+
+    def _trace_param(self) -> str:
+        """With --server-trace, git on the server writes trace2 perf logs."""
+        if not self.trace_dir:
+            return ""
+        self.trace_dir.mkdir(parents=True, exist_ok=True)
+        return f"\n            fastcgi_param GIT_TRACE2_PERF {self.trace_dir};"
+
+    def stop(self) -> None:
+        """Stop nginx and fcgiwrap with all their workers.
+
+        Each was started as the leader of a process group of its own, so the
+        group holds exactly what was started here (fcgiwrap's pre-forked
+        workers outlive their parent if only the parent is signalled).
+        """
+        for proc in reversed(self.procs):
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    continue
+                if group_gone(proc.pid, timeout=5):
+                    break
+        self.procs.clear()
+
+    def url(self, path: str, credentials: bool = False) -> str:
+        """The http:// URL of a path under the project root."""
+        auth = f"{USER}:{PASSWORD}@" if credentials else ""
+        return f"http://{auth}127.0.0.1:{self.port}/{path.lstrip('/')}"
+
+    def log_offset(self) -> int:
+        """Current end of the access log, to read one run's requests later."""
+        path = self.dir / "access.log"
+        return path.stat().st_size if path.exists() else 0
+
+    def usage_offset(self) -> int:
+        """Current end of the CGI usage log (see _cgi_script)."""
+        path = self.dir / "cgi-usage.log"
+        return path.stat().st_size if path.exists() else 0
+
+    def usage_since(self, offset: int) -> tuple[float, int] | None:
+        """Server CPU seconds and the largest server process (KiB) since offset.
+
+        Covers every http-backend with its git children (upload-pack,
+        pack-objects, receive-pack, index-pack, rev-list), not nginx itself.
+        None when GNU time is missing and nothing was recorded.
+        """
+        path = self.dir / "cgi-usage.log"
+        if not path.exists():
+            return None
+        with open(path, "rb") as f:
+            f.seek(offset)
+            lines = f.read().decode(errors="replace").splitlines()
+        cpu, rss = 0.0, 0
+        for line in lines:
+            parts = line.split()
+            if len(parts) == 3:
+                cpu += float(parts[0]) + float(parts[1])
+                rss = max(rss, int(parts[2]))
+        return cpu, rss
+
+    def traffic_since(self, offset: int) -> tuple[int, int, int, list[str]]:
+        """Requests logged since offset: (requests, bytes to client, bytes from client, bad lines)."""
+        time.sleep(0.1)  # nginx logs a request just after its last byte went out
+        with open(self.dir / "access.log", "rb") as f:
+            f.seek(offset)
+            lines = f.read().decode(errors="replace").splitlines()
+        received = sent = 0
+        errors = []
+        for line in lines:
+            parts = line.split()
+            if len(parts) < 7:
+                continue
+            _, method, uri, status, req_len, bytes_sent, _ = parts[:7]
+            sent += int(req_len)
+            received += int(bytes_sent)
+            if not status.startswith("2"):
+                errors.append(f"{method} {uri} {status}")
+        return len(lines), received, sent, errors
+
+
+def group_gone(pgid: int, timeout: float) -> bool:
+    """Wait until no process of a process group is left."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
