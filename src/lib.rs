@@ -8,7 +8,7 @@
 //! - [`protocol`] parses and encodes the git wire protocol over `Read`/`Write`
 //!   and knows nothing of HTTP.
 //! - [`transport`] carries protocol bytes to a server: smart HTTP, or a local
-//!   `git upload-pack`/`git receive-pack` over pipes.
+//!   source's `git upload-pack` over pipes (local destinations are backups).
 //! - [`store`] keeps backups on disk through git2: the relayed pack goes
 //!   into the object database, dropped history is archived, `verify` checks.
 //! - [`auth`] owns credentials and the redactor every output line passes;

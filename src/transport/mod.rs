@@ -4,10 +4,10 @@
 //! git's stateless RPC (the model of smart HTTP): *discover* (`GET
 //! info/refs?service=...`) and *rpc* (`POST /<service>` with a request body,
 //! answered by a response body). Smart HTTP is the native case; a local
-//! repository is reached by running `git upload-pack --stateless-rpc` or
-//! `git receive-pack --stateless-rpc`, which speak exactly the same bytes
-//! over pipes. The mirror engine therefore has one code path for every kind
-//! of endpoint.
+//! source is reached by running `git upload-pack --stateless-rpc`, which
+//! speaks exactly the same bytes over pipes (a local destination is a
+//! backup, written by [`crate::store`]). The mirror engine therefore has one
+//! code path for every kind of source.
 //!
 //! Nothing here parses git protocol beyond what a transport must (the HTTP
 //! content type of a discovery answer); the [`crate::protocol`] layer does.
