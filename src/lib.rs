@@ -22,12 +22,13 @@
 //!   or an Azure Pipelines agent sees.
 
 #![deny(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod auth;
 mod child;
 pub mod cli;
-pub mod fleet;
-pub mod forge;
+pub(crate) mod fleet;
+pub(crate) mod forge;
 pub mod mirror;
 pub mod mirror_all;
 pub mod output;
@@ -37,4 +38,4 @@ pub mod store;
 pub mod transport;
 
 /// The `agent=` capability and User-Agent suffix we announce to servers.
-pub const AGENT: &str = concat!("git-relay/", env!("CARGO_PKG_VERSION"));
+pub(crate) const AGENT: &str = concat!("git-relay/", env!("CARGO_PKG_VERSION"));

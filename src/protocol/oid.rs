@@ -14,9 +14,9 @@ use crate::protocol::error::escape;
 use crate::protocol::ProtocolError;
 
 /// Number of raw bytes in a SHA-1 object id.
-pub const RAW_LEN: usize = 20;
+pub(crate) const RAW_LEN: usize = 20;
 /// Number of hexadecimal digits in a SHA-1 object id on the wire.
-pub const HEX_LEN: usize = 40;
+pub(crate) const HEX_LEN: usize = 40;
 
 pub(crate) const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
@@ -41,7 +41,7 @@ impl ObjectId {
     pub const ZERO: ObjectId = ObjectId([0; RAW_LEN]);
 
     /// Parses exactly 40 hexadecimal digits, upper or lower case.
-    pub fn from_hex(hex: &[u8]) -> Result<Self, ProtocolError> {
+    pub(crate) fn from_hex(hex: &[u8]) -> Result<Self, ProtocolError> {
         let invalid = || ProtocolError::InvalidObjectId(escape(hex));
         if hex.len() != HEX_LEN {
             return Err(invalid());
@@ -63,7 +63,7 @@ impl ObjectId {
     }
 
     /// The 20 raw bytes.
-    pub fn as_bytes(&self) -> &[u8; RAW_LEN] {
+    pub(crate) fn as_bytes(&self) -> &[u8; RAW_LEN] {
         &self.0
     }
 

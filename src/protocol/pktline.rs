@@ -28,15 +28,15 @@ use crate::protocol::oid::{nibble, HEX_DIGITS};
 use crate::protocol::ProtocolError;
 
 /// Largest pkt-line a peer may send, length prefix included.
-pub const MAX_PKT_LEN: usize = 65520;
+pub(crate) const MAX_PKT_LEN: usize = 65520;
 /// Largest payload of one pkt-line.
-pub const MAX_DATA_LEN: usize = MAX_PKT_LEN - LEN_PREFIX_LEN;
+pub(crate) const MAX_DATA_LEN: usize = MAX_PKT_LEN - LEN_PREFIX_LEN;
 /// Ends a message (and, in v0, a list).
-pub const FLUSH_PKT: &[u8; 4] = b"0000";
+pub(crate) const FLUSH_PKT: &[u8; 4] = b"0000";
 /// Separates the sections of a protocol v2 message.
-pub const DELIM_PKT: &[u8; 4] = b"0001";
+pub(crate) const DELIM_PKT: &[u8; 4] = b"0001";
 /// Ends a protocol v2 response on stateless connections.
-pub const RESPONSE_END_PKT: &[u8; 4] = b"0002";
+pub(crate) const RESPONSE_END_PKT: &[u8; 4] = b"0002";
 
 /// Size of the hexadecimal length prefix.
 pub(crate) const LEN_PREFIX_LEN: usize = 4;
@@ -59,7 +59,7 @@ pub enum PacketLineRef<'a> {
 
 impl<'a> PacketLineRef<'a> {
     /// The payload of a data line; `None` for the special packets.
-    pub fn as_slice(&self) -> Option<&'a [u8]> {
+    pub(crate) fn as_slice(&self) -> Option<&'a [u8]> {
         match self {
             PacketLineRef::Data(data) => Some(data),
             _ => None,
@@ -157,7 +157,7 @@ impl<R> PacketReader<R> {
     /// included) before [`ProtocolError::MessageTooLarge`]; `None` lifts the
     /// limit, as before streaming a pack. The check comes before a payload is
     /// read, so nothing past the limit is ever buffered.
-    pub fn set_limit(&mut self, limit: Option<u64>) {
+    pub(crate) fn set_limit(&mut self, limit: Option<u64>) {
         self.budget = limit.map(|limit| Budget { limit, left: limit });
     }
 
@@ -176,13 +176,13 @@ impl<R> PacketReader<R> {
     }
 
     /// The wrapped reader.
-    pub fn get_ref(&self) -> &R {
+    pub(crate) fn get_ref(&self) -> &R {
         &self.inner
     }
 
     /// The wrapped reader. Reading from it directly loses the pkt-line
     /// framing unless done exactly at a packet boundary.
-    pub fn get_mut(&mut self) -> &mut R {
+    pub(crate) fn get_mut(&mut self) -> &mut R {
         &mut self.inner
     }
 
@@ -300,7 +300,7 @@ fn len_prefix(total: usize) -> [u8; LEN_PREFIX_LEN] {
 /// [`ProtocolError::DataTooLong`] (inside the `io::Error`) rather than
 /// splitting, because where a payload may be split is the caller's protocol
 /// knowledge, not ours.
-pub fn write_data<W: Write + ?Sized>(w: &mut W, data: &[u8]) -> io::Result<()> {
+pub(crate) fn write_data<W: Write + ?Sized>(w: &mut W, data: &[u8]) -> io::Result<()> {
     if data.len() > MAX_DATA_LEN {
         return Err(ProtocolError::DataTooLong(data.len()).into());
     }
