@@ -158,13 +158,9 @@ impl Credentials {
     }
 
     /// The username sent with Basic authentication.
+    #[cfg(test)]
     pub(crate) fn username(&self) -> &str {
         &self.username
-    }
-
-    /// How the credentials are presented.
-    pub(crate) fn scheme(&self) -> Scheme {
-        self.scheme
     }
 
     /// The value of the `Authorization` header.

@@ -1,8 +1,8 @@
 //! Many mirrors at once: a bounded pool of workers, one outcome per
 //! repository, and the summary of a sweep.
 //!
-//! Each repository is an independent [`mirror::run`](crate::mirror::run):
-//! one that fails is recorded and the others carry on, which is what makes a
+//! Each repository is an independent [`mirror::run_with_retries`]: one
+//! that fails is recorded and the others carry on, which is what makes a
 //! nightly sweep of an organization trustworthy. Workers take the next job
 //! from a shared counter, so a slow repository delays only its own worker.
 //! A `prepare` step supplied by the caller runs in the worker before the

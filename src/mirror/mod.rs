@@ -51,7 +51,7 @@ use crate::transport::{
     HttpTransport, LocalTransport, Location, NetworkOptions, Transport, TransportError,
 };
 
-pub(crate) use plan::{Action, Plan, RefChange};
+pub(crate) use plan::{Action, Plan};
 pub use report::{Outcome, RefReport, Report, Totals};
 pub(crate) use select::RefSelection;
 pub(crate) use session::Cause;
@@ -246,8 +246,8 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Runs [`run`], starting over after a transient failure (a busy server, a
-/// refused or cut connection).
+/// Runs [`run_with_local`], starting over after a transient failure (a busy
+/// server, a refused or cut connection).
 ///
 /// No attempt starts once waiting for it would pass the deadline of the
 /// source's [`Limits`](crate::transport::Limits) (both sides are given the
@@ -297,11 +297,6 @@ pub fn run_with_retries_and_local(
 ///
 /// Per-ref trouble (protected, rejected) is part of the report; an `Err`
 /// means the run could not finish, and says which side failed.
-pub(crate) fn run(opts: &Options) -> Result<Report, SideError> {
-    run_with_local(opts, &LocalOptions::default())
-}
-
-/// [`run`] with settings for local repositories.
 pub(crate) fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, SideError> {
     let started = Instant::now();
     let timeout = opts.source.network.timeout;

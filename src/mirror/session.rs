@@ -270,11 +270,6 @@ impl Source {
         }
     }
 
-    /// The protocol version in use.
-    pub(crate) fn version(&self) -> Version {
-        self.version
-    }
-
     fn rpc(&self, body: Vec<u8>) -> Result<Response, SideError> {
         self.transport
             .rpc(

@@ -96,11 +96,13 @@ impl Capabilities {
     }
 
     /// All entries in advertisement order.
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
         self.entries.iter().map(|(n, v)| (n.as_str(), v.as_deref()))
     }
 
     /// Whether nothing was advertised.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

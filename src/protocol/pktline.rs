@@ -176,14 +176,9 @@ impl<R> PacketReader<R> {
     }
 
     /// The wrapped reader.
+    #[cfg(test)]
     pub(crate) fn get_ref(&self) -> &R {
         &self.inner
-    }
-
-    /// The wrapped reader. Reading from it directly loses the pkt-line
-    /// framing unless done exactly at a packet boundary.
-    pub(crate) fn get_mut(&mut self) -> &mut R {
-        &mut self.inner
     }
 
     /// Unwraps the reader; nothing is buffered beyond the last packet read.
@@ -308,23 +303,18 @@ pub(crate) fn write_data<W: Write + ?Sized>(w: &mut W, data: &[u8]) -> io::Resul
     w.write_all(data)
 }
 
-/// Writes `text` followed by `\n` as one pkt-line.
+/// Writes the concatenation of `parts` followed by `\n` as one pkt-line, so
+/// that `want <hex>` and friends need no temporary string.
 ///
 /// ```
 /// let mut out = Vec::new();
-/// git_relay::protocol::pktline::write_text(&mut out, "command=ls-refs")?;
+/// git_relay::protocol::pktline::write_text_parts(&mut out, &[b"command=ls-refs"])?;
 /// git_relay::protocol::pktline::write_delim(&mut out)?;
 /// git_relay::protocol::pktline::write_flush(&mut out)?;
 /// assert_eq!(out, b"0014command=ls-refs\n00010000");
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub fn write_text<W: Write + ?Sized>(w: &mut W, text: &str) -> io::Result<()> {
-    write_text_parts(w, &[text.as_bytes()])
-}
-
-/// Writes the concatenation of `parts` followed by `\n` as one pkt-line, so
-/// that `want <hex>` and friends need no temporary string.
-pub(crate) fn write_text_parts<W: Write + ?Sized>(w: &mut W, parts: &[&[u8]]) -> io::Result<()> {
+pub fn write_text_parts<W: Write + ?Sized>(w: &mut W, parts: &[&[u8]]) -> io::Result<()> {
     write_joined(w, parts, b"\n")
 }
 
@@ -446,7 +436,7 @@ mod tests {
     fn round_trip_all_kinds() {
         let big = vec![0xa5; MAX_DATA_LEN];
         let mut out = Vec::new();
-        write_text(&mut out, "want abc").unwrap();
+        write_text_parts(&mut out, &[b"want abc"]).unwrap();
         write_data(&mut out, b"\x01binary\x00").unwrap();
         write_data(&mut out, &big).unwrap();
         write_data(&mut out, b"").unwrap();
@@ -489,9 +479,9 @@ mod tests {
             ProtocolError::DataTooLong(65517)
         ));
         let text = "x".repeat(MAX_DATA_LEN);
-        assert!(write_text(&mut out, &text).is_err());
+        assert!(write_text_parts(&mut out, &[text.as_bytes()]).is_err());
         assert!(out.is_empty(), "nothing may be written before the check");
-        write_text(&mut out, &text[1..]).unwrap();
+        write_text_parts(&mut out, &[&text.as_bytes()[1..]]).unwrap();
         assert_eq!(out.len(), MAX_PKT_LEN);
     }
 
@@ -656,7 +646,6 @@ mod tests {
         let mut reader = PacketReader::new(&b"0000rest"[..]);
         assert_eq!(reader.read_line().unwrap(), Some(PacketLineRef::Flush));
         assert_eq!(*reader.get_ref(), b"rest");
-        let _ = reader.get_mut();
         assert_eq!(reader.into_inner(), b"rest");
     }
 }

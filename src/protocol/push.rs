@@ -36,18 +36,6 @@ pub struct Command {
     pub name: String,
 }
 
-impl Command {
-    /// Whether this deletes the ref (needs no pack).
-    pub(crate) fn is_delete(&self) -> bool {
-        self.new.is_zero()
-    }
-
-    /// Whether this creates the ref.
-    pub(crate) fn is_create(&self) -> bool {
-        self.old.is_zero()
-    }
-}
-
 /// Writes the command list and its flush.
 ///
 /// `capabilities` (e.g. `report-status`, `side-band-64k`, `agent=...`) go on
@@ -137,6 +125,7 @@ pub(crate) struct ReportStatus {
 
 impl ReportStatus {
     /// Whether the pack and every ref update succeeded.
+    #[cfg(test)]
     pub(crate) fn is_ok(&self) -> bool {
         self.unpack.is_ok() && self.refs.iter().all(|r| r.result.is_ok())
     }
@@ -246,8 +235,6 @@ mod tests {
                 name: "refs/heads/feature".into(),
             },
         ];
-        assert!(commands[0].is_create() && !commands[0].is_delete());
-        assert!(commands[1].is_delete() && !commands[1].is_create());
         let caps = [
             "report-status-v2",
             "side-band-64k",

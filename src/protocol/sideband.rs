@@ -133,11 +133,6 @@ where
         self.state == State::Finished
     }
 
-    /// The pkt-line reader, for continuing after the flush.
-    pub(crate) fn get_mut(&mut self) -> &mut PacketReader<R> {
-        &mut self.reader
-    }
-
     /// Gives back the pkt-line reader, positioned after the flush if the
     /// stream was read to its end. Unread channel-1 bytes of the current
     /// packet are dropped.

@@ -47,7 +47,6 @@ pub(crate) struct BackupSettings {
 /// An open backup repository.
 pub(crate) struct Backup {
     repo: Repository,
-    path: PathBuf,
     stamp: String,
     /// Archive refs written by this run: `(original ref, archive ref)`.
     archived: RefCell<Vec<(String, String)>>,
@@ -89,17 +88,11 @@ impl Backup {
             None
         };
         Ok(Backup {
-            path: repo.path().to_owned(),
             repo,
             stamp: archive::stamp(settings.now),
             archived: RefCell::new(Vec::new()),
             _lock: lock,
         })
-    }
-
-    /// The repository directory.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The mirrored refs: every direct ref except the archive namespace,
