@@ -151,9 +151,6 @@ pub struct Options {
 pub struct LocalOptions {
     /// Delete archive refs (`refs/archive/<time>/...`) older than this.
     pub(crate) prune_archive_older_than: Option<Duration>,
-    /// How long to wait for another run's lock on the backup; `None`: the
-    /// destination's network timeout.
-    pub(crate) lock_wait: Option<Duration>,
     /// How a local source is read.
     pub(crate) source_reader: LocalReader,
 }
