@@ -19,7 +19,7 @@ use base64::Engine as _;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
 
 /// What replaces a secret in output.
-pub const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// The userinfo percent-encode set of the WHATWG URL standard: what a
 /// credential must be encoded with to travel inside `https://user:pass@host`.
@@ -47,7 +47,7 @@ pub const USERINFO: &AsciiSet = &CONTROLS
 
 /// How credentials are presented to a server.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Scheme {
+pub(crate) enum Scheme {
     /// `Authorization: Basic base64(user:token)`: personal access tokens on
     /// every forge.
     #[default]
@@ -62,7 +62,7 @@ pub enum Scheme {
 /// `Debug` never shows the secret, so a credential can sit inside any
 /// structure that is logged.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     username: String,
     secret: String,
     scheme: Scheme,
@@ -70,24 +70,24 @@ pub struct Credentials {
 
 /// Where one side's credentials may come from, before they are resolved.
 #[derive(Clone, Debug, Default)]
-pub struct CredentialSources<'a> {
+pub(crate) struct CredentialSources<'a> {
     /// `--source-username` / `--dest-username` or their environment variable.
-    pub username: Option<&'a str>,
+    pub(crate) username: Option<&'a str>,
     /// `--source-token` / `--dest-token` or their environment variable.
-    pub token: Option<&'a str>,
+    pub(crate) token: Option<&'a str>,
     /// The username of the URL's userinfo, percent-decoded.
-    pub url_username: Option<&'a str>,
+    pub(crate) url_username: Option<&'a str>,
     /// The password of the URL's userinfo, percent-decoded.
-    pub url_password: Option<&'a str>,
+    pub(crate) url_password: Option<&'a str>,
     /// Basic or Bearer.
-    pub scheme: Scheme,
+    pub(crate) scheme: Scheme,
     /// The username to send with a bare token when nothing names one.
-    pub default_username: &'a str,
+    pub(crate) default_username: &'a str,
 }
 
 impl Credentials {
     /// Credentials sent as HTTP Basic.
-    pub fn basic(username: impl Into<String>, secret: impl Into<String>) -> Credentials {
+    pub(crate) fn basic(username: impl Into<String>, secret: impl Into<String>) -> Credentials {
         Credentials {
             username: username.into(),
             secret: secret.into(),
@@ -96,7 +96,7 @@ impl Credentials {
     }
 
     /// A token sent as `Authorization: Bearer`.
-    pub fn bearer(token: impl Into<String>) -> Credentials {
+    pub(crate) fn bearer(token: impl Into<String>) -> Credentials {
         Credentials {
             username: String::new(),
             secret: token.into(),
@@ -118,7 +118,7 @@ impl Credentials {
     /// named. Naming one, even the empty one (`--source-username ''`, which
     /// then stands for "the URL's user or the default"), sends the token
     /// whole.
-    pub fn resolve(sources: &CredentialSources<'_>) -> Option<Credentials> {
+    pub(crate) fn resolve(sources: &CredentialSources<'_>) -> Option<Credentials> {
         let token = sources.token.filter(|t| !t.is_empty());
         let creds = match (token, sources.url_password) {
             (Some(token), _) => {
@@ -158,17 +158,13 @@ impl Credentials {
     }
 
     /// The username sent with Basic authentication.
-    pub fn username(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn username(&self) -> &str {
         &self.username
     }
 
-    /// How the credentials are presented.
-    pub fn scheme(&self) -> Scheme {
-        self.scheme
-    }
-
     /// The value of the `Authorization` header.
-    pub fn authorization(&self) -> String {
+    pub(crate) fn authorization(&self) -> String {
         match self.scheme {
             Scheme::Basic => format!("Basic {}", basic_token(&self.username, &self.secret)),
             Scheme::Bearer => format!("Bearer {}", self.secret),
@@ -176,7 +172,7 @@ impl Credentials {
     }
 
     /// Registers the secret and every derived form with the redactor.
-    pub fn register(&self) {
+    pub(crate) fn register(&self) {
         register_secret(&self.secret);
         if self.scheme == Scheme::Basic {
             let pair = format!("{}:{}", self.username, self.secret);
@@ -187,7 +183,7 @@ impl Credentials {
 
     /// Every string that [`register`](Self::register) hides; Azure Pipelines
     /// task mode hands each one to `##vso[task.setsecret]`.
-    pub fn secret_forms(&self) -> Vec<String> {
+    pub(crate) fn secret_forms(&self) -> Vec<String> {
         let mut forms = derived_forms(&self.secret);
         if self.scheme == Scheme::Basic {
             forms.push(basic_token(&self.username, &self.secret));
@@ -257,14 +253,14 @@ static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
 /// Registers a secret and the forms derived from it. Empty strings are
 /// ignored: there is nothing to hide.
-pub fn register_secret(secret: &str) {
+pub(crate) fn register_secret(secret: &str) {
     for form in derived_forms(secret) {
         register_literal(&form);
     }
 }
 
 /// Registers exactly this string, no derived forms.
-pub fn register_literal(secret: &str) {
+pub(crate) fn register_literal(secret: &str) {
     if secret.is_empty() {
         return;
     }
@@ -283,14 +279,14 @@ pub fn register_literal(secret: &str) {
 /// and the start of a token is as good as none of it to nobody but an
 /// attacker guessing the rest. So any run of text that matches the first
 /// `MIN_PREFIX` or more bytes of a secret form is masked, wherever it ends.
-pub const MIN_PREFIX: usize = 8;
+pub(crate) const MIN_PREFIX: usize = 8;
 
 /// Returns `text` with every registered secret replaced by [`MASK`], and
 /// every start of one ([`MIN_PREFIX`] bytes or more) too.
 ///
 /// Callers redact before they cut, re-wrap or escape text: an escaped
 /// secret (`\"`, `%20`, `\t`) no longer looks like the one registered.
-pub fn redact(text: &str) -> Cow<'_, str> {
+pub(crate) fn redact(text: &str) -> Cow<'_, str> {
     let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
     let bytes = text.as_bytes();
     let mut spans: Vec<(usize, usize)> = Vec::new();

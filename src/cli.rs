@@ -82,7 +82,7 @@ pub enum Command {
 
 /// How one side authenticates.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum AuthArg {
+pub(crate) enum AuthArg {
     /// HTTP Basic with username and token (personal access tokens).
     #[default]
     Basic,
@@ -104,36 +104,37 @@ impl From<AuthArg> for Scheme {
 pub struct RelayArgs {
     /// The repository to mirror from: an https:// URL, a file:// URL or a local path.
     #[arg(value_name = "SOURCE")]
-    pub source: String,
+    pub(crate) source: String,
 
     /// The repository to mirror to: an https:// URL, a file:// URL or a local path (created as a bare repository when missing).
     #[arg(value_name = "DESTINATION")]
-    pub destination: String,
+    pub(crate) destination: String,
 
     #[command(flatten)]
-    pub credentials: CredentialArgs,
+    pub(crate) credentials: CredentialArgs,
 
     #[command(flatten)]
-    pub selection: SelectionArgs,
+    pub(crate) selection: SelectionArgs,
 
     /// Allow overwriting or deleting destination refs whose commits the source does not have (destination-only history is lost).
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
 
     /// Show the plan and change nothing.
     #[arg(long, short = 'n')]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 
     /// Print a machine-readable report on stdout (refs with old, new, action, result, reason; totals; bytes; duration).
     #[arg(long)]
     pub json: bool,
 
+    /// TLS, proxy, timeout and retry flags.
     #[command(flatten)]
     pub network: NetworkArgs,
 
     /// Local DESTINATION (a backup) only: delete archived tips (refs/archive/<UTC time>/<ref>, kept when the source deletes or force-pushes a ref) older than DURATION, e.g. 30d, 12h, 2w.
     #[arg(long, value_name = "DURATION", value_parser = crate::store::archive::parse_age)]
-    pub prune_archive_older_than: Option<Duration>,
+    pub(crate) prune_archive_older_than: Option<Duration>,
 }
 
 /// The arguments of `verify`.
@@ -151,7 +152,7 @@ pub struct VerifyArgs {
 /// Tokens, user names and schemes of both sides (shared by `mirror`,
 /// `status` and `mirror-all`).
 #[derive(Debug, Args)]
-pub struct CredentialArgs {
+pub(crate) struct CredentialArgs {
     /// Token for the source. Prefer the environment variable: flags are visible in process listings. With basic auth and no --source-username, a token holding `:` is read as `user:secret` (the form Google Cloud Source Repositories hands out); to send such a token whole, name the user, or pass --source-username '' for the URL's user or the default.
     #[arg(
         long,
@@ -160,7 +161,7 @@ pub struct CredentialArgs {
         value_name = "TOKEN",
         help_heading = "Credentials"
     )]
-    pub source_token: Option<String>,
+    pub(crate) source_token: Option<String>,
 
     /// Token for the destination (see --source-token).
     #[arg(
@@ -170,7 +171,7 @@ pub struct CredentialArgs {
         value_name = "TOKEN",
         help_heading = "Credentials"
     )]
-    pub dest_token: Option<String>,
+    pub(crate) dest_token: Option<String>,
 
     /// Username sent with the source token (Basic auth). Default: the part of a `user:secret` token before the `:`, else the user in the URL, else `git` (`x-access-token` for github.com). Naming one, even '' (the URL's user or the default), sends the token whole.
     #[arg(
@@ -180,7 +181,7 @@ pub struct CredentialArgs {
         value_name = "USER",
         help_heading = "Credentials"
     )]
-    pub source_username: Option<String>,
+    pub(crate) source_username: Option<String>,
 
     /// Username sent with the destination token (see --source-username).
     #[arg(
@@ -190,7 +191,7 @@ pub struct CredentialArgs {
         value_name = "USER",
         help_heading = "Credentials"
     )]
-    pub dest_username: Option<String>,
+    pub(crate) dest_username: Option<String>,
 
     /// How the source token is sent.
     #[arg(
@@ -200,7 +201,7 @@ pub struct CredentialArgs {
         value_name = "SCHEME",
         help_heading = "Credentials"
     )]
-    pub source_auth: AuthArg,
+    pub(crate) source_auth: AuthArg,
 
     /// How the destination token is sent.
     #[arg(
@@ -210,28 +211,28 @@ pub struct CredentialArgs {
         value_name = "SCHEME",
         help_heading = "Credentials"
     )]
-    pub dest_auth: AuthArg,
+    pub(crate) dest_auth: AuthArg,
 }
 
 /// Which refs take part (shared by `mirror`, `status` and `mirror-all`).
 #[derive(Debug, Args)]
-pub struct SelectionArgs {
+pub(crate) struct SelectionArgs {
     /// Mirror only refs matching GLOB (full ref names; `*` matches across `/`). Repeatable. Default: every ref except refs/stash and the host-internal namespaces refs/pull/*, refs/merge-requests/*, refs/pipelines/*, refs/environments/* and refs/keep-around/*; an --include inside one of those (e.g. 'refs/pull/*') brings it back.
     #[arg(long = "include", value_name = "GLOB", help_heading = "Selection")]
-    pub include: Vec<String>,
+    pub(crate) include: Vec<String>,
 
     /// Leave refs matching GLOB alone on both sides. Repeatable.
     #[arg(long = "exclude", value_name = "GLOB", help_heading = "Selection")]
-    pub exclude: Vec<String>,
+    pub(crate) exclude: Vec<String>,
 
     /// Keep destination refs that the source no longer has.
     #[arg(long, help_heading = "Selection")]
-    pub no_prune: bool,
+    pub(crate) no_prune: bool,
 }
 
 impl SelectionArgs {
     /// The engine's ref selection; an `Err` is a usage error.
-    pub fn selection(&self) -> Result<RefSelection, String> {
+    pub(crate) fn selection(&self) -> Result<RefSelection, String> {
         RefSelection::new(&self.include, &self.exclude)
     }
 }
@@ -242,51 +243,51 @@ impl SelectionArgs {
 pub struct NetworkArgs {
     /// Trust the CA certificates in this PEM file, in addition to the system's (SSL_CERT_FILE replaces the system's).
     #[arg(long, value_name = "PEM", help_heading = "Network")]
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
 
     /// Do not verify the source's TLS certificate (prints a warning).
     #[arg(long, help_heading = "Network")]
-    pub source_insecure: bool,
+    pub(crate) source_insecure: bool,
 
     /// Do not verify the destination's TLS certificate (prints a warning).
     #[arg(long, help_heading = "Network")]
-    pub dest_insecure: bool,
+    pub(crate) dest_insecure: bool,
 
     /// Proxy for both sides, e.g. http://proxy:3128. Default: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, honouring NO_PROXY.
     #[arg(long, value_name = "URL", help_heading = "Network")]
-    pub proxy: Option<String>,
+    pub(crate) proxy: Option<String>,
 
     /// Let credentials follow a redirect to HOST (any port), which is otherwise refused: a token is sent only to the scheme, host and port it was given for. Repeatable. A redirect from https:// to http:// is never followed.
     #[arg(long, value_name = "HOST", help_heading = "Network")]
-    pub allow_redirect_host: Vec<String>,
+    pub(crate) allow_redirect_host: Vec<String>,
 
     /// Seconds to wait for a connection, and for data during a transfer, before giving up.
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400), help_heading = "Network")]
-    pub timeout: u64,
+    pub(crate) timeout: u64,
 
     /// Fail a transfer from a server that averages fewer bytes per second than this over --timeout seconds of waiting on it: one trickling bytes, or sending progress and no data. While a server prepares its pack it may send only keep-alives or progress for 5 such windows; raise --timeout for one that takes longer. Local repositories are exempt. 0 turns the check off.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::DEFAULT_LOW_SPEED_LIMIT, help_heading = "Network")]
-    pub low_speed_limit: u64,
+    pub(crate) low_speed_limit: u64,
 
     /// End the whole run, retries included, after this long, e.g. 90s, 30m, 2h. Default: no deadline.
     #[arg(long, value_name = "DURATION", value_parser = crate::store::archive::parse_age, help_heading = "Network")]
-    pub deadline: Option<Duration>,
+    pub(crate) deadline: Option<Duration>,
 
     /// Refuse a ref advertisement that lists more refs than this.
     #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_MAX_REFS, value_parser = clap::value_parser!(usize), help_heading = "Network")]
-    pub max_advertised_refs: usize,
+    pub(crate) max_advertised_refs: usize,
 
     /// Refuse a ref advertisement, or any other answer but a pack, larger than this, e.g. 512MiB, 64MiB, 1000000.
     #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = parse_size, help_heading = "Network")]
-    pub max_advertisement_bytes: u64,
+    pub(crate) max_advertisement_bytes: u64,
 
     /// When the run started: --deadline counts from here.
     #[arg(skip = Instant::now())]
-    pub started: Instant,
+    pub(crate) started: Instant,
 
     /// Start over this many times after a transient failure (busy server, refused or cut connection), waiting 1 s, 2 s, 4 s... with jitter, or what the server's Retry-After asks.
     #[arg(long, value_name = "N", default_value_t = RetryPolicy::DEFAULT_RETRIES, help_heading = "Network")]
-    pub retries: u32,
+    pub(crate) retries: u32,
 }
 
 impl NetworkArgs {
@@ -309,12 +310,12 @@ impl NetworkArgs {
     }
 
     /// The source side's network options.
-    pub fn source(&self) -> NetworkOptions {
+    pub(crate) fn source(&self) -> NetworkOptions {
         self.side(self.source_insecure)
     }
 
     /// The destination side's network options.
-    pub fn destination(&self) -> NetworkOptions {
+    pub(crate) fn destination(&self) -> NetworkOptions {
         self.side(self.dest_insecure)
     }
 
@@ -480,80 +481,80 @@ Exit codes:
 pub struct MirrorAllArgs {
     /// The organization, group or workspace: https://dev.azure.com/ORG[/PROJECT], https://ORG.visualstudio.com, a collection URL, https://github.com/ORG, https://gitlab.com/GROUP, https://bitbucket.org/WORKSPACE, https://HOST/projects/KEY (Bitbucket Server), https://HOST/ORG (Gitea).
     #[arg(value_name = "SOURCE_SCOPE")]
-    pub scope: String,
+    pub(crate) scope: String,
 
     /// Where each repository goes: a URL or local path with {owner}, {project} and {repo}, e.g. https://github.com/acme-mirror/{project}-{repo}.git or /backup/{project}/{repo}.git.
     #[arg(value_name = "DESTINATION_TEMPLATE")]
-    pub template: String,
+    pub(crate) template: String,
 
     /// The kind of forge SOURCE_SCOPE is; needed for self-hosted servers, inferred for the public hosts.
     #[arg(long, value_enum, value_name = "KIND", help_heading = "Forges")]
-    pub source_kind: Option<Kind>,
+    pub(crate) source_kind: Option<Kind>,
 
     /// The source API base, when it cannot be derived from SOURCE_SCOPE (a server under a path prefix), e.g. https://example.com/gitlab/api/v4.
     #[arg(long, value_name = "URL", help_heading = "Forges")]
-    pub source_api: Option<String>,
+    pub(crate) source_api: Option<String>,
 
     /// Create destination repositories that do not exist yet, through the API of --dest-scope, before mirroring into them.
     #[arg(long, requires = "dest_scope", help_heading = "Forges")]
-    pub create_missing: bool,
+    pub(crate) create_missing: bool,
 
     /// Where --create-missing creates repositories: an organization, group or project URL, as for SOURCE_SCOPE.
     #[arg(long, value_name = "URL", help_heading = "Forges")]
-    pub dest_scope: Option<String>,
+    pub(crate) dest_scope: Option<String>,
 
     /// The kind of forge --dest-scope is (inferred for the public hosts).
     #[arg(long, value_enum, value_name = "KIND", help_heading = "Forges")]
-    pub dest_kind: Option<Kind>,
+    pub(crate) dest_kind: Option<Kind>,
 
     /// The destination API base, when it cannot be derived from --dest-scope.
     #[arg(long, value_name = "URL", help_heading = "Forges")]
-    pub dest_api: Option<String>,
+    pub(crate) dest_api: Option<String>,
 
     /// Mirror only repositories whose `project/repo` name matches REGEX (unanchored; repeatable: any may match).
     #[arg(long, value_name = "REGEX", help_heading = "Repositories")]
-    pub filter: Vec<String>,
+    pub(crate) filter: Vec<String>,
 
     /// Leave out repositories whose `project/repo` name matches REGEX (repeatable).
     #[arg(long, value_name = "REGEX", help_heading = "Repositories")]
-    pub skip: Vec<String>,
+    pub(crate) skip: Vec<String>,
 
     /// Leave out archived repositories.
     #[arg(long, help_heading = "Repositories")]
-    pub skip_archived: bool,
+    pub(crate) skip_archived: bool,
 
     /// Leave out forks.
     #[arg(long, help_heading = "Repositories")]
-    pub skip_forks: bool,
+    pub(crate) skip_forks: bool,
 
     /// Mirror only share K of N (1 <= K <= N) of the repositories: a stable partition by name hash, so N machines (an Azure Pipelines matrix) cover everything between them.
     #[arg(long, value_name = "K/N", help_heading = "Repositories")]
-    pub shard: Option<Shard>,
+    pub(crate) shard: Option<Shard>,
 
     /// Repositories mirrored at once. Default: twice the cores, at most 8.
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=crate::fleet::MAX_JOBS as i64))]
-    pub jobs: Option<u16>,
+    pub(crate) jobs: Option<u16>,
 
     #[command(flatten)]
-    pub credentials: CredentialArgs,
+    pub(crate) credentials: CredentialArgs,
 
     #[command(flatten)]
-    pub selection: SelectionArgs,
+    pub(crate) selection: SelectionArgs,
 
     /// Allow overwriting or deleting destination refs whose commits the source does not have (destination-only history is lost).
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
 
     /// List every repository with its plan; create and change nothing (exit code 3 when anything differs).
     #[arg(long, short = 'n')]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 
     /// Print a machine-readable report of every repository and ref on stdout.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 
     #[command(flatten)]
-    pub network: NetworkArgs,
+    pub(crate) network: NetworkArgs,
 }
 
 #[cfg(test)]

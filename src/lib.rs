@@ -8,7 +8,7 @@
 //! - [`protocol`] parses and encodes the git wire protocol over `Read`/`Write`
 //!   and knows nothing of HTTP.
 //! - [`transport`] carries protocol bytes to a server: smart HTTP, or a local
-//!   `git upload-pack`/`git receive-pack` over pipes.
+//!   source's `git upload-pack` over pipes (local destinations are backups).
 //! - [`store`] keeps backups on disk through git2: the relayed pack goes
 //!   into the object database, dropped history is archived, `verify` checks.
 //! - [`auth`] owns credentials and the redactor every output line passes;
@@ -26,12 +26,13 @@
 //! transport.
 
 #![deny(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod auth;
 mod child;
 pub mod cli;
-pub mod fleet;
-pub mod forge;
+pub(crate) mod fleet;
+pub(crate) mod forge;
 pub mod mirror;
 pub mod mirror_all;
 pub mod output;
@@ -41,4 +42,4 @@ pub mod store;
 pub mod transport;
 
 /// The `agent=` capability and User-Agent suffix we announce to servers.
-pub const AGENT: &str = concat!("git-relay/", env!("CARGO_PKG_VERSION"));
+pub(crate) const AGENT: &str = concat!("git-relay/", env!("CARGO_PKG_VERSION"));

@@ -52,14 +52,14 @@ pub fn run(args: &MirrorAllArgs) -> i32 {
 
 /// Why a sweep stopped before mirroring anything.
 #[derive(Clone, Debug)]
-pub struct SweepFailure {
+pub(crate) struct SweepFailure {
     /// The exit code `mirror-all` gives it: 2 for a usage error, 1 when a
     /// forge's API failed (discovery, or listing the destination).
-    pub code: i32,
+    pub(crate) code: i32,
     /// What went wrong; a forge error names the API.
-    pub message: String,
+    pub(crate) message: String,
     /// What to do about it.
-    pub hint: Option<String>,
+    pub(crate) hint: Option<String>,
 }
 
 impl SweepFailure {
@@ -83,7 +83,7 @@ impl SweepFailure {
 /// Discovers, selects and mirrors every repository `args` names, and
 /// returns the outcome of each. Shared by the command line and the Azure
 /// Pipelines task, which report the same [`Summary`] each in their way.
-pub fn sweep(args: &MirrorAllArgs) -> Result<Summary, SweepFailure> {
+pub(crate) fn sweep(args: &MirrorAllArgs) -> Result<Summary, SweepFailure> {
     let started = Instant::now();
     let sweep = Sweep::new(args).map_err(SweepFailure::usage)?;
     let found =

@@ -55,7 +55,7 @@ pub fn verbose() -> bool {
 }
 
 /// Runs `f` with normal and verbose lines silenced on this thread.
-pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> T {
     struct Restore(bool);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -93,7 +93,7 @@ static STATUS: Mutex<Option<String>> = Mutex::new(None);
 /// Shows `text` as a live status line below the log, redrawn in place
 /// (regular lines print above it); `None` removes it. Only on a terminal
 /// and at normal verbosity: a CI log gets the plain lines alone.
-pub fn status(text: Option<&str>) {
+pub(crate) fn status(text: Option<&str>) {
     if !enabled(Verbosity::Normal) || !std::io::stderr().is_terminal() {
         return;
     }
@@ -113,13 +113,13 @@ pub fn status(text: Option<&str>) {
 static DEFUSE: AtomicBool = AtomicBool::new(false);
 
 /// Turns defusing of logging commands on for every later line.
-pub fn defuse_logging_commands() {
+pub(crate) fn defuse_logging_commands() {
     DEFUSE.store(true, Ordering::Relaxed);
 }
 
 /// Rewrites every `##vso` (any case) to `**vso`, as the agent itself does
 /// with text it must not obey.
-pub fn defuse(text: &str) -> Cow<'_, str> {
+pub(crate) fn defuse(text: &str) -> Cow<'_, str> {
     const NEEDLE: &[u8] = b"##vso";
     let bytes = text.as_bytes();
     if !bytes
@@ -144,7 +144,7 @@ pub fn defuse(text: &str) -> Cow<'_, str> {
 }
 
 /// Writes a logging command we built ourselves: redacted, never defused.
-pub fn logging_command(command: &str) {
+pub(crate) fn logging_command(command: &str) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{}", redact(command));
 }
@@ -157,7 +157,7 @@ pub fn info(text: impl Display) {
 }
 
 /// A line only `--verbose` shows.
-pub fn debug(text: impl Display) {
+pub(crate) fn debug(text: impl Display) {
     if enabled(Verbosity::Verbose) {
         line(&format!("debug: {text}"));
     }
@@ -192,7 +192,7 @@ pub fn stdout(text: &str) {
 }
 
 /// Formats a byte count for people: `12.3 MiB`.
-pub fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;
@@ -208,7 +208,7 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 /// Formats a duration for people: `850 ms`, `12.4 s`, `3 min 05 s`.
-pub fn human_duration(d: Duration) -> String {
+pub(crate) fn human_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         format!("{ms} ms")
@@ -224,7 +224,7 @@ pub fn human_duration(d: Duration) -> String {
 /// On a terminal it is the live [`status`] line, redrawn a few times a
 /// second; in a CI log, where `\r` would pile up, a plain line is written
 /// every ten seconds so a long first mirror still shows it is alive.
-pub struct Progress {
+pub(crate) struct Progress {
     label: &'static str,
     started: Instant,
     last: Instant,
@@ -234,7 +234,7 @@ pub struct Progress {
 
 impl Progress {
     /// Starts reporting progress for a transfer called `label`.
-    pub fn new(label: &'static str) -> Progress {
+    pub(crate) fn new(label: &'static str) -> Progress {
         let now = Instant::now();
         Progress {
             label,
@@ -246,7 +246,7 @@ impl Progress {
     }
 
     /// Reports that `bytes` have moved so far.
-    pub fn update(&mut self, bytes: u64) {
+    pub(crate) fn update(&mut self, bytes: u64) {
         if !enabled(Verbosity::Normal) {
             return;
         }
@@ -269,7 +269,7 @@ impl Progress {
     }
 
     /// Ends the progress display, leaving a final line on a terminal.
-    pub fn finish(&mut self, bytes: u64) {
+    pub(crate) fn finish(&mut self, bytes: u64) {
         if self.drawn {
             status(None);
             line(&self.text(bytes));

@@ -1,17 +1,17 @@
 //! Many mirrors at once: a bounded pool of workers, one outcome per
 //! repository, and the summary of a sweep.
 //!
-//! Each repository is an independent [`mirror::run`](crate::mirror::run):
-//! one that fails is recorded and the others carry on, which is what makes a
+//! Each repository is an independent [`mirror::run_with_retries`]: one
+//! that fails is recorded and the others carry on, which is what makes a
 //! nightly sweep of an organization trustworthy. Workers take the next job
 //! from a shared counter, so a slow repository delays only its own worker.
 //! A `prepare` step supplied by the caller runs in the worker before the
 //! mirror (creating a missing destination, say); the fleet knows nothing of
 //! how, and nothing of forges or their APIs.
 
-pub mod shard;
-pub mod summary;
-pub mod template;
+pub(crate) mod shard;
+pub(crate) mod summary;
+pub(crate) mod template;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,36 +21,36 @@ use std::time::{Duration, Instant};
 use crate::mirror::{self, Options, Report, RetryPolicy};
 use crate::output;
 
-pub use shard::Shard;
-pub use summary::Summary;
+pub(crate) use shard::Shard;
+pub(crate) use summary::Summary;
 
 /// The most parallel mirrors `--jobs` allows: past this, the servers'
 /// limits, not ours, decide the pace.
-pub const MAX_JOBS: usize = 64;
+pub(crate) const MAX_JOBS: usize = 64;
 
 /// The default `--jobs`: mirrors mostly wait on servers, so twice the
 /// cores, but no more than 8 so a sweep stays polite to one host.
-pub fn default_jobs() -> usize {
+pub(crate) fn default_jobs() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cores * 2).clamp(2, 8)
 }
 
 /// One repository of a sweep.
 #[derive(Clone, Debug)]
-pub struct Job {
+pub(crate) struct Job {
     /// `project/repo`, as reported.
-    pub name: String,
+    pub(crate) name: String,
     /// The source, as it may be printed.
-    pub source: String,
+    pub(crate) source: String,
     /// The destination, as it may be printed.
-    pub destination: String,
+    pub(crate) destination: String,
     /// What to do with it.
-    pub work: Work,
+    pub(crate) work: Work,
 }
 
 /// What a job does.
 #[derive(Clone, Debug)]
-pub enum Work {
+pub(crate) enum Work {
     /// Mirror with these options.
     Mirror(Box<Options>),
     /// List it as skipped, with the reason (disabled, archived, a fork).
@@ -61,7 +61,7 @@ pub enum Work {
 
 /// What the caller's preparation decided for a job.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Prepared {
+pub(crate) enum Prepared {
     /// Mirror it.
     Ready,
     /// The destination was just created; mirror it.
@@ -74,7 +74,7 @@ pub enum Prepared {
 /// How one repository ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum State {
+pub(crate) enum State {
     /// Nothing differed.
     InSync,
     /// Refs were changed and the destination now matches.
@@ -91,28 +91,28 @@ pub enum State {
 
 /// The outcome of one repository.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// `project/repo`.
-    pub name: String,
+    pub(crate) name: String,
     /// Source URL (no credentials).
-    pub source: String,
+    pub(crate) source: String,
     /// Destination (no credentials).
-    pub destination: String,
+    pub(crate) destination: String,
     /// How it ended.
-    pub result: State,
+    pub(crate) result: State,
     /// Whether the destination repository was created by this run.
-    pub created: bool,
+    pub(crate) created: bool,
     /// Why it was skipped, or why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// What to do about a failure.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
+    pub(crate) hint: Option<String>,
     /// The mirror's own report, with every ref.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub report: Option<Report>,
+    pub(crate) report: Option<Report>,
     /// Wall time of this repository, preparation included.
-    pub duration_ms: u64,
+    pub(crate) duration_ms: u64,
 }
 
 impl Outcome {
@@ -138,7 +138,7 @@ impl Outcome {
     }
 
     /// Refs changed (or, in a dry run, to change).
-    pub fn refs_changed(&self) -> usize {
+    pub(crate) fn refs_changed(&self) -> usize {
         self.report.as_ref().map_or(0, |r| {
             let t = &r.totals;
             t.created + t.updated + t.deleted + t.planned
@@ -146,17 +146,17 @@ impl Outcome {
     }
 
     /// Pack bytes relayed.
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.report.as_ref().map_or(0, |r| r.pack_bytes)
     }
 }
 
 /// A preparation step run in the worker before each mirror.
-pub type Prepare<'a> = dyn Fn(&Job) -> Result<Prepared, String> + Sync + 'a;
+pub(crate) type Prepare<'a> = dyn Fn(&Job) -> Result<Prepared, String> + Sync + 'a;
 
 /// Runs every job with at most `parallel` at a time and returns their
 /// outcomes in the order of `jobs`. A line is printed as each one ends.
-pub fn run(
+pub(crate) fn run(
     jobs: &[Job],
     parallel: usize,
     retry: RetryPolicy,

@@ -14,22 +14,22 @@ use std::str::FromStr;
 /// One share out of `count`, numbered from 1 like Azure Pipelines'
 /// `System.JobPositionInPhase`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shard {
+pub(crate) struct Shard {
     /// Which share, 1..=count.
-    pub index: u64,
+    pub(crate) index: u64,
     /// How many shares.
-    pub count: u64,
+    pub(crate) count: u64,
 }
 
 impl Shard {
     /// Whether the repository named `full_name` is in this share.
-    pub fn contains(&self, full_name: &str) -> bool {
+    pub(crate) fn contains(&self, full_name: &str) -> bool {
         fnv1a(full_name.as_bytes()) % self.count == self.index - 1
     }
 }
 
 /// The 64-bit FNV-1a hash.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     bytes

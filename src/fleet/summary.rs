@@ -10,46 +10,46 @@ use crate::output::{human_bytes, human_duration};
 
 /// Counts over all repositories.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct Counts {
+pub(crate) struct Counts {
     /// Repositories listed (after --filter, --skip and --shard).
-    pub repositories: usize,
+    pub(crate) repositories: usize,
     /// Already matching.
-    pub in_sync: usize,
+    pub(crate) in_sync: usize,
     /// Changed and now matching.
-    pub updated: usize,
+    pub(crate) updated: usize,
     /// Still differing (dry run, protected or rejected refs).
-    pub differs: usize,
+    pub(crate) differs: usize,
     /// Missing destinations a dry run would create.
-    pub would_create: usize,
+    pub(crate) would_create: usize,
     /// Could not be mirrored.
-    pub failed: usize,
+    pub(crate) failed: usize,
     /// Skipped on purpose.
-    pub skipped: usize,
+    pub(crate) skipped: usize,
     /// Destinations created by this run.
-    pub created: usize,
+    pub(crate) created: usize,
 }
 
 /// A whole sweep.
 #[derive(Clone, Debug, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// `mirror` or `dry-run`.
-    pub mode: &'static str,
+    pub(crate) mode: &'static str,
     /// The source scope URL.
-    pub scope: String,
+    pub(crate) scope: String,
     /// `K/N` when sharded.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub shard: Option<String>,
+    pub(crate) shard: Option<String>,
     /// Counts.
-    pub totals: Counts,
+    pub(crate) totals: Counts,
     /// Every repository, in name order.
-    pub repositories: Vec<Outcome>,
+    pub(crate) repositories: Vec<Outcome>,
     /// Wall time of the sweep, discovery included.
-    pub duration_ms: u64,
+    pub(crate) duration_ms: u64,
 }
 
 impl Summary {
     /// Gathers the outcomes.
-    pub fn new(
+    pub(crate) fn new(
         mode: &'static str,
         scope: String,
         shard: Option<String>,
@@ -83,7 +83,7 @@ impl Summary {
 
     /// 0 when every repository matches (skipped ones aside), 1 when any
     /// failed, 3 when any still differs.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         let t = &self.totals;
         if t.failed > 0 {
             1
@@ -95,12 +95,12 @@ impl Summary {
     }
 
     /// The JSON document of `--json`.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         crate::auth::redacted_json(self)
     }
 
     /// The closing table, one line per repository, then a totals line.
-    pub fn table(&self) -> Vec<String> {
+    pub(crate) fn table(&self) -> Vec<String> {
         let rows: Vec<[String; 5]> = self
             .repositories
             .iter()

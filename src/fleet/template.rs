@@ -11,7 +11,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 /// What must be escaped inside one URL path segment (the WHATWG path
 /// percent-encode set, plus `/` and `%` which would otherwise split or
 /// re-encode the segment, and the characters servers tend to refuse).
-pub const SEGMENT: &AsciiSet = &CONTROLS
+pub(crate) const SEGMENT: &AsciiSet = &CONTROLS
     .add(b' ')
     .add(b'"')
     .add(b'#')
@@ -33,7 +33,7 @@ const PLACEHOLDERS: [&str; 3] = ["{owner}", "{project}", "{repo}"];
 
 /// A checked destination template.
 #[derive(Clone, Debug)]
-pub struct Template {
+pub(crate) struct Template {
     text: String,
     url: bool,
 }
@@ -41,7 +41,7 @@ pub struct Template {
 impl Template {
     /// Checks that `text` uses only known placeholders and names `{repo}`,
     /// without which every repository would go to the same place.
-    pub fn new(text: &str) -> Result<Template, String> {
+    pub(crate) fn new(text: &str) -> Result<Template, String> {
         let mut rest = text;
         while let Some(start) = rest.find('{') {
             let end = rest[start..]
@@ -70,13 +70,13 @@ impl Template {
     }
 
     /// Whether destinations are URLs (rather than local paths).
-    pub fn is_url(&self) -> bool {
+    pub(crate) fn is_url(&self) -> bool {
         self.url
     }
 
     /// For a local template, the directory every destination lies under:
     /// the part before the first placeholder, up to its last separator.
-    pub fn local_root(&self) -> Option<std::path::PathBuf> {
+    pub(crate) fn local_root(&self) -> Option<std::path::PathBuf> {
         if self.url {
             return None;
         }
@@ -90,7 +90,7 @@ impl Template {
     }
 
     /// The destination of one repository.
-    pub fn render(&self, owner: &str, project: &str, repo: &str) -> String {
+    pub(crate) fn render(&self, owner: &str, project: &str, repo: &str) -> String {
         let encode = |v: &str| {
             if self.url {
                 utf8_percent_encode(v, SEGMENT).to_string()

@@ -39,7 +39,7 @@ const MAX_PAGES: usize = 10_000;
 const MAX_BODY_BYTES: u64 = 64 << 20;
 
 /// A client for one forge API.
-pub struct Api {
+pub(crate) struct Api {
     agent: ureq::Agent,
     authorization: Option<String>,
     /// Where the credentials may go besides the API's own origin.
@@ -53,17 +53,17 @@ pub struct Api {
 }
 
 /// One successful answer.
-pub struct Reply {
+pub(crate) struct Reply {
     /// The URL that answered (after redirects).
-    pub url: Url,
+    pub(crate) url: Url,
     /// The parsed body (`Null` when empty).
-    pub json: Value,
+    pub(crate) json: Value,
     headers: Vec<(String, String)>,
 }
 
 impl Reply {
     /// A response header, by case-insensitive name.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -73,7 +73,7 @@ impl Reply {
 
     /// The `rel="next"` target of an RFC 8288 `Link` header (GitHub, Gitea,
     /// GitLab), resolved against the URL that answered.
-    pub fn link_next(&self) -> Option<Url> {
+    pub(crate) fn link_next(&self) -> Option<Url> {
         let link = self.header("link")?;
         link.split(',').find_map(|entry| {
             let (target, params) = entry.split_once(';')?;
@@ -87,7 +87,7 @@ impl Reply {
     }
 
     /// A JSON array at `key` (or the body itself when `key` is empty).
-    pub fn items(&self, key: &str) -> Result<&Vec<Value>, ForgeError> {
+    pub(crate) fn items(&self, key: &str) -> Result<&Vec<Value>, ForgeError> {
         let value = if key.is_empty() {
             &self.json
         } else {
@@ -106,7 +106,7 @@ impl Reply {
 
 impl Api {
     /// A client for the API at `base` (used only to pick the proxy).
-    pub fn new(
+    pub(crate) fn new(
         name: &'static str,
         token_hint: &'static str,
         base: &Url,
@@ -129,23 +129,23 @@ impl Api {
     }
 
     /// The name of the API, for messages.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         self.name
     }
 
     /// `GET url`.
-    pub fn get(&self, url: &Url) -> Result<Reply, ForgeError> {
+    pub(crate) fn get(&self, url: &Url) -> Result<Reply, ForgeError> {
         self.send("GET", url, None)
     }
 
     /// `POST url` with a JSON body.
-    pub fn post(&self, url: &Url, body: &Value) -> Result<Reply, ForgeError> {
+    pub(crate) fn post(&self, url: &Url, body: &Value) -> Result<Reply, ForgeError> {
         self.send("POST", url, Some(body))
     }
 
     /// Follows pages from `first`: `each` consumes one page and returns the
     /// URL of the next, or `None` after the last.
-    pub fn pages(
+    pub(crate) fn pages(
         &self,
         first: Url,
         mut each: impl FnMut(&Reply) -> Result<Option<Url>, ForgeError>,

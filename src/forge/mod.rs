@@ -11,7 +11,7 @@
 //! Nothing here knows about mirroring: the result is a list of
 //! [`RemoteRepo`] with clone URLs, for whoever wants them.
 
-pub mod api;
+pub(crate) mod api;
 mod azure;
 mod bitbucket;
 mod github;
@@ -20,51 +20,51 @@ mod scope;
 
 use std::fmt;
 
-pub use api::Api;
-pub use scope::{Kind, Scope};
+pub(crate) use api::Api;
+pub(crate) use scope::{Kind, Scope};
 
 use crate::auth::Credentials;
 use crate::transport::{NetworkOptions, TransportError};
 
 /// A repository as a forge lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteRepo {
+pub(crate) struct RemoteRepo {
     /// The organization, group or workspace of the scope.
-    pub owner: String,
+    pub(crate) owner: String,
     /// The container inside it: the Azure DevOps project, the GitLab
     /// namespace; the owner where the forge has no such level.
-    pub project: String,
+    pub(crate) project: String,
     /// The repository's name (its URL slug where the forge has one).
-    pub name: String,
+    pub(crate) name: String,
     /// The HTTPS clone URL the forge gives.
-    pub clone_url: String,
+    pub(crate) clone_url: String,
     /// Git access is turned off (Azure DevOps `isDisabled`, GitHub `disabled`).
-    pub disabled: bool,
+    pub(crate) disabled: bool,
     /// Read-only archive.
-    pub archived: bool,
+    pub(crate) archived: bool,
     /// A fork of another repository.
-    pub fork: bool,
+    pub(crate) fork: bool,
 }
 
 impl RemoteRepo {
     /// `project/repo`: what `--filter`, `--skip` and `--shard` look at.
-    pub fn full_name(&self) -> String {
+    pub(crate) fn full_name(&self) -> String {
         format!("{}/{}", self.project, self.name)
     }
 }
 
 /// A repository to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewRepo {
+pub(crate) struct NewRepo {
     /// The Azure DevOps project to create it in (others ignore it).
-    pub project: Option<String>,
+    pub(crate) project: Option<String>,
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
 }
 
 /// What [`create`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Created {
+pub(crate) enum Created {
     /// The repository now exists and is empty.
     Created,
     /// It existed already (someone made it meanwhile).
@@ -73,9 +73,9 @@ pub enum Created {
 
 /// A failed API call, with what to do about it.
 #[derive(Debug)]
-pub struct ForgeError {
+pub(crate) struct ForgeError {
     /// The HTTP status, when the server answered.
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     message: String,
     hint: Option<String>,
 }
@@ -107,7 +107,7 @@ impl ForgeError {
     }
 
     /// What the user can do about it.
-    pub fn hint(&self) -> Option<&str> {
+    pub(crate) fn hint(&self) -> Option<&str> {
         self.hint.as_deref()
     }
 }
@@ -121,7 +121,7 @@ impl fmt::Display for ForgeError {
 impl std::error::Error for ForgeError {}
 
 /// A client for the API of `scope`.
-pub fn client(
+pub(crate) fn client(
     scope: &Scope,
     credentials: Option<&Credentials>,
     network: &NetworkOptions,
@@ -137,7 +137,7 @@ pub fn client(
 
 /// Every repository of `scope`, following the API's pages to the end, in
 /// the order the API lists them.
-pub fn discover(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, ForgeError> {
+pub(crate) fn discover(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, ForgeError> {
     match scope.kind {
         Kind::AzureDevOps => azure::list(api, scope),
         Kind::GitHub | Kind::Gitea => github::list(api, scope),
@@ -148,7 +148,7 @@ pub fn discover(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, ForgeError>
 }
 
 /// Creates an empty repository in `scope` (private where the forge asks).
-pub fn create(api: &Api, scope: &Scope, repo: &NewRepo) -> Result<Created, ForgeError> {
+pub(crate) fn create(api: &Api, scope: &Scope, repo: &NewRepo) -> Result<Created, ForgeError> {
     let result = match scope.kind {
         Kind::AzureDevOps => azure::create(api, scope, repo),
         Kind::GitHub | Kind::Gitea => github::create(api, scope, repo),

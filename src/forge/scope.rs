@@ -14,7 +14,7 @@ use url::Url;
 
 /// A kind of forge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Azure DevOps Services or Server (scope: organization or collection URL, optionally /PROJECT).
     #[value(name = "azure-devops")]
     AzureDevOps,
@@ -37,7 +37,7 @@ pub enum Kind {
 
 impl Kind {
     /// The API's name in messages.
-    pub fn api_name(self) -> &'static str {
+    pub(crate) fn api_name(self) -> &'static str {
         match self {
             Kind::AzureDevOps => "Azure DevOps API",
             Kind::GitHub => "GitHub API",
@@ -49,7 +49,7 @@ impl Kind {
     }
 
     /// What a token needs, said the way each forge's settings page says it.
-    pub fn token_hint(self) -> &'static str {
+    pub(crate) fn token_hint(self) -> &'static str {
         match self {
             Kind::AzureDevOps => "a PAT with Code (Read; Read & write for a destination) and Project and Team (Read) scopes",
             Kind::GitHub => "a token with the `repo` scope (fine-grained: Contents and Metadata read; Administration write to create repositories)",
@@ -61,7 +61,7 @@ impl Kind {
     }
 
     /// The user name git sends with a bare token, as each host documents it.
-    pub fn git_username(self) -> &'static str {
+    pub(crate) fn git_username(self) -> &'static str {
         match self {
             Kind::GitHub => "x-access-token",
             Kind::GitLab => "oauth2",
@@ -75,7 +75,7 @@ impl Kind {
     /// `Authorization: token` for its tokens, and Basic with the token as
     /// password works everywhere Gitea takes tokens, so Basic it is;
     /// Bitbucket takes Basic only for app passwords, which come with a user.
-    pub fn api_prefers_bearer(self) -> bool {
+    pub(crate) fn api_prefers_bearer(self) -> bool {
         !matches!(self, Kind::AzureDevOps | Kind::Gitea)
     }
 }
@@ -92,24 +92,24 @@ impl fmt::Display for Kind {
 
 /// Where a set of repositories lives, and how its API is reached.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Scope {
+pub(crate) struct Scope {
     /// The kind of forge.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// The API base: the collection URL for Azure DevOps, `.../api/v3` for
     /// GitHub, `.../api/v4` for GitLab, `.../2.0` for Bitbucket,
     /// `.../rest/api/1.0` for Bitbucket Server, `.../api/v1` for Gitea.
-    pub api: Url,
+    pub(crate) api: Url,
     /// The organization, group path, workspace or project key.
-    pub owner: String,
+    pub(crate) owner: String,
     /// Azure DevOps only: one project instead of the whole organization.
-    pub project: Option<String>,
+    pub(crate) project: Option<String>,
 }
 
 impl Scope {
     /// Reads a scope URL (without userinfo: see [`crate::transport::Location`]).
     /// `kind` is required for self-hosted servers; `api` overrides the
     /// derived API base.
-    pub fn parse(url: &Url, kind: Option<Kind>, api: Option<&Url>) -> Result<Scope, String> {
+    pub(crate) fn parse(url: &Url, kind: Option<Kind>, api: Option<&Url>) -> Result<Scope, String> {
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
         let kind = match kind.or_else(|| infer(&host)) {
             Some(kind) => kind,

@@ -31,10 +31,10 @@
 //! The engine knows nothing of command lines or pipelines: it takes
 //! [`Options`] and returns a [`Report`].
 
-pub mod plan;
-pub mod report;
-pub mod select;
-pub mod session;
+pub(crate) mod plan;
+pub(crate) mod report;
+pub(crate) mod select;
+pub(crate) mod session;
 mod store_side;
 
 use std::collections::HashSet;
@@ -51,13 +51,14 @@ use crate::transport::{
     HttpTransport, LocalTransport, Location, NetworkOptions, Transport, TransportError,
 };
 
-pub use plan::{Action, Plan, RefChange};
+pub(crate) use plan::{Action, Plan};
 pub use report::{Outcome, RefReport, Report, Totals};
-pub use select::RefSelection;
-pub use session::{Cause, Side, SideError};
+pub(crate) use select::RefSelection;
+pub(crate) use session::Cause;
+pub use session::{Side, SideError};
 
 use session::{Blame, Destination, PackOptions, Source};
-pub use session::{DestinationSide, SourceSide};
+pub(crate) use session::{DestinationSide, SourceSide};
 use store_side::{LocalSourceSide, StoreSide};
 
 /// An empty pack (version 2, no objects, and its SHA-1 trailer): what
@@ -66,13 +67,13 @@ const EMPTY_PACK: &[u8] = b"PACK\0\0\0\x02\0\0\0\0\x02\x9d\x08\x82\x3b\xd8\xa8\x
 
 /// One side of a relay: where it is, how to authenticate, how to connect.
 #[derive(Clone, Debug)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// The repository.
-    pub location: Location,
+    pub(crate) location: Location,
     /// Credentials, if any.
-    pub credentials: Option<Credentials>,
+    pub(crate) credentials: Option<Credentials>,
     /// TLS, proxy and timeout settings.
-    pub network: NetworkOptions,
+    pub(crate) network: NetworkOptions,
 }
 
 impl Endpoint {
@@ -128,17 +129,17 @@ impl Mode {
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Where to mirror from.
-    pub source: Endpoint,
+    pub(crate) source: Endpoint,
     /// Where to mirror to.
-    pub destination: Endpoint,
+    pub(crate) destination: Endpoint,
     /// Which refs take part.
-    pub selection: RefSelection,
+    pub(crate) selection: RefSelection,
     /// Delete destination refs the source does not have.
-    pub prune: bool,
+    pub(crate) prune: bool,
     /// Overwrite or delete destination-only history.
-    pub force: bool,
+    pub(crate) force: bool,
     /// Mirror, dry run or status.
-    pub mode: Mode,
+    pub(crate) mode: Mode,
 }
 
 /// Settings for local repositories: a backup on disk as destination, a
@@ -149,17 +150,14 @@ pub struct Options {
 #[derive(Clone, Debug, Default)]
 pub struct LocalOptions {
     /// Delete archive refs (`refs/archive/<time>/...`) older than this.
-    pub prune_archive_older_than: Option<Duration>,
-    /// How long to wait for another run's lock on the backup; `None`: the
-    /// destination's network timeout.
-    pub lock_wait: Option<Duration>,
+    pub(crate) prune_archive_older_than: Option<Duration>,
     /// How a local source is read.
-    pub source_reader: LocalReader,
+    pub(crate) source_reader: LocalReader,
 }
 
 /// How a local source repository is read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum LocalReader {
+pub(crate) enum LocalReader {
     /// `GIT_RELAY_LOCAL_SOURCE` (`git` or `git2`) if set; else the
     /// machine's `git upload-pack` when `git` is on PATH (it reuses stored
     /// deltas and sends thin packs), else git2 (no `git` needed).
@@ -200,18 +198,18 @@ impl LocalReader {
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {
     /// Further attempts after the first.
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// The first wait; each later one doubles, with jitter, up to a minute.
-    pub base_delay: Duration,
+    pub(crate) base_delay: Duration,
 }
 
 impl RetryPolicy {
     /// The default number of retries.
-    pub const DEFAULT_RETRIES: u32 = 3;
+    pub(crate) const DEFAULT_RETRIES: u32 = 3;
 
     /// `retries` further attempts, starting one second apart
     /// (`GIT_RELAY_RETRY_BASE_MS` shortens that for tests).
-    pub fn new(retries: u32) -> RetryPolicy {
+    pub(crate) fn new(retries: u32) -> RetryPolicy {
         let base_ms = std::env::var("GIT_RELAY_RETRY_BASE_MS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -245,8 +243,8 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Runs [`run`], starting over after a transient failure (a busy server, a
-/// refused or cut connection).
+/// Runs [`run_with_local`], starting over after a transient failure (a busy
+/// server, a refused or cut connection).
 ///
 /// No attempt starts once waiting for it would pass the deadline of the
 /// source's [`Limits`](crate::transport::Limits) (both sides are given the
@@ -256,7 +254,7 @@ impl Default for RetryPolicy {
 /// attempt lists both sides again, and every ref update carries the old
 /// value it expects, so a change that did land is seen as done and nothing
 /// is applied twice.
-pub fn run_with_retries(opts: &Options, policy: RetryPolicy) -> Result<Report, SideError> {
+pub(crate) fn run_with_retries(opts: &Options, policy: RetryPolicy) -> Result<Report, SideError> {
     run_with_retries_and_local(opts, policy, &LocalOptions::default())
 }
 
@@ -296,12 +294,7 @@ pub fn run_with_retries_and_local(
 ///
 /// Per-ref trouble (protected, rejected) is part of the report; an `Err`
 /// means the run could not finish, and says which side failed.
-pub fn run(opts: &Options) -> Result<Report, SideError> {
-    run_with_local(opts, &LocalOptions::default())
-}
-
-/// [`run`] with settings for local repositories.
-pub fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, SideError> {
+pub(crate) fn run_with_local(opts: &Options, local: &LocalOptions) -> Result<Report, SideError> {
     let started = Instant::now();
     let timeout = opts.source.network.timeout;
     let (source, mut source_refs): (Box<dyn SourceSide>, _) =

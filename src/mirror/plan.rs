@@ -15,7 +15,7 @@ use crate::protocol::ObjectId;
 /// What happens to one destination ref.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Action {
+pub(crate) enum Action {
     /// The source has it, the destination does not.
     Create,
     /// Both have it, at different objects.
@@ -31,31 +31,36 @@ pub enum Action {
 
 /// One ref that differs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RefChange {
+pub(crate) struct RefChange {
     /// Full ref name.
-    pub name: String,
+    pub(crate) name: String,
     /// The destination's current value, if the ref exists there.
-    pub old: Option<ObjectId>,
+    pub(crate) old: Option<ObjectId>,
     /// The source's value, if the ref exists there.
-    pub new: Option<ObjectId>,
+    pub(crate) new: Option<ObjectId>,
     /// What to do.
-    pub action: Action,
+    pub(crate) action: Action,
 }
 
 /// Every difference between the selected refs of both sides.
 #[derive(Clone, Debug, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Refs to create, update or delete, sorted by name.
-    pub changes: Vec<RefChange>,
+    pub(crate) changes: Vec<RefChange>,
     /// Selected refs already equal on both sides.
-    pub unchanged: usize,
+    pub(crate) unchanged: usize,
     /// Destination-only refs left alone because of `--no-prune`.
-    pub kept: usize,
+    pub(crate) kept: usize,
 }
 
 impl Plan {
     /// Compares the two ref lists.
-    pub fn new(source: &[Ref], destination: &[Ref], selection: &RefSelection, prune: bool) -> Plan {
+    pub(crate) fn new(
+        source: &[Ref],
+        destination: &[Ref],
+        selection: &RefSelection,
+        prune: bool,
+    ) -> Plan {
         let pick = |refs: &[Ref]| -> BTreeMap<String, ObjectId> {
             refs.iter()
                 .filter(|r| selection.selects(&r.name))

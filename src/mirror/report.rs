@@ -32,69 +32,69 @@ pub enum Outcome {
 #[derive(Clone, Debug, Serialize)]
 pub struct RefReport {
     /// Full ref name.
-    pub name: String,
+    pub(crate) name: String,
     /// The destination's value before the run.
-    pub old: Option<String>,
+    pub(crate) old: Option<String>,
     /// The source's value.
-    pub new: Option<String>,
+    pub(crate) new: Option<String>,
     /// What was planned.
-    pub action: Action,
+    pub(crate) action: Action,
     /// What became of it.
     pub result: Outcome,
     /// Why, when it did not simply succeed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
 /// Counts of each outcome.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Totals {
     /// Refs created.
-    pub created: usize,
+    pub(crate) created: usize,
     /// Refs updated (fast-forward or not).
-    pub updated: usize,
+    pub(crate) updated: usize,
     /// Of those, refs whose history was rewritten: the old tip is not in
     /// the new history.
-    pub rewritten: usize,
+    pub(crate) rewritten: usize,
     /// Refs deleted.
-    pub deleted: usize,
+    pub(crate) deleted: usize,
     /// Refs already equal.
-    pub unchanged: usize,
+    pub(crate) unchanged: usize,
     /// Destination-only refs kept by `--no-prune`.
-    pub kept: usize,
+    pub(crate) kept: usize,
     /// Changes planned but not made (`status`, `--dry-run`).
-    pub planned: usize,
+    pub(crate) planned: usize,
     /// Refs protected by the divergence rule.
     pub protected: usize,
     /// Refs the destination rejected.
-    pub rejected: usize,
+    pub(crate) rejected: usize,
     /// Refs that failed otherwise.
-    pub failed: usize,
+    pub(crate) failed: usize,
 }
 
 /// The whole outcome of a `mirror` or `status` run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     /// `mirror`, `dry-run` or `status`.
-    pub mode: &'static str,
+    pub(crate) mode: &'static str,
     /// The source, without credentials.
-    pub source: String,
+    pub(crate) source: String,
     /// The destination, without credentials.
-    pub destination: String,
+    pub(crate) destination: String,
     /// The protocol spoken with the source (`v2` or `v0`).
-    pub source_protocol: String,
+    pub(crate) source_protocol: String,
     /// Every ref that differed, in name order.
     pub refs: Vec<RefReport>,
     /// Counts.
     pub totals: Totals,
     /// Pack bytes received from the source and relayed.
-    pub pack_bytes: u64,
+    pub(crate) pack_bytes: u64,
     /// Total bytes of the push request sent to the destination.
-    pub bytes_sent: u64,
+    pub(crate) bytes_sent: u64,
     /// Wall time in milliseconds.
-    pub duration_ms: u64,
+    pub(crate) duration_ms: u64,
     /// Whether the destination now matches the selected refs of the source.
-    pub in_sync: bool,
+    pub(crate) in_sync: bool,
 }
 
 impl Report {

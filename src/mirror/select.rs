@@ -12,7 +12,7 @@
 
 /// Namespaces hosts keep for themselves, and the stash, excluded unless
 /// included by name.
-pub const DEFAULT_EXCLUDES: &[&str] = &[
+pub(crate) const DEFAULT_EXCLUDES: &[&str] = &[
     "refs/stash",
     "refs/pull/*",
     "refs/merge-requests/*",
@@ -23,14 +23,14 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
 
 /// The include and exclude patterns of one run.
 #[derive(Clone, Debug)]
-pub struct RefSelection {
+pub(crate) struct RefSelection {
     include: Vec<String>,
     exclude: Vec<String>,
 }
 
 impl RefSelection {
     /// Builds a selection; every pattern must name full refs (`refs/...`).
-    pub fn new(include: &[String], exclude: &[String]) -> Result<RefSelection, String> {
+    pub(crate) fn new(include: &[String], exclude: &[String]) -> Result<RefSelection, String> {
         for pattern in include.iter().chain(exclude) {
             if !pattern.starts_with("refs/") {
                 return Err(format!(
@@ -52,7 +52,7 @@ impl RefSelection {
     }
 
     /// Whether the ref named `name` takes part in the mirror.
-    pub fn selects(&self, name: &str) -> bool {
+    pub(crate) fn selects(&self, name: &str) -> bool {
         name.starts_with("refs/")
             && !name.ends_with("^{}")
             && (self.include.is_empty() || self.include.iter().any(|p| glob_match(p, name)))
@@ -70,7 +70,7 @@ impl Default for RefSelection {
 ///
 /// Iterative with one backtrack point, so hostile patterns cannot make it
 /// exponential.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;

@@ -53,14 +53,14 @@ pub struct SideError {
     /// Which server.
     pub side: Side,
     /// Its printable location.
-    pub location: String,
+    pub(crate) location: String,
     /// What happened.
-    pub cause: Cause,
+    pub(crate) cause: Cause,
 }
 
 /// What went wrong on a side.
 #[derive(Debug, thiserror::Error)]
-pub enum Cause {
+pub(crate) enum Cause {
     /// Reaching the server failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
@@ -77,7 +77,7 @@ pub enum Cause {
 
 impl SideError {
     /// Whether running again may succeed (see [`TransportError::is_transient`]).
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match &self.cause {
             Cause::Transport(t) => t.is_transient(),
             Cause::Protocol(ProtocolError::UnexpectedEof) => true,
@@ -87,7 +87,7 @@ impl SideError {
     }
 
     /// How long the server asked us to wait before trying again.
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match &self.cause {
             Cause::Transport(t) => t.retry_after(),
             _ => None,
@@ -168,7 +168,7 @@ impl Blame {
 
 /// Which protocol the source speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Version {
+pub(crate) enum Version {
     /// Protocol v0 (stateless: every request repeats the wants and haves).
     V0,
     /// Protocol v2 (`command=ls-refs`, `command=fetch`).
@@ -185,24 +185,24 @@ impl fmt::Display for Version {
 }
 
 /// What a negotiation round learnt, and the pack if one was asked for.
-pub struct Negotiated {
+pub(crate) struct Negotiated {
     /// Every object the source acknowledged having.
-    pub known: HashSet<ObjectId>,
+    pub(crate) known: HashSet<ObjectId>,
     /// The pack, demultiplexed, when one was requested.
-    pub pack: Option<Box<dyn Read + Send>>,
+    pub(crate) pack: Option<Box<dyn Read + Send>>,
 }
 
 /// How the pack should be built, from what the destination accepts.
 #[derive(Clone, Copy, Debug)]
-pub struct PackOptions {
+pub(crate) struct PackOptions {
     /// Deltas may refer to objects the destination already has.
-    pub thin: bool,
+    pub(crate) thin: bool,
     /// Offset deltas are allowed.
-    pub ofs_delta: bool,
+    pub(crate) ofs_delta: bool,
 }
 
 /// The source: an upload-pack conversation.
-pub struct Source {
+pub(crate) struct Source {
     transport: Box<dyn Transport>,
     version: Version,
     capabilities: Capabilities,
@@ -212,7 +212,7 @@ pub struct Source {
 
 impl Source {
     /// Discovers the source and lists its refs.
-    pub fn connect(
+    pub(crate) fn connect(
         transport: Box<dyn Transport>,
         network: &NetworkOptions,
     ) -> Result<(Source, Vec<Ref>), SideError> {
@@ -270,11 +270,6 @@ impl Source {
         }
     }
 
-    /// The protocol version in use.
-    pub fn version(&self) -> Version {
-        self.version
-    }
-
     fn rpc(&self, body: Vec<u8>) -> Result<Response, SideError> {
         self.transport
             .rpc(
@@ -306,7 +301,7 @@ impl Source {
     /// With `pack`, the pack for `wants` is then requested (thin against the
     /// acknowledged haves when the destination accepts thin packs) and
     /// returned ready to stream.
-    pub fn negotiate(
+    pub(crate) fn negotiate(
         &self,
         wants: &[ObjectId],
         haves: &[ObjectId],
@@ -385,7 +380,7 @@ impl Source {
     /// Which `(old, new)` updates are fast-forwards, as far as probes can
     /// tell (see [`fast_forward`]): one probe for all of them, then one per
     /// update it left undecided, at most [`MAX_SINGLE_PROBES`] of those.
-    pub fn fast_forwards(&self, updates: &[(ObjectId, ObjectId)]) -> Vec<Option<bool>> {
+    pub(crate) fn fast_forwards(&self, updates: &[(ObjectId, ObjectId)]) -> Vec<Option<bool>> {
         let mut answers = vec![None; updates.len()];
         let unique = |ids: Vec<ObjectId>| {
             let mut ids = ids;
@@ -530,7 +525,7 @@ pub(crate) fn fast_forward(
 /// What the engine needs from a source: an upload-pack conversation
 /// ([`Source`]) or a local repository read through git2 (see
 /// `crate::store::LocalSource`).
-pub trait SourceSide {
+pub(crate) trait SourceSide {
     /// How the source is read, for the report: `v2`, `v0` or `git2`.
     fn protocol(&self) -> String;
     /// Learns which of `haves` the source has (all of `suspects` are asked
@@ -627,7 +622,7 @@ fn demultiplex(mut reader: PacketReader<Response>, meter: &Meter) -> Box<dyn Rea
 /// written through git2 (see `crate::store`). The engine plans against
 /// `list_refs`, shapes the pack by what the side accepts, and hands it the
 /// commands and the pack stream; the side answers like receive-pack would.
-pub trait DestinationSide {
+pub(crate) trait DestinationSide {
     /// Lists the destination's refs (again, to verify after a push).
     fn list_refs(&self) -> Result<Vec<Ref>, SideError>;
     /// Whether deltas may refer to objects the destination already has.
@@ -684,7 +679,7 @@ impl DestinationSide for Destination {
 }
 
 /// The destination: a receive-pack conversation.
-pub struct Destination {
+pub(crate) struct Destination {
     transport: Box<dyn Transport>,
     capabilities: Capabilities,
     blame: Blame,
@@ -693,7 +688,7 @@ pub struct Destination {
 
 impl Destination {
     /// Discovers the destination and lists its refs (receive-pack is v0).
-    pub fn connect(
+    pub(crate) fn connect(
         transport: Box<dyn Transport>,
         network: &NetworkOptions,
     ) -> Result<(Destination, Vec<Ref>), SideError> {
@@ -712,28 +707,28 @@ impl Destination {
     }
 
     /// Lists the destination's refs again (verification after a push).
-    pub fn list_refs(&self) -> Result<Vec<Ref>, SideError> {
+    pub(crate) fn list_refs(&self) -> Result<Vec<Ref>, SideError> {
         list_receive_refs(self.transport.as_ref(), &self.blame, &self.bounds).map(|(refs, _)| refs)
     }
 
     /// Whether the destination accepts thin packs.
-    pub fn accepts_thin_pack(&self) -> bool {
+    pub(crate) fn accepts_thin_pack(&self) -> bool {
         !self.capabilities.contains("no-thin")
     }
 
     /// Whether the destination understands offset deltas.
-    pub fn accepts_ofs_delta(&self) -> bool {
+    pub(crate) fn accepts_ofs_delta(&self) -> bool {
         self.capabilities.contains("ofs-delta")
     }
 
     /// Whether the destination allows deleting refs.
-    pub fn allows_delete(&self) -> bool {
+    pub(crate) fn allows_delete(&self) -> bool {
         self.capabilities.contains("delete-refs")
     }
 
     /// Sends `commands`, followed by `pack` when any command needs objects,
     /// and returns the destination's report.
-    pub fn push(
+    pub(crate) fn push(
         &self,
         commands: &[Command],
         pack: Option<&mut (dyn Read + Send)>,

@@ -56,7 +56,7 @@ impl StoreSide {
         let settings = BackupSettings {
             create: writing,
             lock: writing,
-            lock_wait: options.lock_wait.unwrap_or(timeout),
+            lock_wait: timeout,
             now: SystemTime::now(),
         };
         if !writing && !path.exists() {

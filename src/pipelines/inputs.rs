@@ -100,13 +100,13 @@ pub const AUTHENTICATION_CHOICES: &[&str] = &[
 /// The environment the agent gave the task, looked up case-insensitively
 /// (Windows variables are; endpoint ids arrive in either case).
 #[derive(Clone, Debug, Default)]
-pub struct Environment {
+pub(crate) struct Environment {
     vars: HashMap<String, String>,
 }
 
 impl Environment {
     /// This process's environment.
-    pub fn from_process() -> Environment {
+    pub(crate) fn from_process() -> Environment {
         Environment::from_pairs(
             std::env::vars_os()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
@@ -114,7 +114,7 @@ impl Environment {
     }
 
     /// An environment made of these pairs (for tests).
-    pub fn from_pairs<K: AsRef<str>, V: Into<String>>(
+    pub(crate) fn from_pairs<K: AsRef<str>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Environment {
         Environment {
@@ -126,7 +126,7 @@ impl Environment {
     }
 
     /// A variable's value; unset and empty are the same to the agent.
-    pub fn var(&self, name: &str) -> Option<&str> {
+    pub(crate) fn var(&self, name: &str) -> Option<&str> {
         self.vars
             .get(&name.to_ascii_uppercase())
             .map(String::as_str)
@@ -134,7 +134,7 @@ impl Environment {
     }
 
     /// An input's value, trimmed, or "" when not given.
-    pub fn input(&self, name: &str) -> &str {
+    pub(crate) fn input(&self, name: &str) -> &str {
         debug_assert!(
             INPUTS.contains(&name),
             "input {name} is not in INPUTS (and so not in task.json)"
@@ -143,7 +143,7 @@ impl Environment {
     }
 
     /// Whether a variable holds `true` (any case), as the agent writes booleans.
-    pub fn flag(&self, name: &str) -> bool {
+    pub(crate) fn flag(&self, name: &str) -> bool {
         self.var(name)
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
     }
@@ -151,7 +151,7 @@ impl Environment {
     /// One authorization parameter of an endpoint: the per-parameter variable
     /// first, then the `parameters` object of `ENDPOINT_AUTH_<id>`, keys
     /// compared without case as the agent's own helpers do.
-    pub fn endpoint_parameter(&self, id: &str, key: &str) -> Option<String> {
+    pub(crate) fn endpoint_parameter(&self, id: &str, key: &str) -> Option<String> {
         if let Some(value) = self.var(&format!("ENDPOINT_AUTH_PARAMETER_{id}_{key}")) {
             return Some(value.to_owned());
         }
@@ -170,7 +170,7 @@ impl Environment {
     }
 
     /// The authorization scheme of an endpoint, when the agent passed one.
-    pub fn endpoint_scheme(&self, id: &str) -> Option<String> {
+    pub(crate) fn endpoint_scheme(&self, id: &str) -> Option<String> {
         if let Some(scheme) = self.var(&format!("ENDPOINT_AUTH_SCHEME_{id}")) {
             return Some(scheme.to_owned());
         }
@@ -184,7 +184,7 @@ impl Environment {
 }
 
 /// The environment variable the agent uses for an input.
-pub fn input_variable(name: &str) -> String {
+pub(crate) fn input_variable(name: &str) -> String {
     format!(
         "INPUT_{}",
         name.replace(['.', ' '], "_").to_ascii_uppercase()
@@ -193,11 +193,11 @@ pub fn input_variable(name: &str) -> String {
 
 /// A problem with one input.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InputError {
+pub(crate) struct InputError {
     /// The input's name, as in task.json and YAML.
-    pub input: &'static str,
+    pub(crate) input: &'static str,
     /// What is wrong and what to do.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for InputError {
@@ -208,23 +208,23 @@ impl fmt::Display for InputError {
 
 /// What the inputs ask for.
 #[derive(Debug)]
-pub struct TaskConfig {
+pub(crate) struct TaskConfig {
     /// The engine options.
-    pub options: Options,
+    pub(crate) options: Options,
     /// How each side signs in, for the log: (source, destination).
-    pub authentication: (String, String),
+    pub(crate) authentication: (String, String),
     /// Things worth telling the user that are not problems.
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 /// The result of reading the inputs.
 #[derive(Debug)]
-pub struct Reading {
+pub(crate) struct Reading {
     /// Every secret found, in every form in which it could be printed: the
     /// caller hands each to the agent before printing anything.
-    pub secrets: Vec<String>,
+    pub(crate) secrets: Vec<String>,
     /// The configuration, or every problem found (not only the first).
-    pub config: Result<TaskConfig, Vec<InputError>>,
+    pub(crate) config: Result<TaskConfig, Vec<InputError>>,
 }
 
 /// The input names of one side.
@@ -285,7 +285,7 @@ impl Collector {
 }
 
 /// Reads and validates every input.
-pub fn read(env: &Environment) -> Reading {
+pub(crate) fn read(env: &Environment) -> Reading {
     let mut c = Collector::default();
     let timeout = read_timeout(env, &mut c);
     let deadline = read_deadline(env, &mut c).map(|d| Deadline::after(Instant::now(), d));
@@ -345,7 +345,7 @@ pub fn read(env: &Environment) -> Reading {
 
 /// What the task does, from the `mode` input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TaskMode {
+pub(crate) enum TaskMode {
     /// One repository to another (the old task's job).
     Repository,
     /// Every repository of an organization, as `mirror-all`.
@@ -353,7 +353,7 @@ pub enum TaskMode {
 }
 
 /// The `mode` input; an unknown value is an error naming the input.
-pub fn task_mode(env: &Environment) -> Result<TaskMode, InputError> {
+pub(crate) fn task_mode(env: &Environment) -> Result<TaskMode, InputError> {
     match env.input("mode") {
         "" => Ok(TaskMode::Repository),
         v if v.eq_ignore_ascii_case("repository") => Ok(TaskMode::Repository),
@@ -367,28 +367,28 @@ pub fn task_mode(env: &Environment) -> Result<TaskMode, InputError> {
 
 /// What the inputs ask for in organization mode.
 #[derive(Debug)]
-pub struct OrganizationConfig {
+pub(crate) struct OrganizationConfig {
     /// The arguments `mirror-all` would take on the command line.
-    pub args: MirrorAllArgs,
+    pub(crate) args: MirrorAllArgs,
     /// How each side signs in, for the log: (source, destination).
-    pub authentication: (String, String),
+    pub(crate) authentication: (String, String),
     /// Things worth telling the user that are not problems.
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 /// The result of reading the inputs of organization mode.
 #[derive(Debug)]
-pub struct OrganizationReading {
+pub(crate) struct OrganizationReading {
     /// As [`Reading::secrets`].
-    pub secrets: Vec<String>,
+    pub(crate) secrets: Vec<String>,
     /// The configuration, or every problem found.
-    pub config: Result<OrganizationConfig, Vec<InputError>>,
+    pub(crate) config: Result<OrganizationConfig, Vec<InputError>>,
 }
 
 /// Reads and validates the inputs of organization mode. The credential,
 /// selection, network, dry-run and force inputs mean what they mean in
 /// repository mode; the repository URLs are not read.
-pub fn read_organization(env: &Environment) -> OrganizationReading {
+pub(crate) fn read_organization(env: &Environment) -> OrganizationReading {
     let mut c = Collector::default();
     let timeout = read_timeout(env, &mut c);
     let deadline = read_deadline(env, &mut c);

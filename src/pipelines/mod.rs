@@ -21,8 +21,8 @@
 //! a second, vaguer error to the log.
 
 pub mod inputs;
-pub mod summary;
-pub mod vso;
+pub(crate) mod summary;
+pub(crate) mod vso;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};

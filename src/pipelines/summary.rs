@@ -21,7 +21,7 @@ use crate::output::{human_bytes, human_duration};
 const MAX_ROWS: usize = 500;
 
 /// The summary of a run that finished (with or without differences).
-pub fn report(report: &Report) -> String {
+pub(crate) fn report(report: &Report) -> String {
     let mut md = heading(report.mode, &report.source, &report.destination);
     let state = if report.totals.failed > 0 {
         "❌ **Failed**"
@@ -85,7 +85,7 @@ pub fn report(report: &Report) -> String {
 }
 
 /// The summary of a run that stopped on an error.
-pub fn failure(mode: &str, source: &str, destination: &str, err: &SideError) -> String {
+pub(crate) fn failure(mode: &str, source: &str, destination: &str, err: &SideError) -> String {
     let mut md = heading(mode, source, destination);
     let _ = writeln!(
         md,
@@ -102,7 +102,7 @@ pub fn failure(mode: &str, source: &str, destination: &str, err: &SideError) -> 
 
 /// The summary of an organization sweep: the outcome, the counts and a
 /// row per repository.
-pub fn organization(summary: &fleet::Summary) -> String {
+pub(crate) fn organization(summary: &fleet::Summary) -> String {
     let t = &summary.totals;
     let mut md = format!(
         "### git-relay {} of {}{}\n\n",
@@ -209,7 +209,7 @@ fn repository_result(r: &fleet::Outcome) -> String {
 }
 
 /// The summary of a sweep that stopped before mirroring (discovery failed).
-pub fn organization_failure(scope: &str, message: &str, hint: Option<&str>) -> String {
+pub(crate) fn organization_failure(scope: &str, message: &str, hint: Option<&str>) -> String {
     let mut md = format!("### git-relay organization mode: {}\n\n", code(scope));
     let _ = writeln!(md, "❌ **Failed**: {}\n", cell(message));
     if let Some(hint) = hint {

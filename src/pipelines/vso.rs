@@ -20,7 +20,7 @@ use crate::auth;
 use crate::output;
 
 /// Escapes a property value of a logging command.
-pub fn escape_property(value: &str) -> String {
+pub(crate) fn escape_property(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
@@ -36,7 +36,7 @@ pub fn escape_property(value: &str) -> String {
 }
 
 /// Escapes the message of a logging command.
-pub fn escape_message(text: &str) -> String {
+pub(crate) fn escape_message(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -53,12 +53,12 @@ pub fn escape_message(text: &str) -> String {
 /// reason) safe to print on a line of its own: the agent would otherwise
 /// obey a `##vso[` inside it, so a hostile server could set variables or
 /// fail the task. This is the agent's own neutralisation.
-pub fn neutralize(text: &str) -> String {
+pub(crate) fn neutralize(text: &str) -> String {
     output::defuse(text).into_owned()
 }
 
 /// Formats `##vso[area.action key=value;...]message`, redacted and escaped.
-pub fn command(name: &str, properties: &[(&str, &str)], message: &str) -> String {
+pub(crate) fn command(name: &str, properties: &[(&str, &str)], message: &str) -> String {
     let mut line = format!("##vso[{name}");
     if !properties.is_empty() {
         line.push(' ');
@@ -82,7 +82,7 @@ fn emit(line: &str) {
 ///
 /// Written straight to stderr: [`crate::output`] would mask the very
 /// secret this line must carry, and the agent does not log this line.
-pub fn set_secret(secret: &str) {
+pub(crate) fn set_secret(secret: &str) {
     if secret.is_empty() {
         return;
     }
@@ -92,7 +92,7 @@ pub fn set_secret(secret: &str) {
 
 /// How serious an issue is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Issue {
+pub(crate) enum Issue {
     /// Shown as an error on the run's summary page.
     Error,
     /// Shown as a warning.
@@ -100,7 +100,7 @@ pub enum Issue {
 }
 
 /// Records an error or warning on the run's summary page.
-pub fn log_issue(kind: Issue, message: &str) {
+pub(crate) fn log_issue(kind: Issue, message: &str) {
     let kind = match kind {
         Issue::Error => "error",
         Issue::Warning => "warning",
@@ -110,7 +110,7 @@ pub fn log_issue(kind: Issue, message: &str) {
 
 /// The task's final result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TaskResult {
+pub(crate) enum TaskResult {
     /// Everything asked for was done.
     Succeeded,
     /// Done, but some refs were protected or rejected.
@@ -121,7 +121,7 @@ pub enum TaskResult {
 
 impl TaskResult {
     /// The name the agent expects.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             TaskResult::Succeeded => "Succeeded",
             TaskResult::SucceededWithIssues => "SucceededWithIssues",
@@ -131,7 +131,7 @@ impl TaskResult {
 }
 
 /// Sets the task's result; the last thing the task prints.
-pub fn complete(result: TaskResult, message: &str) {
+pub(crate) fn complete(result: TaskResult, message: &str) {
     emit(&command(
         "task.complete",
         &[("result", result.name())],
@@ -140,7 +140,7 @@ pub fn complete(result: TaskResult, message: &str) {
 }
 
 /// Moves the progress shown next to the running task.
-pub fn set_progress(percent: u8, label: &str) {
+pub(crate) fn set_progress(percent: u8, label: &str) {
     emit(&command(
         "task.setprogress",
         &[("value", &percent.min(100).to_string())],
@@ -149,7 +149,7 @@ pub fn set_progress(percent: u8, label: &str) {
 }
 
 /// Sets an output variable, readable by later steps as `$(step.name)`.
-pub fn set_output(name: &str, value: &str) {
+pub(crate) fn set_output(name: &str, value: &str) {
     emit(&command(
         "task.setvariable",
         &[("variable", name), ("isoutput", "true")],
@@ -158,33 +158,33 @@ pub fn set_output(name: &str, value: &str) {
 }
 
 /// Attaches a markdown file to the run's summary page.
-pub fn upload_summary(path: &str) {
+pub(crate) fn upload_summary(path: &str) {
     emit(&command("task.uploadsummary", &[], path));
 }
 
 /// Opens a collapsible section of the log.
-pub fn group(title: &str) {
+pub(crate) fn group(title: &str) {
     emit(&format!("##[group]{}", one_line(title)));
 }
 
 /// Closes the section [`group`] opened.
-pub fn end_group() {
+pub(crate) fn end_group() {
     emit("##[endgroup]");
 }
 
 /// An error line, shown in red in the log (not on the summary page: that
 /// is [`log_issue`]).
-pub fn error_line(text: &str) {
+pub(crate) fn error_line(text: &str) {
     emit(&format!("##[error]{}", one_line(text)));
 }
 
 /// A warning line, shown in yellow in the log.
-pub fn warning_line(text: &str) {
+pub(crate) fn warning_line(text: &str) {
     emit(&format!("##[warning]{}", one_line(text)));
 }
 
 /// A highlighted heading line.
-pub fn section(text: &str) {
+pub(crate) fn section(text: &str) {
     emit(&format!("##[section]{}", one_line(text)));
 }
 

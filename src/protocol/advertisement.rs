@@ -337,7 +337,7 @@ pub fn write_ls_refs_request<W: Write + ?Sized>(
 /// points to a branch with no commit yet) are skipped: there is nothing to
 /// mirror for them. Unknown attributes are ignored, as the spec asks. More
 /// than `max_refs` refs is [`ProtocolError::TooManyRefs`].
-pub fn read_ls_refs<R: Read>(
+pub(crate) fn read_ls_refs<R: Read>(
     reader: &mut PacketReader<R>,
     max_refs: usize,
 ) -> Result<Vec<Ref>, ProtocolError> {

@@ -12,7 +12,7 @@
 use crate::protocol::ProtocolError;
 
 /// The object format every server supports and the only one git-relay speaks.
-pub const SHA1: &str = "sha1";
+pub(crate) const SHA1: &str = "sha1";
 
 /// An ordered list of advertised capabilities. Names may repeat
 /// (`symref=`, `object-format=`): lookups return the first, as git does.
@@ -88,7 +88,7 @@ impl Capabilities {
 
     /// Every value given for `name`, in order (`symref` repeats once per
     /// symbolic ref).
-    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub(crate) fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.entries
             .iter()
             .filter(move |(n, _)| n == name)
@@ -96,12 +96,14 @@ impl Capabilities {
     }
 
     /// All entries in advertisement order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
         self.entries.iter().map(|(n, v)| (n.as_str(), v.as_deref()))
     }
 
     /// Whether nothing was advertised.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
@@ -113,7 +115,7 @@ impl Capabilities {
 
     /// Refuses anything but SHA-1, before a single 64-digit id is mistaken
     /// for a malformed 40-digit one.
-    pub fn check_object_format(&self) -> Result<(), ProtocolError> {
+    pub(crate) fn check_object_format(&self) -> Result<(), ProtocolError> {
         match self.object_format() {
             SHA1 => Ok(()),
             other => Err(ProtocolError::UnsupportedObjectFormat(other.to_owned())),

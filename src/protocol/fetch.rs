@@ -54,11 +54,11 @@ pub struct FetchRequest<'a> {
 
 /// Which of the haves the server knows, from one response.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Acknowledgments {
+pub(crate) struct Acknowledgments {
     /// Haves the server reported having, in the order it said so.
-    pub common: Vec<ObjectId>,
+    pub(crate) common: Vec<ObjectId>,
     /// The server has found enough common history to make a pack.
-    pub ready: bool,
+    pub(crate) ready: bool,
 }
 
 impl Acknowledgments {
@@ -80,7 +80,7 @@ impl Acknowledgments {
 
 /// The beginning of a v2 fetch response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum V2FetchResponse {
+pub(crate) enum V2FetchResponse {
     /// Negotiation only; the response is over.
     AcknowledgmentsOnly(Acknowledgments),
     /// A pack follows: the reader is positioned at its first side-band
@@ -156,7 +156,7 @@ pub fn write_v2_request<W: Write + ?Sized>(
 }
 
 /// Whether the server takes `filter` (partial clone) in fetch requests.
-pub fn supports_filter(capabilities: &Capabilities) -> bool {
+pub(crate) fn supports_filter(capabilities: &Capabilities) -> bool {
     capabilities.contains("filter") || capabilities.v2_command_has_feature("fetch", "filter")
 }
 
@@ -171,7 +171,7 @@ pub fn supports_filter(capabilities: &Capabilities) -> bool {
 /// which is not requested, a v0 server never sends a pack before `done`).
 /// Fails with [`io::ErrorKind::InvalidInput`] without wants: the first want
 /// line is the only place v0 has for capabilities.
-pub fn write_v0_request<W: Write + ?Sized>(
+pub(crate) fn write_v0_request<W: Write + ?Sized>(
     w: &mut W,
     capabilities: &Capabilities,
     agent: &str,
@@ -229,7 +229,7 @@ pub fn write_v0_request<W: Write + ?Sized>(
 
 /// Whether a v0 pack from a server with these capabilities arrives side-band
 /// multiplexed when requested with [`write_v0_request`].
-pub fn v0_uses_sideband(capabilities: &Capabilities) -> bool {
+pub(crate) fn v0_uses_sideband(capabilities: &Capabilities) -> bool {
     capabilities.contains("side-band-64k") || capabilities.contains("side-band")
 }
 
@@ -247,7 +247,7 @@ fn write_ids<W: Write + ?Sized>(w: &mut W, keyword: &[u8], ids: &[ObjectId]) -> 
 /// history is incomplete), as is a non-empty `packfile-uris` section (we never
 /// ask for one, and the objects behind the URIs would be missing from the
 /// pack). `wanted-refs` is skipped.
-pub fn read_v2_response<R: Read>(
+pub(crate) fn read_v2_response<R: Read>(
     reader: &mut PacketReader<R>,
 ) -> Result<V2FetchResponse, ProtocolError> {
     let mut acks = Acknowledgments::default();
@@ -343,7 +343,7 @@ fn skip_section<R: Read>(
 /// at `NAK` or at a final bare `ACK <id>` (itself common). After `done` the
 /// pack follows, side-band multiplexed if [`v0_uses_sideband`]; without
 /// `done` the response is over.
-pub fn read_v0_response<R: Read>(
+pub(crate) fn read_v0_response<R: Read>(
     reader: &mut PacketReader<R>,
     done: bool,
 ) -> Result<Acknowledgments, ProtocolError> {

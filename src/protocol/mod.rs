@@ -18,10 +18,10 @@
 //! `gitprotocol-capabilities(5)`.
 
 pub mod advertisement;
-pub mod capabilities;
+pub(crate) mod capabilities;
 pub mod fetch;
-pub mod oid;
-pub mod pack;
+pub(crate) mod oid;
+pub(crate) mod pack;
 pub mod pktline;
 pub mod push;
 pub mod sideband;

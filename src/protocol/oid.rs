@@ -14,9 +14,9 @@ use crate::protocol::error::escape;
 use crate::protocol::ProtocolError;
 
 /// Number of raw bytes in a SHA-1 object id.
-pub const RAW_LEN: usize = 20;
+pub(crate) const RAW_LEN: usize = 20;
 /// Number of hexadecimal digits in a SHA-1 object id on the wire.
-pub const HEX_LEN: usize = 40;
+pub(crate) const HEX_LEN: usize = 40;
 
 pub(crate) const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
@@ -27,7 +27,6 @@ pub(crate) const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 ///
 /// let id: ObjectId = "3D06390B8CFCC3636B12DD52F044EAE8F1566458".parse()?;
 /// assert_eq!(id.to_string(), "3d06390b8cfcc3636b12dd52f044eae8f1566458");
-/// assert_eq!(id.short(), "3d06390b8cfc");
 /// assert!(ObjectId::ZERO.is_zero());
 /// # Ok::<(), git_relay::protocol::ProtocolError>(())
 /// ```
@@ -41,7 +40,7 @@ impl ObjectId {
     pub const ZERO: ObjectId = ObjectId([0; RAW_LEN]);
 
     /// Parses exactly 40 hexadecimal digits, upper or lower case.
-    pub fn from_hex(hex: &[u8]) -> Result<Self, ProtocolError> {
+    pub(crate) fn from_hex(hex: &[u8]) -> Result<Self, ProtocolError> {
         let invalid = || ProtocolError::InvalidObjectId(escape(hex));
         if hex.len() != HEX_LEN {
             return Err(invalid());
@@ -63,14 +62,8 @@ impl ObjectId {
     }
 
     /// The 20 raw bytes.
-    pub fn as_bytes(&self) -> &[u8; RAW_LEN] {
+    pub(crate) fn as_bytes(&self) -> &[u8; RAW_LEN] {
         &self.0
-    }
-
-    /// The first 12 hexadecimal digits, for messages meant for people.
-    pub fn short(&self) -> String {
-        let hex = self.to_hex();
-        String::from_utf8_lossy(hex.get(..12).unwrap_or(&hex)).into_owned()
     }
 
     /// The 40 lowercase hexadecimal digits, without allocating.
@@ -140,7 +133,6 @@ mod tests {
         assert_eq!(format!("{id:?}"), HEX);
         assert_eq!(id.as_bytes()[0], 0x3d);
         assert_eq!(id.as_bytes()[19], 0x58);
-        assert_eq!(id.short(), "3d06390b8cfc");
         assert_eq!(HEX.parse::<ObjectId>().unwrap(), id);
     }
 

@@ -36,11 +36,11 @@ const MAX_KEPT: u64 = 16 << 20;
 const MAX_INFLATED: u64 = 1 << 30;
 
 /// Each commit of a pack and its parents.
-pub type Parents = HashMap<ObjectId, Vec<ObjectId>>;
+pub(crate) type Parents = HashMap<ObjectId, Vec<ObjectId>>;
 
 /// Reads the commits of the pack on `reader`, reading at most `budget`
 /// bytes of it.
-pub fn commit_parents(reader: impl Read, budget: u64) -> Result<Parents, ProtocolError> {
+pub(crate) fn commit_parents(reader: impl Read, budget: u64) -> Result<Parents, ProtocolError> {
     let mut input = Counted {
         inner: BufReader::new(reader.take(budget)),
         position: 0,

@@ -28,15 +28,15 @@ use crate::protocol::oid::{nibble, HEX_DIGITS};
 use crate::protocol::ProtocolError;
 
 /// Largest pkt-line a peer may send, length prefix included.
-pub const MAX_PKT_LEN: usize = 65520;
+pub(crate) const MAX_PKT_LEN: usize = 65520;
 /// Largest payload of one pkt-line.
-pub const MAX_DATA_LEN: usize = MAX_PKT_LEN - LEN_PREFIX_LEN;
+pub(crate) const MAX_DATA_LEN: usize = MAX_PKT_LEN - LEN_PREFIX_LEN;
 /// Ends a message (and, in v0, a list).
-pub const FLUSH_PKT: &[u8; 4] = b"0000";
+pub(crate) const FLUSH_PKT: &[u8; 4] = b"0000";
 /// Separates the sections of a protocol v2 message.
-pub const DELIM_PKT: &[u8; 4] = b"0001";
+pub(crate) const DELIM_PKT: &[u8; 4] = b"0001";
 /// Ends a protocol v2 response on stateless connections.
-pub const RESPONSE_END_PKT: &[u8; 4] = b"0002";
+pub(crate) const RESPONSE_END_PKT: &[u8; 4] = b"0002";
 
 /// Size of the hexadecimal length prefix.
 pub(crate) const LEN_PREFIX_LEN: usize = 4;
@@ -59,7 +59,7 @@ pub enum PacketLineRef<'a> {
 
 impl<'a> PacketLineRef<'a> {
     /// The payload of a data line; `None` for the special packets.
-    pub fn as_slice(&self) -> Option<&'a [u8]> {
+    pub(crate) fn as_slice(&self) -> Option<&'a [u8]> {
         match self {
             PacketLineRef::Data(data) => Some(data),
             _ => None,
@@ -157,7 +157,7 @@ impl<R> PacketReader<R> {
     /// included) before [`ProtocolError::MessageTooLarge`]; `None` lifts the
     /// limit, as before streaming a pack. The check comes before a payload is
     /// read, so nothing past the limit is ever buffered.
-    pub fn set_limit(&mut self, limit: Option<u64>) {
+    pub(crate) fn set_limit(&mut self, limit: Option<u64>) {
         self.budget = limit.map(|limit| Budget { limit, left: limit });
     }
 
@@ -176,14 +176,9 @@ impl<R> PacketReader<R> {
     }
 
     /// The wrapped reader.
-    pub fn get_ref(&self) -> &R {
+    #[cfg(test)]
+    pub(crate) fn get_ref(&self) -> &R {
         &self.inner
-    }
-
-    /// The wrapped reader. Reading from it directly loses the pkt-line
-    /// framing unless done exactly at a packet boundary.
-    pub fn get_mut(&mut self) -> &mut R {
-        &mut self.inner
     }
 
     /// Unwraps the reader; nothing is buffered beyond the last packet read.
@@ -300,7 +295,7 @@ fn len_prefix(total: usize) -> [u8; LEN_PREFIX_LEN] {
 /// [`ProtocolError::DataTooLong`] (inside the `io::Error`) rather than
 /// splitting, because where a payload may be split is the caller's protocol
 /// knowledge, not ours.
-pub fn write_data<W: Write + ?Sized>(w: &mut W, data: &[u8]) -> io::Result<()> {
+pub(crate) fn write_data<W: Write + ?Sized>(w: &mut W, data: &[u8]) -> io::Result<()> {
     if data.len() > MAX_DATA_LEN {
         return Err(ProtocolError::DataTooLong(data.len()).into());
     }
@@ -308,23 +303,18 @@ pub fn write_data<W: Write + ?Sized>(w: &mut W, data: &[u8]) -> io::Result<()> {
     w.write_all(data)
 }
 
-/// Writes `text` followed by `\n` as one pkt-line.
+/// Writes the concatenation of `parts` followed by `\n` as one pkt-line, so
+/// that `want <hex>` and friends need no temporary string.
 ///
 /// ```
 /// let mut out = Vec::new();
-/// git_relay::protocol::pktline::write_text(&mut out, "command=ls-refs")?;
+/// git_relay::protocol::pktline::write_text_parts(&mut out, &[b"command=ls-refs"])?;
 /// git_relay::protocol::pktline::write_delim(&mut out)?;
 /// git_relay::protocol::pktline::write_flush(&mut out)?;
 /// assert_eq!(out, b"0014command=ls-refs\n00010000");
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub fn write_text<W: Write + ?Sized>(w: &mut W, text: &str) -> io::Result<()> {
-    write_text_parts(w, &[text.as_bytes()])
-}
-
-/// Writes the concatenation of `parts` followed by `\n` as one pkt-line, so
-/// that `want <hex>` and friends need no temporary string.
-pub(crate) fn write_text_parts<W: Write + ?Sized>(w: &mut W, parts: &[&[u8]]) -> io::Result<()> {
+pub fn write_text_parts<W: Write + ?Sized>(w: &mut W, parts: &[&[u8]]) -> io::Result<()> {
     write_joined(w, parts, b"\n")
 }
 
@@ -446,7 +436,7 @@ mod tests {
     fn round_trip_all_kinds() {
         let big = vec![0xa5; MAX_DATA_LEN];
         let mut out = Vec::new();
-        write_text(&mut out, "want abc").unwrap();
+        write_text_parts(&mut out, &[b"want abc"]).unwrap();
         write_data(&mut out, b"\x01binary\x00").unwrap();
         write_data(&mut out, &big).unwrap();
         write_data(&mut out, b"").unwrap();
@@ -489,9 +479,9 @@ mod tests {
             ProtocolError::DataTooLong(65517)
         ));
         let text = "x".repeat(MAX_DATA_LEN);
-        assert!(write_text(&mut out, &text).is_err());
+        assert!(write_text_parts(&mut out, &[text.as_bytes()]).is_err());
         assert!(out.is_empty(), "nothing may be written before the check");
-        write_text(&mut out, &text[1..]).unwrap();
+        write_text_parts(&mut out, &[&text.as_bytes()[1..]]).unwrap();
         assert_eq!(out.len(), MAX_PKT_LEN);
     }
 
@@ -656,7 +646,6 @@ mod tests {
         let mut reader = PacketReader::new(&b"0000rest"[..]);
         assert_eq!(reader.read_line().unwrap(), Some(PacketLineRef::Flush));
         assert_eq!(*reader.get_ref(), b"rest");
-        let _ = reader.get_mut();
         assert_eq!(reader.into_inner(), b"rest");
     }
 }

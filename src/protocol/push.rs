@@ -36,18 +36,6 @@ pub struct Command {
     pub name: String,
 }
 
-impl Command {
-    /// Whether this deletes the ref (needs no pack).
-    pub fn is_delete(&self) -> bool {
-        self.new.is_zero()
-    }
-
-    /// Whether this creates the ref.
-    pub fn is_create(&self) -> bool {
-        self.old.is_zero()
-    }
-}
-
 /// Writes the command list and its flush.
 ///
 /// `capabilities` (e.g. `report-status`, `side-band-64k`, `agent=...`) go on
@@ -118,26 +106,27 @@ fn check_word(what: &str, word: &str) -> io::Result<()> {
 
 /// The server's verdict on one ref.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefStatus {
+pub(crate) struct RefStatus {
     /// The ref, as named in the command.
-    pub name: String,
+    pub(crate) name: String,
     /// `Err` holds the server's reason (`non-fast-forward`, `failed to
     /// update ref`, a hook's message...).
-    pub result: Result<(), String>,
+    pub(crate) result: Result<(), String>,
 }
 
 /// The whole report-status.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportStatus {
+pub(crate) struct ReportStatus {
     /// Whether the pack was received and unpacked; `Err` holds the reason.
-    pub unpack: Result<(), String>,
+    pub(crate) unpack: Result<(), String>,
     /// One entry per command, in the server's order.
-    pub refs: Vec<RefStatus>,
+    pub(crate) refs: Vec<RefStatus>,
 }
 
 impl ReportStatus {
     /// Whether the pack and every ref update succeeded.
-    pub fn is_ok(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_ok(&self) -> bool {
         self.unpack.is_ok() && self.refs.iter().all(|r| r.result.is_ok())
     }
 }
@@ -150,7 +139,7 @@ impl ReportStatus {
 /// A server reports once per command, so more than `max_refs` ref lines
 /// (pass the number of commands sent) is an error rather than a list to
 /// keep growing.
-pub fn read_report_status<R: Read>(
+pub(crate) fn read_report_status<R: Read>(
     reader: &mut PacketReader<R>,
     max_refs: usize,
 ) -> Result<ReportStatus, ProtocolError> {
@@ -246,8 +235,6 @@ mod tests {
                 name: "refs/heads/feature".into(),
             },
         ];
-        assert!(commands[0].is_create() && !commands[0].is_delete());
-        assert!(commands[1].is_delete() && !commands[1].is_create());
         let caps = [
             "report-status-v2",
             "side-band-64k",

@@ -28,12 +28,12 @@ use crate::protocol::{PacketLineRef, PacketReader, ProtocolError};
 /// given up as endless. We ask for no progress, so a real server sends
 /// little: keep-alives, and a receive-pack hook's messages, which this
 /// leaves ample room for.
-pub const MAX_PROGRESS_WITHOUT_DATA: usize = 1 << 20;
+pub(crate) const MAX_PROGRESS_WITHOUT_DATA: usize = 1 << 20;
 
 /// The side-band channels of `gitprotocol-pack(5)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
-pub enum Channel {
+pub(crate) enum Channel {
     /// Pack data, or whatever payload the stream carries.
     Data = 1,
     /// Progress text for a person.
@@ -44,7 +44,7 @@ pub enum Channel {
 
 impl Channel {
     /// The channel a packet's first byte names, if any.
-    pub fn from_byte(byte: u8) -> Option<Self> {
+    pub(crate) fn from_byte(byte: u8) -> Option<Self> {
         match byte {
             1 => Some(Channel::Data),
             2 => Some(Channel::Progress),
@@ -129,13 +129,8 @@ where
     }
 
     /// Whether the flush that ends the stream has been read.
-    pub fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         self.state == State::Finished
-    }
-
-    /// The pkt-line reader, for continuing after the flush.
-    pub fn get_mut(&mut self) -> &mut PacketReader<R> {
-        &mut self.reader
     }
 
     /// Gives back the pkt-line reader, positioned after the flush if the

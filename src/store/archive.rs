@@ -20,15 +20,15 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The namespace every archive ref lives under.
-pub const PREFIX: &str = "refs/archive/";
+pub(crate) const PREFIX: &str = "refs/archive/";
 
 /// The archive ref for `original`, archived at `stamp` (see [`stamp`]).
-pub fn ref_name(stamp: &str, original: &str) -> String {
+pub(crate) fn ref_name(stamp: &str, original: &str) -> String {
     format!("{PREFIX}{stamp}/{original}")
 }
 
 /// The time component for `time`: `yyyy-mm-ddThh-mm-ssZ`, UTC.
-pub fn stamp(time: SystemTime) -> String {
+pub(crate) fn stamp(time: SystemTime) -> String {
     let secs = time
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -44,7 +44,7 @@ pub fn stamp(time: SystemTime) -> String {
 
 /// When the archive ref `name` was made, from its time component; `None`
 /// for names not in the documented shape (those are never pruned).
-pub fn archived_at(name: &str) -> Option<SystemTime> {
+pub(crate) fn archived_at(name: &str) -> Option<SystemTime> {
     let rest = name.strip_prefix(PREFIX)?;
     let component = rest.split('/').next()?;
     let stamp = component.get(..20)?;
@@ -86,7 +86,7 @@ pub fn archived_at(name: &str) -> Option<SystemTime> {
 
 /// Parses an age such as `30d`, `12h`, `90m`, `45s` or `2w` (a number and
 /// one unit); the error is a message for the user.
-pub fn parse_age(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_age(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())

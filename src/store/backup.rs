@@ -33,21 +33,20 @@ use crate::protocol::push::{Command, RefStatus, ReportStatus};
 
 /// How a backup is opened.
 #[derive(Clone, Debug)]
-pub struct BackupSettings {
+pub(crate) struct BackupSettings {
     /// Create the repository when the path does not exist.
-    pub create: bool,
+    pub(crate) create: bool,
     /// Take the writer's lock (a run that will change the backup).
-    pub lock: bool,
+    pub(crate) lock: bool,
     /// How long to wait for another run's lock.
-    pub lock_wait: Duration,
+    pub(crate) lock_wait: Duration,
     /// The time archive refs of this run are named after.
-    pub now: SystemTime,
+    pub(crate) now: SystemTime,
 }
 
 /// An open backup repository.
-pub struct Backup {
+pub(crate) struct Backup {
     repo: Repository,
-    path: PathBuf,
     stamp: String,
     /// Archive refs written by this run: `(original ref, archive ref)`.
     archived: RefCell<Vec<(String, String)>>,
@@ -65,7 +64,7 @@ impl Backup {
     /// Opens the bare repository at `path`, creating it if allowed and
     /// missing, and (for a writing run) takes its lock and clears what an
     /// interrupted run may have left.
-    pub fn open(path: &Path, settings: &BackupSettings) -> Result<Backup, StoreError> {
+    pub(crate) fn open(path: &Path, settings: &BackupSettings) -> Result<Backup, StoreError> {
         let path = &follow_links(path);
         let empty_dir = path.is_dir()
             && fs::read_dir(path)
@@ -89,7 +88,6 @@ impl Backup {
             None
         };
         Ok(Backup {
-            path: repo.path().to_owned(),
             repo,
             stamp: archive::stamp(settings.now),
             archived: RefCell::new(Vec::new()),
@@ -97,16 +95,11 @@ impl Backup {
         })
     }
 
-    /// The repository directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The mirrored refs: every direct ref except the archive namespace,
     /// which belongs to the backup and never takes part in a plan, save the
     /// archive refs named in `copied`: those a source that is itself a
     /// backup has too, and which this one copies like any other ref.
-    pub fn list_refs(&self, copied: &HashSet<String>) -> Result<Vec<Ref>, StoreError> {
+    pub(crate) fn list_refs(&self, copied: &HashSet<String>) -> Result<Vec<Ref>, StoreError> {
         let mut refs = Vec::new();
         let iter = self
             .repo
@@ -135,7 +128,7 @@ impl Backup {
     }
 
     /// The archive refs written by this run, `(original ref, archive ref)`.
-    pub fn archived(&self) -> Vec<(String, String)> {
+    pub(crate) fn archived(&self) -> Vec<(String, String)> {
         self.archived.borrow().clone()
     }
 
@@ -146,7 +139,7 @@ impl Backup {
     ///
     /// An `Err` means the pack stream itself failed (the side that feeds it
     /// is to blame) or the repository could not be written.
-    pub fn push(
+    pub(crate) fn push(
         &self,
         commands: &[Command],
         pack: Option<&mut (dyn Read + Send)>,
@@ -425,7 +418,7 @@ impl Backup {
     /// the backup lacks the branch (an empty source, a branch not selected):
     /// a HEAD naming a missing branch is what `git clone` warns about.
     /// Returns whether HEAD moved.
-    pub fn follow_head(&self, target: &str) -> Result<bool, StoreError> {
+    pub(crate) fn follow_head(&self, target: &str) -> Result<bool, StoreError> {
         let current = self.repo.find_reference("HEAD").ok();
         if current.as_ref().and_then(|h| h.symbolic_target()) == Some(target)
             || self.repo.refname_to_id(target).is_err()
@@ -442,7 +435,7 @@ impl Backup {
     /// returns their names. Archive refs not in the documented shape are
     /// left alone, and so are those in `copied`: a source backup still has
     /// them, and the run would copy them straight back.
-    pub fn prune_archive(
+    pub(crate) fn prune_archive(
         &self,
         cutoff: SystemTime,
         copied: &HashSet<String>,

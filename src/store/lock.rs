@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::StoreError;
 
 /// The lock file's name inside the repository directory.
-pub const FILE_NAME: &str = "git-relay.lock";
+pub(crate) const FILE_NAME: &str = "git-relay.lock";
 
 /// How long a lock file may stay empty (its writer between create and
 /// write) before it is taken for the leftover of a crash.
@@ -32,7 +32,7 @@ const POLL: Duration = Duration::from_millis(200);
 
 /// The held lock; dropping it removes the file.
 #[derive(Debug)]
-pub struct BackupLock {
+pub(crate) struct BackupLock {
     path: PathBuf,
     content: String,
     recovered: bool,
@@ -93,7 +93,7 @@ impl Holder {
 impl BackupLock {
     /// Takes the lock of the repository at `repo_dir`, waiting up to `wait`
     /// for a live holder to let go.
-    pub fn acquire(repo_dir: &Path, wait: Duration) -> Result<BackupLock, StoreError> {
+    pub(crate) fn acquire(repo_dir: &Path, wait: Duration) -> Result<BackupLock, StoreError> {
         let path = repo_dir.join(FILE_NAME);
         let me = Holder::me().render();
         let started = Instant::now();
@@ -176,7 +176,7 @@ impl BackupLock {
 impl BackupLock {
     /// Whether the lock was taken over from a run that died: whatever that
     /// run had half-done (ref lock files) is ours to clear.
-    pub fn recovered(&self) -> bool {
+    pub(crate) fn recovered(&self) -> bool {
         self.recovered
     }
 }

@@ -27,16 +27,16 @@
 //! the protocol's plain data types (ref lists, push commands, reports) and
 //! its own [`StoreError`]. The engine adapts it to a destination side.
 
-pub mod archive;
+pub(crate) mod archive;
 mod backup;
-pub mod lock;
+pub(crate) mod lock;
 mod source;
-pub mod verify;
+pub(crate) mod verify;
 
 use std::path::{Path, PathBuf};
 
-pub use backup::{Backup, BackupSettings};
-pub use source::LocalSource;
+pub(crate) use backup::{Backup, BackupSettings};
+pub(crate) use source::LocalSource;
 pub use verify::{verify, VerifyReport};
 
 /// What can go wrong with a local repository.

@@ -37,7 +37,7 @@ const CHUNK: usize = 256 * 1024;
 const IN_FLIGHT: usize = 8;
 
 /// An open local source repository.
-pub struct LocalSource {
+pub(crate) struct LocalSource {
     repo: Repository,
     path: PathBuf,
 }
@@ -45,7 +45,7 @@ pub struct LocalSource {
 impl LocalSource {
     /// Opens the repository at `path` (bare, or a work tree); a shallow
     /// clone is refused: it lacks the history a mirror must carry.
-    pub fn open(path: &Path) -> Result<LocalSource, StoreError> {
+    pub(crate) fn open(path: &Path) -> Result<LocalSource, StoreError> {
         if !path.exists() {
             return Err(StoreError::Missing(path.to_owned()));
         }
@@ -61,7 +61,7 @@ impl LocalSource {
 
     /// The refs, as an upload-pack would list them: `HEAD` with its target,
     /// then every ref under `refs/` with annotated tags peeled.
-    pub fn list_refs(&self) -> Result<Vec<Ref>, StoreError> {
+    pub(crate) fn list_refs(&self) -> Result<Vec<Ref>, StoreError> {
         let mut refs = Vec::new();
         if let Ok(head) = self.repo.find_reference("HEAD") {
             let target = head.symbolic_target().map(str::to_owned);
@@ -109,7 +109,7 @@ impl LocalSource {
     }
 
     /// The objects among `haves` that this repository has.
-    pub fn known(&self, haves: &[ObjectId]) -> Result<HashSet<ObjectId>, StoreError> {
+    pub(crate) fn known(&self, haves: &[ObjectId]) -> Result<HashSet<ObjectId>, StoreError> {
         let odb = self
             .repo
             .odb()
@@ -122,7 +122,7 @@ impl LocalSource {
     }
 
     /// Whether `old` is an ancestor of `new`: the update is a fast-forward.
-    pub fn is_ancestor(&self, old: &ObjectId, new: &ObjectId) -> Result<bool, StoreError> {
+    pub(crate) fn is_ancestor(&self, old: &ObjectId, new: &ObjectId) -> Result<bool, StoreError> {
         self.repo
             .graph_descendant_of(to_git(new), to_git(old))
             .map_err(StoreError::git("walking the commit graph"))
@@ -134,7 +134,7 @@ impl LocalSource {
     /// a byte, which takes minutes on a large first push; waiting here keeps
     /// that out of the upload, which a server would drop as idle. A later
     /// failure surfaces as a read error on the stream.
-    pub fn pack(
+    pub(crate) fn pack(
         &self,
         wants: &[ObjectId],
         haves: &[ObjectId],

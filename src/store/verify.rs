@@ -22,21 +22,21 @@ use super::StoreError;
 #[derive(Debug, Default, serde::Serialize)]
 pub struct VerifyReport {
     /// The repository checked.
-    pub path: String,
+    pub(crate) path: String,
     /// Refs walked from.
-    pub refs: usize,
+    pub(crate) refs: usize,
     /// Of those, archive refs.
-    pub archive_refs: usize,
+    pub(crate) archive_refs: usize,
     /// Reachable commits read and checked.
-    pub commits: usize,
+    pub(crate) commits: usize,
     /// Reachable trees.
-    pub trees: usize,
+    pub(crate) trees: usize,
     /// Reachable blobs.
-    pub blobs: usize,
+    pub(crate) blobs: usize,
     /// Reachable annotated tags.
-    pub tags: usize,
+    pub(crate) tags: usize,
     /// Bytes of object content read.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Everything wrong, one line each.
     pub problems: Vec<String>,
 }

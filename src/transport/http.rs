@@ -31,7 +31,7 @@ use crate::auth::Credentials;
 use crate::output;
 
 /// A repository reached over smart HTTP.
-pub struct HttpTransport {
+pub(crate) struct HttpTransport {
     agent: ureq::Agent,
     /// The repository URL; replaced by the final URL when discovery is
     /// redirected (within the rules of [`super::origin`]), so the RPCs go
@@ -48,7 +48,7 @@ pub struct HttpTransport {
 
 impl HttpTransport {
     /// Prepares a transport to `url` (without userinfo).
-    pub fn new(
+    pub(crate) fn new(
         url: Url,
         credentials: Option<&Credentials>,
         options: &NetworkOptions,

@@ -51,30 +51,30 @@ use std::time::{Duration, Instant};
 
 /// Bounds on one side's conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Most refs a ref advertisement or `ls-refs` answer may list.
-    pub max_refs: usize,
+    pub(crate) max_refs: usize,
     /// Most bytes any answer other than a pack (ref advertisement, `ls-refs`,
     /// acknowledgments, push report) may take.
-    pub max_message_bytes: u64,
+    pub(crate) max_message_bytes: u64,
     /// Least average bytes per second over a window of the timeout; 0 turns
     /// the check off.
-    pub low_speed_limit: u64,
+    pub(crate) low_speed_limit: u64,
     /// When the whole run must be over, retries included.
-    pub deadline: Option<Deadline>,
+    pub(crate) deadline: Option<Deadline>,
 }
 
 impl Limits {
     /// Default for [`Limits::max_refs`]: far above the largest real
     /// repositories (hundreds of thousands of refs), far below what would
     /// exhaust memory.
-    pub const DEFAULT_MAX_REFS: usize = 2_000_000;
+    pub(crate) const DEFAULT_MAX_REFS: usize = 2_000_000;
     /// Default for [`Limits::max_message_bytes`]: 512 MiB.
-    pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 512 << 20;
+    pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: u64 = 512 << 20;
     /// Default for [`Limits::low_speed_limit`]: 1 KiB/s. A dial-up line
     /// clears it; a server trickling bytes to keep a connection open does
     /// not.
-    pub const DEFAULT_LOW_SPEED_LIMIT: u64 = 1024;
+    pub(crate) const DEFAULT_LOW_SPEED_LIMIT: u64 = 1024;
 }
 
 impl Default for Limits {
@@ -91,16 +91,16 @@ impl Default for Limits {
 /// A point in time a run must end by, with the length it was given as, for
 /// the message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Deadline {
+pub(crate) struct Deadline {
     /// When it passes.
-    pub at: Instant,
+    pub(crate) at: Instant,
     /// How long the run was given.
-    pub allowed: Duration,
+    pub(crate) allowed: Duration,
 }
 
 impl Deadline {
     /// `allowed` from `start`.
-    pub fn after(start: Instant, allowed: Duration) -> Deadline {
+    pub(crate) fn after(start: Instant, allowed: Duration) -> Deadline {
         Deadline {
             at: start + allowed,
             allowed,
@@ -108,14 +108,14 @@ impl Deadline {
     }
 
     /// Whether it has passed at `now`.
-    pub fn passed(&self, now: Instant) -> bool {
+    pub(crate) fn passed(&self, now: Instant) -> bool {
         now >= self.at
     }
 }
 
 /// A time bound that ended a transfer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Exceeded {
+pub(crate) enum Exceeded {
     /// Too few bytes over a whole window.
     #[error(
         "the transfer is too slow: {bytes} bytes in {secs:.1}s, below the low-speed limit of {floor} bytes/s",
@@ -140,7 +140,7 @@ pub enum Exceeded {
 impl Exceeded {
     /// The `Exceeded` an [`io::Error`] from a `Checked` reader carries,
     /// however many readers it passed through, if it is one.
-    pub fn from_io(err: &io::Error) -> Option<Exceeded> {
+    pub(crate) fn from_io(err: &io::Error) -> Option<Exceeded> {
         err.get_ref()
             .and_then(|inner| inner.downcast_ref::<Exceeded>())
             .cloned()
@@ -155,7 +155,7 @@ impl From<Exceeded> for io::Error {
 
 /// How many windows a server may spend preparing a pack, sending only
 /// keep-alives or progress, before its first byte of data.
-pub const PREPARATION_WINDOWS: u32 = 5;
+pub(crate) const PREPARATION_WINDOWS: u32 = 5;
 
 /// The low-speed and deadline state of one response, shared by the readers
 /// that feed it.

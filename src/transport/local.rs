@@ -22,14 +22,14 @@ use std::thread::JoinHandle;
 use super::{Body, Response, Service, Transport, TransportError};
 
 /// A repository on this machine.
-pub struct LocalTransport {
+pub(crate) struct LocalTransport {
     path: PathBuf,
     display: String,
 }
 
 impl LocalTransport {
     /// Opens the existing repository at `path`; a shallow clone is refused.
-    pub fn open(path: &Path) -> Result<LocalTransport, TransportError> {
+    pub(crate) fn open(path: &Path) -> Result<LocalTransport, TransportError> {
         if !path.exists() {
             return Err(TransportError::Local(format!(
                 "{} does not exist",

@@ -4,10 +4,10 @@
 //! git's stateless RPC (the model of smart HTTP): *discover* (`GET
 //! info/refs?service=...`) and *rpc* (`POST /<service>` with a request body,
 //! answered by a response body). Smart HTTP is the native case; a local
-//! repository is reached by running `git upload-pack --stateless-rpc` or
-//! `git receive-pack --stateless-rpc`, which speak exactly the same bytes
-//! over pipes. The mirror engine therefore has one code path for every kind
-//! of endpoint.
+//! source is reached by running `git upload-pack --stateless-rpc`, which
+//! speaks exactly the same bytes over pipes (a local destination is a
+//! backup, written by [`crate::store`]). The mirror engine therefore has one
+//! code path for every kind of source.
 //!
 //! Nothing here parses git protocol beyond what a transport must (the HTTP
 //! content type of a discovery answer); the [`crate::protocol`] layer does.
@@ -23,20 +23,20 @@ mod local;
 mod location;
 mod origin;
 
-pub use http::HttpTransport;
+pub(crate) use http::HttpTransport;
 pub(crate) use http::{agent_builder, classify_transport, response_excerpt};
 pub(crate) use limits::Meter;
-pub use limits::{Deadline, Exceeded, Limits};
-pub use local::LocalTransport;
+pub(crate) use limits::{Deadline, Exceeded, Limits};
+pub(crate) use local::LocalTransport;
 pub use location::Location;
-pub use origin::RedirectPolicy;
+pub(crate) use origin::RedirectPolicy;
 pub(crate) use origin::{
     check as check_origin, check_host, follow, origin_of, FollowError, Followed,
 };
 
 /// The two git services a relay talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Service {
+pub(crate) enum Service {
     /// The source side: `git-upload-pack` lists refs and sends packs.
     UploadPack,
     /// The destination side: `git-receive-pack` lists refs and takes packs.
@@ -45,7 +45,7 @@ pub enum Service {
 
 impl Service {
     /// The service name as it appears in URLs and content types.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Service::UploadPack => "git-upload-pack",
             Service::ReceivePack => "git-receive-pack",
@@ -55,7 +55,7 @@ impl Service {
 
 /// A request body: small requests are bytes; a push is a stream of commands
 /// followed by a pack that is still arriving from the source.
-pub enum Body<'a> {
+pub(crate) enum Body<'a> {
     /// A complete request held in memory (ref listings, fetch negotiation).
     Bytes(Vec<u8>),
     /// A request streamed from a reader (the push).
@@ -63,10 +63,10 @@ pub enum Body<'a> {
 }
 
 /// A response body being received.
-pub type Response = Box<dyn Read + Send>;
+pub(crate) type Response = Box<dyn Read + Send>;
 
 /// A way to reach one repository.
-pub trait Transport: Send + Sync {
+pub(crate) trait Transport: Send + Sync {
     /// Asks for the ref advertisement of `service`. With `v2`, asks for
     /// protocol version 2 (servers that do not know it answer with v0).
     fn discover(&self, service: Service, v2: bool) -> Result<Response, TransportError>;
@@ -88,7 +88,7 @@ pub trait Transport: Send + Sync {
 
 /// Why talking to a server failed, in terms a user can act on.
 #[derive(Debug, thiserror::Error)]
-pub enum TransportError {
+pub(crate) enum TransportError {
     /// HTTP 401.
     #[error("authentication failed (HTTP 401){}", if *.had_credentials { ": the server did not accept the credentials" } else { ": the server wants credentials and none were given" })]
     Unauthorized {
@@ -183,7 +183,7 @@ pub enum TransportError {
 
 /// I/O failures that mean the connection was lost rather than refused for
 /// good.
-pub fn is_transient_io(e: &io::Error) -> bool {
+pub(crate) fn is_transient_io(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionReset
@@ -196,7 +196,7 @@ pub fn is_transient_io(e: &io::Error) -> bool {
 /// A chunked response body that ends without its last chunk: the
 /// connection was closed mid-response. The HTTP client reports it only as a
 /// chunk decoding error, which a real server never causes otherwise.
-pub fn is_truncated_chunked_body(e: &io::Error) -> bool {
+pub(crate) fn is_truncated_chunked_body(e: &io::Error) -> bool {
     e.to_string().contains("decoding chunks")
 }
 
@@ -220,7 +220,7 @@ impl TransportError {
     /// Whether trying again later may succeed: the server was busy, or the
     /// connection was refused or cut. A stall (timeout) is not retried, so
     /// that a stuck server ends the run within the timeout.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             TransportError::Busy { .. } | TransportError::Connect { .. } => true,
             TransportError::Io(e) => is_transient_io(e),
@@ -229,7 +229,7 @@ impl TransportError {
     }
 
     /// How long the server asked us to wait, if it did.
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             TransportError::Busy { retry_after, .. } => *retry_after,
             _ => None,
@@ -237,7 +237,7 @@ impl TransportError {
     }
 
     /// What the user can do about it, when there is something to say.
-    pub fn hint(&self) -> Option<&'static str> {
+    pub(crate) fn hint(&self) -> Option<&'static str> {
         Some(match self {
             TransportError::Unauthorized {
                 had_credentials: true,
@@ -264,20 +264,20 @@ impl TransportError {
 
 /// Network settings for one side.
 #[derive(Clone, Debug, Default)]
-pub struct NetworkOptions {
+pub(crate) struct NetworkOptions {
     /// Extra trusted certificates (PEM).
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
     /// Skip certificate verification.
-    pub insecure: bool,
+    pub(crate) insecure: bool,
     /// An explicit proxy URL, overriding the environment.
-    pub proxy: Option<String>,
+    pub(crate) proxy: Option<String>,
     /// Connect and idle-transfer timeout; also the window the low-speed
     /// limit is measured over.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Hosts besides the side's own that its credentials may be redirected to.
-    pub redirects: RedirectPolicy,
+    pub(crate) redirects: RedirectPolicy,
     /// Sizes and speeds the server must keep to.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
 }
 
 impl fmt::Display for Service {

@@ -25,14 +25,14 @@ const MAX_REDIRECTS: usize = 5;
 
 /// The hosts the user trusts with a side's credentials besides its own.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RedirectPolicy {
+pub(crate) struct RedirectPolicy {
     allowed_hosts: Vec<String>,
 }
 
 impl RedirectPolicy {
     /// A policy allowing credentials to follow redirects to `hosts` (host
     /// names, any port; compared without case).
-    pub fn allowing(hosts: impl IntoIterator<Item = impl AsRef<str>>) -> RedirectPolicy {
+    pub(crate) fn allowing(hosts: impl IntoIterator<Item = impl AsRef<str>>) -> RedirectPolicy {
         RedirectPolicy {
             allowed_hosts: hosts
                 .into_iter()
