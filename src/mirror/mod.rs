@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use crate::auth::Credentials;
 use crate::output;
 use crate::protocol::advertisement::Ref;
-use crate::protocol::push::Command;
+use crate::protocol::push::{self, Command};
 use crate::protocol::ObjectId;
 use crate::transport::{
     HttpTransport, LocalTransport, Location, NetworkOptions, Transport, TransportError,
@@ -60,10 +60,6 @@ pub use session::{Side, SideError};
 use session::{Blame, Destination, PackOptions, Source};
 pub(crate) use session::{DestinationSide, SourceSide};
 use store_side::{LocalSourceSide, StoreSide};
-
-/// An empty pack (version 2, no objects, and its SHA-1 trailer): what
-/// receive-pack needs after commands whose objects it already has.
-const EMPTY_PACK: &[u8] = b"PACK\0\0\0\x02\0\0\0\0\x02\x9d\x08\x82\x3b\xd8\xa8\xea\xb5\x10\xad\x6a\xc7\x5c\x82\x3c\xfd\x3e\xd3\x1e";
 
 /// One side of a relay: where it is, how to authenticate, how to connect.
 #[derive(Clone, Debug)]
@@ -568,7 +564,7 @@ fn sync(
     let mut counted = negotiated
         .pack
         .map(|pack| Counted::new(pack, failure.clone()));
-    let mut empty = io::Cursor::new(EMPTY_PACK);
+    let mut empty = io::Cursor::new(push::EMPTY_PACK);
     let pack: Option<&mut (dyn Read + Send)> = match (needs_pack, counted.as_mut()) {
         (false, _) => None,
         (true, Some(stream)) => Some(stream),

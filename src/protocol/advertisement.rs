@@ -24,7 +24,7 @@
 
 use std::io::{self, Read, Write};
 
-use crate::protocol::pktline::{check_single_line, write_delim, write_flush, write_text_parts};
+use crate::protocol::pktline::{check_single_line, write_flush, write_text_parts};
 use crate::protocol::{Capabilities, ObjectId, PacketLineRef, PacketReader, ProtocolError};
 
 /// Name of the placeholder "ref" an empty repository advertises so it has a
@@ -313,18 +313,7 @@ pub fn write_ls_refs_request<W: Write + ?Sized>(
     for prefix in prefixes {
         check_single_line("ref prefix", prefix)?;
     }
-    check_single_line("agent", agent)?;
-    write_text_parts(w, &[b"command=ls-refs"])?;
-    if capabilities.contains("agent") {
-        write_text_parts(w, &[b"agent=", agent.as_bytes()])?;
-    }
-    if capabilities.contains("object-format") {
-        write_text_parts(
-            w,
-            &[b"object-format=", capabilities.object_format().as_bytes()],
-        )?;
-    }
-    write_delim(w)?;
+    capabilities.write_v2_command(w, "ls-refs", agent)?;
     write_text_parts(w, &[b"peel"])?;
     write_text_parts(w, &[b"symrefs"])?;
     for prefix in prefixes {

@@ -19,7 +19,7 @@
 
 use std::io::{self, Read, Write};
 
-use crate::protocol::pktline::{check_single_line, write_delim, write_flush, write_text_parts};
+use crate::protocol::pktline::{check_single_line, write_flush, write_text_parts};
 use crate::protocol::{Capabilities, ObjectId, PacketLineRef, PacketReader, ProtocolError};
 
 const ACKS_CONTEXT: &str = "reading the acknowledgments of a fetch";
@@ -115,18 +115,7 @@ pub fn write_v2_request<W: Write + ?Sized>(
     agent: &str,
     request: &FetchRequest<'_>,
 ) -> io::Result<()> {
-    check_single_line("agent", agent)?;
-    write_text_parts(w, &[b"command=fetch"])?;
-    if capabilities.contains("agent") {
-        write_text_parts(w, &[b"agent=", agent.as_bytes()])?;
-    }
-    if capabilities.contains("object-format") {
-        write_text_parts(
-            w,
-            &[b"object-format=", capabilities.object_format().as_bytes()],
-        )?;
-    }
-    write_delim(w)?;
+    capabilities.write_v2_command(w, "fetch", agent)?;
     // thin-pack, ofs-delta and no-progress are arguments every v2 fetch
     // accepts; wait-for-done exists only where advertised.
     let arguments = [
