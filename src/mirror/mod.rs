@@ -31,10 +31,14 @@
 //! The engine knows nothing of command lines or pipelines: it takes
 //! [`Options`] and returns a [`Report`].
 
+mod bounds;
+mod destination;
+mod error;
 pub(crate) mod plan;
 pub(crate) mod report;
 pub(crate) mod select;
-pub(crate) mod session;
+mod sides;
+mod source;
 mod store_side;
 
 use std::collections::HashSet;
@@ -51,14 +55,16 @@ use crate::transport::{
     HttpTransport, LocalTransport, Location, NetworkOptions, Transport, TransportError,
 };
 
+use destination::Destination;
+use error::Blame;
+pub(crate) use error::Cause;
+pub use error::{Side, SideError};
 pub(crate) use plan::{Action, Plan};
 pub use report::{Outcome, RefReport, Report, Totals};
 pub(crate) use select::RefSelection;
-pub(crate) use session::Cause;
-pub use session::{Side, SideError};
-
-use session::{Blame, Destination, PackOptions, Source};
-pub(crate) use session::{DestinationSide, SourceSide};
+use sides::PackOptions;
+pub(crate) use sides::{DestinationSide, SourceSide};
+use source::Source;
 use store_side::{LocalSourceSide, StoreSide};
 
 /// One side of a relay: where it is, how to authenticate, how to connect.

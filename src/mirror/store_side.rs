@@ -5,7 +5,7 @@
 //! and the backup stores the pack through git2 instead of a receive-pack.
 //! [`LocalSourceSide`] adapts [`crate::store::LocalSource`] to
 //! [`SourceSide`]: the repository's own object database answers what an
-//! upload-pack would. Kept apart from `session` so the store stays free of
+//! upload-pack would. Kept apart from `source` and `destination` so the store stays free of
 //! engine types and the protocol conversations free of git2.
 
 use std::collections::HashSet;
@@ -13,9 +13,8 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::session::{
-    Blame, Cause, DestinationSide, Negotiated, PackOptions, Side, SideError, SourceSide,
-};
+use super::error::{Blame, Cause, Side, SideError};
+use super::sides::{DestinationSide, Negotiated, PackOptions, SourceSide};
 use super::{LocalOptions, Mode};
 use crate::output;
 use crate::protocol::advertisement::Ref;
