@@ -375,3 +375,381 @@ fn confirm(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::mirror::error::{Blame, Side};
+    use crate::mirror::{Endpoint, RefSelection};
+    use crate::protocol::push::RefStatus;
+    use crate::transport::{Location, NetworkOptions};
+
+    fn id(n: u8) -> ObjectId {
+        ObjectId::from([n; 20])
+    }
+
+    fn refs(list: &[(&str, u8)]) -> Vec<Ref> {
+        let r = |&(name, n): &(&str, u8)| Ref {
+            name: name.to_owned(),
+            oid: id(n),
+            peeled: None,
+            symref_target: None,
+        };
+        list.iter().map(r).collect()
+    }
+
+    /// A source that knows `known` besides what it advertises, answers
+    /// history probes from `ancestry`, and sends `pack` when one is wanted.
+    struct FakeSource {
+        known: HashSet<ObjectId>,
+        ancestry: HashMap<(ObjectId, ObjectId), bool>,
+        pack: Vec<u8>,
+        negotiations: Cell<usize>,
+        probed: RefCell<Vec<(ObjectId, ObjectId)>>,
+    }
+
+    fn source(known: &[u8]) -> FakeSource {
+        FakeSource {
+            known: known.iter().map(|&n| id(n)).collect(),
+            ancestry: HashMap::new(),
+            pack: push::EMPTY_PACK.to_vec(),
+            negotiations: Cell::new(0),
+            probed: RefCell::new(Vec::new()),
+        }
+    }
+
+    impl SourceSide for FakeSource {
+        fn protocol(&self) -> String {
+            "fake".to_owned()
+        }
+        fn negotiate(
+            &self,
+            wants: &[ObjectId],
+            haves: &[ObjectId],
+            _suspects: &[ObjectId],
+            pack: Option<PackOptions>,
+        ) -> Result<Negotiated, SideError> {
+            self.negotiations.set(self.negotiations.get() + 1);
+            let known = haves.iter().filter(|h| self.known.contains(h));
+            let stream = Box::new(io::Cursor::new(self.pack.clone())) as Box<dyn Read + Send>;
+            Ok(Negotiated {
+                known: known.copied().collect(),
+                pack: pack.filter(|_| !wants.is_empty()).map(|_| stream),
+            })
+        }
+        fn fast_forwards(&self, updates: &[(ObjectId, ObjectId)]) -> Vec<Option<bool>> {
+            self.probed.borrow_mut().extend(updates);
+            updates
+                .iter()
+                .map(|u| self.ancestry.get(u).copied())
+                .collect()
+        }
+        fn error(&self, cause: Cause) -> SideError {
+            Blame::new(Side::Source, "src", Duration::ZERO).error(cause)
+        }
+    }
+
+    /// A destination holding `refs`, answering pushes with `verdicts` (ok
+    /// where none) and `unpack`; `concurrent` lands between its report and
+    /// the listing that confirms it, as another client's push would.
+    struct FakeDestination {
+        refs: RefCell<Vec<Ref>>,
+        allows_delete: bool,
+        verdicts: HashMap<&'static str, &'static str>,
+        unpack: Result<(), String>,
+        concurrent: Vec<Ref>,
+        pushed: RefCell<Vec<Command>>,
+        pack: RefCell<Option<Vec<u8>>>,
+        head: RefCell<Option<String>>,
+    }
+
+    fn destination(list: &[(&str, u8)]) -> FakeDestination {
+        FakeDestination {
+            refs: RefCell::new(refs(list)),
+            allows_delete: true,
+            verdicts: HashMap::new(),
+            unpack: Ok(()),
+            concurrent: Vec::new(),
+            pushed: RefCell::new(Vec::new()),
+            pack: RefCell::new(None),
+            head: RefCell::new(None),
+        }
+    }
+
+    impl DestinationSide for FakeDestination {
+        fn list_refs(&self) -> Result<Vec<Ref>, SideError> {
+            Ok(self.refs.borrow().clone())
+        }
+        fn accepts_thin_pack(&self) -> bool {
+            true
+        }
+        fn accepts_ofs_delta(&self) -> bool {
+            true
+        }
+        fn allows_delete(&self) -> bool {
+            self.allows_delete
+        }
+        fn push(
+            &self,
+            commands: &[Command],
+            pack: Option<&mut (dyn Read + Send)>,
+        ) -> Result<ReportStatus, SideError> {
+            if let Some(pack) = pack {
+                let mut bytes = Vec::new();
+                pack.read_to_end(&mut bytes)
+                    .map_err(|e| self.error(Cause::Refused(e.to_string())))?;
+                *self.pack.borrow_mut() = Some(bytes);
+            }
+            self.pushed.borrow_mut().extend_from_slice(commands);
+            let mut status = ReportStatus {
+                unpack: self.unpack.clone(),
+                refs: Vec::new(),
+            };
+            for c in commands {
+                let verdict = self.verdicts.get(c.name.as_str());
+                let result = verdict.map_or(Ok(()), |v| Err((*v).to_owned()));
+                let mut refs = self.refs.borrow_mut();
+                if result.is_ok() && status.unpack.is_ok() {
+                    refs.retain(|r| r.name != c.name);
+                    if !c.new.is_zero() {
+                        refs.extend(refs_of(&c.name, c.new));
+                    }
+                }
+                status.refs.push(RefStatus {
+                    name: c.name.clone(),
+                    result,
+                });
+            }
+            for moved in &self.concurrent {
+                let mut refs = self.refs.borrow_mut();
+                refs.retain(|r| r.name != moved.name);
+                refs.push(moved.clone());
+            }
+            Ok(status)
+        }
+        fn adopt_head(&self, target: &str) -> Result<(), SideError> {
+            *self.head.borrow_mut() = Some(target.to_owned());
+            Ok(())
+        }
+        fn error(&self, cause: Cause) -> SideError {
+            Blame::new(Side::Destination, "dst", Duration::ZERO).error(cause)
+        }
+    }
+
+    fn refs_of(name: &str, oid: ObjectId) -> Vec<Ref> {
+        let mut r = refs(&[(name, 0)]);
+        r[0].oid = oid;
+        r
+    }
+
+    fn options(mode: Mode, force: bool, prune: bool) -> Options {
+        let endpoint = |url: &str| Endpoint {
+            location: Location::parse(url).unwrap(),
+            credentials: None,
+            network: NetworkOptions::default(),
+        };
+        Options {
+            source: endpoint("https://src.example/r.git"),
+            destination: endpoint("https://dst.example/r.git"),
+            selection: RefSelection::new(&[], &[]).unwrap(),
+            prune,
+            force,
+            mode,
+        }
+    }
+
+    fn run(
+        opts: &Options,
+        source: &FakeSource,
+        src: &[(&str, u8)],
+        destination: &FakeDestination,
+    ) -> Result<Report, SideError> {
+        let dst = destination.refs.borrow().clone();
+        relay(opts, source, destination, &refs(src), &dst, Instant::now())
+    }
+
+    /// `(name, result, action)` of each ref in the report.
+    fn outcomes(report: &Report) -> Vec<(&str, Outcome, Action)> {
+        let refs = report.refs.iter();
+        refs.map(|r| (r.name.as_str(), r.result, r.action))
+            .collect()
+    }
+
+    #[test]
+    fn a_no_op_negotiates_nothing_and_follows_head() {
+        let (src, dst) = (source(&[]), destination(&[("refs/heads/main", 1)]));
+        let mut listed = refs(&[("HEAD", 1), ("refs/heads/main", 1)]);
+        listed[0].symref_target = Some("refs/heads/main".to_owned());
+        let dst_refs = dst.refs.borrow().clone();
+        let opts = options(Mode::Mirror, false, true);
+        let report = relay(&opts, &src, &dst, &listed, &dst_refs, Instant::now()).unwrap();
+        assert!(report.in_sync && report.refs.is_empty());
+        assert_eq!(src.negotiations.get(), 0);
+        assert_eq!(dst.head.borrow().as_deref(), Some("refs/heads/main"));
+    }
+
+    #[test]
+    fn an_unknown_destination_tip_is_protected_unless_forced() {
+        let main = [("refs/heads/main", 3)];
+        let dst = destination(&[("refs/heads/main", 2)]);
+        let report = run(
+            &options(Mode::Mirror, false, true),
+            &source(&[]),
+            &main,
+            &dst,
+        )
+        .unwrap();
+        let expected = ("refs/heads/main", Outcome::Protected, Action::Update);
+        assert_eq!(outcomes(&report), [expected]);
+        assert!(report.refs[0].reason.as_ref().unwrap().starts_with(
+            "the destination has commits the source does not (up to 020202020202); overwriting"
+        ));
+        assert!(dst.pushed.borrow().is_empty());
+        // Forced, the update goes through, and drops the old tip's history.
+        let report = run(
+            &options(Mode::Mirror, true, true),
+            &source(&[]),
+            &main,
+            &dst,
+        )
+        .unwrap();
+        let expected = ("refs/heads/main", Outcome::Ok, Action::Rewrite);
+        assert_eq!(outcomes(&report), [expected]);
+        assert_eq!(dst.pack.borrow().as_deref(), Some(push::EMPTY_PACK));
+    }
+
+    #[test]
+    fn a_delete_is_pushed_without_a_pack_or_rejected_without_delete_refs() {
+        let (src, main) = (source(&[]), [("refs/heads/main", 1)]);
+        let mut dst = destination(&[("refs/heads/main", 1), ("refs/heads/old", 1)]);
+        dst.allows_delete = false;
+        let report = run(&options(Mode::Mirror, false, true), &src, &main, &dst).unwrap();
+        assert_eq!(report.refs[0].result, Outcome::Rejected);
+        assert!(dst.pushed.borrow().is_empty());
+        dst.allows_delete = true;
+        let report = run(&options(Mode::Mirror, false, true), &src, &main, &dst).unwrap();
+        let expected = ("refs/heads/old", Outcome::Ok, Action::Delete);
+        assert_eq!(outcomes(&report), [expected]);
+        assert_eq!(dst.pushed.borrow()[0].new, ObjectId::ZERO);
+        assert!(dst.pack.borrow().is_none());
+        // Without --prune the ref is kept and nothing is asked.
+        let dst = destination(&[("refs/heads/main", 1), ("refs/heads/old", 1)]);
+        let report = run(&options(Mode::Mirror, false, false), &src, &main, &dst).unwrap();
+        assert_eq!((report.refs.len(), report.totals.kept), (0, 1));
+    }
+
+    #[test]
+    fn a_rename_moves_no_objects() {
+        let dst = destination(&[("refs/heads/old", 1)]);
+        let opts = options(Mode::Mirror, false, true);
+        let report = run(&opts, &source(&[]), &[("refs/heads/new", 1)], &dst).unwrap();
+        let created = ("refs/heads/new", Outcome::Ok, Action::Create);
+        let deleted = ("refs/heads/old", Outcome::Ok, Action::Delete);
+        assert_eq!(outcomes(&report), [created, deleted]);
+        // The destination has the object: it gets the empty pack.
+        assert_eq!(dst.pack.borrow().as_deref(), Some(push::EMPTY_PACK));
+        assert_eq!(report.pack_bytes, 0);
+    }
+
+    #[test]
+    fn the_destinations_verdicts_and_a_concurrent_push_are_reported() {
+        let src = [
+            ("refs/heads/a", 2),
+            ("refs/heads/b", 2),
+            ("refs/heads/c", 2),
+        ];
+        let mut dst = destination(&[("refs/heads/a", 1), ("refs/heads/b", 1)]);
+        dst.verdicts.insert("refs/heads/a", "non-fast-forward");
+        // c was reported created, but another push moved it at once.
+        dst.concurrent = refs(&[("refs/heads/c", 9)]);
+        let opts = options(Mode::Mirror, false, true);
+        let report = run(&opts, &source(&[1]), &src, &dst).unwrap();
+        let results: Vec<_> = report.refs.iter().map(|r| r.result).collect();
+        assert_eq!(results, [Outcome::Rejected, Outcome::Ok, Outcome::Failed]);
+        assert_eq!(report.refs[0].reason.as_deref(), Some("non-fast-forward"));
+        let moved = format!(
+            "the destination reported success but the ref is now {}",
+            id(9)
+        );
+        assert_eq!(report.refs[2].reason, Some(moved));
+        assert_eq!(
+            report.pack_bytes,
+            push::EMPTY_PACK.len() as u64,
+            "the source's pack"
+        );
+        assert!(!report.in_sync);
+    }
+
+    #[test]
+    fn an_unpack_error_fails_the_run_on_the_destination() {
+        let mut dst = destination(&[]);
+        dst.unpack = Err("index-pack failed".to_owned());
+        let opts = options(Mode::Mirror, false, true);
+        let err = run(&opts, &source(&[]), &[("refs/heads/main", 1)], &dst).unwrap_err();
+        assert_eq!(err.side, Side::Destination);
+        assert!(err.to_string().ends_with(
+            "the server could not store the pack (unpack index-pack failed); no ref was changed"
+        ));
+    }
+
+    #[test]
+    fn a_damaged_pack_is_blamed_on_the_source() {
+        let mut src = source(&[]);
+        src.pack = b"PACK and then not the checksum of what came before".to_vec();
+        let opts = options(Mode::Mirror, false, true);
+        let err = run(&opts, &src, &[("refs/heads/main", 1)], &destination(&[])).unwrap_err();
+        assert_eq!(err.side, Side::Source);
+        assert!(err.to_string().contains("the pack is damaged"));
+    }
+
+    #[test]
+    fn include_exclude_and_dry_run_shape_the_plan() {
+        let mut opts = options(Mode::DryRun, false, true);
+        let (include, exclude) = (["refs/heads/*".to_owned()], ["refs/heads/wip*".to_owned()]);
+        opts.selection = RefSelection::new(&include, &exclude).unwrap();
+        let src = [
+            ("refs/heads/main", 1),
+            ("refs/heads/wip", 1),
+            ("refs/tags/v1", 1),
+        ];
+        let dst = destination(&[]);
+        let report = run(&opts, &source(&[]), &src, &dst).unwrap();
+        let expected = ("refs/heads/main", Outcome::Planned, Action::Create);
+        assert_eq!(outcomes(&report), [expected]);
+        assert!(dst.pushed.borrow().is_empty() && dst.head.borrow().is_none());
+    }
+
+    #[test]
+    fn only_updates_of_branches_the_source_does_not_extend_are_rewrites() {
+        let mut src = source(&[1, 2, 3, 4]);
+        src.ancestry.insert((id(1), id(5)), false);
+        src.ancestry.insert((id(2), id(6)), true);
+        let dst = destination(&[
+            ("refs/heads/a", 1),
+            ("refs/heads/b", 2),
+            ("refs/heads/c", 3),
+            ("refs/tags/t", 4),
+        ]);
+        let new = [
+            ("refs/heads/a", 5),
+            ("refs/heads/b", 6),
+            ("refs/heads/c", 7),
+            ("refs/tags/t", 8),
+        ];
+        let report = run(&options(Mode::Status, false, true), &src, &new, &dst).unwrap();
+        let actions: Vec<_> = report.refs.iter().map(|r| r.action).collect();
+        // c: the source cannot tell; t: a moved tag is not a line of history.
+        let expected = [
+            Action::Rewrite,
+            Action::Update,
+            Action::Update,
+            Action::Update,
+        ];
+        assert_eq!(actions, expected);
+        assert_eq!(src.probed.borrow().len(), 3);
+    }
+}
