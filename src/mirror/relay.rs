@@ -392,33 +392,37 @@ mod tests {
         ObjectId::from([n; 20])
     }
 
+    fn r(name: &str, oid: ObjectId) -> Ref {
+        let (name, peeled, symref_target) = (name.to_owned(), None, None);
+        Ref {
+            name,
+            oid,
+            peeled,
+            symref_target,
+        }
+    }
+
     fn refs(list: &[(&str, u8)]) -> Vec<Ref> {
-        let r = |&(name, n): &(&str, u8)| Ref {
-            name: name.to_owned(),
-            oid: id(n),
-            peeled: None,
-            symref_target: None,
-        };
-        list.iter().map(r).collect()
+        list.iter().map(|&(name, n)| r(name, id(n))).collect()
     }
 
     /// A source that knows `known` besides what it advertises, answers
-    /// history probes from `ancestry`, and sends `pack` when one is wanted.
+    /// history probes from `ancestry`, and sends a pack when one is wanted
+    /// (the empty pack, or bytes that do not match their checksum).
+    #[derive(Default)]
     struct FakeSource {
         known: HashSet<ObjectId>,
         ancestry: HashMap<(ObjectId, ObjectId), bool>,
-        pack: Vec<u8>,
+        damaged: bool,
         negotiations: Cell<usize>,
-        probed: RefCell<Vec<(ObjectId, ObjectId)>>,
+        probed: Cell<usize>,
     }
 
     fn source(known: &[u8]) -> FakeSource {
+        let known = known.iter().map(|&n| id(n)).collect();
         FakeSource {
-            known: known.iter().map(|&n| id(n)).collect(),
-            ancestry: HashMap::new(),
-            pack: push::EMPTY_PACK.to_vec(),
-            negotiations: Cell::new(0),
-            probed: RefCell::new(Vec::new()),
+            known,
+            ..FakeSource::default()
         }
     }
 
@@ -430,19 +434,26 @@ mod tests {
             &self,
             wants: &[ObjectId],
             haves: &[ObjectId],
-            _suspects: &[ObjectId],
+            _: &[ObjectId],
             pack: Option<PackOptions>,
         ) -> Result<Negotiated, SideError> {
             self.negotiations.set(self.negotiations.get() + 1);
-            let known = haves.iter().filter(|h| self.known.contains(h));
-            let stream = Box::new(io::Cursor::new(self.pack.clone())) as Box<dyn Read + Send>;
+            let bytes = match self.damaged {
+                true => b"PACK and not the checksum of what came before".to_vec(),
+                false => push::EMPTY_PACK.to_vec(),
+            };
+            let stream = Box::new(io::Cursor::new(bytes)) as Box<dyn Read + Send>;
             Ok(Negotiated {
-                known: known.copied().collect(),
+                known: haves
+                    .iter()
+                    .filter(|h| self.known.contains(h))
+                    .copied()
+                    .collect(),
                 pack: pack.filter(|_| !wants.is_empty()).map(|_| stream),
             })
         }
         fn fast_forwards(&self, updates: &[(ObjectId, ObjectId)]) -> Vec<Option<bool>> {
-            self.probed.borrow_mut().extend(updates);
+            self.probed.set(self.probed.get() + updates.len());
             updates
                 .iter()
                 .map(|u| self.ancestry.get(u).copied())
@@ -453,30 +464,26 @@ mod tests {
         }
     }
 
-    /// A destination holding `refs`, answering pushes with `verdicts` (ok
-    /// where none) and `unpack`; `concurrent` lands between its report and
-    /// the listing that confirms it, as another client's push would.
+    /// A destination holding `refs` that answers a push with `verdicts`
+    /// (ok where none) and `unpack`; `concurrent` lands between its report
+    /// and the listing that confirms it, as another client's push would.
+    #[derive(Default)]
     struct FakeDestination {
         refs: RefCell<Vec<Ref>>,
-        allows_delete: bool,
+        no_delete_refs: bool,
         verdicts: HashMap<&'static str, &'static str>,
-        unpack: Result<(), String>,
-        concurrent: Vec<Ref>,
+        unpack: Option<&'static str>,
+        concurrent: Option<Ref>,
         pushed: RefCell<Vec<Command>>,
         pack: RefCell<Option<Vec<u8>>>,
         head: RefCell<Option<String>>,
     }
 
     fn destination(list: &[(&str, u8)]) -> FakeDestination {
+        let refs = RefCell::new(refs(list));
         FakeDestination {
-            refs: RefCell::new(refs(list)),
-            allows_delete: true,
-            verdicts: HashMap::new(),
-            unpack: Ok(()),
-            concurrent: Vec::new(),
-            pushed: RefCell::new(Vec::new()),
-            pack: RefCell::new(None),
-            head: RefCell::new(None),
+            refs,
+            ..FakeDestination::default()
         }
     }
 
@@ -491,7 +498,7 @@ mod tests {
             true
         }
         fn allows_delete(&self) -> bool {
-            self.allows_delete
+            !self.no_delete_refs
         }
         fn push(
             &self,
@@ -500,24 +507,23 @@ mod tests {
         ) -> Result<ReportStatus, SideError> {
             if let Some(pack) = pack {
                 let mut bytes = Vec::new();
-                pack.read_to_end(&mut bytes)
-                    .map_err(|e| self.error(Cause::Refused(e.to_string())))?;
+                let read = pack.read_to_end(&mut bytes);
+                read.map_err(|e| self.error(Cause::Refused(e.to_string())))?;
                 *self.pack.borrow_mut() = Some(bytes);
             }
             self.pushed.borrow_mut().extend_from_slice(commands);
+            let unpack = self.unpack.map_or(Ok(()), |e| Err(e.to_owned()));
+            let mut refs = self.refs.borrow_mut();
             let mut status = ReportStatus {
-                unpack: self.unpack.clone(),
+                unpack,
                 refs: Vec::new(),
             };
             for c in commands {
                 let verdict = self.verdicts.get(c.name.as_str());
                 let result = verdict.map_or(Ok(()), |v| Err((*v).to_owned()));
-                let mut refs = self.refs.borrow_mut();
                 if result.is_ok() && status.unpack.is_ok() {
                     refs.retain(|r| r.name != c.name);
-                    if !c.new.is_zero() {
-                        refs.extend(refs_of(&c.name, c.new));
-                    }
+                    refs.extend((!c.new.is_zero()).then(|| r(&c.name, c.new)));
                 }
                 status.refs.push(RefStatus {
                     name: c.name.clone(),
@@ -525,7 +531,6 @@ mod tests {
                 });
             }
             for moved in &self.concurrent {
-                let mut refs = self.refs.borrow_mut();
                 refs.retain(|r| r.name != moved.name);
                 refs.push(moved.clone());
             }
@@ -540,22 +545,21 @@ mod tests {
         }
     }
 
-    fn refs_of(name: &str, oid: ObjectId) -> Vec<Ref> {
-        let mut r = refs(&[(name, 0)]);
-        r[0].oid = oid;
-        r
-    }
-
     fn options(mode: Mode, force: bool, prune: bool) -> Options {
         let endpoint = |url: &str| Endpoint {
             location: Location::parse(url).unwrap(),
             credentials: None,
             network: NetworkOptions::default(),
         };
+        let selection = RefSelection::new(&[], &[]).unwrap();
+        let (source, destination) = (
+            endpoint("https://a.example/r"),
+            endpoint("https://b.example/r"),
+        );
         Options {
-            source: endpoint("https://src.example/r.git"),
-            destination: endpoint("https://dst.example/r.git"),
-            selection: RefSelection::new(&[], &[]).unwrap(),
+            source,
+            destination,
+            selection,
             prune,
             force,
             mode,
@@ -570,6 +574,10 @@ mod tests {
     ) -> Result<Report, SideError> {
         let dst = destination.refs.borrow().clone();
         relay(opts, source, destination, &refs(src), &dst, Instant::now())
+    }
+
+    fn mirror(src: &[(&str, u8)], source: &FakeSource, dst: &FakeDestination) -> Report {
+        run(&options(Mode::Mirror, false, true), source, src, dst).unwrap()
     }
 
     /// `(name, result, action)` of each ref in the report.
@@ -596,16 +604,11 @@ mod tests {
     fn an_unknown_destination_tip_is_protected_unless_forced() {
         let main = [("refs/heads/main", 3)];
         let dst = destination(&[("refs/heads/main", 2)]);
-        let report = run(
-            &options(Mode::Mirror, false, true),
-            &source(&[]),
-            &main,
-            &dst,
-        )
-        .unwrap();
+        let report = mirror(&main, &source(&[]), &dst);
         let expected = ("refs/heads/main", Outcome::Protected, Action::Update);
         assert_eq!(outcomes(&report), [expected]);
-        assert!(report.refs[0].reason.as_ref().unwrap().starts_with(
+        let reason = report.refs[0].reason.as_deref().unwrap_or_default();
+        assert!(reason.starts_with(
             "the destination has commits the source does not (up to 020202020202); overwriting"
         ));
         assert!(dst.pushed.borrow().is_empty());
@@ -619,38 +622,33 @@ mod tests {
         .unwrap();
         let expected = ("refs/heads/main", Outcome::Ok, Action::Rewrite);
         assert_eq!(outcomes(&report), [expected]);
-        assert_eq!(dst.pack.borrow().as_deref(), Some(push::EMPTY_PACK));
     }
 
     #[test]
     fn a_delete_is_pushed_without_a_pack_or_rejected_without_delete_refs() {
         let (src, main) = (source(&[]), [("refs/heads/main", 1)]);
         let mut dst = destination(&[("refs/heads/main", 1), ("refs/heads/old", 1)]);
-        dst.allows_delete = false;
-        let report = run(&options(Mode::Mirror, false, true), &src, &main, &dst).unwrap();
-        assert_eq!(report.refs[0].result, Outcome::Rejected);
+        dst.no_delete_refs = true;
+        assert_eq!(mirror(&main, &src, &dst).refs[0].result, Outcome::Rejected);
         assert!(dst.pushed.borrow().is_empty());
-        dst.allows_delete = true;
-        let report = run(&options(Mode::Mirror, false, true), &src, &main, &dst).unwrap();
-        let expected = ("refs/heads/old", Outcome::Ok, Action::Delete);
-        assert_eq!(outcomes(&report), [expected]);
-        assert_eq!(dst.pushed.borrow()[0].new, ObjectId::ZERO);
-        assert!(dst.pack.borrow().is_none());
         // Without --prune the ref is kept and nothing is asked.
-        let dst = destination(&[("refs/heads/main", 1), ("refs/heads/old", 1)]);
         let report = run(&options(Mode::Mirror, false, false), &src, &main, &dst).unwrap();
         assert_eq!((report.refs.len(), report.totals.kept), (0, 1));
+        dst.no_delete_refs = false;
+        let expected = ("refs/heads/old", Outcome::Ok, Action::Delete);
+        assert_eq!(outcomes(&mirror(&main, &src, &dst)), [expected]);
+        assert_eq!(dst.pushed.borrow()[0].new, ObjectId::ZERO);
+        assert!(dst.pack.borrow().is_none());
     }
 
     #[test]
     fn a_rename_moves_no_objects() {
         let dst = destination(&[("refs/heads/old", 1)]);
-        let opts = options(Mode::Mirror, false, true);
-        let report = run(&opts, &source(&[]), &[("refs/heads/new", 1)], &dst).unwrap();
+        let report = mirror(&[("refs/heads/new", 1)], &source(&[]), &dst);
         let created = ("refs/heads/new", Outcome::Ok, Action::Create);
         let deleted = ("refs/heads/old", Outcome::Ok, Action::Delete);
         assert_eq!(outcomes(&report), [created, deleted]);
-        // The destination has the object: it gets the empty pack.
+        // The destination has the object: it gets the empty pack, not ours.
         assert_eq!(dst.pack.borrow().as_deref(), Some(push::EMPTY_PACK));
         assert_eq!(report.pack_bytes, 0);
     }
@@ -664,10 +662,9 @@ mod tests {
         ];
         let mut dst = destination(&[("refs/heads/a", 1), ("refs/heads/b", 1)]);
         dst.verdicts.insert("refs/heads/a", "non-fast-forward");
-        // c was reported created, but another push moved it at once.
-        dst.concurrent = refs(&[("refs/heads/c", 9)]);
-        let opts = options(Mode::Mirror, false, true);
-        let report = run(&opts, &source(&[1]), &src, &dst).unwrap();
+        // c is reported created, but another push moves it at once.
+        dst.concurrent = Some(r("refs/heads/c", id(9)));
+        let report = mirror(&src, &source(&[1]), &dst);
         let results: Vec<_> = report.refs.iter().map(|r| r.result).collect();
         assert_eq!(results, [Outcome::Rejected, Outcome::Ok, Outcome::Failed]);
         assert_eq!(report.refs[0].reason.as_deref(), Some("non-fast-forward"));
@@ -687,7 +684,7 @@ mod tests {
     #[test]
     fn an_unpack_error_fails_the_run_on_the_destination() {
         let mut dst = destination(&[]);
-        dst.unpack = Err("index-pack failed".to_owned());
+        dst.unpack = Some("index-pack failed");
         let opts = options(Mode::Mirror, false, true);
         let err = run(&opts, &source(&[]), &[("refs/heads/main", 1)], &dst).unwrap_err();
         assert_eq!(err.side, Side::Destination);
@@ -698,8 +695,10 @@ mod tests {
 
     #[test]
     fn a_damaged_pack_is_blamed_on_the_source() {
-        let mut src = source(&[]);
-        src.pack = b"PACK and then not the checksum of what came before".to_vec();
+        let src = FakeSource {
+            damaged: true,
+            ..FakeSource::default()
+        };
         let opts = options(Mode::Mirror, false, true);
         let err = run(&opts, &src, &[("refs/heads/main", 1)], &destination(&[])).unwrap_err();
         assert_eq!(err.side, Side::Source);
@@ -728,20 +727,25 @@ mod tests {
         let mut src = source(&[1, 2, 3, 4]);
         src.ancestry.insert((id(1), id(5)), false);
         src.ancestry.insert((id(2), id(6)), true);
-        let dst = destination(&[
+        let old = [
             ("refs/heads/a", 1),
             ("refs/heads/b", 2),
             ("refs/heads/c", 3),
             ("refs/tags/t", 4),
-        ]);
+        ];
         let new = [
             ("refs/heads/a", 5),
             ("refs/heads/b", 6),
             ("refs/heads/c", 7),
             ("refs/tags/t", 8),
         ];
-        let report = run(&options(Mode::Status, false, true), &src, &new, &dst).unwrap();
-        let actions: Vec<_> = report.refs.iter().map(|r| r.action).collect();
+        let report = run(
+            &options(Mode::Status, false, true),
+            &src,
+            &new,
+            &destination(&old),
+        );
+        let actions: Vec<_> = report.unwrap().refs.iter().map(|r| r.action).collect();
         // c: the source cannot tell; t: a moved tag is not a line of history.
         let expected = [
             Action::Rewrite,
@@ -750,6 +754,6 @@ mod tests {
             Action::Update,
         ];
         assert_eq!(actions, expected);
-        assert_eq!(src.probed.borrow().len(), 3);
+        assert_eq!(src.probed.get(), 3);
     }
 }
