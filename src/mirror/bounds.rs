@@ -8,9 +8,11 @@
 use std::io::{self, Read};
 use std::time::Duration;
 
+use super::error::{Blame, SideError};
+use crate::protocol::advertisement::{self, Discovery};
 use crate::protocol::sideband::SidebandReader;
-use crate::protocol::PacketReader;
-use crate::transport::{Limits, Meter, NetworkOptions, Response, Transport};
+use crate::protocol::{PacketReader, ProtocolError};
+use crate::transport::{Limits, Meter, NetworkOptions, Response, Service, Transport};
 
 /// Reads what is left of a finished response, so that the connection can be
 /// reused and the server's work on the request is over before we go on.
@@ -47,6 +49,37 @@ impl Bounds {
         let mut reader = PacketReader::new(Box::new(meter.checking(response)) as Response);
         reader.set_limit(Some(self.limits.max_message_bytes));
         (reader, meter)
+    }
+
+    /// Parses one message from `response`, then drains what follows it.
+    pub(super) fn read<T>(
+        &self,
+        response: Response,
+        blame: &Blame,
+        parse: impl FnOnce(&mut PacketReader<Response>) -> Result<T, ProtocolError>,
+    ) -> Result<T, SideError> {
+        let (mut reader, _) = self.message(response);
+        let parsed = parse(&mut reader).map_err(|e| blame.error(e))?;
+        drain(reader.into_inner());
+        Ok(parsed)
+    }
+
+    /// Asks for the advertisement of `service` (protocol v2 where it exists:
+    /// upload-pack) and reads it.
+    pub(super) fn discover(
+        &self,
+        transport: &dyn Transport,
+        service: Service,
+        blame: &Blame,
+    ) -> Result<Discovery, SideError> {
+        let v2 = service == Service::UploadPack;
+        let response = transport
+            .discover(service, v2)
+            .map_err(|e| blame.error(e))?;
+        let max_refs = self.limits.max_refs;
+        self.read(response, blame, |reader| {
+            advertisement::read_discovery(reader, service.name(), max_refs)
+        })
     }
 }
 

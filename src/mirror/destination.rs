@@ -6,7 +6,7 @@ use std::io::{self, Read};
 use super::bounds::{drain, Bounds};
 use super::error::{Blame, Cause, Side, SideError};
 use super::sides::DestinationSide;
-use crate::protocol::advertisement::{self, Discovery, Ref};
+use crate::protocol::advertisement::{Discovery, Ref};
 use crate::protocol::push::{self, Command, ReportStatus};
 use crate::protocol::sideband::SidebandReader;
 use crate::protocol::{Capabilities, PacketReader, ProtocolError};
@@ -141,17 +141,7 @@ fn list_receive_refs(
     blame: &Blame,
     bounds: &Bounds,
 ) -> Result<(Vec<Ref>, Capabilities), SideError> {
-    let response = transport
-        .discover(Service::ReceivePack, false)
-        .map_err(|e| blame.error(e))?;
-    let (mut reader, _) = bounds.message(response);
-    let discovery = advertisement::read_discovery(
-        &mut reader,
-        Service::ReceivePack.name(),
-        bounds.limits.max_refs,
-    )
-    .map_err(|e| blame.error(e))?;
-    drain(reader.into_inner());
+    let discovery = bounds.discover(transport, Service::ReceivePack, blame)?;
     match discovery {
         Discovery::V0 { refs, capabilities } => Ok((refs, capabilities)),
         Discovery::V2(_) => Err(blame.error(Cause::Refused(

@@ -530,7 +530,7 @@ mod tests {
                     result,
                 });
             }
-            for moved in &self.concurrent {
+            if let Some(moved) = &self.concurrent {
                 refs.retain(|r| r.name != moved.name);
                 refs.push(moved.clone());
             }

@@ -52,56 +52,47 @@ impl Source {
     ) -> Result<(Source, Vec<Ref>), SideError> {
         let blame = Blame::new(Side::Source, transport.display(), network.timeout);
         let bounds = Bounds::new(network, transport.as_ref());
-        let response = transport
-            .discover(Service::UploadPack, true)
-            .map_err(|e| blame.error(e))?;
-        let (mut reader, _) = bounds.message(response);
-        let discovery = advertisement::read_discovery(
-            &mut reader,
-            Service::UploadPack.name(),
-            bounds.limits.max_refs,
-        )
-        .map_err(|e| blame.error(e))?;
-        drain(reader.into_inner());
-        match discovery {
-            Discovery::V0 { refs, capabilities } => Ok((
-                Source {
-                    transport,
-                    version: Version::V0,
-                    capabilities,
-                    blame,
-                    bounds,
-                },
-                refs,
-            )),
-            Discovery::V2(capabilities) => {
-                if !capabilities.contains("ls-refs") || !capabilities.contains("fetch") {
-                    return Err(blame.error(Cause::Refused(
-                        "the server speaks protocol v2 but offers no ls-refs/fetch".into(),
-                    )));
+        let (version, capabilities, refs) =
+            match bounds.discover(&*transport, Service::UploadPack, &blame)? {
+                Discovery::V0 { refs, capabilities } => (Version::V0, capabilities, Some(refs)),
+                Discovery::V2(capabilities) => {
+                    if !capabilities.contains("ls-refs") || !capabilities.contains("fetch") {
+                        return Err(blame.error(Cause::Refused(
+                            "the server speaks protocol v2 but offers no ls-refs/fetch".into(),
+                        )));
+                    }
+                    (Version::V2, capabilities, None)
                 }
-                let source = Source {
-                    transport,
-                    version: Version::V2,
-                    capabilities,
-                    blame,
-                    bounds,
-                };
-                let mut body = Vec::new();
-                advertisement::write_ls_refs_request(
-                    &mut body,
-                    &source.capabilities,
-                    crate::AGENT,
-                    &["HEAD", "refs/"],
-                )
-                .map_err(|e| source.blame.error(ProtocolError::Io(e)))?;
-                let (mut reader, _) = source.bounds.message(source.rpc(body)?);
-                let refs = advertisement::read_ls_refs(&mut reader, source.bounds.limits.max_refs)
-                    .map_err(|e| source.blame.error(e))?;
-                drain(reader.into_inner());
-                Ok((source, refs))
-            }
-        }
+            };
+        let source = Source {
+            transport,
+            version,
+            capabilities,
+            blame,
+            bounds,
+        };
+        let refs = match refs {
+            Some(refs) => refs,
+            None => source.ls_refs()?,
+        };
+        Ok((source, refs))
+    }
+
+    /// Lists the refs of a v2 server, with peeled tags and symref targets.
+    fn ls_refs(&self) -> Result<Vec<Ref>, SideError> {
+        let mut body = Vec::new();
+        let prefixes = ["HEAD", "refs/"];
+        advertisement::write_ls_refs_request(
+            &mut body,
+            &self.capabilities,
+            crate::AGENT,
+            &prefixes,
+        )
+        .map_err(|e| self.blame.error(ProtocolError::Io(e)))?;
+        let max_refs = self.bounds.limits.max_refs;
+        self.bounds.read(self.rpc(body)?, &self.blame, |reader| {
+            advertisement::read_ls_refs(reader, max_refs)
+        })
     }
 
     fn rpc(&self, body: Vec<u8>) -> Result<Response, SideError> {
