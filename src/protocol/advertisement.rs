@@ -373,7 +373,7 @@ pub(crate) fn read_ls_refs<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::pktline::pkt;
+    use crate::protocol::pktline::{pkt, render};
 
     const MAIN: &str = "3d06390b8cfcc3636b12dd52f044eae8f1566458";
     const FEATURE: &str = "d26c87b1cfdc32aeb54da06a4002f6822da61a66";
@@ -711,18 +711,8 @@ mod tests {
         caps.push_v2_line(b"object-format=sha1\n");
         out.clear();
         write_ls_refs_request(&mut out, &caps, "git-relay/1", &["HEAD", "refs/"]).unwrap();
-        let mut reader = PacketReader::new(out.as_slice());
-        let mut lines = Vec::new();
-        while let Some(line) = reader.read_line().unwrap() {
-            lines.push(match line {
-                PacketLineRef::Data(d) => String::from_utf8(d.to_vec()).unwrap(),
-                PacketLineRef::Delimiter => "<delim>".into(),
-                PacketLineRef::Flush => "<flush>".into(),
-                PacketLineRef::ResponseEnd => "<end>".into(),
-            });
-        }
         assert_eq!(
-            lines,
+            render(&out),
             [
                 "command=ls-refs\n",
                 "agent=git-relay/1\n",

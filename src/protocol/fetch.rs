@@ -378,7 +378,7 @@ pub(crate) fn read_v0_response<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::pktline::pkt;
+    use crate::protocol::pktline::{pkt, render};
     use crate::protocol::sideband::SidebandReader;
 
     const MAIN: &str = "3d06390b8cfcc3636b12dd52f044eae8f1566458";
@@ -409,20 +409,6 @@ mod tests {
               deepen-not deepen-relative no-progress include-tag multi_ack_detailed no-done \
               symref=HEAD:refs/heads/main object-format=sha1 agent=git/2.47.3",
         )
-    }
-
-    fn render(bytes: &[u8]) -> Vec<String> {
-        let mut reader = PacketReader::new(bytes);
-        let mut out = Vec::new();
-        while let Some(line) = reader.read_line().unwrap() {
-            out.push(match line {
-                PacketLineRef::Data(d) => String::from_utf8(d.to_vec()).unwrap(),
-                PacketLineRef::Flush => "<flush>".into(),
-                PacketLineRef::Delimiter => "<delim>".into(),
-                PacketLineRef::ResponseEnd => "<end>".into(),
-            });
-        }
-        out
     }
 
     #[test]
