@@ -58,18 +58,15 @@ impl StoreSide {
             lock_wait: timeout,
             now: SystemTime::now(),
         };
-        if !writing && !path.exists() {
-            return Ok((
-                StoreSide {
-                    backup: None,
-                    copied,
-                    blame,
-                },
-                Vec::new(),
-            ));
-        }
-        let backup = Backup::open(path, &settings).map_err(|e| blame.error(e))?;
-        if let (Some(age), true) = (options.prune_archive_older_than, writing) {
+        // A status or dry run against a backup that does not exist yet
+        // compares as empty: the first mirror run would create it.
+        let backup = (writing || path.exists())
+            .then(|| Backup::open(path, &settings))
+            .transpose()
+            .map_err(|e| blame.error(e))?;
+        if let (Some(backup), Some(age), true) =
+            (&backup, options.prune_archive_older_than, writing)
+        {
             let cutoff = SystemTime::now()
                 .checked_sub(age)
                 .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -87,15 +84,13 @@ impl StoreSide {
                 ));
             }
         }
-        let refs = backup.list_refs(&copied).map_err(|e| blame.error(e))?;
-        Ok((
-            StoreSide {
-                backup: Some(backup),
-                copied,
-                blame,
-            },
-            refs,
-        ))
+        let side = StoreSide {
+            backup,
+            copied,
+            blame,
+        };
+        let refs = side.list_refs()?;
+        Ok((side, refs))
     }
 }
 

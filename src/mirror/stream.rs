@@ -1,8 +1,4 @@
-//! The pack on its way from the source to the destination.
-//!
-//! [`Counted`] sits between the two streams: it counts and shows progress,
-//! checks the pack's trailer, and keeps a failure of the source's stream so
-//! that it is blamed on the source rather than on the upload it cut.
+//! The pack on its way from the source to the destination ([`Counted`]).
 
 use std::io::{self, Read};
 
