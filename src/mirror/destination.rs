@@ -131,6 +131,7 @@ impl DestinationSide for Destination {
         };
         report.map_err(|e| self.blame.error(e))
     }
+
     fn error(&self, cause: Cause) -> SideError {
         self.blame.error(cause)
     }
