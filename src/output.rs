@@ -54,6 +54,12 @@ pub fn verbose() -> bool {
     enabled(Verbosity::Verbose)
 }
 
+/// Whether normal and verbose lines are silenced on this thread: a thread
+/// started for a quiet worker keeps its silence.
+pub(crate) fn is_quiet() -> bool {
+    QUIET_THREAD.with(Cell::get)
+}
+
 /// Runs `f` with normal and verbose lines silenced on this thread.
 pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> T {
     struct Restore(bool);

@@ -5,7 +5,7 @@
 //! and the backup stores the pack through git2 instead of a receive-pack.
 //! [`LocalSourceSide`] adapts [`crate::store::LocalSource`] to
 //! [`SourceSide`]: the repository's own object database answers what an
-//! upload-pack would. Kept apart from `session` so the store stays free of
+//! upload-pack would. Kept apart from `source` and `destination` so the store stays free of
 //! engine types and the protocol conversations free of git2.
 
 use std::collections::HashSet;
@@ -13,9 +13,8 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::session::{
-    Blame, Cause, DestinationSide, Negotiated, PackOptions, Side, SideError, SourceSide,
-};
+use super::error::{Blame, Cause, Side, SideError};
+use super::sides::{DestinationSide, Negotiated, PackOptions, SourceSide};
 use super::{LocalOptions, Mode};
 use crate::output;
 use crate::protocol::advertisement::Ref;
@@ -59,18 +58,15 @@ impl StoreSide {
             lock_wait: timeout,
             now: SystemTime::now(),
         };
-        if !writing && !path.exists() {
-            return Ok((
-                StoreSide {
-                    backup: None,
-                    copied,
-                    blame,
-                },
-                Vec::new(),
-            ));
-        }
-        let backup = Backup::open(path, &settings).map_err(|e| blame.error(e))?;
-        if let (Some(age), true) = (options.prune_archive_older_than, writing) {
+        // A status or dry run against a backup that does not exist yet
+        // compares as empty: the first mirror run would create it.
+        let backup = (writing || path.exists())
+            .then(|| Backup::open(path, &settings))
+            .transpose()
+            .map_err(|e| blame.error(e))?;
+        if let (Some(backup), Some(age), true) =
+            (&backup, options.prune_archive_older_than, writing)
+        {
             let cutoff = SystemTime::now()
                 .checked_sub(age)
                 .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -88,15 +84,13 @@ impl StoreSide {
                 ));
             }
         }
-        let refs = backup.list_refs(&copied).map_err(|e| blame.error(e))?;
-        Ok((
-            StoreSide {
-                backup: Some(backup),
-                copied,
-                blame,
-            },
-            refs,
-        ))
+        let side = StoreSide {
+            backup,
+            copied,
+            blame,
+        };
+        let refs = side.list_refs()?;
+        Ok((side, refs))
     }
 }
 

@@ -24,7 +24,7 @@
 
 use std::io::{self, Read, Write};
 
-use crate::protocol::pktline::{check_single_line, write_delim, write_flush, write_text_parts};
+use crate::protocol::pktline::{check_single_line, write_flush, write_text_parts};
 use crate::protocol::{Capabilities, ObjectId, PacketLineRef, PacketReader, ProtocolError};
 
 /// Name of the placeholder "ref" an empty repository advertises so it has a
@@ -313,18 +313,7 @@ pub fn write_ls_refs_request<W: Write + ?Sized>(
     for prefix in prefixes {
         check_single_line("ref prefix", prefix)?;
     }
-    check_single_line("agent", agent)?;
-    write_text_parts(w, &[b"command=ls-refs"])?;
-    if capabilities.contains("agent") {
-        write_text_parts(w, &[b"agent=", agent.as_bytes()])?;
-    }
-    if capabilities.contains("object-format") {
-        write_text_parts(
-            w,
-            &[b"object-format=", capabilities.object_format().as_bytes()],
-        )?;
-    }
-    write_delim(w)?;
+    capabilities.write_v2_command(w, "ls-refs", agent)?;
     write_text_parts(w, &[b"peel"])?;
     write_text_parts(w, &[b"symrefs"])?;
     for prefix in prefixes {
@@ -384,7 +373,7 @@ pub(crate) fn read_ls_refs<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::pktline::pkt;
+    use crate::protocol::pktline::{pkt, render};
 
     const MAIN: &str = "3d06390b8cfcc3636b12dd52f044eae8f1566458";
     const FEATURE: &str = "d26c87b1cfdc32aeb54da06a4002f6822da61a66";
@@ -722,18 +711,8 @@ mod tests {
         caps.push_v2_line(b"object-format=sha1\n");
         out.clear();
         write_ls_refs_request(&mut out, &caps, "git-relay/1", &["HEAD", "refs/"]).unwrap();
-        let mut reader = PacketReader::new(out.as_slice());
-        let mut lines = Vec::new();
-        while let Some(line) = reader.read_line().unwrap() {
-            lines.push(match line {
-                PacketLineRef::Data(d) => String::from_utf8(d.to_vec()).unwrap(),
-                PacketLineRef::Delimiter => "<delim>".into(),
-                PacketLineRef::Flush => "<flush>".into(),
-                PacketLineRef::ResponseEnd => "<end>".into(),
-            });
-        }
         assert_eq!(
-            lines,
+            render(&out),
             [
                 "command=ls-refs\n",
                 "agent=git-relay/1\n",

@@ -9,6 +9,9 @@
 //! "did the server advertise X?" — whichever protocol is spoken. The request
 //! writers must ask it: a client may only request what was advertised.
 
+use std::io::{self, Write};
+
+use crate::protocol::pktline::{check_single_line, write_delim, write_text_parts};
 use crate::protocol::ProtocolError;
 
 /// The object format every server supports and the only one git-relay speaks.
@@ -120,6 +123,27 @@ impl Capabilities {
             SHA1 => Ok(()),
             other => Err(ProtocolError::UnsupportedObjectFormat(other.to_owned())),
         }
+    }
+
+    /// Writes the start of a v2 `command` request up to its delimiter:
+    /// `command=`, then `agent=` and `object-format=` only where the server
+    /// advertised them, as `gitprotocol-v2(5)` requires. An agent containing
+    /// a control character is refused with [`io::ErrorKind::InvalidInput`].
+    pub(crate) fn write_v2_command<W: Write + ?Sized>(
+        &self,
+        w: &mut W,
+        command: &str,
+        agent: &str,
+    ) -> io::Result<()> {
+        check_single_line("agent", agent)?;
+        write_text_parts(w, &[b"command=", command.as_bytes()])?;
+        if self.contains("agent") {
+            write_text_parts(w, &[b"agent=", agent.as_bytes()])?;
+        }
+        if self.contains("object-format") {
+            write_text_parts(w, &[b"object-format=", self.object_format().as_bytes()])?;
+        }
+        write_delim(w)
     }
 
     /// Whether the v2 `command` was advertised with `feature` in its

@@ -19,7 +19,7 @@
 
 use std::io::{self, Read, Write};
 
-use crate::protocol::pktline::{check_single_line, write_delim, write_flush, write_text_parts};
+use crate::protocol::pktline::{check_single_line, write_flush, write_text_parts};
 use crate::protocol::{Capabilities, ObjectId, PacketLineRef, PacketReader, ProtocolError};
 
 const ACKS_CONTEXT: &str = "reading the acknowledgments of a fetch";
@@ -115,18 +115,7 @@ pub fn write_v2_request<W: Write + ?Sized>(
     agent: &str,
     request: &FetchRequest<'_>,
 ) -> io::Result<()> {
-    check_single_line("agent", agent)?;
-    write_text_parts(w, &[b"command=fetch"])?;
-    if capabilities.contains("agent") {
-        write_text_parts(w, &[b"agent=", agent.as_bytes()])?;
-    }
-    if capabilities.contains("object-format") {
-        write_text_parts(
-            w,
-            &[b"object-format=", capabilities.object_format().as_bytes()],
-        )?;
-    }
-    write_delim(w)?;
+    capabilities.write_v2_command(w, "fetch", agent)?;
     // thin-pack, ofs-delta and no-progress are arguments every v2 fetch
     // accepts; wait-for-done exists only where advertised.
     let arguments = [
@@ -389,7 +378,7 @@ pub(crate) fn read_v0_response<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::pktline::pkt;
+    use crate::protocol::pktline::{pkt, render};
     use crate::protocol::sideband::SidebandReader;
 
     const MAIN: &str = "3d06390b8cfcc3636b12dd52f044eae8f1566458";
@@ -420,20 +409,6 @@ mod tests {
               deepen-not deepen-relative no-progress include-tag multi_ack_detailed no-done \
               symref=HEAD:refs/heads/main object-format=sha1 agent=git/2.47.3",
         )
-    }
-
-    fn render(bytes: &[u8]) -> Vec<String> {
-        let mut reader = PacketReader::new(bytes);
-        let mut out = Vec::new();
-        while let Some(line) = reader.read_line().unwrap() {
-            out.push(match line {
-                PacketLineRef::Data(d) => String::from_utf8(d.to_vec()).unwrap(),
-                PacketLineRef::Flush => "<flush>".into(),
-                PacketLineRef::Delimiter => "<delim>".into(),
-                PacketLineRef::ResponseEnd => "<end>".into(),
-            });
-        }
-        out
     }
 
     #[test]

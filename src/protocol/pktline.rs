@@ -367,6 +367,23 @@ pub(crate) fn pkt(text: &str) -> String {
     format!("{:04x}{text}", text.len() + LEN_PREFIX_LEN)
 }
 
+/// Unframes `bytes` into readable lines (`<delim>`, `<flush>`, `<end>` for
+/// the special packets), for asserting on what a writer wrote.
+#[cfg(test)]
+pub(crate) fn render(bytes: &[u8]) -> Vec<String> {
+    let mut reader = PacketReader::new(bytes);
+    let mut out = Vec::new();
+    while let Some(line) = reader.read_line().unwrap() {
+        out.push(match line {
+            PacketLineRef::Data(d) => String::from_utf8(d.to_vec()).unwrap(),
+            PacketLineRef::Flush => "<flush>".into(),
+            PacketLineRef::Delimiter => "<delim>".into(),
+            PacketLineRef::ResponseEnd => "<end>".into(),
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,10 @@ use crate::protocol::{ObjectId, PacketLineRef, PacketReader, ProtocolError};
 
 const REPORT_CONTEXT: &str = "reading the push report";
 
+/// An empty pack (version 2, no objects, and its SHA-1 trailer): what
+/// receive-pack needs after commands whose objects it already has.
+pub(crate) const EMPTY_PACK: &[u8] = b"PACK\0\0\0\x02\0\0\0\0\x02\x9d\x08\x82\x3b\xd8\xa8\xea\xb5\x10\xad\x6a\xc7\x5c\x82\x3c\xfd\x3e\xd3\x1e";
+
 /// One ref update: set `name` from `old` to `new`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {

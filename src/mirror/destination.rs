@@ -1,0 +1,152 @@
+//! The destination's receive-pack conversation: list refs, push commands
+//! and the pack, read the report-status.
+
+use std::io::{self, Read};
+
+use super::bounds::{drain, Bounds};
+use super::error::{Blame, Cause, Side, SideError};
+use super::sides::DestinationSide;
+use crate::protocol::advertisement::{Discovery, Ref};
+use crate::protocol::push::{self, Command, ReportStatus};
+use crate::protocol::sideband::SidebandReader;
+use crate::protocol::{Capabilities, PacketReader, ProtocolError};
+use crate::transport::{Body, NetworkOptions, Service, Transport};
+
+/// The destination: a receive-pack conversation.
+pub(crate) struct Destination {
+    transport: Box<dyn Transport>,
+    capabilities: Capabilities,
+    blame: Blame,
+    bounds: Bounds,
+}
+
+impl Destination {
+    /// Discovers the destination and lists its refs (receive-pack is v0).
+    pub(crate) fn connect(
+        transport: Box<dyn Transport>,
+        network: &NetworkOptions,
+    ) -> Result<(Destination, Vec<Ref>), SideError> {
+        let blame = Blame::new(Side::Destination, transport.display(), network.timeout);
+        let bounds = Bounds::new(network, transport.as_ref());
+        let (refs, capabilities) = list_receive_refs(transport.as_ref(), &blame, &bounds)?;
+        Ok((
+            Destination {
+                transport,
+                capabilities,
+                blame,
+                bounds,
+            },
+            refs,
+        ))
+    }
+}
+
+impl DestinationSide for Destination {
+    /// Lists the destination's refs again (verification after a push).
+    fn list_refs(&self) -> Result<Vec<Ref>, SideError> {
+        list_receive_refs(self.transport.as_ref(), &self.blame, &self.bounds).map(|(refs, _)| refs)
+    }
+
+    /// Whether the destination accepts thin packs.
+    fn accepts_thin_pack(&self) -> bool {
+        !self.capabilities.contains("no-thin")
+    }
+
+    /// Whether the destination understands offset deltas.
+    fn accepts_ofs_delta(&self) -> bool {
+        self.capabilities.contains("ofs-delta")
+    }
+
+    /// Whether the destination allows deleting refs.
+    fn allows_delete(&self) -> bool {
+        self.capabilities.contains("delete-refs")
+    }
+
+    /// Sends `commands`, followed by `pack` when any command needs objects,
+    /// and returns the destination's report.
+    fn push(
+        &self,
+        commands: &[Command],
+        pack: Option<&mut (dyn Read + Send)>,
+    ) -> Result<ReportStatus, SideError> {
+        let mut caps = Vec::new();
+        if self.capabilities.contains("report-status-v2") {
+            caps.push("report-status-v2".to_owned());
+        } else if self.capabilities.contains("report-status") {
+            caps.push("report-status".to_owned());
+        } else {
+            return Err(self.blame.error(Cause::Refused(
+                "the server does not offer report-status, so the result of a push could not be known".into(),
+            )));
+        }
+        let sideband = self.capabilities.contains("side-band-64k");
+        for cap in ["side-band-64k", "quiet"] {
+            if self.capabilities.contains(cap) {
+                caps.push(cap.to_owned());
+            }
+        }
+        if let Some(format) = self.capabilities.value("object-format") {
+            caps.push(format!("object-format={format}"));
+        }
+        // A client may only send the capabilities a server advertised.
+        if self.capabilities.contains("agent") {
+            caps.push(format!("agent={}", crate::AGENT));
+        }
+        let mut head = Vec::new();
+        push::write_commands(&mut head, commands, &caps)
+            .map_err(|e| self.blame.error(ProtocolError::Io(e)))?;
+        let mut head = io::Cursor::new(head);
+        let response = match pack {
+            Some(pack) => {
+                let mut body = (&mut head).chain(pack);
+                self.transport
+                    .rpc(Service::ReceivePack, false, Body::Stream(&mut body))
+            }
+            None => self
+                .transport
+                .rpc(Service::ReceivePack, false, Body::Bytes(head.into_inner())),
+        }
+        .map_err(|e| self.blame.error(e))?;
+        let (mut reader, meter) = self.bounds.message(response);
+        let report = if sideband {
+            fn progress(_: &[u8]) {}
+            // The report is the message; the side-band stream around it is
+            // bounded by its own limit on progress without data.
+            reader.set_limit(None);
+            meter.count_data_only();
+            let demuxed = SidebandReader::new(reader, progress as fn(&[u8]));
+            let mut demuxed = PacketReader::new(meter.counting(demuxed));
+            demuxed.set_limit(Some(self.bounds.limits.max_message_bytes));
+            let report = push::read_report_status(&mut demuxed, commands.len());
+            if report.is_ok() {
+                drain(demuxed.into_inner().into_inner().into_inner().into_inner());
+            }
+            report
+        } else {
+            let report = push::read_report_status(&mut reader, commands.len());
+            if report.is_ok() {
+                drain(reader.into_inner());
+            }
+            report
+        };
+        report.map_err(|e| self.blame.error(e))
+    }
+
+    fn error(&self, cause: Cause) -> SideError {
+        self.blame.error(cause)
+    }
+}
+
+fn list_receive_refs(
+    transport: &dyn Transport,
+    blame: &Blame,
+    bounds: &Bounds,
+) -> Result<(Vec<Ref>, Capabilities), SideError> {
+    let discovery = bounds.discover(transport, Service::ReceivePack, blame)?;
+    match discovery {
+        Discovery::V0 { refs, capabilities } => Ok((refs, capabilities)),
+        Discovery::V2(_) => Err(blame.error(Cause::Refused(
+            "receive-pack answered with protocol v2, which does not exist for pushes".into(),
+        ))),
+    }
+}

@@ -1,0 +1,92 @@
+//! The two traits the relay sees: [`SourceSide`] and [`DestinationSide`].
+//!
+//! A source is an upload-pack conversation (`source`) or a local
+//! repository read through git2; a destination is a receive-pack
+//! conversation (`destination`) or a backup on disk (`store_side`). The
+//! relay plans, decides and streams the same way for every pairing, and its
+//! unit tests drive it through in-memory sides.
+
+use std::collections::HashSet;
+use std::io::Read;
+
+use super::error::{Cause, SideError};
+use crate::protocol::advertisement::Ref;
+use crate::protocol::push::{Command, ReportStatus};
+use crate::protocol::ObjectId;
+
+/// What a negotiation round learnt, and the pack if one was asked for.
+pub(crate) struct Negotiated {
+    /// Every object the source acknowledged having.
+    pub(crate) known: HashSet<ObjectId>,
+    /// The pack, demultiplexed, when one was requested.
+    pub(crate) pack: Option<Box<dyn Read + Send>>,
+}
+
+/// How the pack should be built, from what the destination accepts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PackOptions {
+    /// Deltas may refer to objects the destination already has.
+    pub(crate) thin: bool,
+    /// Offset deltas are allowed.
+    pub(crate) ofs_delta: bool,
+}
+
+/// What the engine needs from a source: an upload-pack conversation
+/// (`Source`) or a local repository read through git2 (see
+/// `crate::store::LocalSource`).
+pub(crate) trait SourceSide {
+    /// How the source is read, for the report: `v2`, `v0` or `git2`.
+    fn protocol(&self) -> String;
+    /// Learns which of `haves` the source has (all of `suspects` are asked
+    /// about), and with `pack` returns the pack for `wants` as a stream;
+    /// see `Source`'s implementation.
+    fn negotiate(
+        &self,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+        suspects: &[ObjectId],
+        pack: Option<PackOptions>,
+    ) -> Result<Negotiated, SideError>;
+    /// For each `(old, new)` update, whether `old` is an ancestor of `new`
+    /// (a fast-forward) or the source rewrote that history; `None` where
+    /// it cannot tell.
+    fn fast_forwards(&self, updates: &[(ObjectId, ObjectId)]) -> Vec<Option<bool>>;
+    /// Tags `cause` with this side and its location.
+    fn error(&self, cause: Cause) -> SideError;
+}
+
+/// What the engine needs from a destination, whatever it is: a
+/// receive-pack conversation (`Destination`) or a backup on disk
+/// written through git2 (see `crate::store`). The engine plans against
+/// `list_refs`, shapes the pack by what the side accepts, and hands it the
+/// commands and the pack stream; the side answers like receive-pack would.
+pub(crate) trait DestinationSide {
+    /// Lists the destination's refs (again, to verify after a push).
+    fn list_refs(&self) -> Result<Vec<Ref>, SideError>;
+    /// Whether deltas may refer to objects the destination already has.
+    fn accepts_thin_pack(&self) -> bool;
+    /// Whether offset deltas are understood.
+    fn accepts_ofs_delta(&self) -> bool;
+    /// Whether refs may be deleted.
+    fn allows_delete(&self) -> bool;
+    /// Applies `commands`, with `pack` when any command needs objects, and
+    /// reports per ref. An `Err` means the push as a whole failed.
+    fn push(
+        &self,
+        commands: &[Command],
+        pack: Option<&mut (dyn Read + Send)>,
+    ) -> Result<ReportStatus, SideError>;
+    /// Points the destination's HEAD at `target`, the source's default
+    /// branch, if the destination has that branch. Servers manage their own
+    /// HEAD (a push cannot set it), so by default this does nothing.
+    fn adopt_head(&self, _target: &str) -> Result<(), SideError> {
+        Ok(())
+    }
+    /// Tags `cause` with this side and its location.
+    fn error(&self, cause: Cause) -> SideError;
+    /// Notes on refs this side wants in the report, `(ref, note)`: a backup
+    /// says where it archived a dropped tip.
+    fn notes(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
