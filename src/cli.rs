@@ -99,6 +99,23 @@ impl From<AuthArg> for Scheme {
     }
 }
 
+/// A forge kind as clap reads it; the names and their help are
+/// [`Kind`]'s own.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KindArg(pub(crate) Kind);
+
+impl ValueEnum for KindArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        static ALL: std::sync::LazyLock<Vec<KindArg>> =
+            std::sync::LazyLock::new(|| Kind::ALL.map(KindArg).to_vec());
+        &ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.name()).help(self.0.description()))
+    }
+}
+
 /// The arguments of `mirror` and `status`.
 #[derive(Debug, Args)]
 pub struct RelayArgs {
@@ -489,7 +506,7 @@ pub struct MirrorAllArgs {
 
     /// The kind of forge SOURCE_SCOPE is; needed for self-hosted servers, inferred for the public hosts.
     #[arg(long, value_enum, value_name = "KIND", help_heading = "Forges")]
-    pub(crate) source_kind: Option<Kind>,
+    pub(crate) source_kind: Option<KindArg>,
 
     /// The source API base, when it cannot be derived from SOURCE_SCOPE (a server under a path prefix), e.g. https://example.com/gitlab/api/v4.
     #[arg(long, value_name = "URL", help_heading = "Forges")]
@@ -505,7 +522,7 @@ pub struct MirrorAllArgs {
 
     /// The kind of forge --dest-scope is (inferred for the public hosts).
     #[arg(long, value_enum, value_name = "KIND", help_heading = "Forges")]
-    pub(crate) dest_kind: Option<Kind>,
+    pub(crate) dest_kind: Option<KindArg>,
 
     /// The destination API base, when it cannot be derived from --dest-scope.
     #[arg(long, value_name = "URL", help_heading = "Forges")]

@@ -229,7 +229,7 @@ impl Sweep<'_> {
         let (source, source_api, scope_display) = scope_and_api(
             "source scope",
             &args.scope,
-            args.source_kind,
+            args.source_kind.map(|k| k.0),
             args.source_api.as_deref(),
             c.source_token.as_deref(),
             c.source_username.as_deref(),
@@ -241,7 +241,7 @@ impl Sweep<'_> {
                 let (scope, api, _) = scope_and_api(
                     "--dest-scope",
                     url,
-                    args.dest_kind,
+                    args.dest_kind.map(|k| k.0),
                     args.dest_api.as_deref(),
                     c.dest_token.as_deref(),
                     c.dest_username.as_deref(),

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use percent_encoding::utf8_percent_encode;
 
-use clap::ValueEnum;
 use regex::Regex;
 
 use crate::auth::{Credentials, USERINFO};
@@ -448,7 +447,7 @@ pub(crate) fn read_organization(env: &Environment) -> OrganizationReading {
         let Some(token) = &side.token else { continue };
         let mut users: Vec<&str> = FORGE_KINDS
             .iter()
-            .filter_map(|k| Kind::from_str(k, true).ok())
+            .filter_map(|k| Kind::from_name(k))
             .map(Kind::git_username)
             .collect();
         users.push("x-access-token");
@@ -482,11 +481,11 @@ pub(crate) fn read_organization(env: &Environment) -> OrganizationReading {
                 args: MirrorAllArgs {
                     scope,
                     template: template.to_owned(),
-                    source_kind,
+                    source_kind: source_kind.map(cli::KindArg),
                     source_api: None,
                     create_missing,
                     dest_scope,
-                    dest_kind,
+                    dest_kind: dest_kind.map(cli::KindArg),
                     dest_api: None,
                     filter,
                     skip,
@@ -569,9 +568,9 @@ fn required_url(
 fn read_kind(env: &Environment, name: &'static str, c: &mut Collector) -> Option<Kind> {
     match env.input(name) {
         "" | "auto" => None,
-        value => match Kind::from_str(value, true) {
-            Ok(kind) => Some(kind),
-            Err(_) => {
+        value => match Kind::from_name(value) {
+            Some(kind) => Some(kind),
+            None => {
                 c.error(
                     name,
                     format!(
@@ -1218,8 +1217,8 @@ mod tests {
         let reading = read_organization(&e);
         let args = reading.config.expect("valid inputs").args;
         assert_eq!(args.scope, "https://dev.azure.com/fabrikam");
-        assert_eq!(args.source_kind, None);
-        assert_eq!(args.dest_kind, Some(Kind::GitHub));
+        assert!(args.source_kind.is_none());
+        assert_eq!(args.dest_kind.map(|k| k.0), Some(Kind::GitHub));
         assert!(args.create_missing && args.skip_forks && !args.skip_archived);
         assert_eq!(args.filter, ["^Fabrikam/"]);
         assert_eq!(args.skip, ["-old$"]);

@@ -305,7 +305,8 @@ fn sweep_and_report(config: &OrganizationConfig, files: &ReportFiles) {
         "git-relay {} (organization mode)",
         env!("CARGO_PKG_VERSION")
     ));
-    let kind = |k: Option<crate::forge::Kind>| k.map_or("inferred".to_owned(), |k| k.to_string());
+    let kind =
+        |k: Option<crate::cli::KindArg>| k.map_or("inferred".to_owned(), |k| k.0.to_string());
     output::info(format_args!(
         "source       {} ({}, kind {})",
         redacted(&args.scope),
