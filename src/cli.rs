@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::auth::{CredentialSources, Credentials, Scheme};
+use crate::auth::Scheme;
+use crate::config::{self, ForgeConfig, SideConfig, SweepConfig};
 use crate::fleet::Shard;
 use crate::forge::Kind;
-use crate::mirror::{Endpoint, LocalOptions, Mode, Options, RefSelection, RetryPolicy};
+use crate::mirror::{LocalOptions, Mode, Options, RefSelection, RetryPolicy};
 use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy};
 
 const EXAMPLES: &str = "\
@@ -231,6 +232,32 @@ pub(crate) struct CredentialArgs {
     pub(crate) dest_auth: AuthArg,
 }
 
+impl CredentialArgs {
+    /// The settings of both sides: (source, destination).
+    fn sides(&self, network: &NetworkArgs) -> (SideConfig, SideConfig) {
+        let side = |token: &Option<String>, username: &Option<String>, auth, network| SideConfig {
+            token: token.clone(),
+            username: username.clone(),
+            scheme: Scheme::from(auth),
+            network,
+        };
+        (
+            side(
+                &self.source_token,
+                &self.source_username,
+                self.source_auth,
+                network.source(),
+            ),
+            side(
+                &self.dest_token,
+                &self.dest_username,
+                self.dest_auth,
+                network.destination(),
+            ),
+        )
+    }
+}
+
 /// Which refs take part (shared by `mirror`, `status` and `mirror-all`).
 #[derive(Debug, Args)]
 pub(crate) struct SelectionArgs {
@@ -279,7 +306,7 @@ pub struct NetworkArgs {
     pub(crate) allow_redirect_host: Vec<String>,
 
     /// Seconds to wait for a connection, and for data during a transfer, before giving up.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400), help_heading = "Network")]
+    #[arg(long, value_name = "SECONDS", default_value_t = config::DEFAULT_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(config::TIMEOUT_SECS), help_heading = "Network")]
     pub(crate) timeout: u64,
 
     /// Fail a transfer from a server that averages fewer bytes per second than this over --timeout seconds of waiting on it: one trickling bytes, or sending progress and no data. While a server prepares its pack it may send only keep-alives or progress for 5 such windows; raise --timeout for one that takes longer. Local repositories are exempt. 0 turns the check off.
@@ -392,25 +419,9 @@ impl RelayArgs {
         } else {
             mode
         };
-        let c = &self.credentials;
-        let source = endpoint(
-            "source",
-            &self.source,
-            c.source_token.as_deref(),
-            c.source_username.as_deref(),
-            c.source_auth,
-            self.network.source(),
-            None,
-        )?;
-        let destination = endpoint(
-            "destination",
-            &self.destination,
-            c.dest_token.as_deref(),
-            c.dest_username.as_deref(),
-            c.dest_auth,
-            self.network.destination(),
-            None,
-        )?;
+        let (source, destination) = self.credentials.sides(&self.network);
+        let source = source.endpoint("source", &self.source, None)?;
+        let destination = destination.endpoint("destination", &self.destination, None)?;
         Ok(Options {
             source,
             destination,
@@ -420,49 +431,6 @@ impl RelayArgs {
             mode,
         })
     }
-}
-
-/// Turns one side's argument and flags into an [`Endpoint`]. Without a
-/// `default_username` a bare token goes with `git` (`x-access-token` for
-/// github.com); `mirror-all` passes the one its forge documents.
-pub(crate) fn endpoint(
-    side: &str,
-    arg: &str,
-    token: Option<&str>,
-    username: Option<&str>,
-    auth: AuthArg,
-    network: NetworkOptions,
-    default_username: Option<&str>,
-) -> Result<Endpoint, String> {
-    if let Some(token) = token {
-        // Learn the secret before anything could print it.
-        crate::auth::register_secret(token);
-    }
-    let location = Location::parse(arg).map_err(|e| format!("{side}: {e}"))?;
-    let credentials = match &location {
-        Location::Http {
-            url,
-            username: url_username,
-            password,
-        } => Credentials::resolve(&CredentialSources {
-            username,
-            token,
-            url_username: url_username.as_deref(),
-            url_password: password.as_deref(),
-            scheme: auth.into(),
-            default_username: default_username.unwrap_or(if url.host_str() == Some("github.com") {
-                "x-access-token"
-            } else {
-                "git"
-            }),
-        }),
-        Location::Local(_) => None,
-    };
-    Ok(Endpoint {
-        location,
-        credentials,
-        network,
-    })
 }
 
 const MIRROR_ALL_EXAMPLES: &str = "\
@@ -568,10 +536,43 @@ pub struct MirrorAllArgs {
 
     /// Print a machine-readable report of every repository and ref on stdout.
     #[arg(long)]
-    pub(crate) json: bool,
+    pub json: bool,
 
     #[command(flatten)]
     pub(crate) network: NetworkArgs,
+}
+
+impl MirrorAllArgs {
+    /// The sweep these arguments ask for.
+    pub fn config(&self) -> SweepConfig {
+        let (source, destination) = self.credentials.sides(&self.network);
+        let forge = |scope: &String, kind: Option<KindArg>, api: &Option<String>| ForgeConfig {
+            scope: scope.clone(),
+            kind: kind.map(|k| k.0),
+            api: api.clone(),
+        };
+        SweepConfig {
+            source_scope: forge(&self.scope, self.source_kind, &self.source_api),
+            template: self.template.clone(),
+            create_in: (self.dest_scope.as_ref())
+                .filter(|_| self.create_missing)
+                .map(|scope| forge(scope, self.dest_kind, &self.dest_api)),
+            source,
+            destination,
+            filter: self.filter.clone(),
+            skip: self.skip.clone(),
+            skip_archived: self.skip_archived,
+            skip_forks: self.skip_forks,
+            shard: self.shard,
+            jobs: self.jobs,
+            include: self.selection.include.clone(),
+            exclude: self.selection.exclude.clone(),
+            prune: !self.selection.no_prune,
+            force: self.force,
+            dry_run: self.dry_run,
+            retry: self.network.retry_policy(),
+        }
+    }
 }
 
 #[cfg(test)]

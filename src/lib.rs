@@ -31,6 +31,7 @@
 pub mod auth;
 mod child;
 pub mod cli;
+pub mod config;
 pub(crate) mod fleet;
 pub(crate) mod forge;
 pub mod mirror;

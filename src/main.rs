@@ -24,7 +24,7 @@ fn main() {
     let code = match &cli.command {
         Command::Mirror(args) => relay(args, Mode::Mirror),
         Command::Status(args) => relay(args, Mode::Status),
-        Command::MirrorAll(args) => git_relay::mirror_all::run(args),
+        Command::MirrorAll(args) => git_relay::mirror_all::run(&args.config(), args.json),
         Command::Task => git_relay::pipelines::run(),
         Command::Verify(args) => verify(args),
     };

@@ -22,8 +22,8 @@ use percent_encoding::utf8_percent_encode;
 
 use regex::Regex;
 
-use crate::auth::{Credentials, USERINFO};
-use crate::cli::{self, AuthArg, CredentialArgs, MirrorAllArgs, NetworkArgs, SelectionArgs};
+use crate::auth::{Credentials, Scheme, USERINFO};
+use crate::config::{self, ForgeConfig, SideConfig, SweepConfig};
 use crate::fleet::{Shard, MAX_JOBS};
 use crate::forge::Kind;
 use crate::mirror::{Endpoint, Mode, Options, RefSelection, RetryPolicy};
@@ -281,27 +281,53 @@ impl Collector {
             self.secrets.extend(Credentials::bearer(raw).secret_forms());
         }
     }
+
+    /// The secrets found, each once, and the notes both modes give.
+    fn finish(&mut self, env: &Environment) -> (Vec<String>, Vec<String>) {
+        let mut notes = Vec::new();
+        if !env
+            .input("sourceGitRepositoryCloneDirectoryName")
+            .is_empty()
+        {
+            notes.push("sourceGitRepositoryCloneDirectoryName is ignored: git-relay relays the git protocol between the two servers and clones nothing".to_owned());
+        }
+        let mut secrets = std::mem::take(&mut self.secrets);
+        secrets.sort();
+        secrets.dedup();
+        (secrets, notes)
+    }
+}
+
+/// The network inputs, which both sides and both modes share; each side
+/// then sets its own certificate check.
+fn read_network(env: &Environment, c: &mut Collector) -> NetworkOptions {
+    let timeout = read_timeout(env, c);
+    let deadline = read_deadline(env, c).map(|d| Deadline::after(Instant::now(), d));
+    NetworkOptions {
+        ca_file: read_ca_file(env, c),
+        insecure: false,
+        proxy: read_proxy(env, c),
+        timeout,
+        redirects: RedirectPolicy::allowing(patterns(env, "allowRedirectHosts")),
+        limits: Limits {
+            deadline,
+            ..Limits::default()
+        },
+    }
+}
+
+/// One side's network settings: the shared ones and its certificate check.
+fn side_network(network: &NetworkOptions, verify: bool) -> NetworkOptions {
+    NetworkOptions {
+        insecure: !verify,
+        ..network.clone()
+    }
 }
 
 /// Reads and validates every input.
 pub(crate) fn read(env: &Environment) -> Reading {
     let mut c = Collector::default();
-    let timeout = read_timeout(env, &mut c);
-    let deadline = read_deadline(env, &mut c).map(|d| Deadline::after(Instant::now(), d));
-    let ca_file = read_ca_file(env, &mut c);
-    let proxy = read_proxy(env, &mut c);
-    let redirects = RedirectPolicy::allowing(patterns(env, "allowRedirectHosts"));
-    let network = |insecure| NetworkOptions {
-        ca_file: ca_file.clone(),
-        insecure,
-        proxy: proxy.clone(),
-        timeout,
-        redirects: redirects.clone(),
-        limits: Limits {
-            deadline,
-            ..Limits::default()
-        },
-    };
+    let network = read_network(env, &mut c);
     let source = read_side(env, &SOURCE, &mut c, &network);
     let destination = read_side(env, &DESTINATION, &mut c, &network);
     let selection = read_selection(env, &mut c);
@@ -309,19 +335,7 @@ pub(crate) fn read(env: &Environment) -> Reading {
     let force = read_bool(env, "force", false, &mut c);
     let dry_run = read_bool(env, "dryRun", false, &mut c);
 
-    let mut notes = Vec::new();
-    if !env
-        .input("sourceGitRepositoryCloneDirectoryName")
-        .is_empty()
-    {
-        notes.push(
-            "sourceGitRepositoryCloneDirectoryName is ignored: git-relay relays the git protocol between the two servers and clones nothing".to_owned(),
-        );
-    }
-
-    let mut secrets = std::mem::take(&mut c.secrets);
-    secrets.sort();
-    secrets.dedup();
+    let (secrets, notes) = c.finish(env);
     let config = match (source, destination, selection) {
         (Some(source), Some(destination), Some(selection)) if c.errors.is_empty() => {
             Ok(TaskConfig {
@@ -367,8 +381,8 @@ pub(crate) fn task_mode(env: &Environment) -> Result<TaskMode, InputError> {
 /// What the inputs ask for in organization mode.
 #[derive(Debug)]
 pub(crate) struct OrganizationConfig {
-    /// The arguments `mirror-all` would take on the command line.
-    pub(crate) args: MirrorAllArgs,
+    /// The sweep, as `mirror-all` would run it.
+    pub(crate) sweep: SweepConfig,
     /// How each side signs in, for the log: (source, destination).
     pub(crate) authentication: (String, String),
     /// Things worth telling the user that are not problems.
@@ -389,15 +403,12 @@ pub(crate) struct OrganizationReading {
 /// repository mode; the repository URLs are not read.
 pub(crate) fn read_organization(env: &Environment) -> OrganizationReading {
     let mut c = Collector::default();
-    let timeout = read_timeout(env, &mut c);
-    let deadline = read_deadline(env, &mut c);
-    let ca_file = read_ca_file(env, &mut c);
-    let proxy = read_proxy(env, &mut c);
+    let network = read_network(env, &mut c);
     let source_verify = read_bool(env, SOURCE.verify, true, &mut c);
     let dest_verify = read_bool(env, DESTINATION.verify, true, &mut c);
     let source = read_credentials(env, &SOURCE, &mut c);
     let destination = read_credentials(env, &DESTINATION, &mut c);
-    // Validated as in repository mode; mirror-all takes the patterns.
+    // Validated as in repository mode; the sweep takes the patterns.
     let selection = read_selection(env, &mut c)
         .map(|_| (patterns(env, "includeRefs"), patterns(env, "excludeRefs")));
     let prune = read_bool(env, "prune", true, &mut c);
@@ -464,66 +475,37 @@ pub(crate) fn read_organization(env: &Environment) -> OrganizationReading {
         }
     }
 
-    let mut notes = Vec::new();
-    if !env
-        .input("sourceGitRepositoryCloneDirectoryName")
-        .is_empty()
-    {
-        notes.push("sourceGitRepositoryCloneDirectoryName is ignored: git-relay relays the git protocol between the two servers and clones nothing".to_owned());
-    }
-    let mut secrets = std::mem::take(&mut c.secrets);
-    secrets.sort();
-    secrets.dedup();
+    let (secrets, notes) = c.finish(env);
     let config = match (source, destination, selection, scope) {
         (Some(source), Some(destination), Some(selection), Some(scope)) if c.errors.is_empty() => {
             let authentication = (source.described.clone(), destination.described.clone());
             Ok(OrganizationConfig {
-                args: MirrorAllArgs {
-                    scope,
+                sweep: SweepConfig {
+                    source_scope: ForgeConfig {
+                        scope,
+                        kind: source_kind,
+                        api: None,
+                    },
                     template: template.to_owned(),
-                    source_kind: source_kind.map(cli::KindArg),
-                    source_api: None,
-                    create_missing,
-                    dest_scope,
-                    dest_kind: dest_kind.map(cli::KindArg),
-                    dest_api: None,
+                    create_in: dest_scope.map(|scope| ForgeConfig {
+                        scope,
+                        kind: dest_kind,
+                        api: None,
+                    }),
+                    source: source.config(side_network(&network, source_verify)),
+                    destination: destination.config(side_network(&network, dest_verify)),
                     filter,
                     skip,
                     skip_archived,
                     skip_forks,
                     shard,
                     jobs,
-                    credentials: CredentialArgs {
-                        source_token: source.token,
-                        dest_token: destination.token,
-                        source_username: source.username,
-                        dest_username: destination.username,
-                        source_auth: source.auth,
-                        dest_auth: destination.auth,
-                    },
-                    selection: SelectionArgs {
-                        include: selection.0,
-                        exclude: selection.1,
-                        no_prune: !prune,
-                    },
+                    include: selection.0,
+                    exclude: selection.1,
+                    prune,
                     force,
                     dry_run,
-                    // The task writes its own report file.
-                    json: false,
-                    network: NetworkArgs {
-                        ca_file,
-                        source_insecure: !source_verify,
-                        dest_insecure: !dest_verify,
-                        proxy,
-                        allow_redirect_host: patterns(env, "allowRedirectHosts"),
-                        timeout: timeout.as_secs(),
-                        low_speed_limit: Limits::DEFAULT_LOW_SPEED_LIMIT,
-                        deadline,
-                        max_advertised_refs: Limits::DEFAULT_MAX_REFS,
-                        max_advertisement_bytes: Limits::DEFAULT_MAX_MESSAGE_BYTES,
-                        started: Instant::now(),
-                        retries: RetryPolicy::DEFAULT_RETRIES,
-                    },
+                    retry: RetryPolicy::default(),
                 },
                 authentication,
                 notes,
@@ -633,7 +615,7 @@ fn read_side(
     env: &Environment,
     names: &SideInputs,
     c: &mut Collector,
-    network: &dyn Fn(bool) -> NetworkOptions,
+    network: &NetworkOptions,
 ) -> Option<(Endpoint, String)> {
     let verify = read_bool(env, names.verify, true, c);
     let credentials = read_credentials(env, names, c);
@@ -650,23 +632,17 @@ fn read_side(
     let chosen = credentials.is_some();
     let credentials = credentials.unwrap_or_default();
     // The command line's own rules turn a URL and a token into credentials.
-    let endpoint = cli::endpoint(
-        names.uri,
-        uri,
-        credentials.token.as_deref(),
-        credentials.username.as_deref(),
-        credentials.auth,
-        network(!verify),
-        None,
-    )
-    .map_err(|e| {
-        let message = e
-            .strip_prefix(&format!("{}: ", names.uri))
-            .unwrap_or(&e)
-            .to_owned();
-        c.error(names.uri, message)
-    })
-    .ok()?;
+    let endpoint = credentials
+        .config(side_network(network, verify))
+        .endpoint(names.uri, uri, None)
+        .map_err(|e| {
+            let message = e
+                .strip_prefix(&format!("{}: ", names.uri))
+                .unwrap_or(&e)
+                .to_owned();
+            c.error(names.uri, message)
+        })
+        .ok()?;
     if let Location::Http {
         password: Some(password),
         ..
@@ -686,9 +662,21 @@ fn read_side(
 struct SideCredentials {
     token: Option<String>,
     username: Option<String>,
-    auth: AuthArg,
+    auth: Scheme,
     /// How the side signs in, for the log.
     described: String,
+}
+
+impl SideCredentials {
+    /// The side's settings with these credentials.
+    fn config(&self, network: NetworkOptions) -> SideConfig {
+        SideConfig {
+            token: self.token.clone(),
+            username: self.username.clone(),
+            scheme: self.auth,
+            network,
+        }
+    }
 }
 
 /// A side's credentials from its authentication choice; `None` when the
@@ -719,7 +707,7 @@ fn read_credentials(
             Some(SideCredentials {
                 token: Some(token.to_owned()).filter(|t| !t.is_empty()),
                 username: username.map(str::to_owned),
-                auth: AuthArg::Basic,
+                auth: Scheme::Basic,
                 described: described.to_owned(),
             })
         }
@@ -733,7 +721,7 @@ fn read_credentials(
                     Some(SideCredentials {
                         token: Some(token),
                         username: None,
-                        auth: AuthArg::Bearer,
+                        auth: Scheme::Bearer,
                         described: "System.AccessToken (bearer)".to_owned(),
                     })
                 }
@@ -802,7 +790,7 @@ fn read_connection(
         return Some(SideCredentials {
             token: Some(token),
             username: Some("x-access-token".to_owned()),
-            auth: AuthArg::Basic,
+            auth: Scheme::Basic,
             described,
         });
     }
@@ -822,7 +810,7 @@ fn read_connection(
     Some(SideCredentials {
         token: Some(password),
         username,
-        auth: AuthArg::Basic,
+        auth: Scheme::Basic,
         described: format!("service connection ({scheme})"),
     })
 }
@@ -840,16 +828,18 @@ fn read_bool(env: &Environment, name: &'static str, default: bool, c: &mut Colle
 }
 
 fn read_timeout(env: &Environment, c: &mut Collector) -> Duration {
+    let default = config::DEFAULT_TIMEOUT_SECS;
     let secs = match env.input("timeout") {
-        "" => 60,
+        "" => default,
         text => match text.parse::<u64>() {
-            Ok(n) if (1..=86_400).contains(&n) => n,
+            Ok(n) if config::TIMEOUT_SECS.contains(&n) => n,
             _ => {
+                let (min, max) = config::TIMEOUT_SECS.into_inner();
                 c.error(
                     "timeout",
-                    format!("expected a whole number of seconds from 1 to 86400, got `{text}`"),
+                    format!("expected a whole number of seconds from {min} to {max}, got `{text}`"),
                 );
-                60
+                default
             }
         },
     };
@@ -1185,7 +1175,7 @@ mod tests {
     }
 
     #[test]
-    fn organization_inputs_become_mirror_all_arguments() {
+    fn organization_inputs_become_a_sweep() {
         let e = env(&[
             ("INPUT_MODE", "organization"),
             ("INPUT_SOURCESCOPEURI", "https://dev.azure.com/fabrikam"),
@@ -1215,17 +1205,18 @@ mod tests {
         ]);
         assert_eq!(task_mode(&e), Ok(TaskMode::Organization));
         let reading = read_organization(&e);
-        let args = reading.config.expect("valid inputs").args;
-        assert_eq!(args.scope, "https://dev.azure.com/fabrikam");
-        assert!(args.source_kind.is_none());
-        assert_eq!(args.dest_kind.map(|k| k.0), Some(Kind::GitHub));
-        assert!(args.create_missing && args.skip_forks && !args.skip_archived);
-        assert_eq!(args.filter, ["^Fabrikam/"]);
-        assert_eq!(args.skip, ["-old$"]);
-        assert_eq!(args.jobs, Some(4));
-        assert_eq!(args.shard.map(|s| s.to_string()).as_deref(), Some("2/3"));
-        assert!(args.selection.no_prune && args.dry_run && !args.force);
-        assert_eq!(args.credentials.dest_token.as_deref(), Some("ghp_dst"));
+        let sweep = reading.config.expect("valid inputs").sweep;
+        assert_eq!(sweep.source_scope.scope, "https://dev.azure.com/fabrikam");
+        assert_eq!(sweep.source_scope.kind, None);
+        let create_in = sweep.create_in.expect("createMissing");
+        assert_eq!(create_in.kind, Some(Kind::GitHub));
+        assert!(sweep.skip_forks && !sweep.skip_archived);
+        assert_eq!(sweep.filter, ["^Fabrikam/"]);
+        assert_eq!(sweep.skip, ["-old$"]);
+        assert_eq!(sweep.jobs, Some(4));
+        assert_eq!(sweep.shard.map(|s| s.to_string()).as_deref(), Some("2/3"));
+        assert!(!sweep.prune && sweep.dry_run && !sweep.force);
+        assert_eq!(sweep.destination.token.as_deref(), Some("ghp_dst"));
         // The Basic forms git may send to each forge are secrets too.
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD.encode("x-access-token:ghp_dst");

@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::auth;
+use crate::config::SweepConfig;
 use crate::fleet::{self, State};
 use crate::mirror::{self, Mode, Options, Outcome, Report, RetryPolicy, SideError};
 use crate::mirror_all::{self, SweepFailure};
@@ -298,41 +299,42 @@ fn write(path: &Path, text: &str) -> bool {
 
 /// Organization mode: the inputs, then the sweep, then the report.
 fn sweep_and_report(config: &OrganizationConfig, files: &ReportFiles) {
-    let args = &config.args;
+    let sweep = &config.sweep;
     vso::set_progress(5, "inputs read");
     vso::group("git-relay: inputs");
     output::info(format_args!(
         "git-relay {} (organization mode)",
         env!("CARGO_PKG_VERSION")
     ));
-    let kind =
-        |k: Option<crate::cli::KindArg>| k.map_or("inferred".to_owned(), |k| k.0.to_string());
+    let kind = |k: Option<crate::forge::Kind>| k.map_or("inferred".to_owned(), |k| k.to_string());
     output::info(format_args!(
         "source       {} ({}, kind {})",
-        redacted(&args.scope),
+        redacted(&sweep.source_scope.scope),
         config.authentication.0,
-        kind(args.source_kind)
+        kind(sweep.source_scope.kind)
     ));
     output::info(format_args!(
         "destination  {} ({})",
-        redacted(&args.template),
+        redacted(&sweep.template),
         config.authentication.1
     ));
-    if let Some(scope) = &args.dest_scope {
+    if let Some(create_in) = &sweep.create_in {
         output::info(format_args!(
             "create missing repositories in {} (kind {})",
-            redacted(scope),
-            kind(args.dest_kind)
+            redacted(&create_in.scope),
+            kind(create_in.kind)
         ));
     }
     output::info(format_args!(
         "{}, prune {}, force {}, jobs {}{}",
-        if args.dry_run { "dry run" } else { "mirror" },
-        !args.selection.no_prune,
-        args.force,
-        args.jobs
+        if sweep.dry_run { "dry run" } else { "mirror" },
+        sweep.prune,
+        sweep.force,
+        sweep
+            .jobs
             .map_or_else(|| fleet::default_jobs().to_string(), |j| j.to_string()),
-        args.shard
+        sweep
+            .shard
             .map(|s| format!(", shard {s}"))
             .unwrap_or_default()
     ));
@@ -345,12 +347,12 @@ fn sweep_and_report(config: &OrganizationConfig, files: &ReportFiles) {
     vso::group("git-relay: discover and mirror");
     // Discovery, then every repository on its own: one that fails never
     // stops the others; each prints a line as it ends.
-    let outcome = mirror_all::sweep(args);
+    let outcome = mirror_all::sweep(sweep);
     vso::end_group();
     vso::set_progress(90, "sweep finished");
     match outcome {
         Ok(summary) => sweep_finished(&summary, files),
-        Err(failure) => sweep_failed(args, &failure, files),
+        Err(failure) => sweep_failed(sweep, &failure, files),
     }
 }
 
@@ -429,7 +431,7 @@ fn sweep_finished(summary: &fleet::Summary, files: &ReportFiles) {
 
 /// Reports a sweep that stopped before mirroring: the API that failed, why,
 /// and what to do.
-fn sweep_failed(args: &crate::cli::MirrorAllArgs, failure: &SweepFailure, files: &ReportFiles) {
+fn sweep_failed(sweep: &SweepConfig, failure: &SweepFailure, files: &ReportFiles) {
     let message = vso::neutralize(&failure.message);
     vso::error_line(&message);
     if let Some(hint) = &failure.hint {
@@ -444,7 +446,7 @@ fn sweep_failed(args: &crate::cli::MirrorAllArgs, failure: &SweepFailure, files:
         false,
         &auth::redacted_json(&doc),
         &summary::organization_failure(
-            &redacted(&args.scope),
+            &redacted(&sweep.source_scope.scope),
             &failure.message,
             failure.hint.as_deref(),
         ),
