@@ -13,9 +13,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::Scheme;
 use crate::config::{self, ForgeConfig, SideConfig, SweepConfig};
-use crate::fleet::Shard;
 use crate::forge::Kind;
 use crate::mirror::{LocalOptions, Mode, Options, RefSelection, RetryPolicy};
+use crate::sweep::Shard;
 use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy};
 
 const EXAMPLES: &str = "\
@@ -517,7 +517,7 @@ pub struct MirrorAllArgs {
     pub(crate) shard: Option<Shard>,
 
     /// Repositories mirrored at once. Default: twice the cores, at most 8.
-    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=crate::fleet::MAX_JOBS as i64))]
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=crate::sweep::MAX_JOBS as i64))]
     pub(crate) jobs: Option<u16>,
 
     #[command(flatten)]

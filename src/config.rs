@@ -12,9 +12,9 @@
 use std::ops::RangeInclusive;
 
 use crate::auth::{CredentialSources, Credentials, Scheme};
-use crate::fleet::Shard;
 use crate::forge::Kind;
 use crate::mirror::{Endpoint, RetryPolicy};
+use crate::sweep::Shard;
 use crate::transport::{Location, NetworkOptions};
 
 /// Seconds to wait for a connection, and for data, unless told otherwise.

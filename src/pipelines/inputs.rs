@@ -24,9 +24,9 @@ use regex::Regex;
 
 use crate::auth::{Credentials, Scheme, USERINFO};
 use crate::config::{self, ForgeConfig, SideConfig, SweepConfig};
-use crate::fleet::{Shard, MAX_JOBS};
 use crate::forge::Kind;
 use crate::mirror::{Endpoint, Mode, Options, RefSelection, RetryPolicy};
+use crate::sweep::{Shard, MAX_JOBS};
 use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy};
 
 /// Every input the binary reads; task.json declares exactly these (a test

@@ -12,7 +12,7 @@
 //!    variables, and end with `task.complete`.
 //!
 //! In organization mode (input `mode: organization`) step 3 is a
-//! `mirror-all` sweep instead ([`crate::mirror_all::sweep`]): the same
+//! `mirror-all` sweep instead ([`crate::sweep::sweep`]): the same
 //! order, one `task.logissue` per repository that failed, and a summary
 //! with a row per repository.
 //!
@@ -29,10 +29,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::auth;
 use crate::config::SweepConfig;
-use crate::fleet::{self, State};
 use crate::mirror::{self, Mode, Options, Outcome, Report, RetryPolicy, SideError};
-use crate::mirror_all::{self, SweepFailure};
 use crate::output::{self, Verbosity};
+use crate::sweep::fleet::State;
+use crate::sweep::{self, Summary, SweepFailure};
 use inputs::{Environment, InputError, OrganizationConfig, TaskConfig, TaskMode};
 use vso::{Issue, TaskResult};
 
@@ -332,7 +332,7 @@ fn sweep_and_report(config: &OrganizationConfig, files: &ReportFiles) {
         sweep.force,
         sweep
             .jobs
-            .map_or_else(|| fleet::default_jobs().to_string(), |j| j.to_string()),
+            .map_or_else(|| sweep::default_jobs().to_string(), |j| j.to_string()),
         sweep
             .shard
             .map(|s| format!(", shard {s}"))
@@ -347,7 +347,7 @@ fn sweep_and_report(config: &OrganizationConfig, files: &ReportFiles) {
     vso::group("git-relay: discover and mirror");
     // Discovery, then every repository on its own: one that fails never
     // stops the others; each prints a line as it ends.
-    let outcome = mirror_all::sweep(sweep);
+    let outcome = sweep::sweep(sweep);
     vso::end_group();
     vso::set_progress(90, "sweep finished");
     match outcome {
@@ -358,7 +358,7 @@ fn sweep_and_report(config: &OrganizationConfig, files: &ReportFiles) {
 
 /// Reports a sweep that ran: a table in the log, an issue per failed
 /// repository, the outputs and the result.
-fn sweep_finished(summary: &fleet::Summary, files: &ReportFiles) {
+fn sweep_finished(summary: &Summary, files: &ReportFiles) {
     vso::section("git-relay: result");
     for line in summary.table() {
         output::info(vso::neutralize(&line));

@@ -1,11 +1,23 @@
-//! `git-relay mirror-all`: discover, select, shard, name, create, mirror,
-//! sum up.
+//! Sweeping an organization (`git-relay mirror-all`, the task's
+//! organization mode): discover, select, shard, name, create, mirror, sum
+//! up.
 //!
-//! This is the one place where [`forge`] (what exists, through the forge's
-//! API) meets [`fleet`] (mirroring many repositories at once): it turns the
-//! command line into a list of fleet jobs, and the destination's API into
-//! the fleet's preparation step that creates missing repositories. Neither
-//! side knows of the other.
+//! This is where [`forge`] (what exists, through the forge's API) meets
+//! the [`fleet`] (mirroring many repositories at once): it turns a
+//! [`SweepConfig`] into a list of fleet jobs, and the destination's API
+//! into the fleet's preparation step that creates missing repositories.
+//! The fleet, [`shard`], [`template`] and [`summary`] serve only sweeps and
+//! know nothing of forges. What a sweep prints at the end is the front
+//! ends' business: they render the [`Summary`] each in their way.
+
+pub(crate) mod fleet;
+pub(crate) mod shard;
+pub(crate) mod summary;
+pub(crate) mod template;
+
+pub(crate) use fleet::{default_jobs, MAX_JOBS};
+pub(crate) use shard::Shard;
+pub use summary::Summary;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -17,50 +29,23 @@ use url::Url;
 
 use crate::auth::{CredentialSources, Credentials, Scheme};
 use crate::config::{ForgeConfig, SideConfig, SweepConfig};
-use crate::fleet::{self, template::Template, Job, Prepared, Summary, Work};
 use crate::forge::{self, Api, Created, Kind, NewRepo, RemoteRepo, Scope};
 use crate::mirror::{Mode, Options, RefSelection};
 use crate::output;
 use crate::transport::Location;
-
-/// Runs `mirror-all` and returns the process exit code; `json` prints the
-/// report on stdout as well.
-pub fn run(config: &SweepConfig, json: bool) -> i32 {
-    let summary = match sweep(config) {
-        Ok(summary) => summary,
-        Err(failure) => {
-            output::error(&failure.message);
-            if let Some(hint) = &failure.hint {
-                output::hint(hint);
-            }
-            // Only a forge's refusal is worth a JSON document: usage errors
-            // are for the person typing, as with every other command.
-            if json && failure.code == 1 {
-                let doc = serde_json::json!({ "error": { "message": failure.message, "hint": failure.hint } });
-                output::stdout(&crate::auth::redacted_json(&doc));
-            }
-            return failure.code;
-        }
-    };
-    for line in summary.table() {
-        output::info(line);
-    }
-    if json {
-        output::stdout(&summary.to_json());
-    }
-    summary.exit_code()
-}
+use fleet::{Job, Prepared, Work};
+use template::Template;
 
 /// Why a sweep stopped before mirroring anything.
 #[derive(Clone, Debug)]
-pub(crate) struct SweepFailure {
+pub struct SweepFailure {
     /// The exit code `mirror-all` gives it: 2 for a usage error, 1 when a
     /// forge's API failed (discovery, or listing the destination).
-    pub(crate) code: i32,
+    pub code: i32,
     /// What went wrong; a forge error names the API.
-    pub(crate) message: String,
+    pub message: String,
     /// What to do about it.
-    pub(crate) hint: Option<String>,
+    pub hint: Option<String>,
 }
 
 impl SweepFailure {
@@ -84,7 +69,7 @@ impl SweepFailure {
 /// Discovers, selects and mirrors every repository `config` names, and
 /// returns the outcome of each. Shared by the command line and the Azure
 /// Pipelines task, which report the same [`Summary`] each in their way.
-pub(crate) fn sweep(config: &SweepConfig) -> Result<Summary, SweepFailure> {
+pub fn sweep(config: &SweepConfig) -> Result<Summary, SweepFailure> {
     let started = Instant::now();
     let sweep = Sweep::new(config).map_err(SweepFailure::usage)?;
     let found =
@@ -256,7 +241,7 @@ impl Sweep<'_> {
             } else {
                 Mode::Mirror
             },
-            parallel: config.jobs.map_or_else(fleet::default_jobs, usize::from),
+            parallel: config.jobs.map_or_else(default_jobs, usize::from),
             source,
             source_api,
             scope_display,
