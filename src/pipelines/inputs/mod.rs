@@ -1,0 +1,324 @@
+//! The task's inputs: reading them as the agent passes them, validating
+//! them with messages that name the input, and turning them into engine
+//! [`Options`](crate::mirror::Options) or a sweep's configuration.
+//!
+//! [`environment`] is how the agent passes them; [`credentials`] reads a
+//! side's authentication; [`repository`] and [`organization`] read each
+//! mode's inputs. What both modes share (the network inputs, booleans,
+//! patterns, the collection of problems and secrets) is here.
+//!
+//! Reading never prints: the caller must first tell the agent every secret
+//! found here ([`repository::Reading::secrets`]), and only then report problems.
+
+mod credentials;
+mod environment;
+mod organization;
+mod repository;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use percent_encoding::utf8_percent_encode;
+
+use crate::auth::{Credentials, USERINFO};
+use crate::config;
+use crate::mirror::RefSelection;
+use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy};
+pub(crate) use environment::Environment;
+pub(crate) use organization::{read_organization, OrganizationConfig};
+pub(crate) use repository::{read, TaskConfig};
+
+/// Every input the binary reads; task.json declares exactly these (a test
+/// checks both directions).
+pub const INPUTS: &[&str] = &[
+    "sourceGitRepositoryUri",
+    "sourceAuthentication",
+    "sourceUsername",
+    "sourceGitRepositoryPersonalAccessToken",
+    "sourceServiceConnection",
+    "sourceGitHubConnection",
+    "sourceVerifySSLCertificate",
+    "sourceGitRepositoryCloneDirectoryName",
+    "destinationGitRepositoryUri",
+    "destinationAuthentication",
+    "destinationUsername",
+    "destinationGitRepositoryPersonalAccessToken",
+    "destinationServiceConnection",
+    "destinationGitHubConnection",
+    "destinationVerifySSLCertificate",
+    "includeRefs",
+    "excludeRefs",
+    "prune",
+    "force",
+    "dryRun",
+    "caCertificateFile",
+    "proxyUrl",
+    "timeout",
+    "deadline",
+    "allowRedirectHosts",
+    "mode",
+    "sourceScopeUri",
+    "sourceKind",
+    "destinationTemplate",
+    "createMissing",
+    "destinationScopeUri",
+    "destinationKind",
+    "filter",
+    "skip",
+    "skipArchived",
+    "skipForks",
+    "jobs",
+    "shard",
+];
+
+/// The values of the `mode` pick list, as task.json lists them.
+pub const MODES: &[&str] = &["repository", "organization"];
+
+/// The values of the forge kind pick lists, as task.json lists them:
+/// `auto` infers the kind from the public hosts, the others are the names
+/// `mirror-all --source-kind` takes.
+pub const FORGE_KINDS: &[&str] = &[
+    "auto",
+    "azure-devops",
+    "github",
+    "gitlab",
+    "bitbucket",
+    "bitbucket-server",
+    "gitea",
+];
+
+/// The values of the authentication pick lists, as task.json lists them.
+pub const AUTHENTICATION_CHOICES: &[&str] = &[
+    "token",
+    "systemAccessToken",
+    "serviceConnection",
+    "gitHubConnection",
+];
+
+/// A problem with one input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct InputError {
+    /// The input's name, as in task.json and YAML.
+    pub(crate) input: &'static str,
+    /// What is wrong and what to do.
+    pub(crate) message: String,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "input {}: {}", self.input, self.message)
+    }
+}
+
+/// Collects problems and secrets while the inputs are read.
+#[derive(Default)]
+struct Collector {
+    errors: Vec<InputError>,
+    secrets: Vec<String>,
+}
+
+impl Collector {
+    fn error(&mut self, input: &'static str, message: impl Into<String>) {
+        self.errors.push(InputError {
+            input,
+            message: message.into(),
+        });
+    }
+
+    /// Records a secret value in every printable form.
+    fn secret(&mut self, raw: &str) {
+        if !raw.is_empty() {
+            self.secrets.extend(Credentials::bearer(raw).secret_forms());
+        }
+    }
+
+    /// The secrets found, each once, and the notes both modes give.
+    fn finish(&mut self, env: &Environment) -> (Vec<String>, Vec<String>) {
+        let mut notes = Vec::new();
+        if !env
+            .input("sourceGitRepositoryCloneDirectoryName")
+            .is_empty()
+        {
+            notes.push("sourceGitRepositoryCloneDirectoryName is ignored: git-relay relays the git protocol between the two servers and clones nothing".to_owned());
+        }
+        let mut secrets = std::mem::take(&mut self.secrets);
+        secrets.sort();
+        secrets.dedup();
+        (secrets, notes)
+    }
+}
+
+/// The network inputs, which both sides and both modes share; each side
+/// then sets its own certificate check.
+fn read_network(env: &Environment, c: &mut Collector) -> NetworkOptions {
+    let timeout = read_timeout(env, c);
+    let deadline = read_deadline(env, c).map(|d| Deadline::after(Instant::now(), d));
+    NetworkOptions {
+        ca_file: read_ca_file(env, c),
+        insecure: false,
+        proxy: read_proxy(env, c),
+        timeout,
+        redirects: RedirectPolicy::allowing(patterns(env, "allowRedirectHosts")),
+        limits: Limits {
+            deadline,
+            ..Limits::default()
+        },
+    }
+}
+
+/// One side's network settings: the shared ones and its certificate check.
+fn side_network(network: &NetworkOptions, verify: bool) -> NetworkOptions {
+    NetworkOptions {
+        insecure: !verify,
+        ..network.clone()
+    }
+}
+
+/// What the task does, from the `mode` input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TaskMode {
+    /// One repository to another (the old task's job).
+    Repository,
+    /// Every repository of an organization, as `mirror-all`.
+    Organization,
+}
+
+/// The `mode` input; an unknown value is an error naming the input.
+pub(crate) fn task_mode(env: &Environment) -> Result<TaskMode, InputError> {
+    match env.input("mode") {
+        "" => Ok(TaskMode::Repository),
+        v if v.eq_ignore_ascii_case("repository") => Ok(TaskMode::Repository),
+        v if v.eq_ignore_ascii_case("organization") => Ok(TaskMode::Organization),
+        other => Err(InputError {
+            input: "mode",
+            message: format!("unknown value `{other}`: use one of {}", MODES.join(", ")),
+        }),
+    }
+}
+
+fn read_bool(env: &Environment, name: &'static str, default: bool, c: &mut Collector) -> bool {
+    match env.input(name) {
+        "" => default,
+        v if v.eq_ignore_ascii_case("true") => true,
+        v if v.eq_ignore_ascii_case("false") => false,
+        other => {
+            c.error(name, format!("expected true or false, got `{other}`"));
+            default
+        }
+    }
+}
+
+fn read_timeout(env: &Environment, c: &mut Collector) -> Duration {
+    let default = config::DEFAULT_TIMEOUT_SECS;
+    let secs = match env.input("timeout") {
+        "" => default,
+        text => match text.parse::<u64>() {
+            Ok(n) if config::TIMEOUT_SECS.contains(&n) => n,
+            _ => {
+                let (min, max) = config::TIMEOUT_SECS.into_inner();
+                c.error(
+                    "timeout",
+                    format!("expected a whole number of seconds from {min} to {max}, got `{text}`"),
+                );
+                default
+            }
+        },
+    };
+    Duration::from_secs(secs)
+}
+
+/// The optional `deadline` input, as `--deadline` reads it.
+fn read_deadline(env: &Environment, c: &mut Collector) -> Option<Duration> {
+    match env.input("deadline") {
+        "" => None,
+        text => crate::store::archive::parse_age(text)
+            .map_err(|e| c.error("deadline", e))
+            .ok(),
+    }
+}
+
+fn read_ca_file(env: &Environment, c: &mut Collector) -> Option<PathBuf> {
+    let value = env.input("caCertificateFile");
+    if value.is_empty() {
+        return None;
+    }
+    let path = PathBuf::from(value);
+    // The agent turns an empty filePath input into the sources directory,
+    // so a directory means "not given".
+    if path.is_dir() {
+        return None;
+    }
+    if !path.is_file() {
+        c.error("caCertificateFile", format!("no such file: {value}"));
+        return None;
+    }
+    Some(path)
+}
+
+/// The proxy: the input, else the agent's own proxy settings (a
+/// self-hosted agent behind a proxy passes them to every task), else none,
+/// which lets the engine honour HTTPS_PROXY and friends.
+fn read_proxy(env: &Environment, c: &mut Collector) -> Option<String> {
+    let input = env.input("proxyUrl");
+    if !input.is_empty() {
+        if let Ok(Location::Http {
+            password: Some(password),
+            ..
+        }) = Location::parse(input)
+        {
+            c.secret(&password);
+        }
+        if !input.contains("://") {
+            c.error("proxyUrl", "expected a URL such as http://proxy:3128");
+        }
+        return Some(input.to_owned());
+    }
+    let agent_proxy = env.var("AGENT_PROXYURL")?;
+    let (Some(user), Some((scheme, rest))) = (
+        env.var("AGENT_PROXYUSERNAME"),
+        agent_proxy.split_once("://"),
+    ) else {
+        return Some(agent_proxy.to_owned());
+    };
+    let password = env.var("AGENT_PROXYPASSWORD").unwrap_or("");
+    c.secret(password);
+    let encoded = utf8_percent_encode(password, USERINFO).to_string();
+    c.secret(&encoded);
+    Some(format!(
+        "{scheme}://{}:{encoded}@{rest}",
+        utf8_percent_encode(user, USERINFO)
+    ))
+}
+
+/// The multiLine pattern inputs: one pattern per line; blank lines and
+/// `#` comments are skipped.
+fn patterns(env: &Environment, name: &'static str) -> Vec<String> {
+    env.input(name)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn read_selection(env: &Environment, c: &mut Collector) -> Option<RefSelection> {
+    let include = patterns(env, "includeRefs");
+    let exclude = patterns(env, "excludeRefs");
+    // Checked one list at a time so the message names the right input.
+    let mut ok = true;
+    if let Err(e) = RefSelection::new(&include, &[]) {
+        c.error("includeRefs", e);
+        ok = false;
+    }
+    if let Err(e) = RefSelection::new(&[], &exclude) {
+        c.error("excludeRefs", e);
+        ok = false;
+    }
+    if !ok {
+        return None;
+    }
+    RefSelection::new(&include, &exclude).ok()
+}

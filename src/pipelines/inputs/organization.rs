@@ -1,0 +1,249 @@
+//! Organization mode: every repository of a scope, as `mirror-all` sweeps
+//! it; the credential, selection, network, dry-run and force inputs mean
+//! what they mean in repository mode.
+
+use regex::Regex;
+
+use super::credentials::{read_credentials, DESTINATION, SOURCE};
+use super::{
+    patterns, read_bool, read_network, read_selection, side_network, Collector, Environment,
+    InputError, FORGE_KINDS,
+};
+use crate::auth::Credentials;
+use crate::config::{ForgeConfig, SweepConfig};
+use crate::forge::Kind;
+use crate::mirror::RetryPolicy;
+use crate::sweep::{Shard, MAX_JOBS};
+use crate::transport::Location;
+
+/// What the inputs ask for in organization mode.
+#[derive(Debug)]
+pub(crate) struct OrganizationConfig {
+    /// The sweep, as `mirror-all` would run it.
+    pub(crate) sweep: SweepConfig,
+    /// How each side signs in, for the log: (source, destination).
+    pub(crate) authentication: (String, String),
+    /// Things worth telling the user that are not problems.
+    pub(crate) notes: Vec<String>,
+}
+
+/// The result of reading the inputs of organization mode.
+#[derive(Debug)]
+pub(crate) struct OrganizationReading {
+    /// As [`Reading::secrets`].
+    pub(crate) secrets: Vec<String>,
+    /// The configuration, or every problem found.
+    pub(crate) config: Result<OrganizationConfig, Vec<InputError>>,
+}
+
+/// Reads and validates the inputs of organization mode. The credential,
+/// selection, network, dry-run and force inputs mean what they mean in
+/// repository mode; the repository URLs are not read.
+pub(crate) fn read_organization(env: &Environment) -> OrganizationReading {
+    let mut c = Collector::default();
+    let network = read_network(env, &mut c);
+    let source_verify = read_bool(env, SOURCE.verify, true, &mut c);
+    let dest_verify = read_bool(env, DESTINATION.verify, true, &mut c);
+    let source = read_credentials(env, &SOURCE, &mut c);
+    let destination = read_credentials(env, &DESTINATION, &mut c);
+    // Validated as in repository mode; the sweep takes the patterns.
+    let selection = read_selection(env, &mut c)
+        .map(|_| (patterns(env, "includeRefs"), patterns(env, "excludeRefs")));
+    let prune = read_bool(env, "prune", true, &mut c);
+    let force = read_bool(env, "force", false, &mut c);
+    let dry_run = read_bool(env, "dryRun", false, &mut c);
+
+    let scope = required_url(
+        env,
+        "sourceScopeUri",
+        "the organization, group or workspace to mirror, e.g. https://dev.azure.com/ORG",
+        &mut c,
+    );
+    let source_kind = read_kind(env, "sourceKind", &mut c);
+    let template = env.input("destinationTemplate");
+    if template.is_empty() {
+        c.error("destinationTemplate", "required: where each repository goes, e.g. https://github.com/acme-mirror/{project}-{repo}.git or a path on the agent such as $(Pipeline.Workspace)/backup/{project}/{repo}.git");
+    } else if let Ok(Location::Http {
+        password: Some(password),
+        ..
+    }) = Location::parse(template)
+    {
+        c.secret(&password);
+    }
+    let create_missing = read_bool(env, "createMissing", false, &mut c);
+    let dest_scope = if create_missing {
+        required_url(
+            env,
+            "destinationScopeUri",
+            "with createMissing, the organization or group where missing repositories are created",
+            &mut c,
+        )
+    } else {
+        None
+    };
+    let dest_kind = read_kind(env, "destinationKind", &mut c);
+    let filter = read_regexes(env, "filter", &mut c);
+    let skip = read_regexes(env, "skip", &mut c);
+    let skip_archived = read_bool(env, "skipArchived", false, &mut c);
+    let skip_forks = read_bool(env, "skipForks", false, &mut c);
+    let jobs = read_jobs(env, &mut c);
+    let shard = read_shard(env, &mut c);
+
+    // The same token serves the API and git, and git may send it with the
+    // user name the forge documents: tell the agent every Basic form it
+    // could take, since the agent masks only what it is told.
+    for side in [&source, &destination].into_iter().flatten() {
+        let Some(token) = &side.token else { continue };
+        let mut users: Vec<&str> = FORGE_KINDS
+            .iter()
+            .filter_map(|k| Kind::from_name(k))
+            .map(Kind::git_username)
+            .collect();
+        users.push("x-access-token");
+        users.extend(side.username.as_deref());
+        // As on the command line, `user:secret` names the user only when
+        // no user name was given; otherwise the colon is the token's own.
+        if let (None, Some((user, secret))) = (&side.username, token.split_once(':')) {
+            users.push(user);
+            c.secret(secret);
+        }
+        for user in users {
+            c.secrets
+                .extend(Credentials::basic(user, token.as_str()).secret_forms());
+        }
+    }
+
+    let (secrets, notes) = c.finish(env);
+    let config = match (source, destination, selection, scope) {
+        (Some(source), Some(destination), Some(selection), Some(scope)) if c.errors.is_empty() => {
+            let authentication = (source.described.clone(), destination.described.clone());
+            Ok(OrganizationConfig {
+                sweep: SweepConfig {
+                    source_scope: ForgeConfig {
+                        scope,
+                        kind: source_kind,
+                        api: None,
+                    },
+                    template: template.to_owned(),
+                    create_in: dest_scope.map(|scope| ForgeConfig {
+                        scope,
+                        kind: dest_kind,
+                        api: None,
+                    }),
+                    source: source.config(side_network(&network, source_verify)),
+                    destination: destination.config(side_network(&network, dest_verify)),
+                    filter,
+                    skip,
+                    skip_archived,
+                    skip_forks,
+                    shard,
+                    jobs,
+                    include: selection.0,
+                    exclude: selection.1,
+                    prune,
+                    force,
+                    dry_run,
+                    retry: RetryPolicy::default(),
+                },
+                authentication,
+                notes,
+            })
+        }
+        _ => Err(c.errors),
+    };
+    OrganizationReading { secrets, config }
+}
+
+/// A required URL input; credentials in it are secrets.
+fn required_url(
+    env: &Environment,
+    name: &'static str,
+    what: &str,
+    c: &mut Collector,
+) -> Option<String> {
+    let value = env.input(name);
+    if value.is_empty() {
+        c.error(name, format!("required: {what}"));
+        return None;
+    }
+    match Location::parse(value) {
+        Ok(Location::Http { password, .. }) => {
+            if let Some(password) = password {
+                c.secret(&password);
+            }
+            Some(value.to_owned())
+        }
+        _ => {
+            c.error(
+                name,
+                format!("expected an https:// URL ({what}), got `{value}`"),
+            );
+            None
+        }
+    }
+}
+
+/// A forge kind pick list; `auto` (or nothing) leaves the kind to be
+/// inferred from the URL.
+fn read_kind(env: &Environment, name: &'static str, c: &mut Collector) -> Option<Kind> {
+    match env.input(name) {
+        "" | "auto" => None,
+        value => match Kind::from_name(value) {
+            Some(kind) => Some(kind),
+            None => {
+                c.error(
+                    name,
+                    format!(
+                        "unknown value `{value}`: use one of {}",
+                        FORGE_KINDS.join(", ")
+                    ),
+                );
+                None
+            }
+        },
+    }
+}
+
+/// A multiLine input of regular expressions, each checked here so that a
+/// bad one is reported against its input.
+fn read_regexes(env: &Environment, name: &'static str, c: &mut Collector) -> Vec<String> {
+    let lines = patterns(env, name);
+    for line in &lines {
+        if let Err(e) = Regex::new(line) {
+            c.error(
+                name,
+                format!("`{line}` is not a valid regular expression: {e}"),
+            );
+        }
+    }
+    lines
+}
+
+fn read_jobs(env: &Environment, c: &mut Collector) -> Option<u16> {
+    match env.input("jobs") {
+        "" => None,
+        text => match text.parse::<u16>() {
+            Ok(n) if (1..=MAX_JOBS).contains(&usize::from(n)) => Some(n),
+            _ => {
+                c.error(
+                    "jobs",
+                    format!("expected a whole number from 1 to {MAX_JOBS}, got `{text}`"),
+                );
+                None
+            }
+        },
+    }
+}
+
+fn read_shard(env: &Environment, c: &mut Collector) -> Option<Shard> {
+    match env.input("shard") {
+        "" => None,
+        text => match text.parse::<Shard>() {
+            Ok(shard) => Some(shard),
+            Err(e) => {
+                c.error("shard", format!("{e}; in a matrix of N jobs use $(System.JobPositionInPhase)/$(System.TotalJobsInPhase)"));
+                None
+            }
+        },
+    }
+}
