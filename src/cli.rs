@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::auth::Scheme;
 use crate::config::{self, ForgeConfig, SideConfig, SweepConfig};
 use crate::forge::Kind;
-use crate::mirror::{LocalOptions, Mode, Options, RefSelection, RetryPolicy};
+use crate::mirror::{LocalOptions, LocalReader, Mode, Options, RefSelection, RetryPolicy};
 use crate::sweep::Shard;
 use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy};
 
@@ -153,6 +153,18 @@ pub struct RelayArgs {
     /// Local DESTINATION (a backup) only: delete archived tips (refs/archive/<UTC time>/<ref>, kept when the source deletes or force-pushes a ref) older than DURATION, e.g. 30d, 12h, 2w.
     #[arg(long, value_name = "DURATION", value_parser = crate::store::archive::parse_age)]
     pub(crate) prune_archive_older_than: Option<Duration>,
+
+    /// Read a local SOURCE with `git` (upload-pack) or `git2` (libgit2) instead of choosing by whether git is installed. Hidden: for tests of either reader.
+    #[arg(long, value_name = "READER", value_parser = local_reader, hide = true)]
+    pub(crate) local_source: Option<LocalReader>,
+}
+
+fn local_reader(name: &str) -> Result<LocalReader, String> {
+    match name {
+        "git" => Ok(LocalReader::Git),
+        "git2" => Ok(LocalReader::Git2),
+        _ => Err("use git or git2".to_owned()),
+    }
 }
 
 /// The arguments of `verify`.
@@ -274,13 +286,6 @@ pub(crate) struct SelectionArgs {
     pub(crate) no_prune: bool,
 }
 
-impl SelectionArgs {
-    /// The engine's ref selection; an `Err` is a usage error.
-    pub(crate) fn selection(&self) -> Result<RefSelection, String> {
-        RefSelection::new(&self.include, &self.exclude)
-    }
-}
-
 /// TLS, proxy, timeout and retry flags (shared by `mirror`, `status` and
 /// `mirror-all`).
 #[derive(Debug, Args)]
@@ -332,6 +337,10 @@ pub struct NetworkArgs {
     /// Start over this many times after a transient failure (busy server, refused or cut connection), waiting 1 s, 2 s, 4 s... with jitter, or what the server's Retry-After asks.
     #[arg(long, value_name = "N", default_value_t = RetryPolicy::DEFAULT_RETRIES, help_heading = "Network")]
     pub(crate) retries: u32,
+
+    /// The first wait before a retry, in milliseconds (default 1000; each later one doubles). Hidden: tests shorten it.
+    #[arg(long, value_name = "MS", hide = true)]
+    pub(crate) retry_base_ms: Option<u64>,
 }
 
 impl NetworkArgs {
@@ -365,7 +374,11 @@ impl NetworkArgs {
 
     /// How transient failures are retried.
     pub fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy::new(self.retries)
+        let mut policy = RetryPolicy::new(self.retries);
+        if let Some(ms) = self.retry_base_ms {
+            policy.base_delay = Duration::from_millis(ms);
+        }
+        policy
     }
 }
 
@@ -408,7 +421,7 @@ impl RelayArgs {
         }
         Ok(LocalOptions {
             prune_archive_older_than: self.prune_archive_older_than,
-            ..LocalOptions::default()
+            source_reader: self.local_source.unwrap_or_default(),
         })
     }
 
@@ -425,7 +438,7 @@ impl RelayArgs {
         Ok(Options {
             source,
             destination,
-            selection: self.selection.selection()?,
+            selection: RefSelection::new(&self.selection.include, &self.selection.exclude)?,
             prune: !self.selection.no_prune,
             force: self.force,
             mode,
