@@ -71,18 +71,16 @@ impl Environment {
         if let Some(value) = self.var(&format!("ENDPOINT_AUTH_PARAMETER_{id}_{key}")) {
             return Some(value.to_owned());
         }
-        let auth: serde_json::Value =
-            serde_json::from_str(self.var(&format!("ENDPOINT_AUTH_{id}"))?).ok()?;
-        let parameters = auth
+        let auth = self.endpoint_auth(id)?;
+        (auth
             .get("parameters")
             .or_else(|| auth.get("Parameters"))?
-            .as_object()?;
-        parameters
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .and_then(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned)
+            .as_object()?)
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .and_then(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
     }
 
     /// The authorization scheme of an endpoint, when the agent passed one.
@@ -90,12 +88,15 @@ impl Environment {
         if let Some(scheme) = self.var(&format!("ENDPOINT_AUTH_SCHEME_{id}")) {
             return Some(scheme.to_owned());
         }
-        let auth: serde_json::Value =
-            serde_json::from_str(self.var(&format!("ENDPOINT_AUTH_{id}"))?).ok()?;
-        auth.get("scheme")
-            .or_else(|| auth.get("Scheme"))?
-            .as_str()
-            .map(str::to_owned)
+        let auth = self.endpoint_auth(id)?;
+        let scheme = auth.get("scheme").or_else(|| auth.get("Scheme"))?;
+        scheme.as_str().map(str::to_owned)
+    }
+
+    /// The `ENDPOINT_AUTH_<id>` JSON, which holds an endpoint's scheme and
+    /// parameters when their own variables are not set.
+    fn endpoint_auth(&self, id: &str) -> Option<serde_json::Value> {
+        serde_json::from_str(self.var(&format!("ENDPOINT_AUTH_{id}"))?).ok()
     }
 }
 

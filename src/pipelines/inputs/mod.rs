@@ -135,6 +135,20 @@ impl Collector {
         }
     }
 
+    /// An optional input: `None` when not given, else what `parse` makes
+    /// of it; a value it refuses is a problem with that input.
+    fn parse<T>(
+        &mut self,
+        env: &Environment,
+        name: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match env.input(name) {
+            "" => None,
+            text => parse(text).map_err(|e| self.error(name, e)).ok(),
+        }
+    }
+
     /// The secrets found, each once, and the notes both modes give.
     fn finish(&mut self, env: &Environment) -> (Vec<String>, Vec<String>) {
         let mut notes = Vec::new();
@@ -155,7 +169,9 @@ impl Collector {
 /// then sets its own certificate check.
 fn read_network(env: &Environment, c: &mut Collector) -> NetworkOptions {
     let timeout = read_timeout(env, c);
-    let deadline = read_deadline(env, c).map(|d| Deadline::after(Instant::now(), d));
+    // As `--deadline` reads it.
+    let deadline = c.parse(env, "deadline", crate::store::archive::parse_age);
+    let deadline = deadline.map(|d| Deadline::after(Instant::now(), d));
     NetworkOptions {
         ca_file: read_ca_file(env, c),
         insecure: false,
@@ -200,44 +216,24 @@ pub(crate) fn task_mode(env: &Environment) -> Result<TaskMode, InputError> {
 }
 
 fn read_bool(env: &Environment, name: &'static str, default: bool, c: &mut Collector) -> bool {
-    match env.input(name) {
-        "" => default,
-        v if v.eq_ignore_ascii_case("true") => true,
-        v if v.eq_ignore_ascii_case("false") => false,
-        other => {
-            c.error(name, format!("expected true or false, got `{other}`"));
-            default
-        }
-    }
+    c.parse(env, name, |v| match v {
+        v if v.eq_ignore_ascii_case("true") => Ok(true),
+        v if v.eq_ignore_ascii_case("false") => Ok(false),
+        other => Err(format!("expected true or false, got `{other}`")),
+    })
+    .unwrap_or(default)
 }
 
 fn read_timeout(env: &Environment, c: &mut Collector) -> Duration {
-    let default = config::DEFAULT_TIMEOUT_SECS;
-    let secs = match env.input("timeout") {
-        "" => default,
-        text => match text.parse::<u64>() {
-            Ok(n) if config::TIMEOUT_SECS.contains(&n) => n,
-            _ => {
-                let (min, max) = config::TIMEOUT_SECS.into_inner();
-                c.error(
-                    "timeout",
-                    format!("expected a whole number of seconds from {min} to {max}, got `{text}`"),
-                );
-                default
-            }
-        },
-    };
-    Duration::from_secs(secs)
-}
-
-/// The optional `deadline` input, as `--deadline` reads it.
-fn read_deadline(env: &Environment, c: &mut Collector) -> Option<Duration> {
-    match env.input("deadline") {
-        "" => None,
-        text => crate::store::archive::parse_age(text)
-            .map_err(|e| c.error("deadline", e))
-            .ok(),
-    }
+    let (min, max) = config::TIMEOUT_SECS.into_inner();
+    let secs = c.parse(env, "timeout", |text| {
+        (text.parse().ok())
+            .filter(|n| config::TIMEOUT_SECS.contains(n))
+            .ok_or_else(|| {
+                format!("expected a whole number of seconds from {min} to {max}, got `{text}`")
+            })
+    });
+    Duration::from_secs(secs.unwrap_or(config::DEFAULT_TIMEOUT_SECS))
 }
 
 fn read_ca_file(env: &Environment, c: &mut Collector) -> Option<PathBuf> {

@@ -86,19 +86,22 @@ pub(crate) fn read_organization(env: &Environment) -> OrganizationReading {
     let skip = read_regexes(env, "skip", &mut c);
     let skip_archived = read_bool(env, "skipArchived", false, &mut c);
     let skip_forks = read_bool(env, "skipForks", false, &mut c);
-    let jobs = read_jobs(env, &mut c);
-    let shard = read_shard(env, &mut c);
+    let jobs = c.parse(env, "jobs", |text| {
+        (text.parse().ok())
+            .filter(|n| (1..=MAX_JOBS).contains(&usize::from(*n)))
+            .ok_or_else(|| format!("expected a whole number from 1 to {MAX_JOBS}, got `{text}`"))
+    });
+    let shard = c.parse(env, "shard", |text| {
+        text.parse::<Shard>()
+            .map_err(|e| format!("{e}; in a matrix of N jobs use $(System.JobPositionInPhase)/$(System.TotalJobsInPhase)"))
+    });
 
     // The same token serves the API and git, and git may send it with the
     // user name the forge documents: tell the agent every Basic form it
     // could take, since the agent masks only what it is told.
     for side in [&source, &destination].into_iter().flatten() {
         let Some(token) = &side.token else { continue };
-        let mut users: Vec<&str> = FORGE_KINDS
-            .iter()
-            .filter_map(|k| Kind::from_name(k))
-            .map(Kind::git_username)
-            .collect();
+        let mut users = Kind::ALL.map(Kind::git_username).to_vec();
         users.push("x-access-token");
         users.extend(side.username.as_deref());
         // As on the command line, `user:secret` names the user only when
@@ -186,22 +189,15 @@ fn required_url(
 /// A forge kind pick list; `auto` (or nothing) leaves the kind to be
 /// inferred from the URL.
 fn read_kind(env: &Environment, name: &'static str, c: &mut Collector) -> Option<Kind> {
-    match env.input(name) {
-        "" | "auto" => None,
-        value => match Kind::from_name(value) {
-            Some(kind) => Some(kind),
-            None => {
-                c.error(
-                    name,
-                    format!(
-                        "unknown value `{value}`: use one of {}",
-                        FORGE_KINDS.join(", ")
-                    ),
-                );
-                None
-            }
-        },
-    }
+    c.parse(env, name, |value| match Kind::from_name(value) {
+        _ if value == "auto" => Ok(None),
+        Some(kind) => Ok(Some(kind)),
+        None => Err(format!(
+            "unknown value `{value}`: use one of {}",
+            FORGE_KINDS.join(", ")
+        )),
+    })
+    .flatten()
 }
 
 /// A multiLine input of regular expressions, each checked here so that a
@@ -217,33 +213,4 @@ fn read_regexes(env: &Environment, name: &'static str, c: &mut Collector) -> Vec
         }
     }
     lines
-}
-
-fn read_jobs(env: &Environment, c: &mut Collector) -> Option<u16> {
-    match env.input("jobs") {
-        "" => None,
-        text => match text.parse::<u16>() {
-            Ok(n) if (1..=MAX_JOBS).contains(&usize::from(n)) => Some(n),
-            _ => {
-                c.error(
-                    "jobs",
-                    format!("expected a whole number from 1 to {MAX_JOBS}, got `{text}`"),
-                );
-                None
-            }
-        },
-    }
-}
-
-fn read_shard(env: &Environment, c: &mut Collector) -> Option<Shard> {
-    match env.input("shard") {
-        "" => None,
-        text => match text.parse::<Shard>() {
-            Ok(shard) => Some(shard),
-            Err(e) => {
-                c.error("shard", format!("{e}; in a matrix of N jobs use $(System.JobPositionInPhase)/$(System.TotalJobsInPhase)"));
-                None
-            }
-        },
-    }
 }

@@ -3,7 +3,7 @@
 use super::environment::input_variable;
 use super::*;
 use crate::forge::Kind;
-use crate::mirror::Mode;
+use crate::mirror::{Mode, Options};
 use crate::transport::RedirectPolicy;
 use std::time::Duration;
 
@@ -33,6 +33,10 @@ fn env(pairs: &[(&str, &str)]) -> Environment {
 
 fn errors(e: &Environment) -> Vec<InputError> {
     read(e).config.expect_err("invalid inputs")
+}
+
+fn options(e: &Environment) -> Options {
+    read(e).config.expect("valid inputs").options
 }
 
 #[test]
@@ -77,16 +81,9 @@ fn system_access_token_is_a_bearer() {
             "sys-tok",
         ),
     ]);
-    let reading = read(&e);
-    let dest = reading
-        .config
-        .unwrap()
-        .options
-        .destination
-        .credentials
-        .unwrap();
+    let dest = options(&e).destination.credentials.unwrap();
     assert_eq!(dest.authorization(), "Bearer sys-tok");
-    assert!(reading.secrets.contains(&"sys-tok".to_owned()));
+    assert!(read(&e).secrets.contains(&"sys-tok".to_owned()));
 }
 
 #[test]
@@ -106,16 +103,9 @@ fn generic_connection_from_its_auth_json() {
             r#"{"parameters":{"username":"bob","password":"pw;x"},"scheme":"UsernamePassword"}"#,
         ),
     ]);
-    let reading = read(&e);
-    let dest = reading
-        .config
-        .unwrap()
-        .options
-        .destination
-        .credentials
-        .unwrap();
+    let dest = options(&e).destination.credentials.unwrap();
     assert_eq!(dest.username(), "bob");
-    assert!(reading.secrets.contains(&"pw;x".to_owned()));
+    assert!(read(&e).secrets.contains(&"pw;x".to_owned()));
 }
 
 #[test]
@@ -133,13 +123,7 @@ fn github_connection_token_any_case() {
             "ghp_x",
         ),
     ]);
-    let dest = read(&e)
-        .config
-        .unwrap()
-        .options
-        .destination
-        .credentials
-        .unwrap();
+    let dest = options(&e).destination.credentials.unwrap();
     assert_eq!(dest.username(), "x-access-token");
 }
 
@@ -173,35 +157,23 @@ fn allowed_redirect_hosts_reach_both_sides() {
         "INPUT_ALLOWREDIRECTHOSTS",
         "mirror.example.com\n\nOther.Example.com\n",
     )]);
-    let options = read(&e).config.unwrap().options;
+    let given = options(&e);
     let expected = RedirectPolicy::allowing(["mirror.example.com", "other.example.com"]);
-    assert_eq!(options.source.network.redirects, expected);
-    assert_eq!(options.destination.network.redirects, expected);
-    let e = env(&[]);
-    let options = read(&e).config.unwrap().options;
-    assert_eq!(options.source.network.redirects, RedirectPolicy::default());
+    assert_eq!(given.source.network.redirects, expected);
+    assert_eq!(given.destination.network.redirects, expected);
+    let none = options(&env(&[])).source.network.redirects;
+    assert_eq!(none, RedirectPolicy::default());
 }
 
 #[test]
 fn deadline_reaches_both_sides() {
     let e = env(&[("INPUT_DEADLINE", "30m")]);
-    let options = read(&e).config.unwrap().options;
-    for network in [&options.source.network, &options.destination.network] {
+    let given = options(&e);
+    for network in [&given.source.network, &given.destination.network] {
         let deadline = network.limits.deadline.expect("a deadline");
         assert_eq!(deadline.allowed, Duration::from_secs(30 * 60));
     }
-    let e = env(&[]);
-    assert_eq!(
-        read(&e)
-            .config
-            .unwrap()
-            .options
-            .source
-            .network
-            .limits
-            .deadline,
-        None
-    );
+    assert_eq!(options(&env(&[])).source.network.limits.deadline, None);
 }
 
 #[test]
@@ -214,14 +186,7 @@ fn empty_destination_is_required() {
 fn directory_file_path_means_not_given() {
     let dir = std::env::temp_dir();
     let e = env(&[("INPUT_CACERTIFICATEFILE", dir.to_str().unwrap())]);
-    assert!(read(&e)
-        .config
-        .unwrap()
-        .options
-        .source
-        .network
-        .ca_file
-        .is_none());
+    assert!(options(&e).source.network.ca_file.is_none());
     let e = env(&[("INPUT_CACERTIFICATEFILE", "/nonexistent/ca.pem")]);
     assert_eq!(errors(&e)[0].input, "caCertificateFile");
 }
@@ -304,17 +269,7 @@ fn agent_proxy_credentials_are_secret() {
         ("AGENT_PROXYUSERNAME", "me"),
         ("AGENT_PROXYPASSWORD", "p@ss"),
     ]);
-    let reading = read(&e);
-    assert!(reading.secrets.contains(&"p@ss".to_owned()));
-    assert_eq!(
-        reading
-            .config
-            .unwrap()
-            .options
-            .source
-            .network
-            .proxy
-            .as_deref(),
-        Some("http://me:p%40ss@proxy:3128")
-    );
+    assert!(read(&e).secrets.contains(&"p@ss".to_owned()));
+    let proxy = options(&e).source.network.proxy;
+    assert_eq!(proxy.as_deref(), Some("http://me:p%40ss@proxy:3128"));
 }
