@@ -33,7 +33,7 @@ use crate::mirror::{self, Mode, Options, Outcome, Report, RetryPolicy, SideError
 use crate::output::{self, Verbosity};
 use crate::sweep::fleet::State;
 use crate::sweep::{self, Summary, SweepFailure};
-use inputs::{Environment, InputError, OrganizationConfig, TaskConfig, TaskMode};
+use inputs::{Environment, InputError, TaskConfig, TaskMode};
 use vso::{Issue, TaskResult};
 
 /// The output variables the task sets; task.json declares exactly these.
@@ -145,8 +145,8 @@ impl ReportFiles {
     }
 }
 
-fn mirror_and_report(config: &TaskConfig, files: &ReportFiles) {
-    let options = &config.options;
+fn mirror_and_report(config: &TaskConfig<Options>, files: &ReportFiles) {
+    let options = &config.run;
     vso::set_progress(5, "inputs read");
     vso::group("git-relay: inputs");
     output::info(format_args!("git-relay {}", env!("CARGO_PKG_VERSION")));
@@ -298,8 +298,8 @@ fn write(path: &Path, text: &str) -> bool {
 }
 
 /// Organization mode: the inputs, then the sweep, then the report.
-fn sweep_and_report(config: &OrganizationConfig, files: &ReportFiles) {
-    let sweep = &config.sweep;
+fn sweep_and_report(config: &TaskConfig<SweepConfig>, files: &ReportFiles) {
+    let sweep = &config.run;
     vso::set_progress(5, "inputs read");
     vso::group("git-relay: inputs");
     output::info(format_args!(

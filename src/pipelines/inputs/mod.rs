@@ -8,7 +8,7 @@
 //! patterns, the collection of problems and secrets) is here.
 //!
 //! Reading never prints: the caller must first tell the agent every secret
-//! found here ([`repository::Reading::secrets`]), and only then report problems.
+//! found here ([`Reading::secrets`]), and only then report problems.
 
 mod credentials;
 mod environment;
@@ -28,8 +28,8 @@ use crate::config;
 use crate::mirror::RefSelection;
 use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy};
 pub(crate) use environment::Environment;
-pub(crate) use organization::{read_organization, OrganizationConfig};
-pub(crate) use repository::{read, TaskConfig};
+pub(crate) use organization::read_organization;
+pub(crate) use repository::read;
 
 /// Every input the binary reads; task.json declares exactly these (a test
 /// checks both directions).
@@ -113,6 +113,27 @@ impl fmt::Display for InputError {
     }
 }
 
+/// What the inputs of a mode ask for.
+#[derive(Debug)]
+pub(crate) struct TaskConfig<T> {
+    /// What to run: the engine options, or a sweep.
+    pub(crate) run: T,
+    /// How each side signs in, for the log: (source, destination).
+    pub(crate) authentication: (String, String),
+    /// Things worth telling the user that are not problems.
+    pub(crate) notes: Vec<String>,
+}
+
+/// The result of reading the inputs.
+#[derive(Debug)]
+pub(crate) struct Reading<T> {
+    /// Every secret found, in every form in which it could be printed: the
+    /// caller hands each to the agent before printing anything.
+    pub(crate) secrets: Vec<String>,
+    /// The configuration, or every problem found (not only the first).
+    pub(crate) config: Result<TaskConfig<T>, Vec<InputError>>,
+}
+
 /// Collects problems and secrets while the inputs are read.
 #[derive(Default)]
 struct Collector {
@@ -149,8 +170,9 @@ impl Collector {
         }
     }
 
-    /// The secrets found, each once, and the notes both modes give.
-    fn finish(&mut self, env: &Environment) -> (Vec<String>, Vec<String>) {
+    /// The end of reading either mode: the secrets found, each once, and
+    /// what to run (with how each side signs in) unless a problem was found.
+    fn finish<T>(mut self, env: &Environment, run: Option<(T, (String, String))>) -> Reading<T> {
         let mut notes = Vec::new();
         if !env
             .input("sourceGitRepositoryCloneDirectoryName")
@@ -158,10 +180,20 @@ impl Collector {
         {
             notes.push("sourceGitRepositoryCloneDirectoryName is ignored: git-relay relays the git protocol between the two servers and clones nothing".to_owned());
         }
-        let mut secrets = std::mem::take(&mut self.secrets);
-        secrets.sort();
-        secrets.dedup();
-        (secrets, notes)
+        self.secrets.sort();
+        self.secrets.dedup();
+        let config = match run {
+            Some((run, authentication)) if self.errors.is_empty() => Ok(TaskConfig {
+                run,
+                authentication,
+                notes,
+            }),
+            _ => Err(self.errors),
+        };
+        Reading {
+            secrets: self.secrets,
+            config,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use regex::Regex;
 use super::credentials::{read_credentials, DESTINATION, SOURCE};
 use super::{
     patterns, read_bool, read_network, read_selection, side_network, Collector, Environment,
-    InputError, FORGE_KINDS,
+    Reading, FORGE_KINDS,
 };
 use crate::auth::Credentials;
 use crate::config::{ForgeConfig, SweepConfig};
@@ -16,30 +16,10 @@ use crate::mirror::RetryPolicy;
 use crate::sweep::{Shard, MAX_JOBS};
 use crate::transport::Location;
 
-/// What the inputs ask for in organization mode.
-#[derive(Debug)]
-pub(crate) struct OrganizationConfig {
-    /// The sweep, as `mirror-all` would run it.
-    pub(crate) sweep: SweepConfig,
-    /// How each side signs in, for the log: (source, destination).
-    pub(crate) authentication: (String, String),
-    /// Things worth telling the user that are not problems.
-    pub(crate) notes: Vec<String>,
-}
-
-/// The result of reading the inputs of organization mode.
-#[derive(Debug)]
-pub(crate) struct OrganizationReading {
-    /// As [`Reading::secrets`].
-    pub(crate) secrets: Vec<String>,
-    /// The configuration, or every problem found.
-    pub(crate) config: Result<OrganizationConfig, Vec<InputError>>,
-}
-
 /// Reads and validates the inputs of organization mode. The credential,
 /// selection, network, dry-run and force inputs mean what they mean in
 /// repository mode; the repository URLs are not read.
-pub(crate) fn read_organization(env: &Environment) -> OrganizationReading {
+pub(crate) fn read_organization(env: &Environment) -> Reading<SweepConfig> {
     let mut c = Collector::default();
     let network = read_network(env, &mut c);
     let source_verify = read_bool(env, SOURCE.verify, true, &mut c);
@@ -116,12 +96,11 @@ pub(crate) fn read_organization(env: &Environment) -> OrganizationReading {
         }
     }
 
-    let (secrets, notes) = c.finish(env);
-    let config = match (source, destination, selection, scope) {
-        (Some(source), Some(destination), Some(selection), Some(scope)) if c.errors.is_empty() => {
+    let run = match (source, destination, selection, scope) {
+        (Some(source), Some(destination), Some(selection), Some(scope)) => {
             let authentication = (source.described.clone(), destination.described.clone());
-            Ok(OrganizationConfig {
-                sweep: SweepConfig {
+            Some((
+                SweepConfig {
                     source_scope: ForgeConfig {
                         scope,
                         kind: source_kind,
@@ -149,12 +128,11 @@ pub(crate) fn read_organization(env: &Environment) -> OrganizationReading {
                     retry: RetryPolicy::default(),
                 },
                 authentication,
-                notes,
-            })
+            ))
         }
-        _ => Err(c.errors),
+        _ => None,
     };
-    OrganizationReading { secrets, config }
+    c.finish(env, run)
 }
 
 /// A required URL input; credentials in it are secrets.

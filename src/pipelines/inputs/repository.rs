@@ -2,34 +2,13 @@
 
 use super::credentials::{read_credentials, SideInputs, DESTINATION, SOURCE};
 use super::{
-    read_bool, read_network, read_selection, side_network, Collector, Environment, InputError,
+    read_bool, read_network, read_selection, side_network, Collector, Environment, Reading,
 };
 use crate::mirror::{Endpoint, Mode, Options};
 use crate::transport::{Location, NetworkOptions};
 
-/// What the inputs ask for.
-#[derive(Debug)]
-pub(crate) struct TaskConfig {
-    /// The engine options.
-    pub(crate) options: Options,
-    /// How each side signs in, for the log: (source, destination).
-    pub(crate) authentication: (String, String),
-    /// Things worth telling the user that are not problems.
-    pub(crate) notes: Vec<String>,
-}
-
-/// The result of reading the inputs.
-#[derive(Debug)]
-pub(crate) struct Reading {
-    /// Every secret found, in every form in which it could be printed: the
-    /// caller hands each to the agent before printing anything.
-    pub(crate) secrets: Vec<String>,
-    /// The configuration, or every problem found (not only the first).
-    pub(crate) config: Result<TaskConfig, Vec<InputError>>,
-}
-
 /// Reads and validates every input.
-pub(crate) fn read(env: &Environment) -> Reading {
+pub(crate) fn read(env: &Environment) -> Reading<Options> {
     let mut c = Collector::default();
     let network = read_network(env, &mut c);
     let source = read_side(env, &SOURCE, &mut c, &network);
@@ -39,25 +18,21 @@ pub(crate) fn read(env: &Environment) -> Reading {
     let force = read_bool(env, "force", false, &mut c);
     let dry_run = read_bool(env, "dryRun", false, &mut c);
 
-    let (secrets, notes) = c.finish(env);
-    let config = match (source, destination, selection) {
-        (Some(source), Some(destination), Some(selection)) if c.errors.is_empty() => {
-            Ok(TaskConfig {
-                authentication: (source.1, destination.1),
-                options: Options {
-                    source: source.0,
-                    destination: destination.0,
-                    selection,
-                    prune,
-                    force,
-                    mode: if dry_run { Mode::DryRun } else { Mode::Mirror },
-                },
-                notes,
-            })
-        }
-        _ => Err(c.errors),
+    let run = match (source, destination, selection) {
+        (Some(source), Some(destination), Some(selection)) => Some((
+            Options {
+                source: source.0,
+                destination: destination.0,
+                selection,
+                prune,
+                force,
+                mode: if dry_run { Mode::DryRun } else { Mode::Mirror },
+            },
+            (source.1, destination.1),
+        )),
+        _ => None,
     };
-    Reading { secrets, config }
+    c.finish(env, run)
 }
 
 /// Reads one side; returns the endpoint and how it signs in.

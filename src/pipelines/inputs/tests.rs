@@ -36,7 +36,7 @@ fn errors(e: &Environment) -> Vec<InputError> {
 }
 
 fn options(e: &Environment) -> Options {
-    read(e).config.expect("valid inputs").options
+    read(e).config.expect("valid inputs").run
 }
 
 #[test]
@@ -60,16 +60,16 @@ fn old_task_inputs_work() {
     ]);
     let reading = read(&e);
     let config = reading.config.unwrap();
-    let source = config.options.source.credentials.unwrap();
+    let source = config.run.source.credentials.unwrap();
     assert_eq!(source.username(), "org");
-    assert!(config.options.source.network.insecure);
-    let dest = config.options.destination.credentials.unwrap();
+    assert!(config.run.source.network.insecure);
+    let dest = config.run.destination.credentials.unwrap();
     assert_eq!(dest.username(), "user");
     assert!(reading.secrets.iter().any(|s| s == "src/tok@en"));
     assert!(reading.secrets.iter().any(|s| s == "src%2Ftok%40en"));
     assert!(reading.secrets.iter().any(|s| s == "user:dst-token"));
-    assert_eq!(config.options.mode, Mode::Mirror);
-    assert!(config.options.prune);
+    assert_eq!(config.run.mode, Mode::Mirror);
+    assert!(config.run.prune);
 }
 
 #[test]
@@ -234,7 +234,7 @@ fn organization_inputs_become_a_sweep() {
     ]);
     assert_eq!(task_mode(&e), Ok(TaskMode::Organization));
     let reading = read_organization(&e);
-    let sweep = reading.config.expect("valid inputs").sweep;
+    let sweep = reading.config.expect("valid inputs").run;
     assert_eq!(sweep.source_scope.scope, "https://dev.azure.com/fabrikam");
     assert_eq!(sweep.source_scope.kind, None);
     let create_in = sweep.create_in.expect("createMissing");
