@@ -246,25 +246,25 @@ pub(crate) struct CredentialArgs {
 
 impl CredentialArgs {
     /// The settings of both sides: (source, destination).
-    fn sides(&self, network: &NetworkArgs) -> (SideConfig, SideConfig) {
-        let side = |token: &Option<String>, username: &Option<String>, auth, network| SideConfig {
+    fn sides(&self, n: &NetworkArgs) -> (SideConfig, SideConfig) {
+        let side = |token: &Option<String>, username: &Option<String>, auth, insecure| SideConfig {
             token: token.clone(),
             username: username.clone(),
             scheme: Scheme::from(auth),
-            network,
+            network: n.side(insecure),
         };
         (
             side(
                 &self.source_token,
                 &self.source_username,
                 self.source_auth,
-                network.source(),
+                n.source_insecure,
             ),
             side(
                 &self.dest_token,
                 &self.dest_username,
                 self.dest_auth,
-                network.destination(),
+                n.dest_insecure,
             ),
         )
     }
@@ -360,16 +360,6 @@ impl NetworkArgs {
                     .map(|allowed| Deadline::after(self.started, allowed)),
             },
         }
-    }
-
-    /// The source side's network options.
-    pub(crate) fn source(&self) -> NetworkOptions {
-        self.side(self.source_insecure)
-    }
-
-    /// The destination side's network options.
-    pub(crate) fn destination(&self) -> NetworkOptions {
-        self.side(self.dest_insecure)
     }
 
     /// How transient failures are retried.

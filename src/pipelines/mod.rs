@@ -53,36 +53,22 @@ pub fn run() -> i32 {
     // before the error is printed.
     if mode == Ok(TaskMode::Organization) {
         let reading = inputs::read_organization(&env);
-        let config = match start(&env, &reading.secrets, reading.config) {
-            Some(config) => config,
-            None => return 0,
-        };
-        let files = ReportFiles::new(&env);
-        sweep_and_report(&config, &files);
+        if let Some(config) = start(&env, &reading.secrets, reading.config) {
+            sweep_and_report(&config, &ReportFiles::new(&env));
+        }
         return 0;
     }
     let reading = inputs::read(&env);
-    let mut secrets = reading.secrets;
-    if mode.is_err() {
+    let (mut secrets, mut config) = (reading.secrets, reading.config);
+    if let Err(error) = mode {
         // Which inputs were meant is unknown: mask what either mode finds.
         secrets.extend(inputs::read_organization(&env).secrets);
+        let others = config.err().unwrap_or_default();
+        config = Err(std::iter::once(error).chain(others).collect());
     }
-    let config = match mode {
-        Ok(_) => reading.config,
-        Err(error) => Err(match reading.config {
-            Ok(_) => vec![error],
-            Err(mut errors) => {
-                errors.insert(0, error);
-                errors
-            }
-        }),
-    };
-    let config = match start(&env, &secrets, config) {
-        Some(config) => config,
-        None => return 0,
-    };
-    let files = ReportFiles::new(&env);
-    mirror_and_report(&config, &files);
+    if let Some(config) = start(&env, &secrets, config) {
+        mirror_and_report(&config, &ReportFiles::new(&env));
+    }
     0
 }
 

@@ -110,7 +110,7 @@ pub fn sweep(config: &SweepConfig) -> Result<Summary, SweepFailure> {
         if existing.contains(&create.key(&repo)) {
             return Ok(Prepared::Ready);
         }
-        if sweep.mode == Mode::DryRun {
+        if config.dry_run {
             return Ok(Prepared::WouldCreate);
         }
         match forge::create(&create.api, &create.scope, &repo) {
@@ -122,13 +122,10 @@ pub fn sweep(config: &SweepConfig) -> Result<Summary, SweepFailure> {
             }),
         }
     };
-    let outcomes = fleet::run(&jobs, sweep.parallel, config.retry, &prepare);
+    let parallel = config.jobs.map_or_else(default_jobs, usize::from);
+    let outcomes = fleet::run(&jobs, parallel, config.retry, &prepare);
     let summary = Summary::new(
-        if sweep.mode == Mode::DryRun {
-            "dry-run"
-        } else {
-            "mirror"
-        },
+        if config.dry_run { "dry-run" } else { "mirror" },
         sweep.scope_display.clone(),
         config.shard.map(|s| s.to_string()),
         outcomes,
@@ -199,8 +196,6 @@ struct Sweep<'a> {
     template: Template,
     filter: Vec<Regex>,
     skip: Vec<Regex>,
-    mode: Mode,
-    parallel: usize,
     create: Option<Creator>,
 }
 
@@ -236,12 +231,6 @@ impl Sweep<'_> {
             template,
             filter: regexes(&config.filter, "--filter")?,
             skip: regexes(&config.skip, "--skip")?,
-            mode: if config.dry_run {
-                Mode::DryRun
-            } else {
-                Mode::Mirror
-            },
-            parallel: config.jobs.map_or_else(default_jobs, usize::from),
             source,
             source_api,
             scope_display,
@@ -312,12 +301,14 @@ impl Sweep<'_> {
             selection: RefSelection::new(&config.include, &config.exclude)?,
             prune: config.prune,
             force: config.force,
-            mode: self.mode,
+            mode: if config.dry_run {
+                Mode::DryRun
+            } else {
+                Mode::Mirror
+            },
         })
     }
-}
 
-impl Sweep<'_> {
     /// A clone URL comes from the forge's answer, not from the user: the
     /// source's credentials go there only if it is on the host of the scope
     /// or of its API (or a host the user allowed), and never from https to
