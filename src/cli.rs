@@ -100,21 +100,11 @@ impl From<AuthArg> for Scheme {
     }
 }
 
-/// A forge kind as clap reads it; the names and their help are
-/// [`Kind`]'s own.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct KindArg(pub(crate) Kind);
-
-impl ValueEnum for KindArg {
-    fn value_variants<'a>() -> &'a [Self] {
-        static ALL: std::sync::LazyLock<Vec<KindArg>> =
-            std::sync::LazyLock::new(|| Kind::ALL.map(KindArg).to_vec());
-        &ALL
-    }
-
-    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        Some(clap::builder::PossibleValue::new(self.0.name()).help(self.0.description()))
-    }
+/// Reads a forge kind by the names and with the help [`Kind`] gives.
+fn forge_kind() -> impl clap::builder::TypedValueParser<Value = Kind> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    let names = Kind::ALL.map(|k| PossibleValue::new(k.name()).help(k.description()));
+    PossibleValuesParser::new(names).map(|name| Kind::from_name(&name).expect("a listed kind"))
 }
 
 /// The arguments of `mirror` and `status`.
@@ -476,8 +466,8 @@ pub struct MirrorAllArgs {
     pub(crate) template: String,
 
     /// The kind of forge SOURCE_SCOPE is; needed for self-hosted servers, inferred for the public hosts.
-    #[arg(long, value_enum, value_name = "KIND", help_heading = "Forges")]
-    pub(crate) source_kind: Option<KindArg>,
+    #[arg(long, value_parser = forge_kind(), value_name = "KIND", help_heading = "Forges")]
+    pub(crate) source_kind: Option<Kind>,
 
     /// The source API base, when it cannot be derived from SOURCE_SCOPE (a server under a path prefix), e.g. https://example.com/gitlab/api/v4.
     #[arg(long, value_name = "URL", help_heading = "Forges")]
@@ -492,8 +482,8 @@ pub struct MirrorAllArgs {
     pub(crate) dest_scope: Option<String>,
 
     /// The kind of forge --dest-scope is (inferred for the public hosts).
-    #[arg(long, value_enum, value_name = "KIND", help_heading = "Forges")]
-    pub(crate) dest_kind: Option<KindArg>,
+    #[arg(long, value_parser = forge_kind(), value_name = "KIND", help_heading = "Forges")]
+    pub(crate) dest_kind: Option<Kind>,
 
     /// The destination API base, when it cannot be derived from --dest-scope.
     #[arg(long, value_name = "URL", help_heading = "Forges")]
@@ -549,9 +539,9 @@ impl MirrorAllArgs {
     /// The sweep these arguments ask for.
     pub fn config(&self) -> SweepConfig {
         let (source, destination) = self.credentials.sides(&self.network);
-        let forge = |scope: &String, kind: Option<KindArg>, api: &Option<String>| ForgeConfig {
+        let forge = |scope: &String, kind, api: &Option<String>| ForgeConfig {
             scope: scope.clone(),
-            kind: kind.map(|k| k.0),
+            kind,
             api: api.clone(),
         };
         SweepConfig {

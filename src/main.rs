@@ -32,15 +32,11 @@ fn main() {
 }
 
 fn relay(args: &RelayArgs, mode: Mode) -> i32 {
-    let options = match args.options(mode) {
-        Ok(options) => options,
-        Err(message) => {
-            output::error(message);
-            return 2;
-        }
-    };
-    let local = match args.local_options() {
-        Ok(local) => local,
+    let (options, local) = match args
+        .options(mode)
+        .and_then(|o| Ok((o, args.local_options()?)))
+    {
+        Ok(settings) => settings,
         Err(message) => {
             output::error(message);
             return 2;

@@ -156,6 +156,16 @@ impl Collector {
         }
     }
 
+    /// Records the password in a URL's user information, if any; whether
+    /// the text is an http(s) URL.
+    fn url_secret(&mut self, text: &str) -> bool {
+        let Ok(Location::Http { password, .. }) = Location::parse(text) else {
+            return false;
+        };
+        self.secret(password.as_deref().unwrap_or(""));
+        true
+    }
+
     /// An optional input: `None` when not given, else what `parse` makes
     /// of it; a value it refuses is a problem with that input.
     fn parse<T>(
@@ -292,13 +302,7 @@ fn read_ca_file(env: &Environment, c: &mut Collector) -> Option<PathBuf> {
 fn read_proxy(env: &Environment, c: &mut Collector) -> Option<String> {
     let input = env.input("proxyUrl");
     if !input.is_empty() {
-        if let Ok(Location::Http {
-            password: Some(password),
-            ..
-        }) = Location::parse(input)
-        {
-            c.secret(&password);
-        }
+        c.url_secret(input);
         if !input.contains("://") {
             c.error("proxyUrl", "expected a URL such as http://proxy:3128");
         }

@@ -14,7 +14,6 @@ use crate::config::{ForgeConfig, SweepConfig};
 use crate::forge::Kind;
 use crate::mirror::RetryPolicy;
 use crate::sweep::{Shard, MAX_JOBS};
-use crate::transport::Location;
 
 /// Reads and validates the inputs of organization mode. The credential,
 /// selection, network, dry-run and force inputs mean what they mean in
@@ -43,12 +42,8 @@ pub(crate) fn read_organization(env: &Environment) -> Reading<SweepConfig> {
     let template = env.input("destinationTemplate");
     if template.is_empty() {
         c.error("destinationTemplate", "required: where each repository goes, e.g. https://github.com/acme-mirror/{project}-{repo}.git or a path on the agent such as $(Pipeline.Workspace)/backup/{project}/{repo}.git");
-    } else if let Ok(Location::Http {
-        password: Some(password),
-        ..
-    }) = Location::parse(template)
-    {
-        c.secret(&password);
+    } else {
+        c.url_secret(template);
     }
     let create_missing = read_bool(env, "createMissing", false, &mut c);
     let dest_scope = if create_missing {
@@ -147,21 +142,14 @@ fn required_url(
         c.error(name, format!("required: {what}"));
         return None;
     }
-    match Location::parse(value) {
-        Ok(Location::Http { password, .. }) => {
-            if let Some(password) = password {
-                c.secret(&password);
-            }
-            Some(value.to_owned())
-        }
-        _ => {
-            c.error(
-                name,
-                format!("expected an https:// URL ({what}), got `{value}`"),
-            );
-            None
-        }
+    if !c.url_secret(value) {
+        c.error(
+            name,
+            format!("expected an https:// URL ({what}), got `{value}`"),
+        );
+        return None;
     }
+    Some(value.to_owned())
 }
 
 /// A forge kind pick list; `auto` (or nothing) leaves the kind to be

@@ -5,7 +5,7 @@ use super::{
     read_bool, read_network, read_selection, side_network, Collector, Environment, Reading,
 };
 use crate::mirror::{Endpoint, Mode, Options};
-use crate::transport::{Location, NetworkOptions};
+use crate::transport::NetworkOptions;
 
 /// Reads and validates every input.
 pub(crate) fn read(env: &Environment) -> Reading<Options> {
@@ -68,13 +68,7 @@ fn read_side(
             c.error(names.uri, message)
         })
         .ok()?;
-    if let Location::Http {
-        password: Some(password),
-        ..
-    } = &endpoint.location
-    {
-        c.secret(password);
-    }
+    c.url_secret(uri);
     if let Some(credentials) = &endpoint.credentials {
         c.secrets.extend(credentials.secret_forms());
     }
