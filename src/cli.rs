@@ -9,7 +9,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
 
 use crate::auth::Scheme;
 use crate::config::{self, ForgeConfig, SideConfig, SweepConfig};
@@ -81,28 +82,22 @@ pub enum Command {
     Task,
 }
 
-/// How one side authenticates.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub(crate) enum AuthArg {
-    /// HTTP Basic with username and token (personal access tokens).
-    #[default]
-    Basic,
-    /// `Authorization: Bearer <token>` (System.AccessToken, OAuth, Entra ID).
-    Bearer,
-}
-
-impl From<AuthArg> for Scheme {
-    fn from(a: AuthArg) -> Scheme {
-        match a {
-            AuthArg::Basic => Scheme::Basic,
-            AuthArg::Bearer => Scheme::Bearer,
-        }
-    }
+/// Reads how one side's token is sent.
+fn auth_scheme() -> impl TypedValueParser<Value = Scheme> {
+    let schemes = [
+        PossibleValue::new("basic")
+            .help("HTTP Basic with username and token (personal access tokens)"),
+        PossibleValue::new("bearer")
+            .help("`Authorization: Bearer <token>` (System.AccessToken, OAuth, Entra ID)"),
+    ];
+    PossibleValuesParser::new(schemes).map(|s| match s.as_str() {
+        "bearer" => Scheme::Bearer,
+        _ => Scheme::Basic,
+    })
 }
 
 /// Reads a forge kind by the names and with the help [`Kind`] gives.
-fn forge_kind() -> impl clap::builder::TypedValueParser<Value = Kind> {
-    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+fn forge_kind() -> impl TypedValueParser<Value = Kind> {
     let names = Kind::ALL.map(|k| PossibleValue::new(k.name()).help(k.description()));
     PossibleValuesParser::new(names).map(|name| Kind::from_name(&name).expect("a listed kind"))
 }
@@ -214,24 +209,12 @@ pub(crate) struct CredentialArgs {
     pub(crate) dest_username: Option<String>,
 
     /// How the source token is sent.
-    #[arg(
-        long,
-        value_enum,
-        default_value_t,
-        value_name = "SCHEME",
-        help_heading = "Credentials"
-    )]
-    pub(crate) source_auth: AuthArg,
+    #[arg(long, value_parser = auth_scheme(), default_value = "basic", value_name = "SCHEME", help_heading = "Credentials")]
+    pub(crate) source_auth: Scheme,
 
     /// How the destination token is sent.
-    #[arg(
-        long,
-        value_enum,
-        default_value_t,
-        value_name = "SCHEME",
-        help_heading = "Credentials"
-    )]
-    pub(crate) dest_auth: AuthArg,
+    #[arg(long, value_parser = auth_scheme(), default_value = "basic", value_name = "SCHEME", help_heading = "Credentials")]
+    pub(crate) dest_auth: Scheme,
 }
 
 impl CredentialArgs {
@@ -240,7 +223,7 @@ impl CredentialArgs {
         let side = |token: &Option<String>, username: &Option<String>, auth, insecure| SideConfig {
             token: token.clone(),
             username: username.clone(),
-            scheme: Scheme::from(auth),
+            scheme: auth,
             network: n.side(insecure),
         };
         (
