@@ -136,14 +136,10 @@ impl Scope {
     /// derived API base.
     pub(crate) fn parse(url: &Url, kind: Option<Kind>, api: Option<&Url>) -> Result<Scope, String> {
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-        let kind = match kind.or_else(|| infer(&host)) {
-            Some(kind) => kind,
-            None => {
-                return Err(format!(
-                "cannot tell which forge {host} is; name it with --source-kind / --dest-kind (azure-devops, github, gitlab, bitbucket, bitbucket-server, gitea)"
-            ))
-            }
-        };
+        let kind = kind.or_else(|| infer(&host)).ok_or_else(|| {
+            let names = Kind::ALL.map(Kind::name).join(", ");
+            format!("cannot tell which forge {host} is; name it with --source-kind / --dest-kind ({names})")
+        })?;
         let segments: Vec<String> = url
             .path_segments()
             .map(|s| {

@@ -340,17 +340,9 @@ fn read_selection(env: &Environment, c: &mut Collector) -> Option<RefSelection> 
     let include = patterns(env, "includeRefs");
     let exclude = patterns(env, "excludeRefs");
     // Checked one list at a time so the message names the right input.
-    let mut ok = true;
-    if let Err(e) = RefSelection::new(&include, &[]) {
-        c.error("includeRefs", e);
-        ok = false;
-    }
-    if let Err(e) = RefSelection::new(&[], &exclude) {
-        c.error("excludeRefs", e);
-        ok = false;
-    }
-    if !ok {
-        return None;
-    }
-    RefSelection::new(&include, &exclude).ok()
+    let include_ok = RefSelection::new(&include, &[]).map_err(|e| c.error("includeRefs", e));
+    let exclude_ok = RefSelection::new(&[], &exclude).map_err(|e| c.error("excludeRefs", e));
+    (include_ok.is_ok() && exclude_ok.is_ok())
+        .then(|| RefSelection::new(&include, &exclude).ok())
+        .flatten()
 }

@@ -46,16 +46,13 @@ pub(crate) fn read_organization(env: &Environment) -> Reading<SweepConfig> {
         c.url_secret(template);
     }
     let create_missing = read_bool(env, "createMissing", false, &mut c);
-    let dest_scope = if create_missing {
-        required_url(
-            env,
-            "destinationScopeUri",
-            "with createMissing, the organization or group where missing repositories are created",
-            &mut c,
-        )
-    } else {
-        None
-    };
+    let dest_scope = create_missing
+        .then(|| {
+            let what =
+            "with createMissing, the organization or group where missing repositories are created";
+            required_url(env, "destinationScopeUri", what, &mut c)
+        })
+        .flatten();
     let dest_kind = read_kind(env, "destinationKind", &mut c);
     let filter = read_regexes(env, "filter", &mut c);
     let skip = read_regexes(env, "skip", &mut c);
