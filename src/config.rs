@@ -64,13 +64,10 @@ impl SideConfig {
                 url_username: url_username.as_deref(),
                 url_password: password.as_deref(),
                 scheme: self.scheme,
-                default_username: default_username.unwrap_or(
-                    if url.host_str() == Some("github.com") {
-                        "x-access-token"
-                    } else {
-                        "git"
-                    },
-                ),
+                default_username: default_username.unwrap_or(match url.host_str() {
+                    Some("github.com") => "x-access-token",
+                    _ => "git",
+                }),
             }),
             Location::Local(_) => None,
         };

@@ -292,7 +292,7 @@ fn sweep_and_report(config: &TaskConfig<SweepConfig>, files: &ReportFiles) {
         "git-relay {} (organization mode)",
         env!("CARGO_PKG_VERSION")
     ));
-    let kind = |k: Option<crate::forge::Kind>| k.map_or("inferred".to_owned(), |k| k.to_string());
+    let kind = |k: Option<crate::forge::Kind>| k.map_or("inferred", crate::forge::Kind::name);
     output::info(format_args!(
         "source       {} ({}, kind {})",
         redacted(&sweep.source_scope.scope),
@@ -316,9 +316,7 @@ fn sweep_and_report(config: &TaskConfig<SweepConfig>, files: &ReportFiles) {
         if sweep.dry_run { "dry run" } else { "mirror" },
         sweep.prune,
         sweep.force,
-        sweep
-            .jobs
-            .map_or_else(|| sweep::default_jobs().to_string(), |j| j.to_string()),
+        sweep.jobs.map_or_else(sweep::default_jobs, usize::from),
         sweep
             .shard
             .map(|s| format!(", shard {s}"))

@@ -282,12 +282,10 @@ impl Sweep<'_> {
     }
 
     fn options(&self, repo: &RemoteRepo, destination: &str) -> Result<Options, String> {
-        let config = self.config;
-        let source = config.source.endpoint(
-            "source",
-            &repo.clone_url,
-            Some(self.source.kind.git_username()),
-        )?;
+        let (config, username) = (self.config, self.source.kind.git_username());
+        let source = config
+            .source
+            .endpoint("source", &repo.clone_url, Some(username))?;
         self.check_clone_url(&source)?;
         let dest_kind = self.create.as_ref().map(|c| c.scope.kind);
         let destination = config.destination.endpoint(

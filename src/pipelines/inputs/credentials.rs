@@ -100,33 +100,23 @@ pub(super) fn read_credentials(
             let token = env
                 .endpoint_parameter("SYSTEMVSSCONNECTION", "ACCESSTOKEN")
                 .or_else(|| env.var("SYSTEM_ACCESSTOKEN").map(str::to_owned));
-            match token {
-                Some(token) => {
-                    c.secret(&token);
-                    Some(SideCredentials {
-                        token: Some(token),
-                        username: None,
-                        auth: Scheme::Bearer,
-                        described: "System.AccessToken (bearer)".to_owned(),
-                    })
-                }
-                None => {
-                    c.error(
-                        names.authentication,
-                        "systemAccessToken was chosen but the agent passed no System.AccessToken (ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN is not set); run on an Azure Pipelines agent, or map it with `env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`",
-                    );
-                    None
-                }
-            }
-        }
-        Some(kind @ ("serviceConnection" | "gitHubConnection")) => {
-            let input = if kind == "serviceConnection" {
-                names.service_connection
-            } else {
-                names.github_connection
+            let Some(token) = token else {
+                c.error(
+                    names.authentication,
+                    "systemAccessToken was chosen but the agent passed no System.AccessToken (ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN is not set); run on an Azure Pipelines agent, or map it with `env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`",
+                );
+                return None;
             };
-            read_connection(env, input, kind == "gitHubConnection", c)
+            c.secret(&token);
+            Some(SideCredentials {
+                token: Some(token),
+                username: None,
+                auth: Scheme::Bearer,
+                described: "System.AccessToken (bearer)".to_owned(),
+            })
         }
+        Some("serviceConnection") => read_connection(env, names.service_connection, false, c),
+        Some("gitHubConnection") => read_connection(env, names.github_connection, true, c),
         _ => {
             c.error(
                 names.authentication,

@@ -183,13 +183,10 @@ impl Collector {
     /// The end of reading either mode: the secrets found, each once, and
     /// what to run (with how each side signs in) unless a problem was found.
     fn finish<T>(mut self, env: &Environment, run: Option<(T, (String, String))>) -> Reading<T> {
-        let mut notes = Vec::new();
-        if !env
-            .input("sourceGitRepositoryCloneDirectoryName")
-            .is_empty()
-        {
-            notes.push("sourceGitRepositoryCloneDirectoryName is ignored: git-relay relays the git protocol between the two servers and clones nothing".to_owned());
-        }
+        let clone_directory = env.input("sourceGitRepositoryCloneDirectoryName");
+        let notes = Vec::from_iter((!clone_directory.is_empty()).then(|| {
+            "sourceGitRepositoryCloneDirectoryName is ignored: git-relay relays the git protocol between the two servers and clones nothing".to_owned()
+        }));
         self.secrets.sort();
         self.secrets.dedup();
         let config = match run {
