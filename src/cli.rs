@@ -9,12 +9,14 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
 
-use crate::auth::{CredentialSources, Credentials, Scheme};
-use crate::fleet::Shard;
+use crate::auth::Scheme;
+use crate::config::{self, ForgeConfig, SideConfig, SweepConfig};
 use crate::forge::Kind;
-use crate::mirror::{Endpoint, LocalOptions, Mode, Options, RefSelection, RetryPolicy};
+use crate::mirror::{LocalOptions, LocalReader, Mode, Options, RefSelection, RetryPolicy};
+use crate::sweep::Shard;
 use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy};
 
 const EXAMPLES: &str = "\
@@ -80,23 +82,24 @@ pub enum Command {
     Task,
 }
 
-/// How one side authenticates.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub(crate) enum AuthArg {
-    /// HTTP Basic with username and token (personal access tokens).
-    #[default]
-    Basic,
-    /// `Authorization: Bearer <token>` (System.AccessToken, OAuth, Entra ID).
-    Bearer,
+/// Reads how one side's token is sent.
+fn auth_scheme() -> impl TypedValueParser<Value = Scheme> {
+    let schemes = [
+        PossibleValue::new("basic")
+            .help("HTTP Basic with username and token (personal access tokens)"),
+        PossibleValue::new("bearer")
+            .help("`Authorization: Bearer <token>` (System.AccessToken, OAuth, Entra ID)"),
+    ];
+    PossibleValuesParser::new(schemes).map(|s| match s.as_str() {
+        "bearer" => Scheme::Bearer,
+        _ => Scheme::Basic,
+    })
 }
 
-impl From<AuthArg> for Scheme {
-    fn from(a: AuthArg) -> Scheme {
-        match a {
-            AuthArg::Basic => Scheme::Basic,
-            AuthArg::Bearer => Scheme::Bearer,
-        }
-    }
+/// Reads a forge kind by the names and with the help [`Kind`] gives.
+fn forge_kind() -> impl TypedValueParser<Value = Kind> {
+    let names = Kind::ALL.map(|k| PossibleValue::new(k.name()).help(k.description()));
+    PossibleValuesParser::new(names).map(|name| Kind::from_name(&name).expect("a listed kind"))
 }
 
 /// The arguments of `mirror` and `status`.
@@ -135,6 +138,18 @@ pub struct RelayArgs {
     /// Local DESTINATION (a backup) only: delete archived tips (refs/archive/<UTC time>/<ref>, kept when the source deletes or force-pushes a ref) older than DURATION, e.g. 30d, 12h, 2w.
     #[arg(long, value_name = "DURATION", value_parser = crate::store::archive::parse_age)]
     pub(crate) prune_archive_older_than: Option<Duration>,
+
+    /// Read a local SOURCE with `git` (upload-pack) or `git2` (libgit2) instead of choosing by whether git is installed. Hidden: for tests of either reader.
+    #[arg(long, value_name = "READER", value_parser = local_reader, hide = true)]
+    pub(crate) local_source: Option<LocalReader>,
+}
+
+fn local_reader(name: &str) -> Result<LocalReader, String> {
+    match name {
+        "git" => Ok(LocalReader::Git),
+        "git2" => Ok(LocalReader::Git2),
+        _ => Err("use git or git2".to_owned()),
+    }
 }
 
 /// The arguments of `verify`.
@@ -194,24 +209,38 @@ pub(crate) struct CredentialArgs {
     pub(crate) dest_username: Option<String>,
 
     /// How the source token is sent.
-    #[arg(
-        long,
-        value_enum,
-        default_value_t,
-        value_name = "SCHEME",
-        help_heading = "Credentials"
-    )]
-    pub(crate) source_auth: AuthArg,
+    #[arg(long, value_parser = auth_scheme(), default_value = "basic", value_name = "SCHEME", help_heading = "Credentials")]
+    pub(crate) source_auth: Scheme,
 
     /// How the destination token is sent.
-    #[arg(
-        long,
-        value_enum,
-        default_value_t,
-        value_name = "SCHEME",
-        help_heading = "Credentials"
-    )]
-    pub(crate) dest_auth: AuthArg,
+    #[arg(long, value_parser = auth_scheme(), default_value = "basic", value_name = "SCHEME", help_heading = "Credentials")]
+    pub(crate) dest_auth: Scheme,
+}
+
+impl CredentialArgs {
+    /// The settings of both sides: (source, destination).
+    fn sides(&self, n: &NetworkArgs) -> (SideConfig, SideConfig) {
+        let side = |token: &Option<String>, username: &Option<String>, auth, insecure| SideConfig {
+            token: token.clone(),
+            username: username.clone(),
+            scheme: auth,
+            network: n.side(insecure),
+        };
+        (
+            side(
+                &self.source_token,
+                &self.source_username,
+                self.source_auth,
+                n.source_insecure,
+            ),
+            side(
+                &self.dest_token,
+                &self.dest_username,
+                self.dest_auth,
+                n.dest_insecure,
+            ),
+        )
+    }
 }
 
 /// Which refs take part (shared by `mirror`, `status` and `mirror-all`).
@@ -228,13 +257,6 @@ pub(crate) struct SelectionArgs {
     /// Keep destination refs that the source no longer has.
     #[arg(long, help_heading = "Selection")]
     pub(crate) no_prune: bool,
-}
-
-impl SelectionArgs {
-    /// The engine's ref selection; an `Err` is a usage error.
-    pub(crate) fn selection(&self) -> Result<RefSelection, String> {
-        RefSelection::new(&self.include, &self.exclude)
-    }
 }
 
 /// TLS, proxy, timeout and retry flags (shared by `mirror`, `status` and
@@ -262,7 +284,7 @@ pub struct NetworkArgs {
     pub(crate) allow_redirect_host: Vec<String>,
 
     /// Seconds to wait for a connection, and for data during a transfer, before giving up.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400), help_heading = "Network")]
+    #[arg(long, value_name = "SECONDS", default_value_t = config::DEFAULT_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(config::TIMEOUT_SECS), help_heading = "Network")]
     pub(crate) timeout: u64,
 
     /// Fail a transfer from a server that averages fewer bytes per second than this over --timeout seconds of waiting on it: one trickling bytes, or sending progress and no data. While a server prepares its pack it may send only keep-alives or progress for 5 such windows; raise --timeout for one that takes longer. Local repositories are exempt. 0 turns the check off.
@@ -288,6 +310,10 @@ pub struct NetworkArgs {
     /// Start over this many times after a transient failure (busy server, refused or cut connection), waiting 1 s, 2 s, 4 s... with jitter, or what the server's Retry-After asks.
     #[arg(long, value_name = "N", default_value_t = RetryPolicy::DEFAULT_RETRIES, help_heading = "Network")]
     pub(crate) retries: u32,
+
+    /// The first wait before a retry, in milliseconds (default 1000; each later one doubles). Hidden: tests shorten it.
+    #[arg(long, value_name = "MS", hide = true)]
+    pub(crate) retry_base_ms: Option<u64>,
 }
 
 impl NetworkArgs {
@@ -309,19 +335,13 @@ impl NetworkArgs {
         }
     }
 
-    /// The source side's network options.
-    pub(crate) fn source(&self) -> NetworkOptions {
-        self.side(self.source_insecure)
-    }
-
-    /// The destination side's network options.
-    pub(crate) fn destination(&self) -> NetworkOptions {
-        self.side(self.dest_insecure)
-    }
-
     /// How transient failures are retried.
     pub fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy::new(self.retries)
+        let mut policy = RetryPolicy::new(self.retries);
+        if let Some(ms) = self.retry_base_ms {
+            policy.base_delay = Duration::from_millis(ms);
+        }
+        policy
     }
 }
 
@@ -364,7 +384,7 @@ impl RelayArgs {
         }
         Ok(LocalOptions {
             prune_archive_older_than: self.prune_archive_older_than,
-            ..LocalOptions::default()
+            source_reader: self.local_source.unwrap_or_default(),
         })
     }
 
@@ -375,77 +395,18 @@ impl RelayArgs {
         } else {
             mode
         };
-        let c = &self.credentials;
-        let source = endpoint(
-            "source",
-            &self.source,
-            c.source_token.as_deref(),
-            c.source_username.as_deref(),
-            c.source_auth,
-            self.network.source(),
-            None,
-        )?;
-        let destination = endpoint(
-            "destination",
-            &self.destination,
-            c.dest_token.as_deref(),
-            c.dest_username.as_deref(),
-            c.dest_auth,
-            self.network.destination(),
-            None,
-        )?;
+        let (source, destination) = self.credentials.sides(&self.network);
+        let source = source.endpoint("source", &self.source, None)?;
+        let destination = destination.endpoint("destination", &self.destination, None)?;
         Ok(Options {
             source,
             destination,
-            selection: self.selection.selection()?,
+            selection: RefSelection::new(&self.selection.include, &self.selection.exclude)?,
             prune: !self.selection.no_prune,
             force: self.force,
             mode,
         })
     }
-}
-
-/// Turns one side's argument and flags into an [`Endpoint`]. Without a
-/// `default_username` a bare token goes with `git` (`x-access-token` for
-/// github.com); `mirror-all` passes the one its forge documents.
-pub(crate) fn endpoint(
-    side: &str,
-    arg: &str,
-    token: Option<&str>,
-    username: Option<&str>,
-    auth: AuthArg,
-    network: NetworkOptions,
-    default_username: Option<&str>,
-) -> Result<Endpoint, String> {
-    if let Some(token) = token {
-        // Learn the secret before anything could print it.
-        crate::auth::register_secret(token);
-    }
-    let location = Location::parse(arg).map_err(|e| format!("{side}: {e}"))?;
-    let credentials = match &location {
-        Location::Http {
-            url,
-            username: url_username,
-            password,
-        } => Credentials::resolve(&CredentialSources {
-            username,
-            token,
-            url_username: url_username.as_deref(),
-            url_password: password.as_deref(),
-            scheme: auth.into(),
-            default_username: default_username.unwrap_or(if url.host_str() == Some("github.com") {
-                "x-access-token"
-            } else {
-                "git"
-            }),
-        }),
-        Location::Local(_) => None,
-    };
-    Ok(Endpoint {
-        location,
-        credentials,
-        network,
-    })
 }
 
 const MIRROR_ALL_EXAMPLES: &str = "\
@@ -488,7 +449,7 @@ pub struct MirrorAllArgs {
     pub(crate) template: String,
 
     /// The kind of forge SOURCE_SCOPE is; needed for self-hosted servers, inferred for the public hosts.
-    #[arg(long, value_enum, value_name = "KIND", help_heading = "Forges")]
+    #[arg(long, value_parser = forge_kind(), value_name = "KIND", help_heading = "Forges")]
     pub(crate) source_kind: Option<Kind>,
 
     /// The source API base, when it cannot be derived from SOURCE_SCOPE (a server under a path prefix), e.g. https://example.com/gitlab/api/v4.
@@ -504,7 +465,7 @@ pub struct MirrorAllArgs {
     pub(crate) dest_scope: Option<String>,
 
     /// The kind of forge --dest-scope is (inferred for the public hosts).
-    #[arg(long, value_enum, value_name = "KIND", help_heading = "Forges")]
+    #[arg(long, value_parser = forge_kind(), value_name = "KIND", help_heading = "Forges")]
     pub(crate) dest_kind: Option<Kind>,
 
     /// The destination API base, when it cannot be derived from --dest-scope.
@@ -532,7 +493,7 @@ pub struct MirrorAllArgs {
     pub(crate) shard: Option<Shard>,
 
     /// Repositories mirrored at once. Default: twice the cores, at most 8.
-    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=crate::fleet::MAX_JOBS as i64))]
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=crate::sweep::MAX_JOBS as i64))]
     pub(crate) jobs: Option<u16>,
 
     #[command(flatten)]
@@ -551,10 +512,43 @@ pub struct MirrorAllArgs {
 
     /// Print a machine-readable report of every repository and ref on stdout.
     #[arg(long)]
-    pub(crate) json: bool,
+    pub json: bool,
 
     #[command(flatten)]
     pub(crate) network: NetworkArgs,
+}
+
+impl MirrorAllArgs {
+    /// The sweep these arguments ask for.
+    pub fn config(&self) -> SweepConfig {
+        let (source, destination) = self.credentials.sides(&self.network);
+        let forge = |scope: &String, kind, api: &Option<String>| ForgeConfig {
+            scope: scope.clone(),
+            kind,
+            api: api.clone(),
+        };
+        SweepConfig {
+            source_scope: forge(&self.scope, self.source_kind, &self.source_api),
+            template: self.template.clone(),
+            create_in: (self.dest_scope.as_ref())
+                .filter(|_| self.create_missing)
+                .map(|scope| forge(scope, self.dest_kind, &self.dest_api)),
+            source,
+            destination,
+            filter: self.filter.clone(),
+            skip: self.skip.clone(),
+            skip_archived: self.skip_archived,
+            skip_forks: self.skip_forks,
+            shard: self.shard,
+            jobs: self.jobs,
+            include: self.selection.include.clone(),
+            exclude: self.selection.exclude.clone(),
+            prune: !self.selection.no_prune,
+            force: self.force,
+            dry_run: self.dry_run,
+            retry: self.network.retry_policy(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,10 +16,12 @@
 //! - [`mirror`] selects refs, plans, relays the pack, verifies and reports;
 //!   it knows nothing of command lines or pipelines.
 //! - [`forge`] lists and creates repositories through forge REST APIs;
-//!   [`fleet`] runs many mirrors in parallel and sums them up; [`mirror_all`]
-//!   joins the two for `git-relay mirror-all`.
+//!   [`sweep`] mirrors every repository a forge lists, in parallel, and
+//!   sums them up (`git-relay mirror-all`).
+//! - [`config`] is what the front ends hand down: plain settings, no clap.
 //! - [`cli`], [`output`] and [`pipelines`] are the edges a person, a script
-//!   or an Azure Pipelines agent sees.
+//!   or an Azure Pipelines agent sees; each turns its input into a
+//!   [`config`] and neither knows of the other.
 //!
 //! `docs/architecture.md` in the repository walks through one run from end
 //! to end, the security model, and where to add a forge, an auth kind or a
@@ -31,14 +33,14 @@
 pub mod auth;
 mod child;
 pub mod cli;
-pub(crate) mod fleet;
+pub mod config;
 pub(crate) mod forge;
 pub mod mirror;
-pub mod mirror_all;
 pub mod output;
 pub mod pipelines;
 pub mod protocol;
 pub mod store;
+pub mod sweep;
 pub mod transport;
 
 /// The `agent=` capability and User-Agent suffix we announce to servers.

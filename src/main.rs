@@ -2,7 +2,7 @@
 
 use clap::Parser;
 
-use git_relay::cli::{Cli, Command, RelayArgs, VerifyArgs};
+use git_relay::cli::{Cli, Command, MirrorAllArgs, RelayArgs, VerifyArgs};
 use git_relay::mirror::{self, Mode};
 use git_relay::output::{self, Verbosity};
 
@@ -24,7 +24,7 @@ fn main() {
     let code = match &cli.command {
         Command::Mirror(args) => relay(args, Mode::Mirror),
         Command::Status(args) => relay(args, Mode::Status),
-        Command::MirrorAll(args) => git_relay::mirror_all::run(args),
+        Command::MirrorAll(args) => mirror_all(args),
         Command::Task => git_relay::pipelines::run(),
         Command::Verify(args) => verify(args),
     };
@@ -32,15 +32,11 @@ fn main() {
 }
 
 fn relay(args: &RelayArgs, mode: Mode) -> i32 {
-    let options = match args.options(mode) {
-        Ok(options) => options,
-        Err(message) => {
-            output::error(message);
-            return 2;
-        }
-    };
-    let local = match args.local_options() {
-        Ok(local) => local,
+    let (options, local) = match args
+        .options(mode)
+        .and_then(|o| Ok((o, args.local_options()?)))
+    {
+        Ok(settings) => settings,
         Err(message) => {
             output::error(message);
             return 2;
@@ -75,6 +71,32 @@ fn relay(args: &RelayArgs, mode: Mode) -> i32 {
             1
         }
     }
+}
+
+fn mirror_all(args: &MirrorAllArgs) -> i32 {
+    let summary = match git_relay::sweep::sweep(&args.config()) {
+        Ok(summary) => summary,
+        Err(failure) => {
+            output::error(&failure.message);
+            if let Some(hint) = &failure.hint {
+                output::hint(hint);
+            }
+            // Only a forge's refusal is worth a JSON document: usage errors
+            // are for the person typing, as with every other command.
+            if args.json && failure.code == 1 {
+                let doc = serde_json::json!({ "error": { "message": failure.message, "hint": failure.hint } });
+                output::stdout(&git_relay::auth::redacted_json(&doc));
+            }
+            return failure.code;
+        }
+    };
+    for line in summary.table() {
+        output::info(line);
+    }
+    if args.json {
+        output::stdout(&summary.to_json());
+    }
+    summary.exit_code()
 }
 
 fn verify(args: &VerifyArgs) -> i32 {

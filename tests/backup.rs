@@ -426,8 +426,9 @@ fn a_local_work_tree_backs_up_through_git2_too() {
     work.branch("side");
     let scratch = tempfile::tempdir().unwrap();
     let backup = scratch.path().join("backup.git");
-    let env = [("GIT_RELAY_LOCAL_SOURCE", "git2")];
-    let out = run(&["mirror", &s(work.path()), &s(&backup), "--json"], &env);
+    let (src, dst) = (s(work.path()), s(&backup));
+    let args = ["mirror", &src, &dst, "--json", "--local-source", "git2"];
+    let out = run(&args, &[]);
     out.assert_code(0);
     assert_eq!(out.json()["source_protocol"], "git2");
     assert_eq!(refs_of(&backup), refs_of(&work.path().join(".git")));
@@ -436,7 +437,7 @@ fn a_local_work_tree_backs_up_through_git2_too() {
 
     git(work.path(), &["reset", "-q", "--hard", "HEAD~1"]);
     work.commit("b rewritten");
-    let out = run(&["mirror", &s(work.path()), &s(&backup), "--json"], &env);
+    let out = run(&args, &[]);
     out.assert_code(0);
     let (mirrored, _) = split_archive(refs_of(&backup));
     assert_eq!(mirrored, refs_of(&work.path().join(".git")));
@@ -998,8 +999,8 @@ fn a_repository_of_another_user_is_refused_with_git_s_reason_and_the_way_out() {
     };
     let backup = scratch.path().join("backup.git");
     for reader in ["git", "git2"] {
-        let env = [("GIT_RELAY_LOCAL_SOURCE", reader)];
-        check(&run(&["mirror", &s(&theirs), &s(&backup)], &env));
+        let args = ["mirror", &s(&theirs), &s(&backup), "--local-source", reader];
+        check(&run(&args, &[]));
     }
     // A backup of another user is refused the same way.
     let out = run(&["mirror", &s(work.path()), &s(&theirs)], &[]);

@@ -47,11 +47,11 @@ fn mirror(src: &str, dst: &str, server: &GitServer, extra: &[&str]) -> Output {
     relay()
         .args(["mirror", src, dst])
         .args(extra)
+        .args(["--retry-base-ms", "50"])
         .env("GIT_RELAY_SOURCE_TOKEN", server.password())
         .env("GIT_RELAY_DEST_TOKEN", server.password())
         .env("GIT_RELAY_SOURCE_USERNAME", server.username())
         .env("GIT_RELAY_DEST_USERNAME", server.username())
-        .env("GIT_RELAY_RETRY_BASE_MS", "50")
         .output()
         .expect("run git-relay")
 }
@@ -302,9 +302,8 @@ fn two_runs_racing_to_one_destination_both_end_correct() {
 /// Runs `git-relay ARGS` against a hostile server, killing it after 30 s:
 /// without the bounds under test it would never end.
 fn run_hostile(args: &[&str], server: &GitServer) -> Bounded {
-    let mut env = credentials(server);
-    env.push(("GIT_RELAY_RETRY_BASE_MS", "50"));
-    let out = run_bounded(args, &env, Duration::from_secs(30));
+    let args = [args, &["--retry-base-ms", "50"]].concat();
+    let out = run_bounded(&args, &credentials(server), Duration::from_secs(30));
     assert!(
         !out.killed,
         "still running after {:?} (peak memory {} MiB); killed\n--- stderr\n{}",

@@ -9,33 +9,62 @@
 
 use std::fmt;
 
-use clap::ValueEnum;
 use url::Url;
 
-/// A kind of forge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+/// A kind of forge. Its names and descriptions are here, for `--help` and
+/// the task's pick lists alike; clap is the command line's business.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// Azure DevOps Services or Server (scope: organization or collection URL, optionally /PROJECT).
-    #[value(name = "azure-devops")]
     AzureDevOps,
-    /// GitHub or GitHub Enterprise Server (scope: https://HOST/ORG).
-    #[value(name = "github")]
     GitHub,
-    /// GitLab (scope: https://HOST/GROUP[/SUBGROUP...]).
-    #[value(name = "gitlab")]
     GitLab,
-    /// Bitbucket Cloud (scope: https://bitbucket.org/WORKSPACE).
-    #[value(name = "bitbucket")]
     Bitbucket,
-    /// Bitbucket Server / Data Center (scope: https://HOST/projects/KEY).
-    #[value(name = "bitbucket-server")]
     BitbucketServer,
-    /// Gitea or Forgejo (scope: https://HOST/ORG).
-    #[value(name = "gitea")]
     Gitea,
 }
 
 impl Kind {
+    /// Every kind, in the order help lists them.
+    pub(crate) const ALL: [Kind; 6] = [
+        Kind::AzureDevOps,
+        Kind::GitHub,
+        Kind::GitLab,
+        Kind::Bitbucket,
+        Kind::BitbucketServer,
+        Kind::Gitea,
+    ];
+
+    /// The name users type (`--source-kind`, the task's `sourceKind`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::AzureDevOps => "azure-devops",
+            Kind::GitHub => "github",
+            Kind::GitLab => "gitlab",
+            Kind::Bitbucket => "bitbucket",
+            Kind::BitbucketServer => "bitbucket-server",
+            Kind::Gitea => "gitea",
+        }
+    }
+
+    /// The kind with this name, in any case.
+    pub(crate) fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(name))
+    }
+
+    /// What the product is and what its scope URL looks like.
+    pub(crate) fn description(self) -> &'static str {
+        match self {
+            Kind::AzureDevOps => "Azure DevOps Services or Server (scope: organization or collection URL, optionally /PROJECT)",
+            Kind::GitHub => "GitHub or GitHub Enterprise Server (scope: https://HOST/ORG)",
+            Kind::GitLab => "GitLab (scope: https://HOST/GROUP[/SUBGROUP...])",
+            Kind::Bitbucket => "Bitbucket Cloud (scope: https://bitbucket.org/WORKSPACE)",
+            Kind::BitbucketServer => "Bitbucket Server / Data Center (scope: https://HOST/projects/KEY)",
+            Kind::Gitea => "Gitea or Forgejo (scope: https://HOST/ORG)",
+        }
+    }
+
     /// The API's name in messages.
     pub(crate) fn api_name(self) -> &'static str {
         match self {
@@ -82,11 +111,7 @@ impl Kind {
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = self
-            .to_possible_value()
-            .map(|v| v.get_name().to_owned())
-            .unwrap_or_default();
-        f.write_str(&name)
+        f.write_str(self.name())
     }
 }
 
@@ -111,14 +136,10 @@ impl Scope {
     /// derived API base.
     pub(crate) fn parse(url: &Url, kind: Option<Kind>, api: Option<&Url>) -> Result<Scope, String> {
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-        let kind = match kind.or_else(|| infer(&host)) {
-            Some(kind) => kind,
-            None => {
-                return Err(format!(
-                "cannot tell which forge {host} is; name it with --source-kind / --dest-kind (azure-devops, github, gitlab, bitbucket, bitbucket-server, gitea)"
-            ))
-            }
-        };
+        let kind = kind.or_else(|| infer(&host)).ok_or_else(|| {
+            let names = Kind::ALL.map(Kind::name).join(", ");
+            format!("cannot tell which forge {host} is; name it with --source-kind / --dest-kind ({names})")
+        })?;
         let segments: Vec<String> = url
             .path_segments()
             .map(|s| {

@@ -12,7 +12,7 @@
 //!    variables, and end with `task.complete`.
 //!
 //! In organization mode (input `mode: organization`) step 3 is a
-//! `mirror-all` sweep instead ([`crate::mirror_all::sweep`]): the same
+//! `mirror-all` sweep instead ([`crate::sweep::sweep`]): the same
 //! order, one `task.logissue` per repository that failed, and a summary
 //! with a row per repository.
 //!
@@ -28,11 +28,12 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::auth;
-use crate::fleet::{self, State};
+use crate::config::SweepConfig;
 use crate::mirror::{self, Mode, Options, Outcome, Report, RetryPolicy, SideError};
-use crate::mirror_all::{self, SweepFailure};
 use crate::output::{self, Verbosity};
-use inputs::{Environment, InputError, OrganizationConfig, TaskConfig, TaskMode};
+use crate::sweep::fleet::State;
+use crate::sweep::{self, Summary, SweepFailure};
+use inputs::{Environment, InputError, TaskConfig, TaskMode};
 use vso::{Issue, TaskResult};
 
 /// The output variables the task sets; task.json declares exactly these.
@@ -52,36 +53,22 @@ pub fn run() -> i32 {
     // before the error is printed.
     if mode == Ok(TaskMode::Organization) {
         let reading = inputs::read_organization(&env);
-        let config = match start(&env, &reading.secrets, reading.config) {
-            Some(config) => config,
-            None => return 0,
-        };
-        let files = ReportFiles::new(&env);
-        sweep_and_report(&config, &files);
+        if let Some(config) = start(&env, &reading.secrets, reading.config) {
+            sweep_and_report(&config, &ReportFiles::new(&env));
+        }
         return 0;
     }
     let reading = inputs::read(&env);
-    let mut secrets = reading.secrets;
-    if mode.is_err() {
+    let (mut secrets, mut config) = (reading.secrets, reading.config);
+    if let Err(error) = mode {
         // Which inputs were meant is unknown: mask what either mode finds.
         secrets.extend(inputs::read_organization(&env).secrets);
+        let others = config.err().unwrap_or_default();
+        config = Err(std::iter::once(error).chain(others).collect());
     }
-    let config = match mode {
-        Ok(_) => reading.config,
-        Err(error) => Err(match reading.config {
-            Ok(_) => vec![error],
-            Err(mut errors) => {
-                errors.insert(0, error);
-                errors
-            }
-        }),
-    };
-    let config = match start(&env, &secrets, config) {
-        Some(config) => config,
-        None => return 0,
-    };
-    let files = ReportFiles::new(&env);
-    mirror_and_report(&config, &files);
+    if let Some(config) = start(&env, &secrets, config) {
+        mirror_and_report(&config, &ReportFiles::new(&env));
+    }
     0
 }
 
@@ -144,8 +131,8 @@ impl ReportFiles {
     }
 }
 
-fn mirror_and_report(config: &TaskConfig, files: &ReportFiles) {
-    let options = &config.options;
+fn mirror_and_report(config: &TaskConfig<Options>, files: &ReportFiles) {
+    let options = &config.run;
     vso::set_progress(5, "inputs read");
     vso::group("git-relay: inputs");
     output::info(format_args!("git-relay {}", env!("CARGO_PKG_VERSION")));
@@ -297,41 +284,41 @@ fn write(path: &Path, text: &str) -> bool {
 }
 
 /// Organization mode: the inputs, then the sweep, then the report.
-fn sweep_and_report(config: &OrganizationConfig, files: &ReportFiles) {
-    let args = &config.args;
+fn sweep_and_report(config: &TaskConfig<SweepConfig>, files: &ReportFiles) {
+    let sweep = &config.run;
     vso::set_progress(5, "inputs read");
     vso::group("git-relay: inputs");
     output::info(format_args!(
         "git-relay {} (organization mode)",
         env!("CARGO_PKG_VERSION")
     ));
-    let kind = |k: Option<crate::forge::Kind>| k.map_or("inferred".to_owned(), |k| k.to_string());
+    let kind = |k: Option<crate::forge::Kind>| k.map_or("inferred", crate::forge::Kind::name);
     output::info(format_args!(
         "source       {} ({}, kind {})",
-        redacted(&args.scope),
+        redacted(&sweep.source_scope.scope),
         config.authentication.0,
-        kind(args.source_kind)
+        kind(sweep.source_scope.kind)
     ));
     output::info(format_args!(
         "destination  {} ({})",
-        redacted(&args.template),
+        redacted(&sweep.template),
         config.authentication.1
     ));
-    if let Some(scope) = &args.dest_scope {
+    if let Some(create_in) = &sweep.create_in {
         output::info(format_args!(
             "create missing repositories in {} (kind {})",
-            redacted(scope),
-            kind(args.dest_kind)
+            redacted(&create_in.scope),
+            kind(create_in.kind)
         ));
     }
     output::info(format_args!(
         "{}, prune {}, force {}, jobs {}{}",
-        if args.dry_run { "dry run" } else { "mirror" },
-        !args.selection.no_prune,
-        args.force,
-        args.jobs
-            .map_or_else(|| fleet::default_jobs().to_string(), |j| j.to_string()),
-        args.shard
+        if sweep.dry_run { "dry run" } else { "mirror" },
+        sweep.prune,
+        sweep.force,
+        sweep.jobs.map_or_else(sweep::default_jobs, usize::from),
+        sweep
+            .shard
             .map(|s| format!(", shard {s}"))
             .unwrap_or_default()
     ));
@@ -344,18 +331,18 @@ fn sweep_and_report(config: &OrganizationConfig, files: &ReportFiles) {
     vso::group("git-relay: discover and mirror");
     // Discovery, then every repository on its own: one that fails never
     // stops the others; each prints a line as it ends.
-    let outcome = mirror_all::sweep(args);
+    let outcome = sweep::sweep(sweep);
     vso::end_group();
     vso::set_progress(90, "sweep finished");
     match outcome {
         Ok(summary) => sweep_finished(&summary, files),
-        Err(failure) => sweep_failed(args, &failure, files),
+        Err(failure) => sweep_failed(sweep, &failure, files),
     }
 }
 
 /// Reports a sweep that ran: a table in the log, an issue per failed
 /// repository, the outputs and the result.
-fn sweep_finished(summary: &fleet::Summary, files: &ReportFiles) {
+fn sweep_finished(summary: &Summary, files: &ReportFiles) {
     vso::section("git-relay: result");
     for line in summary.table() {
         output::info(vso::neutralize(&line));
@@ -428,7 +415,7 @@ fn sweep_finished(summary: &fleet::Summary, files: &ReportFiles) {
 
 /// Reports a sweep that stopped before mirroring: the API that failed, why,
 /// and what to do.
-fn sweep_failed(args: &crate::cli::MirrorAllArgs, failure: &SweepFailure, files: &ReportFiles) {
+fn sweep_failed(sweep: &SweepConfig, failure: &SweepFailure, files: &ReportFiles) {
     let message = vso::neutralize(&failure.message);
     vso::error_line(&message);
     if let Some(hint) = &failure.hint {
@@ -443,7 +430,7 @@ fn sweep_failed(args: &crate::cli::MirrorAllArgs, failure: &SweepFailure, files:
         false,
         &auth::redacted_json(&doc),
         &summary::organization_failure(
-            &redacted(&args.scope),
+            &redacted(&sweep.source_scope.scope),
             &failure.message,
             failure.hint.as_deref(),
         ),

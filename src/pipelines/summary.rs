@@ -13,9 +13,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::auth;
-use crate::fleet::{self, State};
 use crate::mirror::{Outcome, Report, SideError};
 use crate::output::{human_bytes, human_duration};
+use crate::sweep::fleet::{self, State};
 
 /// Rows shown before the table is cut short; the JSON report has them all.
 const MAX_ROWS: usize = 500;
@@ -102,7 +102,7 @@ pub(crate) fn failure(mode: &str, source: &str, destination: &str, err: &SideErr
 
 /// The summary of an organization sweep: the outcome, the counts and a
 /// row per repository.
-pub(crate) fn organization(summary: &fleet::Summary) -> String {
+pub(crate) fn organization(summary: &crate::sweep::Summary) -> String {
     let t = &summary.totals;
     let mut md = format!(
         "### git-relay {} of {}{}\n\n",

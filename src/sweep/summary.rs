@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Outcome, State};
+use super::fleet::{Outcome, State};
 use crate::output::{human_bytes, human_duration};
 
 /// Counts over all repositories.
@@ -31,7 +31,7 @@ pub(crate) struct Counts {
 
 /// A whole sweep.
 #[derive(Clone, Debug, Serialize)]
-pub(crate) struct Summary {
+pub struct Summary {
     /// `mirror` or `dry-run`.
     pub(crate) mode: &'static str,
     /// The source scope URL.
@@ -83,7 +83,7 @@ impl Summary {
 
     /// 0 when every repository matches (skipped ones aside), 1 when any
     /// failed, 3 when any still differs.
-    pub(crate) fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> i32 {
         let t = &self.totals;
         if t.failed > 0 {
             1
@@ -95,12 +95,12 @@ impl Summary {
     }
 
     /// The JSON document of `--json`.
-    pub(crate) fn to_json(&self) -> String {
+    pub fn to_json(&self) -> String {
         crate::auth::redacted_json(self)
     }
 
     /// The closing table, one line per repository, then a totals line.
-    pub(crate) fn table(&self) -> Vec<String> {
+    pub fn table(&self) -> Vec<String> {
         let rows: Vec<[String; 5]> = self
             .repositories
             .iter()

@@ -1,11 +1,23 @@
-//! `git-relay mirror-all`: discover, select, shard, name, create, mirror,
-//! sum up.
+//! Sweeping an organization (`git-relay mirror-all`, the task's
+//! organization mode): discover, select, shard, name, create, mirror, sum
+//! up.
 //!
-//! This is the one place where [`forge`] (what exists, through the forge's
-//! API) meets [`fleet`] (mirroring many repositories at once): it turns the
-//! command line into a list of fleet jobs, and the destination's API into
-//! the fleet's preparation step that creates missing repositories. Neither
-//! side knows of the other.
+//! This is where [`forge`] (what exists, through the forge's API) meets
+//! the [`fleet`] (mirroring many repositories at once): it turns a
+//! [`SweepConfig`] into a list of fleet jobs, and the destination's API
+//! into the fleet's preparation step that creates missing repositories.
+//! The fleet, [`shard`], [`template`] and [`summary`] serve only sweeps and
+//! know nothing of forges. What a sweep prints at the end is the front
+//! ends' business: they render the [`Summary`] each in their way.
+
+pub(crate) mod fleet;
+pub(crate) mod shard;
+pub(crate) mod summary;
+pub(crate) mod template;
+
+pub(crate) use fleet::{default_jobs, MAX_JOBS};
+pub(crate) use shard::Shard;
+pub use summary::Summary;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -16,50 +28,24 @@ use regex::Regex;
 use url::Url;
 
 use crate::auth::{CredentialSources, Credentials, Scheme};
-use crate::cli::{self, AuthArg, MirrorAllArgs};
-use crate::fleet::{self, template::Template, Job, Prepared, Summary, Work};
+use crate::config::{ForgeConfig, SideConfig, SweepConfig};
 use crate::forge::{self, Api, Created, Kind, NewRepo, RemoteRepo, Scope};
-use crate::mirror::{Mode, Options};
+use crate::mirror::{Mode, Options, RefSelection};
 use crate::output;
 use crate::transport::Location;
-
-/// Runs `mirror-all` and returns the process exit code.
-pub fn run(args: &MirrorAllArgs) -> i32 {
-    let summary = match sweep(args) {
-        Ok(summary) => summary,
-        Err(failure) => {
-            output::error(&failure.message);
-            if let Some(hint) = &failure.hint {
-                output::hint(hint);
-            }
-            // Only a forge's refusal is worth a JSON document: usage errors
-            // are for the person typing, as with every other command.
-            if args.json && failure.code == 1 {
-                let doc = serde_json::json!({ "error": { "message": failure.message, "hint": failure.hint } });
-                output::stdout(&crate::auth::redacted_json(&doc));
-            }
-            return failure.code;
-        }
-    };
-    for line in summary.table() {
-        output::info(line);
-    }
-    if args.json {
-        output::stdout(&summary.to_json());
-    }
-    summary.exit_code()
-}
+use fleet::{Job, Prepared, Work};
+use template::Template;
 
 /// Why a sweep stopped before mirroring anything.
 #[derive(Clone, Debug)]
-pub(crate) struct SweepFailure {
+pub struct SweepFailure {
     /// The exit code `mirror-all` gives it: 2 for a usage error, 1 when a
     /// forge's API failed (discovery, or listing the destination).
-    pub(crate) code: i32,
+    pub code: i32,
     /// What went wrong; a forge error names the API.
-    pub(crate) message: String,
+    pub message: String,
     /// What to do about it.
-    pub(crate) hint: Option<String>,
+    pub hint: Option<String>,
 }
 
 impl SweepFailure {
@@ -80,12 +66,12 @@ impl SweepFailure {
     }
 }
 
-/// Discovers, selects and mirrors every repository `args` names, and
+/// Discovers, selects and mirrors every repository `config` names, and
 /// returns the outcome of each. Shared by the command line and the Azure
 /// Pipelines task, which report the same [`Summary`] each in their way.
-pub(crate) fn sweep(args: &MirrorAllArgs) -> Result<Summary, SweepFailure> {
+pub fn sweep(config: &SweepConfig) -> Result<Summary, SweepFailure> {
     let started = Instant::now();
-    let sweep = Sweep::new(args).map_err(SweepFailure::usage)?;
+    let sweep = Sweep::new(config).map_err(SweepFailure::usage)?;
     let found =
         forge::discover(&sweep.source_api, &sweep.source).map_err(|e| SweepFailure::forge(&e))?;
     let total = found.len();
@@ -103,7 +89,8 @@ pub(crate) fn sweep(args: &MirrorAllArgs) -> Result<Summary, SweepFailure> {
         sweep.source.kind,
         sweep.scope_display,
         jobs.len(),
-        args.shard
+        config
+            .shard
             .map(|s| format!(" (shard {s})"))
             .unwrap_or_default()
     ));
@@ -123,7 +110,7 @@ pub(crate) fn sweep(args: &MirrorAllArgs) -> Result<Summary, SweepFailure> {
         if existing.contains(&create.key(&repo)) {
             return Ok(Prepared::Ready);
         }
-        if sweep.mode == Mode::DryRun {
+        if config.dry_run {
             return Ok(Prepared::WouldCreate);
         }
         match forge::create(&create.api, &create.scope, &repo) {
@@ -135,15 +122,12 @@ pub(crate) fn sweep(args: &MirrorAllArgs) -> Result<Summary, SweepFailure> {
             }),
         }
     };
-    let outcomes = fleet::run(&jobs, sweep.parallel, args.network.retry_policy(), &prepare);
+    let parallel = config.jobs.map_or_else(default_jobs, usize::from);
+    let outcomes = fleet::run(&jobs, parallel, config.retry, &prepare);
     let summary = Summary::new(
-        if sweep.mode == Mode::DryRun {
-            "dry-run"
-        } else {
-            "mirror"
-        },
+        if config.dry_run { "dry-run" } else { "mirror" },
         sweep.scope_display.clone(),
-        args.shard.map(|s| s.to_string()),
+        config.shard.map(|s| s.to_string()),
         outcomes,
         started.elapsed(),
     );
@@ -202,9 +186,9 @@ fn shared_destination(jobs: &[Job]) -> Option<String> {
     None
 }
 
-/// Everything decided from the command line before any request.
+/// Everything decided from the configuration before any request.
 struct Sweep<'a> {
-    args: &'a MirrorAllArgs,
+    config: &'a SweepConfig,
     source: Scope,
     source_api: Api,
     /// The scope URL without credentials, for messages.
@@ -212,8 +196,6 @@ struct Sweep<'a> {
     template: Template,
     filter: Vec<Regex>,
     skip: Vec<Regex>,
-    mode: Mode,
-    parallel: usize,
     create: Option<Creator>,
 }
 
@@ -224,33 +206,15 @@ struct Creator {
 }
 
 impl Sweep<'_> {
-    fn new(args: &MirrorAllArgs) -> Result<Sweep<'_>, String> {
-        let c = &args.credentials;
-        let (source, source_api, scope_display) = scope_and_api(
-            "source scope",
-            &args.scope,
-            args.source_kind,
-            args.source_api.as_deref(),
-            c.source_token.as_deref(),
-            c.source_username.as_deref(),
-            c.source_auth,
-            &args.network.source(),
-        )?;
-        let create = match (&args.dest_scope, args.create_missing) {
-            (Some(url), true) => {
-                let (scope, api, _) = scope_and_api(
-                    "--dest-scope",
-                    url,
-                    args.dest_kind,
-                    args.dest_api.as_deref(),
-                    c.dest_token.as_deref(),
-                    c.dest_username.as_deref(),
-                    c.dest_auth,
-                    &args.network.destination(),
-                )?;
+    fn new(config: &SweepConfig) -> Result<Sweep<'_>, String> {
+        let (source, source_api, scope_display) =
+            scope_and_api("source scope", &config.source_scope, &config.source)?;
+        let create = match &config.create_in {
+            Some(forge) => {
+                let (scope, api, _) = scope_and_api("--dest-scope", forge, &config.destination)?;
                 Some(Creator { scope, api })
             }
-            _ => None,
+            None => None,
         };
         let regexes = |patterns: &[String], flag: &str| -> Result<Vec<Regex>, String> {
             patterns
@@ -258,21 +222,15 @@ impl Sweep<'_> {
                 .map(|p| Regex::new(p).map_err(|e| format!("{flag} `{p}`: {e}")))
                 .collect()
         };
-        let template = Template::new(&args.template)?;
+        let template = Template::new(&config.template)?;
         if create.is_some() && !template.is_url() {
             return Err("--create-missing creates repositories on a forge: the destination template must be an https:// URL (local destinations are created anyway)".to_owned());
         }
         Ok(Sweep {
-            args,
+            config,
             template,
-            filter: regexes(&args.filter, "--filter")?,
-            skip: regexes(&args.skip, "--skip")?,
-            mode: if args.dry_run {
-                Mode::DryRun
-            } else {
-                Mode::Mirror
-            },
-            parallel: args.jobs.map_or_else(fleet::default_jobs, usize::from),
+            filter: regexes(&config.filter, "--filter")?,
+            skip: regexes(&config.skip, "--skip")?,
             source,
             source_api,
             scope_display,
@@ -287,7 +245,7 @@ impl Sweep<'_> {
             .into_iter()
             .filter(|r| {
                 let name = r.full_name();
-                self.args.shard.is_none_or(|s| s.contains(&name))
+                self.config.shard.is_none_or(|s| s.contains(&name))
                     && (self.filter.is_empty() || self.filter.iter().any(|f| f.is_match(&name)))
                     && !self.skip.iter().any(|s| s.is_match(&name))
             })
@@ -301,9 +259,9 @@ impl Sweep<'_> {
         let destination = self.template.render(&repo.owner, &repo.project, &repo.name);
         let skip = if repo.disabled {
             Some("disabled")
-        } else if repo.archived && self.args.skip_archived {
+        } else if repo.archived && self.config.skip_archived {
             Some("archived")
-        } else if repo.fork && self.args.skip_forks {
+        } else if repo.fork && self.config.skip_forks {
             Some("fork")
         } else {
             None
@@ -324,39 +282,31 @@ impl Sweep<'_> {
     }
 
     fn options(&self, repo: &RemoteRepo, destination: &str) -> Result<Options, String> {
-        let (c, net) = (&self.args.credentials, &self.args.network);
-        let source = cli::endpoint(
-            "source",
-            &repo.clone_url,
-            c.source_token.as_deref(),
-            c.source_username.as_deref(),
-            c.source_auth,
-            net.source(),
-            Some(self.source.kind.git_username()),
-        )?;
+        let (config, username) = (self.config, self.source.kind.git_username());
+        let source = config
+            .source
+            .endpoint("source", &repo.clone_url, Some(username))?;
         self.check_clone_url(&source)?;
         let dest_kind = self.create.as_ref().map(|c| c.scope.kind);
-        let destination = cli::endpoint(
+        let destination = config.destination.endpoint(
             "destination",
             destination,
-            c.dest_token.as_deref(),
-            c.dest_username.as_deref(),
-            c.dest_auth,
-            net.destination(),
             dest_kind.map(Kind::git_username),
         )?;
         Ok(Options {
             source,
             destination,
-            selection: self.args.selection.selection()?,
-            prune: !self.args.selection.no_prune,
-            force: self.args.force,
-            mode: self.mode,
+            selection: RefSelection::new(&config.include, &config.exclude)?,
+            prune: config.prune,
+            force: config.force,
+            mode: if config.dry_run {
+                Mode::DryRun
+            } else {
+                Mode::Mirror
+            },
         })
     }
-}
 
-impl Sweep<'_> {
     /// A clone URL comes from the forge's answer, not from the user: the
     /// source's credentials go there only if it is on the host of the scope
     /// or of its API (or a host the user allowed), and never from https to
@@ -432,42 +382,30 @@ impl Creator {
 }
 
 /// Reads a scope URL (credentials in it are taken out and registered as
-/// secrets) and makes a client for its API.
-#[allow(clippy::too_many_arguments)]
+/// secrets) and makes a client for its API with `side`'s credentials.
 fn scope_and_api(
     what: &str,
-    arg: &str,
-    kind: Option<Kind>,
-    api: Option<&str>,
-    token: Option<&str>,
-    username: Option<&str>,
-    auth: AuthArg,
-    network: &crate::transport::NetworkOptions,
+    forge: &ForgeConfig,
+    side: &SideConfig,
 ) -> Result<(Scope, Api, String), String> {
-    if let Some(token) = token {
+    if let Some(token) = &side.token {
         crate::auth::register_secret(token);
     }
     let Location::Http {
         url,
         username: url_user,
         password: url_pass,
-    } = Location::parse(arg).map_err(|e| format!("{what}: {e}"))?
+    } = Location::parse(&forge.scope).map_err(|e| format!("{what}: {e}"))?
     else {
         return Err(format!("{what} must be an https:// URL"));
     };
-    let api = api
+    let api = (forge.api.as_deref())
         .map(|a| Url::parse(a).map_err(|e| format!("{what} API URL: {e}")))
         .transpose()?;
-    let scope = Scope::parse(&url, kind, api.as_ref()).map_err(|e| format!("{what}: {e}"))?;
-    let credentials = api_credentials(
-        scope.kind,
-        token,
-        username,
-        auth,
-        url_user.as_deref(),
-        url_pass.as_deref(),
-    );
-    let client = forge::client(&scope, credentials.as_ref(), network).map_err(|e| e.to_string())?;
+    let scope = Scope::parse(&url, forge.kind, api.as_ref()).map_err(|e| format!("{what}: {e}"))?;
+    let credentials = api_credentials(scope.kind, side, url_user.as_deref(), url_pass.as_deref());
+    let client =
+        forge::client(&scope, credentials.as_ref(), &side.network).map_err(|e| e.to_string())?;
     Ok((scope, client, url.to_string()))
 }
 
@@ -477,20 +415,23 @@ fn scope_and_api(
 /// Bitbucket app passwords).
 fn api_credentials(
     kind: Kind,
-    token: Option<&str>,
-    username: Option<&str>,
-    auth: AuthArg,
+    side: &SideConfig,
     url_user: Option<&str>,
     url_pass: Option<&str>,
 ) -> Option<Credentials> {
-    let token = token.filter(|t| !t.is_empty()).or(url_pass)?;
+    let (username, auth) = (side.username.as_deref(), side.scheme);
+    let token = side
+        .token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .or(url_pass)?;
     let named = username.is_some() || url_user.is_some() || token.contains(':');
     let basic_user = matches!(kind, Kind::Bitbucket | Kind::BitbucketServer) && named;
-    if auth == AuthArg::Bearer || (kind.api_prefers_bearer() && !basic_user) {
+    if auth == Scheme::Bearer || (kind.api_prefers_bearer() && !basic_user) {
         // A `user:secret` token names its user for git; the API wants the
         // secret alone.
         let secret = match (username, token.split_once(':')) {
-            (None, Some((_, secret))) if auth == AuthArg::Basic => secret,
+            (None, Some((_, secret))) if auth == Scheme::Basic => secret,
             _ => token,
         };
         return Credentials::resolve(&CredentialSources {

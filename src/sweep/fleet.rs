@@ -9,10 +9,6 @@
 //! mirror (creating a missing destination, say); the fleet knows nothing of
 //! how, and nothing of forges or their APIs.
 
-pub(crate) mod shard;
-pub(crate) mod summary;
-pub(crate) mod template;
-
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -20,9 +16,6 @@ use std::time::{Duration, Instant};
 
 use crate::mirror::{self, Options, Report, RetryPolicy};
 use crate::output;
-
-pub(crate) use shard::Shard;
-pub(crate) use summary::Summary;
 
 /// The most parallel mirrors `--jobs` allows: past this, the servers'
 /// limits, not ours, decide the pace.

@@ -1,0 +1,345 @@
+//! The task's inputs: reading them as the agent passes them, validating
+//! them with messages that name the input, and turning them into engine
+//! [`Options`](crate::mirror::Options) or a sweep's configuration.
+//!
+//! [`environment`] is how the agent passes them; [`credentials`] reads a
+//! side's authentication; [`repository`] and [`organization`] read each
+//! mode's inputs. What both modes share (the network inputs, booleans,
+//! patterns, the collection of problems and secrets) is here.
+//!
+//! Reading never prints: the caller must first tell the agent every secret
+//! found here ([`Reading::secrets`]), and only then report problems.
+
+mod credentials;
+mod environment;
+mod organization;
+mod repository;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use percent_encoding::utf8_percent_encode;
+
+use crate::auth::{Credentials, USERINFO};
+use crate::config;
+use crate::mirror::RefSelection;
+use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy};
+pub(crate) use environment::Environment;
+pub(crate) use organization::read_organization;
+pub(crate) use repository::read;
+
+/// Every input the binary reads; task.json declares exactly these (a test
+/// checks both directions).
+pub const INPUTS: &[&str] = &[
+    "sourceGitRepositoryUri",
+    "sourceAuthentication",
+    "sourceUsername",
+    "sourceGitRepositoryPersonalAccessToken",
+    "sourceServiceConnection",
+    "sourceGitHubConnection",
+    "sourceVerifySSLCertificate",
+    "sourceGitRepositoryCloneDirectoryName",
+    "destinationGitRepositoryUri",
+    "destinationAuthentication",
+    "destinationUsername",
+    "destinationGitRepositoryPersonalAccessToken",
+    "destinationServiceConnection",
+    "destinationGitHubConnection",
+    "destinationVerifySSLCertificate",
+    "includeRefs",
+    "excludeRefs",
+    "prune",
+    "force",
+    "dryRun",
+    "caCertificateFile",
+    "proxyUrl",
+    "timeout",
+    "deadline",
+    "allowRedirectHosts",
+    "mode",
+    "sourceScopeUri",
+    "sourceKind",
+    "destinationTemplate",
+    "createMissing",
+    "destinationScopeUri",
+    "destinationKind",
+    "filter",
+    "skip",
+    "skipArchived",
+    "skipForks",
+    "jobs",
+    "shard",
+];
+
+/// The values of the `mode` pick list, as task.json lists them.
+pub const MODES: &[&str] = &["repository", "organization"];
+
+/// The values of the forge kind pick lists, as task.json lists them:
+/// `auto` infers the kind from the public hosts, the others are the names
+/// `mirror-all --source-kind` takes.
+pub const FORGE_KINDS: &[&str] = &[
+    "auto",
+    "azure-devops",
+    "github",
+    "gitlab",
+    "bitbucket",
+    "bitbucket-server",
+    "gitea",
+];
+
+/// The values of the authentication pick lists, as task.json lists them.
+pub const AUTHENTICATION_CHOICES: &[&str] = &[
+    "token",
+    "systemAccessToken",
+    "serviceConnection",
+    "gitHubConnection",
+];
+
+/// A problem with one input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct InputError {
+    /// The input's name, as in task.json and YAML.
+    pub(crate) input: &'static str,
+    /// What is wrong and what to do.
+    pub(crate) message: String,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "input {}: {}", self.input, self.message)
+    }
+}
+
+/// What the inputs of a mode ask for.
+#[derive(Debug)]
+pub(crate) struct TaskConfig<T> {
+    /// What to run: the engine options, or a sweep.
+    pub(crate) run: T,
+    /// How each side signs in, for the log: (source, destination).
+    pub(crate) authentication: (String, String),
+    /// Things worth telling the user that are not problems.
+    pub(crate) notes: Vec<String>,
+}
+
+/// The result of reading the inputs.
+#[derive(Debug)]
+pub(crate) struct Reading<T> {
+    /// Every secret found, in every form in which it could be printed: the
+    /// caller hands each to the agent before printing anything.
+    pub(crate) secrets: Vec<String>,
+    /// The configuration, or every problem found (not only the first).
+    pub(crate) config: Result<TaskConfig<T>, Vec<InputError>>,
+}
+
+/// Collects problems and secrets while the inputs are read.
+#[derive(Default)]
+struct Collector {
+    errors: Vec<InputError>,
+    secrets: Vec<String>,
+}
+
+impl Collector {
+    fn error(&mut self, input: &'static str, message: impl Into<String>) {
+        self.errors.push(InputError {
+            input,
+            message: message.into(),
+        });
+    }
+
+    /// Records a secret value in every printable form.
+    fn secret(&mut self, raw: &str) {
+        if !raw.is_empty() {
+            self.secrets.extend(Credentials::bearer(raw).secret_forms());
+        }
+    }
+
+    /// Records the password in a URL's user information, if any; whether
+    /// the text is an http(s) URL.
+    fn url_secret(&mut self, text: &str) -> bool {
+        let Ok(Location::Http { password, .. }) = Location::parse(text) else {
+            return false;
+        };
+        self.secret(password.as_deref().unwrap_or(""));
+        true
+    }
+
+    /// An optional input: `None` when not given, else what `parse` makes
+    /// of it; a value it refuses is a problem with that input.
+    fn parse<T>(
+        &mut self,
+        env: &Environment,
+        name: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match env.input(name) {
+            "" => None,
+            text => parse(text).map_err(|e| self.error(name, e)).ok(),
+        }
+    }
+
+    /// The end of reading either mode: the secrets found, each once, and
+    /// what to run (with how each side signs in) unless a problem was found.
+    fn finish<T>(mut self, env: &Environment, run: Option<(T, (String, String))>) -> Reading<T> {
+        let clone_directory = env.input("sourceGitRepositoryCloneDirectoryName");
+        let notes = Vec::from_iter((!clone_directory.is_empty()).then(|| {
+            "sourceGitRepositoryCloneDirectoryName is ignored: git-relay relays the git protocol between the two servers and clones nothing".to_owned()
+        }));
+        self.secrets.sort();
+        self.secrets.dedup();
+        let config = match run {
+            Some((run, authentication)) if self.errors.is_empty() => Ok(TaskConfig {
+                run,
+                authentication,
+                notes,
+            }),
+            _ => Err(self.errors),
+        };
+        Reading {
+            secrets: self.secrets,
+            config,
+        }
+    }
+}
+
+/// The network inputs, which both sides and both modes share; each side
+/// then sets its own certificate check.
+fn read_network(env: &Environment, c: &mut Collector) -> NetworkOptions {
+    let timeout = read_timeout(env, c);
+    // As `--deadline` reads it.
+    let deadline = c.parse(env, "deadline", crate::store::archive::parse_age);
+    let deadline = deadline.map(|d| Deadline::after(Instant::now(), d));
+    NetworkOptions {
+        ca_file: read_ca_file(env, c),
+        insecure: false,
+        proxy: read_proxy(env, c),
+        timeout,
+        redirects: RedirectPolicy::allowing(patterns(env, "allowRedirectHosts")),
+        limits: Limits {
+            deadline,
+            ..Limits::default()
+        },
+    }
+}
+
+/// One side's network settings: the shared ones and its certificate check.
+fn side_network(network: &NetworkOptions, verify: bool) -> NetworkOptions {
+    NetworkOptions {
+        insecure: !verify,
+        ..network.clone()
+    }
+}
+
+/// What the task does, from the `mode` input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TaskMode {
+    /// One repository to another (the old task's job).
+    Repository,
+    /// Every repository of an organization, as `mirror-all`.
+    Organization,
+}
+
+/// The `mode` input; an unknown value is an error naming the input.
+pub(crate) fn task_mode(env: &Environment) -> Result<TaskMode, InputError> {
+    match env.input("mode") {
+        "" => Ok(TaskMode::Repository),
+        v if v.eq_ignore_ascii_case("repository") => Ok(TaskMode::Repository),
+        v if v.eq_ignore_ascii_case("organization") => Ok(TaskMode::Organization),
+        other => Err(InputError {
+            input: "mode",
+            message: format!("unknown value `{other}`: use one of {}", MODES.join(", ")),
+        }),
+    }
+}
+
+fn read_bool(env: &Environment, name: &'static str, default: bool, c: &mut Collector) -> bool {
+    c.parse(env, name, |v| match v {
+        v if v.eq_ignore_ascii_case("true") => Ok(true),
+        v if v.eq_ignore_ascii_case("false") => Ok(false),
+        other => Err(format!("expected true or false, got `{other}`")),
+    })
+    .unwrap_or(default)
+}
+
+fn read_timeout(env: &Environment, c: &mut Collector) -> Duration {
+    let (min, max) = config::TIMEOUT_SECS.into_inner();
+    let secs = c.parse(env, "timeout", |text| {
+        (text.parse().ok())
+            .filter(|n| config::TIMEOUT_SECS.contains(n))
+            .ok_or_else(|| {
+                format!("expected a whole number of seconds from {min} to {max}, got `{text}`")
+            })
+    });
+    Duration::from_secs(secs.unwrap_or(config::DEFAULT_TIMEOUT_SECS))
+}
+
+fn read_ca_file(env: &Environment, c: &mut Collector) -> Option<PathBuf> {
+    let value = env.input("caCertificateFile");
+    if value.is_empty() {
+        return None;
+    }
+    let path = PathBuf::from(value);
+    // The agent turns an empty filePath input into the sources directory,
+    // so a directory means "not given".
+    if path.is_dir() {
+        return None;
+    }
+    if !path.is_file() {
+        c.error("caCertificateFile", format!("no such file: {value}"));
+        return None;
+    }
+    Some(path)
+}
+
+/// The proxy: the input, else the agent's own proxy settings (a
+/// self-hosted agent behind a proxy passes them to every task), else none,
+/// which lets the engine honour HTTPS_PROXY and friends.
+fn read_proxy(env: &Environment, c: &mut Collector) -> Option<String> {
+    let input = env.input("proxyUrl");
+    if !input.is_empty() {
+        c.url_secret(input);
+        if !input.contains("://") {
+            c.error("proxyUrl", "expected a URL such as http://proxy:3128");
+        }
+        return Some(input.to_owned());
+    }
+    let agent_proxy = env.var("AGENT_PROXYURL")?;
+    let (Some(user), Some((scheme, rest))) = (
+        env.var("AGENT_PROXYUSERNAME"),
+        agent_proxy.split_once("://"),
+    ) else {
+        return Some(agent_proxy.to_owned());
+    };
+    let password = env.var("AGENT_PROXYPASSWORD").unwrap_or("");
+    c.secret(password);
+    let encoded = utf8_percent_encode(password, USERINFO).to_string();
+    c.secret(&encoded);
+    Some(format!(
+        "{scheme}://{}:{encoded}@{rest}",
+        utf8_percent_encode(user, USERINFO)
+    ))
+}
+
+/// The multiLine pattern inputs: one pattern per line; blank lines and
+/// `#` comments are skipped.
+fn patterns(env: &Environment, name: &'static str) -> Vec<String> {
+    env.input(name)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn read_selection(env: &Environment, c: &mut Collector) -> Option<RefSelection> {
+    let include = patterns(env, "includeRefs");
+    let exclude = patterns(env, "excludeRefs");
+    // Checked one list at a time so the message names the right input.
+    let include_ok = RefSelection::new(&include, &[]).map_err(|e| c.error("includeRefs", e));
+    let exclude_ok = RefSelection::new(&[], &exclude).map_err(|e| c.error("excludeRefs", e));
+    (include_ok.is_ok() && exclude_ok.is_ok())
+        .then(|| RefSelection::new(&include, &exclude).ok())
+        .flatten()
+}

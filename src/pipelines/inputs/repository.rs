@@ -1,0 +1,76 @@
+//! Repository mode: one repository to another, the old task's job.
+
+use super::credentials::{read_credentials, SideInputs, DESTINATION, SOURCE};
+use super::{
+    read_bool, read_network, read_selection, side_network, Collector, Environment, Reading,
+};
+use crate::mirror::{Endpoint, Mode, Options};
+use crate::transport::NetworkOptions;
+
+/// Reads and validates every input.
+pub(crate) fn read(env: &Environment) -> Reading<Options> {
+    let mut c = Collector::default();
+    let network = read_network(env, &mut c);
+    let source = read_side(env, &SOURCE, &mut c, &network);
+    let destination = read_side(env, &DESTINATION, &mut c, &network);
+    let selection = read_selection(env, &mut c);
+    let prune = read_bool(env, "prune", true, &mut c);
+    let force = read_bool(env, "force", false, &mut c);
+    let dry_run = read_bool(env, "dryRun", false, &mut c);
+
+    let run = match (source, destination, selection) {
+        (Some(source), Some(destination), Some(selection)) => Some((
+            Options {
+                source: source.0,
+                destination: destination.0,
+                selection,
+                prune,
+                force,
+                mode: if dry_run { Mode::DryRun } else { Mode::Mirror },
+            },
+            (source.1, destination.1),
+        )),
+        _ => None,
+    };
+    c.finish(env, run)
+}
+
+/// Reads one side; returns the endpoint and how it signs in.
+fn read_side(
+    env: &Environment,
+    names: &SideInputs,
+    c: &mut Collector,
+    network: &NetworkOptions,
+) -> Option<(Endpoint, String)> {
+    let verify = read_bool(env, names.verify, true, c);
+    let credentials = read_credentials(env, names, c);
+    let uri = env.input(names.uri);
+    if uri.is_empty() {
+        c.error(
+            names.uri,
+            format!("required: the URL of the {} repository", names.side),
+        );
+        return None;
+    }
+    // The URL is checked even when the credentials were not usable, so that
+    // every problem is reported at once.
+    let chosen = credentials.is_some();
+    let credentials = credentials.unwrap_or_default();
+    // The command line's own rules turn a URL and a token into credentials.
+    let endpoint = credentials
+        .config(side_network(network, verify))
+        .endpoint(names.uri, uri, None)
+        .map_err(|e| {
+            let message = e
+                .strip_prefix(&format!("{}: ", names.uri))
+                .unwrap_or(&e)
+                .to_owned();
+            c.error(names.uri, message)
+        })
+        .ok()?;
+    c.url_secret(uri);
+    if let Some(credentials) = &endpoint.credentials {
+        c.secrets.extend(credentials.secret_forms());
+    }
+    chosen.then_some((endpoint, credentials.described))
+}

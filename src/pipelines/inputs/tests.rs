@@ -1,0 +1,275 @@
+//! The inputs read as the agent passes them, in both modes.
+
+use super::environment::input_variable;
+use super::*;
+use crate::forge::Kind;
+use crate::mirror::{Mode, Options};
+use crate::transport::RedirectPolicy;
+use std::time::Duration;
+
+fn env(pairs: &[(&str, &str)]) -> Environment {
+    let mut all = vec![
+        (
+            "INPUT_SOURCEGITREPOSITORYURI",
+            "https://org@dev.azure.com/org/p/_git/r",
+        ),
+        ("INPUT_SOURCEAUTHENTICATION", "token"),
+        (
+            "INPUT_DESTINATIONGITREPOSITORYURI",
+            "https://github.com/acme/r.git",
+        ),
+        ("INPUT_DESTINATIONAUTHENTICATION", "token"),
+        ("INPUT_PRUNE", "true"),
+        ("INPUT_FORCE", "false"),
+        ("INPUT_DRYRUN", "false"),
+        ("INPUT_TIMEOUT", "60"),
+    ];
+    for (k, v) in pairs {
+        all.retain(|(name, _)| name != k);
+        all.push((k, v));
+    }
+    Environment::from_pairs(all.iter().map(|(k, v)| (*k, *v)))
+}
+
+fn errors(e: &Environment) -> Vec<InputError> {
+    read(e).config.expect_err("invalid inputs")
+}
+
+fn options(e: &Environment) -> Options {
+    read(e).config.expect("valid inputs").run
+}
+
+#[test]
+fn variable_names_follow_the_agent() {
+    assert_eq!(
+        input_variable("sourceGitRepositoryUri"),
+        "INPUT_SOURCEGITREPOSITORYURI"
+    );
+    assert_eq!(input_variable("a.b c"), "INPUT_A_B_C");
+}
+
+#[test]
+fn old_task_inputs_work() {
+    let e = env(&[
+        ("INPUT_SOURCEGITREPOSITORYPERSONALACCESSTOKEN", "src/tok@en"),
+        (
+            "INPUT_DESTINATIONGITREPOSITORYPERSONALACCESSTOKEN",
+            "user:dst-token",
+        ),
+        ("INPUT_SOURCEVERIFYSSLCERTIFICATE", "false"),
+    ]);
+    let reading = read(&e);
+    let config = reading.config.unwrap();
+    let source = config.run.source.credentials.unwrap();
+    assert_eq!(source.username(), "org");
+    assert!(config.run.source.network.insecure);
+    let dest = config.run.destination.credentials.unwrap();
+    assert_eq!(dest.username(), "user");
+    assert!(reading.secrets.iter().any(|s| s == "src/tok@en"));
+    assert!(reading.secrets.iter().any(|s| s == "src%2Ftok%40en"));
+    assert!(reading.secrets.iter().any(|s| s == "user:dst-token"));
+    assert_eq!(config.run.mode, Mode::Mirror);
+    assert!(config.run.prune);
+}
+
+#[test]
+fn system_access_token_is_a_bearer() {
+    let e = env(&[
+        ("INPUT_DESTINATIONAUTHENTICATION", "systemAccessToken"),
+        (
+            "ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN",
+            "sys-tok",
+        ),
+    ]);
+    let dest = options(&e).destination.credentials.unwrap();
+    assert_eq!(dest.authorization(), "Bearer sys-tok");
+    assert!(read(&e).secrets.contains(&"sys-tok".to_owned()));
+}
+
+#[test]
+fn missing_system_access_token_names_the_input() {
+    let errs = errors(&env(&[("INPUT_SOURCEAUTHENTICATION", "systemAccessToken")]));
+    assert_eq!(errs[0].input, "sourceAuthentication");
+}
+
+#[test]
+fn generic_connection_from_its_auth_json() {
+    let id = "2f3c0a4e-1111-4222-8333-944445555666";
+    let e = env(&[
+        ("INPUT_DESTINATIONAUTHENTICATION", "serviceConnection"),
+        ("INPUT_DESTINATIONSERVICECONNECTION", id),
+        (
+            &format!("ENDPOINT_AUTH_{id}"),
+            r#"{"parameters":{"username":"bob","password":"pw;x"},"scheme":"UsernamePassword"}"#,
+        ),
+    ]);
+    let dest = options(&e).destination.credentials.unwrap();
+    assert_eq!(dest.username(), "bob");
+    assert!(read(&e).secrets.contains(&"pw;x".to_owned()));
+}
+
+#[test]
+fn github_connection_token_any_case() {
+    let id = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+    let e = env(&[
+        ("INPUT_DESTINATIONAUTHENTICATION", "gitHubConnection"),
+        ("INPUT_DESTINATIONGITHUBCONNECTION", id),
+        (
+            &format!("ENDPOINT_AUTH_SCHEME_{}", id.to_uppercase()),
+            "PersonalAccessToken",
+        ),
+        (
+            &format!("ENDPOINT_AUTH_PARAMETER_{id}_ACCESSTOKEN"),
+            "ghp_x",
+        ),
+    ]);
+    let dest = options(&e).destination.credentials.unwrap();
+    assert_eq!(dest.username(), "x-access-token");
+}
+
+#[test]
+fn every_problem_is_reported_with_its_input() {
+    let errs = errors(&env(&[
+        ("INPUT_DESTINATIONGITREPOSITORYURI", ""),
+        ("INPUT_PRUNE", "yes"),
+        ("INPUT_TIMEOUT", "0"),
+        ("INPUT_DEADLINE", "soon"),
+        ("INPUT_INCLUDEREFS", "main\nrefs/tags/*"),
+        ("INPUT_SOURCEAUTHENTICATION", "ssh"),
+        ("INPUT_DESTINATIONAUTHENTICATION", "serviceConnection"),
+    ]));
+    let named: Vec<&str> = errs.iter().map(|e| e.input).collect();
+    for input in [
+        "timeout",
+        "deadline",
+        "sourceAuthentication",
+        "destinationServiceConnection",
+        "includeRefs",
+        "prune",
+    ] {
+        assert!(named.contains(&input), "{input} missing from {errs:?}");
+    }
+}
+
+#[test]
+fn allowed_redirect_hosts_reach_both_sides() {
+    let e = env(&[(
+        "INPUT_ALLOWREDIRECTHOSTS",
+        "mirror.example.com\n\nOther.Example.com\n",
+    )]);
+    let given = options(&e);
+    let expected = RedirectPolicy::allowing(["mirror.example.com", "other.example.com"]);
+    assert_eq!(given.source.network.redirects, expected);
+    assert_eq!(given.destination.network.redirects, expected);
+    let none = options(&env(&[])).source.network.redirects;
+    assert_eq!(none, RedirectPolicy::default());
+}
+
+#[test]
+fn deadline_reaches_both_sides() {
+    let e = env(&[("INPUT_DEADLINE", "30m")]);
+    let given = options(&e);
+    for network in [&given.source.network, &given.destination.network] {
+        let deadline = network.limits.deadline.expect("a deadline");
+        assert_eq!(deadline.allowed, Duration::from_secs(30 * 60));
+    }
+    assert_eq!(options(&env(&[])).source.network.limits.deadline, None);
+}
+
+#[test]
+fn empty_destination_is_required() {
+    let errs = errors(&env(&[("INPUT_DESTINATIONGITREPOSITORYURI", "")]));
+    assert_eq!(errs[0].input, "destinationGitRepositoryUri");
+}
+
+#[test]
+fn directory_file_path_means_not_given() {
+    let dir = std::env::temp_dir();
+    let e = env(&[("INPUT_CACERTIFICATEFILE", dir.to_str().unwrap())]);
+    assert!(options(&e).source.network.ca_file.is_none());
+    let e = env(&[("INPUT_CACERTIFICATEFILE", "/nonexistent/ca.pem")]);
+    assert_eq!(errors(&e)[0].input, "caCertificateFile");
+}
+
+#[test]
+fn patterns_skip_blanks_and_comments() {
+    let e = env(&[(
+        "INPUT_INCLUDEREFS",
+        "refs/heads/*\n\n  # tags too\nrefs/tags/v* \r\n",
+    )]);
+    assert_eq!(
+        patterns(&e, "includeRefs"),
+        ["refs/heads/*", "refs/tags/v*"]
+    );
+}
+
+#[test]
+fn organization_inputs_become_a_sweep() {
+    let e = env(&[
+        ("INPUT_MODE", "organization"),
+        ("INPUT_SOURCESCOPEURI", "https://dev.azure.com/fabrikam"),
+        ("INPUT_SOURCEKIND", "auto"),
+        ("INPUT_SOURCEGITREPOSITORYPERSONALACCESSTOKEN", "org-pat"),
+        (
+            "INPUT_DESTINATIONTEMPLATE",
+            "https://github.com/acme-mirror/{project}-{repo}.git",
+        ),
+        (
+            "INPUT_DESTINATIONGITREPOSITORYPERSONALACCESSTOKEN",
+            "ghp_dst",
+        ),
+        ("INPUT_CREATEMISSING", "true"),
+        (
+            "INPUT_DESTINATIONSCOPEURI",
+            "https://github.com/acme-mirror",
+        ),
+        ("INPUT_DESTINATIONKIND", "github"),
+        ("INPUT_FILTER", "^Fabrikam/\n# comment\n"),
+        ("INPUT_SKIP", "-old$"),
+        ("INPUT_SKIPFORKS", "true"),
+        ("INPUT_JOBS", "4"),
+        ("INPUT_SHARD", "2/3"),
+        ("INPUT_PRUNE", "false"),
+        ("INPUT_DRYRUN", "true"),
+    ]);
+    assert_eq!(task_mode(&e), Ok(TaskMode::Organization));
+    let reading = read_organization(&e);
+    let sweep = reading.config.expect("valid inputs").run;
+    assert_eq!(sweep.source_scope.scope, "https://dev.azure.com/fabrikam");
+    assert_eq!(sweep.source_scope.kind, None);
+    let create_in = sweep.create_in.expect("createMissing");
+    assert_eq!(create_in.kind, Some(Kind::GitHub));
+    assert!(sweep.skip_forks && !sweep.skip_archived);
+    assert_eq!(sweep.filter, ["^Fabrikam/"]);
+    assert_eq!(sweep.skip, ["-old$"]);
+    assert_eq!(sweep.jobs, Some(4));
+    assert_eq!(sweep.shard.map(|s| s.to_string()).as_deref(), Some("2/3"));
+    assert!(!sweep.prune && sweep.dry_run && !sweep.force);
+    assert_eq!(sweep.destination.token.as_deref(), Some("ghp_dst"));
+    // The Basic forms git may send to each forge are secrets too.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode("x-access-token:ghp_dst");
+    assert!(reading.secrets.contains(&b64), "{:?}", reading.secrets);
+    assert!(reading.secrets.contains(&"org-pat".to_owned()));
+}
+
+#[test]
+fn mode_defaults_to_repository() {
+    assert_eq!(task_mode(&env(&[])), Ok(TaskMode::Repository));
+    assert_eq!(
+        task_mode(&env(&[("INPUT_MODE", "all")])).unwrap_err().input,
+        "mode"
+    );
+}
+
+#[test]
+fn agent_proxy_credentials_are_secret() {
+    let e = env(&[
+        ("AGENT_PROXYURL", "http://proxy:3128"),
+        ("AGENT_PROXYUSERNAME", "me"),
+        ("AGENT_PROXYPASSWORD", "p@ss"),
+    ]);
+    assert!(read(&e).secrets.contains(&"p@ss".to_owned()));
+    let proxy = options(&e).source.network.proxy;
+    assert_eq!(proxy.as_deref(), Some("http://me:p%40ss@proxy:3128"));
+}
