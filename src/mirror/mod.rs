@@ -155,9 +155,9 @@ pub struct LocalOptions {
 /// How a local source repository is read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum LocalReader {
-    /// `GIT_RELAY_LOCAL_SOURCE` (`git` or `git2`) if set; else the
-    /// machine's `git upload-pack` when `git` is on PATH (it reuses stored
-    /// deltas and sends thin packs), else git2 (no `git` needed).
+    /// The machine's `git upload-pack` when `git` is on PATH (it reuses
+    /// stored deltas and sends thin packs), else git2 (no `git` needed).
+    /// The hidden `--local-source git|git2` chooses one.
     #[default]
     Auto,
     /// `git upload-pack` through a pipe.
@@ -170,11 +170,6 @@ impl LocalReader {
     fn resolve(self) -> LocalReader {
         if self != LocalReader::Auto {
             return self;
-        }
-        match std::env::var("GIT_RELAY_LOCAL_SOURCE").as_deref() {
-            Ok("git2") => return LocalReader::Git2,
-            Ok("git") => return LocalReader::Git,
-            _ => {}
         }
         let git_runs = crate::child::command("git")
             .arg("--version")
@@ -204,16 +199,12 @@ impl RetryPolicy {
     /// The default number of retries.
     pub(crate) const DEFAULT_RETRIES: u32 = 3;
 
-    /// `retries` further attempts, starting one second apart
-    /// (`GIT_RELAY_RETRY_BASE_MS` shortens that for tests).
+    /// `retries` further attempts, starting one second apart (the hidden
+    /// `--retry-base-ms` shortens that for tests).
     pub(crate) fn new(retries: u32) -> RetryPolicy {
-        let base_ms = std::env::var("GIT_RELAY_RETRY_BASE_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1000);
         RetryPolicy {
             retries,
-            base_delay: Duration::from_millis(base_ms),
+            base_delay: Duration::from_secs(1),
         }
     }
 
