@@ -1,18 +1,17 @@
 //! `git-relay mirror-all` against fake forge APIs and real git servers.
 //!
-//! Each test lists repositories through a fake API (tests/forge_fakes) that
-//! pages, checks tokens and throttles like the real one, and whose clone
-//! URLs lead to `git http-backend` (tests/support), so every mirror is real
-//! and every destination is checked with git itself.
+//! Each test lists repositories through a fake API (tests/support/forge.rs)
+//! that pages, checks tokens and throttles like the real one, and whose
+//! clone URLs lead to `git http-backend` (tests/support), so every mirror is
+//! real and every destination is checked with git itself.
 
-mod forge_fakes;
 mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use forge_fakes::{seg, FakeForge, FakeRepo, Kind};
 use serde_json::Value;
+use support::forge::{self as forge_fakes, seg, FakeForge, FakeRepo, Kind};
 use support::*;
 
 /// What a sweep's `--json` report says, repository by repository.

@@ -15,7 +15,6 @@
 //! replay a failure (the seed is in the failure message).
 
 mod support;
-mod task_support;
 
 use std::path::Path;
 
@@ -23,8 +22,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use git_relay::auth::USERINFO;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use support::task::Agent;
 use support::*;
-use task_support::Agent;
 
 const USER: &str = "alice";
 /// How many random tokens each run tries.

@@ -10,24 +10,22 @@
 //! `cargo test --test task -- --ignored packaged`.
 //!
 //! Organization mode lists repositories through the fake forge APIs of
-//! tests/forge_fakes (real HTTP, paging and token checks), whose clone URLs
-//! lead to the same git server, so its mirrors are real too.
+//! tests/support/forge.rs (real HTTP, paging and token checks), whose clone
+//! URLs lead to the same git server, so its mirrors are real too.
 
-mod forge_fakes;
 mod support;
-mod task_support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use forge_fakes::{seg, FakeForge, FakeRepo, Kind as ForgeKind};
 use git_relay::pipelines::inputs::{AUTHENTICATION_CHOICES, FORGE_KINDS, INPUTS, MODES};
 use git_relay::pipelines::OUTPUT_VARIABLES;
 use serde_json::Value;
+use support::forge::{seg, FakeForge, FakeRepo, Kind as ForgeKind};
+use support::task::*;
 use support::*;
-use task_support::*;
 
 /// A password with every character that logging commands, URLs and Basic
 /// auth treat specially, so escaping and redaction are both exercised.
@@ -62,7 +60,7 @@ fn task_command() -> Command {
 fn task_json_follows_the_schema() {
     // Microsoft's published task schema (draft-04), kept beside the tests
     // so they need nothing outside the repository.
-    let schema_path = root().join("tests/task_support/tasks.schema.json");
+    let schema_path = root().join("tests/support/task/tasks.schema.json");
     let schema = json(&schema_path);
     let task = task_json();
     let errors = schema::validate(&schema, &task);

@@ -27,12 +27,29 @@
 //!   that could change its behaviour (proxies, CA overrides, its own
 //!   `GIT_RELAY_*` settings) removed.
 //!
+//! Two submodules serve fewer tests and keep their own namespace, since their
+//! names (`Kind`, `root`, `json`) would crowd the glob import every test uses:
+//!
+//! * [`forge`]: fake forge APIs (Azure DevOps, GitHub, GitLab, Bitbucket
+//!   Cloud and Server, Gitea) over real HTTP, whose clone URLs lead to a
+//!   [`GitServer`], for `mirror-all` and task mode's organization sweeps.
+//! * [`task`]: the Azure Pipelines agent's environment for a task run, a
+//!   parser for the logging commands the task prints, and the check of
+//!   task.json against the published schema ([`task::schema`], with
+//!   `tasks.schema.json` beside it).
+//!
 //! Everything binds 127.0.0.1 only and lives in temporary directories that are
 //! removed when the owning value is dropped.
+//!
+//! Every integration test file declares `mod support;` and nothing else from
+//! `tests/`, so each file here is compiled once per test crate, never twice.
 
 // Each integration test file compiles its own copy of this module and uses only
 // part of it.
 #![allow(dead_code, unused_imports)]
+
+pub mod forge;
+pub mod task;
 
 mod cgi;
 mod echo;

@@ -1,4 +1,5 @@
-//! Fake forge APIs over real HTTP on 127.0.0.1, for `mirror-all` tests.
+//! Fake forge APIs over real HTTP on 127.0.0.1, for the `mirror-all` tests
+//! and task mode's organization sweeps.
 //!
 //! Hosted forges cannot be reached from the test machines, so each fake
 //! serves the response shapes the vendor publishes in its REST API
@@ -7,17 +8,11 @@
 //! checks and error codes the real ones use: small pages so that several
 //! are needed, 401 for a wrong token, 404 for an unknown organization, 429
 //! with `retry-after: 1` on request.
-//! Clone URLs point at a real `git http-backend` server (tests/support), so
-//! the repositories a fake lists can really be mirrored, and repositories it
-//! creates are real bare repositories there.
-
-#![allow(dead_code)]
-
-// The git server's HTTP/1.1 reading, reused; `support` keeps its copy
-// private, so this test crate compiles the file a second time.
-#[allow(clippy::duplicate_mod)]
-#[path = "../support/http.rs"]
-mod http;
+//! Clone URLs point at a real `git http-backend` server
+//! ([`GitServer`](super::GitServer)), so the repositories a fake lists can
+//! really be mirrored, and repositories it creates are real bare
+//! repositories there. Requests are read with the git server's own HTTP/1.1
+//! code ([`super::http`]).
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -29,6 +24,8 @@ use std::thread;
 use base64::Engine as _;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
+
+use super::http;
 
 /// Which API a fake speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,8 +9,6 @@
 //! service connection, and the usual `TF_BUILD`, `AGENT_*`, `BUILD_*`,
 //! `SYSTEM_*` variables.
 
-#![allow(dead_code)]
-
 pub mod schema;
 
 use std::collections::BTreeMap;
