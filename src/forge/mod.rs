@@ -24,6 +24,7 @@ pub(crate) use api::Api;
 pub(crate) use scope::{Kind, Scope};
 
 use crate::auth::Credentials;
+use crate::error::Failure;
 use crate::transport::{NetworkOptions, TransportError};
 
 /// A repository as a forge lists it.
@@ -71,11 +72,26 @@ pub(crate) enum Created {
     Existed,
 }
 
+/// What a failed API call means to the code that made it: the few cases
+/// something branches on, named instead of read from status codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// The credentials were missing, refused or not enough (401, 403).
+    Auth,
+    /// The API has no such thing (404).
+    NotFound,
+    /// What was to be created exists already (see [`api::Api`]'s failure).
+    Conflict,
+    /// The rate limit would outlast the wait git-relay allows.
+    RateLimited,
+    /// Anything else: a transport failure, an odd answer.
+    Other,
+}
+
 /// A failed API call, with what to do about it.
 #[derive(Debug)]
 pub(crate) struct ForgeError {
-    /// The HTTP status, when the server answered.
-    pub(crate) status: Option<u16>,
+    pub(crate) reason: Reason,
     message: String,
     hint: Option<String>,
 }
@@ -83,14 +99,14 @@ pub(crate) struct ForgeError {
 impl ForgeError {
     pub(crate) fn new(message: impl Into<String>) -> ForgeError {
         ForgeError {
-            status: None,
+            reason: Reason::Other,
             message: message.into(),
             hint: None,
         }
     }
 
-    pub(crate) fn with_status(mut self, status: u16) -> ForgeError {
-        self.status = Some(status);
+    pub(crate) fn with_reason(mut self, reason: Reason) -> ForgeError {
+        self.reason = reason;
         self
     }
 
@@ -109,6 +125,12 @@ impl ForgeError {
     /// What the user can do about it.
     pub(crate) fn hint(&self) -> Option<&str> {
         self.hint.as_deref()
+    }
+}
+
+impl From<ForgeError> for Failure {
+    fn from(err: ForgeError) -> Failure {
+        Failure::failed(err.message, err.hint.as_deref())
     }
 }
 
@@ -157,13 +179,9 @@ pub(crate) fn create(api: &Api, scope: &Scope, repo: &NewRepo) -> Result<Created
         Kind::BitbucketServer => bitbucket::create_server(api, scope, repo),
     };
     match result {
-        // Each forge says "already exists" its own way: Azure DevOps and
-        // Gitea 409, GitHub 422, GitLab 400. A repository that appeared
-        // between listing and creating is what we wanted anyway.
-        Err(e) if matches!(e.status, Some(409 | 422)) => Ok(Created::Existed),
-        Err(e) if e.status == Some(400) && e.message.contains("already been taken") => {
-            Ok(Created::Existed)
-        }
+        // A repository that appeared between listing and creating is what
+        // we wanted anyway.
+        Err(e) if e.reason == Reason::Conflict => Ok(Created::Existed),
         other => other,
     }
 }
