@@ -234,7 +234,6 @@ impl Api {
                         wait.as_secs(),
                         MAX_RATE_LIMIT_WAIT.as_secs() / 60
                     ))
-                    .with_reason(Reason::RateLimited)
                     .with_hint("run again after the limit resets, or use a token with a higher limit (an app or service account)"));
                 }
                 None => return Err(self.failure(method, url, status, response)),
@@ -320,7 +319,6 @@ impl Api {
             what.to_owned()
         };
         let reason = match status {
-            401 | 403 => Reason::Auth,
             404 => Reason::NotFound,
             // Each forge says "already exists" its own way: Azure DevOps and
             // Gitea 409, GitHub 422, GitLab a 400 that only its body tells

@@ -18,8 +18,6 @@ mod github;
 mod gitlab;
 mod scope;
 
-use std::fmt;
-
 pub(crate) use api::Api;
 pub(crate) use scope::{Kind, Scope};
 
@@ -72,24 +70,22 @@ pub(crate) enum Created {
     Existed,
 }
 
-/// What a failed API call means to the code that made it: the few cases
-/// something branches on, named instead of read from status codes.
+/// What a failed API call means to the code that made it: the cases
+/// something branches on, named where the answer is read so that no caller
+/// reads status codes or bodies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Reason {
-    /// The credentials were missing, refused or not enough (401, 403).
-    Auth,
-    /// The API has no such thing (404).
+    /// The API has no such thing (404): GitHub's user accounts.
     NotFound,
-    /// What was to be created exists already (see [`api::Api`]'s failure).
+    /// What was to be created exists already: [`create`] succeeds.
     Conflict,
-    /// The rate limit would outlast the wait git-relay allows.
-    RateLimited,
-    /// Anything else: a transport failure, an odd answer.
+    /// Anything else; the message and the hint say what.
     Other,
 }
 
 /// A failed API call, with what to do about it.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub(crate) struct ForgeError {
     pub(crate) reason: Reason,
     message: String,
@@ -133,14 +129,6 @@ impl From<ForgeError> for Failure {
         Failure::failed(err.message, err.hint.as_deref())
     }
 }
-
-impl fmt::Display for ForgeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ForgeError {}
 
 /// A client for the API of `scope`.
 pub(crate) fn client(

@@ -333,9 +333,11 @@ fn sweep_and_report(config: &TaskConfig<SweepConfig>, files: &ReportFiles) {
         Ok(summary) => sweep_finished(&summary, files),
         Err(failure) => {
             let scope = redacted(&sweep.source_scope.scope);
-            let hint = failure.hint.as_deref();
-            let markdown = summary::organization_failure(&scope, &failure.message, hint);
-            failed(&failure, &markdown, files);
+            failed(
+                &failure,
+                &summary::organization_failure(&scope, &failure),
+                files,
+            );
         }
     }
 }

@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::auth;
+use crate::error::Failure;
 use crate::mirror::{Outcome, Report, SideError};
 use crate::output::{human_bytes, human_duration};
 use crate::sweep::fleet::{self, State};
@@ -209,10 +210,10 @@ fn repository_result(r: &fleet::Outcome) -> String {
 }
 
 /// The summary of a sweep that stopped before mirroring (discovery failed).
-pub(crate) fn organization_failure(scope: &str, message: &str, hint: Option<&str>) -> String {
+pub(crate) fn organization_failure(scope: &str, failure: &Failure) -> String {
     let mut md = format!("### git-relay organization mode: {}\n\n", code(scope));
-    let _ = writeln!(md, "❌ **Failed**: {}\n", cell(message));
-    if let Some(hint) = hint {
+    let _ = writeln!(md, "❌ **Failed**: {}\n", cell(&failure.message));
+    if let Some(hint) = &failure.hint {
         let _ = writeln!(md, "Hint: {}\n", cell(hint));
     }
     md.push_str("No repository was mirrored.\n");
