@@ -24,12 +24,6 @@ pub enum ExitCode {
     Differs = 3,
 }
 
-impl From<ExitCode> for i32 {
-    fn from(code: ExitCode) -> i32 {
-        code as i32
-    }
-}
-
 /// A failure as the user sees it. Serialized under `"error"` it is the JSON
 /// document of every front end: `side` only when one side failed.
 #[derive(Clone, Debug, serde::Serialize)]

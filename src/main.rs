@@ -29,7 +29,7 @@ fn main() {
         Command::Task => git_relay::pipelines::run(),
         Command::Verify(args) => verify(args),
     };
-    std::process::exit(code.into());
+    std::process::exit(code as i32);
 }
 
 fn relay(args: &RelayArgs, mode: Mode) -> ExitCode {

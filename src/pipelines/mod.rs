@@ -166,10 +166,7 @@ fn mirror_and_report(config: &TaskConfig<Options>, files: &ReportFiles) {
     match outcome {
         Ok(report) => finished(&report, files),
         Err(err) => {
-            let (source, destination) = (&options.source.location, &options.destination.location);
-            let mode = mode_name(options.mode);
-            let markdown =
-                summary::failure(mode, &source.to_string(), &destination.to_string(), &err);
+            let markdown = summary::failure(mode_name(options.mode), options, &err);
             failed(&Failure::from(&err), &markdown, files);
         }
     }

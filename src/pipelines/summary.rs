@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::auth;
 use crate::error::Failure;
-use crate::mirror::{Outcome, Report, SideError};
+use crate::mirror::{Options, Outcome, Report, SideError};
 use crate::output::{human_bytes, human_duration};
 use crate::sweep::fleet::{self, State};
 
@@ -86,8 +86,9 @@ pub(crate) fn report(report: &Report) -> String {
 }
 
 /// The summary of a run that stopped on an error.
-pub(crate) fn failure(mode: &str, source: &str, destination: &str, err: &SideError) -> String {
-    let mut md = heading(mode, source, destination);
+pub(crate) fn failure(mode: &str, options: &Options, err: &SideError) -> String {
+    let (source, destination) = (&options.source.location, &options.destination.location);
+    let mut md = heading(mode, &source.to_string(), &destination.to_string());
     let _ = writeln!(
         md,
         "❌ **Failed** on the {}: {}\n",
