@@ -45,9 +45,7 @@ impl Failure {
     pub fn usage(message: impl Into<String>) -> Failure {
         Failure {
             code: ExitCode::Usage,
-            side: None,
-            message: message.into(),
-            hint: None,
+            ..Failure::failed(message, None)
         }
     }
 
