@@ -18,7 +18,8 @@
 //! - [`forge`] lists and creates repositories through forge REST APIs;
 //!   [`sweep`] mirrors every repository a forge lists, in parallel, and
 //!   sums them up (`git-relay mirror-all`).
-//! - [`config`] is what the front ends hand down: plain settings, no clap.
+//! - [`config`] is what the front ends hand down: plain settings, no clap;
+//!   [`error`] is what they hand back up: a failure and an exit code.
 //! - [`cli`], [`output`] and [`pipelines`] are the edges a person, a script
 //!   or an Azure Pipelines agent sees; each turns its input into a
 //!   [`config`] and neither knows of the other.
@@ -34,6 +35,7 @@ pub mod auth;
 mod child;
 pub mod cli;
 pub mod config;
+pub mod error;
 pub(crate) mod forge;
 pub mod mirror;
 pub mod output;

@@ -3,6 +3,7 @@
 use clap::Parser;
 
 use git_relay::cli::{Cli, Command, MirrorAllArgs, RelayArgs, VerifyArgs};
+use git_relay::error::{ExitCode, Failure};
 use git_relay::mirror::{self, Mode};
 use git_relay::output::{self, Verbosity};
 
@@ -28,19 +29,14 @@ fn main() {
         Command::Task => git_relay::pipelines::run(),
         Command::Verify(args) => verify(args),
     };
-    std::process::exit(code);
+    std::process::exit(code as i32);
 }
 
-fn relay(args: &RelayArgs, mode: Mode) -> i32 {
-    let (options, local) = match args
-        .options(mode)
-        .and_then(|o| Ok((o, args.local_options()?)))
-    {
+fn relay(args: &RelayArgs, mode: Mode) -> ExitCode {
+    let settings = (args.options(mode)).and_then(|o| Ok((o, args.local_options()?)));
+    let (options, local) = match settings {
         Ok(settings) => settings,
-        Err(message) => {
-            output::error(message);
-            return 2;
-        }
+        Err(message) => return fail(&Failure::usage(message), false),
     };
     match mirror::run_with_retries_and_local(&options, args.network.retry_policy(), &local) {
         Ok(report) => {
@@ -57,38 +53,14 @@ fn relay(args: &RelayArgs, mode: Mode) -> i32 {
             }
             report.exit_code()
         }
-        Err(err) => {
-            output::error(&err);
-            if let Some(hint) = err.hint() {
-                output::hint(hint);
-            }
-            if args.json {
-                let doc = serde_json::json!({
-                    "error": { "side": err.side, "message": err.to_string(), "hint": err.hint() }
-                });
-                output::stdout(&git_relay::auth::redacted_json(&doc));
-            }
-            1
-        }
+        Err(err) => fail(&Failure::from(&err), args.json),
     }
 }
 
-fn mirror_all(args: &MirrorAllArgs) -> i32 {
+fn mirror_all(args: &MirrorAllArgs) -> ExitCode {
     let summary = match git_relay::sweep::sweep(&args.config()) {
         Ok(summary) => summary,
-        Err(failure) => {
-            output::error(&failure.message);
-            if let Some(hint) = &failure.hint {
-                output::hint(hint);
-            }
-            // Only a forge's refusal is worth a JSON document: usage errors
-            // are for the person typing, as with every other command.
-            if args.json && failure.code == 1 {
-                let doc = serde_json::json!({ "error": { "message": failure.message, "hint": failure.hint } });
-                output::stdout(&git_relay::auth::redacted_json(&doc));
-            }
-            return failure.code;
-        }
+        Err(failure) => return fail(&failure, args.json),
     };
     for line in summary.table() {
         output::info(line);
@@ -99,19 +71,16 @@ fn mirror_all(args: &MirrorAllArgs) -> i32 {
     summary.exit_code()
 }
 
-fn verify(args: &VerifyArgs) -> i32 {
+fn verify(args: &VerifyArgs) -> ExitCode {
     let path = match git_relay::transport::Location::parse(&args.path) {
         Ok(location) => match location.local_path() {
             Some(path) => path.to_owned(),
             None => {
-                output::error("verify checks a local repository: give a path or a file:// URL");
-                return 2;
+                let message = "verify checks a local repository: give a path or a file:// URL";
+                return fail(&Failure::usage(message), false);
             }
         },
-        Err(message) => {
-            output::error(message);
-            return 2;
-        }
+        Err(message) => return fail(&Failure::usage(message), false),
     };
     match git_relay::store::verify(&path) {
         Ok(report) => {
@@ -122,13 +91,29 @@ fn verify(args: &VerifyArgs) -> i32 {
             if args.json {
                 output::stdout(&git_relay::auth::redacted_json(&report));
             }
-            i32::from(!report.is_sound())
+            if report.is_sound() {
+                ExitCode::Success
+            } else {
+                ExitCode::Failed
+            }
         }
-        Err(err) => {
-            output::error(&err);
-            1
-        }
+        // The verify report itself has no error document.
+        Err(err) => fail(&Failure::failed(err.to_string(), None), false),
     }
+}
+
+/// Prints a failure and, with `--json`, its document on stdout; returns
+/// its exit code. A usage error has no document: it is for the person
+/// typing, as with every command.
+fn fail(failure: &Failure, json: bool) -> ExitCode {
+    output::error(&failure.message);
+    if let Some(hint) = &failure.hint {
+        output::hint(hint);
+    }
+    if json && failure.code != ExitCode::Usage {
+        output::stdout(&failure.to_json());
+    }
+    failure.code
 }
 
 /// The refs that changed, one line each. A first mirror can create

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use url::Url;
 
-use super::ForgeError;
+use super::{ForgeError, Reason};
 use crate::auth::Credentials;
 use crate::output;
 use crate::transport::{
@@ -234,7 +234,6 @@ impl Api {
                         wait.as_secs(),
                         MAX_RATE_LIMIT_WAIT.as_secs() / 60
                     ))
-                    .with_status(status)
                     .with_hint("run again after the limit resets, or use a token with a higher limit (an app or service account)"));
                 }
                 None => return Err(self.failure(method, url, status, response)),
@@ -319,8 +318,17 @@ impl Api {
         } else {
             what.to_owned()
         };
+        let reason = match status {
+            404 => Reason::NotFound,
+            // Each forge says "already exists" its own way: Azure DevOps and
+            // Gitea 409, GitHub 422, GitLab a 400 that only its body tells
+            // apart from other bad requests.
+            409 | 422 => Reason::Conflict,
+            400 if detail.contains("already been taken") => Reason::Conflict,
+            _ => Reason::Other,
+        };
         let mut err = ForgeError::new(format!("{}: {what} for {method} {url}{detail}", self.name))
-            .with_status(status);
+            .with_reason(reason);
         if !hint.is_empty() {
             err = err.with_hint(hint);
         }

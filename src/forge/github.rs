@@ -7,7 +7,7 @@
 use serde_json::json;
 use url::Url;
 
-use super::{flag, join, text, Api, Created, ForgeError, Kind, NewRepo, RemoteRepo, Scope};
+use super::{flag, join, text, Api, Created, ForgeError, Kind, NewRepo, Reason, RemoteRepo, Scope};
 
 fn first_page(scope: &Scope, owners: &str) -> Url {
     let mut url = join(&scope.api, &[owners, &scope.owner, "repos"]);
@@ -42,7 +42,9 @@ pub(super) fn list(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, ForgeErr
         Ok(reply.link_next())
     };
     match api.pages(first_page(scope, "orgs"), &mut collect) {
-        Err(e) if e.status == Some(404) => api.pages(first_page(scope, "users"), &mut collect)?,
+        Err(e) if e.reason == Reason::NotFound => {
+            api.pages(first_page(scope, "users"), &mut collect)?
+        }
         other => other?,
     }
     Ok(repos)
@@ -53,7 +55,7 @@ pub(super) fn list(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, ForgeErr
 pub(super) fn create(api: &Api, scope: &Scope, repo: &NewRepo) -> Result<Created, ForgeError> {
     let body = json!({ "name": repo.name, "private": true });
     match api.post(&join(&scope.api, &["orgs", &scope.owner, "repos"]), &body) {
-        Err(e) if e.status == Some(404) => {
+        Err(e) if e.reason == Reason::NotFound => {
             api.post(&join(&scope.api, &["user", "repos"]), &body)?;
         }
         other => {

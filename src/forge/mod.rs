@@ -18,12 +18,11 @@ mod github;
 mod gitlab;
 mod scope;
 
-use std::fmt;
-
 pub(crate) use api::Api;
 pub(crate) use scope::{Kind, Scope};
 
 use crate::auth::Credentials;
+use crate::error::Failure;
 use crate::transport::{NetworkOptions, TransportError};
 
 /// A repository as a forge lists it.
@@ -71,11 +70,24 @@ pub(crate) enum Created {
     Existed,
 }
 
+/// What a failed API call means to the code that made it: the cases
+/// something branches on, named where the answer is read so that no caller
+/// reads status codes or bodies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// The API has no such thing (404): GitHub's user accounts.
+    NotFound,
+    /// What was to be created exists already: [`create`] succeeds.
+    Conflict,
+    /// Anything else; the message and the hint say what.
+    Other,
+}
+
 /// A failed API call, with what to do about it.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub(crate) struct ForgeError {
-    /// The HTTP status, when the server answered.
-    pub(crate) status: Option<u16>,
+    pub(crate) reason: Reason,
     message: String,
     hint: Option<String>,
 }
@@ -83,14 +95,14 @@ pub(crate) struct ForgeError {
 impl ForgeError {
     pub(crate) fn new(message: impl Into<String>) -> ForgeError {
         ForgeError {
-            status: None,
+            reason: Reason::Other,
             message: message.into(),
             hint: None,
         }
     }
 
-    pub(crate) fn with_status(mut self, status: u16) -> ForgeError {
-        self.status = Some(status);
+    pub(crate) fn with_reason(mut self, reason: Reason) -> ForgeError {
+        self.reason = reason;
         self
     }
 
@@ -112,13 +124,11 @@ impl ForgeError {
     }
 }
 
-impl fmt::Display for ForgeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+impl From<ForgeError> for Failure {
+    fn from(err: ForgeError) -> Failure {
+        Failure::failed(err.message, err.hint.as_deref())
     }
 }
-
-impl std::error::Error for ForgeError {}
 
 /// A client for the API of `scope`.
 pub(crate) fn client(
@@ -157,13 +167,9 @@ pub(crate) fn create(api: &Api, scope: &Scope, repo: &NewRepo) -> Result<Created
         Kind::BitbucketServer => bitbucket::create_server(api, scope, repo),
     };
     match result {
-        // Each forge says "already exists" its own way: Azure DevOps and
-        // Gitea 409, GitHub 422, GitLab 400. A repository that appeared
-        // between listing and creating is what we wanted anyway.
-        Err(e) if matches!(e.status, Some(409 | 422)) => Ok(Created::Existed),
-        Err(e) if e.status == Some(400) && e.message.contains("already been taken") => {
-            Ok(Created::Existed)
-        }
+        // A repository that appeared between listing and creating is what
+        // we wanted anyway.
+        Err(e) if e.reason == Reason::Conflict => Ok(Created::Existed),
         other => other,
     }
 }

@@ -150,3 +150,24 @@ impl Blame {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Failure;
+
+    /// The one JSON error document: `mirror` names the side, `mirror-all`
+    /// and the task's sweeps have none to name.
+    #[test]
+    fn the_error_document_names_the_side_only_when_one_failed() {
+        let err = Blame::new(Side::Source, "https://h/r", Duration::ZERO)
+            .error(Cause::Refused("no".to_owned()));
+        let doc: serde_json::Value = serde_json::from_str(&Failure::from(&err).to_json()).unwrap();
+        let error = serde_json::json!({ "side": "source", "message": "source (https://h/r): no", "hint": null });
+        assert_eq!(doc, serde_json::json!({ "error": error }));
+        let doc: serde_json::Value =
+            serde_json::from_str(&Failure::failed("API down", Some("later")).to_json()).unwrap();
+        let error = serde_json::json!({ "message": "API down", "hint": "later" });
+        assert_eq!(doc, serde_json::json!({ "error": error }));
+    }
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::plan::Action;
+use crate::error::ExitCode;
 use crate::output::{human_bytes, human_duration};
 
 /// What became of one ref.
@@ -98,13 +99,13 @@ pub struct Report {
 }
 
 impl Report {
-    /// The process exit code this outcome calls for: 0 when the destination
-    /// matches (or already matched), 3 when refs still differ.
-    pub fn exit_code(&self) -> i32 {
+    /// The exit code this outcome calls for: success when the destination
+    /// matches (or already matched), `Differs` when refs still differ.
+    pub fn exit_code(&self) -> ExitCode {
         if self.in_sync {
-            0
+            ExitCode::Success
         } else {
-            3
+            ExitCode::Differs
         }
     }
 

@@ -29,10 +29,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::auth;
 use crate::config::SweepConfig;
-use crate::mirror::{self, Mode, Options, Outcome, Report, RetryPolicy, SideError};
+use crate::error::{ExitCode, Failure};
+use crate::mirror::{self, Mode, Options, Outcome, Report, RetryPolicy};
 use crate::output::{self, Verbosity};
 use crate::sweep::fleet::State;
-use crate::sweep::{self, Summary, SweepFailure};
+use crate::sweep::{self, Summary};
 use inputs::{Environment, InputError, TaskConfig, TaskMode};
 use vso::{Issue, TaskResult};
 
@@ -42,8 +43,9 @@ const REFS_CHANGED: &str = "refsChanged";
 const IN_SYNC: &str = "inSync";
 const REPORT_PATH: &str = "reportPath";
 
-/// Runs the task from the agent's environment; returns the exit code.
-pub fn run() -> i32 {
+/// Runs the task from the agent's environment; returns the exit code,
+/// success whatever the outcome (see above).
+pub fn run() -> ExitCode {
     // Engine lines may quote a server; the agent must not obey them.
     output::defuse_logging_commands();
     let env = Environment::from_process();
@@ -56,7 +58,7 @@ pub fn run() -> i32 {
         if let Some(config) = start(&env, &reading.secrets, reading.config) {
             sweep_and_report(&config, &ReportFiles::new(&env));
         }
-        return 0;
+        return ExitCode::Success;
     }
     let reading = inputs::read(&env);
     let (mut secrets, mut config) = (reading.secrets, reading.config);
@@ -69,7 +71,7 @@ pub fn run() -> i32 {
     if let Some(config) = start(&env, &secrets, config) {
         mirror_and_report(&config, &ReportFiles::new(&env));
     }
-    0
+    ExitCode::Success
 }
 
 /// Registers the secrets, then reports invalid inputs (ending the task) or
@@ -163,7 +165,10 @@ fn mirror_and_report(config: &TaskConfig<Options>, files: &ReportFiles) {
     vso::set_progress(90, "mirror finished");
     match outcome {
         Ok(report) => finished(&report, files),
-        Err(err) => failed(options, &err, files),
+        Err(err) => {
+            let markdown = summary::failure(mode_name(options.mode), options, &err);
+            failed(&Failure::from(&err), &markdown, files);
+        }
     }
 }
 
@@ -227,29 +232,16 @@ fn finished(report: &Report, files: &ReportFiles) {
     vso::complete(result, &message);
 }
 
-/// Reports a run that stopped: which side, why, and what to do.
-fn failed(options: &Options, err: &SideError, files: &ReportFiles) {
-    let message = vso::neutralize(&err.to_string());
+/// Reports a run or a sweep that stopped: what failed (the side, or the
+/// API), why, and what to do; `markdown` is the summary to upload.
+fn failed(failure: &Failure, markdown: &str, files: &ReportFiles) {
+    let message = vso::neutralize(&failure.message);
     vso::error_line(&message);
-    if let Some(hint) = err.hint() {
+    if let Some(hint) = &failure.hint {
         output::hint(hint);
     }
     vso::log_issue(Issue::Error, &message);
-    let doc = serde_json::json!({
-        "error": { "side": err.side, "message": err.to_string(), "hint": err.hint() }
-    });
-    write_outputs(
-        "0".to_owned(),
-        false,
-        &auth::redacted_json(&doc),
-        &summary::failure(
-            mode_name(options.mode),
-            &options.source.location.to_string(),
-            &options.destination.location.to_string(),
-            err,
-        ),
-        files,
-    );
+    write_outputs("0".to_owned(), false, &failure.to_json(), markdown, files);
     vso::complete(TaskResult::Failed, &message);
 }
 
@@ -336,7 +328,14 @@ fn sweep_and_report(config: &TaskConfig<SweepConfig>, files: &ReportFiles) {
     vso::set_progress(90, "sweep finished");
     match outcome {
         Ok(summary) => sweep_finished(&summary, files),
-        Err(failure) => sweep_failed(sweep, &failure, files),
+        Err(failure) => {
+            let scope = redacted(&sweep.source_scope.scope);
+            failed(
+                &failure,
+                &summary::organization_failure(&scope, &failure),
+                files,
+            );
+        }
     }
 }
 
@@ -384,7 +383,7 @@ fn sweep_finished(summary: &Summary, files: &ReportFiles) {
         .sum();
     write_outputs(
         refs_changed.to_string(),
-        summary.exit_code() == 0,
+        summary.exit_code() == ExitCode::Success,
         &summary.to_json(),
         &summary::organization(summary),
         files,
@@ -411,32 +410,6 @@ fn sweep_finished(summary: &Summary, files: &ReportFiles) {
         (TaskResult::Succeeded, counts)
     };
     vso::complete(result, &message);
-}
-
-/// Reports a sweep that stopped before mirroring: the API that failed, why,
-/// and what to do.
-fn sweep_failed(sweep: &SweepConfig, failure: &SweepFailure, files: &ReportFiles) {
-    let message = vso::neutralize(&failure.message);
-    vso::error_line(&message);
-    if let Some(hint) = &failure.hint {
-        output::hint(hint);
-    }
-    vso::log_issue(Issue::Error, &message);
-    let doc = serde_json::json!({
-        "error": { "message": failure.message, "hint": failure.hint }
-    });
-    write_outputs(
-        "0".to_owned(),
-        false,
-        &auth::redacted_json(&doc),
-        &summary::organization_failure(
-            &redacted(&sweep.source_scope.scope),
-            &failure.message,
-            failure.hint.as_deref(),
-        ),
-        files,
-    );
-    vso::complete(TaskResult::Failed, &message);
 }
 
 /// A URL or template as it may be shown: without the user information it

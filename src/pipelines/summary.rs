@@ -13,7 +13,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::auth;
-use crate::mirror::{Outcome, Report, SideError};
+use crate::error::Failure;
+use crate::mirror::{Options, Outcome, Report, SideError};
 use crate::output::{human_bytes, human_duration};
 use crate::sweep::fleet::{self, State};
 
@@ -85,8 +86,9 @@ pub(crate) fn report(report: &Report) -> String {
 }
 
 /// The summary of a run that stopped on an error.
-pub(crate) fn failure(mode: &str, source: &str, destination: &str, err: &SideError) -> String {
-    let mut md = heading(mode, source, destination);
+pub(crate) fn failure(mode: &str, options: &Options, err: &SideError) -> String {
+    let (source, destination) = (&options.source.location, &options.destination.location);
+    let mut md = heading(mode, &source.to_string(), &destination.to_string());
     let _ = writeln!(
         md,
         "❌ **Failed** on the {}: {}\n",
@@ -209,10 +211,10 @@ fn repository_result(r: &fleet::Outcome) -> String {
 }
 
 /// The summary of a sweep that stopped before mirroring (discovery failed).
-pub(crate) fn organization_failure(scope: &str, message: &str, hint: Option<&str>) -> String {
+pub(crate) fn organization_failure(scope: &str, failure: &Failure) -> String {
     let mut md = format!("### git-relay organization mode: {}\n\n", code(scope));
-    let _ = writeln!(md, "❌ **Failed**: {}\n", cell(message));
-    if let Some(hint) = hint {
+    let _ = writeln!(md, "❌ **Failed**: {}\n", cell(&failure.message));
+    if let Some(hint) = &failure.hint {
         let _ = writeln!(md, "Hint: {}\n", cell(hint));
     }
     md.push_str("No repository was mirrored.\n");

@@ -29,6 +29,7 @@ use url::Url;
 
 use crate::auth::{CredentialSources, Credentials, Scheme};
 use crate::config::{ForgeConfig, SideConfig, SweepConfig};
+use crate::error::Failure;
 use crate::forge::{self, Api, Created, Kind, NewRepo, RemoteRepo, Scope};
 use crate::mirror::{Mode, Options, RefSelection};
 use crate::output;
@@ -36,44 +37,15 @@ use crate::transport::Location;
 use fleet::{Job, Prepared, Work};
 use template::Template;
 
-/// Why a sweep stopped before mirroring anything.
-#[derive(Clone, Debug)]
-pub struct SweepFailure {
-    /// The exit code `mirror-all` gives it: 2 for a usage error, 1 when a
-    /// forge's API failed (discovery, or listing the destination).
-    pub code: i32,
-    /// What went wrong; a forge error names the API.
-    pub message: String,
-    /// What to do about it.
-    pub hint: Option<String>,
-}
-
-impl SweepFailure {
-    fn usage(message: String) -> SweepFailure {
-        SweepFailure {
-            code: 2,
-            message,
-            hint: None,
-        }
-    }
-
-    fn forge(err: &forge::ForgeError) -> SweepFailure {
-        SweepFailure {
-            code: 1,
-            message: err.to_string(),
-            hint: err.hint().map(str::to_owned),
-        }
-    }
-}
-
 /// Discovers, selects and mirrors every repository `config` names, and
 /// returns the outcome of each. Shared by the command line and the Azure
 /// Pipelines task, which report the same [`Summary`] each in their way.
-pub fn sweep(config: &SweepConfig) -> Result<Summary, SweepFailure> {
+/// A sweep that stops before mirroring is a usage error, or a forge's API
+/// that failed (discovery, or listing the destination).
+pub fn sweep(config: &SweepConfig) -> Result<Summary, Failure> {
     let started = Instant::now();
-    let sweep = Sweep::new(config).map_err(SweepFailure::usage)?;
-    let found =
-        forge::discover(&sweep.source_api, &sweep.source).map_err(|e| SweepFailure::forge(&e))?;
+    let sweep = Sweep::new(config).map_err(Failure::usage)?;
+    let found = forge::discover(&sweep.source_api, &sweep.source)?;
     let total = found.len();
     // Every destination the source still accounts for, selected or not.
     let listed: HashSet<PathBuf> = found
@@ -82,7 +54,7 @@ pub fn sweep(config: &SweepConfig) -> Result<Summary, SweepFailure> {
         .collect();
     let jobs = sweep.jobs(found);
     if let Some(message) = shared_destination(&jobs) {
-        return Err(SweepFailure::usage(message));
+        return Err(Failure::usage(message));
     }
     output::info(format_args!(
         "{} {}: {total} repositories listed, {} selected{}",
@@ -95,8 +67,7 @@ pub fn sweep(config: &SweepConfig) -> Result<Summary, SweepFailure> {
             .unwrap_or_default()
     ));
     let existing = match &sweep.create {
-        Some(create) => forge::discover(&create.api, &create.scope)
-            .map_err(|e| SweepFailure::forge(&e))?
+        Some(create) => forge::discover(&create.api, &create.scope)?
             .iter()
             .map(|r| create.key_of(r))
             .collect(),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::fleet::{Outcome, State};
+use crate::error::ExitCode;
 use crate::output::{human_bytes, human_duration};
 
 /// Counts over all repositories.
@@ -81,16 +82,16 @@ impl Summary {
         }
     }
 
-    /// 0 when every repository matches (skipped ones aside), 1 when any
-    /// failed, 3 when any still differs.
-    pub fn exit_code(&self) -> i32 {
+    /// Success when every repository matches (skipped ones aside),
+    /// `Failed` when any failed, `Differs` when any still differs.
+    pub fn exit_code(&self) -> ExitCode {
         let t = &self.totals;
         if t.failed > 0 {
-            1
+            ExitCode::Failed
         } else if t.differs + t.would_create > 0 {
-            3
+            ExitCode::Differs
         } else {
-            0
+            ExitCode::Success
         }
     }
 

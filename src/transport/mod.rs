@@ -195,7 +195,10 @@ pub(crate) fn is_transient_io(e: &io::Error) -> bool {
 
 /// A chunked response body that ends without its last chunk: the
 /// connection was closed mid-response. The HTTP client reports it only as a
-/// chunk decoding error, which a real server never causes otherwise.
+/// chunk decoding error, which a real server never causes otherwise. ureq 2
+/// gives no typed way to tell: its decoder's error type is private and the
+/// kind, `InvalidInput`, is shared with other failures; so the message is
+/// read, here and nowhere else.
 pub(crate) fn is_truncated_chunked_body(e: &io::Error) -> bool {
     e.to_string().contains("decoding chunks")
 }

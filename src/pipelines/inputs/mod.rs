@@ -17,7 +17,6 @@ mod repository;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -99,18 +98,13 @@ pub const AUTHENTICATION_CHOICES: &[&str] = &[
 ];
 
 /// A problem with one input.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("input {input}: {message}")]
 pub(crate) struct InputError {
     /// The input's name, as in task.json and YAML.
     pub(crate) input: &'static str,
     /// What is wrong and what to do.
     pub(crate) message: String,
-}
-
-impl fmt::Display for InputError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "input {}: {}", self.input, self.message)
-    }
 }
 
 /// What the inputs of a mode ask for.
