@@ -33,7 +33,7 @@ pub(crate) struct PackOptions {
 
 /// What the engine needs from a source: an upload-pack conversation
 /// (`Source`) or a local repository read through git2 (see
-/// `crate::store::LocalSource`).
+/// `crate::store::Git2Reader`).
 pub(crate) trait SourceSide {
     /// How the source is read, for the report: `v2`, `v0` or `git2`.
     fn protocol(&self) -> String;

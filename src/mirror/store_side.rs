@@ -3,7 +3,7 @@
 //! [`StoreSide`] adapts [`crate::store::Backup`] to [`DestinationSide`]: the
 //! engine plans, negotiates and streams exactly as for a remote destination,
 //! and the backup stores the pack through git2 instead of a receive-pack.
-//! [`LocalSourceSide`] adapts [`crate::store::LocalSource`] to
+//! [`LocalSourceSide`] adapts [`crate::store::Git2Reader`] to
 //! [`SourceSide`]: the repository's own object database answers what an
 //! upload-pack would. Kept apart from `source` and `destination` so the store stays free of
 //! engine types and the protocol conversations free of git2.
@@ -20,7 +20,7 @@ use crate::output;
 use crate::protocol::advertisement::Ref;
 use crate::protocol::push::{Command, ReportStatus};
 use crate::protocol::ObjectId;
-use crate::store::{archive, Backup, BackupSettings, LocalSource};
+use crate::store::{archive, Backup, BackupSettings, Git2Reader};
 
 /// A backup repository being mirrored into.
 pub(crate) struct StoreSide {
@@ -168,7 +168,7 @@ impl DestinationSide for StoreSide {
 
 /// A local source repository read through git2.
 pub(crate) struct LocalSourceSide {
-    source: LocalSource,
+    source: Git2Reader,
     blame: Blame,
 }
 
@@ -180,7 +180,7 @@ impl LocalSourceSide {
         timeout: Duration,
     ) -> Result<(LocalSourceSide, Vec<Ref>), SideError> {
         let blame = Blame::new(Side::Source, display, timeout);
-        let source = LocalSource::open(path).map_err(|e| blame.error(e))?;
+        let source = Git2Reader::open(path).map_err(|e| blame.error(e))?;
         let refs = source.list_refs().map_err(|e| blame.error(e))?;
         Ok((LocalSourceSide { source, blame }, refs))
     }

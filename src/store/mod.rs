@@ -20,7 +20,7 @@
 //! - a lock file keeps two runs from writing one backup ([`lock`]);
 //! - [`verify`] checks that every ref's history is present and intact.
 //!
-//! A local SOURCE can be read here too ([`LocalSource`]): refs, which of
+//! A local SOURCE can be read here too ([`Git2Reader`]): refs, which of
 //! the destination's tips it has, and a pack built with libgit2.
 //!
 //! This module knows nothing of HTTP or of the mirror engine: it speaks in
@@ -30,13 +30,13 @@
 pub(crate) mod archive;
 mod backup;
 pub(crate) mod lock;
-mod source;
+mod reader;
 pub(crate) mod verify;
 
 use std::path::{Path, PathBuf};
 
 pub(crate) use backup::{Backup, BackupSettings};
-pub(crate) use source::LocalSource;
+pub(crate) use reader::Git2Reader;
 pub use verify::{verify, VerifyReport};
 
 /// What can go wrong with a local repository.

@@ -6,7 +6,7 @@
 //! `--advertise-refs` gives the discovery answer (without the `# service=`
 //! preamble that HTTP adds). It is the preferred reader of a local source
 //! when `git` is installed: it reuses the deltas already stored and sends
-//! thin packs; without `git`, `crate::store::LocalSource` reads through
+//! thin packs; without `git`, `crate::store::Git2Reader` reads through
 //! libgit2. Local *destinations* are backups, written through libgit2 by
 //! `crate::store`, so this transport serves upload-pack only.
 //!

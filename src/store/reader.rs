@@ -37,15 +37,15 @@ const CHUNK: usize = 256 * 1024;
 const IN_FLIGHT: usize = 8;
 
 /// An open local source repository.
-pub(crate) struct LocalSource {
+pub(crate) struct Git2Reader {
     repo: Repository,
     path: PathBuf,
 }
 
-impl LocalSource {
+impl Git2Reader {
     /// Opens the repository at `path` (bare, or a work tree); a shallow
     /// clone is refused: it lacks the history a mirror must carry.
-    pub(crate) fn open(path: &Path) -> Result<LocalSource, StoreError> {
+    pub(crate) fn open(path: &Path) -> Result<Git2Reader, StoreError> {
         if !path.exists() {
             return Err(StoreError::Missing(path.to_owned()));
         }
@@ -53,7 +53,7 @@ impl LocalSource {
         if repo.is_shallow() {
             return Err(StoreError::Shallow(path.to_owned()));
         }
-        Ok(LocalSource {
+        Ok(Git2Reader {
             path: repo.path().to_owned(),
             repo,
         })
