@@ -189,7 +189,7 @@ pub(crate) fn organization(summary: &crate::sweep::Summary) -> String {
     auth::redact(&md).into_owned()
 }
 
-fn repository_result(r: &fleet::Outcome) -> String {
+fn repository_result(r: &fleet::RepoOutcome) -> String {
     let reason = r.reason.as_deref().map(cell);
     let totals = r.report.as_ref().map(|r| &r.totals);
     match r.result {

@@ -84,7 +84,7 @@ pub(crate) enum State {
 
 /// The outcome of one repository.
 #[derive(Clone, Debug, serde::Serialize)]
-pub(crate) struct Outcome {
+pub(crate) struct RepoOutcome {
     /// `project/repo`.
     pub(crate) name: String,
     /// Source URL (no credentials).
@@ -108,9 +108,9 @@ pub(crate) struct Outcome {
     pub(crate) duration_ms: u64,
 }
 
-impl Outcome {
-    fn new(job: &Job, result: State) -> Outcome {
-        Outcome {
+impl RepoOutcome {
+    fn new(job: &Job, result: State) -> RepoOutcome {
+        RepoOutcome {
             name: job.name.clone(),
             source: job.source.clone(),
             destination: job.destination.clone(),
@@ -123,10 +123,10 @@ impl Outcome {
         }
     }
 
-    fn because(job: &Job, result: State, reason: String) -> Outcome {
-        Outcome {
+    fn because(job: &Job, result: State, reason: String) -> RepoOutcome {
+        RepoOutcome {
             reason: Some(reason),
-            ..Outcome::new(job, result)
+            ..RepoOutcome::new(job, result)
         }
     }
 
@@ -154,10 +154,10 @@ pub(crate) fn run(
     parallel: usize,
     retry: RetryPolicy,
     prepare: &Prepare<'_>,
-) -> Vec<Outcome> {
+) -> Vec<RepoOutcome> {
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; jobs.len()]);
+    let results: Mutex<Vec<Option<RepoOutcome>>> = Mutex::new(vec![None; jobs.len()]);
     let workers = parallel.clamp(1, MAX_JOBS).min(jobs.len().max(1));
     let running: Mutex<Vec<&str>> = Mutex::new(Vec::new());
     // On a terminal, a live line under the log says what is running now.
@@ -200,29 +200,29 @@ pub(crate) fn run(
         .collect()
 }
 
-fn run_one(job: &Job, retry: RetryPolicy, prepare: &Prepare<'_>) -> Outcome {
+fn run_one(job: &Job, retry: RetryPolicy, prepare: &Prepare<'_>) -> RepoOutcome {
     let options = match &job.work {
         Work::Mirror(options) => options,
-        Work::Skip(reason) => return Outcome::because(job, State::Skipped, reason.clone()),
-        Work::Invalid(reason) => return Outcome::because(job, State::Failed, reason.clone()),
+        Work::Skip(reason) => return RepoOutcome::because(job, State::Skipped, reason.clone()),
+        Work::Invalid(reason) => return RepoOutcome::because(job, State::Failed, reason.clone()),
     };
     let started = Instant::now();
     // A bug in one repository's run must not take the sweep down with it.
     let mut outcome = catch_unwind(AssertUnwindSafe(|| attempt(job, options, retry, prepare)))
         .unwrap_or_else(|_| {
             let crashed = "git-relay crashed on this repository (a bug; please report it)";
-            Outcome::because(job, State::Failed, crashed.to_owned())
+            RepoOutcome::because(job, State::Failed, crashed.to_owned())
         });
     outcome.duration_ms = started.elapsed().as_millis() as u64;
     outcome
 }
 
-fn attempt(job: &Job, options: &Options, retry: RetryPolicy, prepare: &Prepare<'_>) -> Outcome {
+fn attempt(job: &Job, options: &Options, retry: RetryPolicy, prepare: &Prepare<'_>) -> RepoOutcome {
     let created = match prepare(job) {
         Ok(Prepared::Ready) => false,
         Ok(Prepared::Created) => true,
-        Ok(Prepared::WouldCreate) => return Outcome::new(job, State::WouldCreate),
-        Err(reason) => return Outcome::because(job, State::Failed, reason),
+        Ok(Prepared::WouldCreate) => return RepoOutcome::new(job, State::WouldCreate),
+        Err(reason) => return RepoOutcome::because(job, State::Failed, reason),
     };
     let mut outcome = match mirror::run_with_retries(options, retry) {
         Ok(report) => {
@@ -233,13 +233,13 @@ fn attempt(job: &Job, options: &Options, retry: RetryPolicy, prepare: &Prepare<'
             } else {
                 State::Updated
             };
-            let mut o = Outcome::new(job, state);
+            let mut o = RepoOutcome::new(job, state);
             o.report = Some(report);
             o
         }
-        Err(err) => Outcome {
+        Err(err) => RepoOutcome {
             hint: err.hint().map(str::to_owned),
-            ..Outcome::because(job, State::Failed, err.to_string())
+            ..RepoOutcome::because(job, State::Failed, err.to_string())
         },
     };
     outcome.created = created;
@@ -248,7 +248,7 @@ fn attempt(job: &Job, options: &Options, retry: RetryPolicy, prepare: &Prepare<'
 
 /// The plain line for one finished repository: the same on a terminal and
 /// in a CI log, where lines from parallel workers must stand alone.
-fn announce(o: &Outcome, n: usize, total: usize) {
+fn announce(o: &RepoOutcome, n: usize, total: usize) {
     let width = total.to_string().len();
     let head = format!("[{n:>width$}/{total}] {}", o.name);
     let took = output::human_duration(Duration::from_millis(o.duration_ms));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::fleet::{Outcome, State};
+use super::fleet::{RepoOutcome, State};
 use crate::error::ExitCode;
 use crate::output::{human_bytes, human_duration};
 
@@ -43,7 +43,7 @@ pub struct Summary {
     /// Counts.
     pub(crate) totals: Counts,
     /// Every repository, in name order.
-    pub(crate) repositories: Vec<Outcome>,
+    pub(crate) repositories: Vec<RepoOutcome>,
     /// Wall time of the sweep, discovery included.
     pub(crate) duration_ms: u64,
 }
@@ -54,7 +54,7 @@ impl Summary {
         mode: &'static str,
         scope: String,
         shard: Option<String>,
-        repositories: Vec<Outcome>,
+        repositories: Vec<RepoOutcome>,
         duration: Duration,
     ) -> Summary {
         let mut t = Counts {
@@ -203,7 +203,7 @@ impl Summary {
     }
 }
 
-fn differs(r: &Outcome) -> String {
+fn differs(r: &RepoOutcome) -> String {
     let Some(t) = r.report.as_ref().map(|r| &r.totals) else {
         return "differs".into();
     };
