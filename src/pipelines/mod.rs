@@ -8,7 +8,7 @@
 //!    our own redactor: nothing is printed before that;
 //! 2. report invalid inputs, each as a `task.logissue` naming the input;
 //! 3. run the engine inside a `##[group]`, then report each ref, write the
-//!    JSON report and the markdown summary ([`summary`]), set the output
+//!    JSON report and the markdown summary ([`page`]), set the output
 //!    variables, and end with `task.complete`.
 //!
 //! In organization mode (input `mode: organization`) step 3 is a
@@ -21,7 +21,7 @@
 //! a second, vaguer error to the log.
 
 pub mod inputs;
-pub(crate) mod summary;
+pub(crate) mod page;
 pub(crate) mod vso;
 
 use std::path::{Path, PathBuf};
@@ -166,7 +166,7 @@ fn mirror_and_report(config: &TaskConfig<Options>, files: &ReportFiles) {
     match outcome {
         Ok(report) => finished(&report, files),
         Err(err) => {
-            let markdown = summary::failure(mode_name(options.mode), options, &err);
+            let markdown = page::failure(mode_name(options.mode), options, &err);
             failed(&Failure::from(&err), &markdown, files);
         }
     }
@@ -208,7 +208,7 @@ fn finished(report: &Report, files: &ReportFiles) {
         (t.created + t.updated + t.deleted).to_string(),
         report.in_sync,
         &report.to_json(),
-        &summary::report(report),
+        &page::report(report),
         files,
     );
     let (result, message) = if t.failed > 0 {
@@ -332,7 +332,7 @@ fn sweep_and_report(config: &TaskConfig<SweepConfig>, files: &ReportFiles) {
             let scope = redacted(&sweep.source_scope.scope);
             failed(
                 &failure,
-                &summary::organization_failure(&scope, &failure),
+                &page::organization_failure(&scope, &failure),
                 files,
             );
         }
@@ -385,7 +385,7 @@ fn sweep_finished(summary: &Summary, files: &ReportFiles) {
         refs_changed.to_string(),
         summary.exit_code() == ExitCode::Success,
         &summary.to_json(),
-        &summary::organization(summary),
+        &page::organization(summary),
         files,
     );
     let t = &summary.totals;
