@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_json::Value;
-use support::forge::{self as forge_fakes, seg, FakeForge, FakeRepo, Kind};
+use support::forge::{self, seg, FakeForge, FakeRepo, Kind};
 use support::*;
 
 /// What a sweep's `--json` report says, repository by repository.
@@ -808,11 +808,11 @@ fn a_backup_whose_repository_disappeared_is_kept_and_reported() {
 
 /// A fake destination forge for the `mirror` owner whose repository
 /// creation makes a bare repository under `dst/` on the real git server.
-fn creating_forge(server: &GitServer, kind: Kind) -> forge_fakes::Builder {
+fn creating_forge(server: &GitServer, kind: Kind) -> forge::Builder {
     let root = server.root().to_owned();
     let port = server.port();
     FakeForge::builder(kind, "mirror", server.password()).creator(Box::new(move |project, name| {
-        let path = forge_fakes::bare_path(&root.join("dst"), project, name);
+        let path = forge::bare_path(&root.join("dst"), project, name);
         git(
             &root,
             &[
