@@ -74,13 +74,7 @@ pub(crate) fn report(report: &Report) -> String {
                 oid(r.new.as_deref()),
             );
         }
-        if report.refs.len() > MAX_ROWS {
-            let _ = writeln!(
-                md,
-                "\n… and {} more refs: see the JSON report.",
-                report.refs.len() - MAX_ROWS
-            );
-        }
+        more_rows(&mut md, report.refs.len(), "refs");
     }
     auth::redact(&md).into_owned()
 }
@@ -160,33 +154,28 @@ pub(crate) fn organization(summary: &crate::sweep::Summary) -> String {
     );
     for r in summary.repositories.iter().take(MAX_ROWS) {
         let ran = !matches!(r.result, State::Skipped | State::WouldCreate);
-        let dash = || "–".to_owned();
+        let shown = |value: String| if ran { value } else { "–".to_owned() };
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} |",
             code(&r.name),
-            if ran {
-                r.refs_changed().to_string()
-            } else {
-                dash()
-            },
-            if ran { human_bytes(r.bytes()) } else { dash() },
-            if ran {
-                human_duration(Duration::from_millis(r.duration_ms))
-            } else {
-                dash()
-            },
+            shown(r.refs_changed().to_string()),
+            shown(human_bytes(r.bytes())),
+            shown(human_duration(Duration::from_millis(r.duration_ms))),
             repository_result(r),
         );
     }
-    if summary.repositories.len() > MAX_ROWS {
-        let _ = writeln!(
-            md,
-            "\n… and {} more repositories: see the JSON report.",
-            summary.repositories.len() - MAX_ROWS
-        );
-    }
+    more_rows(&mut md, summary.repositories.len(), "repositories");
     auth::redact(&md).into_owned()
+}
+
+/// Points to the JSON report for the rows of a table of `total` that
+/// were left out.
+fn more_rows(md: &mut String, total: usize, what: &str) {
+    if total > MAX_ROWS {
+        let left_out = total - MAX_ROWS;
+        let _ = writeln!(md, "\n… and {left_out} more {what}: see the JSON report.");
+    }
 }
 
 fn repository_result(r: &fleet::RepoOutcome) -> String {
