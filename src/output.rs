@@ -197,6 +197,12 @@ pub fn stdout(text: &str) {
     let _ = out.flush();
 }
 
+/// `{n} {what}` for each of `counts` that is not zero, in order.
+pub(crate) fn counted(counts: &[(usize, &str)]) -> Vec<String> {
+    let present = counts.iter().filter(|(n, _)| *n > 0);
+    present.map(|(n, what)| format!("{n} {what}")).collect()
+}
+
 /// Formats a byte count for people: `12.3 MiB`.
 pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

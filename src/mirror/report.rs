@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::plan::Action;
 use crate::error::ExitCode;
-use crate::output::{human_bytes, human_duration};
+use crate::output::{counted, human_bytes, human_duration};
 
 /// What became of one ref.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -192,22 +192,18 @@ impl Report {
                 if t.unchanged == 1 { "es" } else { "" }
             );
         }
-        let mut parts = Vec::new();
-        let mut push = |n: usize, what: &str| {
-            if n > 0 {
-                parts.push(format!("{n} {what}"));
-            }
-        };
-        push(t.created, "created");
-        push(t.updated, "updated");
-        push(t.rewritten, "of them rewritten");
-        push(t.deleted, "deleted");
-        push(t.planned, "to change");
-        push(t.protected, "protected");
-        push(t.rejected, "rejected");
-        push(t.failed, "failed");
-        push(t.unchanged, "unchanged");
-        push(t.kept, "kept (--no-prune)");
+        let parts = counted(&[
+            (t.created, "created"),
+            (t.updated, "updated"),
+            (t.rewritten, "of them rewritten"),
+            (t.deleted, "deleted"),
+            (t.planned, "to change"),
+            (t.protected, "protected"),
+            (t.rejected, "rejected"),
+            (t.failed, "failed"),
+            (t.unchanged, "unchanged"),
+            (t.kept, "kept (--no-prune)"),
+        ]);
         let moved = if self.pack_bytes > 0 {
             format!(", relayed {} of pack", human_bytes(self.pack_bytes))
         } else {

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::fleet::{RepoOutcome, State};
 use crate::error::ExitCode;
-use crate::output::{human_bytes, human_duration};
+use crate::output::{counted, human_bytes, human_duration};
 
 /// Counts over all repositories.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -182,7 +182,7 @@ impl Summary {
     fn totals_line(&self) -> String {
         let t = &self.totals;
         let mut parts = vec![format!("{} repositories", t.repositories)];
-        for (n, what) in [
+        parts.extend(counted(&[
             (t.in_sync, "in sync"),
             (t.updated, "updated"),
             (t.created, "created"),
@@ -190,11 +190,7 @@ impl Summary {
             (t.would_create, "to create"),
             (t.failed, "failed"),
             (t.skipped, "skipped"),
-        ] {
-            if n > 0 {
-                parts.push(format!("{n} {what}"));
-            }
-        }
+        ]));
         format!(
             "{} in {}",
             parts.join(", "),
@@ -207,16 +203,11 @@ fn differs(r: &RepoOutcome) -> String {
     let Some(t) = r.report.as_ref().map(|r| &r.totals) else {
         return "differs".into();
     };
-    let mut parts = Vec::new();
-    for (n, what) in [
+    let parts = counted(&[
         (t.planned, "to change"),
         (t.protected, "protected"),
         (t.rejected, "rejected"),
         (t.failed, "failed"),
-    ] {
-        if n > 0 {
-            parts.push(format!("{n} {what}"));
-        }
-    }
+    ]);
     format!("differs ({})", parts.join(", "))
 }
