@@ -612,13 +612,8 @@ mod tests {
         ));
         assert!(dst.pushed.borrow().is_empty());
         // Forced, the update goes through, and drops the old tip's history.
-        let report = run(
-            &options(Mode::Mirror, true, true),
-            &source(&[]),
-            &main,
-            &dst,
-        )
-        .unwrap();
+        let forced = options(Mode::Mirror, true, true);
+        let report = run(&forced, &source(&[]), &main, &dst).unwrap();
         let expected = ("refs/heads/main", Outcome::Ok, Action::Rewrite);
         assert_eq!(outcomes(&report), [expected]);
     }
@@ -738,12 +733,8 @@ mod tests {
             ("refs/heads/c", 7),
             ("refs/tags/t", 8),
         ];
-        let report = run(
-            &options(Mode::Status, false, true),
-            &src,
-            &new,
-            &destination(&old),
-        );
+        let status = options(Mode::Status, false, true);
+        let report = run(&status, &src, &new, &destination(&old));
         let actions: Vec<_> = report.unwrap().refs.iter().map(|r| r.action).collect();
         // c: the source cannot tell; t: a moved tag is not a line of history.
         let expected = [
