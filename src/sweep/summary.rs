@@ -116,23 +116,12 @@ impl Summary {
                     State::Skipped => format!("skipped: {}", r.reason.as_deref().unwrap_or("")),
                 };
                 let ran = !matches!(r.result, State::Skipped | State::WouldCreate);
+                let shown = |value: String| if ran { value } else { "-".into() };
                 [
                     r.name.clone(),
-                    if ran {
-                        r.refs_changed().to_string()
-                    } else {
-                        "-".into()
-                    },
-                    if ran {
-                        human_bytes(r.bytes())
-                    } else {
-                        "-".into()
-                    },
-                    if ran {
-                        human_duration(Duration::from_millis(r.duration_ms))
-                    } else {
-                        "-".into()
-                    },
+                    shown(r.refs_changed().to_string()),
+                    shown(human_bytes(r.bytes())),
+                    shown(human_duration(Duration::from_millis(r.duration_ms))),
                     result,
                 ]
             })
