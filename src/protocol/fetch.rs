@@ -778,64 +778,57 @@ mod tests {
     }
 
     #[test]
-    fn real_v0_negotiation_round() {
-        let capture = include_bytes!("../../fuzz/corpus/fetch_response/v0-common-nak.bin");
-        let (acks, rest) = read_v0(capture, false);
-        assert_eq!(
-            acks.unwrap(),
-            Acknowledgments {
-                common: vec![id(FEATURE)],
-                ready: false
+    fn real_v0_responses() {
+        let common = |ready| Acknowledgments {
+            common: vec![id(FEATURE)],
+            ready,
+        };
+        // (capture, sent done, acknowledgments, a pack follows)
+        let cases: [(&[u8], bool, Acknowledgments, bool); 5] = [
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v0-common-nak.bin"),
+                false,
+                common(false),
+                false,
+            ),
+            // The server answered "ACK 1111... ready" for haves it does not
+            // have: they must not be reported as common.
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v0-common-ready-nak.bin"),
+                false,
+                common(true),
+                false,
+            ),
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v0-done-ack-packfile.bin"),
+                true,
+                common(false),
+                true,
+            ),
+            (
+                include_bytes!(
+                    "../../fuzz/corpus/fetch_response/v0-done-common-ready-ack-packfile.bin"
+                ),
+                true,
+                common(true),
+                true,
+            ),
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v0-clone-nak-packfile.bin"),
+                true,
+                Acknowledgments::default(),
+                true,
+            ),
+        ];
+        for (capture, done, expected, pack) in cases {
+            let (acks, rest) = read_v0(capture, done);
+            assert_eq!(acks.unwrap(), expected);
+            if pack {
+                assert!(drain_pack(&rest).starts_with(b"PACK"));
+            } else {
+                assert!(rest.is_empty());
             }
-        );
-        assert!(rest.is_empty());
-    }
-
-    #[test]
-    fn real_v0_ready_acks_an_unknown_have() {
-        // The server answered "ACK 1111... ready" for haves it does not have:
-        // they must not be reported as common.
-        let capture = include_bytes!("../../fuzz/corpus/fetch_response/v0-common-ready-nak.bin");
-        let (acks, _) = read_v0(capture, false);
-        assert_eq!(
-            acks.unwrap(),
-            Acknowledgments {
-                common: vec![id(FEATURE)],
-                ready: true
-            }
-        );
-    }
-
-    #[test]
-    fn real_v0_done_then_pack() {
-        let capture = include_bytes!("../../fuzz/corpus/fetch_response/v0-done-ack-packfile.bin");
-        let (acks, rest) = read_v0(capture, true);
-        assert_eq!(
-            acks.unwrap(),
-            Acknowledgments {
-                common: vec![id(FEATURE)],
-                ready: false
-            }
-        );
-        assert!(drain_pack(&rest).starts_with(b"PACK"));
-
-        let capture = include_bytes!(
-            "../../fuzz/corpus/fetch_response/v0-done-common-ready-ack-packfile.bin"
-        );
-        let (acks, rest) = read_v0(capture, true);
-        assert_eq!(
-            acks.unwrap(),
-            Acknowledgments {
-                common: vec![id(FEATURE)],
-                ready: true
-            }
-        );
-        assert!(drain_pack(&rest).starts_with(b"PACK"));
-
-        let capture = include_bytes!("../../fuzz/corpus/fetch_response/v0-clone-nak-packfile.bin");
-        let (acks, rest) = read_v0(capture, true);
-        assert_eq!(acks.unwrap(), Acknowledgments::default());
-        assert!(drain_pack(&rest).starts_with(b"PACK"));
+        }
     }
 
     #[test]
