@@ -591,11 +591,7 @@ mod tests {
             data: V2_ADVERTISEMENT,
             interrupt: false,
         });
-        let mut count = 0;
-        while reader.read_line().unwrap().is_some() {
-            count += 1;
-        }
-        assert_eq!(count, 7);
+        assert_eq!(lines_from(&mut reader), 7);
     }
 
     #[test]
