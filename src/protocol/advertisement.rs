@@ -456,18 +456,14 @@ mod tests {
     }
 
     #[test]
-    fn real_http_backend_v1() {
-        let body =
-            include_bytes!("../../fuzz/corpus/advertisement/http-backend-v1-upload-pack.bin");
-        let (refs, _) = v0_refs(body, "git-upload-pack");
-        assert_eq!(refs, expected_source_refs());
-    }
-
-    #[test]
-    fn real_local_advertisement_without_service_line() {
-        let body = include_bytes!("../../fuzz/corpus/advertisement/local-v0-upload-pack.bin");
-        let (refs, _) = v0_refs(body, "git-upload-pack");
-        assert_eq!(refs, expected_source_refs());
+    fn real_http_backend_v1_and_local_advertisement_without_service_line() {
+        for body in [
+            &include_bytes!("../../fuzz/corpus/advertisement/http-backend-v1-upload-pack.bin")[..],
+            include_bytes!("../../fuzz/corpus/advertisement/local-v0-upload-pack.bin"),
+        ] {
+            let (refs, _) = v0_refs(body, "git-upload-pack");
+            assert_eq!(refs, expected_source_refs());
+        }
     }
 
     #[test]
