@@ -373,15 +373,10 @@ pub(crate) fn read_ls_refs<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::oid::{id, FEATURE, MAIN};
     use crate::protocol::pktline::{pkt, render};
 
-    const MAIN: &str = "3d06390b8cfcc3636b12dd52f044eae8f1566458";
-    const FEATURE: &str = "d26c87b1cfdc32aeb54da06a4002f6822da61a66";
     const TAG: &str = "8de0a9f4141b5eca3c2db784c661a07f2868e367";
-
-    fn id(hex: &str) -> ObjectId {
-        hex.parse().unwrap()
-    }
 
     fn r(name: &str, oid: &str) -> Ref {
         Ref {

@@ -378,16 +378,11 @@ pub(crate) fn read_v0_response<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::oid::{id, FEATURE, MAIN};
     use crate::protocol::pktline::{pkt, render};
     use crate::protocol::sideband::SidebandReader;
 
-    const MAIN: &str = "3d06390b8cfcc3636b12dd52f044eae8f1566458";
-    const FEATURE: &str = "d26c87b1cfdc32aeb54da06a4002f6822da61a66";
     const UNKNOWN: &str = "1111111111111111111111111111111111111111";
-
-    fn id(hex: &str) -> ObjectId {
-        hex.parse().unwrap()
-    }
 
     fn v2_caps() -> Capabilities {
         let mut caps = Capabilities::default();
