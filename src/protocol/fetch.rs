@@ -378,25 +378,12 @@ pub(crate) fn read_v0_response<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::capabilities::real_v2 as v2_caps;
     use crate::protocol::oid::{id, FEATURE, MAIN};
     use crate::protocol::pktline::{pkt, render};
     use crate::protocol::sideband::SidebandReader;
 
     const UNKNOWN: &str = "1111111111111111111111111111111111111111";
-
-    fn v2_caps() -> Capabilities {
-        let mut caps = Capabilities::default();
-        for line in [
-            &b"agent=git/2.47.3"[..],
-            b"ls-refs=unborn",
-            b"fetch=shallow wait-for-done",
-            b"server-option",
-            b"object-format=sha1",
-        ] {
-            caps.push_v2_line(line);
-        }
-        caps
-    }
 
     fn v0_caps() -> Capabilities {
         Capabilities::parse_v0(
