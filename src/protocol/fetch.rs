@@ -605,55 +605,49 @@ mod tests {
     }
 
     #[test]
-    fn real_v2_acknowledgments_ready_and_pack() {
-        let capture = include_bytes!("../../fuzz/corpus/fetch_response/v2-acks-ready-packfile.bin");
-        let (response, rest) = read_v2(capture);
-        assert_eq!(
-            response.unwrap(),
-            V2FetchResponse::Packfile(Acknowledgments {
-                common: vec![id(FEATURE)],
-                ready: true
-            })
-        );
-        assert!(drain_pack(&rest).starts_with(b"PACK"));
-    }
-
-    #[test]
-    fn real_v2_acknowledgments_only() {
-        // With wait-for-done the server withholds "ready" and the pack.
-        let capture =
-            include_bytes!("../../fuzz/corpus/fetch_response/v2-acks-only-wait-for-done.bin");
-        let (response, rest) = read_v2(capture);
-        assert_eq!(
-            response.unwrap(),
-            V2FetchResponse::AcknowledgmentsOnly(Acknowledgments {
-                common: vec![id(FEATURE)],
-                ready: false
-            })
-        );
-        assert!(rest.is_empty());
-
-        let capture = include_bytes!("../../fuzz/corpus/fetch_response/v2-nak.bin");
-        let (response, _) = read_v2(capture);
-        assert_eq!(
-            response.unwrap(),
-            V2FetchResponse::AcknowledgmentsOnly(Acknowledgments::default())
-        );
-    }
-
-    #[test]
-    fn real_v2_done_goes_straight_to_the_pack() {
-        for capture in [
-            &include_bytes!("../../fuzz/corpus/fetch_response/v2-done-packfile.bin")[..],
-            include_bytes!("../../fuzz/corpus/fetch_response/v2-clone-no-progress.bin"),
-        ] {
+    fn real_v2_responses() {
+        let common = |ready| Acknowledgments {
+            common: vec![id(FEATURE)],
+            ready,
+        };
+        // (capture, response, a pack follows)
+        let cases: [(&[u8], V2FetchResponse, bool); 5] = [
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v2-acks-ready-packfile.bin"),
+                V2FetchResponse::Packfile(common(true)),
+                true,
+            ),
+            // With wait-for-done the server withholds "ready" and the pack.
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v2-acks-only-wait-for-done.bin"),
+                V2FetchResponse::AcknowledgmentsOnly(common(false)),
+                false,
+            ),
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v2-nak.bin"),
+                V2FetchResponse::AcknowledgmentsOnly(Acknowledgments::default()),
+                false,
+            ),
+            // With done the server goes straight to the pack.
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v2-done-packfile.bin"),
+                V2FetchResponse::Packfile(Acknowledgments::default()),
+                true,
+            ),
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v2-clone-no-progress.bin"),
+                V2FetchResponse::Packfile(Acknowledgments::default()),
+                true,
+            ),
+        ];
+        for (capture, expected, pack) in cases {
             let (response, rest) = read_v2(capture);
-            assert_eq!(
-                response.unwrap(),
-                V2FetchResponse::Packfile(Acknowledgments::default())
-            );
-            let pack = drain_pack(&rest);
-            assert!(pack.starts_with(b"PACK\0\0\0\x02"));
+            assert_eq!(response.unwrap(), expected);
+            if pack {
+                assert!(drain_pack(&rest).starts_with(b"PACK\0\0\0\x02"));
+            } else {
+                assert!(rest.is_empty());
+            }
         }
     }
 
