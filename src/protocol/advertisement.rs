@@ -373,15 +373,10 @@ pub(crate) fn read_ls_refs<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::oid::{id, FEATURE, MAIN};
     use crate::protocol::pktline::{pkt, render};
 
-    const MAIN: &str = "3d06390b8cfcc3636b12dd52f044eae8f1566458";
-    const FEATURE: &str = "d26c87b1cfdc32aeb54da06a4002f6822da61a66";
     const TAG: &str = "8de0a9f4141b5eca3c2db784c661a07f2868e367";
-
-    fn id(hex: &str) -> ObjectId {
-        hex.parse().unwrap()
-    }
 
     fn r(name: &str, oid: &str) -> Ref {
         Ref {
@@ -456,18 +451,14 @@ mod tests {
     }
 
     #[test]
-    fn real_http_backend_v1() {
-        let body =
-            include_bytes!("../../fuzz/corpus/advertisement/http-backend-v1-upload-pack.bin");
-        let (refs, _) = v0_refs(body, "git-upload-pack");
-        assert_eq!(refs, expected_source_refs());
-    }
-
-    #[test]
-    fn real_local_advertisement_without_service_line() {
-        let body = include_bytes!("../../fuzz/corpus/advertisement/local-v0-upload-pack.bin");
-        let (refs, _) = v0_refs(body, "git-upload-pack");
-        assert_eq!(refs, expected_source_refs());
+    fn real_http_backend_v1_and_local_advertisement_without_service_line() {
+        for body in [
+            &include_bytes!("../../fuzz/corpus/advertisement/http-backend-v1-upload-pack.bin")[..],
+            include_bytes!("../../fuzz/corpus/advertisement/local-v0-upload-pack.bin"),
+        ] {
+            let (refs, _) = v0_refs(body, "git-upload-pack");
+            assert_eq!(refs, expected_source_refs());
+        }
     }
 
     #[test]

@@ -154,6 +154,23 @@ impl Capabilities {
     }
 }
 
+/// The v2 capabilities of `git upload-pack` (git 2.47.3), line by line as
+/// sent, for tests.
+#[cfg(test)]
+pub(crate) fn real_v2() -> Capabilities {
+    let mut caps = Capabilities::default();
+    for line in [
+        &b"agent=git/2.47.3\n"[..],
+        b"ls-refs=unborn\n",
+        b"fetch=shallow wait-for-done\n",
+        b"server-option\n",
+        b"object-format=sha1\n",
+    ] {
+        caps.push_v2_line(line);
+    }
+    caps
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,16 +197,7 @@ mod tests {
 
     #[test]
     fn real_v2_lines() {
-        let mut caps = Capabilities::default();
-        for line in [
-            &b"agent=git/2.47.3\n"[..],
-            b"ls-refs=unborn\n",
-            b"fetch=shallow wait-for-done\n",
-            b"server-option\n",
-            b"object-format=sha1\n",
-        ] {
-            caps.push_v2_line(line);
-        }
+        let caps = real_v2();
         assert_eq!(caps.value("fetch"), Some("shallow wait-for-done"));
         assert!(caps.v2_command_has_feature("fetch", "shallow"));
         assert!(caps.v2_command_has_feature("ls-refs", "unborn"));

@@ -378,30 +378,12 @@ pub(crate) fn read_v0_response<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::capabilities::real_v2 as v2_caps;
+    use crate::protocol::oid::{id, FEATURE, MAIN};
     use crate::protocol::pktline::{pkt, render};
     use crate::protocol::sideband::SidebandReader;
 
-    const MAIN: &str = "3d06390b8cfcc3636b12dd52f044eae8f1566458";
-    const FEATURE: &str = "d26c87b1cfdc32aeb54da06a4002f6822da61a66";
     const UNKNOWN: &str = "1111111111111111111111111111111111111111";
-
-    fn id(hex: &str) -> ObjectId {
-        hex.parse().unwrap()
-    }
-
-    fn v2_caps() -> Capabilities {
-        let mut caps = Capabilities::default();
-        for line in [
-            &b"agent=git/2.47.3"[..],
-            b"ls-refs=unborn",
-            b"fetch=shallow wait-for-done",
-            b"server-option",
-            b"object-format=sha1",
-        ] {
-            caps.push_v2_line(line);
-        }
-        caps
-    }
 
     fn v0_caps() -> Capabilities {
         Capabilities::parse_v0(
@@ -623,55 +605,49 @@ mod tests {
     }
 
     #[test]
-    fn real_v2_acknowledgments_ready_and_pack() {
-        let capture = include_bytes!("../../fuzz/corpus/fetch_response/v2-acks-ready-packfile.bin");
-        let (response, rest) = read_v2(capture);
-        assert_eq!(
-            response.unwrap(),
-            V2FetchResponse::Packfile(Acknowledgments {
-                common: vec![id(FEATURE)],
-                ready: true
-            })
-        );
-        assert!(drain_pack(&rest).starts_with(b"PACK"));
-    }
-
-    #[test]
-    fn real_v2_acknowledgments_only() {
-        // With wait-for-done the server withholds "ready" and the pack.
-        let capture =
-            include_bytes!("../../fuzz/corpus/fetch_response/v2-acks-only-wait-for-done.bin");
-        let (response, rest) = read_v2(capture);
-        assert_eq!(
-            response.unwrap(),
-            V2FetchResponse::AcknowledgmentsOnly(Acknowledgments {
-                common: vec![id(FEATURE)],
-                ready: false
-            })
-        );
-        assert!(rest.is_empty());
-
-        let capture = include_bytes!("../../fuzz/corpus/fetch_response/v2-nak.bin");
-        let (response, _) = read_v2(capture);
-        assert_eq!(
-            response.unwrap(),
-            V2FetchResponse::AcknowledgmentsOnly(Acknowledgments::default())
-        );
-    }
-
-    #[test]
-    fn real_v2_done_goes_straight_to_the_pack() {
-        for capture in [
-            &include_bytes!("../../fuzz/corpus/fetch_response/v2-done-packfile.bin")[..],
-            include_bytes!("../../fuzz/corpus/fetch_response/v2-clone-no-progress.bin"),
-        ] {
+    fn real_v2_responses() {
+        let common = |ready| Acknowledgments {
+            common: vec![id(FEATURE)],
+            ready,
+        };
+        // (capture, response, a pack follows)
+        let cases: [(&[u8], V2FetchResponse, bool); 5] = [
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v2-acks-ready-packfile.bin"),
+                V2FetchResponse::Packfile(common(true)),
+                true,
+            ),
+            // With wait-for-done the server withholds "ready" and the pack.
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v2-acks-only-wait-for-done.bin"),
+                V2FetchResponse::AcknowledgmentsOnly(common(false)),
+                false,
+            ),
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v2-nak.bin"),
+                V2FetchResponse::AcknowledgmentsOnly(Acknowledgments::default()),
+                false,
+            ),
+            // With done the server goes straight to the pack.
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v2-done-packfile.bin"),
+                V2FetchResponse::Packfile(Acknowledgments::default()),
+                true,
+            ),
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v2-clone-no-progress.bin"),
+                V2FetchResponse::Packfile(Acknowledgments::default()),
+                true,
+            ),
+        ];
+        for (capture, expected, pack) in cases {
             let (response, rest) = read_v2(capture);
-            assert_eq!(
-                response.unwrap(),
-                V2FetchResponse::Packfile(Acknowledgments::default())
-            );
-            let pack = drain_pack(&rest);
-            assert!(pack.starts_with(b"PACK\0\0\0\x02"));
+            assert_eq!(response.unwrap(), expected);
+            if pack {
+                assert!(drain_pack(&rest).starts_with(b"PACK\0\0\0\x02"));
+            } else {
+                assert!(rest.is_empty());
+            }
         }
     }
 
@@ -778,64 +754,57 @@ mod tests {
     }
 
     #[test]
-    fn real_v0_negotiation_round() {
-        let capture = include_bytes!("../../fuzz/corpus/fetch_response/v0-common-nak.bin");
-        let (acks, rest) = read_v0(capture, false);
-        assert_eq!(
-            acks.unwrap(),
-            Acknowledgments {
-                common: vec![id(FEATURE)],
-                ready: false
+    fn real_v0_responses() {
+        let common = |ready| Acknowledgments {
+            common: vec![id(FEATURE)],
+            ready,
+        };
+        // (capture, sent done, acknowledgments, a pack follows)
+        let cases: [(&[u8], bool, Acknowledgments, bool); 5] = [
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v0-common-nak.bin"),
+                false,
+                common(false),
+                false,
+            ),
+            // The server answered "ACK 1111... ready" for haves it does not
+            // have: they must not be reported as common.
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v0-common-ready-nak.bin"),
+                false,
+                common(true),
+                false,
+            ),
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v0-done-ack-packfile.bin"),
+                true,
+                common(false),
+                true,
+            ),
+            (
+                include_bytes!(
+                    "../../fuzz/corpus/fetch_response/v0-done-common-ready-ack-packfile.bin"
+                ),
+                true,
+                common(true),
+                true,
+            ),
+            (
+                include_bytes!("../../fuzz/corpus/fetch_response/v0-clone-nak-packfile.bin"),
+                true,
+                Acknowledgments::default(),
+                true,
+            ),
+        ];
+        for (capture, done, expected, pack) in cases {
+            let (acks, rest) = read_v0(capture, done);
+            assert_eq!(acks.unwrap(), expected);
+            if pack {
+                assert!(drain_pack(&rest).starts_with(b"PACK"));
+            } else {
+                assert!(rest.is_empty());
             }
-        );
-        assert!(rest.is_empty());
-    }
-
-    #[test]
-    fn real_v0_ready_acks_an_unknown_have() {
-        // The server answered "ACK 1111... ready" for haves it does not have:
-        // they must not be reported as common.
-        let capture = include_bytes!("../../fuzz/corpus/fetch_response/v0-common-ready-nak.bin");
-        let (acks, _) = read_v0(capture, false);
-        assert_eq!(
-            acks.unwrap(),
-            Acknowledgments {
-                common: vec![id(FEATURE)],
-                ready: true
-            }
-        );
-    }
-
-    #[test]
-    fn real_v0_done_then_pack() {
-        let capture = include_bytes!("../../fuzz/corpus/fetch_response/v0-done-ack-packfile.bin");
-        let (acks, rest) = read_v0(capture, true);
-        assert_eq!(
-            acks.unwrap(),
-            Acknowledgments {
-                common: vec![id(FEATURE)],
-                ready: false
-            }
-        );
-        assert!(drain_pack(&rest).starts_with(b"PACK"));
-
-        let capture = include_bytes!(
-            "../../fuzz/corpus/fetch_response/v0-done-common-ready-ack-packfile.bin"
-        );
-        let (acks, rest) = read_v0(capture, true);
-        assert_eq!(
-            acks.unwrap(),
-            Acknowledgments {
-                common: vec![id(FEATURE)],
-                ready: true
-            }
-        );
-        assert!(drain_pack(&rest).starts_with(b"PACK"));
-
-        let capture = include_bytes!("../../fuzz/corpus/fetch_response/v0-clone-nak-packfile.bin");
-        let (acks, rest) = read_v0(capture, true);
-        assert_eq!(acks.unwrap(), Acknowledgments::default());
-        assert!(drain_pack(&rest).starts_with(b"PACK"));
+        }
     }
 
     #[test]

@@ -120,6 +120,19 @@ impl FromStr for ObjectId {
     }
 }
 
+/// `main` and `feature` of the repository the captures in `fuzz/corpus/`
+/// were taken from, for tests.
+#[cfg(test)]
+pub(crate) const MAIN: &str = "3d06390b8cfcc3636b12dd52f044eae8f1566458";
+#[cfg(test)]
+pub(crate) const FEATURE: &str = "d26c87b1cfdc32aeb54da06a4002f6822da61a66";
+
+/// Parses `hex`, for tests.
+#[cfg(test)]
+pub(crate) fn id(hex: &str) -> ObjectId {
+    hex.parse().unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

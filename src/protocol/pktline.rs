@@ -296,11 +296,7 @@ fn len_prefix(total: usize) -> [u8; LEN_PREFIX_LEN] {
 /// splitting, because where a payload may be split is the caller's protocol
 /// knowledge, not ours.
 pub(crate) fn write_data<W: Write + ?Sized>(w: &mut W, data: &[u8]) -> io::Result<()> {
-    if data.len() > MAX_DATA_LEN {
-        return Err(ProtocolError::DataTooLong(data.len()).into());
-    }
-    w.write_all(&len_prefix(data.len() + LEN_PREFIX_LEN))?;
-    w.write_all(data)
+    write_parts(w, &[data])
 }
 
 /// Writes the concatenation of `parts` followed by `\n` as one pkt-line, so
@@ -595,11 +591,7 @@ mod tests {
             data: V2_ADVERTISEMENT,
             interrupt: false,
         });
-        let mut count = 0;
-        while reader.read_line().unwrap().is_some() {
-            count += 1;
-        }
-        assert_eq!(count, 7);
+        assert_eq!(lines_from(&mut reader), 7);
     }
 
     #[test]

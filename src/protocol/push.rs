@@ -201,15 +201,9 @@ pub(crate) fn read_report_status<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::oid::{id, FEATURE, MAIN};
     use crate::protocol::pktline::pkt;
     use crate::protocol::sideband::SidebandReader;
-
-    const MAIN: &str = "3d06390b8cfcc3636b12dd52f044eae8f1566458";
-    const FEATURE: &str = "d26c87b1cfdc32aeb54da06a4002f6822da61a66";
-
-    fn id(hex: &str) -> ObjectId {
-        hex.parse().unwrap()
-    }
 
     fn ok(name: &str) -> RefStatus {
         RefStatus {

@@ -260,7 +260,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::pktline::{write_data, write_flush};
+    use crate::protocol::pktline::{write_flush, write_parts};
 
     /// receive-pack's answer to a push with `report-status side-band-64k`
     /// where one of three ref updates failed (git 2.47.3).
@@ -281,10 +281,8 @@ mod tests {
     }
 
     fn packet(channel: u8, data: &[u8]) -> Vec<u8> {
-        let mut payload = vec![channel];
-        payload.extend_from_slice(data);
         let mut out = Vec::new();
-        write_data(&mut out, &payload).unwrap();
+        write_parts(&mut out, &[&[channel], data]).unwrap();
         out
     }
 

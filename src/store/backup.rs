@@ -27,7 +27,7 @@ use git2::{ObjectType, Oid, Repository};
 
 use super::archive;
 use super::lock::BackupLock;
-use super::{from_git, to_git, StoreError};
+use super::{direct_refs, from_git, to_git, StoreError};
 use crate::protocol::advertisement::Ref;
 use crate::protocol::push::{Command, RefStatus, ReportStatus};
 
@@ -100,31 +100,16 @@ impl Backup {
     /// archive refs named in `copied`: those a source that is itself a
     /// backup has too, and which this one copies like any other ref.
     pub(crate) fn list_refs(&self, copied: &HashSet<String>) -> Result<Vec<Ref>, StoreError> {
-        let mut refs = Vec::new();
-        let iter = self
-            .repo
-            .references()
-            .map_err(StoreError::git("listing refs"))?;
-        for reference in iter {
-            let reference = reference.map_err(StoreError::git("listing refs"))?;
-            let (Some(name), Some(oid)) = (reference.name(), reference.target()) else {
-                // Symbolic refs and names that are not UTF-8 are not mirrored.
-                continue;
-            };
-            if !name.starts_with("refs/")
-                || (name.starts_with(archive::PREFIX) && !copied.contains(name))
-            {
-                continue;
-            }
-            refs.push(Ref {
-                name: name.to_owned(),
+        Ok(direct_refs(&self.repo)?
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with(archive::PREFIX) || copied.contains(name))
+            .map(|(name, oid)| Ref {
+                name,
                 oid: from_git(oid),
                 peeled: None,
                 symref_target: None,
-            });
-        }
-        refs.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(refs)
+            })
+            .collect())
     }
 
     /// The archive refs written by this run, `(original ref, archive ref)`.

@@ -119,6 +119,22 @@ pub(crate) fn open_repository(path: &Path) -> Result<git2::Repository, StoreErro
     })
 }
 
+/// The direct refs under `refs/` of `repo` and what they point at, sorted
+/// by name. Symbolic refs and names that are not UTF-8 are not mirrored.
+pub(crate) fn direct_refs(repo: &git2::Repository) -> Result<Vec<(String, git2::Oid)>, StoreError> {
+    let mut refs = Vec::new();
+    for reference in repo.references().map_err(StoreError::git("listing refs"))? {
+        let reference = reference.map_err(StoreError::git("listing refs"))?;
+        if let (Some(name), Some(oid)) = (reference.name(), reference.target()) {
+            if name.starts_with("refs/") {
+                refs.push((name.to_owned(), oid));
+            }
+        }
+    }
+    refs.sort();
+    Ok(refs)
+}
+
 impl StoreError {
     pub(crate) fn git(context: impl Into<String>) -> impl FnOnce(git2::Error) -> StoreError {
         let context = context.into();

@@ -27,7 +27,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 
 use git2::{ObjectType, Oid, Repository};
 
-use super::{from_git, to_git, StoreError};
+use super::{direct_refs, from_git, to_git, StoreError};
 use crate::protocol::advertisement::Ref;
 use crate::protocol::ObjectId;
 
@@ -76,19 +76,7 @@ impl Git2Reader {
                 }
             }
         }
-        let iter = self
-            .repo
-            .references()
-            .map_err(StoreError::git("listing refs"))?;
-        let mut listed = Vec::new();
-        for reference in iter {
-            let reference = reference.map_err(StoreError::git("listing refs"))?;
-            let (Some(name), Some(oid)) = (reference.name(), reference.target()) else {
-                continue;
-            };
-            if !name.starts_with("refs/") {
-                continue;
-            }
+        for (name, oid) in direct_refs(&self.repo)? {
             let peeled = self
                 .repo
                 .find_tag(oid)
@@ -96,15 +84,13 @@ impl Git2Reader {
                 .and_then(|tag| tag.target().ok())
                 .and_then(|target| target.peel(ObjectType::Any).ok())
                 .map(|o| from_git(o.id()));
-            listed.push(Ref {
-                name: name.to_owned(),
+            refs.push(Ref {
+                name,
                 oid: from_git(oid),
                 peeled,
                 symref_target: None,
             });
         }
-        listed.sort_by(|a, b| a.name.cmp(&b.name));
-        refs.extend(listed);
         Ok(refs)
     }
 

@@ -300,11 +300,8 @@ pub(crate) fn classify_transport(
             return TransportError::Timeout { timeout };
         }
     }
-    if is_tls(&t) {
-        return TransportError::Tls {
-            host,
-            detail: tls_detail(&t).unwrap_or(detail),
-        };
+    if let Some(detail) = tls_detail(&t) {
+        return TransportError::Tls { host, detail };
     }
     match t.kind() {
         ureq::ErrorKind::Dns => TransportError::UnknownHost { host },
@@ -325,10 +322,6 @@ fn sources(t: &ureq::Transport) -> impl Iterator<Item = &(dyn std::error::Error 
 
 fn io_kind(t: &ureq::Transport) -> Option<io::ErrorKind> {
     sources(t).find_map(|e| e.downcast_ref::<io::Error>().map(io::Error::kind))
-}
-
-fn is_tls(t: &ureq::Transport) -> bool {
-    tls_detail(t).is_some()
 }
 
 fn tls_detail(t: &ureq::Transport) -> Option<String> {

@@ -185,17 +185,11 @@ impl Meter {
     /// A meter with `limits`' floor and deadline over windows of `window`
     /// (the idle timeout).
     pub(crate) fn new(limits: &Limits, window: Duration) -> Meter {
-        Meter(Arc::new(Mutex::new(Window {
-            floor: limits.low_speed_limit,
-            length: window,
-            deadline: limits.deadline,
-            waited: Duration::ZERO,
-            bytes: 0,
-            count_raw: true,
-            raw: 0,
-            data_seen: false,
-            preparation: PREPARATION_WINDOWS,
-        })))
+        Meter(Arc::new(Mutex::new(Window::new(
+            limits.low_speed_limit,
+            window,
+            limits.deadline,
+        ))))
     }
 
     fn window(&self) -> std::sync::MutexGuard<'_, Window> {
@@ -246,6 +240,21 @@ impl Meter {
 }
 
 impl Window {
+    /// A fresh window: nothing read yet, all preparation windows left.
+    fn new(floor: u64, length: Duration, deadline: Option<Deadline>) -> Window {
+        Window {
+            floor,
+            length,
+            deadline,
+            waited: Duration::ZERO,
+            bytes: 0,
+            count_raw: true,
+            raw: 0,
+            data_seen: false,
+            preparation: PREPARATION_WINDOWS,
+        }
+    }
+
     fn check(&mut self, now: Instant) -> Result<(), Exceeded> {
         if let Some(deadline) = self.deadline.filter(|d| d.passed(now)) {
             return Err(Exceeded::Deadline {
@@ -322,18 +331,10 @@ mod tests {
     use super::*;
 
     fn window(floor: u64, secs: u64) -> (Window, Instant) {
-        let window = Window {
-            floor,
-            length: Duration::from_secs(secs),
-            deadline: None,
-            waited: Duration::ZERO,
-            bytes: 0,
-            count_raw: true,
-            raw: 0,
-            data_seen: false,
-            preparation: PREPARATION_WINDOWS,
-        };
-        (window, Instant::now())
+        (
+            Window::new(floor, Duration::from_secs(secs), None),
+            Instant::now(),
+        )
     }
 
     #[test]

@@ -215,18 +215,13 @@ mod tests {
 
     #[test]
     fn local_forms() {
-        assert_eq!(
-            Location::parse("/srv/r.git").unwrap(),
-            Location::Local("/srv/r.git".into())
-        );
-        assert_eq!(
-            Location::parse("file:///srv/r.git").unwrap(),
-            Location::Local("/srv/r.git".into())
-        );
-        assert_eq!(
-            Location::parse("../r").unwrap(),
-            Location::Local("../r".into())
-        );
+        for (arg, path) in [
+            ("/srv/r.git", "/srv/r.git"),
+            ("file:///srv/r.git", "/srv/r.git"),
+            ("../r", "../r"),
+        ] {
+            assert_eq!(Location::parse(arg).unwrap(), Location::Local(path.into()));
+        }
     }
 
     #[test]

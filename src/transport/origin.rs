@@ -65,20 +65,14 @@ pub(crate) fn check(
     with_credentials: bool,
     policy: &RedirectPolicy,
 ) -> Result<(), TransportError> {
-    if from.scheme() == "https" && to.scheme() != "https" {
-        return Err(TransportError::Redirect {
-            from: origin_of(from),
-            to: origin_of(to),
-            downgrade: true,
-        });
-    }
-    if from.origin() == to.origin() || !with_credentials || policy.allows(to) {
+    let downgrade = from.scheme() == "https" && to.scheme() != "https";
+    if !downgrade && (from.origin() == to.origin() || !with_credentials || policy.allows(to)) {
         return Ok(());
     }
     Err(TransportError::Redirect {
         from: origin_of(from),
         to: origin_of(to),
-        downgrade: false,
+        downgrade,
     })
 }
 
