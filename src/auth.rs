@@ -132,8 +132,15 @@ impl Credentials {
                     },
                 };
                 if token.contains(':') {
-                    // The whole token is secret too, not only its second half.
-                    register_secret(token);
+                    // The whole token is secret too, not only its second
+                    // half; a user named in it is public, as anywhere.
+                    match token
+                        .strip_prefix(username)
+                        .and_then(|t| t.strip_prefix(':'))
+                    {
+                        Some(rest) if rest == secret => register_pair(username, secret),
+                        _ => register_secret(token),
+                    }
                 }
                 Credentials {
                     username: username.to_owned(),
@@ -175,9 +182,8 @@ impl Credentials {
     pub(crate) fn register(&self) {
         register_secret(&self.secret);
         if self.scheme == Scheme::Basic {
-            let pair = format!("{}:{}", self.username, self.secret);
             register_literal(&basic_token(&self.username, &self.secret));
-            register_literal(&pair);
+            register_pair(&self.username, &self.secret);
         }
     }
 
@@ -215,6 +221,16 @@ fn basic_token(username: &str, secret: &str) -> String {
 /// quotes our request back escapes `"`, `\\` and control characters, and
 /// some escape `/` too).
 fn derived_forms(secret: &str) -> Vec<String> {
+    let mut forms = encodings(secret);
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// The forms of [`derived_forms`], one per encoding, always in the same
+/// order: encodings work character by character, so the form of `a` is a
+/// prefix of the form of `a + b`, at the same index.
+fn encodings(secret: &str) -> Vec<String> {
     let mut forms = vec![secret.to_owned()];
     if let Ok(quoted) = serde_json::to_string(secret) {
         let json = quoted[1..quoted.len() - 1].to_owned();
@@ -227,8 +243,6 @@ fn derived_forms(secret: &str) -> Vec<String> {
         forms.push(encoded.replace("%20", "+"));
         forms.push(encoded);
     }
-    forms.sort();
-    forms.dedup();
     forms
 }
 
@@ -249,7 +263,15 @@ fn lowercase_hex_escapes(encoded: &str) -> String {
     out
 }
 
-static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+/// A registered form and how many of its first bytes are public (the
+/// `user:` of `user:secret`): a start of it is masked only once it holds
+/// some of the secret, so a user name alone is never masked.
+struct Secret {
+    text: String,
+    public: usize,
+}
+
+static SECRETS: RwLock<Vec<Secret>> = RwLock::new(Vec::new());
 
 /// Registers a secret and the forms derived from it. Empty strings are
 /// ignored: there is nothing to hide.
@@ -259,16 +281,39 @@ pub(crate) fn register_secret(secret: &str) {
     }
 }
 
+/// Registers `user:secret` in every form, its `user:` part public.
+fn register_pair(user: &str, secret: &str) {
+    let prefixes = encodings(&format!("{user}:"));
+    for (form, prefix) in encodings(&format!("{user}:{secret}")).iter().zip(prefixes) {
+        register(form, prefix.len());
+    }
+}
+
 /// Registers exactly this string, no derived forms.
 pub(crate) fn register_literal(secret: &str) {
-    if secret.is_empty() {
+    register(secret, 0);
+}
+
+fn register(secret: &str, public: usize) {
+    if secret.len() <= public {
         return;
     }
     let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-    if !secrets.iter().any(|s| s == secret) {
-        secrets.push(secret.to_owned());
-        // Longest first, so a secret that contains another is masked whole.
-        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    match secrets.iter_mut().find(|s| s.text == secret) {
+        Some(known) => known.public = known.public.min(public),
+        None => {
+            secrets.push(Secret {
+                text: secret.to_owned(),
+                public,
+            });
+            // Longest first, so a secret that contains another is masked whole.
+            secrets.sort_by(|a, b| {
+                b.text
+                    .len()
+                    .cmp(&a.text.len())
+                    .then_with(|| a.text.cmp(&b.text))
+            });
+        }
     }
 }
 
@@ -290,8 +335,9 @@ pub(crate) fn redact(text: &str) -> Cow<'_, str> {
     let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
     let bytes = text.as_bytes();
     let mut spans: Vec<(usize, usize)> = Vec::new();
-    for secret in secrets.iter().map(String::as_bytes) {
-        let probe = &secret[..secret.len().min(MIN_PREFIX)];
+    for Secret { text: form, public } in secrets.iter() {
+        let secret = form.as_bytes();
+        let probe = &secret[..secret.len().min(MIN_PREFIX.max(public + 1))];
         let mut from = 0;
         while let Some(at) = find(&bytes[from..], probe) {
             let start = from + at;
@@ -475,6 +521,15 @@ mod tests {
                 assert_eq!(red, "***| and more", "cut at {cut}");
             }
         }
+    }
+
+    #[test]
+    fn a_user_name_alone_is_not_masked_but_its_pair_with_the_secret_is() {
+        let c = Credentials::basic("pair-test-user-name", "Жpair-secret-value");
+        c.register();
+        let user = "pushed as pair-test-user-name:";
+        assert_eq!(redact(user), user);
+        assert_eq!(redact("pair-test-user-name:Жp|"), "***|");
     }
 
     #[test]
