@@ -65,7 +65,7 @@ pub(crate) fn check(
     with_credentials: bool,
     policy: &RedirectPolicy,
 ) -> Result<(), TransportError> {
-    let downgrade = from.scheme() == "https" && to.scheme() != "https";
+    let downgrade = downgrades(from, to);
     if !downgrade && (from.origin() == to.origin() || !with_credentials || policy.allows(to)) {
         return Ok(());
     }
@@ -74,6 +74,11 @@ pub(crate) fn check(
         to: origin_of(to),
         downgrade,
     })
+}
+
+/// Whether going from `from` to `to` leaves https for a clear-text scheme.
+fn downgrades(from: &Url, to: &Url) -> bool {
+    from.scheme() == "https" && to.scheme() != "https"
 }
 
 /// [`check`], but the whole host counts as the origin: for clone URLs a
@@ -85,8 +90,7 @@ pub(crate) fn check_host(
     with_credentials: bool,
     policy: &RedirectPolicy,
 ) -> Result<(), TransportError> {
-    let downgrade = from.scheme() == "https" && to.scheme() != "https";
-    if !downgrade && from.host() == to.host() {
+    if !downgrades(from, to) && from.host() == to.host() {
         return Ok(());
     }
     check(from, to, with_credentials, policy)
