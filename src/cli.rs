@@ -405,6 +405,7 @@ impl RelayArgs {
             prune: !self.selection.no_prune,
             force: self.force,
             mode,
+            push: Default::default(),
         })
     }
 }

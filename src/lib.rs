@@ -37,6 +37,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub(crate) mod forge;
+pub(crate) mod hosts;
 pub mod mirror;
 pub mod output;
 pub mod pipelines;

@@ -137,6 +137,43 @@ pub struct Options {
     pub(crate) force: bool,
     /// Mirror, dry run or status.
     pub(crate) mode: Mode,
+    /// What one push to the destination may carry.
+    pub(crate) push: PushLimits,
+}
+
+/// The most ref updates one push carries unless told otherwise: GitHub
+/// answers HTTP 500 to about 10,000 in one push, and takes 5,000.
+pub(crate) const DEFAULT_MAX_REF_UPDATES: usize = 5_000;
+
+/// What one push to the destination may carry (`--dest-max-push-bytes`,
+/// `--max-ref-updates`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PushLimits {
+    /// The most pack bytes in one push.
+    pub(crate) max_bytes: PushBudget,
+    /// The most ref updates in one push.
+    pub(crate) max_ref_updates: usize,
+}
+
+impl Default for PushLimits {
+    fn default() -> PushLimits {
+        PushLimits {
+            max_bytes: PushBudget::HostDefault,
+            max_ref_updates: DEFAULT_MAX_REF_UPDATES,
+        }
+    }
+}
+
+/// The most pack bytes one push may carry, as the user set it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PushBudget {
+    /// The known host's default (`crate::hosts`), or unlimited until the
+    /// server refuses a push as too large.
+    HostDefault,
+    /// No limit (`0`).
+    Unlimited,
+    /// At most this many bytes.
+    Bytes(u64),
 }
 
 /// Settings for local repositories: a backup on disk as destination, a

@@ -562,6 +562,7 @@ mod tests {
             prune,
             force,
             mode,
+            push: Default::default(),
         }
     }
 

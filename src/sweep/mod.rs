@@ -275,6 +275,7 @@ impl Sweep<'_> {
             } else {
                 Mode::Mirror
             },
+            push: Default::default(),
         })
     }
 

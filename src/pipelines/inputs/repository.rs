@@ -27,6 +27,7 @@ pub(crate) fn read(env: &Environment) -> Reading<Options> {
                 prune,
                 force,
                 mode: if dry_run { Mode::DryRun } else { Mode::Mirror },
+                push: Default::default(),
             },
             (source.1, destination.1),
         )),
