@@ -108,13 +108,19 @@ impl DestinationSide for Destination {
         }
         .map_err(|e| self.blame.error(e))?;
         let (mut reader, meter) = self.bounds.message(response);
+        // What the server says on the side (index-pack's complaints among
+        // it), kept short, to explain a pack it could not store.
+        let mut said: Vec<u8> = Vec::new();
         let report = if sideband {
-            fn progress(_: &[u8]) {}
+            let progress = |text: &[u8]| {
+                let room = SAID_MAX.saturating_sub(said.len());
+                said.extend_from_slice(&text[..text.len().min(room)]);
+            };
             // The report is the message; the side-band stream around it is
             // bounded by its own limit on progress without data.
             reader.set_limit(None);
             meter.count_data_only();
-            let demuxed = SidebandReader::new(reader, progress as fn(&[u8]));
+            let demuxed = SidebandReader::new(reader, progress);
             let mut demuxed = PacketReader::new(meter.counting(demuxed));
             demuxed.set_limit(Some(self.bounds.limits.max_message_bytes));
             let report = push::read_report_status(&mut demuxed, commands.len());
@@ -129,13 +135,31 @@ impl DestinationSide for Destination {
             }
             report
         };
-        report.map_err(|e| self.blame.error(e))
+        let mut report = report.map_err(|e| self.blame.error(e))?;
+        if let Err(reason) = &mut report.unpack {
+            let said = String::from_utf8_lossy(&said);
+            let said: Vec<&str> = said
+                .split(['\n', '\r'])
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            if !said.is_empty() {
+                reason.push_str(&format!(
+                    " (the server said: {})",
+                    crate::protocol::escape(said.join("; ").as_bytes())
+                ));
+            }
+        }
+        Ok(report)
     }
 
     fn error(&self, cause: Cause) -> SideError {
         self.blame.error(cause)
     }
 }
+
+/// The most of the server's side-band messages kept for an error.
+const SAID_MAX: usize = 2048;
 
 fn list_receive_refs(
     transport: &dyn Transport,

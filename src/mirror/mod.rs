@@ -32,9 +32,11 @@
 //! The engine knows nothing of command lines or pipelines: it takes
 //! [`Options`] and returns a [`Report`].
 
+mod batch;
 mod bounds;
 mod destination;
 mod error;
+mod order;
 pub(crate) mod plan;
 mod relay;
 pub(crate) mod report;

@@ -6,17 +6,17 @@
 //! below against in-memory sides rather than only against real servers.
 
 use std::collections::HashSet;
-use std::io::{self, Read};
 use std::time::Instant;
 
+use super::batch::{PushError, Pusher};
 use super::error::{Cause, SideError};
 use super::sides::{DestinationSide, Negotiated, PackOptions, SourceSide};
-use super::stream::Counted;
-use super::{Action, Mode, Options, Outcome, Plan, RefReport, Report, Totals};
+use super::{Action, Mode, Options, Outcome, Plan, PushBudget, RefReport, Report, Totals};
 use crate::output;
 use crate::protocol::advertisement::Ref;
-use crate::protocol::push::{self, Command, ReportStatus};
+use crate::protocol::push::{Command, ReportStatus};
 use crate::protocol::ObjectId;
+use crate::transport::Location;
 
 /// Makes the destination's selected refs equal to the source's, from both
 /// listings: plan, negotiate and decide, transfer, confirm, follow HEAD.
@@ -45,6 +45,8 @@ pub(super) fn relay(
         },
         pack_bytes: 0,
         bytes_sent: 0,
+        pushes: 0,
+        batched: false,
         duration_ms: 0,
         in_sync: true,
     };
@@ -59,7 +61,8 @@ pub(super) fn relay(
         let negotiated = relay.negotiate(source_refs, dest_refs)?;
         let commands = relay.decide(&negotiated.known, &mut report);
         if opts.mode == Mode::Mirror && !commands.is_empty() {
-            let status = relay.transfer(&commands, negotiated, &mut report)?;
+            let status =
+                relay.transfer(commands, negotiated, (source_refs, dest_refs), &mut report)?;
             relay.confirm(&status, &mut report)?;
         }
         // Otherwise a pack the source volunteered was dropped, unread.
@@ -252,21 +255,23 @@ impl Relay<'_> {
         rewrites
     }
 
-    /// Streams the source's pack into the destination's push after the
-    /// commands, and returns the destination's report-status. A failure of the
-    /// source's stream is blamed on the source, not on the upload it cut; a
-    /// pack the destination could not unpack fails the run.
+    /// Moves the pack and the ref updates to the destination and returns its
+    /// report on each ref: one push when it fits the destination's limits,
+    /// otherwise increments and chunks (`batch`). A failure of the source's
+    /// stream is blamed on the source, not on the upload it cut; a pack the
+    /// destination could not unpack fails the run.
     fn transfer(
         &self,
-        commands: &[Command],
+        commands: Vec<Command>,
         negotiated: Negotiated,
+        (source_refs, dest_refs): (&[Ref], &[Ref]),
         report: &mut Report,
     ) -> Result<ReportStatus, SideError> {
         let Relay {
+            opts,
             source,
             destination,
             ref plan,
-            ..
         } = *self;
         let sent: HashSet<&str> = commands.iter().map(|c| c.name.as_str()).collect();
         let count = |a: Action| {
@@ -282,51 +287,72 @@ impl Relay<'_> {
             count(Action::Update),
             count(Action::Delete)
         ));
-        let needs_pack = commands.iter().any(|c| !c.new.is_zero());
-        let mut counted = negotiated.pack.map(Counted::new);
-        let mut empty = io::Cursor::new(push::EMPTY_PACK);
-        let pack: Option<&mut (dyn Read + Send)> = match (needs_pack, counted.as_mut()) {
-            (false, _) => None,
-            (true, Some(stream)) => Some(stream),
-            (true, None) => Some(&mut empty),
+        let commands = head_first(commands, source_refs);
+        let limited = destination.has_push_limits();
+        let (budget, max_refs) = match limited {
+            true => (self.budget(), opts.push.max_ref_updates),
+            false => (None, usize::MAX),
         };
-        let pushed = destination.push(commands, pack);
-        let source_failure = |counted: &mut Option<Counted>| {
-            let failure = counted.as_mut().and_then(|c| c.failure.take());
-            failure.map(|e| source.error(e.into()))
+        let mut pusher = Pusher::new(source, destination, budget, max_refs);
+        let result = if pusher.too_many(&commands) {
+            drop(negotiated.pack);
+            pusher.in_parts(&commands, dest_refs, source_refs, false)
+        } else {
+            match pusher.push(&commands, negotiated.pack) {
+                Err(PushError::TooLarge {
+                    sent,
+                    by_server,
+                    detail,
+                }) if limited => {
+                    if by_server {
+                        pusher.learn(sent, &detail);
+                    }
+                    pusher.in_parts(&commands, dest_refs, source_refs, true)
+                }
+                other => other,
+            }
         };
-        report.pack_bytes = counted.as_ref().map_or(0, |c| c.bytes);
-        if let Some(c) = counted.as_mut() {
-            c.progress.finish(c.bytes);
-        }
-        let status = match pushed {
+        report.pack_bytes = pusher.bytes;
+        report.pushes = pusher.pushes;
+        report.batched = pusher.batched;
+        let status = match result {
             Ok(status) => status,
-            Err(err) => return Err(source_failure(&mut counted).unwrap_or(err)),
+            Err(PushError::Side(e)) => return Err(e),
+            Err(PushError::Unpack { reason, error }) => {
+                for r in report
+                    .refs
+                    .iter_mut()
+                    .filter(|r| r.result == Outcome::Failed)
+                {
+                    r.reason = Some(format!(
+                        "the destination could not unpack the pack: {reason}"
+                    ));
+                }
+                return Err(error);
+            }
+            Err(PushError::TooLarge { sent, detail, .. }) => {
+                return Err(destination.error(Cause::Refused(format!(
+                    "the server refused a push of {} as too large{}; set --dest-max-push-bytes below that to push in batches",
+                    crate::output::human_bytes(sent),
+                    if detail.is_empty() { String::new() } else { format!(" ({detail})") }
+                ))))
+            }
         };
         report.bytes_sent = report.pack_bytes;
-        let Err(reason) = &status.unpack else {
-            return Ok(status);
-        };
-        // The destination may have refused bytes the source damaged: the rest
-        // of the pack and its checksum tell.
-        if let Some(c) = counted.as_mut() {
-            c.read_rest();
+        Ok(status)
+    }
+
+    /// The most pack bytes one push may carry: as set, or the known host's
+    /// default.
+    fn budget(&self) -> Option<u64> {
+        match self.opts.push.max_bytes {
+            PushBudget::Unlimited => None,
+            PushBudget::Bytes(n) => Some(n),
+            PushBudget::HostDefault => match &self.opts.destination.location {
+                Location::Http { url, .. } => url.host_str().and_then(crate::hosts::max_push_bytes),
+                Location::Local(_) => None,
+            },
         }
-        if let Some(err) = source_failure(&mut counted) {
-            return Err(err);
-        }
-        for r in report
-            .refs
-            .iter_mut()
-            .filter(|r| r.result == Outcome::Failed)
-        {
-            r.reason = Some(format!(
-                "the destination could not unpack the pack: {reason}"
-            ));
-        }
-        Err(destination.error(Cause::Refused(format!(
-            "the server could not store the pack (unpack {reason}); no ref was changed"
-        ))))
     }
 
     /// Reads the destination's verdict on each pushed ref, then lists it again:
@@ -344,7 +370,14 @@ impl Relay<'_> {
                     Ok(()) => r.result = Outcome::Ok,
                     Err(reason) => {
                         r.result = Outcome::Rejected;
-                        r.reason = Some(reason.clone());
+                        let host = match &self.opts.destination.location {
+                            Location::Http { url, .. } => url.host_str().unwrap_or_default(),
+                            Location::Local(_) => "",
+                        };
+                        r.reason = Some(match crate::hosts::rejection_hint(host, reason) {
+                            Some(hint) => format!("{reason} (hint: {hint})"),
+                            None => reason.clone(),
+                        });
                     }
                 },
                 None => {
@@ -375,17 +408,33 @@ impl Relay<'_> {
     }
 }
 
+/// `commands` with the source HEAD's branch first: the first branch pushed
+/// into an empty repository becomes its default branch on GitHub and
+/// others, and a batched or chunked push creates it before the rest.
+fn head_first(mut commands: Vec<Command>, source_refs: &[Ref]) -> Vec<Command> {
+    let head = source_refs
+        .iter()
+        .find(|r| r.name == "HEAD")
+        .and_then(|r| r.symref_target.as_deref());
+    if let Some(at) = head.and_then(|h| commands.iter().position(|c| c.name == h)) {
+        let first = commands.remove(at);
+        commands.insert(0, first);
+    }
+    commands
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::{Cell, RefCell};
     use std::collections::HashMap;
+    use std::io::{self, Read};
     use std::time::Duration;
 
     use super::*;
     use crate::mirror::error::{Blame, Side};
     use crate::mirror::{Endpoint, RefSelection};
-    use crate::protocol::push::RefStatus;
-    use crate::transport::{Location, NetworkOptions};
+    use crate::protocol::push::{self, RefStatus};
+    use crate::transport::NetworkOptions;
 
     fn id(n: u8) -> ObjectId {
         ObjectId::from([n; 20])
@@ -746,5 +795,31 @@ mod tests {
         ];
         assert_eq!(actions, expected);
         assert_eq!(src.probed.get(), 3);
+    }
+
+    #[test]
+    fn the_source_heads_branch_goes_first() {
+        let command = |name: &str| Command {
+            old: ObjectId::ZERO,
+            new: id(1),
+            name: name.to_owned(),
+        };
+        let commands = vec![
+            command("refs/heads/a"),
+            command("refs/heads/main"),
+            command("refs/tags/v1"),
+        ];
+        let mut head = r("HEAD", id(1));
+        head.symref_target = Some("refs/heads/main".to_owned());
+        let names = |cs: Vec<Command>| cs.into_iter().map(|c| c.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(head_first(commands.clone(), &[head])),
+            ["refs/heads/main", "refs/heads/a", "refs/tags/v1"]
+        );
+        // Without a HEAD, the order stays.
+        assert_eq!(
+            names(head_first(commands, &[])),
+            ["refs/heads/a", "refs/heads/main", "refs/tags/v1"]
+        );
     }
 }

@@ -92,6 +92,10 @@ pub struct Report {
     pub(crate) pack_bytes: u64,
     /// Total bytes of the push request sent to the destination.
     pub(crate) bytes_sent: u64,
+    /// Pushes made to the destination (receive-pack requests with commands).
+    pub(crate) pushes: u32,
+    /// Whether the history went in increments under a push budget.
+    pub(crate) batched: bool,
     /// Wall time in milliseconds.
     pub(crate) duration_ms: u64,
     /// Whether the destination now matches the selected refs of the source.
@@ -204,11 +208,18 @@ impl Report {
             (t.unchanged, "unchanged"),
             (t.kept, "kept (--no-prune)"),
         ]);
-        let moved = if self.pack_bytes > 0 {
+        let mut moved = if self.pack_bytes > 0 {
             format!(", relayed {} of pack", human_bytes(self.pack_bytes))
         } else {
             String::new()
         };
+        if self.pushes > 1 {
+            moved.push_str(&format!(
+                " in {} pushes{}",
+                self.pushes,
+                if self.batched { " (batched)" } else { "" }
+            ));
+        }
         let state = if self.in_sync {
             "done"
         } else if self.mode == "mirror" {

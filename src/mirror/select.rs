@@ -10,10 +10,12 @@
 //! ("funny refname"), so every run would fail on it. Naming one in an
 //! `--include` pattern brings it back.
 
-/// Namespaces hosts keep for themselves, and the stash, excluded unless
-/// included by name.
+/// Namespaces hosts keep for themselves, the stash, and git-relay's own
+/// checkpoints of a batched push (`refs/git-relay/`, see `batch`), excluded
+/// unless included by name.
 pub(crate) const DEFAULT_EXCLUDES: &[&str] = &[
     "refs/stash",
+    "refs/git-relay/*",
     "refs/pull/*",
     "refs/merge-requests/*",
     "refs/pipelines/*",

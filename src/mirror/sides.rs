@@ -11,6 +11,7 @@ use std::io::Read;
 
 use super::error::{Cause, SideError};
 use crate::protocol::advertisement::Ref;
+use crate::protocol::graph::CommitGraph;
 use crate::protocol::push::{Command, ReportStatus};
 use crate::protocol::ObjectId;
 
@@ -51,6 +52,23 @@ pub(crate) trait SourceSide {
     /// (a fast-forward) or the source rewrote that history; `None` where
     /// it cannot tell.
     fn fast_forwards(&self, updates: &[(ObjectId, ObjectId)]) -> Vec<Option<bool>>;
+    /// The commits reachable from `wants` and not from `haves`, as a graph:
+    /// what a batched push cuts into increments.
+    fn commit_graph(
+        &self,
+        _wants: &[ObjectId],
+        _haves: &[ObjectId],
+    ) -> Result<CommitGraph, SideError> {
+        Err(self.error(Cause::Refused(
+            "this source cannot list the commits to send, which a batched push needs (install git for a local source)".into(),
+        )))
+    }
+    /// Whether the source sends the history of any commit it has, not only
+    /// of its advertised tips: protocol v2 does, v0 where the server allows
+    /// it (`allow-reachable-sha1-in-want`, `allow-any-sha1-in-want`).
+    fn serves_any_commit(&self) -> bool {
+        false
+    }
     /// Tags `cause` with this side and its location.
     fn error(&self, cause: Cause) -> SideError;
 }
@@ -69,6 +87,11 @@ pub(crate) trait DestinationSide {
     fn accepts_ofs_delta(&self) -> bool;
     /// Whether refs may be deleted.
     fn allows_delete(&self) -> bool;
+    /// Whether pushes here are bounded (size, ref updates), as a server's
+    /// are; a backup on disk takes any pack in one go.
+    fn has_push_limits(&self) -> bool {
+        true
+    }
     /// Applies `commands`, with `pack` when any command needs objects, and
     /// reports per ref. An `Err` means the push as a whole failed.
     fn push(

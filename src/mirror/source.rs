@@ -14,6 +14,7 @@ use super::sides::{Negotiated, PackOptions, SourceSide};
 use crate::output;
 use crate::protocol::advertisement::{self, Discovery, Ref};
 use crate::protocol::fetch::{self, Acknowledgments, FetchRequest, V2FetchResponse};
+use crate::protocol::graph::{self, CommitGraph};
 use crate::protocol::{pack, Capabilities, ObjectId, ProtocolError};
 use crate::transport::{Body, NetworkOptions, Response, Service, Transport};
 
@@ -351,10 +352,49 @@ impl SourceSide for Source {
         answers
     }
 
+    /// Asks for the commits only (`filter tree:0`) where the server can
+    /// filter; otherwise reads the commits at the start of the whole pack
+    /// and hangs up once they are all there (git writes commits first).
+    fn commit_graph(
+        &self,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+    ) -> Result<CommitGraph, SideError> {
+        let request = FetchRequest {
+            wants,
+            haves,
+            done: true,
+            thin_pack: false,
+            ofs_delta: true,
+            no_progress: true,
+            wait_for_done: false,
+            filter: Some("tree:0"),
+        };
+        let (_, stream) = self.fetch(&request)?;
+        let stream = stream.ok_or_else(|| {
+            self.blame.error(Cause::Refused(
+                "the server ended the fetch without sending a pack".into(),
+            ))
+        })?;
+        graph::read_commit_graph(stream, wants, GRAPH_BUDGET).map_err(|e| self.blame.error(e))
+    }
+
+    fn serves_any_commit(&self) -> bool {
+        self.version == Version::V2
+            || ["allow-reachable-sha1-in-want", "allow-any-sha1-in-want"]
+                .iter()
+                .any(|c| self.capabilities.contains(c))
+    }
+
     fn error(&self, cause: Cause) -> SideError {
         self.blame.error(cause)
     }
 }
+
+/// The most pack bytes read to learn the history of a batched push: all of
+/// a repository's commits where the server cannot filter and does not put
+/// them first; the run's low-speed limit and deadline bound it in time.
+const GRAPH_BUDGET: u64 = 1 << 40;
 
 #[cfg(test)]
 mod tests {

@@ -119,6 +119,10 @@ impl DestinationSide for StoreSide {
         true
     }
 
+    fn has_push_limits(&self) -> bool {
+        false
+    }
+
     fn push(
         &self,
         commands: &[Command],

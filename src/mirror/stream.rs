@@ -18,6 +18,11 @@ pub(super) struct Counted {
     pub(super) progress: output::Progress,
     /// What failed on the source's side, once something did.
     pub(super) failure: Option<TransportError>,
+    /// The most bytes this push may carry (the push budget), and whether the
+    /// pack went past it: the stream then ends in an error, so the
+    /// destination gets a cut body and changes nothing.
+    limit: Option<u64>,
+    pub(super) over_limit: bool,
     sha1: ring::digest::Context,
     /// The last 20 bytes seen: the trailer, once the stream has ended.
     tail: Vec<u8>,
@@ -27,12 +32,14 @@ pub(super) struct Counted {
 const TRAILER: usize = 20;
 
 impl Counted {
-    pub(super) fn new(inner: Box<dyn Read + Send>) -> Counted {
+    pub(super) fn new(inner: Box<dyn Read + Send>, limit: Option<u64>) -> Counted {
         Counted {
             inner,
             bytes: 0,
             progress: output::Progress::new("relaying pack"),
             failure: None,
+            limit,
+            over_limit: false,
             sha1: ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY),
             tail: Vec::with_capacity(2 * TRAILER),
             ended: false,
@@ -56,6 +63,10 @@ impl Counted {
             Err(e) => return Err(self.fail(e)),
         };
         self.bytes += n as u64;
+        if self.limit.is_some_and(|limit| self.bytes > limit) {
+            self.over_limit = true;
+            return Err(io::Error::other("the pack outgrew the push budget"));
+        }
         if n > 0 {
             self.hash(&buf[..n]);
         } else if !buf.is_empty() && !self.ended {

@@ -293,6 +293,8 @@ mod tests {
             },
             pack_bytes: 2048,
             bytes_sent: 2048,
+            pushes: 1,
+            batched: false,
             duration_ms: 1500,
             in_sync: false,
         }

@@ -20,6 +20,7 @@
 pub mod advertisement;
 pub(crate) mod capabilities;
 pub mod fetch;
+pub(crate) mod graph;
 pub(crate) mod oid;
 pub(crate) mod pack;
 pub mod pktline;
@@ -34,6 +35,7 @@ mod fuzz_regressions;
 pub mod fuzz_targets;
 
 pub use capabilities::Capabilities;
+pub(crate) use error::escape;
 pub use error::ProtocolError;
 pub use oid::ObjectId;
 pub use pktline::{PacketLineRef, PacketReader};

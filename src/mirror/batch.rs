@@ -1,0 +1,539 @@
+//! Pushes that fit the destination: at most a budget of pack bytes, and at
+//! most a number of ref updates, in each.
+//!
+//! Hosts cap what one push may carry (GitHub 2 GiB, Azure Repos 5 GB, a
+//! proxy's 413 at a few megabytes; see `crate::hosts`), and some answer
+//! HTTP 500 to ten thousand ref updates at once. `git push --mirror` fails
+//! on them; a relay must not. [`Pusher`] sends one push when it fits, which
+//! is nearly always: the pack is counted as it streams, and one that
+//! outgrows the budget is cut before its end, so the destination stores
+//! nothing and the run goes on in parts:
+//!
+//! 1. **Increments** ([`Pusher::increments`]). The commits to send are learnt
+//!    as a graph (commits only, `filter tree:0`, where the source can
+//!    filter; otherwise the commits at the start of the pack), put in push
+//!    order (`order`: every commit after its parents, the source HEAD's
+//!    branch first), and pushed a slice at a time: the history of one
+//!    checkpoint commit that the destination lacks, into a ref of its own
+//!    under [`CHECKPOINT_PREFIX`], created with compare-and-swap. Slices
+//!    grow while pushes stay under a quarter of the budget and halve when
+//!    one outgrows it; a single commit larger than the budget is an error
+//!    naming it. A source that serves only its advertised tips (protocol v0
+//!    without `allowReachableSHA1InWant`) gets its tags and branches as
+//!    checkpoints instead.
+//! 2. **Chunks** ([`Pusher::in_parts`]). The refs themselves move last, at
+//!    most `max_ref_updates` per push, each chunk with the pack of what the
+//!    destination still lacks for it (nothing, mostly, once the increments
+//!    are in), and the checkpoint refs are deleted in the last ones.
+//!
+//! A run killed midway leaves its checkpoint refs on the destination; the
+//! next run offers them to the source as haves, so it resumes from there
+//! rather than from the start.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read};
+
+use super::error::{Cause, SideError};
+use super::order::push_order;
+use super::sides::{DestinationSide, PackOptions, SourceSide};
+use super::stream::Counted;
+use crate::output::{self, human_bytes};
+use crate::protocol::advertisement::Ref;
+use crate::protocol::push::{self, Command, ReportStatus};
+use crate::protocol::{ObjectId, ProtocolError};
+
+/// Where checkpoints of a batched push live on the destination, outside
+/// branches and tags; the ref selection leaves the namespace out.
+pub(super) const CHECKPOINT_PREFIX: &str = "refs/git-relay/";
+
+/// The first slice of commits an increment tries, before pushes measure
+/// how many fit.
+const FIRST_SLICE: usize = 64;
+
+/// The smallest budget learnt from a server's refusal: below it, batching
+/// would cost more round trips than any host's limit justifies.
+const MIN_LEARNT_BUDGET: u64 = 256 << 10;
+
+/// Why a push did not go through.
+pub(super) enum PushError {
+    /// The run cannot go on.
+    Side(SideError),
+    /// The destination could not store the pack; no ref moved.
+    Unpack {
+        /// The destination's reason.
+        reason: String,
+        /// The error for the run.
+        error: SideError,
+    },
+    /// Too large: the pack outgrew the budget (`by_server` false), or the
+    /// server refused it as too large after `sent` bytes.
+    TooLarge {
+        /// Pack bytes handed to the destination before the end.
+        sent: u64,
+        /// Whether the server refused it (rather than the budget).
+        by_server: bool,
+        /// What the server said.
+        detail: String,
+    },
+}
+
+impl From<SideError> for PushError {
+    fn from(e: SideError) -> PushError {
+        PushError::Side(e)
+    }
+}
+
+/// Pushes to one destination under its limits, and counts them.
+pub(super) struct Pusher<'a> {
+    source: &'a dyn SourceSide,
+    destination: &'a dyn DestinationSide,
+    pack: PackOptions,
+    /// The most pack bytes in one push, if any.
+    pub(super) budget: Option<u64>,
+    max_refs: usize,
+    /// Pushes made.
+    pub(super) pushes: u32,
+    /// Pack bytes relayed, cut pushes included.
+    pub(super) bytes: u64,
+    /// Pack bytes of the last push.
+    last: u64,
+    /// Whether the history went in increments.
+    pub(super) batched: bool,
+    /// Checkpoint refs this run created, to delete at the end.
+    checkpoints: Vec<(String, ObjectId)>,
+}
+
+impl<'a> Pusher<'a> {
+    pub(super) fn new(
+        source: &'a dyn SourceSide,
+        destination: &'a dyn DestinationSide,
+        budget: Option<u64>,
+        max_refs: usize,
+    ) -> Pusher<'a> {
+        Pusher {
+            source,
+            destination,
+            pack: PackOptions {
+                thin: destination.accepts_thin_pack(),
+                ofs_delta: destination.accepts_ofs_delta(),
+            },
+            budget,
+            max_refs: max_refs.max(1),
+            pushes: 0,
+            bytes: 0,
+            last: 0,
+            batched: false,
+            checkpoints: Vec::new(),
+        }
+    }
+
+    /// Whether `commands` must go in more than one push whatever the pack.
+    pub(super) fn too_many(&self, commands: &[Command]) -> bool {
+        commands.len() > self.max_refs
+    }
+
+    /// After the server refused a push of `sent` bytes as too large: a
+    /// budget of half that, so that the next pushes fit with room to spare.
+    pub(super) fn learn(&mut self, sent: u64, detail: &str) {
+        let learnt = (sent / 2).max(MIN_LEARNT_BUDGET);
+        let budget = self.budget.map_or(learnt, |b| b.min(learnt));
+        output::warn(format_args!(
+            "destination: the server refused a push of {} as too large ({detail}); pushing in batches of at most {} (set --dest-max-push-bytes to choose)",
+            human_bytes(sent),
+            human_bytes(budget)
+        ));
+        self.budget = Some(budget);
+    }
+
+    /// One push of `commands`, with `pack` when any of them needs objects,
+    /// counted against the budget.
+    pub(super) fn push(
+        &mut self,
+        commands: &[Command],
+        pack: Option<Box<dyn Read + Send>>,
+    ) -> Result<ReportStatus, PushError> {
+        let needs_pack = commands.iter().any(|c| !c.new.is_zero());
+        let mut counted = pack.map(|p| Counted::new(p, self.budget));
+        let mut empty = io::Cursor::new(push::EMPTY_PACK);
+        let body: Option<&mut (dyn Read + Send)> = match (needs_pack, counted.as_mut()) {
+            (false, _) => None,
+            (true, Some(stream)) => Some(stream),
+            (true, None) => Some(&mut empty),
+        };
+        self.pushes += 1;
+        let pushed = self.destination.push(commands, body);
+        let sent = counted.as_ref().map_or(0, |c| c.bytes);
+        self.bytes += sent;
+        self.last = sent;
+        if let Some(c) = counted.as_mut() {
+            c.progress.finish(c.bytes);
+        }
+        let source_failure = |counted: &mut Option<Counted>| {
+            let failure = counted.as_mut().and_then(|c| c.failure.take());
+            failure.map(|e| self.source.error(e.into()))
+        };
+        if counted.as_ref().is_some_and(|c| c.over_limit) {
+            return Err(PushError::TooLarge {
+                sent,
+                by_server: false,
+                detail: String::new(),
+            });
+        }
+        let status = match pushed {
+            Ok(status) => status,
+            Err(err) => {
+                if let Some(e) = source_failure(&mut counted) {
+                    return Err(PushError::Side(e));
+                }
+                if sent > 0 && refused_as_too_large(&err) {
+                    return Err(PushError::TooLarge {
+                        sent,
+                        by_server: true,
+                        detail: err.cause.to_string(),
+                    });
+                }
+                return Err(PushError::Side(err));
+            }
+        };
+        let Err(reason) = &status.unpack else {
+            return Ok(status);
+        };
+        // The destination may have refused bytes the source damaged: the rest
+        // of the pack and its checksum tell.
+        if let Some(c) = counted.as_mut() {
+            c.read_rest();
+        }
+        if let Some(e) = source_failure(&mut counted) {
+            return Err(PushError::Side(e));
+        }
+        if reason.contains("exceeds maximum allowed size") {
+            return Err(PushError::TooLarge {
+                sent,
+                by_server: true,
+                detail: reason.clone(),
+            });
+        }
+        Err(PushError::Unpack {
+            reason: reason.clone(),
+            error: self.destination.error(Cause::Refused(format!(
+                "the server could not store the pack (unpack {reason}); no ref was changed"
+            ))),
+        })
+    }
+
+    /// Sends `commands` (the source HEAD's branch first) in as many pushes
+    /// as the limits call for: increments first when `history` says the
+    /// pack is known to be too large, then chunks of refs. `dest_refs` is
+    /// the destination's listing; `source_refs` the source's, whose tips
+    /// serve as checkpoints where the source serves nothing else.
+    pub(super) fn in_parts(
+        &mut self,
+        commands: &[Command],
+        dest_refs: &[Ref],
+        source_refs: &[Ref],
+        history: bool,
+    ) -> Result<ReportStatus, PushError> {
+        let mut haves: Vec<ObjectId> = dest_refs.iter().map(|r| r.oid).collect();
+        // Checkpoints a killed run left behind go once the refs are in.
+        let leftovers: Vec<(String, ObjectId)> = dest_refs
+            .iter()
+            .filter(|r| r.name.starts_with(CHECKPOINT_PREFIX))
+            .map(|r| (r.name.clone(), r.oid))
+            .collect();
+        let wants = |from: &[Command], haves: &[ObjectId]| -> Vec<ObjectId> {
+            let have: HashSet<&ObjectId> = haves.iter().collect();
+            let mut seen = HashSet::new();
+            from.iter()
+                .map(|c| c.new)
+                .filter(|n| !n.is_zero() && !have.contains(n) && seen.insert(*n))
+                .collect()
+        };
+        let mut incremented = false;
+        if history {
+            self.increments(&wants(commands, &haves), &mut haves, source_refs)?;
+            incremented = true;
+        }
+        // The refs, then the checkpoints' deletions: their history is what
+        // the refs hold by then.
+        let mut queue: Vec<Command> = commands.to_vec();
+        let deletes =
+            |pusher: &mut Pusher, queue: &mut Vec<Command>, from: &mut Vec<_>| {
+                queue.extend(from.drain(..).chain(pusher.checkpoints.drain(..)).map(
+                    |(name, old)| Command {
+                        old,
+                        new: ObjectId::ZERO,
+                        name,
+                    },
+                ));
+            };
+        let mut leftovers = leftovers;
+        deletes(self, &mut queue, &mut leftovers);
+        let mut status = ReportStatus {
+            unpack: Ok(()),
+            refs: Vec::new(),
+        };
+        let mut done = 0;
+        while done < queue.len() {
+            let chunk = &queue[done..(done + self.max_refs).min(queue.len())];
+            let needed = wants(chunk, &haves);
+            let pack = match needed.is_empty() {
+                true => None,
+                false => {
+                    self.source
+                        .negotiate(&needed, &haves, &[], Some(self.pack))?
+                        .pack
+                }
+            };
+            match self.push(chunk, pack) {
+                Ok(s) => {
+                    for r in s.refs {
+                        match &r.result {
+                            Err(reason) if r.name.starts_with(CHECKPOINT_PREFIX) => {
+                                output::warn(format_args!(
+                                    "destination: could not delete the checkpoint {}: {reason}",
+                                    r.name
+                                ))
+                            }
+                            _ => status.refs.push(r),
+                        }
+                    }
+                    haves.extend(needed);
+                    done += chunk.len();
+                }
+                Err(PushError::TooLarge {
+                    sent,
+                    by_server,
+                    detail,
+                }) if !incremented => {
+                    if by_server {
+                        self.learn(sent, &detail);
+                    }
+                    let rest = wants(&queue[done..], &haves);
+                    self.increments(&rest, &mut haves, source_refs)?;
+                    deletes(self, &mut queue, &mut Vec::new());
+                    incremented = true;
+                }
+                Err(PushError::TooLarge { .. }) => {
+                    return Err(PushError::Side(self.destination.error(Cause::Refused(format!(
+                        "the objects for {} beyond the history already sent are larger than the push budget of {}",
+                        chunk[0].name,
+                        human_bytes(self.budget.unwrap_or(0))
+                    )))))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(status)
+    }
+
+    /// Pushes the history of `wants` (the source HEAD's branch first) in
+    /// increments under the budget, each into a checkpoint ref; `haves`
+    /// grows with every checkpoint the destination takes.
+    fn increments(
+        &mut self,
+        wants: &[ObjectId],
+        haves: &mut Vec<ObjectId>,
+        source_refs: &[Ref],
+    ) -> Result<(), PushError> {
+        self.batched = true;
+        output::info(format_args!(
+            "the pack is larger than one push may carry ({}): learning the history to send it in increments",
+            human_bytes(self.budget.unwrap_or(u64::MAX))
+        ));
+        let graph = self.source.commit_graph(wants, haves)?;
+        let order = push_order(&graph, wants);
+        if order.is_empty() {
+            return Ok(());
+        }
+        let mut position = vec![usize::MAX; graph.len()];
+        for (at, &commit) in order.iter().enumerate() {
+            position[commit as usize] = at;
+        }
+        // Each checkpoint: where it is in the order, what to want, its name.
+        let any = self.source.serves_any_commit();
+        let checkpoints: Vec<(usize, ObjectId, String)> = if any {
+            order
+                .iter()
+                .enumerate()
+                .map(|(at, &c)| (at, graph.id(c), graph.id(c).to_string()))
+                .collect()
+        } else {
+            output::info(format_args!(
+                "the source serves only the history of its refs (protocol v0 without allowReachableSHA1InWant): its tags and branches serve as checkpoints"
+            ));
+            let mut tips: HashMap<usize, (ObjectId, String)> = HashMap::new();
+            for r in source_refs.iter().filter(|r| r.name.starts_with("refs/")) {
+                let commit = r.peeled.unwrap_or(r.oid);
+                let Some(index) = graph.index(&graph.peel(&commit)) else {
+                    continue;
+                };
+                let at = position[index as usize];
+                if at != usize::MAX {
+                    tips.entry(at).or_insert((r.oid, r.name.clone()));
+                }
+            }
+            let mut tips: Vec<(usize, ObjectId, String)> = tips
+                .into_iter()
+                .map(|(at, (oid, name))| (at, oid, name))
+                .collect();
+            tips.sort_by_key(|t| t.0);
+            tips
+        };
+        output::info(format_args!(
+            "{} commits to send, in increments of at most {}",
+            order.len(),
+            human_bytes(self.budget.unwrap_or(u64::MAX))
+        ));
+        let mut next = 0;
+        let mut slice = if any { FIRST_SLICE } else { 1 };
+        while next < checkpoints.len() {
+            let last = (next + slice).min(checkpoints.len()) - 1;
+            let (at, want, ref label) = checkpoints[last];
+            let name = format!("{CHECKPOINT_PREFIX}{want}");
+            let pack = self
+                .source
+                .negotiate(&[want], haves, &[], Some(self.pack))?
+                .pack;
+            let command = Command {
+                old: ObjectId::ZERO,
+                new: want,
+                name: name.clone(),
+            };
+            match self.push(std::slice::from_ref(&command), pack) {
+                Ok(status) => {
+                    if let Some(Err(reason)) = status.refs.first().map(|r| &r.result) {
+                        return Err(PushError::Side(self.destination.error(Cause::Refused(
+                            format!("the server refused the checkpoint ref {name} that a batched push needs: {reason}"),
+                        ))));
+                    }
+                    let sent = self.last;
+                    output::info(format_args!(
+                        "pushed increment up to {} ({} of {} commits, {})",
+                        &label[..label.len().min(40)],
+                        at + 1,
+                        order.len(),
+                        human_bytes(sent)
+                    ));
+                    haves.push(want);
+                    self.checkpoints.push((name, want));
+                    slice = next_slice(last + 1 - next, sent, self.budget);
+                    next = last + 1;
+                }
+                Err(PushError::TooLarge {
+                    sent,
+                    by_server,
+                    detail,
+                }) => {
+                    if by_server {
+                        self.learn(sent, &detail);
+                    }
+                    if last > next {
+                        slice = (last - next).div_ceil(2).max(1);
+                        continue;
+                    }
+                    let budget = human_bytes(self.budget.unwrap_or(0));
+                    let message = if any {
+                        format!(
+                            "commit {want} alone brings more than the push budget of {budget}; raise --dest-max-push-bytes above its size (up to what the host accepts)"
+                        )
+                    } else {
+                        format!(
+                            "the history up to {label} is larger than the push budget of {budget}, and the source serves only the history of its refs; enable uploadpack.allowReachableSHA1InWant (or protocol v2) on the source, or raise --dest-max-push-bytes"
+                        )
+                    };
+                    return Err(PushError::Side(
+                        self.destination.error(Cause::Refused(message)),
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How many checkpoints the next increment spans, after `slice` of them
+/// made a push of `sent` bytes: aiming at 60% of the budget, which leaves
+/// room for commits larger than the average, and changing by at most a
+/// factor of two at a time.
+fn next_slice(slice: usize, sent: u64, budget: Option<u64>) -> usize {
+    let target = budget.map_or(u64::MAX, |b| b / 10 * 6) as f64;
+    let scaled = slice as f64 * target / sent.max(1) as f64;
+    (scaled as usize).clamp((slice / 2).max(1), slice.saturating_mul(2))
+}
+
+/// Whether a failed push reads as "too large": HTTP 413, a deadline that
+/// cut the upload (408, 504), or the connection closed while the body was
+/// still being sent.
+fn refused_as_too_large(err: &SideError) -> bool {
+    use crate::transport::TransportError as T;
+    match &err.cause {
+        Cause::Transport(T::Status { status, .. }) => matches!(status, 413 | 408),
+        Cause::Transport(T::Busy { status, .. }) => *status == 504,
+        Cause::Transport(T::Io(e)) | Cause::Protocol(ProtocolError::Io(e)) => matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionAborted
+        ),
+        Cause::Protocol(ProtocolError::UnexpectedEof) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn a_slice_grows_toward_sixty_percent_of_the_budget_at_most_twofold() {
+        // 10 commits made 1 MiB of a 10 MiB budget: 60 would fit, 20 is the step.
+        assert_eq!(next_slice(10, MIB, Some(10 * MIB)), 20);
+        // 10 commits made 8 MiB of 10: 7 aim at 6 MiB.
+        assert_eq!(next_slice(10, 8 * MIB, Some(10 * MIB)), 7);
+        // Never below half, never below one.
+        assert_eq!(next_slice(10, 100 * MIB, Some(10 * MIB)), 5);
+        assert_eq!(next_slice(1, 100 * MIB, Some(10 * MIB)), 1);
+    }
+
+    #[test]
+    fn a_slice_without_a_budget_or_bytes_only_grows() {
+        assert_eq!(next_slice(64, 0, Some(MIB)), 128);
+        assert_eq!(next_slice(64, MIB, None), 128);
+    }
+
+    #[test]
+    fn refusals_that_mean_too_large() {
+        use crate::mirror::error::{Blame, Side};
+        use crate::transport::TransportError as T;
+        let blame = Blame::new(
+            Side::Destination,
+            "https://x.example/r",
+            std::time::Duration::from_secs(1),
+        );
+        let status = |status| {
+            blame.error(T::Status {
+                status,
+                detail: String::new(),
+            })
+        };
+        assert!(refused_as_too_large(&status(413)));
+        assert!(refused_as_too_large(&status(408)));
+        assert!(!refused_as_too_large(&status(400)));
+        let busy = |status| {
+            blame.error(T::Busy {
+                status,
+                retry_after: None,
+                detail: String::new(),
+            })
+        };
+        assert!(refused_as_too_large(&busy(504)));
+        assert!(!refused_as_too_large(&busy(503)));
+        let io = |kind| blame.error(T::Io(io::Error::from(kind)));
+        assert!(refused_as_too_large(&io(io::ErrorKind::ConnectionReset)));
+        assert!(refused_as_too_large(&io(io::ErrorKind::BrokenPipe)));
+        assert!(!refused_as_too_large(&io(io::ErrorKind::NotFound)));
+    }
+}
