@@ -65,6 +65,15 @@ pub(super) enum PushError {
         /// The error for the run.
         error: SideError,
     },
+    /// The connection was cut while the pack was being sent, after `sent`
+    /// bytes: a network failure, or a limit when it happens again at about
+    /// the same offset (see [`Pusher::cut_is_a_limit`]).
+    Cut {
+        /// Pack bytes handed to the destination before the cut.
+        sent: u64,
+        /// The failure, for when it was the network.
+        error: SideError,
+    },
     /// Too large: the pack outgrew the budget (`by_server` false), or the
     /// server refused it as too large after `sent` bytes.
     TooLarge {
@@ -101,15 +110,44 @@ pub(super) struct Pusher<'a> {
     pub(super) batched: bool,
     /// Checkpoint refs this run created, to delete at the end.
     checkpoints: Vec<(String, ObjectId)>,
+    /// The destination, as this process remembers what it learnt of it.
+    key: String,
+}
+
+/// What this process learnt of each destination: where pushes to it were
+/// cut, and the budget its refusals taught. A run that fails on a cut is
+/// retried from the start (`--retries`), and a sweep mirrors many
+/// repositories to one host: both must remember.
+#[derive(Default)]
+struct Learnt {
+    cuts: Vec<u64>,
+    budget: Option<u64>,
+}
+
+static LEARNT: std::sync::Mutex<Option<HashMap<String, Learnt>>> = std::sync::Mutex::new(None);
+
+fn learnt<T>(key: &str, f: impl FnOnce(&mut Learnt) -> T) -> T {
+    let mut all = LEARNT.lock().unwrap_or_else(|e| e.into_inner());
+    f(all
+        .get_or_insert_with(HashMap::new)
+        .entry(key.to_owned())
+        .or_default())
 }
 
 impl<'a> Pusher<'a> {
+    /// A pusher to `destination`, known to this process as `key`, with
+    /// the budget given or a smaller one learnt earlier in this process.
     pub(super) fn new(
         source: &'a dyn SourceSide,
         destination: &'a dyn DestinationSide,
+        key: &str,
         budget: Option<u64>,
         max_refs: usize,
     ) -> Pusher<'a> {
+        let budget = match (budget, learnt(key, |l| l.budget)) {
+            (Some(b), Some(l)) => Some(b.min(l)),
+            (b, l) => b.or(l),
+        };
         Pusher {
             source,
             destination,
@@ -124,7 +162,19 @@ impl<'a> Pusher<'a> {
             last: 0,
             batched: false,
             checkpoints: Vec::new(),
+            key: key.to_owned(),
         }
+    }
+
+    /// Whether a cut after `sent` bytes repeats an earlier one at about the
+    /// same offset: a server (or a proxy before it) that hangs up on bodies
+    /// past a size, rather than a network that failed once.
+    pub(super) fn cut_is_a_limit(&mut self, sent: u64) -> bool {
+        learnt(&self.key, |l| {
+            let again = repeats(&l.cuts, sent);
+            l.cuts.push(sent);
+            again
+        })
     }
 
     /// Whether `commands` must go in more than one push whatever the pack.
@@ -135,14 +185,15 @@ impl<'a> Pusher<'a> {
     /// After the server refused a push of `sent` bytes as too large: a
     /// budget of half that, so that the next pushes fit with room to spare.
     pub(super) fn learn(&mut self, sent: u64, detail: &str) {
-        let learnt = (sent / 2).max(MIN_LEARNT_BUDGET);
-        let budget = self.budget.map_or(learnt, |b| b.min(learnt));
+        let half = (sent / 2).max(MIN_LEARNT_BUDGET);
+        let budget = self.budget.map_or(half, |b| b.min(half));
         output::warn(format_args!(
             "destination: the server refused a push of {} as too large ({detail}); pushing in batches of at most {} (set --dest-max-push-bytes to choose)",
             human_bytes(sent),
             human_bytes(budget)
         ));
         self.budget = Some(budget);
+        learnt(&self.key, |l| l.budget = Some(budget));
     }
 
     /// One push of `commands`, with `pack` when any of them needs objects,
@@ -191,6 +242,9 @@ impl<'a> Pusher<'a> {
                         by_server: true,
                         detail: err.cause.to_string(),
                     });
+                }
+                if sent > 0 && cut_while_sending(&err) {
+                    return Err(PushError::Cut { sent, error: err });
                 }
                 return Err(PushError::Side(err));
             }
@@ -299,6 +353,16 @@ impl<'a> Pusher<'a> {
                     }
                     haves.extend(needed);
                     done += chunk.len();
+                }
+                Err(PushError::Cut { sent, error }) if !incremented => {
+                    if !self.cut_is_a_limit(sent) {
+                        return Err(PushError::Side(error));
+                    }
+                    self.learn(sent, "the connection was cut at the same point twice");
+                    let rest = wants(&queue[done..], &haves);
+                    self.increments(&rest, &mut haves, source_refs)?;
+                    deletes(self, &mut queue, &mut Vec::new());
+                    incremented = true;
                 }
                 Err(PushError::TooLarge {
                     sent,
@@ -419,6 +483,18 @@ impl<'a> Pusher<'a> {
                     slice = next_slice(last + 1 - next, sent, self.budget);
                     next = last + 1;
                 }
+                // A cut that repeats is a limit; a first one, the network:
+                // the run fails (and is retried, resuming from the
+                // checkpoints).
+                Err(PushError::Cut { sent, error }) => {
+                    if !self.cut_is_a_limit(sent) {
+                        return Err(PushError::Side(error));
+                    }
+                    self.learn(sent, "the connection was cut at the same point twice");
+                    if last > next {
+                        slice = (last - next).div_ceil(2).max(1);
+                    }
+                }
                 Err(PushError::TooLarge {
                     sent,
                     by_server,
@@ -452,6 +528,14 @@ impl<'a> Pusher<'a> {
     }
 }
 
+/// Whether a cut after `sent` bytes comes at about the offset of an
+/// earlier one (within half: what the sender counts includes what sat in
+/// socket buffers when the other end hung up).
+fn repeats(cuts: &[u64], sent: u64) -> bool {
+    cuts.iter()
+        .any(|&earlier| earlier.abs_diff(sent) <= earlier.max(sent) / 2)
+}
+
 /// How many checkpoints the next increment spans, after `slice` of them
 /// made a push of `sent` bytes: aiming at 60% of the budget, which leaves
 /// room for commits larger than the average, and changing by at most a
@@ -462,21 +546,28 @@ fn next_slice(slice: usize, sent: u64, budget: Option<u64>) -> usize {
     (scaled as usize).clamp((slice / 2).max(1), slice.saturating_mul(2))
 }
 
-/// Whether a failed push reads as "too large": HTTP 413, a deadline that
-/// cut the upload (408, 504), or the connection closed while the body was
-/// still being sent.
+/// Whether a failed push reads as "too large": HTTP 413, or a deadline
+/// that cut the upload (408, 504).
 fn refused_as_too_large(err: &SideError) -> bool {
     use crate::transport::TransportError as T;
     match &err.cause {
         Cause::Transport(T::Status { status, .. }) => matches!(status, 413 | 408),
         Cause::Transport(T::Busy { status, .. }) => *status == 504,
+        _ => false,
+    }
+}
+
+/// Whether the connection was reset or closed while the body was still
+/// being sent.
+fn cut_while_sending(err: &SideError) -> bool {
+    use crate::transport::TransportError as T;
+    match &err.cause {
         Cause::Transport(T::Io(e)) | Cause::Protocol(ProtocolError::Io(e)) => matches!(
             e.kind(),
             io::ErrorKind::ConnectionReset
                 | io::ErrorKind::BrokenPipe
                 | io::ErrorKind::ConnectionAborted
         ),
-        Cause::Protocol(ProtocolError::UnexpectedEof) => true,
         _ => false,
     }
 }
@@ -496,6 +587,13 @@ mod tests {
         // Never below half, never below one.
         assert_eq!(next_slice(10, 100 * MIB, Some(10 * MIB)), 5);
         assert_eq!(next_slice(1, 100 * MIB, Some(10 * MIB)), 1);
+    }
+
+    #[test]
+    fn a_cut_is_a_limit_when_it_comes_again_at_about_the_same_offset() {
+        assert!(!repeats(&[], 10 * MIB));
+        assert!(!repeats(&[10 * MIB], 30 * MIB));
+        assert!(repeats(&[10 * MIB, 30 * MIB], 12 * MIB));
     }
 
     #[test]
@@ -532,8 +630,9 @@ mod tests {
         assert!(refused_as_too_large(&busy(504)));
         assert!(!refused_as_too_large(&busy(503)));
         let io = |kind| blame.error(T::Io(io::Error::from(kind)));
-        assert!(refused_as_too_large(&io(io::ErrorKind::ConnectionReset)));
-        assert!(refused_as_too_large(&io(io::ErrorKind::BrokenPipe)));
-        assert!(!refused_as_too_large(&io(io::ErrorKind::NotFound)));
+        assert!(cut_while_sending(&io(io::ErrorKind::ConnectionReset)));
+        assert!(cut_while_sending(&io(io::ErrorKind::BrokenPipe)));
+        assert!(!cut_while_sending(&io(io::ErrorKind::NotFound)));
+        assert!(!refused_as_too_large(&io(io::ErrorKind::ConnectionReset)));
     }
 }

@@ -293,7 +293,8 @@ impl Relay<'_> {
             true => (self.budget(), opts.push.max_ref_updates),
             false => (None, usize::MAX),
         };
-        let mut pusher = Pusher::new(source, destination, budget, max_refs);
+        let key = opts.destination.location.to_string();
+        let mut pusher = Pusher::new(source, destination, &key, budget, max_refs);
         let result = if pusher.too_many(&commands) {
             drop(negotiated.pack);
             pusher.in_parts(&commands, dest_refs, source_refs, false)
@@ -309,6 +310,16 @@ impl Relay<'_> {
                     }
                     pusher.in_parts(&commands, dest_refs, source_refs, true)
                 }
+                // Cut once: the network, and the run fails (to be retried);
+                // cut again at the same offset: a limit.
+                Err(PushError::Cut { sent, error }) if limited => {
+                    if pusher.cut_is_a_limit(sent) {
+                        pusher.learn(sent, "the connection was cut at the same point twice");
+                        pusher.in_parts(&commands, dest_refs, source_refs, true)
+                    } else {
+                        Err(PushError::Side(error))
+                    }
+                }
                 other => other,
             }
         };
@@ -317,7 +328,7 @@ impl Relay<'_> {
         report.batched = pusher.batched;
         let status = match result {
             Ok(status) => status,
-            Err(PushError::Side(e)) => return Err(e),
+            Err(PushError::Side(e) | PushError::Cut { error: e, .. }) => return Err(e),
             Err(PushError::Unpack { reason, error }) => {
                 for r in report
                     .refs
