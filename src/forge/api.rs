@@ -143,6 +143,16 @@ impl Api {
         self.send("POST", url, Some(body))
     }
 
+    /// `PUT url` with a JSON body.
+    pub(crate) fn put(&self, url: &Url, body: &Value) -> Result<Reply, ForgeError> {
+        self.send("PUT", url, Some(body))
+    }
+
+    /// `PATCH url` with a JSON body.
+    pub(crate) fn patch(&self, url: &Url, body: &Value) -> Result<Reply, ForgeError> {
+        self.send("PATCH", url, Some(body))
+    }
+
     /// Follows pages from `first`: `each` consumes one page and returns the
     /// URL of the next, or `None` after the last.
     pub(crate) fn pages(
@@ -186,7 +196,7 @@ impl Api {
         loop {
             output::debug(format_args!("{method} {url}"));
             let result = match body {
-                // A request body is not sent twice: a redirected POST is
+                // A request body is not sent twice: a redirected write is
                 // reported by `reply`, like any other unexpected status.
                 Some(body) => self
                     .request(method, url)

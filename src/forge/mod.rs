@@ -43,6 +43,9 @@ pub(crate) struct RemoteRepo {
     pub(crate) archived: bool,
     /// A fork of another repository.
     pub(crate) fork: bool,
+    /// The default branch, as a branch name (`main`), when the listing
+    /// gives one: an empty repository, and Bitbucket Server, give none.
+    pub(crate) default_branch: Option<String>,
 }
 
 impl RemoteRepo {
@@ -172,6 +175,34 @@ pub(crate) fn create(api: &Api, scope: &Scope, repo: &NewRepo) -> Result<Created
         Err(e) if e.reason == Reason::Conflict => Ok(Created::Existed),
         other => other,
     }
+}
+
+/// Makes `branch` (a name such as `main`) the default branch of `repo`,
+/// a repository of `scope`. A repository fresh from [`create`] has the
+/// first branch pushed into it as default on GitHub, and whatever the
+/// forge picked elsewhere; this makes it the source's.
+pub(crate) fn set_default_branch(
+    api: &Api,
+    scope: &Scope,
+    repo: &NewRepo,
+    branch: &str,
+) -> Result<(), ForgeError> {
+    match scope.kind {
+        Kind::AzureDevOps => azure::set_default_branch(api, scope, repo, branch),
+        Kind::GitHub | Kind::Gitea => github::set_default_branch(api, scope, repo, branch),
+        Kind::GitLab => gitlab::set_default_branch(api, scope, repo, branch),
+        Kind::Bitbucket => bitbucket::set_main_branch_cloud(api, scope, repo, branch),
+        Kind::BitbucketServer => bitbucket::set_default_branch_server(api, scope, repo, branch),
+    }
+}
+
+/// A default branch as a listing gives it (`main`, or Azure DevOps'
+/// `refs/heads/main`) reduced to the branch name; `None` when absent,
+/// empty or not a string.
+pub(crate) fn branch_name(v: &serde_json::Value) -> Option<String> {
+    let name = v.as_str()?;
+    let name = name.strip_prefix("refs/heads/").unwrap_or(name);
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 /// A JSON string field, or "".

@@ -179,6 +179,14 @@ fn more_rows(md: &mut String, total: usize, what: &str) {
 }
 
 fn repository_result(r: &fleet::RepoOutcome) -> String {
+    let mut result = repository_state(r);
+    for warning in &r.warnings {
+        result.push_str(&format!("; ⚠️ {}", cell(warning)));
+    }
+    result
+}
+
+fn repository_state(r: &fleet::RepoOutcome) -> String {
     let reason = r.reason.as_deref().map(cell);
     let totals = r.report.as_ref().map(|r| &r.totals);
     match r.result {

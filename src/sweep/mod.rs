@@ -19,7 +19,7 @@ pub(crate) use fleet::{default_jobs, MAX_JOBS};
 pub(crate) use shard::Shard;
 pub use summary::Summary;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -52,6 +52,12 @@ pub fn sweep(config: &SweepConfig) -> Result<Summary, Failure> {
         .iter()
         .map(|r| PathBuf::from(sweep.template.render(&r.owner, &r.project, &r.name)))
         .collect();
+    // What each repository's default branch is on the source, for the
+    // destinations this run creates.
+    let default_branches: HashMap<String, String> = found
+        .iter()
+        .filter_map(|r| Some((r.full_name(), r.default_branch.clone()?)))
+        .collect();
     let jobs = sweep.jobs(found);
     if let Some(message) = shared_destination(&jobs) {
         return Err(Failure::usage(message));
@@ -73,11 +79,13 @@ pub fn sweep(config: &SweepConfig) -> Result<Summary, Failure> {
             .collect(),
         None => HashSet::new(),
     };
-    let prepare = |job: &Job| -> Result<Prepared, String> {
+    let prepare = |job: &Job| -> Result<Prepared, Failure> {
         let Some(create) = &sweep.create else {
             return Ok(Prepared::Ready);
         };
-        let repo = create.new_repo(&job.destination)?;
+        let repo = create
+            .new_repo(&job.destination)
+            .map_err(|message| Failure::failed(message, None))?;
         if existing.contains(&create.key(&repo)) {
             return Ok(Prepared::Ready);
         }
@@ -87,14 +95,30 @@ pub fn sweep(config: &SweepConfig) -> Result<Summary, Failure> {
         match forge::create(&create.api, &create.scope, &repo) {
             Ok(Created::Created) => Ok(Prepared::Created),
             Ok(Created::Existed) => Ok(Prepared::Ready),
-            Err(err) => Err(match err.hint() {
-                Some(hint) => format!("creating the destination: {err} ({hint})"),
-                None => format!("creating the destination: {err}"),
-            }),
+            Err(err) => Err(Failure::failed(
+                format!("creating the destination: {err}"),
+                err.hint(),
+            )),
         }
     };
+    // A repository created empty gets the source's default branch once
+    // the mirror has pushed it; a forge that refuses costs a warning.
+    let created = |job: &Job| -> Result<(), String> {
+        let (Some(create), Some(branch)) = (&sweep.create, default_branches.get(&job.name)) else {
+            return Ok(());
+        };
+        let repo = create.new_repo(&job.destination)?;
+        forge::set_default_branch(&create.api, &create.scope, &repo, branch).map_err(|err| {
+            let hint = err.hint().map(|h| format!(" ({h})")).unwrap_or_default();
+            format!("the default branch could not be set to {branch}: {err}{hint}")
+        })
+    };
     let parallel = config.jobs.map_or_else(default_jobs, usize::from);
-    let outcomes = fleet::run(&jobs, parallel, config.retry, &prepare);
+    let steps = fleet::Steps {
+        prepare: &prepare,
+        created: &created,
+    };
+    let outcomes = fleet::run(&jobs, parallel, config.retry, steps);
     let summary = Summary::new(
         if config.dry_run { "dry-run" } else { "mirror" },
         sweep.scope_display.clone(),
