@@ -330,11 +330,14 @@ impl Api {
         };
         let reason = match status {
             404 => Reason::NotFound,
-            // Each forge says "already exists" its own way: Azure DevOps and
-            // Gitea 409, GitHub 422, GitLab a 400 that only its body tells
-            // apart from other bad requests.
+            // Each forge says "already exists" its own way: Azure DevOps,
+            // Gitea and Bitbucket Server 409, GitHub 422, GitLab and
+            // Bitbucket Cloud a 400 that only its body tells apart from
+            // other bad requests.
             409 | 422 => Reason::Conflict,
-            400 if detail.contains("already been taken") => Reason::Conflict,
+            400 if detail.contains("already been taken") || detail.contains("already exists") => {
+                Reason::Conflict
+            }
             _ => Reason::Other,
         };
         let mut err = ForgeError::new(format!("{}: {what} for {method} {url}{detail}", self.name))

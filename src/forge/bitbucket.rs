@@ -137,7 +137,8 @@ pub(super) fn set_default_branch_server(
 ) -> Result<(), ForgeError> {
     let mut url = server_repos(scope);
     if let Ok(mut path) = url.path_segments_mut() {
-        path.pop_if_empty().extend([repo.name.as_str(), "default-branch"]);
+        path.pop_if_empty()
+            .extend([repo.name.as_str(), "default-branch"]);
     }
     api.put(&url, &json!({ "id": format!("refs/heads/{branch}") }))?;
     Ok(())

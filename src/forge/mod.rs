@@ -224,3 +224,24 @@ pub(crate) fn join(base: &url::Url, segments: &[&str]) -> url::Url {
     }
     url
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn default_branches_are_read_as_branch_names() {
+        assert_eq!(branch_name(&json!("main")).as_deref(), Some("main"));
+        // Azure DevOps lists a full ref name.
+        assert_eq!(
+            branch_name(&json!("refs/heads/release/2.x")).as_deref(),
+            Some("release/2.x")
+        );
+        // An empty repository: absent, null or empty.
+        assert_eq!(branch_name(&json!(null)), None);
+        assert_eq!(branch_name(&json!("")), None);
+        assert_eq!(branch_name(&json!("refs/heads/")), None);
+        assert_eq!(branch_name(&json!({ "name": "main" })), None);
+    }
+}
