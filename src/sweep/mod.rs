@@ -27,7 +27,7 @@ use percent_encoding::percent_decode_str;
 use regex::Regex;
 use url::Url;
 
-use crate::auth::{CredentialSources, Credentials, Scheme};
+use crate::auth::{self, CredentialSources, Credentials, Scheme};
 use crate::config::{ForgeConfig, SideConfig, SweepConfig};
 use crate::error::Failure;
 use crate::forge::{self, Api, Created, Kind, NewRepo, RemoteRepo, Scope};
@@ -270,8 +270,8 @@ impl Sweep<'_> {
         };
         Job {
             name: repo.full_name(),
-            source: redacted_url(&repo.clone_url),
-            destination: redacted_url(&destination),
+            source: auth::redacted_url(&repo.clone_url),
+            destination: auth::redacted_url(&destination),
             work,
         }
     }
@@ -444,13 +444,4 @@ fn api_credentials(
         scheme: Scheme::Basic,
         default_username: kind.git_username(),
     })
-}
-
-/// A URL as it may be shown: without userinfo (forges put the user name in
-/// clone URLs, and a template may carry a token).
-fn redacted_url(text: &str) -> String {
-    match Location::parse(text) {
-        Ok(location) => location.to_string(),
-        Err(_) => text.to_owned(),
-    }
 }
