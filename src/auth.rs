@@ -3,7 +3,7 @@
 //! This module owns everything secret. It decides which username and token a
 //! side uses (flags and environment first, then the URL's userinfo), how they
 //! travel (an `Authorization` header, never a URL or a process argument), and
-//! it keeps the process-wide list of secrets that [`redact`] removes from any
+//! it keeps the process-wide list of secrets that `redact` removes from any
 //! text before it reaches a terminal, a log, a JSON report or a panic message.
 //!
 //! Secrets are registered in every form in which they could leak: as given,

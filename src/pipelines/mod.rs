@@ -8,7 +8,7 @@
 //!    our own redactor: nothing is printed before that;
 //! 2. report invalid inputs, each as a `task.logissue` naming the input;
 //! 3. run the engine inside a `##[group]`, then report each ref, write the
-//!    JSON report and the markdown summary ([`page`]), set the output
+//!    JSON report and the markdown summary (`page`), set the output
 //!    variables, and end with `task.complete`.
 //!
 //! In organization mode (input `mode: organization`) step 3 is a

@@ -2,11 +2,12 @@
 //! organization mode): discover, select, shard, name, create, mirror, sum
 //! up.
 //!
-//! This is where [`forge`] (what exists, through the forge's API) meets
-//! the [`fleet`] (mirroring many repositories at once): it turns a
+//! This is where `forge` (what exists, through the forge's API) meets
+//! the `fleet` (mirroring many repositories at once): it turns a
 //! [`SweepConfig`] into a list of fleet jobs, and the destination's API
-//! into the fleet's preparation step that creates missing repositories.
-//! The fleet, [`shard`], [`template`] and [`summary`] serve only sweeps and
+//! into the fleet's steps around each mirror: creating a missing
+//! repository before, setting its default branch after.
+//! The fleet, `shard`, `template` and `summary` serve only sweeps and
 //! know nothing of forges. What a sweep prints at the end is the front
 //! ends' business: they render the [`Summary`] each in their way.
 
