@@ -318,6 +318,26 @@ mod tests {
     }
 
     #[test]
+    fn a_repository_warning_follows_its_result() {
+        let outcome = fleet::RepoOutcome {
+            name: "acme/a".to_owned(),
+            source: "https://src.example/acme/a".to_owned(),
+            destination: "https://dst.example/acme/a".to_owned(),
+            result: State::Updated,
+            created: true,
+            reason: None,
+            hint: None,
+            warnings: vec!["the default branch could not be set | HTTP 403".to_owned()],
+            report: Some(sample()),
+            duration_ms: 10,
+        };
+        assert_eq!(
+            repository_result(&outcome),
+            "✅ created; ⚠️ the default branch could not be set \\| HTTP 403"
+        );
+    }
+
+    #[test]
     fn backticks_in_names_do_not_break_code_spans() {
         assert_eq!(code("refs/heads/a`b"), "refs/heads/a\\`b");
         assert_eq!(code("refs/heads/a|b"), "`refs/heads/a\\|b`");
