@@ -902,6 +902,7 @@ fn created_into(
     kind: Kind,
     kind_name: &str,
     configure: impl FnOnce(forge::Builder) -> forge::Builder,
+    extra: &[&str],
 ) -> (Run, FakeForge) {
     let (source, _) = trunk_org(server);
     let port = server.port();
@@ -962,6 +963,7 @@ fn created_into(
     if kind == Kind::Bitbucket {
         args.extend(["--dest-api", &api]);
     }
+    args.extend_from_slice(extra);
     (mirror_all(server, &args), dest)
 }
 
@@ -984,7 +986,7 @@ fn default_branch_is_set(
     body: Value,
 ) {
     let server = GitServer::start();
-    let (run, dest) = created_into(&server, kind, kind_name, |b| b);
+    let (run, dest) = created_into(&server, kind, kind_name, |b| b, &[]);
     run.assert_code(0);
     assert_eq!(run.json()["totals"]["created"], 2, "{}", run.stdout);
     let created: Vec<FakeRepo> = dest
@@ -1088,9 +1090,13 @@ fn bitbucket_server_created_repositories_get_the_source_default_branch() {
 #[test]
 fn a_refused_default_branch_is_a_warning_not_a_failure() {
     let server = GitServer::start();
-    let (run, dest) = created_into(&server, Kind::GitHub, "github", |b| {
-        b.refuse_default_branch()
-    });
+    let (run, dest) = created_into(
+        &server,
+        Kind::GitHub,
+        "github",
+        |b| b.refuse_default_branch(),
+        &[],
+    );
     run.assert_code(0);
     let json = run.json();
     assert_eq!(json["totals"]["created"], 2, "{}", run.stdout);
@@ -1117,6 +1123,32 @@ fn a_refused_default_branch_is_a_warning_not_a_failure() {
             .contains("warning: acme/repo-0: the default branch"),
         "{}",
         run.stderr
+    );
+}
+
+#[test]
+fn a_default_branch_left_out_of_the_selection_is_not_asked_for() {
+    let server = GitServer::start();
+    let (run, dest) = created_into(
+        &server,
+        Kind::GitHub,
+        "github",
+        |b| b,
+        &["--exclude", "refs/heads/trunk"],
+    );
+    run.assert_code(0);
+    assert_eq!(
+        default_branch_calls(&dest),
+        vec![],
+        "{:#?}",
+        dest.requests()
+    );
+    let json = run.json();
+    assert_eq!(json["totals"]["warned"], 2, "{}", run.stdout);
+    let warning = json["repositories"][0]["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("not set to trunk: that branch was not mirrored"),
+        "{warning}"
     );
 }
 

@@ -165,8 +165,9 @@ impl RepoOutcome {
 pub(crate) type Prepare<'a> = dyn Fn(&Job) -> Result<Prepared, Failure> + Sync + 'a;
 
 /// A step run after the first successful mirror into a destination that
-/// [`Prepare`] created; an `Err` is recorded as a warning.
-pub(crate) type AfterCreate<'a> = dyn Fn(&Job) -> Result<(), String> + Sync + 'a;
+/// [`Prepare`] created, with that mirror's report; an `Err` is recorded as
+/// a warning.
+pub(crate) type AfterCreate<'a> = dyn Fn(&Job, &Report) -> Result<(), String> + Sync + 'a;
 
 /// The caller's steps around each mirror.
 #[derive(Clone, Copy)]
@@ -271,8 +272,8 @@ fn attempt(job: &Job, options: &Options, retry: RetryPolicy, steps: Steps<'_>) -
         },
     };
     outcome.created = created;
-    if created && outcome.result != State::Failed {
-        if let Err(warning) = (steps.created)(job) {
+    if let Some(report) = outcome.report.as_ref().filter(|_| created) {
+        if let Err(warning) = (steps.created)(job, report) {
             outcome.warnings.push(warning);
         }
     }

@@ -32,7 +32,7 @@ use crate::auth::{self, CredentialSources, Credentials, Scheme};
 use crate::config::{ForgeConfig, SideConfig, SweepConfig};
 use crate::error::Failure;
 use crate::forge::{self, Api, Created, Kind, NewRepo, RemoteRepo, Scope};
-use crate::mirror::{Mode, Options, RefSelection};
+use crate::mirror::{Mode, Options, Outcome, RefSelection, Report};
 use crate::output;
 use crate::transport::Location;
 use fleet::{Job, Prepared, Work};
@@ -104,10 +104,22 @@ pub fn sweep(config: &SweepConfig) -> Result<Summary, Failure> {
     };
     // A repository created empty gets the source's default branch once
     // the mirror has pushed it; a forge that refuses costs a warning.
-    let created = |job: &Job| -> Result<(), String> {
+    let created = |job: &Job, report: &Report| -> Result<(), String> {
         let (Some(create), Some(branch)) = (&sweep.create, default_branches.get(&job.name)) else {
             return Ok(());
         };
+        let full = format!("refs/heads/{branch}");
+        let pushed = (report.refs.iter()).any(|r| r.name == full && r.result == Outcome::Ok);
+        if !pushed {
+            // An empty source has no branch to point at; otherwise the
+            // forge would refuse a branch the destination does not have.
+            if report.refs.is_empty() {
+                return Ok(());
+            }
+            return Err(format!(
+                "the default branch was not set to {branch}: that branch was not mirrored (see --include/--exclude)"
+            ));
+        }
         let repo = create.new_repo(&job.destination)?;
         forge::set_default_branch(&create.api, &create.scope, &repo, branch).map_err(|err| {
             let hint = err.hint().map(|h| format!(" ({h})")).unwrap_or_default();
