@@ -3,7 +3,7 @@
 //! This module owns everything secret. It decides which username and token a
 //! side uses (flags and environment first, then the URL's userinfo), how they
 //! travel (an `Authorization` header, never a URL or a process argument), and
-//! it keeps the process-wide list of secrets that [`redact`] removes from any
+//! it keeps the process-wide list of secrets that `redact` removes from any
 //! text before it reaches a terminal, a log, a JSON report or a panic message.
 //!
 //! Secrets are registered in every form in which they could leak: as given,
@@ -411,9 +411,76 @@ pub fn redacted_json(doc: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
+/// A URL, URL template or path as it may be shown: without the user
+/// information it could carry (forges put a user name in clone URLs, and a
+/// URL or template may hold a token). Everything else is shown as typed:
+/// it is cut on the text rather than read by a URL parser, so a template's
+/// `{placeholders}` are not percent-encoded, a `file://` URL stays one, and
+/// a URL that does not parse still loses its userinfo. Text without `://`
+/// (a path) is returned unchanged.
+pub(crate) fn redacted_url(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_owned();
+    };
+    // Where the authority ends, as a URL parser would see it: `\` too,
+    // which WHATWG parsers take for `/` in http(s) URLs.
+    let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}{path}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_urls_lose_their_user_information_only() {
+        // Templates keep their placeholders as typed.
+        assert_eq!(
+            redacted_url("https://me:tok@github.com/acme-mirror/{project}-{repo}.git"),
+            "https://github.com/acme-mirror/{project}-{repo}.git"
+        );
+        assert_eq!(
+            redacted_url("https://dev.azure.com/org"),
+            "https://dev.azure.com/org"
+        );
+        assert_eq!(
+            redacted_url("/backup/{project}/{repo}.git"),
+            "/backup/{project}/{repo}.git"
+        );
+        // An `@` after the authority is not userinfo.
+        assert_eq!(redacted_url("https://u@host?x=a@b"), "https://host?x=a@b");
+        assert_eq!(redacted_url("https://u:p@host#a@b"), "https://host#a@b");
+        assert_eq!(
+            redacted_url("https://u:p@host\\path@x/"),
+            "https://host\\path@x/"
+        );
+        // Clone URLs as forges list them: the user name goes, the encoded
+        // names stay as the forge wrote them.
+        assert_eq!(
+            redacted_url("https://fabrikam@dev.azure.com/fabrikam/Fabrikam%20Fiber/_git/Web%20App"),
+            "https://dev.azure.com/fabrikam/Fabrikam%20Fiber/_git/Web%20App"
+        );
+        assert_eq!(
+            redacted_url("http://me:p%2Fss%40word@127.0.0.1:8080/dst/a.git"),
+            "http://127.0.0.1:8080/dst/a.git"
+        );
+        // A password holding `@` unencoded: the last `@` ends the userinfo.
+        assert_eq!(
+            redacted_url("https://me:p@ss@example.com/r.git"),
+            "https://example.com/r.git"
+        );
+        // `file://` URLs and paths are shown as given.
+        assert_eq!(
+            redacted_url("file:///srv/git/a.git"),
+            "file:///srv/git/a.git"
+        );
+        assert_eq!(redacted_url("relative/a.git"), "relative/a.git");
+        assert_eq!(redacted_url(""), "");
+    }
 
     fn sources<'a>(token: Option<&'a str>, username: Option<&'a str>) -> CredentialSources<'a> {
         CredentialSources {

@@ -15,7 +15,7 @@
 //!   `child` starts every child process without them.
 //! - [`mirror`] selects refs, plans, relays the pack, verifies and reports;
 //!   it knows nothing of command lines or pipelines.
-//! - [`forge`] lists and creates repositories through forge REST APIs;
+//! - `forge` lists and creates repositories through forge REST APIs;
 //!   [`sweep`] mirrors every repository a forge lists, in parallel, and
 //!   sums them up (`git-relay mirror-all`).
 //! - [`config`] is what the front ends hand down: plain settings, no clap;

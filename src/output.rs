@@ -2,7 +2,7 @@
 //!
 //! Human-readable lines go to stderr and machine-readable reports to stdout,
 //! so `git-relay mirror ... --json | jq` works while progress stays visible.
-//! Every function here passes its text through [`crate::auth::redact`]: there
+//! Every function here passes its text through `crate::auth::redact`: there
 //! is no other way to print, which is what makes "a token never appears in
 //! output" a property of the program rather than of each call site.
 

@@ -880,3 +880,312 @@ fn gitea_create_missing_makes_private_repositories_in_the_organization() {
     let posts = create_missing_into(Kind::Gitea, "gitea");
     assert!(posts.iter().all(|p| p["private"] == true));
 }
+
+/// A GitHub organization `acme` of three repositories whose default branch
+/// is `trunk` (beside `main`, which a new repository defaults to).
+fn trunk_org(server: &GitServer) -> (FakeForge, Vec<FakeRepo>) {
+    let repos: Vec<FakeRepo> = (0..3)
+        .map(|i| {
+            let mut r = source_repo(server, "acme", &format!("repo-{i}"), 1);
+            git(&src_path(server, &r), &["branch", "trunk", "main"]);
+            r.default_branch = Some("trunk".to_owned());
+            r
+        })
+        .collect();
+    (fake_with(Kind::GitHub, "acme", server, &repos), repos)
+}
+
+/// A sweep from [`trunk_org`] into a `kind` destination that has `repo-2`
+/// already and creates the others; returns the run and the destination.
+fn created_into(
+    server: &GitServer,
+    kind: Kind,
+    kind_name: &str,
+    configure: impl FnOnce(forge::Builder) -> forge::Builder,
+    extra: &[&str],
+) -> (Run, FakeForge) {
+    let (source, _) = trunk_org(server);
+    let port = server.port();
+    let root = server.root().to_owned();
+    // Azure Repos URLs name the project before `/_git/`.
+    let (template, existing) = if kind == Kind::AzureDevOps {
+        (
+            format!("http://127.0.0.1:{port}/dst/Backup/_git/{{repo}}"),
+            "dst/Backup/_git/repo-2".to_owned(),
+        )
+    } else {
+        (
+            format!("http://127.0.0.1:{port}/dst/mirror/{{repo}}.git"),
+            "dst/mirror/repo-2.git".to_owned(),
+        )
+    };
+    server.create_bare(&existing);
+    let project = if kind == Kind::AzureDevOps {
+        "Backup"
+    } else {
+        "mirror"
+    };
+    let builder = FakeForge::builder(kind, "mirror", server.password())
+        .repo(FakeRepo::new(project, "repo-2", &server.url(&existing)))
+        .creator(Box::new(move |project, name| {
+            let relative = if kind == Kind::AzureDevOps {
+                format!("dst/{project}/_git/{name}")
+            } else {
+                format!("dst/{project}/{name}.git")
+            };
+            let path = root.join(&relative);
+            git(
+                &root,
+                &[
+                    "init",
+                    "--bare",
+                    "-q",
+                    "--initial-branch=main",
+                    path.to_str().unwrap(),
+                ],
+            );
+            let url_path: Vec<String> = relative.split('/').map(seg).collect();
+            format!("http://127.0.0.1:{port}/{}", url_path.join("/"))
+        }));
+    let dest = configure(builder).start();
+    let (source_scope, dest_scope, api) = (source.scope_url(), dest.scope_url(), dest.api_url());
+    let mut args = vec![
+        "--source-kind",
+        "github",
+        &source_scope,
+        &template,
+        "--create-missing",
+        "--dest-kind",
+        kind_name,
+        "--dest-scope",
+        &dest_scope,
+    ];
+    if kind == Kind::Bitbucket {
+        args.extend(["--dest-api", &api]);
+    }
+    args.extend_from_slice(extra);
+    (mirror_all(server, &args), dest)
+}
+
+/// The default-branch calls the destination saw: `(method, path, body)`.
+fn default_branch_calls(dest: &FakeForge) -> Vec<(String, String, Value)> {
+    dest.requests()
+        .into_iter()
+        .filter(|s| s.method == "PATCH" || s.method == "PUT")
+        .map(|s| (s.method, s.path, serde_json::from_str(&s.body).unwrap()))
+        .collect()
+}
+
+/// After `--create-missing`, each created repository (and only those) got
+/// the source's default branch through `method path-of(repo) body`.
+fn default_branch_is_set(
+    kind: Kind,
+    kind_name: &str,
+    method: &str,
+    path_of: impl Fn(&FakeRepo) -> String,
+    body: Value,
+) {
+    let server = GitServer::start();
+    let (run, dest) = created_into(&server, kind, kind_name, |b| b, &[]);
+    run.assert_code(0);
+    assert_eq!(run.json()["totals"]["created"], 2, "{}", run.stdout);
+    let created: Vec<FakeRepo> = dest
+        .repos()
+        .into_iter()
+        .filter(|r| r.name != "repo-2")
+        .collect();
+    let mut expected: Vec<(String, String, Value)> = created
+        .iter()
+        .map(|r| (method.to_owned(), path_of(r), body.clone()))
+        .collect();
+    let mut seen = default_branch_calls(&dest);
+    expected.sort_by(|a, b| a.1.cmp(&b.1));
+    seen.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(seen, expected, "{:#?}", dest.requests());
+    for r in &created {
+        assert_eq!(r.default_branch.as_deref(), Some("trunk"), "{r:?}");
+    }
+    let untouched = dest.repos().into_iter().find(|r| r.name == "repo-2");
+    assert_eq!(untouched.unwrap().default_branch.as_deref(), Some("main"));
+}
+
+#[test]
+fn github_created_repositories_get_the_source_default_branch() {
+    default_branch_is_set(
+        Kind::GitHub,
+        "github",
+        "PATCH",
+        |r| format!("/api/v3/repos/mirror/{}", r.name),
+        serde_json::json!({ "default_branch": "trunk" }),
+    );
+}
+
+#[test]
+fn gitea_created_repositories_get_the_source_default_branch() {
+    default_branch_is_set(
+        Kind::Gitea,
+        "gitea",
+        "PATCH",
+        |r| format!("/api/v1/repos/mirror/{}", r.name),
+        serde_json::json!({ "default_branch": "trunk" }),
+    );
+}
+
+#[test]
+fn gitlab_created_projects_get_the_source_default_branch() {
+    default_branch_is_set(
+        Kind::GitLab,
+        "gitlab",
+        "PUT",
+        // `mirror%2Frepo-0` on the wire: the fake decodes the path.
+        |r| format!("/api/v4/projects/mirror/{}", r.name),
+        serde_json::json!({ "default_branch": "trunk" }),
+    );
+}
+
+#[test]
+fn azure_devops_created_repositories_get_the_source_default_branch() {
+    default_branch_is_set(
+        Kind::AzureDevOps,
+        "azure-devops",
+        "PATCH",
+        // By id, which the fake derives from project and name.
+        |r| {
+            format!(
+                "/mirror/Backup/_apis/git/repositories/{}",
+                forge::azure_repo_id(r)
+            )
+        },
+        serde_json::json!({ "defaultBranch": "refs/heads/trunk" }),
+    );
+}
+
+#[test]
+fn bitbucket_cloud_created_repositories_get_the_source_main_branch() {
+    default_branch_is_set(
+        Kind::Bitbucket,
+        "bitbucket",
+        "PUT",
+        |r| format!("/2.0/repositories/mirror/{}", r.name),
+        serde_json::json!({ "mainbranch": { "name": "trunk" } }),
+    );
+}
+
+#[test]
+fn bitbucket_server_created_repositories_get_the_source_default_branch() {
+    default_branch_is_set(
+        Kind::BitbucketServer,
+        "bitbucket-server",
+        "PUT",
+        |r| {
+            format!(
+                "/rest/api/1.0/projects/mirror/repos/{}/default-branch",
+                r.name
+            )
+        },
+        serde_json::json!({ "id": "refs/heads/trunk" }),
+    );
+}
+
+#[test]
+fn a_refused_default_branch_is_a_warning_not_a_failure() {
+    let server = GitServer::start();
+    let (run, dest) = created_into(
+        &server,
+        Kind::GitHub,
+        "github",
+        |b| b.refuse_default_branch(),
+        &[],
+    );
+    run.assert_code(0);
+    let json = run.json();
+    assert_eq!(json["totals"]["created"], 2, "{}", run.stdout);
+    assert_eq!(json["totals"]["failed"], 0, "{}", run.stdout);
+    assert_eq!(json["totals"]["warned"], 2, "{}", run.stdout);
+    for r in json["repositories"].as_array().unwrap() {
+        let warnings = r["warnings"].as_array();
+        if r["name"] == "acme/repo-2" {
+            assert!(warnings.is_none(), "{r:#}");
+            continue;
+        }
+        assert_eq!(r["result"], "updated", "{r:#}");
+        let warnings = warnings.unwrap();
+        assert_eq!(warnings.len(), 1, "{r:#}");
+        let text = warnings[0].as_str().unwrap();
+        assert!(
+            text.contains("default branch could not be set to trunk") && text.contains("HTTP 403"),
+            "{text}"
+        );
+    }
+    assert_eq!(default_branch_calls(&dest).len(), 2);
+    assert!(
+        run.stderr
+            .contains("warning: acme/repo-0: the default branch"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_default_branch_left_out_of_the_selection_is_not_asked_for() {
+    let server = GitServer::start();
+    let (run, dest) = created_into(
+        &server,
+        Kind::GitHub,
+        "github",
+        |b| b,
+        &["--exclude", "refs/heads/trunk"],
+    );
+    run.assert_code(0);
+    assert_eq!(
+        default_branch_calls(&dest),
+        vec![],
+        "{:#?}",
+        dest.requests()
+    );
+    let json = run.json();
+    assert_eq!(json["totals"]["warned"], 2, "{}", run.stdout);
+    let warning = json["repositories"][0]["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("not set to trunk: that branch was not mirrored"),
+        "{warning}"
+    );
+}
+
+#[test]
+fn a_refused_create_keeps_its_hint_apart_from_the_reason() {
+    let server = GitServer::start();
+    let (source, _) = github_org(&server, 1);
+    // No creator: the fake refuses to create, 403 as to a token without
+    // the right to.
+    let dest = FakeForge::builder(Kind::GitHub, "mirror", server.password()).start();
+    let template = format!("http://127.0.0.1:{}/dst/mirror/{{repo}}.git", server.port());
+    let run = mirror_all(
+        &server,
+        &[
+            "--source-kind",
+            "github",
+            &source.scope_url(),
+            &template,
+            "--create-missing",
+            "--dest-kind",
+            "github",
+            "--dest-scope",
+            &dest.scope_url(),
+        ],
+    );
+    run.assert_code(1);
+    let repo = &run.json()["repositories"][0];
+    assert_eq!(repo["result"], "failed", "{repo:#}");
+    let reason = repo["reason"].as_str().unwrap();
+    let hint = repo["hint"].as_str().unwrap();
+    assert!(
+        reason.starts_with("creating the destination:") && reason.contains("HTTP 403"),
+        "{reason}"
+    );
+    assert!(hint.contains("may not do this"), "{hint}");
+    assert!(
+        !reason.contains(hint),
+        "the hint is not repeated in the reason: {reason}"
+    );
+}

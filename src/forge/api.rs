@@ -143,6 +143,16 @@ impl Api {
         self.send("POST", url, Some(body))
     }
 
+    /// `PUT url` with a JSON body.
+    pub(crate) fn put(&self, url: &Url, body: &Value) -> Result<Reply, ForgeError> {
+        self.send("PUT", url, Some(body))
+    }
+
+    /// `PATCH url` with a JSON body.
+    pub(crate) fn patch(&self, url: &Url, body: &Value) -> Result<Reply, ForgeError> {
+        self.send("PATCH", url, Some(body))
+    }
+
     /// Follows pages from `first`: `each` consumes one page and returns the
     /// URL of the next, or `None` after the last.
     pub(crate) fn pages(
@@ -186,7 +196,7 @@ impl Api {
         loop {
             output::debug(format_args!("{method} {url}"));
             let result = match body {
-                // A request body is not sent twice: a redirected POST is
+                // A request body is not sent twice: a redirected write is
                 // reported by `reply`, like any other unexpected status.
                 Some(body) => self
                     .request(method, url)
@@ -320,11 +330,14 @@ impl Api {
         };
         let reason = match status {
             404 => Reason::NotFound,
-            // Each forge says "already exists" its own way: Azure DevOps and
-            // Gitea 409, GitHub 422, GitLab a 400 that only its body tells
-            // apart from other bad requests.
+            // Each forge says "already exists" its own way: Azure DevOps,
+            // Gitea and Bitbucket Server 409, GitHub 422, GitLab and
+            // Bitbucket Cloud a 400 that only its body tells apart from
+            // other bad requests.
             409 | 422 => Reason::Conflict,
-            400 if detail.contains("already been taken") => Reason::Conflict,
+            400 if detail.contains("already been taken") || detail.contains("already exists") => {
+                Reason::Conflict
+            }
             _ => Reason::Other,
         };
         let mut err = ForgeError::new(format!("{}: {what} for {method} {url}{detail}", self.name))

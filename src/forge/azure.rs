@@ -66,6 +66,7 @@ pub(super) fn list(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, ForgeErr
                 disabled: flag(r, "isDisabled"),
                 archived: false,
                 fork: flag(r, "isFork"),
+                default_branch: super::branch_name(&r["defaultBranch"]),
             });
         }
     }
@@ -88,6 +89,44 @@ pub(super) fn create(api: &Api, scope: &Scope, repo: &NewRepo) -> Result<Created
     let url = with_version(join(&scope.api, &[project, "_apis", "git", "repositories"]));
     api.post(&url, &json!({ "name": repo.name, "project": { "id": id } }))?;
     Ok(Created::Created)
+}
+
+/// Makes `branch` the default of `repo`. The update endpoint takes the
+/// repository's id, so it is looked up by name first (the GET accepts
+/// either).
+pub(super) fn set_default_branch(
+    api: &Api,
+    scope: &Scope,
+    repo: &NewRepo,
+    branch: &str,
+) -> Result<(), ForgeError> {
+    let project = repo
+        .project
+        .as_ref()
+        .or(scope.project.as_ref())
+        .ok_or_else(|| ForgeError::new(format!("{}: no project for {}", api.name(), repo.name)))?;
+    let reply = api.get(&with_version(join(
+        &scope.api,
+        &[project, "_apis", "git", "repositories", &repo.name],
+    )))?;
+    let id = text(&reply.json, "id");
+    if id.is_empty() {
+        return Err(ForgeError::new(format!(
+            "{}: repository {} has no id in {}",
+            api.name(),
+            repo.name,
+            reply.url
+        )));
+    }
+    let url = with_version(join(
+        &scope.api,
+        &[project, "_apis", "git", "repositories", &id],
+    ));
+    api.patch(
+        &url,
+        &json!({ "defaultBranch": format!("refs/heads/{branch}") }),
+    )?;
+    Ok(())
 }
 
 /// The id the create call needs, looked up by name (the endpoint accepts

@@ -35,6 +35,7 @@ pub(super) fn list_cloud(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, Fo
                 disabled: false,
                 archived: false,
                 fork: r["parent"].is_object(),
+                default_branch: super::branch_name(&r["mainbranch"]["name"]),
             });
         }
         reply.json["next"]
@@ -77,6 +78,8 @@ pub(super) fn list_server(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, F
                 disabled: false,
                 archived: r["archived"].as_bool().unwrap_or(false),
                 fork: r["origin"].is_object(),
+                // The repository listing of Server carries no default branch.
+                default_branch: None,
             });
         }
         let last = reply.json["isLastPage"].as_bool().unwrap_or(true);
@@ -110,4 +113,33 @@ pub(super) fn create_server(
         &json!({ "name": repo.name, "scmId": "git" }),
     )?;
     Ok(Created::Created)
+}
+
+/// Makes `branch` the main branch of a Cloud repository.
+pub(super) fn set_main_branch_cloud(
+    api: &Api,
+    scope: &Scope,
+    repo: &NewRepo,
+    branch: &str,
+) -> Result<(), ForgeError> {
+    let url = join(&scope.api, &["repositories", &scope.owner, &repo.name]);
+    api.put(&url, &json!({ "mainbranch": { "name": branch } }))?;
+    Ok(())
+}
+
+/// Makes `branch` the default of a Server repository (the `default-branch`
+/// resource; its `branches/default` predecessor is deprecated).
+pub(super) fn set_default_branch_server(
+    api: &Api,
+    scope: &Scope,
+    repo: &NewRepo,
+    branch: &str,
+) -> Result<(), ForgeError> {
+    let mut url = server_repos(scope);
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty()
+            .extend([repo.name.as_str(), "default-branch"]);
+    }
+    api.put(&url, &json!({ "id": format!("refs/heads/{branch}") }))?;
+    Ok(())
 }

@@ -37,6 +37,7 @@ pub(super) fn list(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, ForgeErr
                 disabled: flag(r, "disabled"),
                 archived: flag(r, "archived"),
                 fork: flag(r, "fork"),
+                default_branch: super::branch_name(&r["default_branch"]),
             });
         }
         Ok(reply.link_next())
@@ -63,4 +64,17 @@ pub(super) fn create(api: &Api, scope: &Scope, repo: &NewRepo) -> Result<Created
         }
     }
     Ok(Created::Created)
+}
+
+/// Makes `branch` the default of `repo` (`PATCH /repos/{owner}/{repo}`,
+/// the same on Gitea).
+pub(super) fn set_default_branch(
+    api: &Api,
+    scope: &Scope,
+    repo: &NewRepo,
+    branch: &str,
+) -> Result<(), ForgeError> {
+    let url = join(&scope.api, &["repos", &scope.owner, &repo.name]);
+    api.patch(&url, &json!({ "default_branch": branch }))?;
+    Ok(())
 }

@@ -54,6 +54,7 @@ pub(super) fn list(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, ForgeErr
                 disabled: p["repository_access_level"].as_str() == Some("disabled"),
                 archived: flag(p, "archived"),
                 fork: p["forked_from_project"].is_object(),
+                default_branch: super::branch_name(&p["default_branch"]),
             });
         }
         Ok(next_page(reply))
@@ -80,4 +81,20 @@ pub(super) fn create(api: &Api, scope: &Scope, repo: &NewRepo) -> Result<Created
     });
     api.post(&join(&scope.api, &["projects"]), &body)?;
     Ok(Created::Created)
+}
+
+/// Makes `branch` the default of `repo`: `PUT /projects/:id`, the id being
+/// the project's full path, encoded as one segment.
+pub(super) fn set_default_branch(
+    api: &Api,
+    scope: &Scope,
+    repo: &NewRepo,
+    branch: &str,
+) -> Result<(), ForgeError> {
+    let id = format!("{}/{}", scope.owner, repo.name);
+    api.put(
+        &join(&scope.api, &["projects", &id]),
+        &json!({ "default_branch": branch }),
+    )?;
+    Ok(())
 }

@@ -43,6 +43,9 @@ pub(crate) struct RemoteRepo {
     pub(crate) archived: bool,
     /// A fork of another repository.
     pub(crate) fork: bool,
+    /// The default branch, as a branch name (`main`), when the listing
+    /// gives one: an empty repository, and Bitbucket Server, give none.
+    pub(crate) default_branch: Option<String>,
 }
 
 impl RemoteRepo {
@@ -174,6 +177,34 @@ pub(crate) fn create(api: &Api, scope: &Scope, repo: &NewRepo) -> Result<Created
     }
 }
 
+/// Makes `branch` (a name such as `main`) the default branch of `repo`,
+/// a repository of `scope`. A repository fresh from [`create`] has the
+/// first branch pushed into it as default on GitHub, and whatever the
+/// forge picked elsewhere; this makes it the source's.
+pub(crate) fn set_default_branch(
+    api: &Api,
+    scope: &Scope,
+    repo: &NewRepo,
+    branch: &str,
+) -> Result<(), ForgeError> {
+    match scope.kind {
+        Kind::AzureDevOps => azure::set_default_branch(api, scope, repo, branch),
+        Kind::GitHub | Kind::Gitea => github::set_default_branch(api, scope, repo, branch),
+        Kind::GitLab => gitlab::set_default_branch(api, scope, repo, branch),
+        Kind::Bitbucket => bitbucket::set_main_branch_cloud(api, scope, repo, branch),
+        Kind::BitbucketServer => bitbucket::set_default_branch_server(api, scope, repo, branch),
+    }
+}
+
+/// A default branch as a listing gives it (`main`, or Azure DevOps'
+/// `refs/heads/main`) reduced to the branch name; `None` when absent,
+/// empty or not a string.
+pub(crate) fn branch_name(v: &serde_json::Value) -> Option<String> {
+    let name = v.as_str()?;
+    let name = name.strip_prefix("refs/heads/").unwrap_or(name);
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
 /// A JSON string field, or "".
 pub(crate) fn text(v: &serde_json::Value, key: &str) -> String {
     v[key].as_str().unwrap_or_default().to_owned()
@@ -192,4 +223,25 @@ pub(crate) fn join(base: &url::Url, segments: &[&str]) -> url::Url {
         path.pop_if_empty().extend(segments);
     }
     url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn default_branches_are_read_as_branch_names() {
+        assert_eq!(branch_name(&json!("main")).as_deref(), Some("main"));
+        // Azure DevOps lists a full ref name.
+        assert_eq!(
+            branch_name(&json!("refs/heads/release/2.x")).as_deref(),
+            Some("release/2.x")
+        );
+        // An empty repository: absent, null or empty.
+        assert_eq!(branch_name(&json!(null)), None);
+        assert_eq!(branch_name(&json!("")), None);
+        assert_eq!(branch_name(&json!("refs/heads/")), None);
+        assert_eq!(branch_name(&json!({ "name": "main" })), None);
+    }
 }

@@ -8,7 +8,7 @@
 //!    our own redactor: nothing is printed before that;
 //! 2. report invalid inputs, each as a `task.logissue` naming the input;
 //! 3. run the engine inside a `##[group]`, then report each ref, write the
-//!    JSON report and the markdown summary ([`page`]), set the output
+//!    JSON report and the markdown summary (`page`), set the output
 //!    variables, and end with `task.complete`.
 //!
 //! In organization mode (input `mode: organization`) step 3 is a
@@ -287,19 +287,19 @@ fn sweep_and_report(config: &TaskConfig<SweepConfig>, files: &ReportFiles) {
     let kind = |k: Option<crate::forge::Kind>| k.map_or("inferred", crate::forge::Kind::name);
     output::info(format_args!(
         "source       {} ({}, kind {})",
-        redacted(&sweep.source_scope.scope),
+        auth::redacted_url(&sweep.source_scope.scope),
         config.authentication.0,
         kind(sweep.source_scope.kind)
     ));
     output::info(format_args!(
         "destination  {} ({})",
-        redacted(&sweep.template),
+        auth::redacted_url(&sweep.template),
         config.authentication.1
     ));
     if let Some(create_in) = &sweep.create_in {
         output::info(format_args!(
             "create missing repositories in {} (kind {})",
-            redacted(&create_in.scope),
+            auth::redacted_url(&create_in.scope),
             kind(create_in.kind)
         ));
     }
@@ -329,7 +329,7 @@ fn sweep_and_report(config: &TaskConfig<SweepConfig>, files: &ReportFiles) {
     match outcome {
         Ok(summary) => sweep_finished(&summary, files),
         Err(failure) => {
-            let scope = redacted(&sweep.source_scope.scope);
+            let scope = auth::redacted_url(&sweep.source_scope.scope);
             failed(
                 &failure,
                 &page::organization_failure(&scope, &failure),
@@ -410,41 +410,4 @@ fn sweep_finished(summary: &Summary, files: &ReportFiles) {
         (TaskResult::Succeeded, counts)
     };
     vso::complete(result, &message);
-}
-
-/// A URL or template as it may be shown: without the user information it
-/// could carry. Done on the text, not through a URL parser, so that a
-/// template's `{placeholders}` are shown as typed rather than encoded.
-fn redacted(text: &str) -> String {
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return text.to_owned();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    format!("{scheme}://{host}{path}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shown_urls_lose_their_user_information_only() {
-        assert_eq!(
-            redacted("https://me:tok@github.com/acme-mirror/{project}-{repo}.git"),
-            "https://github.com/acme-mirror/{project}-{repo}.git"
-        );
-        assert_eq!(
-            redacted("https://dev.azure.com/org"),
-            "https://dev.azure.com/org"
-        );
-        assert_eq!(
-            redacted("/backup/{project}/{repo}.git"),
-            "/backup/{project}/{repo}.git"
-        );
-        assert_eq!(redacted("https://u@host?x=a@b"), "https://host?x=a@b");
-    }
 }

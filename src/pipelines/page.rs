@@ -179,6 +179,14 @@ fn more_rows(md: &mut String, total: usize, what: &str) {
 }
 
 fn repository_result(r: &fleet::RepoOutcome) -> String {
+    let mut result = repository_state(r);
+    for warning in &r.warnings {
+        result.push_str(&format!("; ⚠️ {}", cell(warning)));
+    }
+    result
+}
+
+fn repository_state(r: &fleet::RepoOutcome) -> String {
     let reason = r.reason.as_deref().map(cell);
     let totals = r.report.as_ref().map(|r| &r.totals);
     match r.result {
@@ -309,6 +317,26 @@ mod tests {
         );
         assert!(md.contains("| `refs/heads/x` | – | `333333333333` | create | ❌ rejected: hook \\| &lt;b&gt;declined&lt;/b&gt; second line |"), "{md}");
         assert!(md.contains("Finished with differences"));
+    }
+
+    #[test]
+    fn a_repository_warning_follows_its_result() {
+        let outcome = fleet::RepoOutcome {
+            name: "acme/a".to_owned(),
+            source: "https://src.example/acme/a".to_owned(),
+            destination: "https://dst.example/acme/a".to_owned(),
+            result: State::Updated,
+            created: true,
+            reason: None,
+            hint: None,
+            warnings: vec!["the default branch could not be set | HTTP 403".to_owned()],
+            report: Some(sample()),
+            duration_ms: 10,
+        };
+        assert_eq!(
+            repository_result(&outcome),
+            "✅ created; ⚠️ the default branch could not be set \\| HTTP 403"
+        );
     }
 
     #[test]

@@ -6,21 +6,21 @@
 //!
 //! - the received pack goes through the object database's pack writer,
 //!   which indexes it and completes thin packs in a temporary file that only
-//!   becomes part of the repository once whole ([`Backup::push`]);
+//!   becomes part of the repository once whole (`Backup::push`);
 //! - refs are updated afterwards, in locked transactions (deletions
 //!   first), each update a compare-and-swap against the value listed at
 //!   the start;
 //! - history is never lost: a ref that is deleted at the source, or moved so
 //!   that it no longer contains its old tip, leaves that tip under
 //!   `refs/archive/<UTC yyyy-mm-ddThh-mm-ssZ>/<original ref name>` in the
-//!   same transaction (see [`archive`]); only `--prune-archive-older-than`
+//!   same transaction (see `archive`); only `--prune-archive-older-than`
 //!   removes archives, deliberately. A source that is a backup too hands
 //!   its own archive refs over; they are copied like any other ref, but
 //!   only ever added, never moved or deleted;
-//! - a lock file keeps two runs from writing one backup ([`lock`]);
+//! - a lock file keeps two runs from writing one backup (`lock`);
 //! - [`verify`] checks that every ref's history is present and intact.
 //!
-//! A local SOURCE can be read here too ([`Git2Reader`]): refs, which of
+//! A local SOURCE can be read here too (`Git2Reader`): refs, which of
 //! the destination's tips it has, and a pack built with libgit2.
 //!
 //! This module knows nothing of HTTP or of the mirror engine: it speaks in

@@ -5,15 +5,19 @@
 //! that fails is recorded and the others carry on, which is what makes a
 //! nightly sweep of an organization trustworthy. Workers take the next job
 //! from a shared counter, so a slow repository delays only its own worker.
-//! A `prepare` step supplied by the caller runs in the worker before the
-//! mirror (creating a missing destination, say); the fleet knows nothing of
-//! how, and nothing of forges or their APIs.
+//! Two steps supplied by the caller run in the worker around the mirror:
+//! `prepare` before it (creating a missing destination, say), and
+//! `created` after the first successful mirror into a destination that
+//! `prepare` created (setting its default branch, say), whose failure is a
+//! warning, never a failed repository. The fleet knows nothing of how, and
+//! nothing of forges or their APIs.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::error::Failure;
 use crate::mirror::{self, Options, Report, RetryPolicy};
 use crate::output;
 
@@ -101,6 +105,10 @@ pub(crate) struct RepoOutcome {
     /// What to do about a failure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) hint: Option<String>,
+    /// What went wrong without failing the repository (its default branch
+    /// could not be set, say).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) warnings: Vec<String>,
     /// The mirror's own report, with every ref.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) report: Option<Report>,
@@ -118,6 +126,7 @@ impl RepoOutcome {
             created: false,
             reason: None,
             hint: None,
+            warnings: Vec::new(),
             report: None,
             duration_ms: 0,
         }
@@ -127,6 +136,14 @@ impl RepoOutcome {
         RepoOutcome {
             reason: Some(reason),
             ..RepoOutcome::new(job, result)
+        }
+    }
+
+    /// A failure before the mirror, with its hint kept apart from the text.
+    fn failed(job: &Job, failure: Failure) -> RepoOutcome {
+        RepoOutcome {
+            hint: failure.hint,
+            ..RepoOutcome::because(job, State::Failed, failure.message)
         }
     }
 
@@ -145,7 +162,19 @@ impl RepoOutcome {
 }
 
 /// A preparation step run in the worker before each mirror.
-pub(crate) type Prepare<'a> = dyn Fn(&Job) -> Result<Prepared, String> + Sync + 'a;
+pub(crate) type Prepare<'a> = dyn Fn(&Job) -> Result<Prepared, Failure> + Sync + 'a;
+
+/// A step run after the first successful mirror into a destination that
+/// [`Prepare`] created, with that mirror's report; an `Err` is recorded as
+/// a warning.
+pub(crate) type AfterCreate<'a> = dyn Fn(&Job, &Report) -> Result<(), String> + Sync + 'a;
+
+/// The caller's steps around each mirror.
+#[derive(Clone, Copy)]
+pub(crate) struct Steps<'a> {
+    pub(crate) prepare: &'a Prepare<'a>,
+    pub(crate) created: &'a AfterCreate<'a>,
+}
 
 /// Runs every job with at most `parallel` at a time and returns their
 /// outcomes in the order of `jobs`. A line is printed as each one ends.
@@ -153,7 +182,7 @@ pub(crate) fn run(
     jobs: &[Job],
     parallel: usize,
     retry: RetryPolicy,
-    prepare: &Prepare<'_>,
+    steps: Steps<'_>,
 ) -> Vec<RepoOutcome> {
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
@@ -180,7 +209,7 @@ pub(crate) fn run(
                     now.push(&job.name);
                     show(&now, done.load(Ordering::Relaxed));
                 }
-                let outcome = output::quietly(|| run_one(job, retry, prepare));
+                let outcome = output::quietly(|| run_one(job, retry, steps));
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 announce(&outcome, n, jobs.len());
                 let mut now = running.lock().unwrap_or_else(|e| e.into_inner());
@@ -200,7 +229,7 @@ pub(crate) fn run(
         .collect()
 }
 
-fn run_one(job: &Job, retry: RetryPolicy, prepare: &Prepare<'_>) -> RepoOutcome {
+fn run_one(job: &Job, retry: RetryPolicy, steps: Steps<'_>) -> RepoOutcome {
     let options = match &job.work {
         Work::Mirror(options) => options,
         Work::Skip(reason) => return RepoOutcome::because(job, State::Skipped, reason.clone()),
@@ -208,7 +237,7 @@ fn run_one(job: &Job, retry: RetryPolicy, prepare: &Prepare<'_>) -> RepoOutcome 
     };
     let started = Instant::now();
     // A bug in one repository's run must not take the sweep down with it.
-    let mut outcome = catch_unwind(AssertUnwindSafe(|| attempt(job, options, retry, prepare)))
+    let mut outcome = catch_unwind(AssertUnwindSafe(|| attempt(job, options, retry, steps)))
         .unwrap_or_else(|_| {
             let crashed = "git-relay crashed on this repository (a bug; please report it)";
             RepoOutcome::because(job, State::Failed, crashed.to_owned())
@@ -217,12 +246,12 @@ fn run_one(job: &Job, retry: RetryPolicy, prepare: &Prepare<'_>) -> RepoOutcome 
     outcome
 }
 
-fn attempt(job: &Job, options: &Options, retry: RetryPolicy, prepare: &Prepare<'_>) -> RepoOutcome {
-    let created = match prepare(job) {
+fn attempt(job: &Job, options: &Options, retry: RetryPolicy, steps: Steps<'_>) -> RepoOutcome {
+    let created = match (steps.prepare)(job) {
         Ok(Prepared::Ready) => false,
         Ok(Prepared::Created) => true,
         Ok(Prepared::WouldCreate) => return RepoOutcome::new(job, State::WouldCreate),
-        Err(reason) => return RepoOutcome::because(job, State::Failed, reason),
+        Err(failure) => return RepoOutcome::failed(job, failure),
     };
     let mut outcome = match mirror::run_with_retries(options, retry) {
         Ok(report) => {
@@ -243,6 +272,11 @@ fn attempt(job: &Job, options: &Options, retry: RetryPolicy, prepare: &Prepare<'
         },
     };
     outcome.created = created;
+    if let Some(report) = outcome.report.as_ref().filter(|_| created) {
+        if let Err(warning) = (steps.created)(job, report) {
+            outcome.warnings.push(warning);
+        }
+    }
     outcome
 }
 
@@ -287,5 +321,8 @@ fn announce(o: &RepoOutcome, n: usize, total: usize) {
                 }
             }
         }
+    }
+    for warning in &o.warnings {
+        output::warn(format_args!("{}: {warning}", o.name));
     }
 }

@@ -2,11 +2,12 @@
 //! organization mode): discover, select, shard, name, create, mirror, sum
 //! up.
 //!
-//! This is where [`forge`] (what exists, through the forge's API) meets
-//! the [`fleet`] (mirroring many repositories at once): it turns a
+//! This is where `forge` (what exists, through the forge's API) meets
+//! the `fleet` (mirroring many repositories at once): it turns a
 //! [`SweepConfig`] into a list of fleet jobs, and the destination's API
-//! into the fleet's preparation step that creates missing repositories.
-//! The fleet, [`shard`], [`template`] and [`summary`] serve only sweeps and
+//! into the fleet's steps around each mirror: creating a missing
+//! repository before, setting its default branch after.
+//! The fleet, `shard`, `template` and `summary` serve only sweeps and
 //! know nothing of forges. What a sweep prints at the end is the front
 //! ends' business: they render the [`Summary`] each in their way.
 
@@ -19,7 +20,7 @@ pub(crate) use fleet::{default_jobs, MAX_JOBS};
 pub(crate) use shard::Shard;
 pub use summary::Summary;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -27,11 +28,11 @@ use percent_encoding::percent_decode_str;
 use regex::Regex;
 use url::Url;
 
-use crate::auth::{CredentialSources, Credentials, Scheme};
+use crate::auth::{self, CredentialSources, Credentials, Scheme};
 use crate::config::{ForgeConfig, SideConfig, SweepConfig};
 use crate::error::Failure;
 use crate::forge::{self, Api, Created, Kind, NewRepo, RemoteRepo, Scope};
-use crate::mirror::{Mode, Options, RefSelection};
+use crate::mirror::{Mode, Options, Outcome, RefSelection, Report};
 use crate::output;
 use crate::transport::Location;
 use fleet::{Job, Prepared, Work};
@@ -51,6 +52,12 @@ pub fn sweep(config: &SweepConfig) -> Result<Summary, Failure> {
     let listed: HashSet<PathBuf> = found
         .iter()
         .map(|r| PathBuf::from(sweep.template.render(&r.owner, &r.project, &r.name)))
+        .collect();
+    // What each repository's default branch is on the source, for the
+    // destinations this run creates.
+    let default_branches: HashMap<String, String> = found
+        .iter()
+        .filter_map(|r| Some((r.full_name(), r.default_branch.clone()?)))
         .collect();
     let jobs = sweep.jobs(found);
     if let Some(message) = shared_destination(&jobs) {
@@ -73,11 +80,13 @@ pub fn sweep(config: &SweepConfig) -> Result<Summary, Failure> {
             .collect(),
         None => HashSet::new(),
     };
-    let prepare = |job: &Job| -> Result<Prepared, String> {
+    let prepare = |job: &Job| -> Result<Prepared, Failure> {
         let Some(create) = &sweep.create else {
             return Ok(Prepared::Ready);
         };
-        let repo = create.new_repo(&job.destination)?;
+        let repo = create
+            .new_repo(&job.destination)
+            .map_err(|message| Failure::failed(message, None))?;
         if existing.contains(&create.key(&repo)) {
             return Ok(Prepared::Ready);
         }
@@ -87,14 +96,42 @@ pub fn sweep(config: &SweepConfig) -> Result<Summary, Failure> {
         match forge::create(&create.api, &create.scope, &repo) {
             Ok(Created::Created) => Ok(Prepared::Created),
             Ok(Created::Existed) => Ok(Prepared::Ready),
-            Err(err) => Err(match err.hint() {
-                Some(hint) => format!("creating the destination: {err} ({hint})"),
-                None => format!("creating the destination: {err}"),
-            }),
+            Err(err) => Err(Failure::failed(
+                format!("creating the destination: {err}"),
+                err.hint(),
+            )),
         }
     };
+    // A repository created empty gets the source's default branch once
+    // the mirror has pushed it; a forge that refuses costs a warning.
+    let created = |job: &Job, report: &Report| -> Result<(), String> {
+        let (Some(create), Some(branch)) = (&sweep.create, default_branches.get(&job.name)) else {
+            return Ok(());
+        };
+        let full = format!("refs/heads/{branch}");
+        let pushed = (report.refs.iter()).any(|r| r.name == full && r.result == Outcome::Ok);
+        if !pushed {
+            // An empty source has no branch to point at; otherwise the
+            // forge would refuse a branch the destination does not have.
+            if report.refs.is_empty() {
+                return Ok(());
+            }
+            return Err(format!(
+                "the default branch was not set to {branch}: that branch was not mirrored (see --include/--exclude)"
+            ));
+        }
+        let repo = create.new_repo(&job.destination)?;
+        forge::set_default_branch(&create.api, &create.scope, &repo, branch).map_err(|err| {
+            let hint = err.hint().map(|h| format!(" ({h})")).unwrap_or_default();
+            format!("the default branch could not be set to {branch}: {err}{hint}")
+        })
+    };
     let parallel = config.jobs.map_or_else(default_jobs, usize::from);
-    let outcomes = fleet::run(&jobs, parallel, config.retry, &prepare);
+    let steps = fleet::Steps {
+        prepare: &prepare,
+        created: &created,
+    };
+    let outcomes = fleet::run(&jobs, parallel, config.retry, steps);
     let summary = Summary::new(
         if config.dry_run { "dry-run" } else { "mirror" },
         sweep.scope_display.clone(),
@@ -246,8 +283,8 @@ impl Sweep<'_> {
         };
         Job {
             name: repo.full_name(),
-            source: redacted_url(&repo.clone_url),
-            destination: redacted_url(&destination),
+            source: auth::redacted_url(&repo.clone_url),
+            destination: auth::redacted_url(&destination),
             work,
         }
     }
@@ -420,13 +457,4 @@ fn api_credentials(
         scheme: Scheme::Basic,
         default_username: kind.git_username(),
     })
-}
-
-/// A URL as it may be shown: without userinfo (forges put the user name in
-/// clone URLs, and a template may carry a token).
-fn redacted_url(text: &str) -> String {
-    match Location::parse(text) {
-        Ok(location) => location.to_string(),
-        Err(_) => text.to_owned(),
-    }
 }

@@ -28,6 +28,8 @@ pub(crate) struct Counts {
     pub(crate) skipped: usize,
     /// Destinations created by this run.
     pub(crate) created: usize,
+    /// Repositories with a warning (they count as mirrored).
+    pub(crate) warned: usize,
 }
 
 /// A whole sweep.
@@ -71,6 +73,7 @@ impl Summary {
                 State::Skipped => t.skipped += 1,
             }
             t.created += usize::from(r.created);
+            t.warned += usize::from(!r.warnings.is_empty());
         }
         Summary {
             mode,
@@ -153,7 +156,8 @@ impl Summary {
         let mut out = vec![line(&header)];
         out.extend(rows.iter().map(line));
         out.push(self.totals_line());
-        // Failures again at the very end, where a long CI log is read first.
+        // Failures and warnings again at the very end, where a long CI log
+        // is read first.
         for r in self
             .repositories
             .iter()
@@ -164,6 +168,11 @@ impl Summary {
                 r.name,
                 r.reason.as_deref().unwrap_or("unknown error")
             ));
+        }
+        for r in &self.repositories {
+            for warning in &r.warnings {
+                out.push(format!("  warning: {}: {warning}", r.name));
+            }
         }
         out
     }
@@ -179,6 +188,7 @@ impl Summary {
             (t.would_create, "to create"),
             (t.failed, "failed"),
             (t.skipped, "skipped"),
+            (t.warned, "with warnings"),
         ]));
         format!(
             "{} in {}",

@@ -48,6 +48,9 @@ pub struct FakeRepo {
     pub archived: bool,
     pub fork: bool,
     pub empty: bool,
+    /// The default branch the fake lists (and, for a repository it created,
+    /// what a default-branch call set it to).
+    pub default_branch: Option<String>,
 }
 
 impl FakeRepo {
@@ -60,6 +63,7 @@ impl FakeRepo {
             archived: false,
             fork: false,
             empty: false,
+            default_branch: Some("main".to_owned()),
         }
     }
 }
@@ -92,6 +96,9 @@ struct State {
     throttle: AtomicUsize,
     /// `Link` headers name this server as `localhost`, another origin.
     links_on_localhost: bool,
+    /// Default-branch calls are answered 403, as to a token that may
+    /// create repositories but not administer them.
+    refuse_default_branch: bool,
     log: Mutex<Vec<Seen>>,
 }
 
@@ -112,6 +119,7 @@ pub struct Builder {
     empty_projects: Vec<String>,
     creator: Option<Creator>,
     links_on_localhost: bool,
+    refuse_default_branch: bool,
 }
 
 impl FakeForge {
@@ -125,6 +133,7 @@ impl FakeForge {
             empty_projects: Vec::new(),
             creator: None,
             links_on_localhost: false,
+            refuse_default_branch: false,
         }
     }
 
@@ -197,6 +206,13 @@ impl Builder {
         self
     }
 
+    /// Answers every default-branch call with 403 and the vendor's error
+    /// body.
+    pub fn refuse_default_branch(mut self) -> Self {
+        self.refuse_default_branch = true;
+        self
+    }
+
     pub fn start(self) -> FakeForge {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -210,6 +226,7 @@ impl Builder {
             creator: self.creator,
             throttle: AtomicUsize::new(0),
             links_on_localhost: self.links_on_localhost,
+            refuse_default_branch: self.refuse_default_branch,
             log: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -357,8 +374,8 @@ fn route(
         Kind::GitHub => github_like(state, method, path, params, body, base, "/api/v3"),
         Kind::Gitea => github_like(state, method, path, params, body, base, "/api/v1"),
         Kind::GitLab => gitlab(state, method, path, params, body, base),
-        Kind::Bitbucket => bitbucket(state, path, params, base),
-        Kind::BitbucketServer => bitbucket_server(state, path, params),
+        Kind::Bitbucket => bitbucket(state, method, path, params, body, base),
+        Kind::BitbucketServer => bitbucket_server(state, method, path, params, body),
     }
 }
 
@@ -371,6 +388,17 @@ fn create(state: &State, project: &str, name: &str) -> Option<FakeRepo> {
     };
     state.repos.lock().unwrap().push(repo.clone());
     Some(repo)
+}
+
+/// Records `branch` as the default of the repository `name` (in `project`
+/// when given): `None` when there is no such repository.
+fn set_default(state: &State, project: Option<&str>, name: &str, branch: &str) -> Option<FakeRepo> {
+    let mut repos = state.repos.lock().unwrap();
+    let repo = repos
+        .iter_mut()
+        .find(|r| r.name.eq_ignore_ascii_case(name) && project.is_none_or(|p| r.project == p))?;
+    repo.default_branch = Some(branch.to_owned());
+    Some(repo.clone())
 }
 
 fn exists(state: &State, project: Option<&str>, name: &str) -> bool {
@@ -403,9 +431,14 @@ fn azure_project(owner: &str, name: &str) -> Value {
     })
 }
 
+/// The id the Azure DevOps fake gives a repository.
+pub fn azure_repo_id(r: &FakeRepo) -> String {
+    format!("{:016x}", fnv(&format!("{}/{}", r.project, r.name)))
+}
+
 fn azure_repo(owner: &str, r: &FakeRepo) -> Value {
     let mut v = json!({
-        "id": format!("{:016x}", fnv(&format!("{}/{}", r.project, r.name))),
+        "id": azure_repo_id(r),
         "name": r.name,
         "url": format!("https://dev.azure.com/{owner}/_apis/git/repositories/{}", r.name),
         "project": azure_project(owner, &r.project),
@@ -413,8 +446,8 @@ fn azure_repo(owner: &str, r: &FakeRepo) -> Value {
         "size": if r.empty { 0 } else { 1024 },
         "isDisabled": r.disabled,
     });
-    if !r.empty {
-        v["defaultBranch"] = json!("refs/heads/main");
+    if let Some(branch) = r.default_branch.as_ref().filter(|_| !r.empty) {
+        v["defaultBranch"] = json!(format!("refs/heads/{branch}"));
     }
     v
 }
@@ -501,8 +534,62 @@ fn azure(
                 None => reply(403, json!({ "message": "no permission" })),
             }
         }
+        // Repositories - Get: by name or id.
+        ("GET", [project, "_apis", "git", "repositories", repo]) => {
+            let found = state
+                .repos
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|r| r.project == *project && (r.name == *repo || azure_repo_id(r) == *repo))
+                .cloned();
+            match found {
+                Some(r) => reply(200, azure_repo(owner, &r)),
+                None => azure_error(404, "TF401019: The Git repository with name or identifier does not exist or you do not have permissions for the operation you are attempting."),
+            }
+        }
+        // Repositories - Update: by id only (the reference types it uuid).
+        ("PATCH", [project, "_apis", "git", "repositories", id]) => {
+            if state.refuse_default_branch {
+                return azure_error(403, "TF401027: You need the Git 'ManageRepository' permission to perform this action.");
+            }
+            let body: Value = serde_json::from_str(body).unwrap_or_default();
+            let Some(branch) = body["defaultBranch"]
+                .as_str()
+                .and_then(|b| b.strip_prefix("refs/heads/"))
+            else {
+                return azure_error(400, "defaultBranch must be a full ref name");
+            };
+            let name = state
+                .repos
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|r| r.project == *project && azure_repo_id(r) == *id)
+                .map(|r| r.name.clone());
+            match name.and_then(|n| set_default(state, Some(project), &n, branch)) {
+                Some(r) => reply(200, azure_repo(owner, &r)),
+                None => azure_error(404, "TF401019: The Git repository with name or identifier does not exist or you do not have permissions for the operation you are attempting."),
+            }
+        }
         _ => not_found(),
     }
+}
+
+/// Azure DevOps' error document.
+fn azure_error(status: u16, message: &str) -> Reply {
+    reply(
+        status,
+        json!({
+            "$id": "1",
+            "innerException": null,
+            "message": message,
+            "typeName": "Microsoft.TeamFoundation.Git.Server.GitRepositoryNotFoundException, Microsoft.TeamFoundation.Git.Server",
+            "typeKey": "GitRepositoryNotFoundException",
+            "errorCode": 0,
+            "eventId": 3000,
+        }),
+    )
 }
 
 // ---- GitHub and Gitea ----------------------------------------------------
@@ -518,7 +605,7 @@ fn github_repo(r: &FakeRepo) -> Value {
         "disabled": r.disabled,
         "empty": r.empty,
         "size": if r.empty { 0 } else { 1 },
-        "default_branch": "main",
+        "default_branch": r.default_branch.as_deref().unwrap_or("main"),
     })
 }
 
@@ -616,6 +703,23 @@ fn github_like(
                 None => reply(403, json!({ "message": "Must have admin rights" })),
             }
         }
+        // Update a repository (Gitea's repoEdit is the same call).
+        ("PATCH", ["repos", owner, name]) if *owner == state.owner => {
+            if state.refuse_default_branch {
+                return reply(
+                    403,
+                    json!({ "message": "Must have admin rights to Repository.", "documentation_url": "https://docs.github.com/rest/repos/repos#update-a-repository" }),
+                );
+            }
+            let body: Value = serde_json::from_str(body).unwrap_or_default();
+            let Some(branch) = body["default_branch"].as_str().filter(|b| !b.is_empty()) else {
+                return reply(422, json!({ "message": "Validation Failed" }));
+            };
+            match set_default(state, None, name, branch) {
+                Some(repo) => reply(200, github_repo(&repo)),
+                None => not_found(),
+            }
+        }
         _ => not_found(),
     }
 }
@@ -654,6 +758,7 @@ fn gitlab(
                     "http_url_to_repo": r.clone_url,
                     "archived": r.archived,
                     "empty_repo": r.empty,
+                    "default_branch": r.default_branch.as_ref().filter(|_| !r.empty),
                 });
                 if r.fork {
                     v["forked_from_project"] = json!({ "id": 1 });
@@ -702,6 +807,27 @@ fn gitlab(
             None => reply(403, json!({ "message": "403 Forbidden" })),
         };
     }
+    // Edit a project: the id is the URL-encoded full path.
+    if let Some(name) = path
+        .strip_prefix("/api/v4/projects/")
+        .and_then(|rest| rest.strip_prefix(&format!("{}/", state.owner)))
+        .filter(|_| method == "PUT")
+    {
+        if state.refuse_default_branch {
+            return reply(403, json!({ "message": "403 Forbidden" }));
+        }
+        let body: Value = serde_json::from_str(body).unwrap_or_default();
+        let Some(branch) = body["default_branch"].as_str() else {
+            return reply(400, json!({ "error": "default_branch is missing" }));
+        };
+        return match set_default(state, None, name, branch) {
+            Some(r) => reply(
+                200,
+                json!({ "path": r.name, "path_with_namespace": format!("{}/{}", state.owner, r.name), "default_branch": branch }),
+            ),
+            None => reply(404, json!({ "message": "404 Project Not Found" })),
+        };
+    }
     not_found()
 }
 
@@ -714,8 +840,69 @@ fn clone_links(r: &FakeRepo, name: &str) -> Value {
     ])
 }
 
-fn bitbucket(state: &State, path: &str, params: &[(String, String)], base: &str) -> Reply {
-    if path != format!("/2.0/repositories/{}", state.owner) {
+fn bitbucket_repo(state: &State, r: &FakeRepo) -> Value {
+    let mut v = json!({
+        "type": "repository",
+        "slug": r.name,
+        "name": r.name,
+        "full_name": format!("{}/{}", state.owner, r.name),
+        "links": { "clone": clone_links(r, "https") },
+        "is_private": true,
+    });
+    if let Some(branch) = &r.default_branch {
+        v["mainbranch"] = json!({ "type": "branch", "name": branch });
+    }
+    if r.fork {
+        v["parent"] = json!({ "full_name": "other/repo" });
+    }
+    v
+}
+
+/// Bitbucket Cloud's error document.
+fn bitbucket_error(status: u16, message: &str) -> Reply {
+    reply(
+        status,
+        json!({ "type": "error", "error": { "message": message } }),
+    )
+}
+
+fn bitbucket(
+    state: &State,
+    method: &str,
+    path: &str,
+    params: &[(String, String)],
+    body: &str,
+    base: &str,
+) -> Reply {
+    let workspace = format!("/2.0/repositories/{}", state.owner);
+    if let Some(slug) = path
+        .strip_prefix(&workspace)
+        .and_then(|rest| rest.strip_prefix('/'))
+    {
+        let body: Value = serde_json::from_str(body).unwrap_or_default();
+        return match method {
+            "POST" if exists(state, None, slug) => {
+                bitbucket_error(400, "Repository with this Slug and Owner already exists.")
+            }
+            "POST" => match create(state, &state.owner, slug) {
+                Some(repo) => reply(200, bitbucket_repo(state, &repo)),
+                None => bitbucket_error(403, "You do not have permission to create a repository."),
+            },
+            "PUT" if state.refuse_default_branch => bitbucket_error(
+                403,
+                "Your credentials lack one or more required privilege scopes.",
+            ),
+            "PUT" => match body["mainbranch"]["name"].as_str() {
+                Some(branch) => match set_default(state, None, slug, branch) {
+                    Some(repo) => reply(200, bitbucket_repo(state, &repo)),
+                    None => bitbucket_error(404, "Repository not found"),
+                },
+                None => bitbucket_error(400, "mainbranch.name is required"),
+            },
+            _ => not_found(),
+        };
+    }
+    if path != workspace {
         return not_found();
     }
     let size = param(params, "pagelen")
@@ -730,19 +917,7 @@ fn bitbucket(state: &State, path: &str, params: &[(String, String)], base: &str)
         .iter()
         .skip((page - 1) * size)
         .take(size)
-        .map(|r| {
-            let mut v = json!({
-                "slug": r.name,
-                "name": r.name,
-                "full_name": format!("{}/{}", state.owner, r.name),
-                "links": { "clone": clone_links(r, "https") },
-                "is_private": true,
-            });
-            if r.fork {
-                v["parent"] = json!({ "full_name": "other/repo" });
-            }
-            v
-        })
+        .map(|r| bitbucket_repo(state, r))
         .collect();
     let mut body = json!({ "pagelen": size, "page": page, "size": repos.len(), "values": values });
     if page * size < repos.len() {
@@ -755,8 +930,85 @@ fn bitbucket(state: &State, path: &str, params: &[(String, String)], base: &str)
     reply(200, body)
 }
 
-fn bitbucket_server(state: &State, path: &str, params: &[(String, String)]) -> Reply {
-    if path != format!("/rest/api/1.0/projects/{}/repos", state.owner) {
+fn bitbucket_server_repo(state: &State, r: &FakeRepo) -> Value {
+    json!({
+        "slug": r.name,
+        "name": r.name,
+        "scmId": "git",
+        "project": { "key": state.owner },
+        "archived": r.archived,
+        "links": { "clone": clone_links(r, "http") },
+    })
+}
+
+/// Bitbucket Server's error document.
+fn bitbucket_server_error(status: u16, message: &str, exception: &str) -> Reply {
+    reply(
+        status,
+        json!({ "errors": [{ "context": null, "message": message, "exceptionName": exception }] }),
+    )
+}
+
+fn bitbucket_server(
+    state: &State,
+    method: &str,
+    path: &str,
+    params: &[(String, String)],
+    body: &str,
+) -> Reply {
+    let repos_path = format!("/rest/api/1.0/projects/{}/repos", state.owner);
+    let body: Value = serde_json::from_str(body).unwrap_or_default();
+    if method == "POST" && path == repos_path {
+        let name = body["name"].as_str().unwrap_or_default();
+        if exists(state, None, name) {
+            return bitbucket_server_error(
+                409,
+                &format!("This repository URL is already taken by '{name}'"),
+                "com.atlassian.bitbucket.repository.DuplicateRepositoryNameException",
+            );
+        }
+        return match create(state, &state.owner, name) {
+            Some(repo) => reply(201, bitbucket_server_repo(state, &repo)),
+            None => bitbucket_server_error(
+                401,
+                "You are not permitted to access this resource",
+                "com.atlassian.bitbucket.AuthorisationException",
+            ),
+        };
+    }
+    if let Some(slug) = path
+        .strip_prefix(&format!("{repos_path}/"))
+        .and_then(|rest| rest.strip_suffix("/default-branch"))
+        .filter(|_| method == "PUT")
+    {
+        if state.refuse_default_branch {
+            return bitbucket_server_error(
+                403,
+                "You are not permitted to access this resource",
+                "com.atlassian.bitbucket.AuthorisationException",
+            );
+        }
+        let Some(branch) = body["id"]
+            .as_str()
+            .and_then(|b| b.strip_prefix("refs/heads/"))
+        else {
+            return bitbucket_server_error(
+                400,
+                "id must name a branch",
+                "com.atlassian.bitbucket.validation.ArgumentValidationException",
+            );
+        };
+        return match set_default(state, None, slug, branch) {
+            // 204 No Content.
+            Some(_) => reply(204, Value::Null),
+            None => bitbucket_server_error(
+                404,
+                &format!("Repository {}/{slug} does not exist.", state.owner),
+                "com.atlassian.bitbucket.repository.NoSuchRepositoryException",
+            ),
+        };
+    }
+    if method != "GET" || path != repos_path {
         return not_found();
     }
     let limit = param(params, "limit")
@@ -771,15 +1023,7 @@ fn bitbucket_server(state: &State, path: &str, params: &[(String, String)]) -> R
         .iter()
         .skip(start)
         .take(limit)
-        .map(|r| {
-            json!({
-                "slug": r.name,
-                "name": r.name,
-                "project": { "key": state.owner },
-                "archived": r.archived,
-                "links": { "clone": clone_links(r, "http") },
-            })
-        })
+        .map(|r| bitbucket_server_repo(state, r))
         .collect();
     let last = start + limit >= repos.len();
     let mut body = json!({

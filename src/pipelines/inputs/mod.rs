@@ -2,13 +2,13 @@
 //! them with messages that name the input, and turning them into engine
 //! [`Options`](crate::mirror::Options) or a sweep's configuration.
 //!
-//! [`environment`] is how the agent passes them; [`credentials`] reads a
-//! side's authentication; [`repository`] and [`organization`] read each
+//! `environment` is how the agent passes them; `credentials` reads a
+//! side's authentication; `repository` and `organization` read each
 //! mode's inputs. What both modes share (the network inputs, booleans,
 //! patterns, the collection of problems and secrets) is here.
 //!
 //! Reading never prints: the caller must first tell the agent every secret
-//! found here ([`Reading::secrets`]), and only then report problems.
+//! found here (`Reading::secrets`), and only then report problems.
 
 mod credentials;
 mod environment;
