@@ -13,8 +13,9 @@ from pathlib import Path
 import relaybench
 
 from .build import build_binary, check_deps, default_target_dir
-from .common import (CACHE_DIR, DEFAULT_TARGET_DIR, RESULTS_DIR, SCENARIOS, TARGET_DIR_ENV,
-                     log)
+from .common import (CACHE_DIR, CAPPED_SCENARIOS, DEFAULT_CAP, DEFAULT_SCENARIOS,
+                     DEFAULT_TARGET_DIR, RESULTS_DIR, SCENARIOS, TARGET_DIR_ENV, human_bytes, log,
+                     parse_size)
 from .measure import Bench
 from .org import run_org_sweep
 from .repos import SIZES, prepare_repos
@@ -42,8 +43,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sizes", default=None,
                    help=f"comma-separated sizes from {', '.join(SIZES)}, or none "
                         "(default small,medium,large; tiny with --quick)")
-    p.add_argument("--scenarios", default=",".join(SCENARIOS),
-                   help="comma-separated scenarios (default all: first,commit,rewrite,noop)")
+    p.add_argument("--scenarios", default=",".join(DEFAULT_SCENARIOS),
+                   help=f"comma-separated scenarios from {','.join(SCENARIOS)} "
+                        f"(default {','.join(DEFAULT_SCENARIOS)}; the capped ones push through "
+                        "a server refusing bodies over --cap)")
+    p.add_argument("--cap", default=human_bytes(DEFAULT_CAP).replace(" ", ""),
+                   help="the capped destination's client_max_body_size, e.g. 8MiB, 512KiB "
+                        "(default %(default)s); `capped` passes git-relay a budget just under it")
     p.add_argument("--reps", type=int, default=None, help="repetitions (default 3; 1 with --quick)")
     p.add_argument("--binary", type=Path, help="use this git-relay binary instead of building")
     p.add_argument("--rev", help="build this commit (e.g. HEAD) instead of the working tree")
@@ -71,6 +77,12 @@ def parse_args() -> argparse.Namespace:
     for scenario in args.scenarios:
         if scenario not in SCENARIOS:
             p.error(f"unknown scenario {scenario!r}")
+    try:
+        args.cap = parse_size(args.cap)
+    except ValueError as e:
+        p.error(f"--cap: {e}")
+    if args.cap <= 0:
+        p.error("--cap must be more than 0")
     args.reps = args.reps or (1 if args.quick else 3)
     if args.org_repos is None:
         args.org_repos = 20 if args.quick else 200
@@ -91,7 +103,8 @@ def main() -> None:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     metas = {size: prepare_repos(SIZES[size]) for size in args.sizes}
     workdir = Path(tempfile.mkdtemp(prefix="git-relay-bench-"))
-    server = WebServer(tools, workdir, args.server_trace)
+    capped = any(s in CAPPED_SCENARIOS for s in args.scenarios)
+    server = WebServer(tools, workdir, args.server_trace, args.cap if capped else None)
     load_before = loadavg()
     all_results: dict = {}
     org_rows: list[dict] = []
@@ -100,6 +113,8 @@ def main() -> None:
         server.start()
         log(f"nginx on 127.0.0.1:{server.port}, work directory {workdir}")
         bench = Bench(server, binary, workdir, args.reps)
+        info["budget_flag"] = bench.has_budget_flag
+        info["budget"] = bench.budget()
         for size in args.sizes:
             all_results[size] = bench.run_size(metas[size], args.scenarios)
         if args.org_repos > 0:

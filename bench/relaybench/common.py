@@ -22,15 +22,24 @@ GNU_TIME = Path("/usr/bin/time")  # measures the client and the CGI processes
 USER = "bench"
 PASSWORD = "bench-secret"
 
-SCENARIOS = ("first", "commit", "rewrite", "noop")
+SCENARIOS = ("first", "commit", "rewrite", "noop", "capped", "capped-learnt")
+# Run only when asked with --scenarios: they need the capped server.
+DEFAULT_SCENARIOS = ("first", "commit", "rewrite", "noop")
+CAPPED_SCENARIOS = ("capped", "capped-learnt")
 SCENARIO_TITLES = {
     "first": "first mirror (empty destination)",
     "commit": "one new commit",
     "rewrite": "rewritten branch (force-push)",
     "noop": "no-op",
+    "capped": "first mirror, capped destination, budget set",
+    "capped-learnt": "first mirror, capped destination, budget learnt",
 }
 TOOLS = ("git-relay", "git")
-
+# The tools of each scenario: without a budget flag git has nothing to
+# learn, so `capped-learnt` would run the same git job as `capped` again.
+SCENARIO_TOOLS = {s: TOOLS for s in SCENARIOS} | {"capped-learnt": ("git-relay",)}
+# What `--cap` means when not given: the issue's 8 MiB per push.
+DEFAULT_CAP = 8 << 20
 
 
 def log(message: str) -> None:
@@ -59,7 +68,8 @@ def human_bytes(n: float) -> str:
     """Bytes in binary units, three significant digits."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+            # 3 significant digits, without exponents for 1000-1023.
+            return f"{n:.0f} {unit}" if unit == "B" or n >= 999.5 else f"{n:.3g} {unit}"
         n /= 1024
     return f"{n} B"
 
@@ -71,6 +81,17 @@ def human_seconds(s: float) -> str:
     if s < 10:
         return f"{s:.2f} s"
     return f"{s:.1f} s"
+
+
+def parse_size(text: str) -> int:
+    """`8MiB`, `512KiB`, `8m`, `1048576`: a size in bytes."""
+    units = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
+             "g": 1 << 30, "gib": 1 << 30}
+    t = text.strip().lower()
+    digits = len(t) - len(t.lstrip("0123456789"))
+    if digits == 0 or t[digits:].strip() not in units:
+        raise ValueError(f"{text!r} is not a size (e.g. 8MiB, 512KiB, 1048576)")
+    return int(t[:digits]) * units[t[digits:].strip()]
 
 
 def copy_repo(src: Path, dst: Path) -> None:

@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .common import REPO_ROOT, SCENARIO_TITLES, TOOLS, git, human_bytes, human_seconds
+from .common import (CAPPED_SCENARIOS, REPO_ROOT, SCENARIO_TITLES, TOOLS, git, human_bytes,
+                     human_seconds)
 
 
 def machine_info(binary: Path, rev: str | None, binary_given: bool = False) -> dict:
@@ -73,6 +74,8 @@ def size_table(meta: dict, results: dict) -> list[str]:
              "| server CPU | server peak RSS | speed-up |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for scenario, by_tool in results.items():
+        if scenario in CAPPED_SCENARIOS:
+            continue
         medians = {t: statistics.median(s.wall for s in v) for t, v in by_tool.items()}
         for tool in TOOLS:
             samples = by_tool.get(tool, [])
@@ -96,6 +99,88 @@ def size_table(meta: dict, results: dict) -> list[str]:
     return lines
 
 
+def count_spread(values: list) -> str:
+    """Median of whole numbers, with min-max when they differ."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    med = statistics.median(values)
+    med_text = f"{med:.0f}" if med == int(med) else f"{med:.1f}"
+    return med_text if min(values) == max(values) else f"{med_text} ({min(values)}–{max(values)})"
+
+
+def capped_table(results: dict, cap: int) -> list[str]:
+    """The capped scenarios: a row per scenario and tool, wall time against
+    git-relay's uncapped first mirror of the same run, pushes and bytes."""
+    base = results.get("first", {}).get("git-relay", [])
+    base_wall = statistics.median(s.wall for s in base) if base else None
+    lines = [f"Destination behind nginx `client_max_body_size {cap}` ({human_bytes(cap)}): "
+             "413 for any larger request body, chunked or not. `vs first` is the median "
+             "wall time over git-relay's median uncapped first mirror of this run. "
+             "`pushes` are receive-pack requests with commands (git-relay's `--json`), "
+             "`refused` those the server answered 413, `increments` the history pushes "
+             "git-relay printed, `pack relayed` the pack bytes it streamed to the "
+             "destination, refused pushes included.", "",
+             "| scenario | tool | wall | vs first | CPU (user+sys) | peak RSS | pushes | refused "
+             "| increments | pack relayed | sent | received | server CPU | server peak RSS |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [("first", "git-relay"), ("first", "git")]
+    rows += [(sc, t) for sc in CAPPED_SCENARIOS for t in TOOLS]
+    for scenario, tool in rows:
+        samples = results.get(scenario, {}).get(tool, [])
+        if not samples:
+            continue
+        failed = [s for s in samples if not s.ok]
+        if samples[0].expected_failure:
+            codes = sorted({s.exit_code for s in samples})
+            wall = (f"failed (exit {', '.join(map(str, codes))}), destination unchanged"
+                    if not failed else f"**{len(failed)} of {len(samples)} did not fail as "
+                                       "they should**")
+            ratio = ""
+        else:
+            wall = spread([s.wall for s in samples], human_seconds)
+            if failed:
+                wall += f" **{len(failed)} failed**"
+            med = statistics.median(s.wall for s in samples)
+            ratio = f"{med / base_wall:.2f}x" if base_wall and tool == "git-relay" else ""
+        pushes = count_spread([s.pushes for s in samples]) if tool == "git-relay" else \
+            count_spread([s.breakdown.get("push", [0])[0] for s in samples]) + " requests"
+        lines.append("| " + " | ".join([
+            SCENARIO_TITLES[scenario], tool, wall, ratio,
+            spread([s.cpu for s in samples], human_seconds),
+            spread([s.rss_kib * 1024 for s in samples], human_bytes),
+            pushes,
+            count_spread([s.refused for s in samples]),
+            count_spread([s.increments for s in samples]) if tool == "git-relay" else "",
+            spread([s.pack_bytes for s in samples], human_bytes)
+            if tool == "git-relay" and all(s.pack_bytes is not None for s in samples) else "",
+            spread([s.sent for s in samples], human_bytes),
+            spread([s.received for s in samples], human_bytes),
+            spread([s.server_cpu for s in samples], human_seconds),
+            spread([s.server_rss_kib * 1024 for s in samples], human_bytes),
+        ]) + " |")
+    lines += ["", "Where git-relay's time went, by request, median run of each scenario "
+              "(from nginx's access log; the seconds of a fetch and the push it feeds "
+              "overlap, since the pack streams from one into the other):", "",
+              "| scenario | request | count | sent | received | seconds (sum) |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for scenario in ("first", *CAPPED_SCENARIOS):
+        samples = results.get(scenario, {}).get("git-relay", [])
+        if not samples:
+            continue
+        median_run = sorted(samples, key=lambda s: s.wall)[len(samples) // 2]
+        for kind, (count, sent, received, seconds) in sorted(median_run.breakdown.items()):
+            lines.append(f"| {SCENARIO_TITLES[scenario]} | {kind} | {count} | "
+                         f"{human_bytes(sent)} | {human_bytes(received)} | "
+                         f"{human_seconds(seconds)} |")
+    expected = sorted({f"{sc}/{t}: {s.note}" for sc in CAPPED_SCENARIOS
+                       for t, ss in results.get(sc, {}).items() for s in ss
+                       if s.expected_failure and s.ok})
+    if expected:
+        lines += ["", "Expected failures:", *[f"- {n}" for n in expected]]
+    return lines
+
+
 def render(args, info: dict, load_before: str, load_after: str, started: dt.datetime,
            finished: dt.datetime, metas: dict, all_results: dict,
            org_rows: list[dict], org_note: str) -> str:
@@ -110,6 +195,17 @@ def render(args, info: dict, load_before: str, load_after: str, started: dt.date
             "Other work on the machine (for example concurrent compilations) disturbs "
             "timings; compare the two tools within this run, not across runs.",
             f"- repetitions: {args.reps}; figures are median (min–max)",
+            *([f"- 1-minute load average at the start of each measured job: "
+               f"{min(loads)}–{max(loads)} (median {statistics.median(loads):.2f})"]
+              if (loads := [s.load for r in all_results.values() for bt in r.values()
+                            for ss in bt.values() for s in ss if s.load is not None]) else []),
+            *([f"- capped scenarios: git-relay "
+               + (f"`--dest-max-push-bytes {info['budget']}` in `capped`"
+                  if info.get("budget_flag") else
+                  "**has no `--dest-max-push-bytes`**, so `capped` ran without it, "
+                  "like `capped-learnt`")]
+              if any(sc in r for r in all_results.values() for sc in CAPPED_SCENARIOS)
+              else []),
             "- servers: nginx + fcgiwrap + `git http-backend` on 127.0.0.1, Basic auth, "
             "protocol v2 passed through; source and destination on the same server",
             ""]
@@ -133,6 +229,9 @@ def render(args, info: dict, load_before: str, load_after: str, started: dt.date
                 f"branches, {spec['tags']} tags, {spec['files']} text files, "
                 f"{spec['binaries']} binary files of {spec['binary_kib']} KiB.", ""]
         out += size_table(meta, results)
+        if any(sc in results for sc in CAPPED_SCENARIOS):
+            out += ["", f"### {name}: capped destination", ""]
+            out += capped_table(results, args.cap)
         notes = sorted({f"{sc}/{t}: {s.note}" for sc, bt in results.items()
                         for t, ss in bt.items() for s in ss if not s.ok})
         if notes:

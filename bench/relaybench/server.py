@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .common import CACHE_DIR, GNU_TIME, PASSWORD, USER
@@ -20,14 +21,24 @@ class WebServer:
     only) and `dst` (destinations, rewritten for every run). Every request is
     logged with its request and response sizes so each run's traffic can be
     read back from the access log.
+
+    With `cap` (bytes), a second server on `capped_port` serves the same
+    repositories with `client_max_body_size` set to it: a host, or a proxy
+    before it, that answers 413 to any request body larger than that, as
+    nginx does by default at 1 MiB. nginx counts a chunked body as it
+    arrives, so a streamed push is refused once it passes the cap, not only
+    one that announces its length.
     """
 
-    def __init__(self, tools: dict[str, str], workdir: Path, trace_dir: Path | None = None):
+    def __init__(self, tools: dict[str, str], workdir: Path, trace_dir: Path | None = None,
+                 cap: int | None = None):
         self.tools = tools
         self.trace_dir = trace_dir
+        self.cap = cap
         self.dir = workdir / "server"
         self.root = workdir / "srv"
         self.port = 0
+        self.capped_port = 0
         self.procs: list[subprocess.Popen] = []
 
     def start(self) -> None:
@@ -48,6 +59,8 @@ class WebServer:
         # nginx reads `{PLAIN}` entries in htpasswd files literally.
         (self.dir / "htpasswd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
         self.port = free_port()
+        if self.cap:
+            self.capped_port = free_port()
         sock = self.dir / "fcgiwrap.sock"
         if sock.exists():
             sock.unlink()
@@ -68,7 +81,9 @@ class WebServer:
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                for port in (self.port, self.capped_port):
+                    if port:
+                        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 if sock.exists():
                     return
             except OSError:
@@ -96,8 +111,21 @@ class WebServer:
         return str(script)
 
     def _nginx_conf(self, sock: Path, cgi: str) -> str:
-        """The generated nginx.conf: one server, git under auth, a static fake API."""
+        """The generated nginx.conf: one server, git under auth, a static fake API;
+        with a cap, a second server for git only, refusing larger bodies."""
         tmp = self.dir / "tmp"
+        capped = ""
+        if self.cap:
+            capped = f"""
+    server {{
+        listen 127.0.0.1:{self.capped_port};
+        server_name capped;
+        # The cap under test: 413 for any request body beyond it, chunked or not.
+        client_max_body_size {self.cap};
+        keepalive_timeout 60s;
+        location / {{{self._git_location(sock, cgi)}
+        }}
+    }}"""
         return f"""
 user root;
 daemon off;
@@ -107,7 +135,7 @@ pid {self.dir}/nginx.pid;
 error_log {self.dir}/error.log warn;
 events {{ worker_connections 512; }}
 http {{
-    log_format bench '$msec $request_method $uri $status $request_length $bytes_sent $request_time';
+    log_format bench '$msec $request_method $uri $status $request_length $bytes_sent $request_time $server_port';
     access_log {self.dir}/access.log bench;
     client_body_temp_path {tmp}/body;
     fastcgi_temp_path {tmp}/fastcgi;
@@ -126,7 +154,15 @@ http {{
             root {self.root};
             try_files $uri.page$api_page.json /api/empty.json;
         }}
-        location / {{
+        location / {{{self._git_location(sock, cgi)}
+        }}
+    }}{capped}
+}}
+"""
+
+    def _git_location(self, sock: Path, cgi: str) -> str:
+        """The body of the location that serves git: http-backend under Basic auth."""
+        return f"""
             auth_basic "git";
             auth_basic_user_file {self.dir}/htpasswd;
             fastcgi_pass unix:{sock};
@@ -151,11 +187,7 @@ http {{
             fastcgi_param GIT_PROTOCOL $http_git_protocol;
             fastcgi_param HOME {self.dir}/home;
             fastcgi_param GIT_CONFIG_NOSYSTEM 1;
-            fastcgi_param PATH /usr/local/bin:/usr/bin:/bin;{self._trace_param()}
-        }}
-    }}
-}}
-"""
+            fastcgi_param PATH /usr/local/bin:/usr/bin:/bin;{self._trace_param()}"""
 
     def _trace_param(self) -> str:
         """With --server-trace, git on the server writes trace2 perf logs."""
@@ -185,10 +217,14 @@ http {{
                     break
         self.procs.clear()
 
-    def url(self, path: str, credentials: bool = False) -> str:
-        """The http:// URL of a path under the project root."""
+    def url(self, path: str, credentials: bool = False, capped: bool = False) -> str:
+        """The http:// URL of a path under the project root, through the
+        capped server if asked."""
         auth = f"{USER}:{PASSWORD}@" if credentials else ""
-        return f"http://{auth}127.0.0.1:{self.port}/{path.lstrip('/')}"
+        port = self.capped_port if capped else self.port
+        if capped and not port:
+            raise ValueError("the web server was started without a cap")
+        return f"http://{auth}127.0.0.1:{port}/{path.lstrip('/')}"
 
     def log_offset(self) -> int:
         """Current end of the access log, to read one run's requests later."""
@@ -221,24 +257,45 @@ http {{
                 rss = max(rss, int(parts[2]))
         return cpu, rss
 
-    def traffic_since(self, offset: int) -> tuple[int, int, int, list[str]]:
-        """Requests logged since offset: (requests, bytes to client, bytes from client, bad lines)."""
+    def requests_since(self, offset: int) -> list[Request]:
+        """The requests logged since offset, in the order they ended."""
         time.sleep(0.1)  # nginx logs a request just after its last byte went out
         with open(self.dir / "access.log", "rb") as f:
             f.seek(offset)
             lines = f.read().decode(errors="replace").splitlines()
-        received = sent = 0
-        errors = []
+        out = []
         for line in lines:
             parts = line.split()
             if len(parts) < 7:
                 continue
-            _, method, uri, status, req_len, bytes_sent, _ = parts[:7]
-            sent += int(req_len)
-            received += int(bytes_sent)
-            if not status.startswith("2"):
-                errors.append(f"{method} {uri} {status}")
-        return len(lines), received, sent, errors
+            port = int(parts[7]) if len(parts) > 7 else self.port
+            out.append(Request(end=float(parts[0]), method=parts[1], uri=parts[2],
+                               status=int(parts[3]), sent=int(parts[4]),
+                               received=int(parts[5]), seconds=float(parts[6]),
+                               capped=bool(self.capped_port) and port == self.capped_port))
+        return out
+
+    def traffic_since(self, offset: int) -> tuple[int, int, int, list[str]]:
+        """Requests logged since offset: (requests, bytes to client, bytes from client, bad lines)."""
+        requests = self.requests_since(offset)
+        errors = [f"{r.method} {r.uri} {r.status}" for r in requests if not 200 <= r.status < 300]
+        return (len(requests), sum(r.received for r in requests), sum(r.sent for r in requests),
+                errors)
+
+
+@dataclass
+class Request:
+    """One request of the access log, as the client saw it: `sent` is the
+    request's length (headers and body), `received` the response's."""
+
+    end: float
+    method: str
+    uri: str
+    status: int
+    sent: int
+    received: int
+    seconds: float
+    capped: bool
 
 
 def group_gone(pgid: int, timeout: float) -> bool:
