@@ -50,6 +50,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--cap", default=human_bytes(DEFAULT_CAP).replace(" ", ""),
                    help="the capped destination's client_max_body_size, e.g. 8MiB, 512KiB "
                         "(default %(default)s); `capped` passes git-relay a budget just under it")
+    p.add_argument("--allow-filter", action="store_true",
+                   help="let the source serve filtered fetches (uploadpack.allowFilter), as "
+                        "large hosts do; off by default, as in git")
     p.add_argument("--reps", type=int, default=None, help="repetitions (default 3; 1 with --quick)")
     p.add_argument("--binary", type=Path, help="use this git-relay binary instead of building")
     p.add_argument("--rev", help="build this commit (e.g. HEAD) instead of the working tree")
@@ -104,7 +107,8 @@ def main() -> None:
     metas = {size: prepare_repos(SIZES[size]) for size in args.sizes}
     workdir = Path(tempfile.mkdtemp(prefix="git-relay-bench-"))
     capped = any(s in CAPPED_SCENARIOS for s in args.scenarios)
-    server = WebServer(tools, workdir, args.server_trace, args.cap if capped else None)
+    server = WebServer(tools, workdir, args.server_trace, args.cap if capped else None,
+                       args.allow_filter)
     load_before = loadavg()
     all_results: dict = {}
     org_rows: list[dict] = []

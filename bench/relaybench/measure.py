@@ -40,8 +40,9 @@ class Sample:
     pack_bytes: int | None = None
     batched: bool | None = None
     increments: int = 0  # "pushed increment" lines on git-relay's stderr
-    refused: int = 0  # pushes the server answered 413 (or another 4xx/5xx)
-    refused_bytes: int = 0  # request bytes of those: the cost of learning
+    refused: int = 0  # pushes the server refused as too large (413, 408, 504)
+    cut: int = 0  # pushes git-relay stopped sending at its budget
+    wasted: int | None = None  # pack bytes relayed in pushes that did not land
     # Per kind of request (see request_kind): count, bytes up, bytes down,
     # seconds (overlapping: git-relay streams upload-pack into receive-pack).
     breakdown: dict = field(default_factory=dict)
@@ -194,9 +195,10 @@ class Bench:
             entry[1] += r.sent
             entry[2] += r.received
             entry[3] += r.seconds
-            if kind == "push refused":
+            if kind == "push refused as too large":
                 sample.refused += 1
-                sample.refused_bytes += r.sent
+            elif kind == "push cut by the client":
+                sample.cut += 1
         usage = self.server.usage_since(usage_offset)
         if usage:
             sample.server_cpu, sample.server_rss_kib = usage
@@ -294,7 +296,15 @@ def request_kind(r) -> str:
         return "fetch"
     if r.uri.endswith("/git-receive-pack"):
         # git's first POST of a large push is a 4-byte probe (http.postBuffer).
-        return "push" if 200 <= r.status < 300 else "push refused"
+        if 200 <= r.status < 300:
+            return "push"
+        if r.status in (408, 413, 504):
+            return "push refused as too large"
+        if r.status in (400, 499):
+            # nginx's word for a body that ended before its last chunk: the
+            # client stopped sending, as git-relay does at its budget.
+            return "push cut by the client"
+        return f"push failed ({r.status})"
     return "other"
 
 
@@ -309,6 +319,11 @@ def read_relay_report(sample: Sample, logdir: Path) -> None:
         sample.pushes = report.get("pushes")
         sample.pack_bytes = report.get("pack_bytes")
         sample.batched = report.get("batched")
+        # Pack bytes that did not land: pushes refused or cut. The 2xx pushes'
+        # request lengths include a few hundred bytes of headers and commands.
+        landed = sample.breakdown.get("push", [0, 0])[1]
+        if sample.pack_bytes is not None:
+            sample.wasted = max(0, sample.pack_bytes - landed)
         if sample.ok:
             sample.note = f"pack_bytes={sample.pack_bytes}"
     try:

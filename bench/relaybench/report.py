@@ -117,13 +117,18 @@ def capped_table(results: dict, cap: int) -> list[str]:
     lines = [f"Destination behind nginx `client_max_body_size {cap}` ({human_bytes(cap)}): "
              "413 for any larger request body, chunked or not. `vs first` is the median "
              "wall time over git-relay's median uncapped first mirror of this run. "
-             "`pushes` are receive-pack requests with commands (git-relay's `--json`), "
-             "`refused` those the server answered 413, `increments` the history pushes "
-             "git-relay printed, `pack relayed` the pack bytes it streamed to the "
-             "destination, refused pushes included.", "",
+             "`pushes` are receive-pack requests with commands (git-relay's `--json`; for "
+             "git, its receive-pack requests, a 4-byte probe included), `refused` those the "
+             "server answered 413, `cut` those git-relay stopped at its budget (nginx logs "
+             "400), `increments` the history pushes git-relay printed, `pack relayed` the "
+             "pack bytes it streamed to the destination and `wasted` the part of them in "
+             "pushes that did not land (refused or cut). `sent`/`received` are all the "
+             "client's HTTP traffic, both servers.", "",
              "| scenario | tool | wall | vs first | CPU (user+sys) | peak RSS | pushes | refused "
-             "| increments | pack relayed | sent | received | server CPU | server peak RSS |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| cut | increments | pack relayed | wasted | sent | received | server CPU "
+             "| server peak RSS |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+             "| --- | --- |"]
     rows = [("first", "git-relay"), ("first", "git")]
     rows += [(sc, t) for sc in CAPPED_SCENARIOS for t in TOOLS]
     for scenario, tool in rows:
@@ -151,9 +156,12 @@ def capped_table(results: dict, cap: int) -> list[str]:
             spread([s.rss_kib * 1024 for s in samples], human_bytes),
             pushes,
             count_spread([s.refused for s in samples]),
+            count_spread([s.cut for s in samples]),
             count_spread([s.increments for s in samples]) if tool == "git-relay" else "",
             spread([s.pack_bytes for s in samples], human_bytes)
             if tool == "git-relay" and all(s.pack_bytes is not None for s in samples) else "",
+            spread([s.wasted for s in samples], human_bytes)
+            if tool == "git-relay" and all(s.wasted is not None for s in samples) else "",
             spread([s.sent for s in samples], human_bytes),
             spread([s.received for s in samples], human_bytes),
             spread([s.server_cpu for s in samples], human_seconds),
@@ -207,7 +215,9 @@ def render(args, info: dict, load_before: str, load_after: str, started: dt.date
               if any(sc in r for r in all_results.values() for sc in CAPPED_SCENARIOS)
               else []),
             "- servers: nginx + fcgiwrap + `git http-backend` on 127.0.0.1, Basic auth, "
-            "protocol v2 passed through; source and destination on the same server",
+            "protocol v2 passed through; source and destination on the same server; "
+            + ("upload-pack serves filtered fetches (`--allow-filter`)" if args.allow_filter
+               else "no filtered fetches (`uploadpack.allowFilter` unset, git's default)"),
             ""]
     out += ["Method: wall time of the whole job; CPU is user+sys of the job's process "
             "trees and peak RSS the largest single process (`ru_maxrss`), both from "

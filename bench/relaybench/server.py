@@ -22,6 +22,10 @@ class WebServer:
     logged with its request and response sizes so each run's traffic can be
     read back from the access log.
 
+    With `allow_filter`, upload-pack serves filtered fetches
+    (`uploadpack.allowFilter`, as GitHub and GitLab do), which a batched
+    push uses to learn the history as commits only.
+
     With `cap` (bytes), a second server on `capped_port` serves the same
     repositories with `client_max_body_size` set to it: a host, or a proxy
     before it, that answers 413 to any request body larger than that, as
@@ -31,10 +35,11 @@ class WebServer:
     """
 
     def __init__(self, tools: dict[str, str], workdir: Path, trace_dir: Path | None = None,
-                 cap: int | None = None):
+                 cap: int | None = None, allow_filter: bool = False):
         self.tools = tools
         self.trace_dir = trace_dir
         self.cap = cap
+        self.allow_filter = allow_filter
         self.dir = workdir / "server"
         self.root = workdir / "srv"
         self.port = 0
@@ -54,8 +59,11 @@ class WebServer:
         # http-backend runs as root on root-owned repositories; make sure no
         # ownership check can refuse them, and keep the server's git config
         # independent of the user's.
+        # With allow_filter, upload-pack takes `filter` (partial clone), as
+        # the large hosts' do; git's default, and the bench's, is without.
         (self.dir / "home" / ".gitconfig").write_text(
-            "[safe]\n\tdirectory = *\n")
+            "[safe]\n\tdirectory = *\n"
+            + ("[uploadpack]\n\tallowFilter = true\n" if self.allow_filter else ""))
         # nginx reads `{PLAIN}` entries in htpasswd files literally.
         (self.dir / "htpasswd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
         self.port = free_port()
