@@ -98,6 +98,49 @@ impl HttpTransport {
         req
     }
 
+    /// Sends one POST with `body`, announced as `len` bytes when given
+    /// (`Content-Length`), else chunked.
+    fn post(
+        &self,
+        url: &str,
+        service: Service,
+        v2: bool,
+        body: &mut (dyn Read + Send),
+        len: Option<usize>,
+    ) -> Result<ureq::Response, TransportError> {
+        let request = self
+            .request("POST", url, v2)
+            .set(
+                "Content-Type",
+                &format!("application/x-{}-request", service.name()),
+            )
+            .set(
+                "Accept",
+                &format!("application/x-{}-result", service.name()),
+            );
+        let len = len.map(|n| n as u64);
+        let request = match len {
+            // ureq sends a body with this header as is, without chunks.
+            Some(len) => request.set("Content-Length", &len.to_string()),
+            None => request,
+        };
+        let mut upload = Upload::new(body, len);
+        request.send(&mut upload).map_err(|e| match e {
+            ureq::Error::Transport(t) if upload.cut_while_sending(&t) => {
+                let kind = io_kind(&t).unwrap_or(io::ErrorKind::ConnectionReset);
+                TransportError::RequestCut(io::Error::new(
+                    kind,
+                    format!(
+                        "{} bytes of the body sent: {}",
+                        upload.sent,
+                        io::Error::from(kind)
+                    ),
+                ))
+            }
+            e => self.classify(url, e),
+        })
+    }
+
     fn classify(&self, url: &str, err: ureq::Error) -> TransportError {
         match err {
             ureq::Error::Status(status, response) => {
@@ -189,46 +232,30 @@ impl Transport for HttpTransport {
     fn rpc(&self, service: Service, v2: bool, body: Body<'_>) -> Result<Response, TransportError> {
         let url = self.endpoint(service.name());
         output::debug(format_args!("POST {url}"));
-        let request = self
-            .request("POST", &url, v2)
-            .set(
-                "Content-Type",
-                &format!("application/x-{}-request", service.name()),
-            )
-            .set(
-                "Accept",
-                &format!("application/x-{}-result", service.name()),
-            );
-        let mut cursor;
-        let mut upload = match body {
+        let response = match body {
             Body::Bytes(bytes) => {
-                let len = bytes.len() as u64;
-                cursor = io::Cursor::new(bytes);
-                Upload::new(&mut cursor, Some(len))
+                let first = self.post(&url, service, v2, &mut &bytes[..], Some(bytes.len()));
+                match first {
+                    // A kept-alive connection the server had closed while
+                    // it sat idle fails the first request sent on it, as a
+                    // cut before any answer. An upload-pack request only
+                    // reads, so it is sent once more, on a new connection
+                    // (the dead one is not pooled again), as HTTP allows
+                    // for requests that change nothing; a receive-pack
+                    // request is not: its ref updates may have been made.
+                    Err(e) if service == Service::UploadPack && is_stale_connection(&e) => {
+                        output::debug(format_args!("POST {url} again: {e}"));
+                        self.post(&url, service, v2, &mut &bytes[..], Some(bytes.len()))
+                    }
+                    other => other,
+                }
             }
-            Body::Stream(reader) => Upload::new(reader, None),
-            Body::Sized(reader, len) => Upload::new(reader, Some(len)),
-        };
-        let request = match upload.remaining {
-            // ureq sends a body with this header as is, without chunks.
-            Some(len) => request.set("Content-Length", &len.to_string()),
-            None => request,
-        };
-        let result = request.send(&mut upload);
-        let response = result.map_err(|e| match e {
-            ureq::Error::Transport(t) if upload.cut_while_sending(&t) => {
-                let kind = io_kind(&t).unwrap_or(io::ErrorKind::ConnectionReset);
-                TransportError::RequestCut(io::Error::new(
-                    kind,
-                    format!(
-                        "{} bytes of the body sent: {}",
-                        upload.sent,
-                        io::Error::from(kind)
-                    ),
-                ))
+            Body::Stream(reader) => self.post(&url, service, v2, reader, None),
+            Body::Sized(reader, len) => {
+                let len = usize::try_from(len).unwrap_or(usize::MAX);
+                self.post(&url, service, v2, reader, Some(len))
             }
-            e => self.classify(&url, e),
-        })?;
+        }?;
         if (300..400).contains(&response.status()) {
             // A request body cannot be sent twice, and git follows only the
             // discovery request's redirects.
@@ -253,6 +280,22 @@ impl Transport for HttpTransport {
 
     fn display(&self) -> &str {
         &self.display
+    }
+}
+
+/// Whether `e` is what a request meets on a kept-alive connection the
+/// server closed: cut before any answer came.
+fn is_stale_connection(e: &TransportError) -> bool {
+    match e {
+        TransportError::RequestCut(_) => true,
+        TransportError::Io(e) => matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
     }
 }
 
@@ -665,7 +708,10 @@ mod tests {
     /// is a count of TCP accepts. It answers by the repository in the path:
     /// `big` 413, `len` 411, `slow` 408, `busy` 504, `cut` closes the
     /// connection as soon as the request head is read, `large` answers with
-    /// 256 KiB; anything else is a smart-HTTP answer with a short body.
+    /// 256 KiB, `stale` closes a connection when a second request comes on
+    /// it, unanswered (as a server does that ends an idle connection as the
+    /// next request arrives); anything else is a smart-HTTP answer with a
+    /// short body.
     mod mini {
         use std::io::{BufRead, BufReader, Read, Write};
         use std::net::{TcpListener, TcpStream};
@@ -724,6 +770,7 @@ mod tests {
         fn serve(stream: TcpStream, connection: usize, log: &Mutex<Vec<Seen>>) {
             let mut writer = stream.try_clone().unwrap();
             let mut reader = BufReader::new(stream);
+            let mut served = 0;
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -761,8 +808,17 @@ mod tests {
                     read_chunked(&mut reader)
                 } else {
                     let n = content_length.unwrap_or(0);
-                    std::io::copy(&mut (&mut reader).take(n), &mut std::io::sink()).unwrap_or(0)
+                    let got = std::io::copy(&mut (&mut reader).take(n), &mut std::io::sink());
+                    match got {
+                        // A body cut short is no request.
+                        Ok(got) if got == n => got,
+                        _ => return,
+                    }
                 };
+                if path.starts_with("/stale.git") && served > 0 {
+                    // Closed with the request read and unanswered.
+                    return;
+                }
                 log.lock().unwrap().push(Seen {
                     method: method.clone(),
                     path: path.clone(),
@@ -799,6 +855,7 @@ mod tests {
                 {
                     return;
                 }
+                served += 1;
             }
         }
 
@@ -1015,6 +1072,19 @@ mod tests {
             .unwrap();
         assert!(!matches!(err, TransportError::RequestCut(_)), "{err:?}");
         assert!(!err.refused_as_too_large(), "{err:?}");
+    }
+
+    #[test]
+    fn a_connection_the_server_closed_costs_a_read_only_request_nothing() {
+        let server = mini::Server::start();
+        let transport = HttpTransport::new(server.url("stale"), None, &options(48)).unwrap();
+        read_to_end(transport.discover(Service::UploadPack, false).unwrap());
+        // The pooled connection is dead: an upload-pack request goes again
+        // on a new one.
+        let body = Body::Bytes(b"0000".to_vec());
+        read_to_end(transport.rpc(Service::UploadPack, false, body).unwrap());
+        assert_eq!(server.seen().len(), 2);
+        assert_eq!(server.accepts(), 2);
     }
 
     #[test]
