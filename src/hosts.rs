@@ -95,6 +95,9 @@ pub(crate) fn rejection_hint(host: &str, reason: &str) -> Option<&'static str> {
         "the destination hides this namespace (GitHub refs/pull/*, GitLab refs/merge-requests/*) and no push may write it; leave it out with --exclude, or drop an --include that brought it in"
     } else if has("without `workflow` scope") || has("without `workflows` permission") {
         "GitHub refuses changes under .github/workflows from a token without the workflow permission: give a classic token the `workflow` scope, a fine-grained token \"Workflows: Read and write\", or a GitHub App the workflows permission"
+    } else if has("can not update more than") {
+        // A ruleset's "Restrict updates per push" (GH013 in remote: lines).
+        "a GitHub ruleset limits how many branches or tags one push may update: set --max-ref-updates (task input maxRefUpdates) to its number, or add the pushing identity to the ruleset's bypass list"
     } else if has("gh013") || has("repository rule violations") {
         "GitHub repository rules (rulesets) refused the update: add the pushing identity to the ruleset's bypass list, or leave the ref out with --exclude"
     } else if has("gh006") || has("protected branch hook declined") {
@@ -186,6 +189,8 @@ mod tests {
         assert!(hint("github.com", workflow).contains("Workflows: Read and write"));
         let app = "refusing to allow a GitHub App to create or update workflow `.github/workflows/ci.yml` without `workflows` permission";
         assert!(hint("github.com", app).contains("workflow"));
+        let per_push = "GH013: Repository rule violations found for refs/heads/a.\n- Pushes can not update more than 5 branches or tags.";
+        assert!(hint("github.com", per_push).contains("--max-ref-updates"));
     }
 
     #[test]
