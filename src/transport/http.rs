@@ -16,7 +16,9 @@
 //! connections and TLS sessions instead of opening one per transport. The
 //! pool is keyed by scheme, host, port and proxy, so a connection never
 //! serves another host; credentials are a header of each request, never a
-//! property of a connection, so sharing carries none across repositories.
+//! property of a connection, and the agent keeps no cookies (ureq's
+//! `cookies` feature is off), so sharing carries nothing across
+//! repositories.
 //! A connection goes back to the pool only once its response has been read
 //! to the end, which the engine does for every response it finishes with.
 //!
