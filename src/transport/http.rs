@@ -108,7 +108,7 @@ impl HttpTransport {
         service: Service,
         v2: bool,
         body: &mut (dyn Read + Send),
-        len: Option<usize>,
+        len: Option<u64>,
     ) -> Result<ureq::Response, TransportError> {
         let request = self
             .request("POST", url, v2)
@@ -120,7 +120,6 @@ impl HttpTransport {
                 "Accept",
                 &format!("application/x-{}-result", service.name()),
             );
-        let len = len.map(|n| n as u64);
         let request = match len {
             // ureq sends a body with this header as is, without chunks.
             Some(len) => request.set("Content-Length", &len.to_string()),
@@ -236,7 +235,8 @@ impl Transport for HttpTransport {
         output::debug(format_args!("POST {url}"));
         let response = match body {
             Body::Bytes(bytes) => {
-                let first = self.post(&url, service, v2, &mut &bytes[..], Some(bytes.len()));
+                let len = Some(bytes.len() as u64);
+                let first = self.post(&url, service, v2, &mut &bytes[..], len);
                 match first {
                     // A kept-alive connection the server had closed while
                     // it sat idle fails the first request sent on it, as a
@@ -247,16 +247,13 @@ impl Transport for HttpTransport {
                     // request is not: its ref updates may have been made.
                     Err(e) if service == Service::UploadPack && is_stale_connection(&e) => {
                         output::debug(format_args!("POST {url} again: {e}"));
-                        self.post(&url, service, v2, &mut &bytes[..], Some(bytes.len()))
+                        self.post(&url, service, v2, &mut &bytes[..], len)
                     }
                     other => other,
                 }
             }
             Body::Stream(reader) => self.post(&url, service, v2, reader, None),
-            Body::Sized(reader, len) => {
-                let len = usize::try_from(len).unwrap_or(usize::MAX);
-                self.post(&url, service, v2, reader, Some(len))
-            }
+            Body::Sized(reader, len) => self.post(&url, service, v2, reader, Some(len)),
         }?;
         if (300..400).contains(&response.status()) {
             // A request body cannot be sent twice, and git follows only the
