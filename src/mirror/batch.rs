@@ -74,6 +74,10 @@ pub(super) enum PushError {
         /// The failure, for when it was the network.
         error: SideError,
     },
+    /// The server refused a chunked body (HTTP 411): the same push goes
+    /// again, with a pack fetched anew (the destination now sends it with
+    /// its length).
+    Resend,
     /// Too large: the pack outgrew the budget (`by_server` false), or the
     /// server refused it as too large after `sent` bytes.
     TooLarge {
@@ -112,6 +116,8 @@ pub(super) struct Pusher<'a> {
     checkpoints: Vec<(String, ObjectId)>,
     /// The destination, as this process remembers what it learnt of it.
     key: String,
+    /// Whether a push was refused for its chunked body already.
+    resent: bool,
 }
 
 /// What this process learnt of each destination: where pushes to it were
@@ -163,6 +169,7 @@ impl<'a> Pusher<'a> {
             batched: false,
             checkpoints: Vec::new(),
             key: key.to_owned(),
+            resent: false,
         }
     }
 
@@ -245,6 +252,14 @@ impl<'a> Pusher<'a> {
                 }
                 if sent > 0 && cut_while_sending(&err) {
                     return Err(PushError::Cut { sent, error: err });
+                }
+                let length_required = matches!(
+                    err.cause,
+                    Cause::Transport(crate::transport::TransportError::LengthRequired { .. })
+                );
+                if length_required && !self.resent {
+                    self.resent = true;
+                    return Err(PushError::Resend);
                 }
                 return Err(PushError::Side(err));
             }
@@ -354,6 +369,7 @@ impl<'a> Pusher<'a> {
                     haves.extend(needed);
                     done += chunk.len();
                 }
+                Err(PushError::Resend) => continue,
                 Err(PushError::Cut { sent, error }) if !incremented => {
                     if !self.cut_is_a_limit(sent) {
                         return Err(PushError::Side(error));
@@ -483,6 +499,7 @@ impl<'a> Pusher<'a> {
                     slice = next_slice(last + 1 - next, sent, self.budget);
                     next = last + 1;
                 }
+                Err(PushError::Resend) => continue,
                 // A cut that repeats is a limit; a first one, the network:
                 // the run fails (and is retried, resuming from the
                 // checkpoints).
@@ -547,12 +564,11 @@ fn next_slice(slice: usize, sent: u64, budget: Option<u64>) -> usize {
 }
 
 /// Whether a failed push reads as "too large": HTTP 413, or a deadline
-/// that cut the upload (408, 504).
+/// that cut the upload (408, 504). A cut connection is told apart
+/// ([`cut_while_sending`]): once may be the network.
 fn refused_as_too_large(err: &SideError) -> bool {
-    use crate::transport::TransportError as T;
     match &err.cause {
-        Cause::Transport(T::Status { status, .. }) => matches!(status, 413 | 408),
-        Cause::Transport(T::Busy { status, .. }) => *status == 504,
+        Cause::Transport(t) => t.refused_as_too_large() && !cut_while_sending(err),
         _ => false,
     }
 }
@@ -562,6 +578,7 @@ fn refused_as_too_large(err: &SideError) -> bool {
 fn cut_while_sending(err: &SideError) -> bool {
     use crate::transport::TransportError as T;
     match &err.cause {
+        Cause::Transport(T::RequestCut(_)) => true,
         Cause::Transport(T::Io(e)) | Cause::Protocol(ProtocolError::Io(e)) => matches!(
             e.kind(),
             io::ErrorKind::ConnectionReset
@@ -617,9 +634,17 @@ mod tests {
                 detail: String::new(),
             })
         };
-        assert!(refused_as_too_large(&status(413)));
-        assert!(refused_as_too_large(&status(408)));
+        let detail = String::new();
+        assert!(refused_as_too_large(&blame.error(T::TooLarge {
+            status: 413,
+            detail: detail.clone()
+        })));
+        assert!(refused_as_too_large(
+            &blame.error(T::RequestTimeout { detail })
+        ));
         assert!(!refused_as_too_large(&status(400)));
+        let cut = blame.error(T::RequestCut(io::ErrorKind::ConnectionReset.into()));
+        assert!(cut_while_sending(&cut) && !refused_as_too_large(&cut));
         let busy = |status| {
             blame.error(T::Busy {
                 status,
@@ -825,7 +850,7 @@ mod tests {
                     }
                     bytes += n as u64;
                     if bytes > self.cap + FRAME {
-                        return Err(self.error(Cause::Transport(TransportError::Status {
+                        return Err(self.error(Cause::Transport(TransportError::TooLarge {
                             status: 413,
                             detail: "Request Entity Too Large".into(),
                         })));

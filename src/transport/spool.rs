@@ -72,11 +72,13 @@ impl Spool {
     }
 
     /// Whether it holds nothing.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Whether part of it went to a temporary file.
+    #[cfg(test)]
     pub(crate) fn is_spilled(&self) -> bool {
         self.file.is_some()
     }
