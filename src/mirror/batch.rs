@@ -50,10 +50,6 @@ pub(super) const CHECKPOINT_PREFIX: &str = "refs/git-relay/";
 /// how many fit.
 const FIRST_SLICE: usize = 64;
 
-/// The smallest budget learnt from a server's refusal: below it, batching
-/// would cost more round trips than any host's limit justifies.
-const MIN_LEARNT_BUDGET: u64 = 256 << 10;
-
 /// Why a push did not go through.
 pub(super) enum PushError {
     /// The run cannot go on.
@@ -192,7 +188,7 @@ impl<'a> Pusher<'a> {
     /// After the server refused a push of `sent` bytes as too large: a
     /// budget of half that, so that the next pushes fit with room to spare.
     pub(super) fn learn(&mut self, sent: u64, detail: &str) {
-        let half = (sent / 2).max(MIN_LEARNT_BUDGET);
+        let half = (sent / 2).max(1);
         let budget = self.budget.map_or(half, |b| b.min(half));
         output::warn(format_args!(
             "destination: the server refused a push of {} as too large ({detail}); pushing in batches of at most {} (set --dest-max-push-bytes to choose)",
@@ -525,7 +521,12 @@ impl<'a> Pusher<'a> {
                         continue;
                     }
                     let budget = human_bytes(self.budget.unwrap_or(0));
-                    let message = if any {
+                    let message = if by_server {
+                        format!(
+                            "the server refuses even the push of {label} alone ({} sent) as too large: {detail}",
+                            human_bytes(sent)
+                        )
+                    } else if any {
                         format!(
                             "commit {want} alone brings more than the push budget of {budget}; raise --dest-max-push-bytes above its size (up to what the host accepts)"
                         )
