@@ -30,10 +30,10 @@ use super::http::{self, BodyReader, Framing, RequestHead};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Close {
     /// Answer 413 as soon as the body passes the limit, while the client is
-    /// still sending, and close: the client may see the answer or only a
-    /// broken connection, as with nginx or a cloud load balancer.
+    /// still sending, and close within a second: the client may see the
+    /// answer or only a broken connection, as behind a load balancer.
     Early,
-    /// Read the whole body, then answer 413.
+    /// Read the whole body, then answer 413 (and close).
     AfterRead,
 }
 
@@ -399,38 +399,46 @@ fn read_full(from: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
-/// Answers with a short body and closes, reading (and dropping) what the
-/// client still sends for a moment first, so that it sees the answer rather
-/// than a reset caused by unread bytes.
-fn refuse(mut client: TcpStream, status: u16, reason: &str) {
+/// How long a refusing proxy keeps reading (and dropping) what the client
+/// still sends after the answer, so that the client sees the answer rather
+/// than a reset caused by unread bytes: most time between two reads, and in
+/// all.
+#[derive(Clone, Copy)]
+struct Linger {
+    gap: Duration,
+    total: Duration,
+}
+
+/// As nginx's lingering close does by default (5 s and 30 s, shortened
+/// here so a test does not wait on it): a client that sends on long after
+/// the answer still gets to read it.
+const PATIENT: Linger = Linger {
+    gap: Duration::from_secs(2),
+    total: Duration::from_secs(10),
+};
+
+/// A close as soon as the answer is out, give or take a moment: a client
+/// still sending may see only a broken connection.
+const HASTY: Linger = Linger {
+    gap: Duration::from_millis(100),
+    total: Duration::from_secs(1),
+};
+
+/// Answers with a short body, then closes after `linger`.
+fn refuse(mut client: TcpStream, status: u16, reason: &str, linger: Linger) {
     let body = format!("{status} {reason}\n");
     let _ = http::write_simple_response(&mut client, status, reason, &[], body.as_bytes(), true);
     let _ = client.shutdown(Shutdown::Write);
-    linger(&client);
-    let _ = client.shutdown(Shutdown::Both);
-}
-
-/// Drops what the client still sends, for at most a second.
-fn linger(client: &TcpStream) {
     let start = Instant::now();
-    let _ = client.set_read_timeout(Some(Duration::from_millis(100)));
+    let _ = client.set_read_timeout(Some(linger.gap));
     let mut sink = [0u8; BUFFER];
-    let mut client = client;
-    while start.elapsed() < Duration::from_secs(1) {
+    while start.elapsed() < linger.total {
         match client.read(&mut sink) {
-            Ok(0) => break,
+            Ok(0) | Err(_) => break,
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                break
-            }
-            Err(_) => break,
         }
     }
+    let _ = client.shutdown(Shutdown::Both);
 }
 
 fn reset(client: &TcpStream, server: Option<&TcpStream>) {
@@ -460,7 +468,7 @@ fn push(
     if caps.refuse_chunked && record.chunked {
         record.answer = Answer::Refused(411);
         shared.record(record);
-        refuse(client, 411, "Length Required");
+        refuse(client, 411, "Length Required", PATIENT);
         return Ok(());
     }
     if framing != Framing::None && raw.head.expects_continue() {
@@ -476,7 +484,7 @@ fn push(
         record.body_bytes = commands.len() as u64 + io::copy(&mut body, &mut io::sink())?;
         record.answer = Answer::Refused(500);
         shared.record(record);
-        refuse(client, 500, "Internal Server Error");
+        refuse(client, 500, "Internal Server Error", PATIENT);
         return Ok(());
     }
 
@@ -525,7 +533,7 @@ fn push(
             reset(&server, None);
             record.answer = Answer::Refused(408);
             shared.record(record);
-            refuse(client, 408, "Request Timeout");
+            refuse(client, 408, "Request Timeout", PATIENT);
             return Ok(());
         }
         record.body_bytes = after;
@@ -536,7 +544,11 @@ fn push(
             }
             record.answer = Answer::Refused(413);
             shared.record(record);
-            refuse(client, 413, "Request Entity Too Large");
+            let linger = match close {
+                Close::Early => HASTY,
+                Close::AfterRead => PATIENT,
+            };
+            refuse(client, 413, "Request Entity Too Large", linger);
             return Ok(());
         }
         if !pending.is_empty() {
