@@ -920,3 +920,31 @@ fn fixture_builders_make_the_shapes_they_promise() {
     assert!(built < Duration::from_secs(30), "{built:?}");
     eprintln!("5,001 tags built in {built:?}");
 }
+
+#[test]
+fn a_history_ten_budgets_long_fits_in_batches_pushed_by_hand() {
+    // What tests/hosts.rs asks of git-relay is possible: plain git pushes
+    // 2.5 MiB through a 256 KiB cap, three 64 KiB commits at a time, to a
+    // temporary ref, then creates the real ref and deletes the temporary one.
+    const CAP: u64 = 256 * 1024;
+    let (server, proxy, dst) = capped(CapProxy::builder().max_body(CAP, Close::Early));
+    let work = WorkRepo::new();
+    git(work.path(), &["config", "core.compression", "0"]);
+    let commits = noise_history(&work, 10 * CAP as usize, 40);
+    let url = capped_url(&server, &proxy);
+    for commit in commits.iter().skip(2).step_by(3) {
+        let refspec = format!("{commit}:refs/git-relay/batch");
+        git(work.path(), &["push", "-q", "-f", &url, &refspec]);
+    }
+    git(
+        work.path(),
+        &["push", "-q", &url, "main", ":refs/git-relay/batch"],
+    );
+    assert_eq!(refs_of(&dst), refs_of(work.path()));
+    fsck_strict(&dst);
+    let pushes = real_pushes(&proxy);
+    assert!(pushes.len() >= 10, "{}", pushes.len());
+    for push in &pushes {
+        assert!(push.accepted() && push.body_bytes <= CAP, "{push:?}");
+    }
+}

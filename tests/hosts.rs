@@ -319,8 +319,6 @@ fn azure_like_source_without_tags_fails_saying_why() {
         "{}",
         out.stderr
     );
-    // Nothing over the budget was even tried.
-    assert_every_push_within(&proxy, CAP);
 }
 
 #[test]
