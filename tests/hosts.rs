@@ -55,7 +55,11 @@ fn big_history() -> &'static Path {
             // Stored rather than deflated: noise does not compress anyway.
             git(work.path(), &["config", "core.compression", "0"]);
             noise_history(&work, HISTORY_BYTES as usize, HISTORY_COMMITS);
-            let dir = tempfile::tempdir().expect("tempdir");
+            // In cargo's temp directory, not /tmp: statics are never
+            // dropped, so it is never removed.
+            let parent = env!("CARGO_TARGET_TMPDIR");
+            std::fs::create_dir_all(parent).expect("create cargo's temp directory");
+            let dir = tempfile::tempdir_in(parent).expect("tempdir");
             let bare = dir.path().join("big.git");
             git(
                 dir.path(),

@@ -125,7 +125,8 @@ impl CapProxy {
         )
     }
 
-    /// The same with `user:password@`, for plain git.
+    /// The same with `user:password@` (used as given: test credentials are
+    /// URL-safe), for plain git.
     pub fn url_with_credentials(&self, repo: &str, user: &str, password: &str) -> String {
         format!(
             "http://{user}:{password}@127.0.0.1:{}/{}",
@@ -475,6 +476,11 @@ fn push(
         client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
     }
     let start = Instant::now();
+    if let Some(limit) = caps.deadline {
+        // A client that stalls in its commands is as late as one stalling
+        // in its pack; this only keeps the proxy from waiting forever.
+        client.set_read_timeout(Some(limit))?;
+    }
     let mut body = BodyReader::new(reader, framing);
     let (commands, refs) = read_commands(&mut body)?;
     record.commands = refs.len();
