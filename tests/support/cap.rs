@@ -525,10 +525,12 @@ fn push(
         let before = record.body_bytes;
         let after = before + pending.len() as u64;
 
-        if caps.reset_at.is_some_and(|at| after >= at) {
-            let keep = caps.reset_at.unwrap() - before;
-            record.body_bytes = caps.reset_at.unwrap();
-            let _ = write_body(&mut server, framing, &pending[..keep as usize]);
+        if let Some(at) = caps.reset_at.filter(|at| after >= *at) {
+            // The server gets the bytes up to the offset, as a connection
+            // cut there would deliver them.
+            let keep = usize::try_from(at - before).unwrap_or(usize::MAX);
+            record.body_bytes = at;
+            let _ = write_body(&mut server, framing, &pending[..keep.min(pending.len())]);
             reset(&client, Some(&server));
             record.answer = Answer::Reset;
             shared.record(record);
