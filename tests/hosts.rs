@@ -385,8 +385,11 @@ fn one_commit_larger_than_the_budget_fails_naming_it() {
 fn many_tags_source() -> GitServer {
     let work = WorkRepo::new();
     let commits: Vec<String> = (1..=5).map(|i| work.commit(&format!("c{i}"))).collect();
-    many_tags(work.path(), "v", 5001, 2, &commits);
-    source(GitServer::builder(), &work)
+    let server = source(GitServer::builder(), &work);
+    // Made in the source itself: pushing them there would write every ref
+    // a second time.
+    many_tags(&server.repo_path("src.git"), "v", 5001, 2, &commits);
+    server
 }
 
 #[test]
