@@ -15,7 +15,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::auth::Scheme;
 use crate::config::{self, ForgeConfig, SideConfig, SweepConfig};
 use crate::forge::Kind;
-use crate::mirror::{LocalOptions, LocalReader, Mode, Options, RefSelection, RetryPolicy};
+use crate::mirror::{
+    LocalOptions, LocalReader, Mode, Options, PushBudget, PushLimits, RefSelection, RetryPolicy,
+    DEFAULT_MAX_REF_UPDATES,
+};
 use crate::sweep::Shard;
 use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy};
 
@@ -134,6 +137,9 @@ pub struct RelayArgs {
     /// TLS, proxy, timeout and retry flags.
     #[command(flatten)]
     pub network: NetworkArgs,
+
+    #[command(flatten)]
+    pub(crate) push: PushArgs,
 
     /// Local DESTINATION (a backup) only: delete archived tips (refs/archive/<UTC time>/<ref>, kept when the source deletes or force-pushes a ref) older than DURATION, e.g. 30d, 12h, 2w.
     #[arg(long, value_name = "DURATION", value_parser = crate::store::archive::parse_age)]
@@ -300,7 +306,7 @@ pub struct NetworkArgs {
     pub(crate) max_advertised_refs: usize,
 
     /// Refuse a ref advertisement, or any other answer but a pack, larger than this, e.g. 512MiB, 64MiB, 1000000.
-    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = parse_size, help_heading = "Network")]
+    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = config::parse_size, help_heading = "Network")]
     pub(crate) max_advertisement_bytes: u64,
 
     /// When the run started: --deadline counts from here.
@@ -314,6 +320,29 @@ pub struct NetworkArgs {
     /// The first wait before a retry, in milliseconds (default 1000; each later one doubles). Hidden: tests shorten it.
     #[arg(long, value_name = "MS", hide = true)]
     pub(crate) retry_base_ms: Option<u64>,
+}
+
+/// What one push to the destination may carry (shared by `mirror`,
+/// `status` and `mirror-all`): hosts refuse pushes over a size or with too
+/// many ref updates, so a large mirror goes in several pushes.
+#[derive(Debug, Args)]
+pub(crate) struct PushArgs {
+    /// The most pack bytes one push to the destination may carry, e.g. 1GiB, 1500MiB, 4GB (KiB/MiB/GiB are powers of 1024, KB/MB/GB of 1000). 0 = no limit. Default: a safe share of the host's cap for github.com (2 GiB), Azure Repos (5 GB), gitlab.com (5 GB) and bitbucket.org (3.5 GB); elsewhere no limit until the server refuses a push as too large.
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_push_budget, help_heading = "Push")]
+    pub(crate) dest_max_push_bytes: Option<PushBudget>,
+
+    /// The most ref updates in one push; more are sent in several pushes (GitHub answers HTTP 500 to about 10,000 in one push).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_REF_UPDATES, value_parser = config::parse_max_ref_updates, help_heading = "Push")]
+    pub(crate) max_ref_updates: usize,
+}
+
+impl PushArgs {
+    fn limits(&self) -> PushLimits {
+        PushLimits {
+            max_bytes: self.dest_max_push_bytes.unwrap_or(PushBudget::HostDefault),
+            max_ref_updates: self.max_ref_updates,
+        }
+    }
 }
 
 impl NetworkArgs {
@@ -343,32 +372,6 @@ impl NetworkArgs {
         }
         policy
     }
-}
-
-/// A size in bytes: a number, optionally followed by KiB, MiB or GiB (K, M
-/// and G mean the same).
-fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size: use a number of bytes, or e.g. 64MiB"))?;
-    let shift = match unit.trim() {
-        "" | "B" => 0,
-        "K" | "KiB" => 10,
-        "M" | "MiB" => 20,
-        "G" | "GiB" => 30,
-        other => {
-            return Err(format!(
-                "`{text}`: unknown unit `{other}` (use KiB, MiB or GiB)"
-            ))
-        }
-    };
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 impl RelayArgs {
@@ -405,7 +408,7 @@ impl RelayArgs {
             prune: !self.selection.no_prune,
             force: self.force,
             mode,
-            push: Default::default(),
+            push: self.push.limits(),
         })
     }
 }
@@ -517,6 +520,9 @@ pub struct MirrorAllArgs {
 
     #[command(flatten)]
     pub(crate) network: NetworkArgs,
+
+    #[command(flatten)]
+    pub(crate) push: PushArgs,
 }
 
 impl MirrorAllArgs {
@@ -548,6 +554,7 @@ impl MirrorAllArgs {
             force: self.force,
             dry_run: self.dry_run,
             retry: self.network.retry_policy(),
+            push: self.push.limits(),
         }
     }
 }
@@ -562,15 +569,70 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    fn relay_args(extra: &[&str]) -> Result<RelayArgs, clap::Error> {
+        let args = ["git-relay", "mirror", "/a", "/b"].iter().chain(extra);
+        let Command::Mirror(args) = Cli::try_parse_from(args)?.command else {
+            panic!("not mirror")
+        };
+        Ok(args)
+    }
+
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1000"), Ok(1000));
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("2G"), Ok(2 << 30));
-        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
-        assert!(parse_size("MiB").is_err());
-        assert!(parse_size("1TB").is_err());
-        assert!(parse_size("99999999999999GiB").is_err());
+    fn push_limits_default_to_the_host_and_5000_updates() {
+        let options = relay_args(&[]).unwrap().options(Mode::Mirror).unwrap();
+        assert_eq!(options.push, PushLimits::default());
+        assert_eq!(options.push.max_bytes, PushBudget::HostDefault);
+        assert_eq!(options.push.max_ref_updates, 5000);
+    }
+
+    #[test]
+    fn push_limit_flags_reach_the_options() {
+        let args = relay_args(&[
+            "--dest-max-push-bytes",
+            "1500MiB",
+            "--max-ref-updates",
+            "200",
+        ]);
+        let options = args.unwrap().options(Mode::Mirror).unwrap();
+        assert_eq!(options.push.max_bytes, PushBudget::Bytes(1500 << 20));
+        assert_eq!(options.push.max_ref_updates, 200);
+        let args = relay_args(&["--dest-max-push-bytes", "0"]).unwrap();
+        let options = args.options(Mode::Mirror).unwrap();
+        assert_eq!(options.push.max_bytes, PushBudget::Unlimited);
+    }
+
+    #[test]
+    fn bad_push_limits_are_usage_errors() {
+        for bad in [
+            ["--dest-max-push-bytes", "2TB"],
+            ["--dest-max-push-bytes", "big"],
+            ["--max-ref-updates", "0"],
+            ["--max-ref-updates", "x"],
+        ] {
+            let err = relay_args(&bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn mirror_all_takes_the_push_limits() {
+        let cli = Cli::try_parse_from([
+            "git-relay",
+            "mirror-all",
+            "https://github.com/acme",
+            "/backup/{repo}.git",
+            "--dest-max-push-bytes",
+            "4GB",
+            "--max-ref-updates",
+            "1000",
+        ])
+        .unwrap();
+        let Command::MirrorAll(args) = cli.command else {
+            panic!("not mirror-all")
+        };
+        let push = args.config().push;
+        assert_eq!(push.max_bytes, PushBudget::Bytes(4_000_000_000));
+        assert_eq!(push.max_ref_updates, 1000);
     }
 
     #[test]

@@ -7,13 +7,15 @@
 //! here, by one set of rules, and a sweep of an organization takes a
 //! [`SweepConfig`]. Defaults both front ends offer are written once: the
 //! timeout here, the bounds on a server in `transport::Limits`, the number
-//! of retries in `mirror::RetryPolicy`.
+//! of retries in `mirror::RetryPolicy`; sizes and the push limits are read
+//! here by one set of rules, so a flag and its task input accept the same
+//! text.
 
 use std::ops::RangeInclusive;
 
 use crate::auth::{CredentialSources, Credentials, Scheme};
 use crate::forge::Kind;
-use crate::mirror::{Endpoint, RetryPolicy};
+use crate::mirror::{Endpoint, PushBudget, PushLimits, RetryPolicy};
 use crate::sweep::Shard;
 use crate::transport::{Location, NetworkOptions};
 
@@ -128,4 +130,116 @@ pub struct SweepConfig {
     pub(crate) dry_run: bool,
     /// How each repository's transient failures are retried.
     pub(crate) retry: RetryPolicy,
+    /// What one push to each destination may carry.
+    pub(crate) push: PushLimits,
+}
+
+/// A size in bytes: a whole number, optionally followed by a unit. `KiB`,
+/// `MiB` and `GiB` (also `K`, `M`, `G`) are powers of 1024; `KB`, `MB` and
+/// `GB` are powers of 1000, as hosts state their caps (Azure Repos' 5 GB).
+/// Units are read without regard to case, and a space may separate them.
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size: use a number of bytes, or e.g. 64MiB"))?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let multiplier: u64 = match unit.as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{}` (use KiB, MiB, GiB, or KB, MB, GB for powers of 1000)",
+                text[split..].trim()
+            ))
+        }
+    };
+    n.checked_mul(multiplier)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// `--dest-max-push-bytes` and the `destMaxPushBytes` input: a size, `0`
+/// for no limit. Not given is [`PushBudget::HostDefault`].
+pub(crate) fn parse_push_budget(text: &str) -> Result<PushBudget, String> {
+    Ok(match parse_size(text)? {
+        0 => PushBudget::Unlimited,
+        n => PushBudget::Bytes(n),
+    })
+}
+
+/// `--max-ref-updates` and the `maxRefUpdates` input: a whole number, at
+/// least 1.
+pub(crate) fn parse_max_ref_updates(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of ref updates per push, at least 1, got `{text}`"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_in_both_kinds_of_units() {
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("5GB"), Ok(5_000_000_000));
+        assert_eq!(parse_size("3500MB"), Ok(3_500_000_000));
+        assert_eq!(parse_size("7kB"), Ok(7_000));
+        assert_eq!(parse_size(" 10B "), Ok(10));
+    }
+
+    #[test]
+    fn units_are_read_in_any_case() {
+        assert_eq!(parse_size("1gib"), Ok(1 << 30));
+        assert_eq!(parse_size("1GIB"), Ok(1 << 30));
+        assert_eq!(parse_size("1gb"), Ok(1_000_000_000));
+        assert_eq!(parse_size("1Mb"), Ok(1_000_000));
+    }
+
+    #[test]
+    fn garbage_and_overflow_are_refused_with_a_reason() {
+        let unit = parse_size("1TB").unwrap_err();
+        assert!(unit.contains("unknown unit `TB`"), "{unit}");
+        assert!(parse_size("MiB").unwrap_err().contains("not a size"));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("1.5GiB").is_err());
+        assert!(parse_size("12 34").is_err());
+        let overflow = parse_size("99999999999999GiB").unwrap_err();
+        assert!(overflow.contains("too large"), "{overflow}");
+        assert!(parse_size("18446744073709551616").is_err());
+        assert_eq!(parse_size("18446744073709551615"), Ok(u64::MAX));
+    }
+
+    #[test]
+    fn push_budget_zero_is_unlimited() {
+        assert_eq!(parse_push_budget("0"), Ok(PushBudget::Unlimited));
+        assert_eq!(parse_push_budget("0GiB"), Ok(PushBudget::Unlimited));
+        assert_eq!(parse_push_budget("1GiB"), Ok(PushBudget::Bytes(1 << 30)));
+        assert!(parse_push_budget("lots").is_err());
+    }
+
+    #[test]
+    fn ref_updates_are_at_least_one() {
+        assert_eq!(parse_max_ref_updates("5000"), Ok(5000));
+        assert_eq!(parse_max_ref_updates("1"), Ok(1));
+        assert!(parse_max_ref_updates("0").is_err());
+        assert!(parse_max_ref_updates("-3").is_err());
+        assert!(parse_max_ref_updates("many").is_err());
+    }
 }

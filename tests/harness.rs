@@ -6,11 +6,14 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use support::{
-    fsck_strict, git, git_ok, install_hook, refs_of, relay, GitServer, Request, WorkRepo,
+    fsck_strict, git, git_ok, install_hook, many_tags, merge_heavy_branches, noise_history,
+    oversized_commit, refs_of, relay, tag_every, unmerged_branch, Answer, CapBuilder, CapProxy,
+    Close, DelayProxy, GitServer, Push, RefLog, Request, WorkRepo,
 };
 use tempfile::TempDir;
 
@@ -517,5 +520,431 @@ fn relay_command_has_a_clean_environment() {
         .collect();
     for name in ["HTTPS_PROXY", "http_proxy", "ALL_PROXY", "SSL_CERT_FILE"] {
         assert!(removed.iter().any(|r| r == name), "{name} not removed");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// CapProxy, DelayProxy, server presets, RefLog and the fixture builders of
+// issue 11 ("any repository into any host"), proved with plain git.
+
+const MIB: usize = 1 << 20;
+
+/// A server with an empty `dst.git` behind a [`CapProxy`] with `caps`.
+fn capped(caps: CapBuilder) -> (GitServer, CapProxy, PathBuf) {
+    let server = GitServer::start();
+    let dst = server.create_bare("dst.git");
+    let proxy = caps.start(server.port());
+    (server, proxy, dst)
+}
+
+/// The proxy's URL of `dst.git` with the server's credentials, for git.
+fn capped_url(server: &GitServer, proxy: &CapProxy) -> String {
+    proxy.url_with_credentials("dst.git", server.username(), server.password())
+}
+
+/// A work tree whose `main` holds `bytes` of incompressible data in 3
+/// commits, stored rather than deflated so the test does not spend time
+/// compressing what cannot be compressed.
+fn noisy_work(bytes: usize) -> WorkRepo {
+    let work = WorkRepo::new();
+    git(work.path(), &["config", "core.compression", "0"]);
+    noise_history(&work, bytes, 3);
+    work
+}
+
+/// The pushes that carried ref commands: git precedes a push larger than
+/// `http.postBuffer` with a tiny probe that carries none.
+fn real_pushes(proxy: &CapProxy) -> Vec<Push> {
+    proxy
+        .pushes()
+        .into_iter()
+        .filter(|p| p.commands > 0)
+        .collect()
+}
+
+#[test]
+fn cap_proxy_passes_pushes_within_its_caps_and_records_them() {
+    let (server, proxy, dst) = capped(CapProxy::builder().max_body(MIB as u64, Close::Early));
+    let work = WorkRepo::new();
+    work.commit("first");
+    work.branch("feature");
+    work.tag("v1");
+    let url = capped_url(&server, &proxy);
+    git(
+        work.path(),
+        &["push", "-q", &url, "main", "feature", "refs/tags/v1"],
+    );
+    assert_eq!(refs_of(&dst), refs_of(work.path()));
+
+    let pushes = proxy.pushes();
+    assert_eq!(pushes.len(), 1, "{pushes:#?}");
+    let push = &pushes[0];
+    assert!(push.accepted(), "{push:?}");
+    assert_eq!(push.commands, 3, "{push:?}");
+    let mut refs = push.refs.clone();
+    refs.sort();
+    assert_eq!(
+        refs,
+        ["refs/heads/feature", "refs/heads/main", "refs/tags/v1"]
+    );
+    assert!(push.body_bytes > 0 && push.body_bytes <= MIB as u64);
+
+    // Fetches and ref listings pass untouched and are not pushes.
+    let listed = git(work.path(), &["ls-remote", &url]);
+    assert!(listed.contains("refs/heads/feature"), "{listed}");
+    assert_eq!(proxy.pushes().len(), 1);
+}
+
+#[test]
+fn max_body_early_refuses_a_3_mib_push_with_413_and_the_destination_is_unchanged() {
+    let (server, proxy, dst) = capped(CapProxy::builder().max_body(MIB as u64, Close::Early));
+    let work = noisy_work(3 * MIB);
+    let out = git_ok(work.path(), &["push", &capped_url(&server, &proxy), "main"]);
+    assert!(!out.status.success(), "{}", stderr_of(&out));
+    assert!(refs_of(&dst).is_empty());
+    fsck_strict(&dst);
+
+    let pushes = real_pushes(&proxy);
+    assert_eq!(pushes.len(), 1, "{pushes:#?}");
+    assert_eq!(pushes[0].answer, Answer::Refused(413));
+    // Refused while the body was still coming: far short of its 3 MiB.
+    let read = pushes[0].body_bytes;
+    assert!(read > MIB as u64 && read < 2 * MIB as u64, "{read}");
+}
+
+#[test]
+fn max_body_after_read_reads_the_whole_push_then_answers_413() {
+    let (server, proxy, dst) = capped(CapProxy::builder().max_body(MIB as u64, Close::AfterRead));
+    let work = noisy_work(3 * MIB);
+    let out = git_ok(work.path(), &["push", &capped_url(&server, &proxy), "main"]);
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("413"), "{}", stderr_of(&out));
+    assert!(refs_of(&dst).is_empty());
+
+    let pushes = real_pushes(&proxy);
+    assert_eq!(pushes.len(), 1, "{pushes:#?}");
+    assert_eq!(pushes[0].answer, Answer::Refused(413));
+    assert!(pushes[0].body_bytes > 3 * MIB as u64, "{:?}", pushes[0]);
+}
+
+#[test]
+fn deadline_answers_408_to_a_push_slower_than_it() {
+    let caps = CapProxy::builder()
+        .throttle(MIB as u64)
+        .deadline(Duration::from_millis(500));
+    let (server, proxy, dst) = capped(caps);
+    let work = noisy_work(2 * MIB);
+    let started = Instant::now();
+    let out = git_ok(work.path(), &["push", &capped_url(&server, &proxy), "main"]);
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("408"), "{}", stderr_of(&out));
+    assert!(refs_of(&dst).is_empty());
+    let pushes = real_pushes(&proxy);
+    assert_eq!(pushes[0].answer, Answer::Refused(408), "{pushes:#?}");
+    // Throttled to 1 MiB/s, half a second lets about half a MiB through.
+    assert!(pushes[0].body_bytes < MIB as u64, "{:?}", pushes[0]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // Within the deadline, the same throttled proxy lets a push through.
+    let small = WorkRepo::new();
+    small.commit("small");
+    git(
+        small.path(),
+        &["push", "-q", &capped_url(&server, &proxy), "main"],
+    );
+    assert_eq!(refs_of(&dst), refs_of(small.path()));
+}
+
+#[test]
+fn max_commands_answers_500_to_a_push_of_too_many_refs() {
+    let (server, proxy, dst) = capped(CapProxy::builder().max_commands(3));
+    let work = WorkRepo::new();
+    work.commit("first");
+    let tags = many_tags(work.path(), "t", 4, 2, &[work.rev_parse("HEAD")]);
+    assert_eq!(tags.len(), 4);
+    let url = capped_url(&server, &proxy);
+    let out = git_ok(work.path(), &["push", &url, "--tags"]);
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("500"), "{}", stderr_of(&out));
+    assert!(refs_of(&dst).is_empty());
+    let refused = &proxy.pushes()[0];
+    assert_eq!(
+        (refused.commands, refused.answer),
+        (4, Answer::Refused(500))
+    );
+
+    // Three ref updates are fine.
+    git(
+        work.path(),
+        &[
+            "push",
+            "-q",
+            &url,
+            "main",
+            "refs/tags/t-00001",
+            "refs/tags/t-00002",
+        ],
+    );
+    assert_eq!(refs_of(&dst).len(), 3);
+    assert!(proxy.pushes()[1].accepted());
+}
+
+#[test]
+fn refuse_chunked_answers_411_to_chunked_bodies_only() {
+    let (server, proxy, dst) = capped(CapProxy::builder().refuse_chunked());
+    let work = noisy_work(2 * MIB);
+    let url = capped_url(&server, &proxy);
+    // Above http.postBuffer (1 MiB by default) git streams the body chunked.
+    let out = git_ok(work.path(), &["push", &url, "main"]);
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("411"), "{}", stderr_of(&out));
+    assert!(refs_of(&dst).is_empty());
+    let refused: Vec<_> = proxy.pushes().into_iter().filter(|p| p.chunked).collect();
+    assert_eq!(refused.len(), 1, "{:#?}", proxy.pushes());
+    assert_eq!(refused[0].answer, Answer::Refused(411));
+
+    // With a buffer large enough for the whole pack, git sends a length.
+    git(
+        work.path(),
+        &["-c", "http.postBuffer=16777216", "push", "-q", &url, "main"],
+    );
+    assert_eq!(refs_of(&dst), refs_of(work.path()));
+    let last = real_pushes(&proxy).pop().unwrap();
+    assert!(last.accepted() && !last.chunked, "{last:?}");
+    assert!(last.content_length.unwrap() > 2 * MIB as u64, "{last:?}");
+}
+
+#[test]
+fn reset_at_cuts_a_push_without_an_answer() {
+    let (server, proxy, dst) = capped(CapProxy::builder().reset_at(512 * 1024));
+    let work = noisy_work(2 * MIB);
+    let url = capped_url(&server, &proxy);
+    let out = git_ok(work.path(), &["push", &url, "main"]);
+    assert!(!out.status.success(), "{}", stderr_of(&out));
+    assert!(refs_of(&dst).is_empty());
+    fsck_strict(&dst);
+    let pushes = real_pushes(&proxy);
+    assert_eq!(pushes.len(), 1, "{pushes:#?}");
+    assert_eq!(pushes[0].answer, Answer::Reset);
+    assert_eq!(pushes[0].body_bytes, 512 * 1024);
+
+    // A push smaller than the offset goes through.
+    let small = WorkRepo::new();
+    small.commit("small");
+    git(small.path(), &["push", "-q", &url, "main"]);
+    assert_eq!(refs_of(&dst), refs_of(small.path()));
+}
+
+#[test]
+fn cap_proxy_wait_for_pushes_returns_once_they_are_answered() {
+    let (server, proxy, _dst) = capped(CapProxy::builder());
+    assert!(!proxy.wait_for_pushes(1, Duration::from_millis(50)));
+    let work = WorkRepo::new();
+    work.commit("first");
+    let url = capped_url(&server, &proxy);
+    let pusher = std::thread::spawn(move || {
+        git(work.path(), &["push", "-q", &url, "main"]);
+    });
+    assert!(proxy.wait_for_pushes(1, Duration::from_secs(30)));
+    assert!(proxy.pushes()[0].accepted());
+    pusher.join().unwrap();
+}
+
+#[test]
+fn delay_proxy_makes_every_round_trip_cost_wall_time_and_counts_requests() {
+    let server = GitServer::start();
+    seed(&server, "project.git");
+    let proxy = DelayProxy::start(server.port(), Duration::from_millis(50));
+    let url = proxy.url("project.git").replace(
+        "http://",
+        &format!("http://{}:{}@", server.username(), server.password()),
+    );
+    let work = WorkRepo::new();
+    let started = Instant::now();
+    let listed = git(work.path(), &["ls-remote", &url]);
+    let elapsed = started.elapsed();
+    assert!(listed.contains("refs/tags/v2"), "{listed}");
+
+    // Every request reached the server through the proxy, and each cost at
+    // least one round trip; a connection costs one more delay.
+    let requests = proxy.requests();
+    assert_eq!(requests, server.requests().len());
+    assert!(requests >= 2, "v2 lists refs in a POST after info/refs");
+    let least = proxy.round_trip() * requests as u32 + proxy.delay() * proxy.connections() as u32;
+    assert!(elapsed >= least, "{elapsed:?} < {least:?}");
+    eprintln!(
+        "ls-remote through DelayProxy(50 ms): {} requests, {} connections, {elapsed:?}",
+        requests,
+        proxy.connections()
+    );
+}
+
+#[test]
+fn server_config_reaches_the_backend() {
+    let server = GitServer::builder()
+        .config("receive.maxInputSize", "1m")
+        .start();
+    let dst = server.create_bare("dst.git");
+    let url = server.url_with_credentials("dst.git");
+    let big = noisy_work(2 * MIB);
+    let out = git_ok(big.path(), &["push", &url, "main"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("pack exceeds maximum allowed size"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(refs_of(&dst).is_empty());
+    let small = WorkRepo::new();
+    small.commit("small");
+    git(small.path(), &["push", "-q", &url, "main"]);
+    assert_eq!(refs_of(&dst), refs_of(small.path()));
+}
+
+#[test]
+fn azure_like_and_github_like_sources() {
+    for (server, v2, filters) in [
+        (GitServer::builder().azure_like().start(), false, false),
+        (GitServer::builder().github_like().start(), true, true),
+    ] {
+        let work = seed(&server, "project.git");
+        // A commit that will be no ref's tip.
+        let inner = work.commit("third");
+        work.commit("fourth");
+        work.push_mirror_to(&server.repo_path("project.git"));
+        server.clear_requests();
+        let url = server.url_with_credentials("project.git");
+        let dir = tempfile::tempdir().unwrap();
+        let out = git_ok(
+            dir.path(),
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                "--filter=blob:none",
+                &url,
+                "copy.git",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let warned = stderr_of(&out).contains("filtering not recognized by server");
+        assert_eq!(warned, !filters, "{}", stderr_of(&out));
+
+        let spoke_v2 = upload_pack_posts(&server.requests()) >= 2;
+        assert_eq!(spoke_v2, v2, "{:#?}", server.requests());
+
+        // A commit that is no ref's tip is fetched by id only where the
+        // server allows wants of reachable commits.
+        git(dir.path(), &["init", "-q", "--bare", "empty.git"]);
+        let out = git_ok(
+            &dir.path().join("empty.git"),
+            &["fetch", "-q", &url, &inner],
+        );
+        assert_eq!(out.status.success(), filters, "{}", stderr_of(&out));
+    }
+}
+
+#[test]
+fn ref_log_records_each_push_in_order() {
+    let (server, proxy, dst) = capped(CapProxy::builder());
+    let log = RefLog::install(&dst);
+    let work = WorkRepo::new();
+    work.commit("first");
+    work.branch("feature");
+    work.tag("v1");
+    let url = capped_url(&server, &proxy);
+    git(work.path(), &["push", "-q", &url, "feature"]);
+    git(work.path(), &["push", "-q", &url, "main", "refs/tags/v1"]);
+    let pushes = log.pushes();
+    assert_eq!(pushes.len(), 2, "{pushes:#?}");
+    assert_eq!(
+        log.first_created_branch().as_deref(),
+        Some("refs/heads/feature")
+    );
+    // The hook sees the commands in the order the client sent them.
+    let recorded: Vec<Vec<String>> = proxy.pushes().into_iter().map(|p| p.refs).collect();
+    let hooked: Vec<Vec<String>> = pushes
+        .iter()
+        .map(|p| p.iter().map(|u| u.name.clone()).collect())
+        .collect();
+    assert_eq!(hooked, recorded);
+}
+
+#[test]
+fn fixture_builders_make_the_shapes_they_promise() {
+    let work = WorkRepo::new();
+    let history = noise_history(&work, 2 * MIB, 4);
+    assert_eq!(history.len(), 4);
+    let checkpoints = tag_every(&work, &history, 2, "cp");
+    assert_eq!(checkpoints, ["cp-2", "cp-4"]);
+    assert_eq!(work.rev_parse("cp-4"), history[3]);
+
+    let sides = merge_heavy_branches(&work, 2, 3);
+    assert_eq!(sides, ["side-1", "side-2"]);
+    let merges = git(work.path(), &["rev-list", "--merges", "--count", "side-2"]);
+    assert_eq!(merges, "3");
+    let lonely = unmerged_branch(&work, "lonely", 2);
+    let merged = git(work.path(), &["branch", "--merged", "main"]);
+    assert!(
+        !merged.contains("lonely") && !merged.contains("side-1"),
+        "{merged}"
+    );
+    assert_eq!(work.rev_parse("lonely"), lonely);
+
+    let huge = oversized_commit(&work, 3 * MIB / 2);
+    // Its new blobs alone: `diff-tree` lists them as added.
+    let added = git(work.path(), &["diff-tree", "-r", "--no-commit-id", &huge]);
+    let blob_bytes: u64 = added
+        .lines()
+        .map(|line| line.split_whitespace().nth(3).expect("new blob id"))
+        .map(|oid| {
+            git(work.path(), &["cat-file", "-s", oid])
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert!(blob_bytes >= 3 * MIB as u64 / 2, "{blob_bytes}");
+
+    let started = Instant::now();
+    let tags = many_tags(work.path(), "t", 5001, 2, &history);
+    assert_eq!(tags.len(), 5001);
+    let built = started.elapsed();
+    let kinds = git(
+        work.path(),
+        &["for-each-ref", "--format=%(objecttype)", "refs/tags/t-*"],
+    );
+    let annotated = kinds.lines().filter(|k| *k == "tag").count();
+    assert_eq!((kinds.lines().count(), annotated), (5001, 2500));
+    // One process for all: about 1.5 s on an idle 2-core machine, most of
+    // it the 5,001 loose ref files; one process per tag takes ten times that.
+    assert!(built < Duration::from_secs(30), "{built:?}");
+    eprintln!("5,001 tags built in {built:?}");
+}
+
+#[test]
+fn a_history_ten_budgets_long_fits_in_batches_pushed_by_hand() {
+    // What tests/hosts.rs asks of git-relay is possible: plain git pushes
+    // 2.5 MiB through a 256 KiB cap, three 64 KiB commits at a time, to a
+    // temporary ref, then creates the real ref and deletes the temporary one.
+    const CAP: u64 = 256 * 1024;
+    let (server, proxy, dst) = capped(CapProxy::builder().max_body(CAP, Close::Early));
+    let work = WorkRepo::new();
+    git(work.path(), &["config", "core.compression", "0"]);
+    let commits = noise_history(&work, 10 * CAP as usize, 40);
+    let url = capped_url(&server, &proxy);
+    for commit in commits.iter().skip(2).step_by(3) {
+        let refspec = format!("{commit}:refs/git-relay/batch");
+        git(work.path(), &["push", "-q", "-f", &url, &refspec]);
+    }
+    git(
+        work.path(),
+        &["push", "-q", &url, "main", ":refs/git-relay/batch"],
+    );
+    assert_eq!(refs_of(&dst), refs_of(work.path()));
+    fsck_strict(&dst);
+    let pushes = real_pushes(&proxy);
+    assert!(pushes.len() >= 10, "{}", pushes.len());
+    for push in &pushes {
+        assert!(push.accepted() && push.body_bytes <= CAP, "{push:?}");
     }
 }

@@ -848,17 +848,20 @@ fn a_repository_moved_within_its_server_is_followed_with_its_credentials() {
 }
 
 #[test]
-fn a_destination_that_cannot_store_the_pack_says_so() {
+fn a_destination_that_cannot_store_even_one_commit_says_which_and_changes_no_ref() {
     let server = GitServer::start();
     populated_source(&server);
     let dst = server.create_bare("dst.git");
-    // The destination refuses any pack over 100 bytes while indexing it.
+    // The destination refuses any pack over 100 bytes while indexing it:
+    // too large, and so are the increments, down to a single commit.
     git(&dst, &["config", "receive.maxInputSize", "100"]);
     git(&dst, &["config", "receive.unpackLimit", "1"]);
     let out = relay_between(&server, "mirror", &["--retries", "0"]);
     out.assert_code(1);
     assert!(
-        out.stderr.contains("destination") && out.stderr.contains("could not store the pack"),
+        out.stderr.contains("error: destination")
+            && out.stderr.contains("pack exceeds maximum allowed size")
+            && out.stderr.contains("alone"),
         "{}",
         out.stderr
     );

@@ -522,6 +522,57 @@ fn task_dry_run_changes_nothing() {
     assert!(refs_of(&server.repo_path("dst.git")).is_empty());
 }
 
+#[test]
+fn task_takes_the_push_limit_inputs() {
+    let server = server();
+    let expected = seed(&server);
+    let credentials = format!("alice:{SECRET}");
+    let agent = Agent::new(
+        &server.url("src.git"),
+        &[
+            ("sourceGitRepositoryPersonalAccessToken", &credentials),
+            ("destinationGitRepositoryUri", &server.url("dst.git")),
+            ("destinationGitRepositoryPersonalAccessToken", &credentials),
+            ("destMaxPushBytes", "1GiB"),
+            ("maxRefUpdates", "2"),
+        ],
+    );
+    let run = agent.run(task_command());
+    assert_mirrored(&run, &server, &expected);
+}
+
+#[test]
+fn task_reports_bad_push_limit_inputs_by_name() {
+    let server = server();
+    seed(&server);
+    let agent = Agent::new(
+        &server.url("src.git"),
+        &[
+            ("destinationGitRepositoryUri", &server.url("dst.git")),
+            ("destMaxPushBytes", "2 TB"),
+            ("maxRefUpdates", "0"),
+        ],
+    );
+    let run = agent.run(task_command());
+    assert_eq!(run.code, 0, "{}", run.log());
+    assert_eq!(run.result().0, "Failed", "{}", run.log());
+    let issues: Vec<String> = run
+        .named("task.logissue")
+        .into_iter()
+        .map(|i| i.message)
+        .collect();
+    for (input, why) in [
+        ("destMaxPushBytes", "unknown unit `TB`"),
+        ("maxRefUpdates", "at least 1"),
+    ] {
+        assert!(
+            issues.iter().any(|m| m.contains(input) && m.contains(why)),
+            "no issue names {input}: {issues:?}"
+        );
+    }
+    assert!(refs_of(&server.repo_path("dst.git")).is_empty());
+}
+
 // ---------------------------------------------------------- organization
 
 /// An Azure DevOps organization on a fake API (token [`SECRET`], two

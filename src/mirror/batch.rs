@@ -50,10 +50,6 @@ pub(super) const CHECKPOINT_PREFIX: &str = "refs/git-relay/";
 /// how many fit.
 const FIRST_SLICE: usize = 64;
 
-/// The smallest budget learnt from a server's refusal: below it, batching
-/// would cost more round trips than any host's limit justifies.
-const MIN_LEARNT_BUDGET: u64 = 256 << 10;
-
 /// Why a push did not go through.
 pub(super) enum PushError {
     /// The run cannot go on.
@@ -74,6 +70,10 @@ pub(super) enum PushError {
         /// The failure, for when it was the network.
         error: SideError,
     },
+    /// The server refused a chunked body (HTTP 411): the same push goes
+    /// again, with a pack fetched anew (the destination now sends it with
+    /// its length).
+    Resend,
     /// Too large: the pack outgrew the budget (`by_server` false), or the
     /// server refused it as too large after `sent` bytes.
     TooLarge {
@@ -112,6 +112,8 @@ pub(super) struct Pusher<'a> {
     checkpoints: Vec<(String, ObjectId)>,
     /// The destination, as this process remembers what it learnt of it.
     key: String,
+    /// Whether a push was refused for its chunked body already.
+    resent: bool,
 }
 
 /// What this process learnt of each destination: where pushes to it were
@@ -163,6 +165,7 @@ impl<'a> Pusher<'a> {
             batched: false,
             checkpoints: Vec::new(),
             key: key.to_owned(),
+            resent: false,
         }
     }
 
@@ -185,7 +188,7 @@ impl<'a> Pusher<'a> {
     /// After the server refused a push of `sent` bytes as too large: a
     /// budget of half that, so that the next pushes fit with room to spare.
     pub(super) fn learn(&mut self, sent: u64, detail: &str) {
-        let half = (sent / 2).max(MIN_LEARNT_BUDGET);
+        let half = (sent / 2).max(1);
         let budget = self.budget.map_or(half, |b| b.min(half));
         output::warn(format_args!(
             "destination: the server refused a push of {} as too large ({detail}); pushing in batches of at most {} (set --dest-max-push-bytes to choose)",
@@ -245,6 +248,14 @@ impl<'a> Pusher<'a> {
                 }
                 if sent > 0 && cut_while_sending(&err) {
                     return Err(PushError::Cut { sent, error: err });
+                }
+                let length_required = matches!(
+                    err.cause,
+                    Cause::Transport(crate::transport::TransportError::LengthRequired { .. })
+                );
+                if length_required && !self.resent {
+                    self.resent = true;
+                    return Err(PushError::Resend);
                 }
                 return Err(PushError::Side(err));
             }
@@ -354,6 +365,7 @@ impl<'a> Pusher<'a> {
                     haves.extend(needed);
                     done += chunk.len();
                 }
+                Err(PushError::Resend) => continue,
                 Err(PushError::Cut { sent, error }) if !incremented => {
                     if !self.cut_is_a_limit(sent) {
                         return Err(PushError::Side(error));
@@ -483,6 +495,7 @@ impl<'a> Pusher<'a> {
                     slice = next_slice(last + 1 - next, sent, self.budget);
                     next = last + 1;
                 }
+                Err(PushError::Resend) => continue,
                 // A cut that repeats is a limit; a first one, the network:
                 // the run fails (and is retried, resuming from the
                 // checkpoints).
@@ -508,7 +521,12 @@ impl<'a> Pusher<'a> {
                         continue;
                     }
                     let budget = human_bytes(self.budget.unwrap_or(0));
-                    let message = if any {
+                    let message = if by_server {
+                        format!(
+                            "the server refuses even the push of {label} alone ({} sent) as too large: {detail}",
+                            human_bytes(sent)
+                        )
+                    } else if any {
                         format!(
                             "commit {want} alone brings more than the push budget of {budget}; raise --dest-max-push-bytes above its size (up to what the host accepts)"
                         )
@@ -547,12 +565,11 @@ fn next_slice(slice: usize, sent: u64, budget: Option<u64>) -> usize {
 }
 
 /// Whether a failed push reads as "too large": HTTP 413, or a deadline
-/// that cut the upload (408, 504).
+/// that cut the upload (408, 504). A cut connection is told apart
+/// ([`cut_while_sending`]): once may be the network.
 fn refused_as_too_large(err: &SideError) -> bool {
-    use crate::transport::TransportError as T;
     match &err.cause {
-        Cause::Transport(T::Status { status, .. }) => matches!(status, 413 | 408),
-        Cause::Transport(T::Busy { status, .. }) => *status == 504,
+        Cause::Transport(t) => t.refused_as_too_large() && !cut_while_sending(err),
         _ => false,
     }
 }
@@ -562,6 +579,7 @@ fn refused_as_too_large(err: &SideError) -> bool {
 fn cut_while_sending(err: &SideError) -> bool {
     use crate::transport::TransportError as T;
     match &err.cause {
+        Cause::Transport(T::RequestCut(_)) => true,
         Cause::Transport(T::Io(e)) | Cause::Protocol(ProtocolError::Io(e)) => matches!(
             e.kind(),
             io::ErrorKind::ConnectionReset
@@ -617,9 +635,17 @@ mod tests {
                 detail: String::new(),
             })
         };
-        assert!(refused_as_too_large(&status(413)));
-        assert!(refused_as_too_large(&status(408)));
+        let detail = String::new();
+        assert!(refused_as_too_large(&blame.error(T::TooLarge {
+            status: 413,
+            detail: detail.clone()
+        })));
+        assert!(refused_as_too_large(
+            &blame.error(T::RequestTimeout { detail })
+        ));
         assert!(!refused_as_too_large(&status(400)));
+        let cut = blame.error(T::RequestCut(io::ErrorKind::ConnectionReset.into()));
+        assert!(cut_while_sending(&cut) && !refused_as_too_large(&cut));
         let busy = |status| {
             blame.error(T::Busy {
                 status,
@@ -634,5 +660,425 @@ mod tests {
         assert!(cut_while_sending(&io(io::ErrorKind::BrokenPipe)));
         assert!(!cut_while_sending(&io(io::ErrorKind::NotFound)));
         assert!(!refused_as_too_large(&io(io::ErrorKind::ConnectionReset)));
+    }
+
+    // The increments and chunks, end to end through the relay, against a
+    // source whose history is a list of commits of known sizes and a
+    // destination that refuses bodies above its cap with HTTP 413.
+
+    use std::cell::RefCell;
+    use std::time::{Duration, Instant};
+
+    use crate::mirror::error::{Blame, Side};
+    use crate::mirror::sides::Negotiated;
+    use crate::mirror::{Endpoint, Mode, Options, Outcome, PushBudget, PushLimits, RefSelection};
+    use crate::protocol::graph::CommitGraph;
+    use crate::protocol::push::RefStatus;
+    use crate::transport::{Location, NetworkOptions, TransportError};
+
+    fn id(n: u32) -> ObjectId {
+        let mut bytes = [0u8; 20];
+        bytes[..4].copy_from_slice(&n.to_be_bytes());
+        bytes[19] = 1;
+        ObjectId::from(bytes)
+    }
+
+    fn r(name: &str, oid: ObjectId) -> Ref {
+        Ref {
+            name: name.to_owned(),
+            oid,
+            peeled: None,
+            symref_target: None,
+        }
+    }
+
+    /// The pack header and trailer, which the fake destination does not
+    /// count: the empty pack weighs nothing.
+    const FRAME: u64 = 32;
+
+    /// Bytes that pass for a pack of `n` bytes: a header, and the pack's
+    /// own checksum at the end, as the stream checks.
+    fn pack_of(n: u64) -> Vec<u8> {
+        let mut bytes = b"PACK\0\0\0\x02\0\0\0\0".to_vec();
+        bytes.resize(12 + n as usize, 0);
+        let sum = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &bytes);
+        bytes.extend_from_slice(sum.as_ref());
+        bytes
+    }
+
+    /// Commits 1..=n in a line, commit `c` weighing `sizes(c)` bytes in a
+    /// pack; refs as given. `any`: whether any commit may be wanted.
+    struct History {
+        parents: HashMap<ObjectId, Vec<ObjectId>>,
+        size: HashMap<ObjectId, u64>,
+        any: bool,
+        fetched: RefCell<Vec<u64>>,
+    }
+
+    impl History {
+        fn line(n: u32, size: impl Fn(u32) -> u64) -> History {
+            History {
+                parents: (1..=n)
+                    .map(|c| (id(c), if c > 1 { vec![id(c - 1)] } else { vec![] }))
+                    .collect(),
+                size: (1..=n).map(|c| (id(c), size(c))).collect(),
+                any: true,
+                fetched: RefCell::new(Vec::new()),
+            }
+        }
+
+        fn reachable(&self, from: &[ObjectId]) -> HashSet<ObjectId> {
+            let mut seen = HashSet::new();
+            let mut walk: Vec<ObjectId> = from.to_vec();
+            while let Some(c) = walk.pop() {
+                if self.parents.contains_key(&c) && seen.insert(c) {
+                    walk.extend(self.parents[&c].iter().copied());
+                }
+            }
+            seen
+        }
+
+        fn missing(&self, wants: &[ObjectId], haves: &[ObjectId]) -> Vec<ObjectId> {
+            let have = self.reachable(haves);
+            let mut out: Vec<ObjectId> = self
+                .reachable(wants)
+                .into_iter()
+                .filter(|c| !have.contains(c))
+                .collect();
+            out.sort();
+            out
+        }
+    }
+
+    impl SourceSide for History {
+        fn protocol(&self) -> String {
+            "fake".to_owned()
+        }
+        fn negotiate(
+            &self,
+            wants: &[ObjectId],
+            haves: &[ObjectId],
+            _: &[ObjectId],
+            pack: Option<PackOptions>,
+        ) -> Result<Negotiated, SideError> {
+            let bytes: u64 = self
+                .missing(wants, haves)
+                .iter()
+                .map(|c| self.size[c])
+                .sum();
+            self.fetched.borrow_mut().push(bytes);
+            let stream = Box::new(io::Cursor::new(pack_of(bytes))) as Box<dyn Read + Send>;
+            Ok(Negotiated {
+                known: HashSet::new(),
+                pack: pack.filter(|_| !wants.is_empty()).map(|_| stream),
+            })
+        }
+        fn fast_forwards(&self, updates: &[(ObjectId, ObjectId)]) -> Vec<Option<bool>> {
+            vec![Some(true); updates.len()]
+        }
+        fn commit_graph(
+            &self,
+            wants: &[ObjectId],
+            haves: &[ObjectId],
+        ) -> Result<CommitGraph, SideError> {
+            let missing = self.missing(wants, haves);
+            let edges: Vec<(ObjectId, &[ObjectId])> = missing
+                .iter()
+                .map(|c| (*c, self.parents[c].as_slice()))
+                .collect();
+            Ok(CommitGraph::from_edges(&edges))
+        }
+        fn serves_any_commit(&self) -> bool {
+            self.any
+        }
+        fn error(&self, cause: Cause) -> SideError {
+            Blame::new(Side::Source, "src", Duration::ZERO).error(cause)
+        }
+    }
+
+    /// A destination that answers 413 to a pack above `cap` bytes and
+    /// records every push: its commands and pack size.
+    struct Capped {
+        cap: u64,
+        refs: RefCell<Vec<Ref>>,
+        pushes: RefCell<Vec<(Vec<Command>, u64)>>,
+    }
+
+    impl Capped {
+        fn new(cap: u64, refs: Vec<Ref>) -> Capped {
+            Capped {
+                cap,
+                refs: RefCell::new(refs),
+                pushes: RefCell::new(Vec::new()),
+            }
+        }
+
+        fn names(&self) -> Vec<String> {
+            let mut names: Vec<String> =
+                self.refs.borrow().iter().map(|r| r.name.clone()).collect();
+            names.sort();
+            names
+        }
+    }
+
+    impl DestinationSide for Capped {
+        fn list_refs(&self) -> Result<Vec<Ref>, SideError> {
+            Ok(self.refs.borrow().clone())
+        }
+        fn accepts_thin_pack(&self) -> bool {
+            true
+        }
+        fn accepts_ofs_delta(&self) -> bool {
+            true
+        }
+        fn allows_delete(&self) -> bool {
+            true
+        }
+        fn push(
+            &self,
+            commands: &[Command],
+            pack: Option<&mut (dyn Read + Send)>,
+        ) -> Result<ReportStatus, SideError> {
+            let mut bytes = 0u64;
+            if let Some(pack) = pack {
+                let mut buf = [0u8; 64];
+                loop {
+                    let n = pack
+                        .read(&mut buf)
+                        .map_err(|e| self.error(TransportError::Io(e).into()))?;
+                    if n == 0 {
+                        break;
+                    }
+                    bytes += n as u64;
+                    if bytes > self.cap + FRAME {
+                        return Err(self.error(Cause::Transport(TransportError::TooLarge {
+                            status: 413,
+                            detail: "Request Entity Too Large".into(),
+                        })));
+                    }
+                }
+            }
+            self.pushes
+                .borrow_mut()
+                .push((commands.to_vec(), bytes.saturating_sub(FRAME)));
+            let mut refs = self.refs.borrow_mut();
+            let mut status = ReportStatus {
+                unpack: Ok(()),
+                refs: Vec::new(),
+            };
+            for c in commands {
+                refs.retain(|r| r.name != c.name);
+                if !c.new.is_zero() {
+                    refs.push(r(&c.name, c.new));
+                }
+                status.refs.push(RefStatus {
+                    name: c.name.clone(),
+                    result: Ok(()),
+                });
+            }
+            Ok(status)
+        }
+        fn error(&self, cause: Cause) -> SideError {
+            Blame::new(Side::Destination, "dst", Duration::ZERO).error(cause)
+        }
+    }
+
+    fn options(budget: PushBudget, max_ref_updates: usize) -> Options {
+        let endpoint = |url: &str| Endpoint {
+            location: Location::parse(url).unwrap(),
+            credentials: None,
+            network: NetworkOptions::default(),
+        };
+        Options {
+            // A destination of its own per test: what a process learns of
+            // a destination outlives the run.
+            source: endpoint("https://a.example/r"),
+            destination: endpoint(&format!("https://b.example/{}", rand_name())),
+            selection: RefSelection::new(&[], &[]).unwrap(),
+            prune: true,
+            force: false,
+            mode: Mode::Mirror,
+            push: PushLimits {
+                max_bytes: budget,
+                max_ref_updates,
+            },
+        }
+    }
+
+    fn rand_name() -> String {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        format!("r{}", N.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn head_and(list: Vec<Ref>, head: &str) -> Vec<Ref> {
+        let mut h = r("HEAD", list.iter().find(|r| r.name == head).unwrap().oid);
+        h.symref_target = Some(head.to_owned());
+        std::iter::once(h).chain(list).collect()
+    }
+
+    fn relay(
+        opts: &Options,
+        source: &History,
+        source_refs: &[Ref],
+        destination: &Capped,
+    ) -> Result<crate::mirror::Report, SideError> {
+        let dest_refs = destination.refs.borrow().clone();
+        super::super::relay::relay(
+            opts,
+            source,
+            destination,
+            source_refs,
+            &dest_refs,
+            Instant::now(),
+        )
+    }
+
+    #[test]
+    fn a_history_larger_than_the_budget_goes_in_increments_that_fit() {
+        let source = History::line(40, |_| 100);
+        let refs = head_and(vec![r("refs/heads/main", id(40))], "refs/heads/main");
+        let destination = Capped::new(1_000, vec![]);
+        let report = relay(
+            &options(PushBudget::Bytes(900), 10),
+            &source,
+            &refs,
+            &destination,
+        )
+        .unwrap();
+        assert!(report.in_sync && report.batched);
+        assert_eq!(
+            destination.names(),
+            ["refs/heads/main"],
+            "no checkpoint is left"
+        );
+        let pushes = destination.pushes.borrow();
+        assert!(pushes.len() > 4, "{} pushes", pushes.len());
+        assert!(pushes.iter().all(|(_, bytes)| *bytes <= 900));
+        // Every commit went once, whatever the cut attempts cost.
+        let stored: u64 = pushes.iter().map(|(_, bytes)| bytes).sum();
+        assert_eq!(stored, 4_000);
+    }
+
+    #[test]
+    fn a_server_refusal_teaches_a_budget_without_one_set() {
+        let source = History::line(30, |_| 100);
+        let refs = head_and(vec![r("refs/heads/main", id(30))], "refs/heads/main");
+        let destination = Capped::new(700, vec![]);
+        let report = relay(
+            &options(PushBudget::HostDefault, 10),
+            &source,
+            &refs,
+            &destination,
+        )
+        .unwrap();
+        assert!(report.in_sync && report.batched);
+        assert_eq!(destination.names(), ["refs/heads/main"]);
+    }
+
+    #[test]
+    fn a_commit_larger_than_the_budget_is_named() {
+        let source = History::line(5, |c| if c == 3 { 5_000 } else { 100 });
+        let refs = head_and(vec![r("refs/heads/main", id(5))], "refs/heads/main");
+        let destination = Capped::new(100_000, vec![]);
+        let err = relay(
+            &options(PushBudget::Bytes(1_000), 10),
+            &source,
+            &refs,
+            &destination,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(err.side, Side::Destination);
+        assert!(err.to_string().contains(&id(3).to_string()), "{err}");
+        assert!(!destination.names().contains(&"refs/heads/main".to_owned()));
+    }
+
+    #[test]
+    fn without_any_commit_served_tags_are_the_checkpoints() {
+        let mut source = History::line(12, |_| 100);
+        source.any = false;
+        let mut list: Vec<Ref> = (1..=4)
+            .map(|t| r(&format!("refs/tags/t{t}"), id(t * 3)))
+            .collect();
+        list.push(r("refs/heads/main", id(12)));
+        let refs = head_and(list, "refs/heads/main");
+        let destination = Capped::new(1_000, vec![]);
+        let report = relay(
+            &options(PushBudget::Bytes(350), 100),
+            &source,
+            &refs,
+            &destination,
+        )
+        .unwrap();
+        assert!(report.in_sync);
+        let pushes = destination.pushes.borrow();
+        let checkpoints: Vec<ObjectId> = pushes
+            .iter()
+            .flat_map(|(cs, _)| cs.iter())
+            .filter(|c| c.name.starts_with(CHECKPOINT_PREFIX) && !c.new.is_zero())
+            .map(|c| c.new)
+            .collect();
+        assert_eq!(checkpoints, [id(3), id(6), id(9), id(12)]);
+        // Too far apart for the budget: the error says why.
+        let destination = Capped::new(1_000, vec![]);
+        let err = relay(
+            &options(PushBudget::Bytes(250), 100),
+            &source,
+            &refs,
+            &destination,
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.to_string().contains("allowReachableSHA1InWant"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refs_go_in_chunks_with_the_heads_branch_first() {
+        let source = History::line(3, |_| 10);
+        let mut list: Vec<Ref> = (0..12)
+            .map(|t| r(&format!("refs/tags/t{t:02}"), id(3)))
+            .collect();
+        list.push(r("refs/heads/main", id(3)));
+        let refs = head_and(list, "refs/heads/main");
+        let destination = Capped::new(1_000, vec![]);
+        let report = relay(
+            &options(PushBudget::Unlimited, 5),
+            &source,
+            &refs,
+            &destination,
+        )
+        .unwrap();
+        assert!(report.in_sync && !report.batched);
+        let pushes = destination.pushes.borrow();
+        let sizes: Vec<usize> = pushes.iter().map(|(cs, _)| cs.len()).collect();
+        assert_eq!(sizes, [5, 5, 3]);
+        assert_eq!(pushes[0].0[0].name, "refs/heads/main");
+        // The objects went with the first chunk; the others carry none.
+        assert_eq!(pushes[0].1, 30);
+        assert!(pushes[1..].iter().all(|(_, bytes)| *bytes == 0));
+    }
+
+    #[test]
+    fn a_killed_run_resumes_from_its_checkpoints_and_removes_them() {
+        let source = History::line(20, |_| 100);
+        let refs = head_and(vec![r("refs/heads/main", id(20))], "refs/heads/main");
+        let left = format!("{CHECKPOINT_PREFIX}{}", id(12));
+        let destination = Capped::new(10_000, vec![r(&left, id(12))]);
+        let report = relay(
+            &options(PushBudget::Bytes(500), 10),
+            &source,
+            &refs,
+            &destination,
+        )
+        .unwrap();
+        assert!(report.in_sync);
+        assert_eq!(destination.names(), ["refs/heads/main"]);
+        let stored: u64 = destination.pushes.borrow().iter().map(|(_, b)| b).sum();
+        assert_eq!(stored, 800, "only the 8 commits after the checkpoint went");
+        assert!(report.refs.iter().all(|r| r.result == Outcome::Ok));
     }
 }

@@ -2,15 +2,18 @@
 //! and the pack, read the report-status.
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::bounds::{drain, Bounds};
 use super::error::{Blame, Cause, Side, SideError};
 use super::sides::DestinationSide;
+use crate::output;
 use crate::protocol::advertisement::{Discovery, Ref};
 use crate::protocol::push::{self, Command, ReportStatus};
 use crate::protocol::sideband::SidebandReader;
 use crate::protocol::{Capabilities, PacketReader, ProtocolError};
-use crate::transport::{Body, NetworkOptions, Service, Transport};
+use crate::transport::spool::Spool;
+use crate::transport::{Body, NetworkOptions, Service, Transport, TransportError};
 
 /// The destination: a receive-pack conversation.
 pub(crate) struct Destination {
@@ -18,6 +21,9 @@ pub(crate) struct Destination {
     capabilities: Capabilities,
     blame: Blame,
     bounds: Bounds,
+    /// Whether pushes go with a `Content-Length` (spooled first), once the
+    /// server or a proxy refused a chunked body with HTTP 411.
+    sized: AtomicBool,
 }
 
 impl Destination {
@@ -35,6 +41,7 @@ impl Destination {
                 capabilities,
                 blame,
                 bounds,
+                sized: AtomicBool::new(false),
             },
             refs,
         ))
@@ -96,7 +103,16 @@ impl DestinationSide for Destination {
         push::write_commands(&mut head, commands, &caps)
             .map_err(|e| self.blame.error(ProtocolError::Io(e)))?;
         let mut head = io::Cursor::new(head);
+        let sized = self.sized.load(Ordering::Relaxed);
         let response = match pack {
+            Some(pack) if sized => {
+                let mut body = (&mut head).chain(pack);
+                let mut spool = Spool::new(&mut body).map_err(|e| self.blame.error(ProtocolError::Io(e)))?;
+                let len = spool.len();
+                let mut reader = spool.reader().map_err(|e| self.blame.error(ProtocolError::Io(e)))?;
+                self.transport
+                    .rpc(Service::ReceivePack, false, Body::Sized(&mut reader, len))
+            }
             Some(pack) => {
                 let mut body = (&mut head).chain(pack);
                 self.transport
@@ -106,7 +122,15 @@ impl DestinationSide for Destination {
                 .transport
                 .rpc(Service::ReceivePack, false, Body::Bytes(head.into_inner())),
         }
-        .map_err(|e| self.blame.error(e))?;
+        .map_err(|e| {
+            if matches!(e, TransportError::LengthRequired { .. }) && !sized {
+                output::info(format_args!(
+                    "destination: the server refuses chunked request bodies (HTTP 411); pushes now go with their length, spooled first"
+                ));
+                self.sized.store(true, Ordering::Relaxed);
+            }
+            self.blame.error(e)
+        })?;
         let (mut reader, meter) = self.bounds.message(response);
         // What the server says on the side (index-pack's complaints among
         // it), kept short, to explain a pack it could not store.

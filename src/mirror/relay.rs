@@ -310,6 +310,9 @@ impl Relay<'_> {
                     }
                     pusher.in_parts(&commands, dest_refs, source_refs, true)
                 }
+                // A chunked body refused (411): again, with the pack
+                // fetched anew and sent with its length.
+                Err(PushError::Resend) => pusher.in_parts(&commands, dest_refs, source_refs, false),
                 // Cut once: the network, and the run fails (to be retried);
                 // cut again at the same offset: a limit.
                 Err(PushError::Cut { sent, error }) if limited => {
@@ -329,6 +332,11 @@ impl Relay<'_> {
         let status = match result {
             Ok(status) => status,
             Err(PushError::Side(e) | PushError::Cut { error: e, .. }) => return Err(e),
+            Err(PushError::Resend) => {
+                return Err(destination.error(Cause::Refused(
+                    "the server refused the push's chunked body twice (HTTP 411)".into(),
+                )))
+            }
             Err(PushError::Unpack { reason, error }) => {
                 for r in report
                     .refs

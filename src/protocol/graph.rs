@@ -60,3 +60,24 @@ pub(crate) fn read_commit_graph(
         parents,
     })
 }
+
+#[cfg(test)]
+impl CommitGraph {
+    pub(crate) fn from_edges(edges: &[(ObjectId, &[ObjectId])]) -> CommitGraph {
+        let ids: Vec<ObjectId> = edges.iter().map(|e| e.0).collect();
+        let index: HashMap<ObjectId, u32> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i as u32))
+            .collect();
+        let parents = edges
+            .iter()
+            .map(|(_, ps)| ps.iter().filter_map(|p| index.get(p).copied()).collect())
+            .collect();
+        CommitGraph {
+            ids,
+            index,
+            parents,
+        }
+    }
+}

@@ -312,7 +312,7 @@ impl Sweep<'_> {
             } else {
                 Mode::Mirror
             },
-            push: Default::default(),
+            push: config.push,
         })
     }
 

@@ -4,16 +4,33 @@
 //! `POST <repo>/<service>` for everything else (see `gitprotocol-http(5)`).
 //! Credentials travel only in the `Authorization` header, sent with every
 //! request, so the URL we use and print never contains them. Request bodies
-//! are streamed with chunked transfer encoding and responses are read as
-//! they arrive: a pack of any size passes through a few fixed buffers.
+//! are streamed with chunked transfer encoding, or sent with a
+//! `Content-Length` when their size is known ([`Body::Sized`], for proxies
+//! that refuse chunked bodies), and responses are read as they arrive: a
+//! pack of any size passes through a few fixed buffers.
+//!
+//! Connections are kept alive: every transport of a process with the same
+//! TLS, proxy and timeout settings shares one HTTP agent and so one pool of
+//! idle connections ([`shared_agent`]), so the requests of a run, and of
+//! every repository a `mirror-all` worker takes on the same host, reuse
+//! connections and TLS sessions instead of opening one per transport. The
+//! pool is keyed by scheme, host, port and proxy, so a connection never
+//! serves another host; credentials are a header of each request, never a
+//! property of a connection, and the agent keeps no cookies (ureq's
+//! `cookies` feature is off), so sharing carries nothing across
+//! repositories.
+//! A connection goes back to the pool only once its response has been read
+//! to the end, which the engine does for every response it finishes with.
 //!
 //! TLS is rustls with the system trust store (which honours `SSL_CERT_FILE`
 //! and `SSL_CERT_DIR`), plus `--ca-file`. The read timeout of the socket is
 //! the idle timeout: a transfer may take an hour as long as bytes keep
 //! arriving.
 
+use std::collections::HashMap;
 use std::io::{self, Read};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -57,7 +74,7 @@ impl HttpTransport {
             warn_if_cleartext(&url);
         }
         Ok(HttpTransport {
-            agent: agent_builder(&url, options)?.build(),
+            agent: shared_agent(&url, options)?,
             proxy: proxy_for(&url, options.proxy.as_deref()),
             display: url.to_string(),
             base: Mutex::new(url),
@@ -83,6 +100,48 @@ impl HttpTransport {
         req
     }
 
+    /// Sends one POST with `body`, announced as `len` bytes when given
+    /// (`Content-Length`), else chunked.
+    fn post(
+        &self,
+        url: &str,
+        service: Service,
+        v2: bool,
+        body: &mut (dyn Read + Send),
+        len: Option<u64>,
+    ) -> Result<ureq::Response, TransportError> {
+        let request = self
+            .request("POST", url, v2)
+            .set(
+                "Content-Type",
+                &format!("application/x-{}-request", service.name()),
+            )
+            .set(
+                "Accept",
+                &format!("application/x-{}-result", service.name()),
+            );
+        let request = match len {
+            // ureq sends a body with this header as is, without chunks.
+            Some(len) => request.set("Content-Length", &len.to_string()),
+            None => request,
+        };
+        let mut upload = Upload::new(body, len);
+        request.send(&mut upload).map_err(|e| match e {
+            ureq::Error::Transport(t) if upload.cut_while_sending(&t) => {
+                let kind = io_kind(&t).unwrap_or(io::ErrorKind::ConnectionReset);
+                TransportError::RequestCut(io::Error::new(
+                    kind,
+                    format!(
+                        "{} bytes of the body sent: {}",
+                        upload.sent,
+                        io::Error::from(kind)
+                    ),
+                ))
+            }
+            e => self.classify(url, e),
+        })
+    }
+
     fn classify(&self, url: &str, err: ureq::Error) -> TransportError {
         match err {
             ureq::Error::Status(status, response) => {
@@ -97,6 +156,9 @@ impl HttpTransport {
                     },
                     403 => TransportError::Forbidden { detail },
                     404 => TransportError::NotFound,
+                    408 => TransportError::RequestTimeout { detail },
+                    411 => TransportError::LengthRequired { detail },
+                    413 => TransportError::TooLarge { status, detail },
                     429 | 500 | 502 | 503 | 504 => TransportError::Busy {
                         status,
                         retry_after,
@@ -171,21 +233,28 @@ impl Transport for HttpTransport {
     fn rpc(&self, service: Service, v2: bool, body: Body<'_>) -> Result<Response, TransportError> {
         let url = self.endpoint(service.name());
         output::debug(format_args!("POST {url}"));
-        let request = self
-            .request("POST", &url, v2)
-            .set(
-                "Content-Type",
-                &format!("application/x-{}-request", service.name()),
-            )
-            .set(
-                "Accept",
-                &format!("application/x-{}-result", service.name()),
-            );
-        let result = match body {
-            Body::Bytes(bytes) => request.send_bytes(&bytes),
-            Body::Stream(reader) => request.send(reader),
-        };
-        let response = result.map_err(|e| self.classify(&url, e))?;
+        let response = match body {
+            Body::Bytes(bytes) => {
+                let len = Some(bytes.len() as u64);
+                let first = self.post(&url, service, v2, &mut &bytes[..], len);
+                match first {
+                    // A kept-alive connection the server had closed while
+                    // it sat idle fails the first request sent on it, as a
+                    // cut before any answer. An upload-pack request only
+                    // reads, so it is sent once more, on a new connection
+                    // (the dead one is not pooled again), as HTTP allows
+                    // for requests that change nothing; a receive-pack
+                    // request is not: its ref updates may have been made.
+                    Err(e) if service == Service::UploadPack && is_stale_connection(&e) => {
+                        output::debug(format_args!("POST {url} again: {e}"));
+                        self.post(&url, service, v2, &mut &bytes[..], len)
+                    }
+                    other => other,
+                }
+            }
+            Body::Stream(reader) => self.post(&url, service, v2, reader, None),
+            Body::Sized(reader, len) => self.post(&url, service, v2, reader, Some(len)),
+        }?;
         if (300..400).contains(&response.status()) {
             // A request body cannot be sent twice, and git follows only the
             // discovery request's redirects.
@@ -211,6 +280,143 @@ impl Transport for HttpTransport {
     fn display(&self) -> &str {
         &self.display
     }
+}
+
+/// Whether `e` is what a request meets on a kept-alive connection the
+/// server closed: cut before any answer came.
+fn is_stale_connection(e: &TransportError) -> bool {
+    match e {
+        TransportError::RequestCut(_) => true,
+        TransportError::Io(e) => matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
+}
+
+/// A request body on its way, watched so that a failure can be told apart:
+/// the body's own reader failing (the source) from the connection failing
+/// under it, and a cut before the end of the body from one after.
+struct Upload<'a> {
+    inner: &'a mut (dyn Read + Send),
+    /// Bytes still to send, when the length was announced.
+    remaining: Option<u64>,
+    /// Bytes handed to the client so far.
+    sent: u64,
+    /// The reader failed or ended early: its own error, not the network's.
+    reader_failed: bool,
+    /// The whole body was handed over.
+    finished: bool,
+}
+
+impl<'a> Upload<'a> {
+    fn new(inner: &'a mut (dyn Read + Send), len: Option<u64>) -> Upload<'a> {
+        Upload {
+            inner,
+            remaining: len,
+            sent: 0,
+            reader_failed: false,
+            finished: false,
+        }
+    }
+
+    /// Whether `t` is the connection being reset or closed before the whole
+    /// body went out.
+    fn cut_while_sending(&self, t: &ureq::Transport) -> bool {
+        !self.reader_failed
+            && !self.finished
+            && matches!(
+                io_kind(t),
+                Some(
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::ConnectionAborted
+                )
+            )
+    }
+}
+
+impl Read for Upload<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = match self.remaining {
+            Some(0) => {
+                self.finished = true;
+                return Ok(0);
+            }
+            Some(left) => buf.len().min(usize::try_from(left).unwrap_or(usize::MAX)),
+            None => buf.len(),
+        };
+        let n = match self.inner.read(&mut buf[..want]) {
+            Ok(n) => n,
+            Err(e) => {
+                self.reader_failed = true;
+                return Err(e);
+            }
+        };
+        if n == 0 && want > 0 {
+            if let Some(left) = self.remaining {
+                // Sending less than announced would leave the server
+                // waiting for the rest until one side times out.
+                self.reader_failed = true;
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the request body ended after {} bytes, {left} short of its announced length",
+                        self.sent
+                    ),
+                ));
+            }
+            self.finished = true;
+        }
+        self.sent += n as u64;
+        if let Some(left) = &mut self.remaining {
+            *left -= n as u64;
+        }
+        Ok(n)
+    }
+}
+
+/// What makes two agents different: TLS trust, proxy and timeouts. All
+/// else an agent holds is the same for every transport.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct AgentKey {
+    ca_file: Option<PathBuf>,
+    insecure: bool,
+    proxy: Option<String>,
+    timeout: Duration,
+}
+
+/// Idle connections kept per host: enough for every worker of a
+/// `mirror-all` (at most 8 by default) to find one to the same host.
+const IDLE_PER_HOST: usize = 16;
+
+/// The process's agent for requests to `url` with `options`, built once per
+/// distinct settings and shared (see the module's documentation).
+pub(crate) fn shared_agent(
+    url: &Url,
+    options: &NetworkOptions,
+) -> Result<ureq::Agent, TransportError> {
+    static AGENTS: OnceLock<Mutex<HashMap<AgentKey, ureq::Agent>>> = OnceLock::new();
+    let key = AgentKey {
+        ca_file: options.ca_file.clone(),
+        insecure: options.insecure,
+        proxy: proxy_for(url, options.proxy.as_deref()),
+        timeout: options.timeout,
+    };
+    let agents = AGENTS.get_or_init(Mutex::default);
+    let mut agents = agents.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(agent) = agents.get(&key) {
+        return Ok(agent.clone());
+    }
+    let agent = agent_builder(url, options)?
+        .max_idle_connections_per_host(IDLE_PER_HOST)
+        .build();
+    agents.insert(key, agent.clone());
+    Ok(agent)
 }
 
 /// An HTTP agent for requests to `url`'s host with the TLS trust, proxy and
@@ -493,6 +699,391 @@ mod tests {
         assert!(no_proxy_matches("*", "anything"));
         assert!(!no_proxy_matches("example.com", "notexample.com"));
         assert!(!no_proxy_matches("", "example.com"));
+    }
+
+    /// A minimal HTTP/1.1 server on 127.0.0.1 that counts the connections
+    /// it accepts and records every request, which git's own server in the
+    /// integration harness does not: the proof that connections are reused
+    /// is a count of TCP accepts. It answers by the repository in the path:
+    /// `big` 413, `len` 411, `slow` 408, `busy` 504, `cut` closes the
+    /// connection as soon as the request head is read, `large` answers with
+    /// 256 KiB, `stale` closes a connection when a second request comes on
+    /// it, unanswered (as a server does that ends an idle connection as the
+    /// next request arrives); anything else is a smart-HTTP answer with a
+    /// short body.
+    mod mini {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        use std::thread;
+
+        #[derive(Clone, Debug)]
+        pub(super) struct Seen {
+            pub(super) method: String,
+            pub(super) path: String,
+            pub(super) content_length: Option<u64>,
+            pub(super) chunked: bool,
+            pub(super) body: u64,
+            /// Which accepted connection carried it, from 1.
+            pub(super) connection: usize,
+        }
+
+        pub(super) struct Server {
+            pub(super) port: u16,
+            accepts: Arc<AtomicUsize>,
+            log: Arc<Mutex<Vec<Seen>>>,
+        }
+
+        impl Server {
+            pub(super) fn start() -> Server {
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let port = listener.local_addr().unwrap().port();
+                let accepts = Arc::new(AtomicUsize::new(0));
+                let log = Arc::new(Mutex::new(Vec::new()));
+                let (a, l) = (accepts.clone(), log.clone());
+                thread::spawn(move || {
+                    for stream in listener.incoming() {
+                        let Ok(stream) = stream else { return };
+                        let connection = a.fetch_add(1, Ordering::SeqCst) + 1;
+                        let l = l.clone();
+                        thread::spawn(move || serve(stream, connection, &l));
+                    }
+                });
+                Server { port, accepts, log }
+            }
+
+            pub(super) fn url(&self, repo: &str) -> url::Url {
+                url::Url::parse(&format!("http://127.0.0.1:{}/{repo}.git", self.port)).unwrap()
+            }
+
+            pub(super) fn accepts(&self) -> usize {
+                self.accepts.load(Ordering::SeqCst)
+            }
+
+            pub(super) fn seen(&self) -> Vec<Seen> {
+                self.log.lock().unwrap().clone()
+            }
+        }
+
+        fn serve(stream: TcpStream, connection: usize, log: &Mutex<Vec<Seen>>) {
+            let mut writer = stream.try_clone().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut served = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap_or("").to_owned();
+                let target = parts.next().unwrap_or("").to_owned();
+                let path = target.split('?').next().unwrap_or("").to_owned();
+                let (mut content_length, mut chunked) = (None, false);
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let header = header.trim_end();
+                    if header.is_empty() {
+                        break;
+                    }
+                    let (name, value) = header.split_once(':').unwrap();
+                    let value = value.trim();
+                    if name.eq_ignore_ascii_case("content-length") {
+                        content_length = value.parse().ok();
+                    }
+                    if name.eq_ignore_ascii_case("transfer-encoding") {
+                        chunked = value.eq_ignore_ascii_case("chunked");
+                    }
+                }
+                if path.starts_with("/cut.git") {
+                    // Gone without a word, with the body unread: the kernel
+                    // answers what follows with a reset.
+                    return;
+                }
+                let body = if chunked {
+                    read_chunked(&mut reader)
+                } else {
+                    let n = content_length.unwrap_or(0);
+                    let got = std::io::copy(&mut (&mut reader).take(n), &mut std::io::sink());
+                    match got {
+                        // A body cut short is no request.
+                        Ok(got) if got == n => got,
+                        _ => return,
+                    }
+                };
+                if path.starts_with("/stale.git") && served > 0 {
+                    // Closed with the request read and unanswered.
+                    return;
+                }
+                log.lock().unwrap().push(Seen {
+                    method: method.clone(),
+                    path: path.clone(),
+                    content_length,
+                    chunked,
+                    body,
+                    connection,
+                });
+                let repo = path.trim_start_matches('/').split('/').next().unwrap_or("");
+                let large = "0".repeat(256 << 10);
+                let (status, content_type, text) = match repo {
+                    "big.git" => (413, "text/plain", "Request Entity Too Large"),
+                    "len.git" => (411, "text/plain", "Length Required"),
+                    "slow.git" => (408, "text/plain", "Request Timeout"),
+                    "busy.git" => (504, "text/plain", "Gateway Timeout"),
+                    "large.git" => (
+                        200,
+                        "application/x-git-upload-pack-advertisement",
+                        large.as_str(),
+                    ),
+                    _ if method == "GET" => (
+                        200,
+                        "application/x-git-upload-pack-advertisement",
+                        "001e# service=git-upload-pack\n0000",
+                    ),
+                    _ => (200, "application/x-git-upload-pack-result", "0008NAK\n"),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                    text.len()
+                );
+                if writer.write_all(head.as_bytes()).is_err()
+                    || writer.write_all(text.as_bytes()).is_err()
+                {
+                    return;
+                }
+                served += 1;
+            }
+        }
+
+        fn read_chunked(reader: &mut impl BufRead) -> u64 {
+            let mut total = 0;
+            loop {
+                let mut size = String::new();
+                if reader.read_line(&mut size).unwrap_or(0) == 0 {
+                    return total;
+                }
+                let n = u64::from_str_radix(size.trim(), 16).unwrap_or(0);
+                std::io::copy(&mut reader.take(n), &mut std::io::sink()).unwrap();
+                let mut crlf = String::new();
+                reader.read_line(&mut crlf).unwrap();
+                total += n;
+                if n == 0 {
+                    return total;
+                }
+            }
+        }
+    }
+
+    /// Network settings of their own for each test, so that no test shares
+    /// an agent with another by chance.
+    fn options(timeout_secs: u64) -> NetworkOptions {
+        NetworkOptions {
+            timeout: Duration::from_secs(timeout_secs),
+            ..NetworkOptions::default()
+        }
+    }
+
+    fn read_to_end(response: Response) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut response = response;
+        response.read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn transports_with_the_same_settings_share_connections() {
+        let server = mini::Server::start();
+        let settings = options(41);
+        // Two repositories on one host, as one mirror-all worker meets them.
+        for repo in ["a", "b"] {
+            let transport = HttpTransport::new(server.url(repo), None, &settings).unwrap();
+            read_to_end(transport.discover(Service::UploadPack, false).unwrap());
+            let body = Body::Bytes(b"0000".to_vec());
+            read_to_end(transport.rpc(Service::UploadPack, false, body).unwrap());
+            let mut stream = io::repeat(b'x').take(200_000);
+            let body = Body::Stream(&mut stream);
+            read_to_end(transport.rpc(Service::UploadPack, false, body).unwrap());
+        }
+        assert_eq!(server.seen().len(), 6);
+        assert!(
+            server.seen().iter().all(|s| s.connection == 1),
+            "{:?}",
+            server.seen()
+        );
+        assert_eq!(server.accepts(), 1);
+
+        // The check can fail: other settings are another agent, so another
+        // connection.
+        let other = HttpTransport::new(server.url("c"), None, &options(42)).unwrap();
+        read_to_end(other.discover(Service::UploadPack, false).unwrap());
+        assert_eq!(server.accepts(), 2);
+    }
+
+    #[test]
+    fn a_response_left_unread_costs_its_connection() {
+        // Why the engine drains every response it is done with: a
+        // connection returns to the pool only at the end of its response
+        // (ureq returns one at once only when the whole body came with the
+        // headers, so this one is larger than its buffer).
+        let server = mini::Server::start();
+        let settings = options(43);
+        let transport = HttpTransport::new(server.url("large"), None, &settings).unwrap();
+        let unread = transport.discover(Service::UploadPack, false).unwrap();
+        drop(unread);
+        read_to_end(transport.discover(Service::UploadPack, false).unwrap());
+        assert_eq!(server.accepts(), 2);
+    }
+
+    #[test]
+    fn a_sized_body_is_sent_with_its_length_and_a_stream_in_chunks() {
+        let server = mini::Server::start();
+        let transport = HttpTransport::new(server.url("a"), None, &options(44)).unwrap();
+        let data = vec![7u8; 300_000];
+        let body = Body::Sized(&mut &data[..], data.len() as u64);
+        read_to_end(transport.rpc(Service::UploadPack, false, body).unwrap());
+        let mut stream = &data[..];
+        let body = Body::Stream(&mut stream);
+        read_to_end(transport.rpc(Service::UploadPack, false, body).unwrap());
+        let seen = server.seen();
+        assert_eq!(seen[0].method, "POST");
+        assert_eq!(seen[0].path, "/a.git/git-upload-pack");
+        assert_eq!(
+            (seen[0].content_length, seen[0].chunked),
+            (Some(300_000), false)
+        );
+        assert_eq!(seen[0].body, 300_000);
+        assert_eq!((seen[1].content_length, seen[1].chunked), (None, true));
+        assert_eq!(seen[1].body, 300_000);
+    }
+
+    #[test]
+    fn a_sized_body_is_cut_to_its_length_and_fails_when_short() {
+        let server = mini::Server::start();
+        let transport = HttpTransport::new(server.url("a"), None, &options(45)).unwrap();
+        let data = vec![1u8; 1000];
+        let body = Body::Sized(&mut &data[..], 600);
+        read_to_end(transport.rpc(Service::UploadPack, false, body).unwrap());
+        assert_eq!(server.seen()[0].body, 600);
+
+        let body = Body::Sized(&mut &data[..], 5000);
+        let err = transport
+            .rpc(Service::UploadPack, false, body)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("short of its announced length"),
+            "{err}"
+        );
+        assert!(!err.refused_as_too_large(), "{err:?}");
+        assert_eq!(
+            server.seen().len(),
+            1,
+            "the short request never reached the server whole"
+        );
+    }
+
+    #[test]
+    fn refusals_for_size_and_length_are_told_apart() {
+        let server = mini::Server::start();
+        let settings = options(46);
+        let rpc = |repo: &str| {
+            let transport = HttpTransport::new(server.url(repo), None, &settings).unwrap();
+            transport
+                .rpc(Service::ReceivePack, false, Body::Bytes(b"0000".to_vec()))
+                .err()
+                .unwrap()
+        };
+        let big = rpc("big");
+        assert!(
+            matches!(big, TransportError::TooLarge { status: 413, .. }),
+            "{big:?}"
+        );
+        assert!(big.refused_as_too_large() && !big.is_transient());
+        assert!(big.to_string().contains("too large (HTTP 413)"), "{big}");
+        assert!(big.hint().unwrap().contains("--dest-max-push-bytes"));
+
+        let len = rpc("len");
+        assert!(
+            matches!(len, TransportError::LengthRequired { .. }),
+            "{len:?}"
+        );
+        assert!(!len.refused_as_too_large() && !len.is_transient());
+
+        let slow = rpc("slow");
+        assert!(
+            matches!(slow, TransportError::RequestTimeout { .. }),
+            "{slow:?}"
+        );
+        assert!(slow.refused_as_too_large() && slow.is_transient());
+
+        // A 504 says "busy" whatever the size; only the caller, knowing how
+        // much it sent, may read it as a refusal of a big push.
+        let busy = rpc("busy");
+        assert!(
+            matches!(busy, TransportError::Busy { status: 504, .. }),
+            "{busy:?}"
+        );
+        assert!(
+            busy.to_string().contains("unavailable or overloaded"),
+            "{busy}"
+        );
+        assert!(busy.refused_as_too_large() && busy.is_transient());
+
+        let not_found = TransportError::NotFound;
+        assert!(!not_found.refused_as_too_large());
+        let other_busy = TransportError::Busy {
+            status: 503,
+            retry_after: None,
+            detail: String::new(),
+        };
+        assert!(!other_busy.refused_as_too_large());
+    }
+
+    #[test]
+    fn a_connection_cut_during_the_upload_is_told_from_a_source_failure() {
+        let server = mini::Server::start();
+        let transport = HttpTransport::new(server.url("cut"), None, &options(47)).unwrap();
+        let mut stream = io::repeat(b'x').take(64 << 20);
+        let body = Body::Stream(&mut stream);
+        let err = transport
+            .rpc(Service::ReceivePack, false, body)
+            .err()
+            .unwrap();
+        assert!(matches!(err, TransportError::RequestCut(_)), "{err:?}");
+        assert!(err.refused_as_too_large() && err.is_transient());
+        assert!(err.to_string().contains("bytes of the body sent"), "{err}");
+
+        // The body's own reader failing is the source's failure, not a cut.
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::ConnectionReset, "source cut"))
+            }
+        }
+        let transport = HttpTransport::new(server.url("a"), None, &options(47)).unwrap();
+        let body = Body::Stream(&mut Failing);
+        let err = transport
+            .rpc(Service::ReceivePack, false, body)
+            .err()
+            .unwrap();
+        assert!(!matches!(err, TransportError::RequestCut(_)), "{err:?}");
+        assert!(!err.refused_as_too_large(), "{err:?}");
+    }
+
+    #[test]
+    fn a_connection_the_server_closed_costs_a_read_only_request_nothing() {
+        let server = mini::Server::start();
+        let transport = HttpTransport::new(server.url("stale"), None, &options(48)).unwrap();
+        read_to_end(transport.discover(Service::UploadPack, false).unwrap());
+        // The pooled connection is dead: an upload-pack request goes again
+        // on a new one.
+        let body = Body::Bytes(b"0000".to_vec());
+        read_to_end(transport.rpc(Service::UploadPack, false, body).unwrap());
+        assert_eq!(server.seen().len(), 2);
+        assert_eq!(server.accepts(), 2);
     }
 
     #[test]

@@ -119,7 +119,7 @@ impl Transport for LocalTransport {
         // arrive), so it is fed from another thread; a fetch request is small.
         let mut request: Box<dyn Read + Send> = match body {
             Body::Bytes(bytes) => Box::new(io::Cursor::new(bytes)),
-            Body::Stream(_) => {
+            Body::Stream(_) | Body::Sized(..) => {
                 return Err(TransportError::Local(
                     "a local source takes fetch requests, not streamed pushes".into(),
                 ))

@@ -22,6 +22,7 @@ mod limits;
 mod local;
 mod location;
 mod origin;
+pub(crate) mod spool;
 
 pub(crate) use http::HttpTransport;
 pub(crate) use http::{agent_builder, classify_transport, response_excerpt};
@@ -58,8 +59,15 @@ impl Service {
 pub(crate) enum Body<'a> {
     /// A complete request held in memory (ref listings, fetch negotiation).
     Bytes(Vec<u8>),
-    /// A request streamed from a reader (the push).
+    /// A request streamed from a reader (the push), sent with chunked
+    /// transfer encoding: its length is not known when it starts.
     Stream(&'a mut (dyn Read + Send)),
+    /// A request of a known length, sent with `Content-Length`: for servers
+    /// and proxies that refuse chunked bodies (HTTP 411). The reader must
+    /// give exactly that many bytes (a [`spool::Spool`] of the push does);
+    /// fewer fail the request rather than leave the server waiting, and
+    /// any more are not sent.
+    Sized(&'a mut (dyn Read + Send), u64),
 }
 
 /// A response body being received.
@@ -122,6 +130,34 @@ pub(crate) enum TransportError {
         /// The start of the response body.
         detail: String,
     },
+    /// HTTP 413: the server, or a proxy in front of it, refused the request
+    /// body as too large.
+    #[error("the server refused the request as too large (HTTP {status}){}", detail_suffix(.detail))]
+    TooLarge {
+        /// The status code.
+        status: u16,
+        /// The start of the response body.
+        detail: String,
+    },
+    /// HTTP 411: the server, or a proxy in front of it, wants a
+    /// `Content-Length` and refuses a chunked request body.
+    #[error("the server refused a request body without a length (HTTP 411){}", detail_suffix(.detail))]
+    LengthRequired {
+        /// The start of the response body.
+        detail: String,
+    },
+    /// HTTP 408: the server stopped waiting for the request. A big push
+    /// meets it when the upload outlasts the server's deadline for it.
+    #[error("the server stopped waiting for the request (HTTP 408){}", detail_suffix(.detail))]
+    RequestTimeout {
+        /// The start of the response body.
+        detail: String,
+    },
+    /// The connection was reset or closed while the request body was being
+    /// sent: a server or proxy that refuses a body as too large often
+    /// closes the connection instead of answering 413 after it.
+    #[error("the connection was cut while the request was being sent ({0})")]
+    RequestCut(io::Error),
     /// DNS could not resolve the host.
     #[error("could not resolve host {host}")]
     UnknownHost {
@@ -225,8 +261,26 @@ impl TransportError {
     /// that a stuck server ends the run within the timeout.
     pub(crate) fn is_transient(&self) -> bool {
         match self {
-            TransportError::Busy { .. } | TransportError::Connect { .. } => true,
+            TransportError::Busy { .. }
+            | TransportError::Connect { .. }
+            | TransportError::RequestTimeout { .. }
+            | TransportError::RequestCut(_) => true,
             TransportError::Io(e) => is_transient_io(e),
+            _ => false,
+        }
+    }
+
+    /// Whether the server may have refused the request for its size: a 413;
+    /// a 408 or 504, which a host also answers when a big upload outlasts
+    /// its deadline; or a connection cut while the body was being sent. Only
+    /// a 413 says so outright: the caller weighs the others against how much
+    /// it had sent (a 504 after a few bytes is a busy server).
+    pub(crate) fn refused_as_too_large(&self) -> bool {
+        match self {
+            TransportError::TooLarge { .. }
+            | TransportError::RequestTimeout { .. }
+            | TransportError::RequestCut(_) => true,
+            TransportError::Busy { status, .. } => *status == 504,
             _ => false,
         }
     }
@@ -253,6 +307,10 @@ impl TransportError {
             TransportError::UnknownHost { .. } => "check the host name in the URL and the machine's DNS",
             TransportError::Connect { .. } => "check the host, port and network path; use --proxy or HTTPS_PROXY if a proxy is required",
             TransportError::Busy { .. } => "the server is overloaded or down for maintenance; try again later or raise --retries",
+            TransportError::TooLarge { .. } => "the destination, or a proxy in front of it, takes smaller pushes: lower --dest-max-push-bytes (task input destMaxPushBytes) below its limit, or raise the limit (nginx: client_max_body_size)",
+            TransportError::LengthRequired { .. } => "a proxy in front of the server refuses chunked request bodies; pushes are resent with a Content-Length, so this means even that failed: check the proxy's settings",
+            TransportError::RequestTimeout { .. } => "the server's deadline for receiving a request passed; a push this large may need a lower --dest-max-push-bytes (task input destMaxPushBytes)",
+            TransportError::RequestCut(_) => "the server or a proxy closed the connection during the upload; if this happens on large pushes, lower --dest-max-push-bytes (task input destMaxPushBytes)",
             TransportError::Tls { .. } => "if the server uses a private certificate authority, pass its certificate with --ca-file (or SSL_CERT_FILE); --source-insecure / --dest-insecure skip verification",
             TransportError::Proxy { .. } => "check --proxy / HTTPS_PROXY / HTTP_PROXY and NO_PROXY",
             TransportError::Timeout { .. } => "the server stalled; raise --timeout if it is slow rather than stuck",

@@ -51,7 +51,9 @@
 pub mod forge;
 pub mod task;
 
+mod cap;
 mod cgi;
+mod delay;
 mod echo;
 mod faults;
 mod fixtures;
@@ -64,12 +66,19 @@ mod run;
 mod server;
 mod tls;
 
+pub use cap::{Answer, CapBuilder, CapProxy, Close, Push};
+pub use delay::DelayProxy;
 pub use echo::{echo_text, Echo, EchoServer};
 pub use faults::{Fault, FaultProxy};
-pub use fixtures::populated_source;
+pub use fixtures::{
+    many_tags, merge_heavy_branches, noise_history, oversized_commit, populated_source, tag_every,
+    unmerged_branch,
+};
 pub use hostile::{run_bounded, Bounded, HostileServer, Script};
 pub use proxy::ForwardProxy;
 pub use relay::relay;
-pub use repo::{fsck_strict, git, git_ok, install_hook, refs_of, WorkRepo};
+pub use repo::{
+    fsck_strict, git, git_ok, git_with_input, install_hook, refs_of, RefLog, RefUpdate, WorkRepo,
+};
 pub use run::{command, credentials, noise, run, run_measuring_memory, Run};
 pub use server::{GitServer, Request, ServerBuilder};

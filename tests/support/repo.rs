@@ -8,7 +8,7 @@
 use std::cell::Cell;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
@@ -113,6 +113,27 @@ pub fn refs_of(repo: &Path) -> Vec<(String, String)> {
     refs
 }
 
+/// Runs git in `dir` with `input` on its stdin; panics with its stderr on
+/// failure, returns its stdout trimmed. For `fast-import` and
+/// `update-ref --stdin`, which make thousands of refs in one process.
+pub fn git_with_input(dir: &Path, args: &[&str], input: &[u8]) -> String {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut cmd = git_command(dir, args);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let output = child.wait_with_output().expect("wait for git");
+    let _ = writer.join();
+    check(&output, dir, args)
+}
+
 /// Checks a repository with `git fsck --strict`; panics on any problem.
 pub fn fsck_strict(repo: &Path) {
     git(repo, &["fsck", "--strict", "--no-dangling"]);
@@ -206,6 +227,45 @@ impl WorkRepo {
         self.git(&["tag", "-a", name, "-m", message]);
     }
 
+    /// Merges `branch` into the current branch with a merge commit (never a
+    /// fast-forward); returns the merge's oid.
+    pub fn merge(&self, branch: &str, message: &str) -> String {
+        let n = self.commits.get() + 1;
+        self.commits.set(n);
+        let date = format!("{} +0000", EPOCH + 60 * n);
+        let args = ["merge", "-q", "--no-ff", "-m", message, branch];
+        let mut cmd = git_command(self.path(), &args);
+        cmd.env("GIT_AUTHOR_DATE", &date)
+            .env("GIT_COMMITTER_DATE", &date);
+        check(&run(cmd), self.path(), &args);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// Commits `files` new files of `bytes_each` incompressible bytes (see
+    /// [`noise`](super::noise)) in one commit; returns its oid.
+    pub fn commit_noise(&self, files: usize, bytes_each: usize, message: &str) -> String {
+        let n = self.commits.get() + 1;
+        for i in 0..files {
+            let seed = (n << 20) + i as u64 + 1;
+            let file = self.path().join(format!("noise-{n}-{i}.bin"));
+            fs::write(&file, super::noise(bytes_each, seed)).expect("write noise");
+        }
+        self.git(&["add", "-A"]);
+        self.commits.set(n);
+        let date = format!("{} +0000", EPOCH + 60 * n);
+        let args = ["commit", "-q", "-m", message];
+        let mut cmd = git_command(self.path(), &args);
+        cmd.env("GIT_AUTHOR_DATE", &date)
+            .env("GIT_COMMITTER_DATE", &date);
+        check(&run(cmd), self.path(), &args);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// The oid `rev` names.
+    pub fn rev_parse(&self, rev: &str) -> String {
+        self.git(&["rev-parse", rev])
+    }
+
     /// Makes `bare` (a local path) an exact copy of this repository's refs.
     pub fn push_mirror_to(&self, bare: &Path) {
         self.git(&["push", "-q", "--mirror", path_arg(bare)]);
@@ -225,4 +285,78 @@ impl Default for WorkRepo {
 /// Turns a path into the `&str` argument the helpers take.
 pub(crate) fn path_arg(path: &Path) -> &str {
     path.to_str().expect("path is UTF-8")
+}
+
+/// The ref updates of every push into a bare repository, in the order the
+/// client sent them, as its `pre-receive` hook saw them: which branch a
+/// mirror created first, and in how many pushes.
+pub struct RefLog {
+    file: PathBuf,
+}
+
+/// One ref update of a push: old oid, new oid, ref name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefUpdate {
+    pub old: String,
+    pub new: String,
+    pub name: String,
+}
+
+impl RefLog {
+    /// Installs a `pre-receive` hook in `bare` (replacing any) that appends
+    /// each push's commands to a log in the repository directory.
+    pub fn install(bare: &Path) -> RefLog {
+        let file = bare.join("git-relay-test-reflog");
+        fs::write(&file, "").expect("create the ref log");
+        // A line "push" starts each push, then its commands as received.
+        let script = format!(
+            "{{ echo push; cat; }} >> '{}'\n",
+            path_arg(&file).replace('\'', "'\\''")
+        );
+        install_hook(bare, "pre-receive", &script);
+        RefLog { file }
+    }
+
+    /// Each push's updates, in order.
+    pub fn pushes(&self) -> Vec<Vec<RefUpdate>> {
+        let text = fs::read_to_string(&self.file).expect("read the ref log");
+        let mut pushes = Vec::new();
+        for line in text.lines() {
+            if line == "push" {
+                pushes.push(Vec::new());
+                continue;
+            }
+            let mut parts = line.splitn(3, ' ');
+            let (Some(old), Some(new), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if let Some(push) = pushes.last_mut() {
+                push.push(RefUpdate {
+                    old: old.to_owned(),
+                    new: new.to_owned(),
+                    name: name.to_owned(),
+                });
+            }
+        }
+        pushes
+    }
+
+    /// Every ref name updated, push after push.
+    pub fn names(&self) -> Vec<String> {
+        self.pushes()
+            .into_iter()
+            .flatten()
+            .map(|u| u.name)
+            .collect()
+    }
+
+    /// The first branch (`refs/heads/*`) any push created.
+    pub fn first_created_branch(&self) -> Option<String> {
+        self.pushes()
+            .into_iter()
+            .flatten()
+            .find(|u| u.old.bytes().all(|b| b == b'0') && u.name.starts_with("refs/heads/"))
+            .map(|u| u.name)
+    }
 }

@@ -87,6 +87,7 @@ pub struct ServerBuilder {
     anonymous_read: bool,
     dumb: bool,
     moved: Vec<(String, String)>,
+    config: Vec<(String, String)>,
 }
 
 /// One request the server answered, as the client sent it.
@@ -165,6 +166,7 @@ impl GitServer {
             anonymous_read: false,
             dumb: false,
             moved: Vec::new(),
+            config: Vec::new(),
         }
     }
 
@@ -317,11 +319,43 @@ impl ServerBuilder {
         self
     }
 
+    /// Sets `key` to `value` in the server's global config (the backend's
+    /// `$HOME/.gitconfig`), so it applies to every repository served, e.g.
+    /// `receive.maxInputSize` or `uploadpack.allowFilter`. One repository
+    /// alone is configured with `git config` in its directory instead.
+    pub fn config(mut self, key: &str, value: &str) -> Self {
+        self.config.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// A source like Azure Repos: protocol v0 only, no partial clone
+    /// filters, and no wants but advertised tips.
+    pub fn azure_like(self) -> Self {
+        self.protocol_v2(false)
+            .config("uploadpack.allowFilter", "false")
+            .config("uploadpack.allowReachableSHA1InWant", "false")
+            .config("uploadpack.allowAnySHA1InWant", "false")
+    }
+
+    /// A source like GitHub: protocol v2, partial clone filters, and wants
+    /// of any reachable commit.
+    pub fn github_like(self) -> Self {
+        self.protocol_v2(true)
+            .config("uploadpack.allowFilter", "true")
+            .config("uploadpack.allowReachableSHA1InWant", "true")
+            .config("uploadpack.allowAnySHA1InWant", "true")
+    }
+
     pub fn start(self) -> GitServer {
         let root = tempfile::Builder::new()
             .prefix("git-relay-server-")
             .tempdir()
             .expect("create server root");
+        let gitconfig = root.path().join(".gitconfig");
+        for (key, value) in &self.config {
+            let file = repo::path_arg(&gitconfig);
+            repo::git(root.path(), &["config", "--file", file, key, value]);
+        }
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1");
         let port = listener.local_addr().expect("listener address").port();
 

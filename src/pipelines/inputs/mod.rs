@@ -24,7 +24,7 @@ use percent_encoding::utf8_percent_encode;
 
 use crate::auth::{Credentials, USERINFO};
 use crate::config;
-use crate::mirror::RefSelection;
+use crate::mirror::{PushBudget, PushLimits, RefSelection, DEFAULT_MAX_REF_UPDATES};
 use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy};
 pub(crate) use environment::Environment;
 pub(crate) use organization::read_organization;
@@ -71,6 +71,8 @@ pub const INPUTS: &[&str] = &[
     "skipForks",
     "jobs",
     "shard",
+    "destMaxPushBytes",
+    "maxRefUpdates",
 ];
 
 /// The values of the `mode` pick list, as task.json lists them.
@@ -215,6 +217,18 @@ fn read_network(env: &Environment, c: &mut Collector) -> NetworkOptions {
             deadline,
             ..Limits::default()
         },
+    }
+}
+
+/// What one push to the destination may carry, read as the command line
+/// reads `--dest-max-push-bytes` and `--max-ref-updates`; both modes share
+/// it.
+fn read_push(env: &Environment, c: &mut Collector) -> PushLimits {
+    let max_bytes = c.parse(env, "destMaxPushBytes", config::parse_push_budget);
+    let max_ref_updates = c.parse(env, "maxRefUpdates", config::parse_max_ref_updates);
+    PushLimits {
+        max_bytes: max_bytes.unwrap_or(PushBudget::HostDefault),
+        max_ref_updates: max_ref_updates.unwrap_or(DEFAULT_MAX_REF_UPDATES),
     }
 }
 

@@ -6,8 +6,8 @@ use regex::Regex;
 
 use super::credentials::{read_credentials, DESTINATION, SOURCE};
 use super::{
-    patterns, read_bool, read_network, read_selection, side_network, Collector, Environment,
-    Reading, FORGE_KINDS,
+    patterns, read_bool, read_network, read_push, read_selection, side_network, Collector,
+    Environment, Reading, FORGE_KINDS,
 };
 use crate::auth::Credentials;
 use crate::config::{ForgeConfig, SweepConfig};
@@ -31,6 +31,7 @@ pub(crate) fn read_organization(env: &Environment) -> Reading<SweepConfig> {
     let prune = read_bool(env, "prune", true, &mut c);
     let force = read_bool(env, "force", false, &mut c);
     let dry_run = read_bool(env, "dryRun", false, &mut c);
+    let push = read_push(env, &mut c);
 
     let scope = required_url(
         env,
@@ -118,6 +119,7 @@ pub(crate) fn read_organization(env: &Environment) -> Reading<SweepConfig> {
                     force,
                     dry_run,
                     retry: RetryPolicy::default(),
+                    push,
                 },
                 authentication,
             ))

@@ -2,7 +2,8 @@
 
 use super::credentials::{read_credentials, SideInputs, DESTINATION, SOURCE};
 use super::{
-    read_bool, read_network, read_selection, side_network, Collector, Environment, Reading,
+    read_bool, read_network, read_push, read_selection, side_network, Collector, Environment,
+    Reading,
 };
 use crate::mirror::{Endpoint, Mode, Options};
 use crate::transport::NetworkOptions;
@@ -17,6 +18,7 @@ pub(crate) fn read(env: &Environment) -> Reading<Options> {
     let prune = read_bool(env, "prune", true, &mut c);
     let force = read_bool(env, "force", false, &mut c);
     let dry_run = read_bool(env, "dryRun", false, &mut c);
+    let push = read_push(env, &mut c);
 
     let run = match (source, destination, selection) {
         (Some(source), Some(destination), Some(selection)) => Some((
@@ -27,7 +29,7 @@ pub(crate) fn read(env: &Environment) -> Reading<Options> {
                 prune,
                 force,
                 mode: if dry_run { Mode::DryRun } else { Mode::Mirror },
-                push: Default::default(),
+                push,
             },
             (source.1, destination.1),
         )),

@@ -231,6 +231,8 @@ fn organization_inputs_become_a_sweep() {
         ("INPUT_SHARD", "2/3"),
         ("INPUT_PRUNE", "false"),
         ("INPUT_DRYRUN", "true"),
+        ("INPUT_DESTMAXPUSHBYTES", "4GB"),
+        ("INPUT_MAXREFUPDATES", "2500"),
     ]);
     assert_eq!(task_mode(&e), Ok(TaskMode::Organization));
     let reading = read_organization(&e);
@@ -245,6 +247,8 @@ fn organization_inputs_become_a_sweep() {
     assert_eq!(sweep.jobs, Some(4));
     assert_eq!(sweep.shard.map(|s| s.to_string()).as_deref(), Some("2/3"));
     assert!(!sweep.prune && sweep.dry_run && !sweep.force);
+    assert_eq!(sweep.push.max_bytes, PushBudget::Bytes(4_000_000_000));
+    assert_eq!(sweep.push.max_ref_updates, 2500);
     assert_eq!(sweep.destination.token.as_deref(), Some("ghp_dst"));
     // The Basic forms git may send to each forge are secrets too.
     use base64::Engine as _;
@@ -272,4 +276,38 @@ fn agent_proxy_credentials_are_secret() {
     assert!(read(&e).secrets.contains(&"p@ss".to_owned()));
     let proxy = options(&e).source.network.proxy;
     assert_eq!(proxy.as_deref(), Some("http://me:p%40ss@proxy:3128"));
+}
+
+#[test]
+fn push_limits_default_to_the_host_and_5000_updates() {
+    let push = options(&env(&[])).push;
+    assert_eq!(push.max_bytes, PushBudget::HostDefault);
+    assert_eq!(push.max_ref_updates, DEFAULT_MAX_REF_UPDATES);
+}
+
+#[test]
+fn push_limit_inputs_reach_the_options() {
+    let push = options(&env(&[
+        ("INPUT_DESTMAXPUSHBYTES", "1500MiB"),
+        ("INPUT_MAXREFUPDATES", "100"),
+    ]))
+    .push;
+    assert_eq!(push.max_bytes, PushBudget::Bytes(1500 << 20));
+    assert_eq!(push.max_ref_updates, 100);
+    let push = options(&env(&[("INPUT_DESTMAXPUSHBYTES", "0")])).push;
+    assert_eq!(push.max_bytes, PushBudget::Unlimited);
+}
+
+#[test]
+fn bad_push_limits_name_their_inputs() {
+    let e = env(&[
+        ("INPUT_DESTMAXPUSHBYTES", "2 TB"),
+        ("INPUT_MAXREFUPDATES", "0"),
+    ]);
+    let problems = errors(&e);
+    let named = |input: &str| problems.iter().find(|p| p.input == input).cloned();
+    let size = named("destMaxPushBytes").expect("destMaxPushBytes");
+    assert!(size.message.contains("unknown unit"), "{size}");
+    let updates = named("maxRefUpdates").expect("maxRefUpdates");
+    assert!(updates.message.contains("at least 1"), "{updates}");
 }
