@@ -47,6 +47,9 @@ class Sample:
     # seconds (overlapping: git-relay streams upload-pack into receive-pack).
     breakdown: dict = field(default_factory=dict)
     load: float | None = None  # 1-minute load average when the job started
+    # Server CPU seconds and largest process (KiB) by request, e.g.
+    # "POST git-receive-pack" (see WebServer.usage_by_service).
+    server_by_service: dict = field(default_factory=dict)
 
 
 def measured_commands(cmds: list[list[str]], env: dict, logdir: Path) -> Sample:
@@ -199,9 +202,11 @@ class Bench:
                 sample.refused += 1
             elif kind == "push cut by the client":
                 sample.cut += 1
-        usage = self.server.usage_since(usage_offset)
+        usage = self.server.usage_by_service(usage_offset)
         if usage:
-            sample.server_cpu, sample.server_rss_kib = usage
+            sample.server_by_service = usage
+            sample.server_cpu = sum(cpu for cpu, _ in usage.values())
+            sample.server_rss_kib = max((rss for _, rss in usage.values()), default=0)
         if tool == "git-relay":
             read_relay_report(sample, logdir)
         if scenario in CAPPED_SCENARIOS and tool == "git":

@@ -181,6 +181,20 @@ def capped_table(results: dict, cap: int) -> list[str]:
             lines.append(f"| {SCENARIO_TITLES[scenario]} | {kind} | {count} | "
                          f"{human_bytes(sent)} | {human_bytes(received)} | "
                          f"{human_seconds(seconds)} |")
+    lines += ["", "Server CPU by request, median run of each scenario (both servers' "
+              "http-backend and git children: upload-pack and pack-objects for a fetch, "
+              "receive-pack, index-pack and the connectivity check for a push):", "",
+              "| scenario | tool | request | server CPU | largest process |",
+              "| --- | --- | --- | --- | --- |"]
+    for scenario in ("first", *CAPPED_SCENARIOS):
+        for tool in TOOLS:
+            samples = results.get(scenario, {}).get(tool, [])
+            if not samples:
+                continue
+            median_run = sorted(samples, key=lambda s: s.wall)[len(samples) // 2]
+            for service, (cpu, rss) in sorted(median_run.server_by_service.items()):
+                lines.append(f"| {SCENARIO_TITLES[scenario]} | {tool} | {service} | "
+                             f"{human_seconds(cpu)} | {human_bytes(rss * 1024)} |")
     expected = sorted({f"{sc}/{t}: {s.note}" for sc in CAPPED_SCENARIOS
                        for t, ss in results.get(sc, {}).items() for s in ss
                        if s.expected_failure and s.ok})

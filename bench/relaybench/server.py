@@ -111,9 +111,12 @@ class WebServer:
         if not GNU_TIME.exists():
             return self.tools["http-backend"]
         script = self.dir / "http-backend.sh"
+        # The request's method and path follow the figures, so that server
+        # CPU can be told apart by service (upload-pack, receive-pack).
         script.write_text(
             "#!/bin/sh\n"
-            f"exec {GNU_TIME} -q -a -o {self.dir}/cgi-usage.log -f '%U %S %M' "
+            f"exec {GNU_TIME} -q -a -o {self.dir}/cgi-usage.log "
+            "-f \"%U %S %M $REQUEST_METHOD $PATH_INFO\" "
             f"{self.tools['http-backend']}\n")
         script.chmod(0o755)
         return str(script)
@@ -251,19 +254,37 @@ http {{
         pack-objects, receive-pack, index-pack, rev-list), not nginx itself.
         None when GNU time is missing and nothing was recorded.
         """
+        by_service = self.usage_by_service(offset)
+        if by_service is None:
+            return None
+        return (sum(cpu for cpu, _ in by_service.values()),
+                max((rss for _, rss in by_service.values()), default=0))
+
+    def usage_by_service(self, offset: int) -> dict[str, tuple[float, int]] | None:
+        """Server CPU seconds and largest process (KiB) since offset, by what
+        the requests were: `GET info/refs`, `POST git-upload-pack`, `POST
+        git-receive-pack`."""
         path = self.dir / "cgi-usage.log"
         if not path.exists():
             return None
         with open(path, "rb") as f:
             f.seek(offset)
             lines = f.read().decode(errors="replace").splitlines()
-        cpu, rss = 0.0, 0
+        out: dict[str, tuple[float, int]] = {}
         for line in lines:
             parts = line.split()
-            if len(parts) == 3:
-                cpu += float(parts[0]) + float(parts[1])
-                rss = max(rss, int(parts[2]))
-        return cpu, rss
+            if len(parts) < 3:
+                continue
+            try:
+                cpu, rss = float(parts[0]) + float(parts[1]), int(parts[2])
+            except ValueError:
+                continue
+            service = "unknown"
+            if len(parts) >= 5:
+                service = f"{parts[3]} {parts[4].rsplit('/', 1)[-1]}"
+            before = out.get(service, (0.0, 0))
+            out[service] = (before[0] + cpu, max(before[1], rss))
+        return out
 
     def requests_since(self, offset: int) -> list[Request]:
         """The requests logged since offset, in the order they ended."""
