@@ -9,7 +9,13 @@ against the same real smart-HTTP servers on 127.0.0.1 (nginx + fcgiwrap +
   first    mirror into an empty destination repository;
   commit   the source gained one commit on its main branch;
   rewrite  one branch of the source was rewritten (force-pushed);
-  noop     source and destination already agree.
+  noop     source and destination already agree;
+  capped   (on request) first mirror into a destination behind a second
+           nginx server that answers 413 to bodies over --cap, git-relay
+           with --dest-max-push-bytes just under it; git's push must fail
+           and leave the destination unchanged;
+  capped-learnt  the same, git-relay without the flag (it learns the cap
+           from the refusal).
 
 The two tools:
 
