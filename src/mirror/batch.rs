@@ -46,9 +46,10 @@ use crate::protocol::{ObjectId, ProtocolError};
 /// branches and tags; the ref selection leaves the namespace out.
 pub(super) const CHECKPOINT_PREFIX: &str = "refs/git-relay/";
 
-/// The first slice of commits an increment tries, before pushes measure
-/// how many fit.
-const FIRST_SLICE: usize = 64;
+/// The checkpoints the first increment spans: one, and the pushes then
+/// measure how many fit, growing up to fourfold while far under the
+/// budget, so that a history of even commits goes without a push cut short.
+const FIRST_SLICE: usize = 1;
 
 /// Why a push did not go through.
 pub(super) enum PushError {
@@ -461,7 +462,7 @@ impl<'a> Pusher<'a> {
             human_bytes(self.budget.unwrap_or(u64::MAX))
         ));
         let mut next = 0;
-        let mut slice = if any { FIRST_SLICE } else { 1 };
+        let mut slice = FIRST_SLICE;
         while next < checkpoints.len() {
             let last = (next + slice).min(checkpoints.len()) - 1;
             let (at, want, ref label) = checkpoints[last];
@@ -535,6 +536,10 @@ impl<'a> Pusher<'a> {
                             "the history up to {label} is larger than the push budget of {budget}, and the source serves only the history of its refs; enable uploadpack.allowReachableSHA1InWant (or protocol v2) on the source, or raise --dest-max-push-bytes"
                         )
                     };
+                    // Nothing to resume from until the budget changes: the
+                    // checkpoints of this run go, and the destination is as
+                    // it was.
+                    self.remove_checkpoints();
                     return Err(PushError::Side(
                         self.destination.error(Cause::Refused(message)),
                     ));
@@ -543,6 +548,24 @@ impl<'a> Pusher<'a> {
             }
         }
         Ok(())
+    }
+}
+
+impl Pusher<'_> {
+    /// Deletes the checkpoints this run made, as far as the destination
+    /// lets it (best effort: the run is failing already).
+    fn remove_checkpoints(&mut self) {
+        let deletes: Vec<Command> = std::mem::take(&mut self.checkpoints)
+            .into_iter()
+            .map(|(name, old)| Command {
+                old,
+                new: ObjectId::ZERO,
+                name,
+            })
+            .collect();
+        for chunk in deletes.chunks(self.max_refs) {
+            let _ = self.push(chunk, None);
+        }
     }
 }
 
@@ -557,11 +580,12 @@ fn repeats(cuts: &[u64], sent: u64) -> bool {
 /// How many checkpoints the next increment spans, after `slice` of them
 /// made a push of `sent` bytes: aiming at 60% of the budget, which leaves
 /// room for commits larger than the average, and changing by at most a
-/// factor of two at a time.
+/// factor of four up and two down at a time: the first slices are small,
+/// so that a history of even commits is sent without a push cut short.
 fn next_slice(slice: usize, sent: u64, budget: Option<u64>) -> usize {
     let target = budget.map_or(u64::MAX, |b| b / 10 * 6) as f64;
     let scaled = slice as f64 * target / sent.max(1) as f64;
-    (scaled as usize).clamp((slice / 2).max(1), slice.saturating_mul(2))
+    (scaled as usize).clamp((slice / 2).max(1), slice.saturating_mul(4))
 }
 
 /// Whether a failed push reads as "too large": HTTP 413, or a deadline
@@ -598,8 +622,9 @@ mod tests {
 
     #[test]
     fn a_slice_grows_toward_sixty_percent_of_the_budget_at_most_twofold() {
-        // 10 commits made 1 MiB of a 10 MiB budget: 60 would fit, 20 is the step.
-        assert_eq!(next_slice(10, MIB, Some(10 * MIB)), 20);
+        // 10 commits made 1 MiB of a 10 MiB budget: 60 would fit, 40 is the step.
+        assert_eq!(next_slice(10, MIB, Some(10 * MIB)), 40);
+        assert_eq!(next_slice(10, 3 * MIB, Some(10 * MIB)), 20);
         // 10 commits made 8 MiB of 10: 7 aim at 6 MiB.
         assert_eq!(next_slice(10, 8 * MIB, Some(10 * MIB)), 7);
         // Never below half, never below one.
@@ -616,8 +641,8 @@ mod tests {
 
     #[test]
     fn a_slice_without_a_budget_or_bytes_only_grows() {
-        assert_eq!(next_slice(64, 0, Some(MIB)), 128);
-        assert_eq!(next_slice(64, MIB, None), 128);
+        assert_eq!(next_slice(64, 0, Some(MIB)), 256);
+        assert_eq!(next_slice(64, MIB, None), 256);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use super::batch::{PushError, Pusher};
+use super::batch::{self, PushError, Pusher};
 use super::error::{Cause, SideError};
 use super::sides::{DestinationSide, Negotiated, PackOptions, SourceSide};
 use super::{Action, Mode, Options, Outcome, Plan, PushBudget, RefReport, Report, Totals};
@@ -295,9 +295,17 @@ impl Relay<'_> {
         };
         let key = opts.destination.location.to_string();
         let mut pusher = Pusher::new(source, destination, &key, budget, max_refs);
-        let result = if pusher.too_many(&commands) {
+        // Into a destination that holds nothing yet (or only checkpoints of
+        // a run cut short) under a budget, the history goes in increments
+        // from the start: a first mirror is the run that outgrows a push,
+        // and a trial push would cost a budget's worth of upload.
+        let empty = dest_refs
+            .iter()
+            .all(|r| r.name == "HEAD" || r.name.starts_with(batch::CHECKPOINT_PREFIX));
+        let result = if pusher.too_many(&commands) || (empty && pusher.budget.is_some()) {
             drop(negotiated.pack);
-            pusher.in_parts(&commands, dest_refs, source_refs, false)
+            let history = empty && pusher.budget.is_some();
+            pusher.in_parts(&commands, dest_refs, source_refs, history)
         } else {
             match pusher.push(&commands, negotiated.pack) {
                 Err(PushError::TooLarge {
