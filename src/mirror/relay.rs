@@ -308,29 +308,14 @@ impl Relay<'_> {
             pusher.in_parts(&commands, dest_refs, source_refs, history)
         } else {
             match pusher.push(&commands, negotiated.pack) {
-                Err(PushError::TooLarge {
-                    sent,
-                    by_server,
-                    detail,
-                }) if limited => {
-                    if by_server {
-                        pusher.learn(sent, &detail);
-                    }
-                    pusher.in_parts(&commands, dest_refs, source_refs, true)
-                }
                 // A chunked body refused (411): again, with the pack
                 // fetched anew and sent with its length.
                 Err(PushError::Resend) => pusher.in_parts(&commands, dest_refs, source_refs, false),
-                // Cut once: the network, and the run fails (to be retried);
-                // cut again at the same offset: a limit.
-                Err(PushError::Cut { sent, error }) if limited => {
-                    if pusher.cut_is_a_limit(sent) {
-                        pusher.learn(sent, "the connection was cut at the same point twice");
-                        pusher.in_parts(&commands, dest_refs, source_refs, true)
-                    } else {
-                        Err(PushError::Side(error))
-                    }
-                }
+                // Too large (or cut twice at one offset): in increments.
+                Err(failure) if limited => match pusher.too_large(failure) {
+                    Ok(_) => pusher.in_parts(&commands, dest_refs, source_refs, true),
+                    Err(e) => Err(e),
+                },
                 other => other,
             }
         };
