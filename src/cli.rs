@@ -34,6 +34,9 @@ Examples:
   # Only branches and release tags, keeping destination-only branches:
   git-relay mirror SRC DST --include 'refs/heads/*' --include 'refs/tags/v*' --no-prune
 
+  # Into a server behind a proxy that takes at most 100 MB a request (pushed in batches):
+  git-relay mirror SRC https://git.example.com/acme/repo.git --dest-max-push-bytes 90MB
+
   # What would change? (exit code 3 when something differs)
   git-relay status SRC DST --json
 

@@ -117,7 +117,7 @@ pub(crate) fn rejection_hint(host: &str, reason: &str) -> Option<&'static str> {
     } else if has("pack exceeds maximum allowed size") {
         "the destination refused the push as too large: lower --dest-max-push-bytes (task input destMaxPushBytes) so that each push stays under its limit"
     } else if has("pre-receive hook declined") || has("hook declined") {
-        "a server-side hook of the destination refused the update; its `remote:` lines above say why (branch protection, push rules, file size)"
+        "a server-side hook of the destination refused the update; the server's message says why (branch protection, push rules, file size)"
     } else {
         return None;
     })
@@ -211,8 +211,8 @@ mod tests {
         );
         assert!(hint("bitbucket.org", "pre-receive hook declined").contains("Bitbucket"));
         // Elsewhere the same words are only a hook's refusal.
-        assert!(hint("git.example.com", "pre-receive hook declined").contains("remote:"));
-        assert!(hint("git.example.com", "hook declined").contains("remote:"));
+        assert!(hint("git.example.com", "pre-receive hook declined").contains("server's message"));
+        assert!(hint("git.example.com", "hook declined").contains("server's message"));
         assert!(hint(
             "git.example.com",
             "unpack index-pack abnormal exit\nremote: fatal: pack exceeds maximum allowed size"

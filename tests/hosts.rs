@@ -326,11 +326,19 @@ fn azure_like_source_without_tags_fails_saying_why() {
 }
 
 #[test]
-fn v0_source_with_filters_and_a_v2_source_both_go_in_batches() {
+fn v0_sources_that_serve_any_commit_and_a_v2_source_all_go_in_batches() {
+    // Commits learnt from a commits-only pack (filter) or from the start of
+    // the whole pack (no filter); any commit may be wanted in v0 only with
+    // allowReachableSHA1InWant (without it, tags are the checkpoints: see
+    // the Azure-like tests).
     for builder in [
         GitServer::builder()
             .protocol_v2(false)
-            .config("uploadpack.allowFilter", "true"),
+            .config("uploadpack.allowFilter", "true")
+            .config("uploadpack.allowReachableSHA1InWant", "true"),
+        GitServer::builder()
+            .protocol_v2(false)
+            .config("uploadpack.allowReachableSHA1InWant", "true"),
         GitServer::builder().github_like(),
     ] {
         let work = big_work();

@@ -46,9 +46,10 @@ use crate::protocol::{ObjectId, ProtocolError};
 /// branches and tags; the ref selection leaves the namespace out.
 pub(super) const CHECKPOINT_PREFIX: &str = "refs/git-relay/";
 
-/// The first slice of commits an increment tries, before pushes measure
-/// how many fit.
-const FIRST_SLICE: usize = 64;
+/// The checkpoints the first increment spans: one, and the pushes then
+/// measure how many fit, growing up to fourfold while far under the
+/// budget, so that a history of even commits goes without a push cut short.
+const FIRST_SLICE: usize = 1;
 
 /// Why a push did not go through.
 pub(super) enum PushError {
@@ -199,6 +200,34 @@ impl<'a> Pusher<'a> {
         learnt(&self.key, |l| l.budget = Some(budget));
     }
 
+    /// Takes the verdict on a failed push: `Ok` when it was too large (with
+    /// what the server said, if it was the server and not the budget that
+    /// refused it; a budget is learnt from it), the error to fail with
+    /// otherwise. A first cut connection is the network, not a limit.
+    pub(super) fn too_large(&mut self, failure: PushError) -> Result<Option<String>, PushError> {
+        match failure {
+            PushError::TooLarge {
+                sent,
+                by_server,
+                detail,
+            } => {
+                if by_server {
+                    self.learn(sent, &detail);
+                }
+                Ok(by_server.then_some(detail))
+            }
+            PushError::Cut { sent, error } => {
+                if !self.cut_is_a_limit(sent) {
+                    return Err(PushError::Side(error));
+                }
+                let detail = "the connection was cut at the same point twice";
+                self.learn(sent, detail);
+                Ok(Some(detail.to_owned()))
+            }
+            other => Err(other),
+        }
+    }
+
     /// One push of `commands`, with `pack` when any of them needs objects,
     /// counted against the budget.
     pub(super) fn push(
@@ -321,18 +350,8 @@ impl<'a> Pusher<'a> {
         // The refs, then the checkpoints' deletions: their history is what
         // the refs hold by then.
         let mut queue: Vec<Command> = commands.to_vec();
-        let deletes =
-            |pusher: &mut Pusher, queue: &mut Vec<Command>, from: &mut Vec<_>| {
-                queue.extend(from.drain(..).chain(pusher.checkpoints.drain(..)).map(
-                    |(name, old)| Command {
-                        old,
-                        new: ObjectId::ZERO,
-                        name,
-                    },
-                ));
-            };
-        let mut leftovers = leftovers;
-        deletes(self, &mut queue, &mut leftovers);
+        self.checkpoints.extend(leftovers);
+        self.queue_deletes(&mut queue);
         let mut status = ReportStatus {
             unpack: Ok(()),
             refs: Vec::new(),
@@ -366,35 +385,20 @@ impl<'a> Pusher<'a> {
                     done += chunk.len();
                 }
                 Err(PushError::Resend) => continue,
-                Err(PushError::Cut { sent, error }) if !incremented => {
-                    if !self.cut_is_a_limit(sent) {
-                        return Err(PushError::Side(error));
-                    }
-                    self.learn(sent, "the connection was cut at the same point twice");
+                Err(failure) if !incremented => {
+                    self.too_large(failure)?;
                     let rest = wants(&queue[done..], &haves);
                     self.increments(&rest, &mut haves, source_refs)?;
-                    deletes(self, &mut queue, &mut Vec::new());
+                    self.queue_deletes(&mut queue);
                     incremented = true;
                 }
-                Err(PushError::TooLarge {
-                    sent,
-                    by_server,
-                    detail,
-                }) if !incremented => {
-                    if by_server {
-                        self.learn(sent, &detail);
-                    }
-                    let rest = wants(&queue[done..], &haves);
-                    self.increments(&rest, &mut haves, source_refs)?;
-                    deletes(self, &mut queue, &mut Vec::new());
-                    incremented = true;
-                }
-                Err(PushError::TooLarge { .. }) => {
+                Err(failure @ (PushError::TooLarge { .. } | PushError::Cut { .. })) => {
+                    self.too_large(failure)?;
                     return Err(PushError::Side(self.destination.error(Cause::Refused(format!(
                         "the objects for {} beyond the history already sent are larger than the push budget of {}",
                         chunk[0].name,
                         human_bytes(self.budget.unwrap_or(0))
-                    )))))
+                    )))));
                 }
                 Err(e) => return Err(e),
             }
@@ -413,7 +417,7 @@ impl<'a> Pusher<'a> {
     ) -> Result<(), PushError> {
         self.batched = true;
         output::info(format_args!(
-            "the pack is larger than one push may carry ({}): learning the history to send it in increments",
+            "pushing in increments of at most {}: learning the commits to send",
             human_bytes(self.budget.unwrap_or(u64::MAX))
         ));
         let graph = self.source.commit_graph(wants, haves)?;
@@ -455,13 +459,9 @@ impl<'a> Pusher<'a> {
             tips.sort_by_key(|t| t.0);
             tips
         };
-        output::info(format_args!(
-            "{} commits to send, in increments of at most {}",
-            order.len(),
-            human_bytes(self.budget.unwrap_or(u64::MAX))
-        ));
+        output::info(format_args!("{} commits to send", order.len()));
         let mut next = 0;
-        let mut slice = if any { FIRST_SLICE } else { 1 };
+        let mut slice = FIRST_SLICE;
         while next < checkpoints.len() {
             let last = (next + slice).min(checkpoints.len()) - 1;
             let (at, want, ref label) = checkpoints[last];
@@ -496,35 +496,19 @@ impl<'a> Pusher<'a> {
                     next = last + 1;
                 }
                 Err(PushError::Resend) => continue,
-                // A cut that repeats is a limit; a first one, the network:
-                // the run fails (and is retried, resuming from the
-                // checkpoints).
-                Err(PushError::Cut { sent, error }) => {
-                    if !self.cut_is_a_limit(sent) {
-                        return Err(PushError::Side(error));
-                    }
-                    self.learn(sent, "the connection was cut at the same point twice");
-                    if last > next {
-                        slice = (last - next).div_ceil(2).max(1);
-                    }
-                }
-                Err(PushError::TooLarge {
-                    sent,
-                    by_server,
-                    detail,
-                }) => {
-                    if by_server {
-                        self.learn(sent, &detail);
-                    }
+                // Too large: a smaller slice, down to one commit. (A first
+                // cut connection fails the run, to be retried: it resumes
+                // from the checkpoints.)
+                Err(failure) => {
+                    let refused = self.too_large(failure)?;
                     if last > next {
                         slice = (last - next).div_ceil(2).max(1);
                         continue;
                     }
                     let budget = human_bytes(self.budget.unwrap_or(0));
-                    let message = if by_server {
+                    let message = if let Some(detail) = refused {
                         format!(
-                            "the server refuses even the push of {label} alone ({} sent) as too large: {detail}",
-                            human_bytes(sent)
+                            "the server refuses even the push of {label} alone as too large: {detail}"
                         )
                     } else if any {
                         format!(
@@ -535,14 +519,45 @@ impl<'a> Pusher<'a> {
                             "the history up to {label} is larger than the push budget of {budget}, and the source serves only the history of its refs; enable uploadpack.allowReachableSHA1InWant (or protocol v2) on the source, or raise --dest-max-push-bytes"
                         )
                     };
+                    // Nothing to resume from until the budget changes: the
+                    // checkpoints of this run go, and the destination is as
+                    // it was.
+                    self.remove_checkpoints();
                     return Err(PushError::Side(
                         self.destination.error(Cause::Refused(message)),
                     ));
                 }
-                Err(e) => return Err(e),
             }
         }
         Ok(())
+    }
+}
+
+impl Pusher<'_> {
+    /// Puts the deletion of every checkpoint known so far at the end of
+    /// `queue`.
+    fn queue_deletes(&mut self, queue: &mut Vec<Command>) {
+        queue.extend(self.checkpoints.drain(..).map(|(name, old)| Command {
+            old,
+            new: ObjectId::ZERO,
+            name,
+        }));
+    }
+
+    /// Deletes the checkpoints this run made, as far as the destination
+    /// lets it (best effort: the run is failing already).
+    fn remove_checkpoints(&mut self) {
+        let deletes: Vec<Command> = std::mem::take(&mut self.checkpoints)
+            .into_iter()
+            .map(|(name, old)| Command {
+                old,
+                new: ObjectId::ZERO,
+                name,
+            })
+            .collect();
+        for chunk in deletes.chunks(self.max_refs) {
+            let _ = self.push(chunk, None);
+        }
     }
 }
 
@@ -557,11 +572,12 @@ fn repeats(cuts: &[u64], sent: u64) -> bool {
 /// How many checkpoints the next increment spans, after `slice` of them
 /// made a push of `sent` bytes: aiming at 60% of the budget, which leaves
 /// room for commits larger than the average, and changing by at most a
-/// factor of two at a time.
+/// factor of four up and two down at a time: the first slices are small,
+/// so that a history of even commits is sent without a push cut short.
 fn next_slice(slice: usize, sent: u64, budget: Option<u64>) -> usize {
     let target = budget.map_or(u64::MAX, |b| b / 10 * 6) as f64;
     let scaled = slice as f64 * target / sent.max(1) as f64;
-    (scaled as usize).clamp((slice / 2).max(1), slice.saturating_mul(2))
+    (scaled as usize).clamp((slice / 2).max(1), slice.saturating_mul(4))
 }
 
 /// Whether a failed push reads as "too large": HTTP 413, or a deadline
@@ -598,8 +614,9 @@ mod tests {
 
     #[test]
     fn a_slice_grows_toward_sixty_percent_of_the_budget_at_most_twofold() {
-        // 10 commits made 1 MiB of a 10 MiB budget: 60 would fit, 20 is the step.
-        assert_eq!(next_slice(10, MIB, Some(10 * MIB)), 20);
+        // 10 commits made 1 MiB of a 10 MiB budget: 60 would fit, 40 is the step.
+        assert_eq!(next_slice(10, MIB, Some(10 * MIB)), 40);
+        assert_eq!(next_slice(10, 3 * MIB, Some(10 * MIB)), 20);
         // 10 commits made 8 MiB of 10: 7 aim at 6 MiB.
         assert_eq!(next_slice(10, 8 * MIB, Some(10 * MIB)), 7);
         // Never below half, never below one.
@@ -616,8 +633,8 @@ mod tests {
 
     #[test]
     fn a_slice_without_a_budget_or_bytes_only_grows() {
-        assert_eq!(next_slice(64, 0, Some(MIB)), 128);
-        assert_eq!(next_slice(64, MIB, None), 128);
+        assert_eq!(next_slice(64, 0, Some(MIB)), 256);
+        assert_eq!(next_slice(64, MIB, None), 256);
     }
 
     #[test]

@@ -160,18 +160,28 @@ impl DestinationSide for Destination {
             report
         };
         let mut report = report.map_err(|e| self.blame.error(e))?;
-        if let Err(reason) = &mut report.unpack {
-            let said = String::from_utf8_lossy(&said);
-            let said: Vec<&str> = said
-                .split(['\n', '\r'])
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            if !said.is_empty() {
-                reason.push_str(&format!(
-                    " (the server said: {})",
-                    crate::protocol::escape(said.join("; ").as_bytes())
-                ));
+        // A refusal's reason is a word ("hook declined"); the why is in what
+        // the server said beside it (a hook's message, index-pack's).
+        let said = String::from_utf8_lossy(&said);
+        let said: Vec<&str> = said
+            .split(['\n', '\r'])
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        if !said.is_empty() {
+            let said = format!(
+                " (the server said: {})",
+                crate::protocol::escape(said.join("; ").as_bytes())
+            );
+            let refused = report
+                .refs
+                .iter_mut()
+                .filter_map(|r| r.result.as_mut().err());
+            for reason in std::iter::once(&mut report.unpack)
+                .filter_map(|u| u.as_mut().err())
+                .chain(refused)
+            {
+                reason.push_str(&said);
             }
         }
         Ok(report)

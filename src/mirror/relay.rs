@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use super::batch::{PushError, Pusher};
+use super::batch::{self, PushError, Pusher};
 use super::error::{Cause, SideError};
 use super::sides::{DestinationSide, Negotiated, PackOptions, SourceSide};
 use super::{Action, Mode, Options, Outcome, Plan, PushBudget, RefReport, Report, Totals};
@@ -295,34 +295,27 @@ impl Relay<'_> {
         };
         let key = opts.destination.location.to_string();
         let mut pusher = Pusher::new(source, destination, &key, budget, max_refs);
-        let result = if pusher.too_many(&commands) {
+        // Into a destination that holds nothing yet (or only checkpoints of
+        // a run cut short) under a budget, the history goes in increments
+        // from the start: a first mirror is the run that outgrows a push,
+        // and a trial push would cost a budget's worth of upload.
+        let empty = dest_refs
+            .iter()
+            .all(|r| r.name == "HEAD" || r.name.starts_with(batch::CHECKPOINT_PREFIX));
+        let result = if pusher.too_many(&commands) || (empty && pusher.budget.is_some()) {
             drop(negotiated.pack);
-            pusher.in_parts(&commands, dest_refs, source_refs, false)
+            let history = empty && pusher.budget.is_some();
+            pusher.in_parts(&commands, dest_refs, source_refs, history)
         } else {
             match pusher.push(&commands, negotiated.pack) {
-                Err(PushError::TooLarge {
-                    sent,
-                    by_server,
-                    detail,
-                }) if limited => {
-                    if by_server {
-                        pusher.learn(sent, &detail);
-                    }
-                    pusher.in_parts(&commands, dest_refs, source_refs, true)
-                }
                 // A chunked body refused (411): again, with the pack
                 // fetched anew and sent with its length.
                 Err(PushError::Resend) => pusher.in_parts(&commands, dest_refs, source_refs, false),
-                // Cut once: the network, and the run fails (to be retried);
-                // cut again at the same offset: a limit.
-                Err(PushError::Cut { sent, error }) if limited => {
-                    if pusher.cut_is_a_limit(sent) {
-                        pusher.learn(sent, "the connection was cut at the same point twice");
-                        pusher.in_parts(&commands, dest_refs, source_refs, true)
-                    } else {
-                        Err(PushError::Side(error))
-                    }
-                }
+                // Too large (or cut twice at one offset): in increments.
+                Err(failure) if limited => match pusher.too_large(failure) {
+                    Ok(_) => pusher.in_parts(&commands, dest_refs, source_refs, true),
+                    Err(e) => Err(e),
+                },
                 other => other,
             }
         };

@@ -187,6 +187,9 @@ pub(crate) fn write_v0_request<W: Write + ?Sized>(
         (request.thin_pack, "thin-pack"),
         (request.no_progress, "no-progress"),
         (request.ofs_delta, "ofs-delta"),
+        // upload-pack takes a `filter` line only when the capability was
+        // asked for here ("filtering capability not negotiated").
+        (request.filter.is_some(), "filter"),
     ];
     let first_hex = first.to_hex();
     let mut line: Vec<&[u8]> = vec![b"want ", &first_hex];
@@ -412,7 +415,10 @@ mod tests {
             String::from_utf8(out).unwrap()
         };
         let v0 = |line: &[u8]| Capabilities::parse_v0(line);
-        assert!(write(&v0(b"filter ofs-delta"), false).contains("filter tree:0\n"));
+        let v0_filtered = write(&v0(b"filter ofs-delta"), false);
+        assert!(v0_filtered.contains("filter tree:0\n"));
+        let first_want = v0_filtered.lines().next().unwrap_or_default();
+        assert!(first_want.contains(" filter"), "{first_want}");
         assert!(!write(&v0(b"ofs-delta"), false).contains("filter"));
         assert!(!write(&v2_caps(), true).contains("filter"));
     }
