@@ -20,6 +20,7 @@
 pub mod advertisement;
 pub(crate) mod capabilities;
 pub mod fetch;
+pub(crate) mod graph;
 pub(crate) mod oid;
 pub(crate) mod pack;
 pub mod pktline;

@@ -103,16 +103,6 @@ impl<R: Read> PackReader<R> {
         Ok(pack)
     }
 
-    /// How many objects the header announced that are still to come.
-    pub(crate) fn remaining(&self) -> u32 {
-        self.remaining
-    }
-
-    /// Bytes of the pack read so far.
-    pub(crate) fn position(&self) -> u64 {
-        self.input.position
-    }
-
     /// The next object's header, or `None` after the last one.
     pub(crate) fn next(&mut self) -> Result<Option<Entry>, ProtocolError> {
         if let Some(size) = self.pending.take() {
