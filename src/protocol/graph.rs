@@ -18,9 +18,9 @@
 //!
 //! Parents usually come after their children (git writes commits newest
 //! first), so a commit's parents are given an index when first named and
-//! the graph is renumbered once the pack is read: indices are then the
-//! order commits arrived in, and parents that never arrived (history the
-//! destination already has) are dropped.
+//! the graph is renumbered in place once the pack is read: ids that never
+//! arrived as commits (parents the destination already has) are dropped,
+//! and the rest keep the order they were first named in.
 //!
 //! An unfiltered pack holds trees and blobs after the commits. Once every
 //! tip the caller wants is in the graph, the first tree or blob ends the
@@ -51,7 +51,7 @@ const NONE: u32 = u32::MAX;
 /// The commits of a pack as a compact graph: an index per commit, parents
 /// as indices.
 pub(crate) struct CommitGraph {
-    /// By index: the order commits arrived in.
+    /// By index: the order commits were first named in.
     ids: Vec<ObjectId>,
     table: IdTable,
     /// Parents of commit `i`: `parents[starts[i]..starts[i + 1]]`.
@@ -325,47 +325,60 @@ impl Builder {
         })
     }
 
-    /// Renumbers by arrival and drops parents that never arrived.
+    /// Drops the ids that never arrived as commits and numbers the rest
+    /// in the order they were first named, without copying the ids.
     fn finish(self) -> CommitGraph {
         let Builder {
-            ids,
+            mut ids,
             mut table,
             arrival,
             arrived,
-            mut starts,
-            mut parents,
-            tags,
-        } = self;
-        let mut by_arrival: Vec<ObjectId> = Vec::with_capacity(arrived.len());
-        by_arrival.extend(arrived.iter().map(|&node| ids[node as usize]));
-        drop(ids);
-        drop(arrived);
-        let mut kept = 0usize;
-        for commit in 0..starts.len() {
-            let from = starts[commit] as usize;
-            let to = starts
-                .get(commit + 1)
-                .map_or(parents.len(), |&s| s as usize);
-            starts[commit] = kept as u32;
-            for i in from..to {
-                let parent = arrival[parents[i] as usize];
-                if parent != NONE {
-                    parents[kept] = parent;
-                    kept += 1;
-                }
-            }
-        }
-        drop(arrival);
-        parents.truncate(kept);
-        parents.shrink_to_fit();
-        starts.push(kept as u32);
-        starts.shrink_to_fit();
-        table.rebuild(&by_arrival);
-        CommitGraph {
-            ids: by_arrival,
-            table,
             starts,
             parents,
+            tags,
+        } = self;
+        let mut index = vec![NONE; ids.len()];
+        let mut count = 0u32;
+        for (node, &at) in arrival.iter().enumerate() {
+            if at != NONE {
+                index[node] = count;
+                count += 1;
+            }
+        }
+        drop(arrived);
+        let mut new_starts = Vec::with_capacity(count as usize + 1);
+        let mut new_parents = Vec::new();
+        for &at in arrival.iter().filter(|&&at| at != NONE) {
+            let at = at as usize;
+            let from = starts[at] as usize;
+            let to = starts.get(at + 1).map_or(parents.len(), |&s| s as usize);
+            new_starts.push(new_parents.len() as u32);
+            new_parents.extend(
+                parents[from..to]
+                    .iter()
+                    .map(|&p| index[p as usize])
+                    .filter(|&p| p != NONE),
+            );
+        }
+        new_starts.push(new_parents.len() as u32);
+        drop((arrival, starts, parents));
+        let mut kept = 0;
+        for node in 0..ids.len() {
+            if index[node] != NONE {
+                ids[kept] = ids[node];
+                kept += 1;
+            }
+        }
+        drop(index);
+        ids.truncate(kept);
+        ids.shrink_to_fit();
+        new_parents.shrink_to_fit();
+        table.rebuild(&ids);
+        CommitGraph {
+            ids,
+            table,
+            starts: new_starts,
+            parents: new_parents,
             tags,
         }
     }
