@@ -35,6 +35,7 @@
 mod bounds;
 mod destination;
 mod error;
+mod order;
 pub(crate) mod plan;
 mod relay;
 pub(crate) mod report;
