@@ -1015,6 +1015,21 @@ mod tests {
         assert_eq!(graph.parents(graph.index(&id(2)).unwrap()).len(), 1);
     }
 
+    #[test]
+    fn the_fuzz_corpus_packs_read_whole() {
+        // Packs by git 2.47: filtered with merges, an octopus and tags,
+        // commit deltas by offset and by id, trees and blobs.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/commit_graph");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let pack = std::fs::read(entry.unwrap().path()).unwrap();
+            let graph = read_commit_graph(&pack[..], &[ObjectId::ZERO], 1 << 20).unwrap();
+            assert!(graph.len() >= 3);
+            seen += 1;
+        }
+        assert!(seen >= 5);
+    }
+
     const MEMORY_COMMITS: u32 = 1_000_000;
 
     /// The synthetic history of the memory figure: commit `i` has parent
