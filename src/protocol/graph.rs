@@ -22,10 +22,13 @@
 //! arrived as commits (parents the destination already has) are dropped,
 //! and the rest keep the order they were first named in.
 //!
-//! An unfiltered pack holds trees and blobs after the commits. Once every
-//! tip the caller wants is in the graph, the first tree or blob ends the
-//! read, so the caller need not download the whole pack to learn its
-//! history.
+//! An unfiltered pack holds trees and blobs after the commits, so once
+//! every tip the caller wants is in the graph and trees and blobs arrive,
+//! the read can end without downloading the rest of the pack. Not at the
+//! first one, though: git writes the objects that tags name (a tree, in
+//! some repositories) right after the newest commits, ahead of the older
+//! ones. The read ends after a run of [`STOP_AFTER_OTHERS`] trees and
+//! blobs with no commit among them, a few hundred kilobytes more.
 
 // Until the batching engine (`mirror::batch`) that calls it lands.
 #![cfg_attr(not(test), allow(dead_code))]
@@ -45,6 +48,12 @@ const CACHE_ENTRY_OVERHEAD: usize = 128;
 /// Inflated bytes allowed per byte of budget (and at least 1 GiB): commits
 /// compress about threefold, a zlib bomb a thousandfold.
 const INFLATION_PER_BUDGET_BYTE: u64 = 16;
+/// Trees and blobs in a row, once the tips are in, that end the read of an
+/// unfiltered pack. git writes every object a tag names (tagged trees and
+/// blobs too) right after the commits up to the first tagged one, so a
+/// tree may come before the rest of the commits; a thousand of them with
+/// no commit between is the tree section.
+const STOP_AFTER_OTHERS: u32 = 1024;
 /// Marks "no index" in the tables below.
 const NONE: u32 = u32::MAX;
 
@@ -119,10 +128,11 @@ impl CommitGraph {
 /// Reads the commits (and annotated tags) of the pack on `reader`, at most
 /// `budget` bytes.
 ///
-/// When `tips` are all in the graph (tags peeled) and a tree or blob
-/// arrives, reading stops there: git writes commits before trees, so an
-/// unfiltered pack need not be read to its end. A pack filtered with
-/// `tree:0` is simply read to its end.
+/// When `tips` are all in the graph (tags peeled) and trees or blobs
+/// arrive, reading stops there: git writes commits before trees, so an
+/// unfiltered pack need not be read to its end. (It stops after a run of
+/// [`STOP_AFTER_OTHERS`] of them: tagged trees come among the commits.) A
+/// pack filtered with `tree:0` is simply read to its end.
 pub(crate) fn read_commit_graph(
     reader: impl Read,
     tips: &[ObjectId],
@@ -153,6 +163,7 @@ fn read_graph(
     // anything arrived since.
     let mut tips_done = false;
     let mut changed = true;
+    let mut others_in_a_row = 0u32;
     while let Some(entry) = pack.next()? {
         let (kind, base) = match entry.kind {
             Kind::Commit => (Kept::Commit, None),
@@ -176,15 +187,19 @@ fn read_graph(
         };
         if kind == Kept::Neither {
             first_other = first_other.min(entry.start);
-            if changed {
-                tips_done = builder.has_all(tips);
-                changed = false;
-            }
-            if tips_done {
-                break;
+            others_in_a_row += 1;
+            if others_in_a_row >= STOP_AFTER_OTHERS {
+                if changed {
+                    tips_done = builder.has_all(tips);
+                    changed = false;
+                }
+                if tips_done {
+                    break;
+                }
             }
             continue;
         }
+        others_in_a_row = 0;
         if entry.size > MAX_KEPT {
             return Err(bad("a commit or tag larger than 16 MiB"));
         }
@@ -803,9 +818,11 @@ mod tests {
     }
 
     #[test]
-    fn an_unfiltered_pack_is_read_only_to_its_first_tree() {
+    fn an_unfiltered_pack_is_read_only_into_its_trees() {
         let repo = Repo::new();
-        // Blobs that do not compress, so the pack is mostly them.
+        // Blobs that do not compress, named to come last, so the pack is
+        // mostly them; then small files, more than a run that ends the
+        // read, named to come first.
         let mut state = 1u64;
         for i in 0..4 {
             let noise: String = (0..100_000)
@@ -816,8 +833,13 @@ mod tests {
                     char::from(b'a' + (state % 26) as u8)
                 })
                 .collect();
-            repo.commit(&format!("f{i}"), &noise, &format!("commit {i}"));
+            repo.commit(&format!("z{i}"), &noise, &format!("commit {i}"));
         }
+        for i in 0..STOP_AFTER_OTHERS + 100 {
+            std::fs::write(repo.dir.path().join(format!("a{i:05}")), i.to_string()).unwrap();
+        }
+        repo.git(&["add", "."]);
+        repo.git(&["commit", "-q", "-m", "many small files"]);
         repo.git(&["tag", "-a", "-m", "release", "v1", "HEAD~1"]);
         let pack = repo.pack(&["--stdout"], "main\nv1\n");
         let expected = repo.rev_list(&["main"]);
@@ -837,6 +859,7 @@ mod tests {
             );
         }
         // A tip the pack does not hold: read to the end, whatever it holds.
+        // (Bounded by the budget, as ever.)
         let read = Rc::new(Cell::new(0));
         let counting = Counting {
             inner: &pack[..],
@@ -845,6 +868,24 @@ mod tests {
         let graph = read_commit_graph(counting, &[ObjectId::ZERO], 1 << 30).unwrap();
         assert_same(&graph, &expected);
         assert!(read.get() >= pack.len() - 20);
+    }
+
+    #[test]
+    fn a_tagged_tree_among_the_commits_does_not_end_the_read() {
+        let repo = Repo::new();
+        for i in 0..20 {
+            repo.commit(&format!("f{i}"), &i.to_string(), &format!("c{i}"));
+        }
+        repo.git(&["tag", "-a", "-m", "a tree", "vtree", "HEAD~15^{tree}"]);
+        repo.git(&["tag", "-a", "-m", "middle", "vmid", "HEAD~10"]);
+        let pack = repo.pack(&["--stdout"], "main\n");
+        // git writes the tagged tree right after the tagged commit's
+        // descendants, ahead of its ancestors.
+        let kinds = pack_kinds(&pack);
+        let first_tree = kinds.iter().position(|k| *k == Kind::Tree).unwrap();
+        assert!(kinds[first_tree..].contains(&Kind::Commit));
+        let graph = read_commit_graph(&pack[..], &[repo.id("main")], 1 << 20).unwrap();
+        assert_same(&graph, &repo.rev_list(&["main"]));
     }
 
     #[test]
