@@ -44,9 +44,9 @@ use super::{ObjectId, ProtocolError};
 /// Bytes of commit and tag bodies kept as delta bases.
 const CACHE_BYTES: usize = 32 << 20;
 /// What a cached body costs besides its bytes: its allocation and its
-/// entries in the cache's three maps (about 210 bytes at 80,000 entries,
-/// reckoned from the maps' entry sizes and spare capacity).
-const CACHE_ENTRY_OVERHEAD: usize = 224;
+/// entries in the cache's three maps, spare capacity included (about 290
+/// bytes: the resident size with the cache full of 170-byte commits).
+const CACHE_ENTRY_OVERHEAD: usize = 288;
 /// Inflated bytes allowed per byte of budget (and at least 1 GiB): commits
 /// compress about threefold, a zlib bomb a thousandfold.
 const INFLATION_PER_BUDGET_BYTE: u64 = 16;
@@ -63,7 +63,7 @@ const NONE: u32 = u32::MAX;
 /// as indices.
 pub(crate) struct CommitGraph {
     /// By index: the order commits were first named in.
-    ids: Vec<ObjectId>,
+    ids: Chunked<ObjectId>,
     table: IdTable,
     /// Parents of commit `i`: `parents[starts[i]..starts[i + 1]]`.
     starts: Vec<u32>,
@@ -79,7 +79,7 @@ impl CommitGraph {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.ids.len() == 0
     }
 
     /// The index of a commit in the graph.
@@ -88,7 +88,7 @@ impl CommitGraph {
     }
 
     pub(crate) fn id(&self, commit: u32) -> ObjectId {
-        self.ids[commit as usize]
+        self.ids.at(commit as usize)
     }
 
     /// Parents that are in the graph (parents outside it are history the
@@ -107,7 +107,7 @@ impl CommitGraph {
 
     /// Heap bytes held, for the memory figure.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.ids.capacity() * std::mem::size_of::<ObjectId>()
+        self.ids.heap_bytes()
             + self.table.heap_bytes()
             + (self.starts.capacity() + self.parents.capacity()) * 4
             + self.tags.capacity() * (std::mem::size_of::<(ObjectId, (ObjectId, bool))>() + 1)
@@ -256,16 +256,16 @@ enum Kept {
 #[derive(Default)]
 struct Builder {
     /// Every id named so far, by node.
-    ids: Vec<ObjectId>,
+    ids: Chunked<ObjectId>,
     table: IdTable,
     /// By node: where the commit's parents start in `stream`, or `NONE`
     /// while it is only named as a parent.
-    start: Vec<u32>,
+    start: Chunked<u32>,
     /// The parents of each commit that arrived, in arrival order: nodes,
     /// the last one marked with `LAST`, or `ROOT` alone for a commit
     /// without parents. One word a parent, and nothing per commit but
     /// `start`.
-    stream: Vec<u32>,
+    stream: Chunked<u32>,
     tags: HashMap<ObjectId, (ObjectId, bool)>,
 }
 
@@ -295,7 +295,7 @@ impl Builder {
         mut parents: Vec<ObjectId>,
     ) -> Result<(), ProtocolError> {
         let node = self.node(id)?;
-        if self.start[node as usize] != NONE {
+        if self.start.at(node as usize) != NONE {
             // The same id is the same commit: nothing new.
             return Ok(());
         }
@@ -309,7 +309,7 @@ impl Builder {
             .ok()
             .filter(|&n| n < NONE)
             .ok_or_else(|| bad("more parents than a graph can number"))?;
-        self.start[node as usize] = start;
+        self.start.set(node as usize, start);
         if parents.is_empty() {
             self.stream.push(ROOT);
         }
@@ -343,7 +343,7 @@ impl Builder {
     fn has_commit(&self, id: &ObjectId) -> bool {
         self.table
             .find(&self.ids, id)
-            .is_some_and(|node| self.start[node as usize] != NONE)
+            .is_some_and(|node| self.start.at(node as usize) != NONE)
     }
 
     /// Whether every tip, peeled, is a commit in the graph or a tag of
@@ -365,12 +365,12 @@ impl Builder {
             stream,
             tags,
         } = self;
-        let ranks = Ranks::new(start.iter().map(|&s| s != NONE));
+        let ranks = Ranks::new(start.iter().map(|s| s != NONE));
         let mut starts = Vec::with_capacity(ranks.count as usize + 1);
         let mut parents = Vec::with_capacity(stream.len());
-        for &at in start.iter().filter(|&&at| at != NONE) {
+        for at in start.iter().filter(|&at| at != NONE) {
             starts.push(parents.len() as u32);
-            for &word in &stream[at as usize..] {
+            for word in stream.iter_from(at as usize) {
                 if word == ROOT {
                     break;
                 }
@@ -388,13 +388,12 @@ impl Builder {
         let mut kept = 0;
         for node in 0..ids.len() {
             if ranks.rank(node as u32).is_some() {
-                ids[kept] = ids[node];
+                ids.set(kept, ids.at(node));
                 kept += 1;
             }
         }
         drop(ranks);
         ids.truncate(kept);
-        ids.shrink_to_fit();
         table.rebuild(&ids);
         CommitGraph {
             ids,
@@ -476,7 +475,7 @@ impl IdTable {
         self.hasher.hash_one(id) as usize & (self.slots.len() - 1)
     }
 
-    fn find(&self, ids: &[ObjectId], id: &ObjectId) -> Option<u32> {
+    fn find(&self, ids: &Chunked<ObjectId>, id: &ObjectId) -> Option<u32> {
         if self.slots.is_empty() {
             return None;
         }
@@ -484,14 +483,14 @@ impl IdTable {
         loop {
             match self.slots[at] {
                 NONE => return None,
-                index if ids.get(index as usize) == Some(id) => return Some(index),
+                index if ids.get(index as usize).as_ref() == Some(id) => return Some(index),
                 _ => at = (at + 1) & (self.slots.len() - 1),
             }
         }
     }
 
     /// Adds `index`, whose id (`ids[index]`) is not in the table yet.
-    fn insert(&mut self, ids: &[ObjectId], index: u32) {
+    fn insert(&mut self, ids: &Chunked<ObjectId>, index: u32) {
         if (self.len + 1) * 4 > self.slots.len() * 3 {
             self.grow(ids, (self.slots.len() * 2).max(16));
         }
@@ -499,15 +498,15 @@ impl IdTable {
         self.len += 1;
     }
 
-    fn place(&mut self, ids: &[ObjectId], index: u32) {
-        let mut at = self.slot(&ids[index as usize]);
+    fn place(&mut self, ids: &Chunked<ObjectId>, index: u32) {
+        let mut at = self.slot(&ids.at(index as usize));
         while self.slots[at] != NONE {
             at = (at + 1) & (self.slots.len() - 1);
         }
         self.slots[at] = index;
     }
 
-    fn grow(&mut self, ids: &[ObjectId], size: usize) {
+    fn grow(&mut self, ids: &Chunked<ObjectId>, size: usize) {
         let old = std::mem::replace(&mut self.slots, vec![NONE; size]);
         for index in old.into_iter().filter(|&i| i != NONE) {
             self.place(ids, index);
@@ -515,7 +514,7 @@ impl IdTable {
     }
 
     /// Indexes `ids` anew, every one of them.
-    fn rebuild(&mut self, ids: &[ObjectId]) {
+    fn rebuild(&mut self, ids: &Chunked<ObjectId>) {
         let mut size = 16;
         while ids.len() * 4 > size * 3 {
             size *= 2;
@@ -530,6 +529,94 @@ impl IdTable {
 
     fn heap_bytes(&self) -> usize {
         self.slots.capacity() * 4
+    }
+}
+
+/// A list that only grows, in blocks of a fixed size. Growing it never
+/// copies or frees, where a doubling `Vec` leaves each old buffer behind as
+/// a hole in the heap that stays resident: with a million commits those
+/// holes cost about as much as the lists themselves.
+struct Chunked<T> {
+    blocks: Vec<Vec<T>>,
+    len: usize,
+}
+
+/// Items a block of a [`Chunked`] holds.
+const BLOCK: usize = 1 << 16;
+
+impl<T> Default for Chunked<T> {
+    fn default() -> Self {
+        Chunked {
+            blocks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T: Copy> Chunked<T> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, value: T) {
+        if self.len % BLOCK == 0 {
+            self.blocks.push(Vec::with_capacity(BLOCK));
+        }
+        if let Some(block) = self.blocks.last_mut() {
+            block.push(value);
+            self.len += 1;
+        }
+    }
+
+    fn get(&self, index: usize) -> Option<T> {
+        self.blocks.get(index / BLOCK)?.get(index % BLOCK).copied()
+    }
+
+    /// The item at `index`, which must be one (as with a slice).
+    fn at(&self, index: usize) -> T {
+        self.blocks[index / BLOCK][index % BLOCK]
+    }
+
+    fn set(&mut self, index: usize, value: T) {
+        self.blocks[index / BLOCK][index % BLOCK] = value;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        self.iter_from(0)
+    }
+
+    fn iter_from(&self, index: usize) -> impl Iterator<Item = T> + '_ {
+        self.blocks
+            .iter()
+            .skip(index / BLOCK)
+            .enumerate()
+            .flat_map(move |(i, block)| {
+                let skip = if i == 0 { index % BLOCK } else { 0 };
+                block.iter().skip(skip).copied()
+            })
+    }
+
+    fn truncate(&mut self, len: usize) {
+        if len < self.len {
+            self.blocks.truncate(len.div_ceil(BLOCK));
+            if let Some(block) = self.blocks.last_mut() {
+                block.truncate(len - (len - 1) / BLOCK * BLOCK);
+            }
+            self.len = len;
+        }
+        // The last block, cut short, gives back what it no longer holds.
+        if let Some(block) = self.blocks.last_mut() {
+            block.shrink_to_fit();
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.blocks.capacity() * std::mem::size_of::<Vec<T>>()
+            + self
+                .blocks
+                .iter()
+                .map(|b| b.capacity() * std::mem::size_of::<T>())
+                .sum::<usize>()
     }
 }
 
@@ -1097,6 +1184,35 @@ mod tests {
         assert_eq!(graph.parents(c), [r]);
         assert!(graph.parents(r).is_empty());
         assert!(graph.index(&outside).is_none());
+    }
+
+    #[test]
+    fn chunked_lists_read_across_blocks_and_truncate() {
+        let mut list = Chunked::default();
+        for i in 0..(2 * BLOCK + 10) as u32 {
+            list.push(i);
+        }
+        assert_eq!(list.get(BLOCK), Some(BLOCK as u32));
+        assert_eq!(list.get(2 * BLOCK + 10), None);
+        let from: Vec<u32> = list.iter_from(BLOCK - 2).take(4).collect();
+        assert_eq!(
+            from,
+            [
+                BLOCK as u32 - 2,
+                BLOCK as u32 - 1,
+                BLOCK as u32,
+                BLOCK as u32 + 1
+            ]
+        );
+        assert_eq!(list.iter().count(), 2 * BLOCK + 10);
+        list.truncate(BLOCK + 1);
+        assert_eq!(list.len(), BLOCK + 1);
+        assert_eq!(list.iter().last(), Some(BLOCK as u32));
+        list.truncate(BLOCK);
+        assert_eq!(list.iter().count(), BLOCK);
+        list.truncate(0);
+        assert_eq!(list.iter().count(), 0);
+        assert_eq!(list.get(0), None);
     }
 
     #[test]
