@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Take};
 
-use flate2::bufread::ZlibDecoder;
+use flate2::{Decompress, FlushDecompress, Status};
 
 use super::{ObjectId, ProtocolError};
 
@@ -73,6 +73,11 @@ pub(crate) struct PackReader<R> {
     pending: Option<u64>,
     inflated: u64,
     max_inflated: u64,
+    /// One zlib state for every object: a new one per object is a 40 KiB
+    /// allocation each time, and, interleaved with what the caller keeps,
+    /// those fragment the heap until it holds twice what is live.
+    zlib: Decompress,
+    buffer: Box<[u8; 8192]>,
 }
 
 impl<R: Read> PackReader<R> {
@@ -89,6 +94,8 @@ impl<R: Read> PackReader<R> {
             pending: None,
             inflated: 0,
             max_inflated,
+            zlib: Decompress::new(true),
+            buffer: Box::new([0; 8192]),
         };
         let mut header = [0u8; 12];
         pack.read_exact(&mut header)?;
@@ -146,21 +153,62 @@ impl<R: Read> PackReader<R> {
             .pending
             .take()
             .ok_or_else(|| bad("an object inflated twice"))?;
-        let mut data = Vec::new();
-        let long = inflate_into(&mut self.input, size, &mut data).map_err(|e| self.eof(e))?;
-        if data.len() as u64 != size || long {
+        let mut data = Vec::with_capacity(size.min(1 << 16) as usize);
+        let whole = self
+            .inflate_into(size, |bytes| data.extend_from_slice(bytes))
+            .map_err(|e| self.eof(e))?;
+        if !whole {
             return Err(bad("an object whose size differs from its header"));
         }
         Ok(data)
     }
 
     fn skip(&mut self, size: u64) -> Result<(), ProtocolError> {
-        let mut sink = Sink(0);
-        let long = inflate_into(&mut self.input, size, &mut sink).map_err(|e| self.eof(e))?;
-        if sink.0 != size || long {
+        if !self.inflate_into(size, |_| {}).map_err(|e| self.eof(e))? {
             return Err(bad("an object whose size differs from its header"));
         }
         Ok(())
+    }
+
+    /// Inflates one zlib stream, giving `out` its bytes; says whether it
+    /// held exactly `size` bytes. Stops as soon as it holds more, so a
+    /// stream that runs long costs nothing past its promise. The stream's
+    /// end (and checksum) belong to this object, so they are read too.
+    fn inflate_into(&mut self, size: u64, mut out: impl FnMut(&[u8])) -> io::Result<bool> {
+        self.zlib.reset(true);
+        let mut produced = 0u64;
+        loop {
+            let input = self.input.fill_buf()?;
+            let at_end = input.is_empty();
+            let (before_in, before_out) = (self.zlib.total_in(), self.zlib.total_out());
+            let flush = if at_end {
+                FlushDecompress::Finish
+            } else {
+                FlushDecompress::None
+            };
+            let status = self
+                .zlib
+                .decompress(input, &mut self.buffer[..], flush)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let used = (self.zlib.total_in() - before_in) as usize;
+            let made = (self.zlib.total_out() - before_out) as usize;
+            self.input.consume(used);
+            produced += made as u64;
+            if produced > size {
+                return Ok(false);
+            }
+            out(&self.buffer[..made]);
+            if status == Status::StreamEnd {
+                return Ok(produced == size);
+            }
+            if used == 0 && made == 0 {
+                return Err(if at_end {
+                    io::ErrorKind::UnexpectedEof.into()
+                } else {
+                    io::Error::new(io::ErrorKind::InvalidData, "a zlib stream that stalls")
+                });
+            }
+        }
     }
 
     fn count_inflated(&mut self, size: u64) -> Result<(), ProtocolError> {
@@ -265,29 +313,6 @@ pub(crate) fn commit_parents(reader: impl Read, budget: u64) -> Result<Parents, 
         at_offset.insert(entry.start, data);
     }
     Ok(parents)
-}
-
-/// Inflates one zlib stream into `out`, at most `size` bytes and one
-/// more, to catch a stream that runs long; says whether it did. The
-/// stream's end (and checksum) belong to this object, so it is read too.
-fn inflate_into(input: &mut impl BufRead, size: u64, out: &mut impl io::Write) -> io::Result<bool> {
-    let mut decoder = ZlibDecoder::new(input);
-    let copied = io::copy(&mut (&mut decoder).take(size + 1), out)?;
-    Ok(copied > size || decoder.read(&mut [0u8; 1])? != 0)
-}
-
-/// Counts what it is given and keeps nothing.
-struct Sink(u64);
-
-impl io::Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// A reader that knows how far into the pack it is.
