@@ -10,11 +10,14 @@
 //! but its id and its parents as indices: about 30 bytes a commit, where
 //! the probe's reader (`super::pack::commit_parents`) keeps every commit's
 //! bytes. Commit and tag bodies are kept only as delta bases, in a cache
-//! bounded in bytes that drops the least recently used. git writes a delta's
-//! base before the delta and usually not far before, so a base rarely
-//! leaves the cache before it is needed; when one has, the read fails with
-//! an error saying so rather than guessing, and the caller can ask for the
-//! pack without deltas or give up on batching.
+//! bounded in bytes that drops the least recently used. Commits are seldom
+//! stored as deltas (a delta must save half of a commit, and two commits
+//! share little beyond their author lines), and git writes a delta's base
+//! before the delta: right before it when the base is older, at the base's
+//! own place when it is newer. A base newer by more than the cache holds
+//! has left it; the read then fails with an error saying so rather than
+//! guessing, and the caller falls back to what it does without a graph.
+//! The fetch protocol has no way to ask a server for a pack without deltas.
 //!
 //! Parents usually come after their children (git writes commits newest
 //! first), so a commit's parents are given an index when first named and
@@ -237,7 +240,7 @@ fn evicted(at: u64) -> ProtocolError {
         context: "a pack",
         line: format!(
             "the delta at offset {at} has a commit or tag base that is no longer held \
-             (more than {} MiB of commits between them); ask for the pack without deltas",
+             (more than {} MiB of commits between them)",
             CACHE_BYTES >> 20
         ),
     }
