@@ -186,7 +186,9 @@ fn read_graph(
                 None if builder.has_commit(&id) || builder.tags.contains_key(&id) => {
                     return Err(evicted(entry.start));
                 }
-                // A tree or blob, in this pack or (in a thin pack) not.
+                // A tree or blob, in this pack or (in a thin pack) not: the
+                // bases git takes from outside a thin pack are the trees
+                // and blobs of the commits the other side has.
                 None => (Kept::Neither, None),
             },
         };
@@ -1022,6 +1024,13 @@ mod tests {
         assert!(kinds[first_tree..].contains(&Kind::Commit));
         let graph = read_commit_graph(&pack[..], &[repo.id("main")], 1 << 20).unwrap();
         assert_same(&graph, &repo.rev_list(&["main"]));
+        // A tip that is a tag of a tree needs no commit: it peels to the tree.
+        let pack = repo.pack(&["--stdout"], "main\nvtree\n");
+        let tips = [repo.id("vtree"), repo.id("main")];
+        let graph = read_commit_graph(&pack[..], &tips, 1 << 20).unwrap();
+        assert_same(&graph, &repo.rev_list(&["main"]));
+        assert_eq!(graph.peel(&tips[0]), repo.id("HEAD~15^{tree}"));
+        assert!(graph.index(&graph.peel(&tips[0])).is_none());
     }
 
     #[test]
