@@ -1360,9 +1360,16 @@ mod tests {
             .unwrap();
         let before = vm_hwm_kib();
         let started = std::time::Instant::now();
-        let file = std::fs::File::open(path).unwrap();
-        let graph = read_commit_graph(file, &[tip], u64::MAX).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let size = file.metadata().unwrap().len();
+        let read = Rc::new(Cell::new(0));
+        let counting = Counting {
+            inner: file,
+            read: read.clone(),
+        };
+        let graph = read_commit_graph(counting, &[tip], u64::MAX).unwrap();
         let elapsed = started.elapsed();
+        println!("read {} of the pack's {size} bytes", read.get());
         let after = vm_hwm_kib();
         let merges = (0..graph.len() as u32)
             .filter(|&c| graph.parents(c).len() == 2)
@@ -1378,6 +1385,10 @@ mod tests {
             after as f64 / 1024.0,
             (after - before) as f64 / 1024.0
         );
-        assert_eq!(graph.len(), MEMORY_COMMITS as usize);
+        // No count is asserted here (graph_memory does), so that any pack
+        // can be measured: GIT_RELAY_GRAPH_PACK=<file> GIT_RELAY_GRAPH_TIP=<id>
+        // <test binary> --exact protocol::graph::tests::graph_memory_child
+        // --ignored --nocapture
+        assert!(!graph.is_empty());
     }
 }
