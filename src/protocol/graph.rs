@@ -7,12 +7,13 @@
 //! tags, and this module reads that pack into a [`CommitGraph`].
 //!
 //! The history may have millions of commits, so nothing is kept per commit
-//! but its id and its parents as indices: about 30 bytes a commit, where
+//! but its id and its parents as indices: about 36 bytes a commit, where
 //! the probe's reader (`super::pack::commit_parents`) keeps every commit's
 //! bytes. Commit and tag bodies are kept only as delta bases, in a cache
 //! bounded in bytes that drops the least recently used. Commits are seldom
 //! stored as deltas (a delta must save half of a commit, and two commits
-//! share little beyond their author lines), and git writes a delta's base
+//! share little beyond their author lines, unless their messages are long
+//! and templated, as a bot's are), and git writes a delta's base
 //! before the delta: right before it when the base is older, at the base's
 //! own place when it is newer. A base newer by more than the cache holds
 //! has left it; the read then fails with an error saying so rather than
