@@ -933,6 +933,84 @@ mod tests {
         }
     }
 
+    /// Commits with long templated messages (a dependency bot's), repacked
+    /// as `git gc --aggressive` does: nearly every commit is then a delta,
+    /// and many bases are far back. With the cache too small to hold the
+    /// history, such a pack gives the error; with the whole history held,
+    /// the graph.
+    #[test]
+    fn aggressively_repacked_bot_commits_need_their_bases_held() {
+        let repo = Repo::new();
+        let mut script = String::new();
+        let libs = ["serde", "tokio", "clap", "regex", "rand", "syn", "quote"];
+        for i in 1..=600u32 {
+            let lib = libs[(i as usize * 7) % libs.len()];
+            let (from, to) = (
+                format!("1.{}.{}", i % 41, i % 7),
+                format!("1.{}.{}", i % 37, i % 9),
+            );
+            let message = format!(
+                "Bump {lib} from {from} to {to}\n\nBumps [{lib}](https://example.com/{lib}) \
+                 from {from} to {to}.\n- [Release notes](https://example.com/{lib}/releases)\n\
+                 - [Changelog](https://example.com/{lib}/blob/main/CHANGELOG.md)\n\
+                 - [Commits](https://example.com/{lib}/compare/v{from}...v{to})\n\n---\n\
+                 updated-dependencies:\n- dependency-name: {lib}\n  dependency-type: direct\n\
+                 ...\n\nSigned-off-by: bot <bot@example.com>\n"
+            );
+            script += &format!(
+                "commit refs/heads/main\nmark :{i}\ncommitter bot <bot@example.com> {} +0000\n\
+                 data {}\n{message}",
+                1_700_000_000 + i * 60,
+                message.len()
+            );
+            if i > 1 {
+                script += &format!("from :{}\n", i - 1);
+            }
+            script += &format!(
+                "M 644 inline lock\ndata {}\n{lib}{to}\n\n",
+                lib.len() + to.len()
+            );
+        }
+        let mut child = repo
+            .command(&["fast-import", "--quiet"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        repo.git(&[
+            "repack",
+            "-q",
+            "-a",
+            "-d",
+            "-f",
+            "--window=250",
+            "--depth=50",
+        ]);
+        let pack = repo.pack(
+            &["--stdout", "--filter=tree:0", "--delta-base-offset"],
+            "main\n",
+        );
+        let deltas = pack_kinds(&pack)
+            .iter()
+            .filter(|k| matches!(k, Kind::OfsDelta(_)))
+            .count();
+        assert!(deltas > 500, "{deltas} deltas");
+        let graph = read_commit_graph(&pack[..], &[repo.id("main")], 1 << 20).unwrap();
+        assert_same(&graph, &repo.rev_list(&["main"]));
+        // A tenth of the history in the cache, as 32 MiB is of a history of
+        // a million such commits.
+        let err = read_graph(&pack[..], &[], 1 << 20, 60 * 1000)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("no longer held"), "{err}");
+    }
+
     fn pack_kinds(pack: &[u8]) -> Vec<Kind> {
         let mut reader = PackReader::new(pack, 1 << 20, 1 << 30).unwrap();
         let mut kinds = Vec::new();
