@@ -11,14 +11,22 @@
 //! the probe's reader (`super::pack::commit_parents`) keeps every commit's
 //! bytes. Commit and tag bodies are kept only as delta bases, in a cache
 //! bounded in bytes that drops the least recently used. Commits are seldom
-//! stored as deltas (a delta must save half of a commit, and two commits
-//! share little beyond their author lines, unless their messages are long
-//! and templated, as a bot's are), and git writes a delta's base
-//! before the delta: right before it when the base is older, at the base's
-//! own place when it is newer. A base newer by more than the cache holds
-//! has left it; the read then fails with an error saying so rather than
-//! guessing, and the caller falls back to what it does without a graph.
-//! The fetch protocol has no way to ask a server for a pack without deltas.
+//! stored as deltas: a delta must save half of a commit, and two commits
+//! share little beyond their author lines (`git gc` with its default
+//! window stores none of 5,000 dependency-bot commits as a delta). git
+//! writes a delta's base before the delta: right before it when the base
+//! is older, at the base's own place when it is newer. A base newer by
+//! more than the cache holds has left it; the read then fails with an
+//! error saying so rather than guessing, and the caller falls back to what
+//! it does without a graph. The fetch protocol has no way to ask a server
+//! for a pack without deltas.
+//!
+//! That fallback is the rule, not the exception, for a history repacked
+//! with a large window (`git gc --aggressive`, `--window=250`) whose
+//! messages are templated: nearly every commit is then a delta, and the
+//! cache must hold most of the history (nine tenths in
+//! `aggressively_repacked_bot_commits_need_their_bases_held`), so such a
+//! history is read only up to some 30,000 commits.
 //!
 //! Parents usually come after their children (git writes commits newest
 //! first), so a commit's parents are given an index when first named and
