@@ -421,6 +421,14 @@ impl<'a> Pusher<'a> {
             human_bytes(self.budget.unwrap_or(u64::MAX))
         ));
         let graph = self.source.commit_graph(wants, haves)?;
+        if graph.is_empty() {
+            return Ok(());
+        }
+        output::debug(format_args!(
+            "the commit graph of {} commits holds {}",
+            graph.len(),
+            human_bytes(graph.heap_bytes() as u64)
+        ));
         let order = push_order(&graph, wants);
         if order.is_empty() {
             return Ok(());

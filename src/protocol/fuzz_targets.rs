@@ -128,6 +128,29 @@ pub fn commit_pack(data: &[u8]) {
     let _ = crate::protocol::pack::commit_parents(data, 1 << 20);
 }
 
+/// Reads the commit graph of a pack, as batched pushes do: once to its end
+/// (a tip it cannot hold) and once stopping at the first tree, checking
+/// that every index and parent the graph gives is one it holds.
+pub fn commit_graph(data: &[u8]) {
+    use crate::protocol::graph::read_commit_graph;
+    use crate::protocol::ObjectId;
+
+    for tips in [&[ObjectId::ZERO][..], &[][..]] {
+        let Ok(graph) = read_commit_graph(data, tips, 1 << 20) else {
+            continue;
+        };
+        for commit in 0..graph.len() as u32 {
+            let id = graph.id(commit);
+            assert_eq!(graph.index(&id), Some(commit), "an id that is not found");
+            assert!(graph
+                .parents(commit)
+                .iter()
+                .all(|&p| (p as usize) < graph.len()));
+            let _ = graph.peel(&id);
+        }
+    }
+}
+
 fn drain<R: Read>(reader: PacketReader<R>) {
     let mut sideband = SidebandReader::new(reader, |_: &[u8]| {});
     let mut sink = [0u8; 4096];

@@ -1,39 +1,275 @@
-//! The commit graph inside a small pack.
+//! Reading the objects of a pack, and the commit graph inside a small one.
 //!
-//! The relay never looks inside the packs it streams. One question needs
-//! to, though: is a destination tip that the source still has an ancestor
+//! The relay never looks inside the packs it streams. Two questions need
+//! to, though. Is a destination tip that the source still has an ancestor
 //! of the source's new tip (a fast-forward), or did the source rewrite that
 //! history? The source answers it with a pack of the commits reachable from
-//! the new tip but not from the old one (see `crate::mirror`), and this
-//! module reads that pack: every commit in it, with its parents.
+//! the new tip but not from the old one (see `crate::mirror`), and
+//! [`commit_parents`] reads that pack: every commit in it, with its parents.
+//! And how can a history too large for one push be cut into pieces? That
+//! is `super::graph`, which reads a much larger pack with bounded memory.
 //!
-//! Only commits (and deltas whose base is a commit) are kept, each once
-//! inflated; trees and blobs, present when the server cannot filter them
-//! out, are inflated into nothing to find where the next object starts. The
-//! whole read is bounded by a byte budget the caller gives, so a server
-//! that answers with more than a probe needs is cut off.
+//! Both sit on [`PackReader`], which walks a pack object by object: the
+//! type-and-size header, the base of a delta, then the zlib data inflated
+//! or skipped as the caller decides. Skipping still inflates (zlib streams
+//! carry no length), into nothing, to find where the next object starts.
+//! The whole read is bounded by a byte budget the caller gives, and the
+//! inflated bytes by a second limit, so a server that answers with more
+//! than the caller needs, or with a zlib bomb, is cut off.
 //!
 //! Format: `gitformat-pack(5)`: `PACK`, version, object count, then per
 //! object a type-and-size header, an offset or id for deltas, and zlib
 //! data; deltas are `gitformat-pack(5)`'s copy/insert instructions.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Take};
 
-use flate2::bufread::ZlibDecoder;
+use flate2::{Decompress, FlushDecompress, Status};
 
 use super::{ObjectId, ProtocolError};
 
 const SIGNATURE: &[u8; 4] = b"PACK";
-const OBJ_COMMIT: u8 = 1;
-const OBJ_OFS_DELTA: u8 = 6;
-const OBJ_REF_DELTA: u8 = 7;
-/// The largest commit (or delta for one) kept in memory. Real commits are
-/// a few hundred bytes; the biggest in the wild are a few megabytes.
-const MAX_KEPT: u64 = 16 << 20;
-/// Inflated bytes read in all, trees and blobs included: a few bytes of
-/// zlib can claim gigabytes, and each would cost time to skip.
+/// The largest commit or tag (or delta for one) kept in memory. Real
+/// commits are a few hundred bytes; the biggest in the wild are a few
+/// megabytes.
+pub(crate) const MAX_KEPT: u64 = 16 << 20;
+/// Inflated bytes a probe reads in all, trees and blobs included: a few
+/// bytes of zlib can claim gigabytes, and each would cost time to skip.
 const MAX_INFLATED: u64 = 1 << 30;
+
+/// What an object in a pack is, as its header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Commit,
+    Tree,
+    Blob,
+    Tag,
+    /// A delta against the object that starts at this pack offset.
+    OfsDelta(u64),
+    /// A delta against the object with this id.
+    RefDelta(ObjectId),
+}
+
+/// The header of one object of a pack.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Entry {
+    /// Where the object starts in the pack (what offset deltas name).
+    pub(crate) start: u64,
+    pub(crate) kind: Kind,
+    /// The inflated size of its data (of the delta, for a delta).
+    pub(crate) size: u64,
+}
+
+/// Walks the objects of a pack, reading no more than a byte budget.
+///
+/// [`next`](Self::next) gives each object's header; the caller then
+/// [`inflate`](Self::inflate)s its data or leaves it, and the next call
+/// skips what was left.
+pub(crate) struct PackReader<R> {
+    input: Counted<BufReader<Take<R>>>,
+    budget: u64,
+    remaining: u32,
+    /// The size of the current object's data while it is unread.
+    pending: Option<u64>,
+    inflated: u64,
+    max_inflated: u64,
+    /// One zlib state for every object: a new one per object is a 40 KiB
+    /// allocation each time, and, interleaved with what the caller keeps,
+    /// those fragment the heap until it holds twice what is live.
+    zlib: Decompress,
+    buffer: Box<[u8; 8192]>,
+}
+
+impl<R: Read> PackReader<R> {
+    /// Reads the pack header. `max_inflated` bounds the inflated bytes of
+    /// every object read or skipped.
+    pub(crate) fn new(reader: R, budget: u64, max_inflated: u64) -> Result<Self, ProtocolError> {
+        let mut pack = PackReader {
+            input: Counted {
+                inner: BufReader::new(reader.take(budget)),
+                position: 0,
+            },
+            budget,
+            remaining: 0,
+            pending: None,
+            inflated: 0,
+            max_inflated,
+            zlib: Decompress::new(true),
+            buffer: Box::new([0; 8192]),
+        };
+        let mut header = [0u8; 12];
+        pack.read_exact(&mut header)?;
+        let version = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        if &header[..4] != SIGNATURE || !(2..=3).contains(&version) {
+            return Err(ProtocolError::Unexpected {
+                context: "a pack header",
+                line: super::error::escape(&header),
+            });
+        }
+        pack.remaining = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+        Ok(pack)
+    }
+
+    /// The next object's header, or `None` after the last one.
+    pub(crate) fn next(&mut self) -> Result<Option<Entry>, ProtocolError> {
+        if let Some(size) = self.pending.take() {
+            self.skip(size)?;
+        }
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        self.remaining -= 1;
+        let start = self.input.position;
+        let (kind, size) = self.object_header()?;
+        let kind = match kind {
+            1 => Kind::Commit,
+            2 => Kind::Tree,
+            3 => Kind::Blob,
+            4 => Kind::Tag,
+            6 => {
+                let distance = self.ofs_distance()?;
+                let base = start
+                    .checked_sub(distance)
+                    .filter(|_| distance > 0)
+                    .ok_or_else(|| bad("a delta base outside the pack"))?;
+                Kind::OfsDelta(base)
+            }
+            7 => {
+                let mut id = [0u8; 20];
+                self.read_exact(&mut id)?;
+                Kind::RefDelta(ObjectId::from(id))
+            }
+            _ => return Err(bad("an object of an unknown type")),
+        };
+        self.count_inflated(size)?;
+        self.pending = Some(size);
+        Ok(Some(Entry { start, kind, size }))
+    }
+
+    /// The inflated data of the object [`next`](Self::next) just gave,
+    /// which the caller has checked is small enough to hold.
+    pub(crate) fn inflate(&mut self) -> Result<Vec<u8>, ProtocolError> {
+        let size = self
+            .pending
+            .take()
+            .ok_or_else(|| bad("an object inflated twice"))?;
+        let mut data = Vec::with_capacity(size.min(1 << 16) as usize);
+        let whole = self
+            .inflate_into(size, |bytes| data.extend_from_slice(bytes))
+            .map_err(|e| self.eof(e))?;
+        if !whole {
+            return Err(bad("an object whose size differs from its header"));
+        }
+        Ok(data)
+    }
+
+    fn skip(&mut self, size: u64) -> Result<(), ProtocolError> {
+        if !self.inflate_into(size, |_| {}).map_err(|e| self.eof(e))? {
+            return Err(bad("an object whose size differs from its header"));
+        }
+        Ok(())
+    }
+
+    /// Inflates one zlib stream, giving `out` its bytes; says whether it
+    /// held exactly `size` bytes. Stops as soon as it holds more, so a
+    /// stream that runs long costs nothing past its promise. The stream's
+    /// end (and checksum) belong to this object, so they are read too.
+    fn inflate_into(&mut self, size: u64, mut out: impl FnMut(&[u8])) -> io::Result<bool> {
+        self.zlib.reset(true);
+        let mut produced = 0u64;
+        loop {
+            let input = self.input.fill_buf()?;
+            let at_end = input.is_empty();
+            let (before_in, before_out) = (self.zlib.total_in(), self.zlib.total_out());
+            let flush = if at_end {
+                FlushDecompress::Finish
+            } else {
+                FlushDecompress::None
+            };
+            let status = self
+                .zlib
+                .decompress(input, &mut self.buffer[..], flush)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let used = (self.zlib.total_in() - before_in) as usize;
+            let made = (self.zlib.total_out() - before_out) as usize;
+            self.input.consume(used);
+            produced += made as u64;
+            if produced > size {
+                return Ok(false);
+            }
+            out(&self.buffer[..made]);
+            if status == Status::StreamEnd {
+                return Ok(produced == size);
+            }
+            if used == 0 && made == 0 {
+                return Err(if at_end {
+                    io::ErrorKind::UnexpectedEof.into()
+                } else {
+                    io::Error::new(io::ErrorKind::InvalidData, "a zlib stream that stalls")
+                });
+            }
+        }
+    }
+
+    fn count_inflated(&mut self, size: u64) -> Result<(), ProtocolError> {
+        self.inflated = self.inflated.saturating_add(size);
+        if self.inflated > self.max_inflated {
+            return Err(bad("more inflated data than the reader allows"));
+        }
+        Ok(())
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ProtocolError> {
+        self.input.read_exact(buf).map_err(|e| self.eof(e))
+    }
+
+    /// An end of input at the budget is the budget's doing, not the pack's.
+    fn eof(&self, err: io::Error) -> ProtocolError {
+        if err.kind() == io::ErrorKind::UnexpectedEof && self.input.position >= self.budget {
+            ProtocolError::MessageTooLarge { limit: self.budget }
+        } else {
+            ProtocolError::from(err)
+        }
+    }
+
+    fn byte(&mut self) -> Result<u8, ProtocolError> {
+        let mut b = [0u8; 1];
+        self.read_exact(&mut b)?;
+        Ok(b[0])
+    }
+
+    /// The type (3 bits) and inflated size of the next object.
+    fn object_header(&mut self) -> Result<(u8, u64), ProtocolError> {
+        let mut c = self.byte()?;
+        let kind = (c >> 4) & 0x7;
+        let mut size = u64::from(c & 0x0f);
+        let mut shift = 4;
+        while c & 0x80 != 0 {
+            c = self.byte()?;
+            if shift > 57 {
+                return Err(bad("an object size that does not fit 64 bits"));
+            }
+            size |= u64::from(c & 0x7f) << shift;
+            shift += 7;
+        }
+        Ok((kind, size))
+    }
+
+    /// How far back an offset delta's base starts.
+    fn ofs_distance(&mut self) -> Result<u64, ProtocolError> {
+        let mut c = self.byte()?;
+        let mut distance = u64::from(c & 0x7f);
+        while c & 0x80 != 0 {
+            c = self.byte()?;
+            distance = distance
+                .checked_add(1)
+                .and_then(|d| d.checked_mul(128))
+                .ok_or_else(|| bad("a delta offset that does not fit 64 bits"))?
+                | u64::from(c & 0x7f);
+        }
+        Ok(distance)
+    }
+}
 
 /// Each commit of a pack and its parents.
 pub(crate) type Parents = HashMap<ObjectId, Vec<ObjectId>>;
@@ -41,79 +277,40 @@ pub(crate) type Parents = HashMap<ObjectId, Vec<ObjectId>>;
 /// Reads the commits of the pack on `reader`, reading at most `budget`
 /// bytes of it.
 pub(crate) fn commit_parents(reader: impl Read, budget: u64) -> Result<Parents, ProtocolError> {
-    let mut input = Counted {
-        inner: BufReader::new(reader.take(budget)),
-        position: 0,
-    };
-    let mut header = [0u8; 12];
-    input.read_exact(&mut header)?;
-    let version = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-    if &header[..4] != SIGNATURE || !(2..=3).contains(&version) {
-        return Err(ProtocolError::Unexpected {
-            context: "a pack header",
-            line: super::error::escape(&header),
-        });
-    }
-    let count = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+    let mut pack = PackReader::new(reader, budget, MAX_INFLATED)?;
     // Commits by where they start (offset deltas name their base so) and
     // by id (ref deltas do).
     let mut at_offset: HashMap<u64, Vec<u8>> = HashMap::new();
     let mut offset_of: HashMap<ObjectId, u64> = HashMap::new();
     let mut parents = Parents::new();
-    let mut inflated = 0u64;
-    for _ in 0..count {
-        let start = input.position;
-        let (kind, size) = object_header(&mut input)?;
-        let base = match kind {
-            OBJ_OFS_DELTA => {
-                let distance = ofs_distance(&mut input)?;
-                Some(
-                    start
-                        .checked_sub(distance)
-                        .ok_or_else(|| bad("a delta base before the pack"))?,
-                )
-            }
-            OBJ_REF_DELTA => {
-                let mut id = [0u8; 20];
-                input.read_exact(&mut id)?;
-                Some(
-                    offset_of
-                        .get(&ObjectId::from(id))
-                        .copied()
-                        .unwrap_or(u64::MAX),
-                )
-            }
-            _ => None,
+    while let Some(entry) = pack.next()? {
+        let base = match entry.kind {
+            Kind::Commit => None,
+            Kind::OfsDelta(base) => Some(base),
+            Kind::RefDelta(id) => Some(offset_of.get(&id).copied().unwrap_or(u64::MAX)),
+            // Trees, blobs and tags are skipped by the next call.
+            Kind::Tree | Kind::Blob | Kind::Tag => continue,
         };
-        inflated = inflated.saturating_add(size);
-        if inflated > MAX_INFLATED {
-            return Err(bad("more inflated data than a probe needs"));
-        }
-        let keep = kind == OBJ_COMMIT || base.is_some_and(|b| at_offset.contains_key(&b));
-        if keep && size > MAX_KEPT {
+        let base = match base {
+            Some(offset) => match at_offset.get(&offset) {
+                Some(base) => Some(base),
+                // A delta against a tree or a blob.
+                None => continue,
+            },
+            None => None,
+        };
+        if entry.size > MAX_KEPT {
             return Err(bad("a commit larger than 16 MiB"));
         }
-        let commit = match base {
-            None if kind == OBJ_COMMIT => Some(inflate(&mut input, size)?),
-            None => {
-                skip(&mut input, size)?;
-                None
-            }
-            Some(base) => match at_offset.get(&base) {
-                Some(base) => Some(apply_delta(base, &inflate(&mut input, size)?)?),
-                // A delta against a tree or a blob.
-                None => {
-                    skip(&mut input, size)?;
-                    None
-                }
-            },
+        let data = pack.inflate()?;
+        let data = match base {
+            Some(base) => apply_delta(base, &data)?,
+            None => data,
         };
-        if let Some(data) = commit {
-            let id = commit_id(&data);
-            parents.insert(id, parent_lines(&data));
-            offset_of.insert(id, start);
-            at_offset.insert(start, data);
-        }
+        let id = object_id("commit", &data);
+        parents.insert(id, parent_lines(&data));
+        offset_of.insert(id, entry.start);
+        at_offset.insert(entry.start, data);
     }
     Ok(parents)
 }
@@ -143,87 +340,31 @@ impl<R: BufRead> BufRead for Counted<R> {
     }
 }
 
-fn bad(what: &'static str) -> ProtocolError {
+pub(crate) fn bad(what: &'static str) -> ProtocolError {
     ProtocolError::Unexpected {
         context: "a pack",
         line: what.to_owned(),
     }
 }
 
-fn byte(input: &mut impl Read) -> Result<u8, ProtocolError> {
-    let mut b = [0u8; 1];
-    input.read_exact(&mut b)?;
-    Ok(b[0])
-}
-
-/// The type (3 bits) and inflated size of the next object.
-fn object_header(input: &mut impl Read) -> Result<(u8, u64), ProtocolError> {
-    let mut c = byte(input)?;
-    let kind = (c >> 4) & 0x7;
-    let mut size = u64::from(c & 0x0f);
-    let mut shift = 4;
-    while c & 0x80 != 0 {
-        c = byte(input)?;
-        if shift > 57 {
-            return Err(bad("an object size that does not fit 64 bits"));
-        }
-        size |= u64::from(c & 0x7f) << shift;
-        shift += 7;
-    }
-    Ok((kind, size))
-}
-
-/// How far back an offset delta's base starts.
-fn ofs_distance(input: &mut impl Read) -> Result<u64, ProtocolError> {
-    let mut c = byte(input)?;
-    let mut distance = u64::from(c & 0x7f);
-    while c & 0x80 != 0 {
-        c = byte(input)?;
-        distance = distance
-            .checked_add(1)
-            .and_then(|d| d.checked_mul(128))
-            .ok_or_else(|| bad("a delta offset that does not fit 64 bits"))?
-            | u64::from(c & 0x7f);
-    }
-    Ok(distance)
-}
-
-fn inflate(input: &mut impl BufRead, size: u64) -> Result<Vec<u8>, ProtocolError> {
-    let mut data = Vec::new();
-    let mut decoder = ZlibDecoder::new(input);
-    // One byte more than promised, to catch a stream that runs long.
-    (&mut decoder).take(size + 1).read_to_end(&mut data)?;
-    if data.len() as u64 != size {
-        return Err(bad("an object whose size differs from its header"));
-    }
-    // The stream's end (and checksum) belong to this object.
-    if decoder.read(&mut [0u8; 1])? != 0 {
-        return Err(bad("an object longer than its header says"));
-    }
-    Ok(data)
-}
-
-fn skip(input: &mut impl BufRead, size: u64) -> Result<(), ProtocolError> {
-    let mut decoder = ZlibDecoder::new(input);
-    let copied = io::copy(&mut (&mut decoder).take(size + 1), &mut io::sink())?;
-    if copied != size || decoder.read(&mut [0u8; 1])? != 0 {
-        return Err(bad("an object whose size differs from its header"));
-    }
-    Ok(())
-}
-
-/// Applies delta instructions to `base`.
-fn apply_delta(base: &[u8], delta: &[u8]) -> Result<Vec<u8>, ProtocolError> {
+/// Applies delta instructions to `base`. The result is at most
+/// [`MAX_KEPT`] bytes: a few bytes of copy instructions can otherwise ask
+/// for terabytes.
+pub(crate) fn apply_delta(base: &[u8], delta: &[u8]) -> Result<Vec<u8>, ProtocolError> {
     let mut d = delta;
     let base_size = varint(&mut d)?;
     let size = varint(&mut d)?;
     if base_size != base.len() as u64 {
         return Err(bad("a delta for a base of another size"));
     }
-    let mut out = Vec::with_capacity(size.min(1 << 20) as usize);
+    if size > MAX_KEPT {
+        return Err(bad("a delta result larger than 16 MiB"));
+    }
+    let size = size as usize;
+    let mut out = Vec::with_capacity(size.min(1 << 20));
     while let Some((&op, rest)) = d.split_first() {
         d = rest;
-        if op & 0x80 != 0 {
+        let piece = if op & 0x80 != 0 {
             let mut field =
                 |bits: u8, shift: u32, value: &mut usize| -> Result<(), ProtocolError> {
                     if op & bits != 0 {
@@ -243,21 +384,24 @@ fn apply_delta(base: &[u8], delta: &[u8]) -> Result<Vec<u8>, ProtocolError> {
             if length == 0 {
                 length = 0x10000;
             }
-            let copy = offset
+            offset
                 .checked_add(length)
                 .and_then(|end| base.get(offset..end))
-                .ok_or_else(|| bad("a delta copying past its base"))?;
-            out.extend_from_slice(copy);
+                .ok_or_else(|| bad("a delta copying past its base"))?
         } else if op != 0 {
             let n = usize::from(op);
             let insert = d.get(..n).ok_or_else(|| bad("a truncated delta"))?;
-            out.extend_from_slice(insert);
             d = &d[n..];
+            insert
         } else {
             return Err(bad("a delta with the reserved instruction 0"));
+        };
+        if out.len() + piece.len() > size {
+            return Err(bad("a delta whose result differs from its size"));
         }
+        out.extend_from_slice(piece);
     }
-    if out.len() as u64 != size {
+    if out.len() != size {
         return Err(bad("a delta whose result differs from its size"));
     }
     Ok(out)
@@ -280,9 +424,10 @@ fn varint(d: &mut &[u8]) -> Result<u64, ProtocolError> {
     }
 }
 
-fn commit_id(data: &[u8]) -> ObjectId {
+/// The id of an object of type `kind` (`"commit"`, `"tag"`) holding `data`.
+pub(crate) fn object_id(kind: &str, data: &[u8]) -> ObjectId {
     let mut context = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
-    context.update(format!("commit {}\0", data.len()).as_bytes());
+    context.update(format!("{kind} {}\0", data.len()).as_bytes());
     context.update(data);
     let mut id = [0u8; 20];
     id.copy_from_slice(context.finish().as_ref());
@@ -290,12 +435,17 @@ fn commit_id(data: &[u8]) -> ObjectId {
 }
 
 /// The `parent` lines of a commit's header.
-fn parent_lines(data: &[u8]) -> Vec<ObjectId> {
-    data.split(|&b| b == b'\n')
-        .take_while(|line| !line.is_empty())
+pub(crate) fn parent_lines(data: &[u8]) -> Vec<ObjectId> {
+    header_lines(data)
         .filter_map(|line| line.strip_prefix(b"parent "))
         .filter_map(|hex| ObjectId::from_hex(hex).ok())
         .collect()
+}
+
+/// The lines of an object's header: up to the first empty line.
+pub(crate) fn header_lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    data.split(|&b| b == b'\n')
+        .take_while(|line| !line.is_empty())
 }
 
 #[cfg(test)]
@@ -322,7 +472,15 @@ mod tests {
         );
         assert!(parents[&id("8c572fb97737aaff1f7ad103a81609e3b07c14c9")].is_empty());
         // A budget too small for it is an error, not a partial answer.
-        assert!(commit_parents(&pack[..], 100).is_err());
+        assert!(matches!(
+            commit_parents(&pack[..], 100),
+            Err(ProtocolError::MessageTooLarge { limit: 100 })
+        ));
+        // A pack cut short is an error too.
+        assert!(matches!(
+            commit_parents(&pack[..pack.len() / 2], 1 << 20),
+            Err(ProtocolError::UnexpectedEof | ProtocolError::Io(_))
+        ));
     }
 
     #[test]
@@ -355,6 +513,10 @@ mod tests {
             &[4, 1, 1, b'x'][..],
             &[3][..],
             &[0xff; 12][..],
+            // Copies of more than the declared result, and more than any
+            // commit: refused before they are made.
+            &[3, 2, 0x90, 3, 0x90, 3][..],
+            &[3, 0x80, 0x80, 0x80, 0x80, 0x01, 0x90, 3][..],
         ] {
             assert!(apply_delta(base, delta).is_err(), "{delta:?}");
         }
