@@ -104,8 +104,8 @@ class Bench:
         self.binary = binary
         self.workdir = workdir
         self.reps = reps
-        # The budget flag is being added on another branch: use it when the
-        # binary has it, else `capped` runs like `capped-learnt` (noted).
+        # A binary older than --dest-max-push-bytes runs `capped` without
+        # it, like `capped-learnt`; the results say so.
         help_text = subprocess.run([str(binary), "mirror", "--help"], capture_output=True,
                                    text=True).stdout
         self.has_budget_flag = "--dest-max-push-bytes" in help_text
@@ -248,7 +248,9 @@ class Bench:
                     if sample.expected_failure and sample.ok:
                         status = f"failed as expected ({sample.note[:120]})"
                     if sample.pushes is not None:
-                        status += (f", {sample.pushes} pushes, {sample.refused} refused, "
+                        status += (f", {sample.pushes} pushes"
+                                   f"{' (batched)' if sample.batched else ''}, "
+                                   f"{sample.refused} refused, {sample.cut} cut, "
                                    f"pack {human_bytes(sample.pack_bytes or 0)}")
                     log(f"  {meta['spec']['name']:6} {scenario:13} {tool:9} rep {rep + 1}: "
                         f"{human_seconds(sample.wall)}, cpu {human_seconds(sample.cpu)}, "

@@ -148,8 +148,14 @@ def capped_table(results: dict, cap: int) -> list[str]:
                 wall += f" **{len(failed)} failed**"
             med = statistics.median(s.wall for s in samples)
             ratio = f"{med / base_wall:.2f}x" if base_wall and tool == "git-relay" else ""
-        pushes = count_spread([s.pushes for s in samples]) if tool == "git-relay" else \
-            count_spread([s.breakdown.get("push", [0])[0] for s in samples]) + " requests"
+        if tool == "git-relay":
+            batched = sum(1 for s in samples if s.batched)
+            pushes = count_spread([s.pushes for s in samples]) + (
+                "" if not batched else " (batched)" if batched == len(samples)
+                else f" ({batched} of {len(samples)} batched)")
+        else:
+            pushes = count_spread([s.breakdown.get("push", [0])[0] for s in samples]) \
+                + " requests"
         lines.append("| " + " | ".join([
             SCENARIO_TITLES[scenario], tool, wall, ratio,
             spread([s.cpu for s in samples], human_seconds),
