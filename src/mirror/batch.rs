@@ -125,6 +125,10 @@ pub(super) struct Pusher<'a> {
 struct Learnt {
     cuts: Vec<u64>,
     budget: Option<u64>,
+    /// The smallest push the server refused as too large, and the largest
+    /// it took since: a learnt budget settles between them.
+    refused: Option<u64>,
+    accepted: u64,
 }
 
 static LEARNT: std::sync::Mutex<Option<HashMap<String, Learnt>>> = std::sync::Mutex::new(None);
@@ -188,16 +192,55 @@ impl<'a> Pusher<'a> {
 
     /// After the server refused a push of `sent` bytes as too large: a
     /// budget of half that, so that the next pushes fit with room to spare.
+    ///
+    /// What was sent overcounts what the server read before it refused (the
+    /// answer is read once the body is out), so the budget then moves up
+    /// again with the pushes it takes: halfway between the largest taken
+    /// and the smallest refused.
     pub(super) fn learn(&mut self, sent: u64, detail: &str) {
-        let half = (sent / 2).max(1);
-        let budget = self.budget.map_or(half, |b| b.min(half));
+        let budget = learnt(&self.key, |l| {
+            let refused = l.refused.map_or(sent, |r| r.min(sent));
+            l.refused = Some(refused);
+            let budget = match l.accepted {
+                0 => refused / 2,
+                taken if taken < refused => taken + (refused - taken) / 2,
+                _ => refused / 2,
+            }
+            .max(1);
+            let budget = self.budget.map_or(budget, |b| b.min(budget));
+            l.budget = Some(budget);
+            budget
+        });
         output::warn(format_args!(
             "destination: the server refused a push of {} as too large ({detail}); pushing in batches of at most {} (set --dest-max-push-bytes to choose)",
             human_bytes(sent),
             human_bytes(budget)
         ));
         self.budget = Some(budget);
-        learnt(&self.key, |l| l.budget = Some(budget));
+    }
+
+    /// After the server took a push of `sent` bytes: a budget learnt from
+    /// its refusals moves up toward the smallest it refused.
+    fn landed(&mut self, sent: u64) {
+        let raised = learnt(&self.key, |l| {
+            let refused = l.refused?;
+            l.accepted = l.accepted.max(sent);
+            let middle = l.accepted + refused.saturating_sub(l.accepted) / 2;
+            // Within 5% of what was refused is close enough.
+            let budget = l.budget?;
+            (middle > budget && refused.saturating_sub(middle) > refused / 20).then(|| {
+                l.budget = Some(middle);
+                middle
+            })
+        });
+        if let Some(budget) = raised {
+            output::debug(format_args!(
+                "destination took {}: the push budget is now {}",
+                human_bytes(sent),
+                human_bytes(budget)
+            ));
+            self.budget = Some(budget);
+        }
     }
 
     /// Takes the verdict on a failed push: `Ok` when it was too large (with
@@ -500,6 +543,7 @@ impl<'a> Pusher<'a> {
                     ));
                     haves.push(want);
                     self.checkpoints.push((name, want));
+                    self.landed(sent);
                     slice = next_slice(last + 1 - next, sent, self.budget);
                     next = last + 1;
                 }
@@ -578,14 +622,17 @@ fn repeats(cuts: &[u64], sent: u64) -> bool {
 }
 
 /// How many checkpoints the next increment spans, after `slice` of them
-/// made a push of `sent` bytes: aiming at 60% of the budget, which leaves
-/// room for commits larger than the average, and changing by at most a
-/// factor of four up and two down at a time: the first slices are small,
-/// so that a history of even commits is sent without a push cut short.
+/// made a push of `sent` bytes: aiming at 80% of the budget, which leaves
+/// room for commits larger than the average. It grows at most fourfold
+/// while pushes are far under the budget (the first slices are small, so
+/// that a history of even commits goes without a push cut short), twofold
+/// near it, and halves at most.
 fn next_slice(slice: usize, sent: u64, budget: Option<u64>) -> usize {
-    let target = budget.map_or(u64::MAX, |b| b / 10 * 6) as f64;
+    let budget = budget.unwrap_or(u64::MAX);
+    let target = (budget / 10 * 8) as f64;
     let scaled = slice as f64 * target / sent.max(1) as f64;
-    (scaled as usize).clamp((slice / 2).max(1), slice.saturating_mul(4))
+    let growth = if sent < budget / 8 { 4 } else { 2 };
+    (scaled as usize).clamp((slice / 2).max(1), slice.saturating_mul(growth))
 }
 
 /// Whether a failed push reads as "too large": HTTP 413, or a deadline
@@ -621,12 +668,14 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     #[test]
-    fn a_slice_grows_toward_sixty_percent_of_the_budget_at_most_twofold() {
-        // 10 commits made 1 MiB of a 10 MiB budget: 60 would fit, 40 is the step.
+    fn a_slice_grows_toward_eighty_percent_of_the_budget() {
+        // 10 commits made 1 MiB of a 10 MiB budget: 80 would fit, 40 is the step.
         assert_eq!(next_slice(10, MIB, Some(10 * MIB)), 40);
-        assert_eq!(next_slice(10, 3 * MIB, Some(10 * MIB)), 20);
-        // 10 commits made 8 MiB of 10: 7 aim at 6 MiB.
-        assert_eq!(next_slice(10, 8 * MIB, Some(10 * MIB)), 7);
+        // Nearer the budget, twofold at most.
+        assert_eq!(next_slice(10, 2 * MIB, Some(10 * MIB)), 20);
+        assert_eq!(next_slice(10, 5 * MIB, Some(10 * MIB)), 16);
+        // 10 commits made 10 MiB of 10: 8 aim at 8 MiB.
+        assert_eq!(next_slice(10, 10 * MIB, Some(10 * MIB)), 8);
         // Never below half, never below one.
         assert_eq!(next_slice(10, 100 * MIB, Some(10 * MIB)), 5);
         assert_eq!(next_slice(1, 100 * MIB, Some(10 * MIB)), 1);
