@@ -6,6 +6,10 @@
 //! documented way is the environment (`GIT_RELAY_SOURCE_TOKEN`, ...), which
 //! keeps them out of process listings; `--help` never shows their values.
 
+// The doc comments of the flags are their `--help` text, written for a
+// terminal: bare URLs and `<placeholders>` there are meant as they are.
+#![allow(rustdoc::bare_urls, rustdoc::invalid_html_tags)]
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //!
 //! `cli` (flags) and `pipelines` (the agent's `INPUT_*` variables) are
 //! peers: each turns its input into these values, and neither imports the
-//! other. A side's settings ([`SideConfig`]) become engine `Endpoint`s
+//! other. A side's settings (`SideConfig`) become engine `Endpoint`s
 //! here, by one set of rules, and a sweep of an organization takes a
 //! [`SweepConfig`]. Defaults both front ends offer are written once: the
 //! timeout here, the bounds on a server in `transport::Limits`, the number

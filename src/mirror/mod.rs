@@ -4,7 +4,7 @@
 //! without a local clone. `open` connects to both sides and lists them at
 //! once; `relay::relay` does the rest in phases:
 //!
-//! 1. plan each difference ([plan](plan::Plan)); a no-op stops here;
+//! 1. plan each difference (`plan::Plan`); a no-op stops here;
 //! 2. negotiate with the source, offering the destination's tips as haves.
 //!    The acknowledgments tell which destination tips the source knows: a
 //!    tip it does not know holds commits that exist only on the destination,
@@ -25,9 +25,9 @@
 //! A local destination is a backup ([`crate::store`], through
 //! `store_side`): the same stream goes into git2's pack writer instead of
 //! a receive-pack, and refs that would drop history are archived. The
-//! engine sees both kinds through [`DestinationSide`]. A local source is
+//! engine sees both kinds through `DestinationSide`. A local source is
 //! read by `git upload-pack`, or through git2 where there is no `git`
-//! ([`LocalReader`]); the engine sees either through [`SourceSide`].
+//! (`LocalReader`); the engine sees either through `SourceSide`.
 //!
 //! The engine knows nothing of command lines or pipelines: it takes
 //! [`Options`] and returns a [`Report`].
@@ -285,7 +285,7 @@ pub(crate) fn run_with_retries(opts: &Options, policy: RetryPolicy) -> Result<Re
     run_with_retries_and_local(opts, policy, &LocalOptions::default())
 }
 
-/// [`run_with_retries`] with settings for local repositories.
+/// `run_with_retries` with settings for local repositories.
 pub fn run_with_retries_and_local(
     opts: &Options,
     policy: RetryPolicy,

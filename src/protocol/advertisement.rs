@@ -7,7 +7,7 @@
 //!   capabilities after a NUL (`gitprotocol-pack(5)`, "Reference Discovery");
 //! - v1: the same with a `version 1` line before the refs;
 //! - v2: `version 2` and one capability per line; the refs are asked for
-//!   separately with [`write_ls_refs_request`] / [`read_ls_refs`].
+//!   separately with `write_ls_refs_request` / `read_ls_refs`.
 //!
 //! The `# service=` line is optional: git's own `http-backend` leaves it out
 //! of v2 answers, and a local `upload-pack --advertise-refs` never sends it.
@@ -15,7 +15,7 @@
 //! A server decides how many refs it lists, so the caller says how many it
 //! accepts (`max_refs`): past that, [`ProtocolError::TooManyRefs`]. The size
 //! of the message as a whole is bounded by the reader's limit
-//! ([`PacketReader::set_limit`]), which also covers lines that are not refs
+//! (`PacketReader::set_limit`), which also covers lines that are not refs
 //! (`.have`, peeled values, v2 capabilities).
 //!
 //! Every ref name is checked to be UTF-8 without spaces or control

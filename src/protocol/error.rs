@@ -58,7 +58,7 @@ pub enum ProtocolError {
     )]
     NotSmartHttp,
     /// A message (not a pack) went on past the limit set with
-    /// [`PacketReader::set_limit`](crate::protocol::PacketReader::set_limit).
+    /// `PacketReader::set_limit`.
     #[error(
         "the server's answer went past the limit of {limit} bytes before it ended \
          (an endless or absurdly large message)"

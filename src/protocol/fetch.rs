@@ -6,12 +6,12 @@
 //! acknowledgments tell it which destination tips the source knows, which is
 //! what decides whether a destination ref may be overwritten.
 //!
-//! That is why [`Acknowledgments::common`] holds only ids the server said it
+//! That is why `Acknowledgments::common` holds only ids the server said it
 //! *has*. In v0 `multi_ack_detailed`, `ACK <id> ready` does not mean that:
 //! git's upload-pack sends it for a have it does *not* know once it has
 //! found enough common history (captured from git 2.47: `have` of an unknown
 //! id answered with `ACK <that id> ready`). Such lines only set
-//! [`Acknowledgments::ready`]. For the same reason plain `multi_ack`, whose
+//! `Acknowledgments::ready`. For the same reason plain `multi_ack`, whose
 //! `ACK <id> continue` has the same ambiguity, is never requested.
 //!
 //! Request writers only ask for what the server advertised
@@ -330,7 +330,7 @@ fn skip_section<R: Read>(
 /// Reads a stateless v0 upload-pack response up to where the pack would
 /// start, for a request that did (`done == true`) or did not say `done`.
 ///
-/// `ACK <id> common` adds to [`Acknowledgments::common`]; `ACK <id> ready`
+/// `ACK <id> common` adds to `Acknowledgments::common`; `ACK <id> ready`
 /// only sets `ready` (see the module docs for why). The response part ends
 /// at `NAK` or at a final bare `ACK <id>` (itself common). After `done` the
 /// pack follows, side-band multiplexed if [`v0_uses_sideband`]; without

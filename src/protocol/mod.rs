@@ -10,7 +10,7 @@
 //!
 //! Everything read from a server is untrusted: parsers return
 //! [`ProtocolError`] instead of panicking on any input, never allocate more
-//! than one pkt-line ([`pktline::MAX_PKT_LEN`]) at a time for framing, and
+//! than one pkt-line (`pktline::MAX_PKT_LEN`) at a time for framing, and
 //! escape server bytes before quoting them in an error.
 //!
 //! The manuals are `gitprotocol-common(5)`, `gitprotocol-pack(5)`,

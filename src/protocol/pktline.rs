@@ -10,10 +10,10 @@
 //! hands out lines that borrow it: parsing a whole ref advertisement or
 //! streaming a gigabyte pack allocates nothing per packet. It never trusts a
 //! length prefix beyond the protocol maximum, so a hostile server cannot make
-//! it allocate more than [`MAX_DATA_LEN`] bytes or read past a packet.
+//! it allocate more than `MAX_DATA_LEN` bytes or read past a packet.
 //!
 //! A message (a ref advertisement, acknowledgments, a push report) has an end
-//! the server must reach; [`PacketReader::set_limit`] caps how many bytes
+//! the server must reach; `PacketReader::set_limit` caps how many bytes
 //! the reader consumes before it, which bounds every list a parser builds
 //! from it, whatever the count of lines. A pack stream has no such bound and
 //! is read without one.
@@ -73,7 +73,7 @@ impl<'a> PacketLineRef<'a> {
         self.as_slice().map(strip_newline)
     }
 
-    /// Encodes this line, as [`write_data`] or the special packets would.
+    /// Encodes this line, as `write_data` or the special packets would.
     ///
     /// ```
     /// use git_relay::protocol::PacketLineRef;

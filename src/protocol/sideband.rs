@@ -9,7 +9,7 @@
 //! report-status can be parsed by a [`PacketReader`] stacked on top of it.
 //!
 //! A server may send progress forever and no data: whatever is not data
-//! (progress, empty packets) counts towards [`MAX_PROGRESS_WITHOUT_DATA`],
+//! (progress, empty packets) counts towards `MAX_PROGRESS_WITHOUT_DATA`,
 //! reset by each data packet, so such a stream ends in an error instead of
 //! holding the reader in its loop.
 //!
