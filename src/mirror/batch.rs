@@ -46,6 +46,11 @@ use crate::protocol::{ObjectId, ProtocolError};
 /// branches and tags; the ref selection leaves the namespace out.
 pub(super) const CHECKPOINT_PREFIX: &str = "refs/git-relay/";
 
+/// The bytes of one ref command besides its name: the pkt-line length, two
+/// object ids, two spaces and a newline (the first line's capabilities
+/// aside).
+const COMMAND_OVERHEAD: u64 = 4 + 40 + 1 + 40 + 1 + 1;
+
 /// The checkpoints the first increment spans: one, and the pushes then
 /// measure how many fit, growing up to fourfold while far under the
 /// budget, so that a history of even commits goes without a push cut short.
@@ -279,7 +284,14 @@ impl<'a> Pusher<'a> {
         pack: Option<Box<dyn Read + Send>>,
     ) -> Result<ReportStatus, PushError> {
         let needs_pack = commands.iter().any(|c| !c.new.is_zero());
-        let mut counted = pack.map(|p| Counted::new(p, self.budget));
+        // A host's cap counts the whole body: the commands before the pack
+        // too (a chunk of 5,000 ref updates is about half a megabyte).
+        let commands_bytes: u64 = commands
+            .iter()
+            .map(|c| c.name.len() as u64 + COMMAND_OVERHEAD)
+            .sum();
+        let limit = self.budget.map(|b| b.saturating_sub(commands_bytes).max(1));
+        let mut counted = pack.map(|p| Counted::new(p, limit));
         let mut empty = io::Cursor::new(push::EMPTY_PACK);
         let body: Option<&mut (dyn Read + Send)> = match (needs_pack, counted.as_mut()) {
             (false, _) => None,
@@ -1079,7 +1091,7 @@ mod tests {
         let refs = head_and(list, "refs/heads/main");
         let destination = Capped::new(1_000, vec![]);
         let report = relay(
-            &options(PushBudget::Bytes(350), 100),
+            &options(PushBudget::Bytes(500), 100),
             &source,
             &refs,
             &destination,
