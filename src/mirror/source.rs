@@ -119,16 +119,7 @@ impl Source {
     /// when the probe failed or outgrew its budget; the caller then cannot
     /// tell, which costs a word in the report, not the run.
     fn probe(&self, wants: &[ObjectId], haves: &[ObjectId]) -> Option<pack::Parents> {
-        let request = FetchRequest {
-            wants,
-            haves,
-            done: true,
-            thin_pack: false,
-            ofs_delta: true,
-            no_progress: true,
-            wait_for_done: false,
-            filter: Some("tree:0"),
-        };
+        let request = commits_only(wants, haves);
         let parents = self
             .fetch(&request)
             .map_err(|e| e.to_string())
@@ -189,6 +180,22 @@ impl Source {
                 }
             }
         }
+    }
+}
+
+/// A request for the commits reachable from `wants` and not from `haves`:
+/// filtered to commits (and tags) where the server can filter, the whole
+/// pack otherwise, not thin (every commit is in it).
+fn commits_only<'a>(wants: &'a [ObjectId], haves: &'a [ObjectId]) -> FetchRequest<'a> {
+    FetchRequest {
+        wants,
+        haves,
+        done: true,
+        thin_pack: false,
+        ofs_delta: true,
+        no_progress: true,
+        wait_for_done: false,
+        filter: Some("tree:0"),
     }
 }
 
@@ -360,16 +367,7 @@ impl SourceSide for Source {
         wants: &[ObjectId],
         haves: &[ObjectId],
     ) -> Result<CommitGraph, SideError> {
-        let request = FetchRequest {
-            wants,
-            haves,
-            done: true,
-            thin_pack: false,
-            ofs_delta: true,
-            no_progress: true,
-            wait_for_done: false,
-            filter: Some("tree:0"),
-        };
+        let request = commits_only(wants, haves);
         let (_, stream) = self.fetch(&request)?;
         let stream = stream.ok_or_else(|| {
             self.blame.error(Cause::Refused(
