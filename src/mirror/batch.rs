@@ -46,6 +46,10 @@ use crate::protocol::{ObjectId, ProtocolError};
 /// branches and tags; the ref selection leaves the namespace out.
 pub(super) const CHECKPOINT_PREFIX: &str = "refs/git-relay/";
 
+/// The largest budget under which a pack is held whole before its push
+/// (see [`Pusher::push`]): memory stays within tens of megabytes.
+const HOLD_MAX: u64 = 16 << 20;
+
 /// The bytes of one ref command besides its name: the pkt-line length, two
 /// object ids, two spaces and a newline (the first line's capabilities
 /// aside).
@@ -292,12 +296,37 @@ impl<'a> Pusher<'a> {
             .sum();
         let limit = self.budget.map(|b| b.saturating_sub(commands_bytes).max(1));
         let mut counted = pack.map(|p| Counted::new(p, limit));
+        // Under a small budget the pack is taken whole before the push, so
+        // one that outgrows the budget costs the source's work only, not an
+        // upload and the destination's.
+        let mut held: Option<io::Cursor<Vec<u8>>> = None;
+        if let (Some(c), Some(limit)) = (counted.as_mut(), limit.filter(|&l| l <= HOLD_MAX)) {
+            let mut whole = Vec::with_capacity(limit.min(1 << 20) as usize);
+            if c.read_to_end(&mut whole).is_err() {
+                c.progress.finish(c.bytes);
+                if c.over_limit {
+                    return Err(PushError::TooLarge {
+                        sent: c.bytes,
+                        by_server: false,
+                        detail: String::new(),
+                    });
+                }
+                let failure = c.failure.take().map(|e| self.source.error(e.into()));
+                return Err(PushError::Side(failure.unwrap_or_else(|| {
+                    self.source
+                        .error(Cause::Refused("the pack could not be read".into()))
+                })));
+            }
+            held = Some(io::Cursor::new(whole));
+        }
         let mut empty = io::Cursor::new(push::EMPTY_PACK);
-        let body: Option<&mut (dyn Read + Send)> = match (needs_pack, counted.as_mut()) {
-            (false, _) => None,
-            (true, Some(stream)) => Some(stream),
-            (true, None) => Some(&mut empty),
-        };
+        let body: Option<&mut (dyn Read + Send)> =
+            match (needs_pack, held.as_mut(), counted.as_mut()) {
+                (false, ..) => None,
+                (true, Some(whole), _) => Some(whole),
+                (true, None, Some(stream)) => Some(stream),
+                (true, None, None) => Some(&mut empty),
+            };
         self.pushes += 1;
         let pushed = self.destination.push(commands, body);
         let sent = counted.as_ref().map_or(0, |c| c.bytes);
