@@ -115,6 +115,28 @@ fn destination(builder: ServerBuilder) -> (GitServer, PathBuf) {
     (server, dst)
 }
 
+/// A destination with an empty `dst.git` behind a proxy that answers 413
+/// as soon as a push body passes `CAP`, as nginx does; the server is
+/// returned to keep it running.
+fn capped_destination() -> (GitServer, PathBuf, CapProxy) {
+    let (server, dst) = destination(GitServer::builder());
+    let proxy = CapProxy::builder()
+        .max_body(CAP, Close::Early)
+        .start(server.port());
+    (server, dst, proxy)
+}
+
+/// `git-relay mirror` from `src` into the capped destination with a budget
+/// just under its cap.
+fn mirror_capped(src: &GitServer, proxy: &CapProxy) -> Run {
+    mirror(
+        &src.url("src.git"),
+        &proxy.url("dst.git"),
+        src,
+        &["--dest-max-push-bytes", CAP_FLAG],
+    )
+}
+
 /// `git-relay mirror SRC DST --json EXTRA...` with the servers'
 /// credentials (every test server has the same ones).
 fn mirror(src: &str, dst: &str, server: &GitServer, extra: &[&str]) -> Run {
@@ -282,16 +304,8 @@ fn azure_like_source_uses_tags_as_checkpoints() {
     // A tag every 2 commits: 512 KiB between checkpoints.
     tag_every(&work, &commits_of(&work), 2, "release");
     let src = source(GitServer::builder().azure_like(), &work);
-    let (dst_server, dst) = destination(GitServer::builder());
-    let proxy = CapProxy::builder()
-        .max_body(CAP, Close::Early)
-        .start(dst_server.port());
-    let out = mirror(
-        &src.url("src.git"),
-        &proxy.url("dst.git"),
-        &src,
-        &["--dest-max-push-bytes", CAP_FLAG],
-    );
+    let (_dst_server, dst, proxy) = capped_destination();
+    let out = mirror_capped(&src, &proxy);
     out.assert_code(0);
     assert_converged(&src, &dst);
     assert_batched(&out.json());
@@ -302,16 +316,8 @@ fn azure_like_source_uses_tags_as_checkpoints() {
 fn azure_like_source_without_tags_fails_saying_why() {
     let work = big_work();
     let src = source(GitServer::builder().azure_like(), &work);
-    let (dst_server, dst) = destination(GitServer::builder());
-    let proxy = CapProxy::builder()
-        .max_body(CAP, Close::Early)
-        .start(dst_server.port());
-    let out = mirror(
-        &src.url("src.git"),
-        &proxy.url("dst.git"),
-        &src,
-        &["--dest-max-push-bytes", CAP_FLAG],
-    );
+    let (_dst_server, dst, proxy) = capped_destination();
+    let out = mirror_capped(&src, &proxy);
     assert_failed_cleanly(&out, &dst);
     // Why: the source serves neither filters nor unadvertised commits, and
     // offers no tags to cut the history at.
@@ -343,16 +349,8 @@ fn v0_sources_that_serve_any_commit_and_a_v2_source_all_go_in_batches() {
     ] {
         let work = big_work();
         let src = source(builder, &work);
-        let (dst_server, dst) = destination(GitServer::builder());
-        let proxy = CapProxy::builder()
-            .max_body(CAP, Close::Early)
-            .start(dst_server.port());
-        let out = mirror(
-            &src.url("src.git"),
-            &proxy.url("dst.git"),
-            &src,
-            &["--dest-max-push-bytes", CAP_FLAG],
-        );
+        let (_dst_server, dst, proxy) = capped_destination();
+        let out = mirror_capped(&src, &proxy);
         out.assert_code(0);
         assert_converged(&src, &dst);
         assert_batched(&out.json());
@@ -368,16 +366,8 @@ fn one_commit_larger_than_the_budget_fails_naming_it() {
     let huge = oversized_commit(&work, (CAP + CAP / 2) as usize);
     work.commit("small end");
     let src = source(GitServer::builder().github_like(), &work);
-    let (dst_server, dst) = destination(GitServer::builder());
-    let proxy = CapProxy::builder()
-        .max_body(CAP, Close::Early)
-        .start(dst_server.port());
-    let out = mirror(
-        &src.url("src.git"),
-        &proxy.url("dst.git"),
-        &src,
-        &["--dest-max-push-bytes", CAP_FLAG],
-    );
+    let (_dst_server, dst, proxy) = capped_destination();
+    let out = mirror_capped(&src, &proxy);
     assert_failed_cleanly(&out, &dst);
     assert!(
         out.stderr.contains(&huge[..12]),
