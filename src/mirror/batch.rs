@@ -640,14 +640,8 @@ impl Pusher<'_> {
     /// Deletes the checkpoints this run made, as far as the destination
     /// lets it (best effort: the run is failing already).
     fn remove_checkpoints(&mut self) {
-        let deletes: Vec<Command> = std::mem::take(&mut self.checkpoints)
-            .into_iter()
-            .map(|(name, old)| Command {
-                old,
-                new: ObjectId::ZERO,
-                name,
-            })
-            .collect();
+        let mut deletes = Vec::new();
+        self.queue_deletes(&mut deletes);
         for chunk in deletes.chunks(self.max_refs) {
             let _ = self.push(chunk, None);
         }

@@ -302,10 +302,10 @@ impl Relay<'_> {
         let empty = dest_refs
             .iter()
             .all(|r| r.name == "HEAD" || r.name.starts_with(batch::CHECKPOINT_PREFIX));
-        let result = if pusher.too_many(&commands) || (empty && pusher.budget.is_some()) {
+        let history_first = empty && pusher.budget.is_some();
+        let result = if pusher.too_many(&commands) || history_first {
             drop(negotiated.pack);
-            let history = empty && pusher.budget.is_some();
-            pusher.in_parts(&commands, dest_refs, source_refs, history)
+            pusher.in_parts(&commands, dest_refs, source_refs, history_first)
         } else {
             match pusher.push(&commands, negotiated.pack) {
                 // A chunked body refused (411): again, with the pack
@@ -360,10 +360,16 @@ impl Relay<'_> {
         match self.opts.push.max_bytes {
             PushBudget::Unlimited => None,
             PushBudget::Bytes(n) => Some(n),
-            PushBudget::HostDefault => match &self.opts.destination.location {
-                Location::Http { url, .. } => url.host_str().and_then(crate::hosts::max_push_bytes),
-                Location::Local(_) => None,
-            },
+            PushBudget::HostDefault => crate::hosts::max_push_bytes(self.destination_host()),
+        }
+    }
+
+    /// The destination's host name, for what `crate::hosts` knows of it
+    /// (empty for a local path).
+    fn destination_host(&self) -> &str {
+        match &self.opts.destination.location {
+            Location::Http { url, .. } => url.host_str().unwrap_or_default(),
+            Location::Local(_) => "",
         }
     }
 
@@ -382,10 +388,7 @@ impl Relay<'_> {
                     Ok(()) => r.result = Outcome::Ok,
                     Err(reason) => {
                         r.result = Outcome::Rejected;
-                        let host = match &self.opts.destination.location {
-                            Location::Http { url, .. } => url.host_str().unwrap_or_default(),
-                            Location::Local(_) => "",
-                        };
+                        let host = self.destination_host();
                         r.reason = Some(match crate::hosts::rejection_hint(host, reason) {
                             Some(hint) => format!("{reason} (hint: {hint})"),
                             None => reason.clone(),
