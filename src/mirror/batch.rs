@@ -13,14 +13,18 @@
 //!    as a graph (commits only, `filter tree:0`, where the source can
 //!    filter; otherwise the commits at the start of the pack), put in push
 //!    order (`order`: every commit after its parents, the source HEAD's
-//!    branch first), and pushed a slice at a time: the history of one
-//!    checkpoint commit that the destination lacks, into a ref of its own
-//!    under [`CHECKPOINT_PREFIX`], created with compare-and-swap. Slices
-//!    grow while pushes stay under a quarter of the budget and halve when
-//!    one outgrows it; a single commit larger than the budget is an error
-//!    naming it. A source that serves only its advertised tips (protocol v0
-//!    without `allowReachableSHA1InWant`) gets its tags and branches as
-//!    checkpoints instead.
+//!    branch first), and pushed a slice at a time: the slice's commits
+//!    that none of its others descends from are its checkpoints (one on a
+//!    line of history; one more for each side branch that ends in the
+//!    slice), each pushed into a ref of its own under
+//!    [`CHECKPOINT_PREFIX`], created with compare-and-swap. Slices are
+//!    sized from the bytes of the last push, aiming at 80% of the budget,
+//!    and halve when one outgrows it; a single commit larger than the
+//!    budget is an error naming it. Under a budget small enough to hold a
+//!    pack in memory, the source packs the next slice while the
+//!    destination stores the last. A source that serves only its
+//!    advertised tips (protocol v0 without `allowReachableSHA1InWant`)
+//!    gets its tags and branches as checkpoints instead.
 //! 2. **Chunks** ([`Pusher::in_parts`]). The refs themselves move last, at
 //!    most `max_ref_updates` per push, each chunk with the pack of what the
 //!    destination still lacks for it (nothing, mostly, once the increments
@@ -94,6 +98,58 @@ pub(super) enum PushError {
         /// What the server said.
         detail: String,
     },
+}
+
+/// A push's pack: streamed from the source as the destination reads it,
+/// or taken whole first (under a small budget, see [`HOLD_MAX`]).
+enum Pack {
+    Streamed(Counted),
+    Held(Vec<u8>),
+}
+
+/// Takes `pack` whole, as long as it stays within `limit` bytes: one that
+/// outgrows it is [`PushError::TooLarge`] before a byte went to the
+/// destination.
+fn hold(
+    source: &dyn SourceSide,
+    pack: Box<dyn Read + Send>,
+    limit: u64,
+) -> Result<Vec<u8>, PushError> {
+    let mut counted = Counted::new(pack, Some(limit));
+    // The limit is at most `HOLD_MAX`: reserving it spares the copies of a
+    // growing buffer, and only the pages written take memory.
+    let mut whole = Vec::with_capacity(limit as usize);
+    let read = counted.read_to_end(&mut whole);
+    counted.progress.finish(counted.bytes);
+    if read.is_ok() {
+        return Ok(whole);
+    }
+    if counted.over_limit {
+        return Err(PushError::TooLarge {
+            sent: counted.bytes,
+            by_server: false,
+            detail: String::new(),
+        });
+    }
+    let failure = counted.failure.take().map(|e| source.error(e.into()));
+    Err(PushError::Side(failure.unwrap_or_else(|| {
+        source.error(Cause::Refused("the pack could not be read".into()))
+    })))
+}
+
+/// Fetches the history of `wants` that `haves` lack and takes it whole
+/// ([`hold`]): one increment, ready to push.
+fn fetch_held(
+    source: &dyn SourceSide,
+    wants: &[ObjectId],
+    haves: &[ObjectId],
+    options: PackOptions,
+    limit: u64,
+) -> Result<Vec<u8>, PushError> {
+    match source.negotiate(wants, haves, &[], Some(options))?.pack {
+        Some(pack) => hold(source, pack, limit),
+        None => Ok(push::EMPTY_PACK.to_vec()),
+    }
 }
 
 impl From<SideError> for PushError {
@@ -280,6 +336,17 @@ impl<'a> Pusher<'a> {
         }
     }
 
+    /// The most pack bytes a push of `commands` may carry: the budget less
+    /// the commands, since a host's cap counts the whole body (a chunk of
+    /// 5,000 ref updates is about half a megabyte).
+    fn limit(&self, commands: &[Command]) -> Option<u64> {
+        let commands_bytes: u64 = commands
+            .iter()
+            .map(|c| c.name.len() as u64 + COMMAND_OVERHEAD)
+            .sum();
+        self.budget.map(|b| b.saturating_sub(commands_bytes).max(1))
+    }
+
     /// One push of `commands`, with `pack` when any of them needs objects,
     /// counted against the budget.
     pub(super) fn push(
@@ -287,54 +354,56 @@ impl<'a> Pusher<'a> {
         commands: &[Command],
         pack: Option<Box<dyn Read + Send>>,
     ) -> Result<ReportStatus, PushError> {
-        let needs_pack = commands.iter().any(|c| !c.new.is_zero());
-        // A host's cap counts the whole body: the commands before the pack
-        // too (a chunk of 5,000 ref updates is about half a megabyte).
-        let commands_bytes: u64 = commands
-            .iter()
-            .map(|c| c.name.len() as u64 + COMMAND_OVERHEAD)
-            .sum();
-        let limit = self.budget.map(|b| b.saturating_sub(commands_bytes).max(1));
-        let mut counted = pack.map(|p| Counted::new(p, limit));
+        let limit = self.limit(commands);
         // Under a small budget the pack is taken whole before the push, so
         // one that outgrows the budget costs the source's work only, not an
         // upload and the destination's.
-        let mut held: Option<io::Cursor<Vec<u8>>> = None;
-        if let (Some(c), Some(limit)) = (counted.as_mut(), limit.filter(|&l| l <= HOLD_MAX)) {
-            let mut whole = Vec::with_capacity(limit.min(1 << 20) as usize);
-            if c.read_to_end(&mut whole).is_err() {
-                c.progress.finish(c.bytes);
-                if c.over_limit {
-                    return Err(PushError::TooLarge {
-                        sent: c.bytes,
-                        by_server: false,
-                        detail: String::new(),
-                    });
-                }
-                let failure = c.failure.take().map(|e| self.source.error(e.into()));
-                return Err(PushError::Side(failure.unwrap_or_else(|| {
-                    self.source
-                        .error(Cause::Refused("the pack could not be read".into()))
-                })));
-            }
-            held = Some(io::Cursor::new(whole));
-        }
+        let pack = match (pack, limit.filter(|&l| l <= HOLD_MAX)) {
+            (Some(stream), Some(limit)) => Some(Pack::Held(hold(self.source, stream, limit)?)),
+            (stream, _) => stream.map(|s| Pack::Streamed(Counted::new(s, limit))),
+        };
+        self.send(commands, pack)
+    }
+
+    /// Sends `commands` with `pack` (the empty pack when a command needs
+    /// objects and there is none), and tells why the push failed if it did.
+    fn send(
+        &mut self,
+        commands: &[Command],
+        mut pack: Option<Pack>,
+    ) -> Result<ReportStatus, PushError> {
+        let needs_pack = commands.iter().any(|c| !c.new.is_zero());
         let mut empty = io::Cursor::new(push::EMPTY_PACK);
-        let body: Option<&mut (dyn Read + Send)> =
-            match (needs_pack, held.as_mut(), counted.as_mut()) {
-                (false, ..) => None,
-                (true, Some(whole), _) => Some(whole),
-                (true, None, Some(stream)) => Some(stream),
-                (true, None, None) => Some(&mut empty),
-            };
+        let mut whole;
+        let body: Option<&mut (dyn Read + Send)> = match (needs_pack, pack.as_mut()) {
+            (false, _) => None,
+            (true, Some(Pack::Held(bytes))) => {
+                whole = io::Cursor::new(bytes.as_slice());
+                Some(&mut whole)
+            }
+            (true, Some(Pack::Streamed(stream))) => Some(stream),
+            (true, None) => Some(&mut empty),
+        };
         self.pushes += 1;
         let pushed = self.destination.push(commands, body);
-        let sent = counted.as_ref().map_or(0, |c| c.bytes);
-        self.bytes += sent;
-        self.last = sent;
+        let mut counted = match pack {
+            Some(Pack::Streamed(c)) => Some(c),
+            Some(Pack::Held(bytes)) => {
+                self.bytes += bytes.len() as u64;
+                self.last = bytes.len() as u64;
+                None
+            }
+            None => {
+                self.last = 0;
+                None
+            }
+        };
         if let Some(c) = counted.as_mut() {
+            self.bytes += c.bytes;
+            self.last = c.bytes;
             c.progress.finish(c.bytes);
         }
+        let sent = self.last;
         let source_failure = |counted: &mut Option<Counted>| {
             let failure = counted.as_mut().and_then(|c| c.failure.take());
             failure.map(|e| self.source.error(e.into()))
@@ -552,24 +621,129 @@ impl<'a> Pusher<'a> {
             tips
         };
         output::info(format_args!("{} commits to send", order.len()));
+        // The wants of the increment `checkpoints[from..=to]`: with any
+        // commit served, those of its commits that none of its others has
+        // as a parent (the rest are their ancestors, and what came before
+        // is the destination's by then); a side branch that ends inside the
+        // slice needs its own. With tips only, every tip in the slice.
+        let slice_wants = |from: usize, to: usize| -> Vec<ObjectId> {
+            if !any {
+                let mut seen = HashSet::new();
+                return checkpoints[from..=to]
+                    .iter()
+                    .map(|c| c.1)
+                    .filter(|oid| seen.insert(*oid))
+                    .collect();
+            }
+            let mut inner = vec![false; to + 1 - from];
+            for &commit in &order[from..=to] {
+                for &parent in graph.parents(commit) {
+                    let at = position[parent as usize];
+                    if (from..=to).contains(&at) {
+                        inner[at - from] = true;
+                    }
+                }
+            }
+            order[from..=to]
+                .iter()
+                .zip(&inner)
+                .filter(|(_, &inner)| !inner)
+                .map(|(&commit, _)| graph.id(commit))
+                .collect()
+        };
+        // The haves once `checkpoints[from..=to]` landed with `wants`: those,
+        // less the earlier wants they descend from (fewer haves, the same
+        // history).
+        let landed = |haves: &[ObjectId], from: usize, to: usize, wants: &[ObjectId]| {
+            let covered: HashSet<ObjectId> = match any {
+                true => order[from..=to]
+                    .iter()
+                    .flat_map(|&c| graph.parents(c))
+                    .filter(|&&p| position[p as usize] < from)
+                    .map(|&p| graph.id(p))
+                    .collect(),
+                false => HashSet::new(),
+            };
+            let mut haves: Vec<ObjectId> = haves
+                .iter()
+                .filter(|h| !covered.contains(h))
+                .copied()
+                .collect();
+            haves.extend(wants);
+            haves
+        };
+        let checkpoint = |want: &ObjectId| Command {
+            old: ObjectId::ZERO,
+            new: *want,
+            name: format!("{CHECKPOINT_PREFIX}{want}"),
+        };
         let mut next = 0;
         let mut slice = FIRST_SLICE;
+        // The next increment's pack, fetched while the destination took the
+        // last one: (its last checkpoint, the pack or why there is none).
+        let mut ahead: Option<(usize, Result<Vec<u8>, PushError>)> = None;
         while next < checkpoints.len() {
             let last = (next + slice).min(checkpoints.len()) - 1;
-            let (at, want, ref label) = checkpoints[last];
-            let name = format!("{CHECKPOINT_PREFIX}{want}");
-            let pack = self
-                .source
-                .negotiate(&[want], haves, &[], Some(self.pack))?
-                .pack;
-            let command = Command {
-                old: ObjectId::ZERO,
-                new: want,
-                name: name.clone(),
+            let (at, _, ref label) = checkpoints[last];
+            let wants = slice_wants(next, last);
+            let commands: Vec<Command> = wants.iter().map(checkpoint).collect();
+            let limit = self.limit(&commands);
+            let source = self.source;
+            let overlapped = match (source.concurrent(), limit) {
+                (Some(source), Some(limit)) if limit <= HOLD_MAX => Some((source, limit)),
+                _ => None,
             };
-            match self.push(std::slice::from_ref(&command), pack) {
+            // Where the pack is held anyway, the source packs the following
+            // increment while the destination takes this one: each step
+            // then costs the slower of the two sides, not their sum.
+            let mut planned = None;
+            let pushed = match overlapped {
+                Some((source, limit)) => {
+                    let held = match ahead.take() {
+                        Some((upto, held)) if upto == last => held,
+                        _ => fetch_held(source, &wants, haves, self.pack, limit),
+                    };
+                    held.and_then(|pack| {
+                        let following = next_slice(last + 1 - next, pack.len() as u64, self.budget);
+                        planned = Some(following);
+                        let upto = (last + following).min(checkpoints.len() - 1);
+                        let then = (upto > last).then(|| {
+                            let haves = landed(haves, next, last, &wants);
+                            (slice_wants(last + 1, upto), haves)
+                        });
+                        let options = self.pack;
+                        std::thread::scope(|scope| {
+                            let prefetch = then.map(|(wants, haves)| {
+                                scope.spawn(move || {
+                                    fetch_held(source, &wants, &haves, options, limit)
+                                })
+                            });
+                            let pushed = self.send(&commands, Some(Pack::Held(pack)));
+                            ahead = prefetch.map(|thread| {
+                                let held = thread
+                                    .join()
+                                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                                (upto, held)
+                            });
+                            pushed
+                        })
+                    })
+                }
+                None => {
+                    let pack = self
+                        .source
+                        .negotiate(&wants, haves, &[], Some(self.pack))?
+                        .pack;
+                    self.push(&commands, pack)
+                }
+            };
+            match pushed {
                 Ok(status) => {
-                    if let Some(Err(reason)) = status.refs.first().map(|r| &r.result) {
+                    if let Some((name, reason)) = status
+                        .refs
+                        .iter()
+                        .find_map(|r| r.result.as_ref().err().map(|e| (&r.name, e)))
+                    {
                         return Err(PushError::Side(self.destination.error(Cause::Refused(
                             format!("the server refused the checkpoint ref {name} that a batched push needs: {reason}"),
                         ))));
@@ -582,17 +756,25 @@ impl<'a> Pusher<'a> {
                         order.len(),
                         human_bytes(sent)
                     ));
-                    haves.push(want);
-                    self.checkpoints.push((name, want));
+                    *haves = landed(haves, next, last, &wants);
+                    self.checkpoints
+                        .extend(commands.into_iter().map(|c| (c.name, c.new)));
                     self.landed(sent);
-                    slice = next_slice(last + 1 - next, sent, self.budget);
+                    slice =
+                        planned.unwrap_or_else(|| next_slice(last + 1 - next, sent, self.budget));
                     next = last + 1;
                 }
-                Err(PushError::Resend) => continue,
+                Err(PushError::Resend) => {
+                    ahead = None;
+                    continue;
+                }
                 // Too large: a smaller slice, down to one commit. (A first
                 // cut connection fails the run, to be retried: it resumes
                 // from the checkpoints.)
                 Err(failure) => {
+                    // The budget may have changed, and what was fetched
+                    // ahead assumed this increment had landed.
+                    ahead = None;
                     let refused = self.too_large(failure)?;
                     if last > next {
                         slice = (last - next).div_ceil(2).max(1);
@@ -605,7 +787,7 @@ impl<'a> Pusher<'a> {
                         )
                     } else if any {
                         format!(
-                            "commit {want} alone brings more than the push budget of {budget}; raise --dest-max-push-bytes above its size (up to what the host accepts)"
+                            "commit {label} alone brings more than the push budget of {budget}; raise --dest-max-push-bytes above its size (up to what the host accepts)"
                         )
                     } else {
                         format!(
@@ -658,15 +840,19 @@ fn repeats(cuts: &[u64], sent: u64) -> bool {
 
 /// How many checkpoints the next increment spans, after `slice` of them
 /// made a push of `sent` bytes: aiming at 80% of the budget, which leaves
-/// room for commits larger than the average. It grows at most fourfold
-/// while pushes are far under the budget (the first slices are small, so
-/// that a history of even commits goes without a push cut short), twofold
-/// near it, and halves at most.
+/// room for commits larger than the average. It grows at most sixteenfold
+/// while pushes are under 1/32 of the budget, fourfold under 1/8, twofold
+/// nearer (the first slices are small, so that a history of even commits
+/// goes without a push cut short), and halves at most.
 fn next_slice(slice: usize, sent: u64, budget: Option<u64>) -> usize {
     let budget = budget.unwrap_or(u64::MAX);
     let target = (budget / 10 * 8) as f64;
     let scaled = slice as f64 * target / sent.max(1) as f64;
-    let growth = if sent < budget / 8 { 4 } else { 2 };
+    let growth = match sent {
+        s if s < budget / 32 => 16,
+        s if s < budget / 8 => 4,
+        _ => 2,
+    };
     (scaled as usize).clamp((slice / 2).max(1), slice.saturating_mul(growth))
 }
 
@@ -706,6 +892,8 @@ mod tests {
     fn a_slice_grows_toward_eighty_percent_of_the_budget() {
         // 10 commits made 1 MiB of a 10 MiB budget: 80 would fit, 40 is the step.
         assert_eq!(next_slice(10, MIB, Some(10 * MIB)), 40);
+        // Far under it, sixteenfold: 10 commits of 100 KiB (800 would fit).
+        assert_eq!(next_slice(10, MIB / 10, Some(10 * MIB)), 160);
         // Nearer the budget, twofold at most.
         assert_eq!(next_slice(10, 2 * MIB, Some(10 * MIB)), 20);
         assert_eq!(next_slice(10, 5 * MIB, Some(10 * MIB)), 16);
@@ -725,8 +913,8 @@ mod tests {
 
     #[test]
     fn a_slice_without_a_budget_or_bytes_only_grows() {
-        assert_eq!(next_slice(64, 0, Some(MIB)), 256);
-        assert_eq!(next_slice(64, MIB, None), 256);
+        assert_eq!(next_slice(64, 0, Some(MIB)), 1024);
+        assert_eq!(next_slice(64, MIB, None), 1024);
     }
 
     #[test]
@@ -821,7 +1009,7 @@ mod tests {
         parents: HashMap<ObjectId, Vec<ObjectId>>,
         size: HashMap<ObjectId, u64>,
         any: bool,
-        fetched: RefCell<Vec<u64>>,
+        fetched: std::sync::Mutex<Vec<u64>>,
     }
 
     impl History {
@@ -832,7 +1020,7 @@ mod tests {
                     .collect(),
                 size: (1..=n).map(|c| (id(c), size(c))).collect(),
                 any: true,
-                fetched: RefCell::new(Vec::new()),
+                fetched: std::sync::Mutex::new(Vec::new()),
             }
         }
 
@@ -875,7 +1063,7 @@ mod tests {
                 .iter()
                 .map(|c| self.size[c])
                 .sum();
-            self.fetched.borrow_mut().push(bytes);
+            self.fetched.lock().unwrap().push(bytes);
             let stream = Box::new(io::Cursor::new(pack_of(bytes))) as Box<dyn Read + Send>;
             Ok(Negotiated {
                 known: HashSet::new(),
@@ -899,6 +1087,9 @@ mod tests {
         }
         fn serves_any_commit(&self) -> bool {
             self.any
+        }
+        fn concurrent(&self) -> Option<&(dyn SourceSide + Sync)> {
+            Some(self)
         }
         fn error(&self, cause: Cause) -> SideError {
             Blame::new(Side::Source, "src", Duration::ZERO).error(cause)
@@ -1067,6 +1258,47 @@ mod tests {
         // Every commit went once, whatever the cut attempts cost.
         let stored: u64 = pushes.iter().map(|(_, bytes)| bytes).sum();
         assert_eq!(stored, 4_000);
+    }
+
+    #[test]
+    fn an_increment_across_branches_brings_each_branch_in_it() {
+        // main: 1..=20; side: 21..=30 off 5. Increments of about eight
+        // commits take main's last ones and the side branch's first ones
+        // together: wanting only the side branch's would leave main's tail
+        // to the push of the refs, which may not fit.
+        let mut source = History::line(20, |_| 100);
+        for c in 21..=30 {
+            let parent = if c == 21 { 5 } else { c - 1 };
+            source.parents.insert(id(c), vec![id(parent)]);
+            source.size.insert(id(c), 100);
+        }
+        let refs = head_and(
+            vec![r("refs/heads/main", id(20)), r("refs/heads/side", id(30))],
+            "refs/heads/main",
+        );
+        let destination = Capped::new(100_000, vec![]);
+        let report = relay(
+            &options(PushBudget::Bytes(1_000), 10),
+            &source,
+            &refs,
+            &destination,
+        )
+        .unwrap();
+        assert!(report.in_sync && report.batched);
+        let pushes = destination.pushes.borrow();
+        let (refs_push, bytes) = pushes.last().unwrap();
+        assert_eq!(refs_push[0].name, "refs/heads/main");
+        assert_eq!(*bytes, 0, "every commit went in an increment");
+        let stored: u64 = pushes.iter().map(|(_, bytes)| bytes).sum();
+        assert_eq!(stored, 3_000, "each commit once");
+        assert!(
+            pushes.iter().any(|(commands, _)| commands.len() == 2
+                && commands
+                    .iter()
+                    .all(|c| c.name.starts_with(CHECKPOINT_PREFIX))),
+            "an increment with main's tail and the side branch's start has a checkpoint for each"
+        );
+        assert_eq!(destination.names(), ["refs/heads/main", "refs/heads/side"]);
     }
 
     #[test]

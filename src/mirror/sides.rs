@@ -69,6 +69,12 @@ pub(crate) trait SourceSide {
     fn serves_any_commit(&self) -> bool {
         false
     }
+    /// This source, where it can be asked from another thread: a batched
+    /// push then fetches the next increment while the destination takes
+    /// the last one.
+    fn concurrent(&self) -> Option<&(dyn SourceSide + Sync)> {
+        None
+    }
     /// Tags `cause` with this side and its location.
     fn error(&self, cause: Cause) -> SideError;
 }

@@ -377,6 +377,9 @@ impl SourceSide for Source {
         graph::read_commit_graph(stream, wants, GRAPH_BUDGET).map_err(|e| self.blame.error(e))
     }
 
+    fn concurrent(&self) -> Option<&(dyn SourceSide + Sync)> {
+        Some(self)
+    }
     fn serves_any_commit(&self) -> bool {
         self.version == Version::V2
             || ["allow-reachable-sha1-in-want", "allow-any-sha1-in-want"]
