@@ -103,7 +103,7 @@ pub(super) enum PushError {
 /// A push's pack: streamed from the source as the destination reads it,
 /// or taken whole first (under a small budget, see [`HOLD_MAX`]).
 enum Pack {
-    Streamed(Counted),
+    Streamed(Box<Counted>),
     Held(Vec<u8>),
 }
 
@@ -360,7 +360,7 @@ impl<'a> Pusher<'a> {
         // upload and the destination's.
         let pack = match (pack, limit.filter(|&l| l <= HOLD_MAX)) {
             (Some(stream), Some(limit)) => Some(Pack::Held(hold(self.source, stream, limit)?)),
-            (stream, _) => stream.map(|s| Pack::Streamed(Counted::new(s, limit))),
+            (stream, _) => stream.map(|s| Pack::Streamed(Box::new(Counted::new(s, limit)))),
         };
         self.send(commands, pack)
     }
@@ -387,7 +387,7 @@ impl<'a> Pusher<'a> {
         self.pushes += 1;
         let pushed = self.destination.push(commands, body);
         let mut counted = match pack {
-            Some(Pack::Streamed(c)) => Some(c),
+            Some(Pack::Streamed(c)) => Some(*c),
             Some(Pack::Held(bytes)) => {
                 self.bytes += bytes.len() as u64;
                 self.last = bytes.len() as u64;
