@@ -15,8 +15,6 @@
 //! an explicit stack: a history of a million commits in one line must not
 //! overflow the thread's stack.
 
-// Until the batching engine (`mirror::batch`) that calls it lands.
-
 use crate::protocol::graph::CommitGraph;
 use crate::protocol::ObjectId;
 

@@ -42,8 +42,6 @@
 //! ones. The read ends after a run of [`STOP_AFTER_OTHERS`] trees and
 //! blobs with no commit among them, a few hundred kilobytes more.
 
-// Until the batching engine (`mirror::batch`) that calls it lands.
-
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
