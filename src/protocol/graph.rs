@@ -43,19 +43,16 @@
 //! blobs with no commit among them, a few hundred kilobytes more.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::io::Read;
 
+use super::cache::BaseCache;
 use super::pack::{self, bad, Kind, PackReader, MAX_KEPT};
 use super::{ObjectId, ProtocolError};
 
 /// Bytes of commit and tag bodies kept as delta bases.
 const CACHE_BYTES: usize = 32 << 20;
-/// What a cached body costs besides its bytes: its allocation and its
-/// entries in the cache's three maps, spare capacity included (about 290
-/// bytes: the resident size with the cache full of 170-byte commits).
-const CACHE_ENTRY_OVERHEAD: usize = 288;
 /// Inflated bytes allowed per byte of budget (and at least 1 GiB): commits
 /// compress about threefold, a zlib bomb a thousandfold.
 const INFLATION_PER_BUDGET_BYTE: u64 = 16;
@@ -163,7 +160,7 @@ fn read_graph(
         .max(1 << 30);
     let mut pack = PackReader::new(reader, budget, max_inflated)?;
     let mut builder = Builder::default();
-    let mut cache = Cache::new(cache_bytes);
+    let mut cache = BaseCache::new(cache_bytes);
     // Where the first object that is neither a commit nor a tag starts:
     // every object before it was kept, so a base there that is not in the
     // cache has left it. Commits and tags after it are listed (git puts
@@ -628,88 +625,6 @@ impl<T: Copy> Chunked<T> {
                 .iter()
                 .map(|b| b.capacity() * std::mem::size_of::<T>())
                 .sum::<usize>()
-    }
-}
-
-/// Commit and tag bodies by where they start in the pack, the least
-/// recently used dropped first once they pass a size in bytes.
-struct Cache {
-    entries: HashMap<u64, Cached>,
-    /// Offsets by last use.
-    by_use: BTreeMap<u64, u64>,
-    /// Offsets by id, for deltas that name their base by id.
-    by_id: HashMap<ObjectId, u64>,
-    clock: u64,
-    bytes: usize,
-    limit: usize,
-}
-
-struct Cached {
-    id: ObjectId,
-    kind: Kept,
-    data: Vec<u8>,
-    used: u64,
-}
-
-impl Cache {
-    fn new(limit: usize) -> Self {
-        Cache {
-            entries: HashMap::new(),
-            by_use: BTreeMap::new(),
-            by_id: HashMap::new(),
-            clock: 0,
-            bytes: 0,
-            limit,
-        }
-    }
-
-    fn get(&mut self, offset: u64) -> Option<(Kept, &[u8])> {
-        let entry = self.entries.get_mut(&offset)?;
-        self.by_use.remove(&entry.used);
-        self.clock += 1;
-        entry.used = self.clock;
-        self.by_use.insert(self.clock, offset);
-        Some((entry.kind, &entry.data))
-    }
-
-    fn get_id(&mut self, id: &ObjectId) -> Option<(Kept, &[u8])> {
-        let offset = *self.by_id.get(id)?;
-        self.get(offset)
-    }
-
-    fn insert(&mut self, offset: u64, id: ObjectId, kind: Kept, data: Vec<u8>) {
-        let cost = data.len() + CACHE_ENTRY_OVERHEAD;
-        while self.bytes + cost > self.limit {
-            let Some((_, oldest)) = self.by_use.pop_first() else {
-                break;
-            };
-            if let Some(gone) = self.entries.remove(&oldest) {
-                self.bytes -= gone.data.len() + CACHE_ENTRY_OVERHEAD;
-                if self.by_id.get(&gone.id) == Some(&oldest) {
-                    self.by_id.remove(&gone.id);
-                }
-            }
-        }
-        if cost > self.limit {
-            return;
-        }
-        self.clock += 1;
-        self.by_use.insert(self.clock, offset);
-        self.by_id.insert(id, offset);
-        self.bytes += cost;
-        let previous = self.entries.insert(
-            offset,
-            Cached {
-                id,
-                kind,
-                data,
-                used: self.clock,
-            },
-        );
-        if let Some(previous) = previous {
-            self.by_use.remove(&previous.used);
-            self.bytes -= previous.data.len() + CACHE_ENTRY_OVERHEAD;
-        }
     }
 }
 
