@@ -1,0 +1,683 @@
+//! One LFS server over HTTP: batch requests, and the basic transfer
+//! adapter's downloads, uploads and verify calls.
+//!
+//! It rides the crate's HTTP stack: the process's shared agent for the
+//! side's TLS, proxy and timeout settings (so the LFS requests reuse the git
+//! side's connections to the same host), its credentials only in the
+//! `Authorization` header, `transport::origin`'s redirect rules, and
+//! `transport::Limits` on every response read.
+//!
+//! Batch requests go to the endpoint with the side's credentials. Actions
+//! are URLs the server hands out, often on another host (object storage)
+//! with their own token in the URL or in their headers. Our credentials go
+//! with an action only when it names no `Authorization` of its own, the
+//! server did not mark it `authenticated`, and its URL is one the side's
+//! credentials may reach under the origin rules; the action's headers go
+//! only to the action's own origin. A download redirected elsewhere (GitLab
+//! sends object storage URLs that way) is followed without either. Action
+//! URLs and header values are secrets: they are never printed, not even in
+//! debug output, and are masked out of anything a server or the HTTP client
+//! says about them.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::time::{Duration, Instant};
+
+use url::Url;
+
+use super::batch::{
+    Action, BatchRequest, BatchResponse, ErrorBody, ObjectError, ObjectResponse, ObjectSpec,
+    Operation, MEDIA_TYPE,
+};
+use super::{LfsCause, LfsError, Pointer, Request, Sha256};
+use crate::auth::Credentials;
+use crate::mirror::Side;
+use crate::output;
+use crate::transport::{
+    check_origin, classify_transport, follow, origin_of, shared_agent, FollowError, Limits, Meter,
+    NetworkOptions, RedirectPolicy, TransportError,
+};
+
+/// Objects per batch request: what git-lfs sends and hosts accept
+/// (GitHub and GitLab refuse larger batches).
+pub(crate) const BATCH_SIZE: usize = 100;
+
+/// The largest batch answer read: a hundred objects with long signed URLs
+/// take a few hundred KiB.
+const MAX_ANSWER_BYTES: u64 = 16 << 20;
+
+/// How much of an error answer is read for its message.
+const ERROR_BODY_BYTES: u64 = 4096;
+
+/// How much of a successful upload's or verify's answer is read (to give
+/// the connection back to the pool) before it is dropped.
+const MAX_DRAIN_BYTES: u64 = 1 << 20;
+
+/// Redirects one action request may follow, as for git requests.
+const MAX_REDIRECTS: usize = 5;
+
+/// A side's LFS server.
+pub(crate) struct LfsClient {
+    side: Side,
+    endpoint: Url,
+    display: String,
+    agent: ureq::Agent,
+    authorization: Option<String>,
+    redirects: RedirectPolicy,
+    timeout: Duration,
+    limits: Limits,
+}
+
+/// The server's answer for one object of a batch request.
+#[derive(Debug)]
+pub(crate) struct ObjectAction {
+    /// The object, as asked.
+    pub(crate) pointer: Pointer,
+    /// What to do with it.
+    pub(crate) next: Next,
+    /// When the answer came, for the actions' `expires_in`.
+    pub(crate) received: Instant,
+}
+
+/// What a batch answer says to do with one object.
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// Fetch it with this action.
+    Download(Action),
+    /// Send it with `upload`, then call `verify` if given.
+    Upload {
+        /// The PUT.
+        upload: Action,
+        /// The POST after it.
+        verify: Option<Action>,
+    },
+    /// An upload the server does not need: it has the object.
+    Present,
+    /// The server cannot do it; codes follow HTTP (404 and 410: the object
+    /// is not there). The message is the server's, cleaned for printing.
+    Error(ObjectError),
+}
+
+impl LfsClient {
+    /// A client for the LFS server at `endpoint` (see
+    /// [`lfs_url`](super::lfs_url)) with the side's credentials and network
+    /// settings.
+    pub(crate) fn new(
+        side: Side,
+        endpoint: Url,
+        credentials: Option<&Credentials>,
+        options: &NetworkOptions,
+    ) -> Result<LfsClient, LfsError> {
+        let display = endpoint.to_string();
+        let agent = shared_agent(&endpoint, options).map_err(|e| LfsError {
+            side,
+            where_: display.clone(),
+            request: Request::Batch(Operation::Download),
+            object: None,
+            cause: LfsCause::Transport(e),
+        })?;
+        Ok(LfsClient {
+            side,
+            display,
+            endpoint,
+            agent,
+            authorization: credentials.map(Credentials::authorization),
+            redirects: options.redirects.clone(),
+            timeout: options.timeout,
+            limits: options.limits,
+        })
+    }
+
+    /// The side it serves.
+    pub(crate) fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The endpoint, printable.
+    pub(crate) fn display(&self) -> &str {
+        &self.display
+    }
+
+    pub(crate) fn error(&self, request: Request, cause: LfsCause) -> LfsError {
+        LfsError {
+            side: self.side,
+            where_: self.display.clone(),
+            request,
+            object: None,
+            cause,
+        }
+    }
+
+    /// Asks what to do for `pointers`, in requests of [`BATCH_SIZE`]
+    /// objects; one answer per pointer, in order. A failure of a whole
+    /// request (credentials, no server, a broken answer) is the error;
+    /// a failure for one object is its [`Next::Error`].
+    pub(crate) fn batch(
+        &self,
+        operation: Operation,
+        pointers: &[Pointer],
+    ) -> Result<Vec<ObjectAction>, LfsError> {
+        let mut out = Vec::with_capacity(pointers.len());
+        for chunk in pointers.chunks(BATCH_SIZE) {
+            out.extend(self.batch_chunk(operation, chunk)?);
+        }
+        Ok(out)
+    }
+
+    fn batch_url(&self) -> Url {
+        let mut url = self.endpoint.clone();
+        let path = format!("{}/objects/batch", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        url
+    }
+
+    fn batch_chunk(
+        &self,
+        operation: Operation,
+        chunk: &[Pointer],
+    ) -> Result<Vec<ObjectAction>, LfsError> {
+        let request = Request::Batch(operation);
+        let fail = |cause| self.error(request, cause);
+        let body = serde_json::to_vec(&BatchRequest::new(operation, chunk))
+            .map_err(|e| fail(LfsCause::Io(io::Error::other(e))))?;
+        let url = self.batch_url();
+        output::debug(format_args!(
+            "POST {url} ({operation}, {} objects)",
+            chunk.len()
+        ));
+        // A batch request changes nothing, so it may be sent again to where
+        // a redirect points, under the same rules as a git request.
+        let followed = follow(&url, self.authorization.is_some(), &self.redirects, |hop| {
+            let mut req = self
+                .agent
+                .post(hop.as_str())
+                .set("Accept", MEDIA_TYPE)
+                .set("Content-Type", MEDIA_TYPE);
+            if let Some(auth) = &self.authorization {
+                req = req.set("Authorization", auth);
+            }
+            req.send_bytes(&body).map_err(Box::new)
+        })
+        .map_err(|e| match e {
+            FollowError::Http(e) => {
+                self.classify(request, *e, url.as_str(), self.authorization.is_some(), &[])
+            }
+            FollowError::Refused(t) => fail(LfsCause::Transport(t)),
+        })?;
+        let response = followed.response;
+        if (300..400).contains(&response.status()) {
+            return Err(fail(LfsCause::Status {
+                status: response.status(),
+                detail: "a redirect without a usable Location".to_owned(),
+            }));
+        }
+        let received = Instant::now();
+        let meter = Meter::new(&self.limits, self.timeout);
+        let mut text = Vec::new();
+        meter
+            .checking(response.into_reader())
+            .take(MAX_ANSWER_BYTES + 1)
+            .read_to_end(&mut text)
+            .map_err(|e| fail(io_cause(e)))?;
+        if text.len() as u64 > MAX_ANSWER_BYTES {
+            return Err(fail(LfsCause::BadAnswer(format!(
+                "the batch answer is larger than {} MiB",
+                MAX_ANSWER_BYTES >> 20
+            ))));
+        }
+        let answer: BatchResponse =
+            serde_json::from_slice(&text).map_err(|e| fail(LfsCause::BadAnswer(json_error(&e))))?;
+        if let Some(transfer) = answer.transfer.as_deref().filter(|t| *t != "basic") {
+            return Err(fail(LfsCause::BadAnswer(format!(
+                "the server chose the transfer adapter `{}`, but only `basic` was offered",
+                clean(transfer, &[])
+            ))));
+        }
+        if let Some(algo) = answer.hash_algo.as_deref().filter(|a| *a != "sha256") {
+            return Err(fail(LfsCause::BadAnswer(format!(
+                "the server names objects by `{}`, not sha256",
+                clean(algo, &[])
+            ))));
+        }
+        let mut by_oid: HashMap<Sha256, ObjectResponse> = HashMap::new();
+        for object in answer.objects {
+            if let Some(oid) = Sha256::from_hex(object.oid.as_bytes()) {
+                by_oid.entry(oid).or_insert(object);
+            }
+        }
+        Ok(chunk
+            .iter()
+            .map(|pointer| ObjectAction {
+                pointer: *pointer,
+                next: next_of(operation, pointer, by_oid.get(&pointer.oid)),
+                received,
+            })
+            .collect())
+    }
+
+    /// Opens an object's download. The body is the raw object, read under
+    /// the side's limits; check it with a
+    /// [`CheckedReader`](super::CheckedReader).
+    pub(crate) fn download(&self, action: &Action) -> Result<Box<dyn Read + Send>, LfsError> {
+        let request = Request::Download;
+        let (url, secrets) = self.action_url(action, request)?;
+        let response = self.follow_action(request, action, &url, &secrets)?;
+        let meter = Meter::new(&self.limits, self.timeout);
+        Ok(Box::new(meter.checking(response.into_reader())))
+    }
+
+    /// GETs an action, following redirects: the action's headers and our
+    /// credentials go only to the action's origin.
+    fn follow_action(
+        &self,
+        request: Request,
+        action: &Action,
+        start: &Url,
+        secrets: &[&str],
+    ) -> Result<ureq::Response, LfsError> {
+        output::debug(format_args!("GET {} (LFS {request})", origin_of(start)));
+        let mut url = start.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            let (req, credentials) = self.action_request("GET", action, start, &url);
+            let response = req
+                .call()
+                .map_err(|e| self.classify(request, e, url.as_str(), credentials, secrets))?;
+            if !(300..400).contains(&response.status()) {
+                return Ok(response);
+            }
+            let next = response.header("location").and_then(|l| url.join(l).ok());
+            let Some(next) = next else {
+                return Err(self.error(
+                    request,
+                    LfsCause::Status {
+                        status: response.status(),
+                        detail: "a redirect without a usable Location".to_owned(),
+                    },
+                ));
+            };
+            // Nothing secret goes past the action's origin, so only the
+            // downgrade to http is refused; the URL itself is a secret and
+            // is not printed.
+            check_origin(&url, &next, false, &self.redirects)
+                .map_err(|t| self.error(request, LfsCause::Transport(t)))?;
+            output::debug(format_args!(
+                "LFS {request} redirected (HTTP {}) to {}",
+                response.status(),
+                origin_of(&next)
+            ));
+            url = next;
+        }
+        Err(self.error(
+            request,
+            LfsCause::Status {
+                status: 310,
+                detail: format!("more than {MAX_REDIRECTS} redirects"),
+            },
+        ))
+    }
+
+    /// Sends an object: a PUT of exactly `size` bytes read from `body`,
+    /// with a `Content-Length`, streamed. A body that fails (its source
+    /// failed, or it did not match its pointer) cuts the request before
+    /// its end, so the server stores nothing; that failure is
+    /// [`LfsCause::Body`].
+    pub(crate) fn upload(
+        &self,
+        action: &Action,
+        body: impl Read + Send,
+        size: u64,
+    ) -> Result<(), LfsError> {
+        let request = Request::Upload;
+        let (url, secrets) = self.action_url(action, request)?;
+        output::debug(format_args!("PUT {} (LFS upload)", origin_of(&url)));
+        let (mut req, credentials) = self.action_request("PUT", action, &url, &url);
+        if !action
+            .headers()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        {
+            req = req.set("Content-Type", "application/octet-stream");
+        }
+        // ureq sends a body with this header as is, without chunks.
+        let req = req.set("Content-Length", &size.to_string());
+        let mut body = Watched {
+            inner: body,
+            remaining: size,
+            failure: None,
+        };
+        let sent = req.send(&mut body);
+        if let Some(failure) = body.failure.take() {
+            return Err(self.error(request, LfsCause::Body(failure)));
+        }
+        let response =
+            sent.map_err(|e| self.classify(request, e, url.as_str(), credentials, &secrets))?;
+        self.finish(request, response)
+    }
+
+    /// Confirms an upload: POSTs the object's oid and size.
+    pub(crate) fn verify(&self, action: &Action, pointer: &Pointer) -> Result<(), LfsError> {
+        let request = Request::Verify;
+        let (url, secrets) = self.action_url(action, request)?;
+        output::debug(format_args!("POST {} (LFS verify)", origin_of(&url)));
+        let body = serde_json::to_vec(&ObjectSpec::from(pointer))
+            .map_err(|e| self.error(request, LfsCause::Io(io::Error::other(e))))?;
+        let (req, credentials) = self.action_request("POST", action, &url, &url);
+        let response = req
+            .set("Accept", MEDIA_TYPE)
+            .set("Content-Type", MEDIA_TYPE)
+            .send_bytes(&body)
+            .map_err(|e| self.classify(request, e, url.as_str(), credentials, &secrets))?;
+        self.finish(request, response)
+    }
+
+    /// Accepts a successful answer to an upload or verify, reading what is
+    /// left of it so the connection can serve again.
+    fn finish(&self, request: Request, response: ureq::Response) -> Result<(), LfsError> {
+        let status = response.status();
+        if !(200..300).contains(&status) {
+            // A body cannot be sent twice: redirects are not followed here.
+            return Err(self.error(
+                request,
+                LfsCause::Status {
+                    status,
+                    detail: "an LFS upload or verify is not sent again to where a redirect points"
+                        .to_owned(),
+                },
+            ));
+        }
+        let _ = io::copy(
+            &mut response.into_reader().take(MAX_DRAIN_BYTES),
+            &mut io::sink(),
+        );
+        Ok(())
+    }
+
+    /// The action's URL, checked, with the strings to mask from messages.
+    fn action_url<'a>(
+        &self,
+        action: &'a Action,
+        request: Request,
+    ) -> Result<(Url, Vec<&'a str>), LfsError> {
+        let bad = |what: &str| self.error(request, LfsCause::BadAnswer(what.to_owned()));
+        let url = Url::parse(&action.href).map_err(|_| bad("an action's href is not a URL"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad("an action's href is not an http(s) URL"));
+        }
+        for (name, value) in action.headers() {
+            let name_ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            let value_ok = value
+                .bytes()
+                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
+            if !name_ok || !value_ok {
+                // Not quoted: the value is likely a token.
+                return Err(bad("an action has a header that is not valid HTTP"));
+            }
+        }
+        let mut secrets: Vec<&str> = vec![action.href.as_str()];
+        if let Some((_, query)) = action.href.split_once('?') {
+            secrets.push(query);
+        }
+        secrets.extend(action.headers().map(|(_, value)| value));
+        // Long ones first, so that a value inside another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Ok((url, secrets))
+    }
+
+    /// A request for `action` to `hop` (its own URL, `start`, or where a
+    /// redirect led), and whether our credentials are on it.
+    fn action_request(
+        &self,
+        method: &str,
+        action: &Action,
+        start: &Url,
+        hop: &Url,
+    ) -> (ureq::Request, bool) {
+        let mut req = self.agent.request(method, hop.as_str());
+        let mut credentials = false;
+        if hop.origin() == start.origin() {
+            for (name, value) in action.headers() {
+                req = req.set(name, value);
+            }
+            if let Some(auth) = self.our_credentials_for(action, start) {
+                req = req.set("Authorization", auth);
+                credentials = true;
+            }
+        }
+        (req, credentials || action.authorizes_itself())
+    }
+
+    /// Our `Authorization` for `action` at `url`, if it should go there.
+    fn our_credentials_for(&self, action: &Action, url: &Url) -> Option<&str> {
+        let auth = self.authorization.as_deref()?;
+        if action.authenticated || action.authorizes_itself() {
+            return None;
+        }
+        check_origin(&self.endpoint, url, true, &self.redirects)
+            .ok()
+            .map(|()| auth)
+    }
+
+    fn classify(
+        &self,
+        request: Request,
+        err: ureq::Error,
+        url: &str,
+        had_credentials: bool,
+        secrets: &[&str],
+    ) -> LfsError {
+        let cause = match err {
+            ureq::Error::Status(status, response) => {
+                let retry_after = response
+                    .header("Retry-After")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let detail = error_detail(response, secrets);
+                match status {
+                    401 => LfsCause::Unauthorized { had_credentials },
+                    403 => LfsCause::Forbidden { detail },
+                    404 => LfsCause::NotFound { detail },
+                    413 => LfsCause::TooLarge { detail },
+                    422 => LfsCause::Invalid { detail },
+                    429 => LfsCause::RateLimited {
+                        retry_after,
+                        detail,
+                    },
+                    500..=599 => LfsCause::Server {
+                        status,
+                        retry_after,
+                        detail,
+                    },
+                    _ => LfsCause::Status { status, detail },
+                }
+            }
+            ureq::Error::Transport(t) => {
+                LfsCause::Transport(scrub(classify_transport(url, t, self.timeout), secrets))
+            }
+        };
+        self.error(request, cause)
+    }
+}
+
+/// What to do for `pointer`, from its entry in the answer.
+fn next_of(operation: Operation, pointer: &Pointer, object: Option<&ObjectResponse>) -> Next {
+    let error = |code, message: &str| {
+        Next::Error(ObjectError {
+            code,
+            message: message.to_owned(),
+        })
+    };
+    let Some(object) = object else {
+        return error(0, "the server's answer left this object out");
+    };
+    if let Some(e) = &object.error {
+        return error(e.code, &clean(&e.message, &[]));
+    }
+    if object.size.is_some_and(|size| size != pointer.size) {
+        return error(0, "the server answered for another size of this object");
+    }
+    let authenticated = object.authenticated == Some(true);
+    let with_flag = |action: &Option<Action>| {
+        action.clone().map(|mut a| {
+            a.authenticated = authenticated;
+            a
+        })
+    };
+    let actions = object.actions.as_ref();
+    let pick =
+        |f: fn(&super::batch::Actions) -> &Option<Action>| actions.and_then(|a| with_flag(f(a)));
+    match operation {
+        Operation::Download => match pick(|a| &a.download) {
+            Some(download) => Next::Download(download),
+            None => error(0, "the server gave neither a download action nor an error"),
+        },
+        // No upload action: the server has the object (a verify alone
+        // would confirm what it already says).
+        Operation::Upload => match pick(|a| &a.upload) {
+            Some(upload) => Next::Upload {
+                upload,
+                verify: pick(|a| &a.verify),
+            },
+            None => Next::Present,
+        },
+    }
+}
+
+/// A request body of exactly `remaining` bytes, keeping its reader's own
+/// failure apart from the connection's.
+struct Watched<R> {
+    inner: R,
+    remaining: u64,
+    failure: Option<io::Error>,
+}
+
+impl<R: Read> Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        match self.inner.read(&mut buf[..want]) {
+            Ok(0) => {
+                // Sending less than announced would leave the server
+                // waiting for the rest until one side times out.
+                let message = format!(
+                    "the object ended {} bytes short of its size",
+                    self.remaining
+                );
+                self.failure = Some(io::Error::new(io::ErrorKind::InvalidData, message.clone()));
+                Err(io::Error::new(io::ErrorKind::InvalidData, message))
+            }
+            Ok(n) => {
+                self.remaining -= n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let kind = e.kind();
+                self.failure = Some(e);
+                Err(io::Error::new(kind, "the object's source failed"))
+            }
+        }
+    }
+}
+
+fn io_cause(e: io::Error) -> LfsCause {
+    match crate::transport::Exceeded::from_io(&e) {
+        Some(exceeded) => LfsCause::Transport(TransportError::Limit(exceeded)),
+        None => LfsCause::Transport(TransportError::Io(e)),
+    }
+}
+
+/// A JSON error without its text: serde_json quotes the value it did not
+/// expect, which in an action may be a token.
+fn json_error(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "could not be read",
+        serde_json::error::Category::Syntax => "is not JSON",
+        serde_json::error::Category::Data => "does not have the batch API's shape",
+        serde_json::error::Category::Eof => "ends early",
+    };
+    format!(
+        "the batch answer {what} (line {}, column {})",
+        e.line(),
+        e.column()
+    )
+}
+
+/// The server's explanation in an error answer: the `message` of the LFS
+/// error document (with its request id), or the start of a text body.
+fn error_detail(response: ureq::Response, secrets: &[&str]) -> String {
+    let mut raw = Vec::new();
+    let _ = response
+        .into_reader()
+        .take(ERROR_BODY_BYTES)
+        .read_to_end(&mut raw);
+    if let Ok(body) = serde_json::from_slice::<ErrorBody>(&raw) {
+        if let Some(message) = body.message.filter(|m| !m.trim().is_empty()) {
+            let text = match body.request_id {
+                Some(id) => format!("{message} (request id {id})"),
+                None => message,
+            };
+            return clean(&text, secrets);
+        }
+    }
+    let text = String::from_utf8_lossy(&raw);
+    if text.trim_start().starts_with('<') {
+        // An HTML error page says nothing a terminal can show.
+        return String::new();
+    }
+    clean(&text, secrets)
+}
+
+/// Server text made printable: secrets masked (the redactor's and the
+/// action's), white space collapsed, control characters escaped, cut.
+fn clean(text: &str, secrets: &[&str]) -> String {
+    let text = mask(&crate::auth::redact(text), secrets);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text: String = text
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    let mut out: String = text.chars().take(200).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// `text` with every secret of an action (long enough to be one) masked.
+fn mask(text: &str, secrets: &[&str]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|s| s.len() >= 6) {
+        if text.contains(secret) {
+            text = text.replace(secret, crate::auth::MASK);
+        }
+    }
+    text
+}
+
+/// A transport error whose text holds one of the action's secrets, made
+/// safe: its kind is kept where it can be, its text masked.
+fn scrub(t: TransportError, secrets: &[&str]) -> TransportError {
+    let text = t.to_string();
+    if !secrets.iter().any(|s| s.len() >= 6 && text.contains(s)) {
+        return t;
+    }
+    let kind = match &t {
+        TransportError::Io(e) => e.kind(),
+        TransportError::Timeout { .. } => io::ErrorKind::TimedOut,
+        _ => io::ErrorKind::Other,
+    };
+    TransportError::Io(io::Error::new(kind, mask(&text, secrets)))
+}
