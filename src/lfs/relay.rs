@@ -710,3 +710,432 @@ impl LfsStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::io::Cursor;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::lfs::Sha256;
+
+    fn pointer_of(content: &[u8]) -> Pointer {
+        let digest = ring::digest::digest(&ring::digest::SHA256, content);
+        let mut oid = [0u8; 32];
+        oid.copy_from_slice(digest.as_ref());
+        Pointer {
+            oid: Sha256(oid),
+            size: content.len() as u64,
+        }
+    }
+
+    fn content(i: usize) -> Vec<u8> {
+        format!("object {i}\n").repeat(100 + i).into_bytes()
+    }
+
+    fn need(i: usize) -> Need {
+        Need {
+            commit: ObjectId::from([i as u8; 20]),
+            path: format!("assets/file{i}.bin"),
+        }
+    }
+
+    fn error(side: Side, cause: LfsCause) -> LfsError {
+        LfsError {
+            side,
+            where_: "https://lfs.example/r.git/info/lfs".to_owned(),
+            request: Request::Download,
+            object: None,
+            cause,
+        }
+    }
+
+    /// An LFS server to download from, in memory.
+    #[derive(Default)]
+    struct FakeSource {
+        /// What it serves for each oid (possibly not the object's content).
+        objects: HashMap<Sha256, Vec<u8>>,
+        /// Sizes of the batch requests it was sent.
+        batches: Mutex<Vec<usize>>,
+        /// Objects it was asked to open.
+        opened: Mutex<Vec<Sha256>>,
+        /// Refuse every batch request, as with wrong credentials.
+        unauthorized: bool,
+        /// Transient failures left before each oid opens.
+        flaky: Mutex<HashMap<Sha256, usize>>,
+    }
+
+    impl FakeSource {
+        fn with(contents: &[Vec<u8>]) -> FakeSource {
+            FakeSource {
+                objects: contents
+                    .iter()
+                    .map(|c| (pointer_of(c).oid, c.clone()))
+                    .collect(),
+                ..FakeSource::default()
+            }
+        }
+    }
+
+    impl ObjectSource for FakeSource {
+        type Handle = ();
+
+        fn locate(&self, pointers: &[Pointer]) -> Result<Vec<Located<()>>, LfsError> {
+            self.batches.lock().unwrap().push(pointers.len());
+            if self.unauthorized {
+                return Err(error(
+                    Side::Source,
+                    LfsCause::Unauthorized {
+                        had_credentials: true,
+                    },
+                ));
+            }
+            Ok(pointers
+                .iter()
+                .map(|p| match self.objects.contains_key(&p.oid) {
+                    true => Located::Found(()),
+                    false => Located::Missing("404: Object does not exist".to_owned()),
+                })
+                .collect())
+        }
+
+        fn open(&self, pointer: &Pointer, _: &()) -> Result<Box<dyn Read + Send + '_>, LfsError> {
+            self.opened.lock().unwrap().push(pointer.oid);
+            if let Some(left) = self.flaky.lock().unwrap().get_mut(&pointer.oid) {
+                if *left > 0 {
+                    *left -= 1;
+                    return Err(error(
+                        Side::Source,
+                        LfsCause::Server {
+                            status: 503,
+                            retry_after: Some(Duration::ZERO),
+                            detail: String::new(),
+                        },
+                    ));
+                }
+            }
+            Ok(Box::new(Cursor::new(self.objects[&pointer.oid].clone())))
+        }
+    }
+
+    /// An LFS server to upload to, in memory: stores what it reads whole.
+    #[derive(Default)]
+    struct FakeSink {
+        stored: Mutex<HashMap<Sha256, Vec<u8>>>,
+        refuse: HashSet<Sha256>,
+        batches: Mutex<Vec<usize>>,
+        in_flight: AtomicUsize,
+        most_in_flight: AtomicUsize,
+    }
+
+    impl FakeSink {
+        fn holding(contents: &[Vec<u8>]) -> FakeSink {
+            let sink = FakeSink::default();
+            for c in contents {
+                sink.stored
+                    .lock()
+                    .unwrap()
+                    .insert(pointer_of(c).oid, c.clone());
+            }
+            sink
+        }
+
+        fn has(&self, content: &[u8]) -> bool {
+            self.stored
+                .lock()
+                .unwrap()
+                .get(&pointer_of(content).oid)
+                .map(Vec::as_slice)
+                == Some(content)
+        }
+    }
+
+    impl ObjectSink for FakeSink {
+        type Handle = ();
+
+        fn wanted(&self, pointers: &[Pointer]) -> Result<Vec<Wanted<()>>, LfsError> {
+            self.batches.lock().unwrap().push(pointers.len());
+            let stored = self.stored.lock().unwrap();
+            Ok(pointers
+                .iter()
+                .map(|p| {
+                    if stored.contains_key(&p.oid) {
+                        Wanted::Have
+                    } else if self.refuse.contains(&p.oid) {
+                        Wanted::Refused("422: too large for this host".to_owned())
+                    } else {
+                        Wanted::Need(())
+                    }
+                })
+                .collect())
+        }
+
+        fn put(
+            &self,
+            pointer: &Pointer,
+            _: &(),
+            body: &mut (dyn Read + Send),
+        ) -> Result<(), LfsError> {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(5));
+            let mut received = Vec::new();
+            let read = body.read_to_end(&mut received);
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            // Like a server given a Content-Length: a body cut short is no
+            // object.
+            read.map_err(|e| error(Side::Destination, LfsCause::Body(e)))?;
+            self.stored.lock().unwrap().insert(pointer.oid, received);
+            Ok(())
+        }
+    }
+
+    fn run<S: ObjectSource, D: ObjectSink>(
+        source: &S,
+        dest: &D,
+        pointers: &[(Pointer, Need)],
+        jobs: usize,
+    ) -> Result<LfsReport, LfsError> {
+        let last = Mutex::new(LfsProgress::default());
+        let report = relay(source, dest, pointers, jobs, &|p| {
+            *last.lock().unwrap() = *p
+        })?;
+        let last = *last.lock().unwrap();
+        assert_eq!(last.done, last.total, "progress reached the end");
+        assert_eq!(last.bytes, report.bytes);
+        Ok(report)
+    }
+
+    fn pointers(contents: &[Vec<u8>]) -> Vec<(Pointer, Need)> {
+        contents
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (pointer_of(c), need(i)))
+            .collect()
+    }
+
+    #[test]
+    fn only_what_the_destination_lacks_moves() {
+        let contents: Vec<_> = (0..3).map(content).collect();
+        let source = FakeSource::with(&contents);
+        let dest = FakeSink::holding(&contents[..1]);
+        let report = run(&source, &dest, &pointers(&contents), 4).unwrap();
+        assert_eq!((report.objects, report.present, report.moved), (3, 1, 2));
+        assert_eq!(report.bytes, (contents[1].len() + contents[2].len()) as u64);
+        assert!(report.complete());
+        assert!(contents.iter().all(|c| dest.has(c)));
+        let mut opened = source.opened.lock().unwrap().clone();
+        opened.sort();
+        let mut expected = vec![pointer_of(&contents[1]).oid, pointer_of(&contents[2]).oid];
+        expected.sort();
+        assert_eq!(
+            opened, expected,
+            "the source was asked for the lacking ones only"
+        );
+
+        // A second run finds everything there and opens nothing.
+        let again = run(&source, &dest, &pointers(&contents), 4).unwrap();
+        assert_eq!((again.present, again.moved), (3, 0));
+        assert_eq!(source.opened.lock().unwrap().len(), 2);
+        assert_eq!(
+            *source.batches.lock().unwrap(),
+            vec![2],
+            "no download batch when nothing lacks"
+        );
+    }
+
+    #[test]
+    fn an_object_the_source_lacks_is_reported_with_what_needs_it_and_the_rest_moves() {
+        let contents: Vec<_> = (0..3).map(content).collect();
+        let source = FakeSource::with(&[contents[0].clone(), contents[2].clone()]);
+        let dest = FakeSink::default();
+        let mut wanted = pointers(&contents);
+        // The missing object is needed at a second place too.
+        wanted.push((pointer_of(&contents[1]), need(7)));
+        let report = run(&source, &dest, &wanted, 2).unwrap();
+        assert_eq!(report.moved, 2);
+        assert_eq!(report.objects, 3);
+        assert_eq!(report.missing.len(), 1);
+        let missing = &report.missing[0];
+        assert_eq!(missing.pointer, pointer_of(&contents[1]));
+        assert_eq!(missing.needs, vec![need(1), need(7)]);
+        assert!(missing.reason.contains("404"), "{}", missing.reason);
+        assert!(report.failed.is_empty() && !report.complete());
+        assert!(dest.has(&contents[0]) && dest.has(&contents[2]) && !dest.has(&contents[1]));
+    }
+
+    #[test]
+    fn a_corrupt_object_is_cut_before_the_destination_stores_it() {
+        let contents: Vec<_> = (0..2).map(content).collect();
+        let mut source = FakeSource::with(&contents);
+        let oid = pointer_of(&contents[1]).oid;
+        // Same size, one byte off, as a damaged store would serve it.
+        source.objects.get_mut(&oid).unwrap()[10] ^= 1;
+        let dest = FakeSink::default();
+        let report = run(&source, &dest, &pointers(&contents), 2).unwrap();
+        assert_eq!(report.moved, 1);
+        assert_eq!(report.failed.len(), 1);
+        let failed = &report.failed[0];
+        assert_eq!(
+            (failed.pointer.oid, failed.side, failed.corrupt),
+            (oid, Side::Source, true)
+        );
+        assert_eq!(failed.needs, vec![need(1)]);
+        assert!(failed.reason.contains("wrong content"), "{}", failed.reason);
+        assert!(
+            !dest.stored.lock().unwrap().contains_key(&oid),
+            "never stored"
+        );
+        // Not retried: the source would serve the same bytes again.
+        assert_eq!(
+            source
+                .opened
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|o| **o == oid)
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_refusal_by_the_destination_is_its_own() {
+        let contents: Vec<_> = (0..2).map(content).collect();
+        let source = FakeSource::with(&contents);
+        let mut dest = FakeSink::default();
+        dest.refuse.insert(pointer_of(&contents[0]).oid);
+        let report = run(&source, &dest, &pointers(&contents), 1).unwrap();
+        assert_eq!(report.moved, 1);
+        assert_eq!(report.failed[0].side, Side::Destination);
+        assert!(report.failed[0].reason.contains("422"));
+    }
+
+    #[test]
+    fn batches_hold_at_most_a_hundred_objects_and_jobs_move_at_once() {
+        let contents: Vec<_> = (0..250).map(content).collect();
+        let source = FakeSource::with(&contents);
+        let dest = FakeSink::default();
+        let report = run(&source, &dest, &pointers(&contents), 4).unwrap();
+        assert_eq!(report.moved, 250);
+        assert_eq!(*dest.batches.lock().unwrap(), vec![100, 100, 50]);
+        assert_eq!(*source.batches.lock().unwrap(), vec![100, 100, 50]);
+        let most = dest.most_in_flight.load(Ordering::SeqCst);
+        assert!((2..=4).contains(&most), "{most} uploads at once");
+
+        let dest = FakeSink::default();
+        run(&source, &dest, &pointers(&contents[..20]), 1).unwrap();
+        assert_eq!(dest.most_in_flight.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn duplicates_move_once_and_empty_files_not_at_all() {
+        let contents: Vec<_> = (0..2).map(content).collect();
+        let source = FakeSource::with(&contents);
+        let dest = FakeSink::default();
+        let mut wanted = pointers(&contents);
+        wanted.push((pointer_of(&contents[0]), need(5)));
+        wanted.push((pointer_of(b""), need(6)));
+        let report = run(&source, &dest, &wanted, 4).unwrap();
+        assert_eq!((report.objects, report.moved), (2, 2));
+        assert_eq!(source.opened.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_batch_failure_is_the_runs_error() {
+        let contents: Vec<_> = (0..2).map(content).collect();
+        let source = FakeSource {
+            unauthorized: true,
+            ..FakeSource::with(&contents)
+        };
+        let err = run(&source, &FakeSink::default(), &pointers(&contents), 4).unwrap_err();
+        assert_eq!(err.side, Side::Source);
+        let text = err.to_string();
+        assert!(
+            text.contains("source LFS") && text.contains("401"),
+            "{text}"
+        );
+        assert!(err.hint().unwrap().contains("--source-token"));
+    }
+
+    #[test]
+    fn a_transient_failure_is_tried_once_more() {
+        let contents: Vec<_> = (0..2).map(content).collect();
+        let source = FakeSource::with(&contents);
+        let (once, twice) = (pointer_of(&contents[0]).oid, pointer_of(&contents[1]).oid);
+        source.flaky.lock().unwrap().extend([(once, 1), (twice, 2)]);
+        let dest = FakeSink::default();
+        let report = run(&source, &dest, &pointers(&contents), 2).unwrap();
+        assert_eq!(report.moved, 1);
+        assert!(dest.has(&contents[0]));
+        assert_eq!(report.failed.len(), 1);
+        assert_eq!(report.failed[0].pointer.oid, twice);
+        assert!(
+            report.failed[0].reason.contains("503"),
+            "{}",
+            report.failed[0].reason
+        );
+    }
+
+    #[test]
+    fn a_backup_store_takes_objects_and_gives_them_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LfsStore::new(dir.path());
+        let contents: Vec<_> = (0..5).map(content).collect();
+        let source = FakeSource::with(&contents);
+
+        let report = run(&source, &store, &pointers(&contents), 3).unwrap();
+        assert_eq!(report.moved, 5);
+        for c in &contents {
+            assert_eq!(std::fs::read(store.path_of(&pointer_of(c))).unwrap(), *c);
+        }
+        assert_eq!(
+            lacking(
+                &store,
+                &pointers(&contents)
+                    .iter()
+                    .map(|(p, _)| *p)
+                    .collect::<Vec<_>>()
+            )
+            .unwrap(),
+            vec![]
+        );
+        let again = run(&source, &store, &pointers(&contents), 3).unwrap();
+        assert_eq!((again.present, again.moved), (5, 0));
+
+        // Restore to a host that has one already; one in the backup is
+        // damaged and one is gone.
+        std::fs::write(
+            store.path_of(&pointer_of(&contents[3])),
+            vec![0u8; contents[3].len()],
+        )
+        .unwrap();
+        std::fs::remove_file(store.path_of(&pointer_of(&contents[4]))).unwrap();
+        let host = FakeSink::holding(&contents[..1]);
+        let report = run(&store, &host, &pointers(&contents), 2).unwrap();
+        assert_eq!((report.present, report.moved), (1, 2));
+        assert!(host.has(&contents[1]) && host.has(&contents[2]));
+        assert_eq!(report.failed.len(), 1);
+        assert!(report.failed[0].corrupt && report.failed[0].side == Side::Source);
+        assert!(!host
+            .stored
+            .lock()
+            .unwrap()
+            .contains_key(&pointer_of(&contents[3]).oid));
+        assert_eq!(report.missing.len(), 1);
+        assert_eq!(report.missing[0].pointer, pointer_of(&contents[4]));
+    }
+
+    #[test]
+    fn lacking_counts_without_moving() {
+        let contents: Vec<_> = (0..3).map(content).collect();
+        let dest = FakeSink::holding(&contents[1..2]);
+        let mut asked: Vec<Pointer> = contents.iter().map(|c| pointer_of(c)).collect();
+        asked.push(asked[0]);
+        let mut expected = vec![asked[0], asked[2]];
+        expected.sort();
+        assert_eq!(lacking(&dest, &asked).unwrap(), expected);
+        assert!(dest.stored.lock().unwrap().len() == 1);
+    }
+}
