@@ -681,3 +681,467 @@ fn scrub(t: TransportError, secrets: &[&str]) -> TransportError {
     };
     TransportError::Io(io::Error::new(kind, mask(&text, secrets)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::{Arc, Mutex};
+    use std::thread;
+
+    use super::*;
+    use crate::lfs::CheckedReader;
+
+    /// One request as the server saw it.
+    #[derive(Clone, Debug)]
+    struct Seen {
+        method: String,
+        path: String,
+        /// Header names in lower case.
+        headers: BTreeMap<String, String>,
+        body: Vec<u8>,
+        /// Whether the body came whole (as its Content-Length said).
+        complete: bool,
+    }
+
+    type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+    type IsCause = fn(&LfsCause) -> bool;
+
+    /// A small HTTP/1.1 server on 127.0.0.1 that logs every request and
+    /// answers with `route`: enough to see what the client sends, which a
+    /// real LFS server (the giftless harness) does not show.
+    struct Server {
+        port: u16,
+        log: Arc<Mutex<Vec<Seen>>>,
+    }
+
+    impl Server {
+        fn start(route: impl Fn(&Seen, u16) -> Answer + Send + Sync + 'static) -> Server {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let (l, route) = (log.clone(), Arc::new(route));
+            thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(stream) = stream else { return };
+                    let (l, route) = (l.clone(), route.clone());
+                    thread::spawn(move || serve(stream, port, &l, &*route));
+                }
+            });
+            Server { port, log }
+        }
+
+        fn url(&self, path: &str) -> String {
+            format!("http://127.0.0.1:{}{path}", self.port)
+        }
+
+        /// The log, once `n` requests are in it (a cut upload is logged
+        /// when the server notices the cut).
+        fn seen(&self, n: usize) -> Vec<Seen> {
+            for _ in 0..200 {
+                let log = self.log.lock().unwrap().clone();
+                if log.len() >= n {
+                    return log;
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            panic!("fewer than {n} requests: {:?}", self.log.lock().unwrap());
+        }
+    }
+
+    fn serve(
+        stream: TcpStream,
+        port: u16,
+        log: &Mutex<Vec<Seen>>,
+        route: &(dyn Fn(&Seen, u16) -> Answer + Send + Sync),
+    ) {
+        let mut writer = stream.try_clone().unwrap();
+        let mut reader = BufReader::new(stream);
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let mut parts = line.split_whitespace();
+            let method = parts.next().unwrap_or("").to_owned();
+            let path = parts.next().unwrap_or("").to_owned();
+            let mut headers = BTreeMap::new();
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                    return;
+                }
+                let header = header.trim_end();
+                if header.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':') {
+                    headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+                }
+            }
+            let len: u64 = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = Vec::new();
+            let _ = (&mut reader).take(len).read_to_end(&mut body);
+            let complete = body.len() as u64 == len;
+            let seen = Seen {
+                method,
+                path,
+                headers,
+                body,
+                complete,
+            };
+            log.lock().unwrap().push(seen.clone());
+            if !complete {
+                return;
+            }
+            let (status, headers, body) = route(&seen, port);
+            let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
+            for (name, value) in headers {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            head.push_str("\r\n");
+            if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&body).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn json(status: u16, body: String) -> Answer {
+        (
+            status,
+            vec![("Content-Type".to_owned(), MEDIA_TYPE.to_owned())],
+            body.into_bytes(),
+        )
+    }
+
+    fn pointer_of(content: &[u8]) -> Pointer {
+        let digest = ring::digest::digest(&ring::digest::SHA256, content);
+        let mut oid = [0u8; 32];
+        oid.copy_from_slice(digest.as_ref());
+        Pointer {
+            oid: Sha256(oid),
+            size: content.len() as u64,
+        }
+    }
+
+    /// Options of their own per test: no test shares an agent by chance.
+    fn options(timeout_secs: u64) -> NetworkOptions {
+        NetworkOptions {
+            timeout: Duration::from_secs(timeout_secs),
+            ..NetworkOptions::default()
+        }
+    }
+
+    fn client(server: &Server, side: Side, timeout_secs: u64) -> LfsClient {
+        let endpoint = Url::parse(&server.url("/r.git/info/lfs")).unwrap();
+        let credentials = Credentials::basic("git", "Tok3n-of-the-side");
+        LfsClient::new(side, endpoint, Some(&credentials), &options(timeout_secs)).unwrap()
+    }
+
+    const ACTION_TOKEN: &str = "act1on-t0ken-s3cret";
+
+    #[test]
+    fn a_batch_is_posted_as_the_spec_says_and_its_answer_read_per_object() {
+        let content = b"hello lfs\n".to_vec();
+        let there = pointer_of(&content);
+        let server = Server::start(move |seen, port| {
+            let request: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+            let objects = request["objects"].as_array().unwrap();
+            let answers: Vec<String> = objects
+                .iter()
+                .enumerate()
+                .map(|(i, o)| {
+                    let (oid, size) = (o["oid"].as_str().unwrap(), o["size"].as_u64().unwrap());
+                    match i % 3 {
+                        0 => format!(r#"{{"oid":"{oid}","size":{size},"actions":{{"upload":{{"href":"http://127.0.0.1:{port}/up/{oid}?sig={ACTION_TOKEN}"}},"verify":{{"href":"http://127.0.0.1:{port}/verify"}}}}}}"#),
+                        1 => format!(r#"{{"oid":"{oid}","size":{size}}}"#),
+                        _ => format!(r#"{{"oid":"{oid}","size":{size},"error":{{"code":422,"message":"too big"}}}}"#),
+                    }
+                })
+                .collect();
+            json(
+                200,
+                format!(
+                    r#"{{"transfer":"basic","objects":[{}]}}"#,
+                    answers.join(",")
+                ),
+            )
+        });
+        let lfs = client(&server, Side::Destination, 51);
+        let pointers: Vec<Pointer> = (0..150u64)
+            .map(|i| Pointer {
+                oid: there.oid,
+                size: i + 1,
+            })
+            .map(|mut p| {
+                p.oid.0[0] = p.size as u8;
+                p
+            })
+            .collect();
+        let answers = lfs.batch(Operation::Upload, &pointers).unwrap();
+        assert_eq!(answers.len(), 150);
+        for (i, answer) in answers.iter().enumerate() {
+            assert_eq!(answer.pointer, pointers[i]);
+            match (i % 100 % 3, &answer.next) {
+                (
+                    0,
+                    Next::Upload {
+                        verify: Some(_), ..
+                    },
+                )
+                | (1, Next::Present) => {}
+                (2, Next::Error(e)) => assert_eq!((e.code, e.message.as_str()), (422, "too big")),
+                (_, other) => panic!("{i}: {other:?}"),
+            }
+        }
+        let seen = server.seen(2);
+        assert_eq!(seen.len(), 2, "chunks of a hundred");
+        for (request, n) in seen.iter().zip([100, 50]) {
+            assert_eq!(
+                (request.method.as_str(), request.path.as_str()),
+                ("POST", "/r.git/info/lfs/objects/batch")
+            );
+            assert_eq!(request.headers["accept"], MEDIA_TYPE);
+            assert_eq!(request.headers["content-type"], MEDIA_TYPE);
+            assert!(request.headers["authorization"].starts_with("Basic "));
+            let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+            assert_eq!(body["operation"], "upload");
+            assert_eq!(body["transfers"], serde_json::json!(["basic"]));
+            assert_eq!(body["objects"].as_array().unwrap().len(), n);
+        }
+    }
+
+    #[test]
+    fn an_object_streams_from_a_download_through_the_check_into_an_upload() {
+        let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let pointer = pointer_of(&content);
+        let served = content.clone();
+        let server =
+            Server::start(
+                move |seen, _| match (seen.method.as_str(), seen.path.as_str()) {
+                    ("GET", "/objects/good") => (200, vec![], served.clone()),
+                    ("GET", "/objects/bad") => {
+                        let mut bad = served.clone();
+                        bad[299_999] ^= 1;
+                        (200, vec![], bad)
+                    }
+                    ("PUT", _) | ("POST", "/verify") => (200, vec![], Vec::new()),
+                    _ => (500, vec![], Vec::new()),
+                },
+            );
+        let source = client(&server, Side::Source, 52);
+        let dest = client(&server, Side::Destination, 52);
+        let action = |path: &str, header: Option<&str>| -> Action {
+            let header = header
+                .map(|h| format!(r#", "header": {{"Authorization": "{h}"}}"#))
+                .unwrap_or_default();
+            serde_json::from_str(&format!(r#"{{"href": "{}"{header}}}"#, server.url(path))).unwrap()
+        };
+
+        let download = source.download(&action("/objects/good", None)).unwrap();
+        let upload = action("/up", Some(&format!("RemoteAuth {ACTION_TOKEN}")));
+        dest.upload(&upload, CheckedReader::new(download, pointer), pointer.size)
+            .unwrap();
+        dest.verify(&action("/verify", None), &pointer).unwrap();
+        let seen = server.seen(3);
+        assert_eq!(seen[1].method, "PUT");
+        assert_eq!(seen[1].body, content);
+        assert_eq!(seen[1].headers["content-length"], "300000");
+        assert!(!seen[1].headers.contains_key("transfer-encoding"));
+        assert_eq!(seen[1].headers["content-type"], "application/octet-stream");
+        // The action's own Authorization goes, ours does not.
+        assert_eq!(
+            seen[1].headers["authorization"],
+            format!("RemoteAuth {ACTION_TOKEN}")
+        );
+        // Without one of its own, an action on the endpoint's origin gets
+        // ours.
+        assert!(seen[0].headers["authorization"].starts_with("Basic "));
+        let verify: serde_json::Value = serde_json::from_slice(&seen[2].body).unwrap();
+        assert_eq!(verify["oid"], pointer.oid.to_string());
+        assert_eq!(verify["size"], 300_000);
+        assert_eq!(seen[2].headers["accept"], MEDIA_TYPE);
+
+        // A corrupt object: the upload is cut before its last byte, and the
+        // failure is the body's, not the destination's.
+        let download = source.download(&action("/objects/bad", None)).unwrap();
+        let err = dest
+            .upload(&upload, CheckedReader::new(download, pointer), pointer.size)
+            .unwrap_err();
+        assert!(matches!(err.cause, LfsCause::Body(_)), "{err:?}");
+        assert!(err.mismatch().is_some(), "{err}");
+        let seen = server.seen(5);
+        let cut = &seen[4];
+        assert_eq!(cut.method, "PUT");
+        assert!(!cut.complete, "the server never had the whole body");
+        assert_eq!(cut.body.len(), 299_999);
+    }
+
+    #[test]
+    fn credentials_stay_on_their_origin_and_action_headers_on_the_actions() {
+        // The object store is another origin (another port), and the LFS
+        // server redirects downloads there.
+        let store = Server::start(|_, _| (200, vec![], b"x".to_vec()));
+        let store_url = store.url("/bucket/obj?X-Signature=signed");
+        let server = Server::start(move |seen, _| match seen.path.as_str() {
+            "/redirect" => (
+                302,
+                vec![("Location".to_owned(), store_url.clone())],
+                Vec::new(),
+            ),
+            _ => (200, vec![], b"x".to_vec()),
+        });
+        let lfs = client(&server, Side::Source, 53);
+        let action = |url: String, header: bool| -> Action {
+            let header = if header {
+                format!(r#", "header": {{"X-Token": "{ACTION_TOKEN}"}}"#)
+            } else {
+                String::new()
+            };
+            serde_json::from_str(&format!(r#"{{"href": "{url}"{header}}}"#)).unwrap()
+        };
+        let read = |action: &Action| {
+            let mut out = Vec::new();
+            lfs.download(action).unwrap().read_to_end(&mut out).unwrap();
+            out
+        };
+
+        // Another origin from the start: neither our credentials nor (there
+        // being none) anything else.
+        assert_eq!(read(&action(store.url("/bucket/a"), false)), b"x");
+        // Redirected to another origin: the action's header and our
+        // credentials went to the LFS server only.
+        assert_eq!(read(&action(server.url("/redirect"), true)), b"x");
+        // Marked authenticated: ours are not added.
+        let mut authenticated = action(server.url("/plain"), false);
+        authenticated.authenticated = true;
+        assert_eq!(read(&authenticated), b"x");
+
+        let at_store = store.seen(2);
+        for seen in &at_store {
+            assert!(!seen.headers.contains_key("authorization"), "{seen:?}");
+            assert!(!seen.headers.contains_key("x-token"), "{seen:?}");
+        }
+        assert_eq!(at_store[1].path, "/bucket/obj?X-Signature=signed");
+        let at_server = server.seen(2);
+        assert!(at_server[0].headers["authorization"].starts_with("Basic "));
+        assert_eq!(at_server[0].headers["x-token"], ACTION_TOKEN);
+        assert!(!at_server[1].headers.contains_key("authorization"));
+    }
+
+    #[test]
+    fn refusals_are_told_apart_and_say_the_side_and_lfs_but_no_secret() {
+        let server = Server::start(|seen, _| {
+            let status: u16 = seen
+                .path
+                .trim_start_matches('/')
+                .split('/')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap_or(500);
+            let message = format!("refused {}", seen.path);
+            let mut answer = json(
+                status,
+                format!(r#"{{"message": "{message}", "request_id": "r-1"}}"#),
+            );
+            if status == 429 {
+                answer.1.push(("Retry-After".to_owned(), "7".to_owned()));
+            }
+            answer
+        });
+        let options = options(54);
+        let batch_of = |status: u16| {
+            let endpoint = Url::parse(&server.url(&format!("/{status}/r.git/info/lfs"))).unwrap();
+            let credentials = Credentials::basic("git", "Tok3n-of-the-side");
+            LfsClient::new(Side::Destination, endpoint, Some(&credentials), &options)
+                .unwrap()
+                .batch(Operation::Upload, &[pointer_of(b"x")])
+                .unwrap_err()
+        };
+        let cases: [(u16, IsCause); 7] = [
+            (401, |c| {
+                matches!(
+                    c,
+                    LfsCause::Unauthorized {
+                        had_credentials: true
+                    }
+                )
+            }),
+            (403, |c| matches!(c, LfsCause::Forbidden { .. })),
+            (404, |c| matches!(c, LfsCause::NotFound { .. })),
+            (413, |c| matches!(c, LfsCause::TooLarge { .. })),
+            (422, |c| matches!(c, LfsCause::Invalid { .. })),
+            (
+                429,
+                |c| matches!(c, LfsCause::RateLimited { retry_after: Some(d), .. } if d.as_secs() == 7),
+            ),
+            (503, |c| matches!(c, LfsCause::Server { status: 503, .. })),
+        ];
+        for (status, expected) in cases {
+            let err = batch_of(status);
+            assert!(expected(&err.cause), "{status}: {err:?}");
+            let text = err.to_string();
+            assert!(
+                text.starts_with("destination LFS http://127.0.0.1:"),
+                "{text}"
+            );
+            assert!(text.contains(&format!("HTTP {status}")), "{text}");
+            assert!(!text.contains("Tok3n"), "{text}");
+            assert_eq!(err.is_transient(), matches!(status, 429 | 503), "{status}");
+            if status != 401 {
+                assert!(
+                    text.contains("refused /") && text.contains("request id r-1"),
+                    "{text}"
+                );
+            }
+        }
+
+        // A server quoting an action's secret URL back: masked.
+        let lfs = client(&server, Side::Source, 54);
+        let href = server.url(&format!("/403/objects/x?token={ACTION_TOKEN}"));
+        let action: Action = serde_json::from_str(&format!(
+            r#"{{"href": "{href}", "header": {{"Authorization": "Bearer {ACTION_TOKEN}"}}}}"#
+        ))
+        .unwrap();
+        let err = lfs.download(&action).err().unwrap();
+        let text = err.to_string();
+        assert!(text.starts_with("source LFS"), "{text}");
+        assert!(text.contains("HTTP 403"), "{text}");
+        assert!(!text.contains(ACTION_TOKEN), "{text}");
+        assert!(!format!("{err:?}").contains(ACTION_TOKEN));
+    }
+
+    #[test]
+    fn a_broken_answer_is_an_error_that_quotes_nothing() {
+        let server = Server::start(|seen, _| match seen.path.as_str() {
+            p if p.starts_with("/shape") => json(
+                200,
+                format!(r#"{{"objects": [{{"oid": "x", "size": "{ACTION_TOKEN}"}}]}}"#),
+            ),
+            p if p.starts_with("/adapter") => {
+                json(200, r#"{"transfer": "tus", "objects": []}"#.to_owned())
+            }
+            _ => json(200, "not json".to_owned()),
+        });
+        for (path, expected) in [
+            ("/shape", "does not have the batch API's shape"),
+            ("/adapter", "transfer adapter `tus`"),
+            ("/junk", "is not JSON"),
+        ] {
+            let endpoint = Url::parse(&server.url(path)).unwrap();
+            let lfs = LfsClient::new(Side::Source, endpoint, None, &options(55)).unwrap();
+            let err = lfs
+                .batch(Operation::Download, &[pointer_of(b"x")])
+                .unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(expected), "{text}");
+            assert!(!text.contains(ACTION_TOKEN), "{text}");
+        }
+    }
+}
