@@ -112,7 +112,7 @@ impl LfsClient {
         let agent = shared_agent(&endpoint, options).map_err(|e| LfsError {
             side,
             where_: display.clone(),
-            request: Request::Batch(Operation::Download),
+            request: Request::Setup,
             object: None,
             cause: LfsCause::Transport(e),
         })?;
@@ -1350,5 +1350,58 @@ mod tests {
             before >> 10
         );
         assert!(peak < 64 << 10, "peak RSS {} MiB", peak >> 10);
+    }
+
+    #[test]
+    fn an_action_about_to_expire_is_asked_for_again() {
+        use crate::lfs::relay::{ObjectSink, ObjectSource};
+        let content = b"fresh\n".to_vec();
+        let pointer = pointer_of(&content);
+        let served = content.clone();
+        let server = Server::start(move |seen, port| match seen.path.as_str() {
+            "/r.git/info/lfs/objects/batch" => {
+                let request: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+                let o = &request["objects"][0];
+                let (oid, size) = (o["oid"].as_str().unwrap(), &o["size"]);
+                if request["operation"] == "download" {
+                    json(
+                        200,
+                        format!(
+                            r#"{{"objects": [{{"oid": "{oid}", "size": {size}, "actions": {{"download": {{"href": "http://127.0.0.1:{port}/fresh", "expires_in": 3600}}}}}}]}}"#
+                        ),
+                    )
+                } else {
+                    // Someone uploaded it meanwhile.
+                    json(
+                        200,
+                        format!(r#"{{"objects": [{{"oid": "{oid}", "size": {size}}}]}}"#),
+                    )
+                }
+            }
+            "/fresh" => (200, vec![], served.clone()),
+            _ => (404, vec![], Vec::new()),
+        });
+        let lfs = client(&server, Side::Source, 57);
+        let stale: Action = serde_json::from_str(&format!(
+            r#"{{"href": "{}", "expires_in": 30}}"#,
+            server.url("/stale")
+        ))
+        .unwrap();
+        let mut body = Vec::new();
+        ObjectSource::open(&lfs, &pointer, &(stale.clone(), Instant::now()))
+            .unwrap()
+            .read_to_end(&mut body)
+            .unwrap();
+        assert_eq!(body, content);
+        let paths: Vec<String> = server.seen(2).into_iter().map(|s| s.path).collect();
+        assert_eq!(paths, ["/r.git/info/lfs/objects/batch", "/fresh"]);
+
+        // An upload whose action expired, and the server now has the object:
+        // nothing is sent, and the body is still read through its check.
+        let mut checked = CheckedReader::new(&content[..], pointer);
+        ObjectSink::put(&lfs, &pointer, &(stale, None, Instant::now()), &mut checked).unwrap();
+        assert!(checked.is_verified());
+        let methods: Vec<String> = server.seen(3).into_iter().map(|s| s.method).collect();
+        assert_eq!(methods, ["POST", "GET", "POST"], "no PUT");
     }
 }

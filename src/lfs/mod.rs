@@ -72,6 +72,8 @@ pub(crate) enum Request {
     Verify,
     /// Reading or writing a local store.
     Store,
+    /// Preparing the client (TLS trust, proxy).
+    Setup,
 }
 
 impl fmt::Display for Request {
@@ -82,6 +84,7 @@ impl fmt::Display for Request {
             Request::Upload => f.write_str("upload"),
             Request::Verify => f.write_str("verify request"),
             Request::Store => f.write_str("local store"),
+            Request::Setup => f.write_str("setup"),
         }
     }
 }
