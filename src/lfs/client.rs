@@ -53,6 +53,10 @@ const ERROR_BODY_BYTES: u64 = 4096;
 /// the connection back to the pool) before it is dropped.
 const MAX_DRAIN_BYTES: u64 = 1 << 20;
 
+/// The longest a batch request waits before its one retry, whatever the
+/// server asks.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
+
 /// Redirects one action request may follow, as for git requests.
 const MAX_REDIRECTS: usize = 5;
 
@@ -159,7 +163,18 @@ impl LfsClient {
     ) -> Result<Vec<ObjectAction>, LfsError> {
         let mut out = Vec::with_capacity(pointers.len());
         for chunk in pointers.chunks(BATCH_SIZE) {
-            out.extend(self.batch_chunk(operation, chunk)?);
+            let answers = match self.batch_chunk(operation, chunk) {
+                // A busy server or a cut connection gets one more try, so
+                // that a hiccup between two chunks does not end the run.
+                Err(e) if e.is_transient() => {
+                    let wait = e.retry_after().unwrap_or(Duration::from_secs(1));
+                    output::debug(format_args!("{e}; trying again"));
+                    std::thread::sleep(wait.min(MAX_RETRY_WAIT));
+                    self.batch_chunk(operation, chunk)?
+                }
+                answers => answers?,
+            };
+            out.extend(answers);
         }
         Ok(out)
     }
@@ -1134,9 +1149,8 @@ mod tests {
                 status,
                 format!(r#"{{"message": "{message}", "request_id": "r-1"}}"#),
             );
-            if status == 429 {
-                answer.1.push(("Retry-After".to_owned(), "7".to_owned()));
-            }
+            // Transient refusals are tried once more after this long.
+            answer.1.push(("Retry-After".to_owned(), "0".to_owned()));
             answer
         });
         let options = options(54);
@@ -1163,7 +1177,7 @@ mod tests {
             (422, |c| matches!(c, LfsCause::Invalid { .. })),
             (
                 429,
-                |c| matches!(c, LfsCause::RateLimited { retry_after: Some(d), .. } if d.as_secs() == 7),
+                |c| matches!(c, LfsCause::RateLimited { retry_after: Some(d), .. } if d.is_zero()),
             ),
             (503, |c| matches!(c, LfsCause::Server { status: 503, .. })),
         ];
@@ -1403,5 +1417,34 @@ mod tests {
         assert!(checked.is_verified());
         let methods: Vec<String> = server.seen(3).into_iter().map(|s| s.method).collect();
         assert_eq!(methods, ["POST", "GET", "POST"], "no PUT");
+    }
+
+    #[test]
+    fn a_busy_batch_is_tried_once_more() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let calls = AtomicUsize::new(0);
+        let server = Server::start(move |_, _| match calls.fetch_add(1, Ordering::SeqCst) {
+            0 | 2 | 3 => {
+                let mut answer = json(503, r#"{"message": "busy"}"#.to_owned());
+                answer.1.push(("Retry-After".to_owned(), "0".to_owned()));
+                answer
+            }
+            _ => json(200, r#"{"objects": []}"#.to_owned()),
+        });
+        let lfs = client(&server, Side::Destination, 58);
+        let pointer = pointer_of(b"x");
+        let answers = lfs.batch(Operation::Upload, &[pointer]).unwrap();
+        assert!(
+            matches!(answers[0].next, Next::Error(_)),
+            "left out of the answer"
+        );
+        assert_eq!(server.seen(2).len(), 2);
+        // Busy twice in a row: the error.
+        let err = lfs.batch(Operation::Upload, &[pointer]).unwrap_err();
+        assert!(
+            matches!(err.cause, LfsCause::Server { status: 503, .. }),
+            "{err:?}"
+        );
+        assert_eq!(server.seen(4).len(), 4);
     }
 }
