@@ -176,4 +176,88 @@ mod tests {
         let left: Vec<_> = fs::read_dir(dir.path().join("lfs/tmp")).unwrap().collect();
         assert!(left.is_empty(), "temporary files left: {left:?}");
     }
+
+    /// Runs git with an environment of its own (no user or system
+    /// configuration) in `dir`, and returns its output.
+    fn git(home: &Path, dir: &Path, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_AUTHOR_NAME", "A")
+            .env("GIT_AUTHOR_EMAIL", "a@example.com")
+            .env("GIT_COMMITTER_NAME", "A")
+            .env("GIT_COMMITTER_EMAIL", "a@example.com")
+            .output()
+            .expect("git runs")
+    }
+
+    fn ok(out: std::process::Output) -> Vec<u8> {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// The real client agrees on the layout, both ways: a clone of a bare
+    /// repository whose objects the store wrote checks out the files (and
+    /// fails to before they are written), and objects `git lfs push` wrote
+    /// to a bare repository are read back by the store.
+    #[test]
+    #[ignore = "needs git-lfs, which the LFS test harness installs: cargo test --lib lfs::store -- --ignored"]
+    fn git_lfs_reads_what_the_store_writes_and_the_other_way_round() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let home = root.join("home");
+        fs::create_dir(&home).unwrap();
+        ok(git(&home, root, &["lfs", "install", "--skip-repo"]));
+        ok(git(&home, root, &["init", "-q", "-b", "main", "work"]));
+        let work = root.join("work");
+        ok(git(&home, &work, &["lfs", "track", "*.bin"]));
+        let content: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 253) as u8).collect();
+        fs::write(work.join("big.bin"), &content).unwrap();
+        ok(git(&home, &work, &["add", ".gitattributes", "big.bin"]));
+        ok(git(&home, &work, &["commit", "-q", "-m", "one"]));
+        ok(git(
+            &home,
+            root,
+            &["clone", "-q", "--bare", "work", "bare.git"],
+        ));
+        let bare = root.join("bare.git");
+
+        // Without the object, the real client cannot check the file out.
+        let before = git(&home, root, &["clone", "-q", "bare.git", "before"]);
+        assert!(!before.status.success(), "the check can fail");
+
+        let blob = ok(git(&home, &bare, &["cat-file", "-p", "HEAD:big.bin"]));
+        let pointer = Pointer::parse(&blob).expect("git-lfs wrote a pointer");
+        assert_eq!(pointer, pointer_of(&content));
+        let store = LfsStore::new(&bare);
+        store.store(&pointer, &content[..]).unwrap();
+
+        ok(git(&home, root, &["clone", "-q", "bare.git", "after"]));
+        let after = root.join("after");
+        assert_eq!(fs::read(after.join("big.bin")).unwrap(), content);
+        ok(git(&home, &after, &["lfs", "fsck"]));
+
+        // The other way: git-lfs's own push into a bare repository.
+        ok(git(&home, root, &["init", "-q", "--bare", "pushed.git"]));
+        let url = format!("file://{}", root.join("pushed.git").display());
+        ok(git(&home, &work, &["lfs", "push", "--all", &url]));
+        let pushed = LfsStore::new(&root.join("pushed.git"));
+        assert!(pushed.has(&pointer).unwrap());
+        let mut back = Vec::new();
+        pushed
+            .open(&pointer)
+            .unwrap()
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, content);
+    }
 }
