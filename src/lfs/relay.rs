@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,10 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
 /// Tries per object when a failure is transient.
 const ATTEMPTS: usize = 2;
+
+/// Progress is reported after each object and after each of this many
+/// bytes of one.
+const PROGRESS_BYTES: u64 = 1 << 20;
 
 /// The longest wait before another try, whatever a server asks.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
@@ -116,8 +120,11 @@ pub(crate) struct LfsProgress {
     pub(crate) done: u64,
     /// Distinct objects in all.
     pub(crate) total: u64,
-    /// Bytes moved so far.
+    /// Bytes of the objects moved so far.
     pub(crate) bytes: u64,
+    /// Bytes streamed so far, objects still in flight included (and any
+    /// that failed): what a transfer rate is measured on.
+    pub(crate) streamed: u64,
 }
 
 /// Relays the objects of `pointers` from the source's LFS server to the
@@ -271,6 +278,7 @@ fn relay<S: ObjectSource, D: ObjectSink>(
         }),
         needs,
         progress,
+        streamed: AtomicU64::new(0),
     };
     for chunk in order.chunks(BATCH_SIZE) {
         let mut lacking = Vec::new();
@@ -306,7 +314,7 @@ fn relay<S: ObjectSource, D: ObjectSink>(
                     let Some((pointer, from, to)) = tasks.get(i) else {
                         break;
                     };
-                    match move_with_retry(source, dest, pointer, from, to) {
+                    match move_with_retry(&state, source, dest, pointer, from, to) {
                         Ok(()) => state.moved(pointer),
                         Err(Outcome::Missing(reason)) => state.missing(pointer, reason),
                         Err(Outcome::Failed {
@@ -327,6 +335,7 @@ struct State<'a> {
     report: Mutex<LfsReport>,
     needs: HashMap<Pointer, Vec<Need>>,
     progress: &'a (dyn Fn(&LfsProgress) + Sync),
+    streamed: AtomicU64,
 }
 
 impl State<'_> {
@@ -341,6 +350,7 @@ impl State<'_> {
                     + report.failed.len() as u64,
                 total: report.objects,
                 bytes: report.bytes,
+                streamed: self.streamed.load(Ordering::Relaxed),
             }
         };
         (self.progress)(&snapshot);
@@ -348,6 +358,10 @@ impl State<'_> {
 
     fn needs_of(&self, pointer: &Pointer) -> Vec<Need> {
         self.needs.get(pointer).cloned().unwrap_or_default()
+    }
+
+    fn streamed(&self, n: u64) {
+        self.streamed.fetch_add(n, Ordering::Relaxed);
     }
 
     fn present(&self) {
@@ -403,6 +417,7 @@ struct Attempt {
 }
 
 fn move_with_retry<S: ObjectSource, D: ObjectSink>(
+    state: &State<'_>,
     source: &S,
     dest: &D,
     pointer: &Pointer,
@@ -412,7 +427,7 @@ fn move_with_retry<S: ObjectSource, D: ObjectSink>(
     let mut tries = 0;
     loop {
         tries += 1;
-        match move_one(source, dest, pointer, from, to) {
+        match move_one(state, source, dest, pointer, from, to) {
             Ok(()) => return Ok(()),
             Err(Attempt {
                 retry: Some(wait), ..
@@ -424,6 +439,7 @@ fn move_with_retry<S: ObjectSource, D: ObjectSink>(
 
 /// One try at streaming one object from `source` into `dest`.
 fn move_one<S: ObjectSource, D: ObjectSink>(
+    state: &State<'_>,
     source: &S,
     dest: &D,
     pointer: &Pointer,
@@ -436,6 +452,8 @@ fn move_one<S: ObjectSource, D: ObjectSink>(
     let mut body = Tracked {
         inner: CheckedReader::new(reader, *pointer),
         failure: None,
+        state,
+        unreported: 0,
     };
     let stored = dest.put(pointer, to, &mut body);
     if let Some(failure) = body.failure.take() {
@@ -512,15 +530,28 @@ fn with_object(mut e: LfsError, pointer: &Pointer) -> LfsError {
 }
 
 /// The body handed to the destination: keeps the first failure of the
-/// checked source, so that it is not mistaken for the destination's.
-struct Tracked<R> {
+/// checked source, so that it is not mistaken for the destination's, and
+/// counts what passes for the progress display.
+struct Tracked<'a, R> {
     inner: R,
     failure: Option<io::Error>,
+    state: &'a State<'a>,
+    /// Bytes passed since progress was last reported.
+    unreported: u64,
 }
 
-impl<R: Read> Read for Tracked<R> {
+impl<R: Read> Read for Tracked<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.inner.read(buf) {
+            Ok(n) => {
+                self.state.streamed(n as u64);
+                self.unreported += n as u64;
+                if self.unreported >= PROGRESS_BYTES {
+                    self.unreported = 0;
+                    self.state.update(|_| {});
+                }
+                Ok(n)
+            }
             Err(e) if e.kind() != io::ErrorKind::Interrupted => {
                 let copy = match Mismatch::from_io(&e) {
                     Some(mismatch) => io::Error::from(mismatch),
@@ -904,6 +935,7 @@ mod tests {
         let last = *last.lock().unwrap();
         assert_eq!(last.done, last.total, "progress reached the end");
         assert_eq!(last.bytes, report.bytes);
+        assert!(last.streamed >= last.bytes);
         Ok(report)
     }
 
@@ -1137,5 +1169,41 @@ mod tests {
         expected.sort();
         assert_eq!(lacking(&dest, &asked).unwrap(), expected);
         assert!(dest.stored.lock().unwrap().len() == 1);
+    }
+
+    #[test]
+    fn progress_shows_a_large_object_while_it_streams() {
+        let big = vec![7u8; 3 << 20];
+        let source = FakeSource::with(std::slice::from_ref(&big));
+        let dest = FakeSink::default();
+        let seen = Mutex::new(Vec::new());
+        let report = relay(
+            &source,
+            &dest,
+            &pointers(std::slice::from_ref(&big)),
+            4,
+            &|p| seen.lock().unwrap().push(*p),
+        )
+        .unwrap();
+        assert_eq!(report.moved, 1);
+        let seen = seen.into_inner().unwrap();
+        let during: Vec<u64> = seen
+            .iter()
+            .filter(|p| p.done == 0)
+            .map(|p| p.streamed)
+            .collect();
+        // Every MiB or so, before the object is done.
+        assert!(during.len() >= 2, "{seen:?}");
+        assert!(during.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        assert!(during[0] >= 1 << 20, "{seen:?}");
+        assert_eq!(
+            seen.last(),
+            Some(&LfsProgress {
+                done: 1,
+                total: 1,
+                bytes: 3 << 20,
+                streamed: 3 << 20
+            })
+        );
     }
 }
