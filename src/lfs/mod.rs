@@ -51,8 +51,8 @@ pub(crate) use client::{LfsClient, Next, ObjectAction};
 pub(crate) use endpoint::{explicit as explicit_endpoint, lfs_url};
 pub(crate) use pointer::{Pointer, Sha256};
 pub(crate) use relay::{
-    relay_from_store, relay_objects, relay_to_store, Failed, LfsProgress, LfsReport, Missing, Need,
-    DEFAULT_JOBS,
+    lacking, relay_from_store, relay_objects, relay_to_store, Failed, LfsProgress, LfsReport,
+    Missing, Need, DEFAULT_JOBS,
 };
 pub(crate) use store::LfsStore;
 
