@@ -38,6 +38,7 @@ pub mod config;
 pub mod error;
 pub(crate) mod forge;
 pub(crate) mod hosts;
+pub mod lfs;
 pub mod mirror;
 pub mod output;
 pub mod pipelines;

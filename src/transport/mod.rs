@@ -25,7 +25,7 @@ mod origin;
 pub(crate) mod spool;
 
 pub(crate) use http::HttpTransport;
-pub(crate) use http::{agent_builder, classify_transport, response_excerpt};
+pub(crate) use http::{agent_builder, classify_transport, response_excerpt, shared_agent};
 pub(crate) use limits::Meter;
 pub(crate) use limits::{Deadline, Exceeded, Limits};
 pub(crate) use local::LocalTransport;
