@@ -20,8 +20,8 @@ use crate::auth::Scheme;
 use crate::config::{self, ForgeConfig, SideConfig, SweepConfig};
 use crate::forge::Kind;
 use crate::mirror::{
-    LocalOptions, LocalReader, Mode, Options, PushBudget, PushLimits, RefSelection, RetryPolicy,
-    DEFAULT_MAX_REF_UPDATES,
+    LfsMode, LfsOptions, LocalOptions, LocalReader, Mode, Options, PushBudget, PushLimits,
+    RefSelection, RetryPolicy, DEFAULT_MAX_REF_UPDATES,
 };
 use crate::sweep::Shard;
 use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy};
@@ -147,6 +147,9 @@ pub struct RelayArgs {
 
     #[command(flatten)]
     pub(crate) push: PushArgs,
+
+    #[command(flatten)]
+    pub(crate) lfs: LfsArgs,
 
     /// Local DESTINATION (a backup) only: delete archived tips (refs/archive/<UTC time>/<ref>, kept when the source deletes or force-pushes a ref) older than DURATION, e.g. 30d, 12h, 2w.
     #[arg(long, value_name = "DURATION", value_parser = crate::store::archive::parse_age)]
@@ -343,6 +346,55 @@ pub(crate) struct PushArgs {
     pub(crate) max_ref_updates: usize,
 }
 
+/// Git LFS (shared by `mirror` and `status`; `mirror-all` takes all but
+/// the URLs).
+#[derive(Debug, Args)]
+pub(crate) struct LfsArgs {
+    #[command(flatten)]
+    pub(crate) common: LfsModeArgs,
+
+    /// The source's LFS server, where it is not where git-lfs looks (<SOURCE>.git/info/lfs); the source's credentials sign its requests.
+    #[arg(long, value_name = "URL", value_parser = config::parse_lfs_url, help_heading = "Git LFS")]
+    pub(crate) source_lfs_url: Option<url::Url>,
+
+    /// The destination's LFS server, where it is not where git-lfs looks (<DESTINATION>.git/info/lfs); the destination's credentials sign its requests.
+    #[arg(long, value_name = "URL", value_parser = config::parse_lfs_url, help_heading = "Git LFS")]
+    pub(crate) dest_lfs_url: Option<url::Url>,
+}
+
+/// Whether LFS objects move, and how many at once.
+#[derive(Debug, Args)]
+pub(crate) struct LfsModeArgs {
+    /// Relay the Git LFS objects the history sent needs, before its refs: auto (when that history holds LFS pointers and the source can send its small blobs alone), always (look whatever it costs; refs wait for every object), never (pointers travel alone).
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = config::parse_lfs_mode, help_heading = "Git LFS")]
+    pub(crate) lfs: LfsMode,
+
+    /// LFS objects moved at once (1 to 64).
+    #[arg(long, value_name = "N", default_value_t = crate::lfs::DEFAULT_JOBS, value_parser = config::parse_lfs_jobs, help_heading = "Git LFS")]
+    pub(crate) lfs_jobs: usize,
+}
+
+impl LfsModeArgs {
+    fn options(&self) -> LfsOptions {
+        LfsOptions {
+            mode: self.lfs,
+            source_url: None,
+            dest_url: None,
+            jobs: self.lfs_jobs,
+        }
+    }
+}
+
+impl LfsArgs {
+    fn options(&self) -> LfsOptions {
+        LfsOptions {
+            source_url: self.source_lfs_url.clone(),
+            dest_url: self.dest_lfs_url.clone(),
+            ..self.common.options()
+        }
+    }
+}
+
 impl PushArgs {
     fn limits(&self) -> PushLimits {
         PushLimits {
@@ -416,6 +468,7 @@ impl RelayArgs {
             force: self.force,
             mode,
             push: self.push.limits(),
+            lfs: self.lfs.options(),
         })
     }
 }
@@ -530,6 +583,9 @@ pub struct MirrorAllArgs {
 
     #[command(flatten)]
     pub(crate) push: PushArgs,
+
+    #[command(flatten)]
+    pub(crate) lfs: LfsModeArgs,
 }
 
 impl MirrorAllArgs {
@@ -562,6 +618,7 @@ impl MirrorAllArgs {
             dry_run: self.dry_run,
             retry: self.network.retry_policy(),
             push: self.push.limits(),
+            lfs: self.lfs.options(),
         }
     }
 }

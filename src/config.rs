@@ -15,7 +15,7 @@ use std::ops::RangeInclusive;
 
 use crate::auth::{CredentialSources, Credentials, Scheme};
 use crate::forge::Kind;
-use crate::mirror::{Endpoint, PushBudget, PushLimits, RetryPolicy};
+use crate::mirror::{Endpoint, LfsMode, LfsOptions, PushBudget, PushLimits, RetryPolicy};
 use crate::sweep::Shard;
 use crate::transport::{Location, NetworkOptions};
 
@@ -132,6 +132,9 @@ pub struct SweepConfig {
     pub(crate) retry: RetryPolicy,
     /// What one push to each destination may carry.
     pub(crate) push: PushLimits,
+    /// Whether and how each repository's LFS objects move (no per-side
+    /// URL: each repository's LFS server is where git-lfs finds it).
+    pub(crate) lfs: LfsOptions,
 }
 
 /// A size in bytes: a whole number, optionally followed by a unit. `KiB`,
@@ -174,6 +177,35 @@ pub(crate) fn parse_push_budget(text: &str) -> Result<PushBudget, String> {
         0 => PushBudget::Unlimited,
         n => PushBudget::Bytes(n),
     })
+}
+
+/// `--lfs` and the `lfs` input: `auto`, `always` or `never`.
+pub(crate) fn parse_lfs_mode(text: &str) -> Result<LfsMode, String> {
+    LfsMode::parse(text.trim())
+}
+
+/// `--source-lfs-url`, `--dest-lfs-url` and their inputs: an http(s) URL
+/// without credentials (the side's token signs the LFS requests too).
+pub(crate) fn parse_lfs_url(text: &str) -> Result<url::Url, String> {
+    match crate::lfs::explicit_endpoint(text.trim())? {
+        Location::Http {
+            username: None,
+            password: None,
+            url,
+        } => Ok(url),
+        Location::Http { .. } => Err(
+            "an LFS server URL takes no credentials: the side's token signs its requests".into(),
+        ),
+        Location::Local(_) => Err("an LFS server URL must be http:// or https://".into()),
+    }
+}
+
+/// `--lfs-jobs` and the `lfsJobs` input: objects moved at once, 1 to 64.
+pub(crate) fn parse_lfs_jobs(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n @ 1..=64) => Ok(n),
+        _ => Err(format!("{text:?}: give a number of objects from 1 to 64")),
+    }
 }
 
 /// `--max-ref-updates` and the `maxRefUpdates` input: a whole number, at

@@ -136,4 +136,7 @@ fn print_ref_lines(report: &mirror::Report) {
             "  ... and {hidden} more (--verbose or --json lists every ref)"
         ));
     }
+    for line in report.lfs_lines() {
+        output::info(line);
+    }
 }

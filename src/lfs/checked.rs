@@ -90,6 +90,7 @@ impl<R: Read> CheckedReader<R> {
     }
 
     /// Bytes handed out so far.
+    #[cfg(test)]
     pub(crate) fn passed(&self) -> u64 {
         self.passed
     }

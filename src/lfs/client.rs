@@ -75,8 +75,6 @@ pub(crate) struct LfsClient {
 /// The server's answer for one object of a batch request.
 #[derive(Debug)]
 pub(crate) struct ObjectAction {
-    /// The object, as asked.
-    pub(crate) pointer: Pointer,
     /// What to do with it.
     pub(crate) next: Next,
     /// When the answer came, for the actions' `expires_in`.
@@ -130,16 +128,6 @@ impl LfsClient {
             timeout: options.timeout,
             limits: options.limits,
         })
-    }
-
-    /// The side it serves.
-    pub(crate) fn side(&self) -> Side {
-        self.side
-    }
-
-    /// The endpoint, printable.
-    pub(crate) fn display(&self) -> &str {
-        &self.display
     }
 
     pub(crate) fn error(&self, request: Request, cause: LfsCause) -> LfsError {
@@ -263,7 +251,6 @@ impl LfsClient {
         Ok(chunk
             .iter()
             .map(|pointer| ObjectAction {
-                pointer: *pointer,
                 next: next_of(operation, pointer, by_oid.get(&pointer.oid)),
                 received,
             })
@@ -633,10 +620,13 @@ fn error_detail(response: ureq::Response, secrets: &[&str]) -> String {
         .read_to_end(&mut raw);
     if let Ok(body) = serde_json::from_slice::<ErrorBody>(&raw) {
         if let Some(message) = body.message.filter(|m| !m.trim().is_empty()) {
-            let text = match body.request_id {
+            let mut text = match body.request_id {
                 Some(id) => format!("{message} (request id {id})"),
                 None => message,
             };
+            if let Some(docs) = body.documentation_url.filter(|d| d.starts_with("https://")) {
+                text.push_str(&format!("; see {docs}"));
+            }
             return clean(&text, secrets);
         }
     }
@@ -706,7 +696,7 @@ mod tests {
     use std::thread;
 
     use super::*;
-    use crate::lfs::CheckedReader;
+    use crate::lfs::checked::CheckedReader;
 
     /// One request as the server saw it.
     #[derive(Clone, Debug)]
@@ -985,7 +975,6 @@ mod tests {
         let answers = lfs.batch(Operation::Upload, &pointers).unwrap();
         assert_eq!(answers.len(), 150);
         for (i, answer) in answers.iter().enumerate() {
-            assert_eq!(answer.pointer, pointers[i]);
             match (i % 100 % 3, &answer.next) {
                 (
                     0,

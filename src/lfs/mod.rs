@@ -24,9 +24,6 @@
 //! It knows nothing of git's wire protocol or of the engine's plan: which
 //! pointers to move is the engine's to say.
 
-// Wired by the engine in the next commit.
-#![allow(dead_code, unused_imports)]
-
 mod batch;
 mod checked;
 mod client;
@@ -46,13 +43,13 @@ use std::io;
 use std::time::Duration;
 
 pub(crate) use batch::{Action, Operation};
-pub(crate) use checked::{CheckedReader, Mismatch};
-pub(crate) use client::{LfsClient, Next, ObjectAction};
+pub(crate) use checked::Mismatch;
+pub(crate) use client::LfsClient;
 pub(crate) use endpoint::{explicit as explicit_endpoint, lfs_url};
 pub(crate) use pointer::{Pointer, Sha256};
 pub(crate) use relay::{
-    lacking, relay_from_store, relay_objects, relay_to_store, Failed, LfsProgress, LfsReport,
-    Missing, Need, DEFAULT_JOBS,
+    lacking, relay_between_stores, relay_from_store, relay_objects, relay_to_store, LfsProgress,
+    LfsReport, Need, DEFAULT_JOBS,
 };
 pub(crate) use store::LfsStore;
 
@@ -214,6 +211,17 @@ impl LfsCause {
 }
 
 impl LfsError {
+    /// The error without its side and place, for a message that names
+    /// them already: `batch (upload): authentication failed ...`.
+    pub(crate) fn what(&self) -> String {
+        format!(
+            "{}{}: {}",
+            self.request,
+            object_suffix(&self.object),
+            self.cause
+        )
+    }
+
     /// Whether trying again later may succeed.
     pub(crate) fn is_transient(&self) -> bool {
         self.cause.is_transient()

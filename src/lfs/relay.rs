@@ -107,6 +107,7 @@ pub(crate) struct LfsReport {
 
 impl LfsReport {
     /// Whether the destination has every object now.
+    #[cfg(test)]
     pub(crate) fn complete(&self) -> bool {
         self.missing.is_empty() && self.failed.is_empty()
     }
@@ -155,6 +156,18 @@ pub(crate) fn relay_to_store(
 pub(crate) fn relay_from_store(
     source: &LfsStore,
     dest: &LfsClient,
+    pointers: &[(Pointer, Need)],
+    jobs: usize,
+    progress: &(dyn Fn(&LfsProgress) + Sync),
+) -> Result<LfsReport, LfsError> {
+    relay(source, dest, pointers, jobs, progress)
+}
+
+/// Relays them from one local store to another (a local source's
+/// `.git/lfs/objects` into a backup).
+pub(crate) fn relay_between_stores(
+    source: &LfsStore,
+    dest: &LfsStore,
     pointers: &[(Pointer, Need)],
     jobs: usize,
     progress: &(dyn Fn(&LfsProgress) + Sync),

@@ -1202,6 +1202,7 @@ mod tests {
                 max_bytes: budget,
                 max_ref_updates,
             },
+            lfs: Default::default(),
         }
     }
 

@@ -58,6 +58,9 @@ pub(crate) enum Cause {
     /// A local backup could not be opened, locked or written.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// Moving Git LFS objects failed as a whole (a batch refused).
+    #[error("LFS {}", .0.what())]
+    Lfs(Box<crate::lfs::LfsError>),
 }
 
 impl SideError {
@@ -67,6 +70,7 @@ impl SideError {
             Cause::Transport(t) => t.is_transient(),
             Cause::Protocol(ProtocolError::UnexpectedEof) => true,
             Cause::Protocol(ProtocolError::Io(e)) => crate::transport::is_transient_io(e),
+            Cause::Lfs(e) => e.is_transient(),
             _ => false,
         }
     }
@@ -75,6 +79,7 @@ impl SideError {
     pub(crate) fn retry_after(&self) -> Option<Duration> {
         match &self.cause {
             Cause::Transport(t) => t.retry_after(),
+            Cause::Lfs(e) => e.retry_after(),
             _ => None,
         }
     }
@@ -92,6 +97,7 @@ impl SideError {
             Cause::Protocol(ProtocolError::UnexpectedEof) => Some(
                 "the connection was cut; run again (the destination is never left half-updated)",
             ),
+            Cause::Lfs(e) => e.hint(),
             _ => None,
         }
     }

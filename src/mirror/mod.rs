@@ -36,6 +36,7 @@ mod batch;
 mod bounds;
 mod destination;
 mod error;
+mod lfs;
 mod order;
 pub(crate) mod plan;
 mod relay;
@@ -57,6 +58,8 @@ use crate::transport::{HttpTransport, LocalTransport, Location, NetworkOptions, 
 use destination::Destination;
 use error::Blame;
 pub use error::{Side, SideError};
+pub use lfs::LfsSummary;
+pub(crate) use lfs::{LfsMode, LfsOptions};
 pub(crate) use plan::{Action, Plan};
 pub use report::{Outcome, RefReport, Report, Totals};
 pub(crate) use select::RefSelection;
@@ -141,6 +144,8 @@ pub struct Options {
     pub(crate) mode: Mode,
     /// What one push to the destination may carry.
     pub(crate) push: PushLimits,
+    /// Whether and how Git LFS objects move.
+    pub(crate) lfs: LfsOptions,
 }
 
 /// The most ref updates one push carries unless told otherwise: GitHub

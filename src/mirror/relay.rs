@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use super::batch::{self, PushError, Pusher};
 use super::error::{Cause, SideError};
+use super::lfs::{self, LfsMode};
 use super::sides::{DestinationSide, Negotiated, PackOptions, SourceSide};
 use super::{Action, Mode, Options, Outcome, Plan, PushBudget, RefReport, Report, Totals};
 use crate::output;
@@ -49,6 +50,7 @@ pub(super) fn relay(
         batched: false,
         duration_ms: 0,
         in_sync: true,
+        lfs: None,
     };
     let relay = Relay {
         opts,
@@ -58,9 +60,29 @@ pub(super) fn relay(
     };
     // A no-op costs the two listings and nothing more.
     if !relay.plan.changes.is_empty() {
+        // LFS objects first, so that a host that checks them at push time
+        // takes the push, and while no pack waits on an open response.
+        let (wants, haves) = relay.wants_and_haves(dest_refs);
+        report.lfs = lfs::relay_lfs(opts, source, &wants, &haves)?;
+        let held_back =
+            opts.lfs.mode == LfsMode::Always && report.lfs.as_ref().is_some_and(|l| !l.complete());
         let negotiated = relay.negotiate(source_refs, dest_refs)?;
         let commands = relay.decide(&negotiated.known, &mut report);
-        if opts.mode == Mode::Mirror && !commands.is_empty() {
+        if held_back {
+            for r in report
+                .refs
+                .iter_mut()
+                .filter(|r| r.result == Outcome::Failed)
+            {
+                r.reason = Some(
+                    "held back: LFS objects it needs are not on the source's LFS server (--lfs always)"
+                        .into(),
+                );
+            }
+            if let Some(l) = report.lfs.as_mut() {
+                l.held_back = true;
+            }
+        } else if opts.mode == Mode::Mirror && !commands.is_empty() {
             let status =
                 relay.transfer(commands, negotiated, (source_refs, dest_refs), &mut report)?;
             relay.confirm(&status, &mut report)?;
@@ -95,6 +117,21 @@ struct Relay<'a> {
 }
 
 impl Relay<'_> {
+    /// The tips to send and the destination's tips: what a pack (or an
+    /// LFS scan) is asked for.
+    fn wants_and_haves(&self, dest_refs: &[Ref]) -> (Vec<ObjectId>, Vec<ObjectId>) {
+        let dest_tips: HashSet<ObjectId> = dest_refs.iter().map(|r| r.oid).collect();
+        let mut wants: Vec<ObjectId> = (self.plan.changes.iter())
+            .filter_map(|c| c.new)
+            .filter(|new| !dest_tips.contains(new))
+            .collect();
+        wants.sort();
+        wants.dedup();
+        let mut haves: Vec<ObjectId> = dest_tips.into_iter().collect();
+        haves.sort();
+        (wants, haves)
+    }
+
     /// Asks the source which destination tips it knows, and (in a mirror run)
     /// for the pack of what the destination lacks. `known` comes back holding
     /// the source's advertised objects too: those are known without asking.
@@ -109,7 +146,6 @@ impl Relay<'_> {
             .iter()
             .flat_map(|r| std::iter::once(r.oid).chain(r.peeled))
             .collect();
-        let dest_tips: HashSet<ObjectId> = dest_refs.iter().map(|r| r.oid).collect();
         // The old tips the divergence rule needs the source to vouch for.
         let must_check: Vec<ObjectId> = if opts.force {
             Vec::new()
@@ -121,16 +157,7 @@ impl Relay<'_> {
                 .filter(|old| !advertised.contains(old))
                 .collect()
         };
-        let mut wants: Vec<ObjectId> = plan
-            .changes
-            .iter()
-            .filter_map(|c| c.new)
-            .filter(|new| !dest_tips.contains(new))
-            .collect();
-        wants.sort();
-        wants.dedup();
-        let mut haves: Vec<ObjectId> = dest_tips.iter().copied().collect();
-        haves.sort();
+        let (wants, haves) = self.wants_and_haves(dest_refs);
         let pack = PackOptions {
             thin: destination.accepts_thin_pack(),
             ofs_delta: destination.accepts_ofs_delta(),
@@ -627,6 +654,7 @@ mod tests {
             force,
             mode,
             push: Default::default(),
+            lfs: Default::default(),
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::lfs::LfsSummary;
 use super::plan::Action;
 use crate::error::ExitCode;
 use crate::output::{counted, human_bytes, human_duration};
@@ -100,6 +101,9 @@ pub struct Report {
     pub(crate) duration_ms: u64,
     /// Whether the destination now matches the selected refs of the source.
     pub(crate) in_sync: bool,
+    /// Git LFS objects, when the history sent holds pointers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) lfs: Option<LfsSummary>,
 }
 
 impl Report {
@@ -135,7 +139,16 @@ impl Report {
             }
         }
         self.totals = t;
-        self.in_sync = self.refs.iter().all(|r| r.result == Outcome::Ok);
+        self.in_sync = self.refs.iter().all(|r| r.result == Outcome::Ok)
+            && self.lfs.as_ref().is_none_or(LfsSummary::complete);
+    }
+
+    /// The lines for LFS objects that did not arrive, after the refs'.
+    pub fn lfs_lines(&self) -> Vec<String> {
+        self.lfs
+            .as_ref()
+            .map(LfsSummary::problem_lines)
+            .unwrap_or_default()
     }
 
     /// The JSON document `--json` prints.
@@ -219,6 +232,26 @@ impl Report {
                 self.pushes,
                 if self.batched { " (batched)" } else { "" }
             ));
+        }
+        if let Some(lfs) = &self.lfs {
+            let verb = if self.mode == "mirror" {
+                "moved"
+            } else {
+                "to move"
+            };
+            moved.push_str(&format!(
+                ", {} LFS object{} ({}) {verb}",
+                lfs.moved,
+                if lfs.moved == 1 { "" } else { "s" },
+                human_bytes(lfs.bytes)
+            ));
+            let problems = counted(&[
+                (lfs.missing.len(), "missing at the source"),
+                (lfs.failed.len(), "failed"),
+            ]);
+            if !problems.is_empty() {
+                moved.push_str(&format!(" ({} of them {})", "LFS", problems.join(", ")));
+            }
         }
         let state = if self.in_sync {
             "done"

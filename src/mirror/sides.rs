@@ -6,11 +6,12 @@
 //! relay plans, decides and streams the same way for every pairing, and its
 //! unit tests drive it through in-memory sides.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use super::error::{Cause, SideError};
 use crate::protocol::advertisement::Ref;
+use crate::protocol::blobs::{Place, Scan};
 use crate::protocol::graph::CommitGraph;
 use crate::protocol::push::{Command, ReportStatus};
 use crate::protocol::ObjectId;
@@ -68,6 +69,31 @@ pub(crate) trait SourceSide {
     /// it (`allow-reachable-sha1-in-want`, `allow-any-sha1-in-want`).
     fn serves_any_commit(&self) -> bool {
         false
+    }
+    /// Gives `found` each blob of at most `max_size` bytes reachable from
+    /// `wants` and not from `haves`, with its id: where the engine finds
+    /// Git LFS pointers. `None` when the source cannot leave larger blobs
+    /// out of a pack and `filtered_only` is set: reading a whole history
+    /// for its small blobs costs about what relaying it does.
+    fn small_blobs(
+        &self,
+        _wants: &[ObjectId],
+        _haves: &[ObjectId],
+        _max_size: u64,
+        _filtered_only: bool,
+        _found: &mut dyn FnMut(ObjectId, &[u8]),
+    ) -> Result<Option<Scan>, SideError> {
+        Ok(None)
+    }
+    /// For each blob of `targets` in the history that `wants` bring and
+    /// `haves` lack, a commit whose tree holds it and its path there.
+    fn blob_paths(
+        &self,
+        _wants: &[ObjectId],
+        _haves: &[ObjectId],
+        _targets: &HashSet<ObjectId>,
+    ) -> Result<HashMap<ObjectId, Place>, SideError> {
+        Ok(HashMap::new())
     }
     /// This source, where it can be asked from another thread: a batched
     /// push then fetches the next increment while the destination takes

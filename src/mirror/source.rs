@@ -4,7 +4,7 @@
 //! the v0 advertisement otherwise), negotiates and streams the pack, and
 //! probes history: whether an update is a fast-forward.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::Read;
 
@@ -13,6 +13,7 @@ use super::error::{Blame, Cause, Side, SideError};
 use super::sides::{Negotiated, PackOptions, SourceSide};
 use crate::output;
 use crate::protocol::advertisement::{self, Discovery, Ref};
+use crate::protocol::blobs::{self, Place, Scan};
 use crate::protocol::fetch::{self, Acknowledgments, FetchRequest, V2FetchResponse};
 use crate::protocol::graph::{self, CommitGraph};
 use crate::protocol::{pack, Capabilities, ObjectId, ProtocolError};
@@ -375,6 +376,71 @@ impl SourceSide for Source {
             ))
         })?;
         graph::read_commit_graph(stream, wants, GRAPH_BUDGET).map_err(|e| self.blame.error(e))
+    }
+
+    /// Asks for the history filtered to blobs of at most `max_size` bytes
+    /// (`blob:limit`, commits and trees besides), not thin, so that every
+    /// delta's base is in the pack.
+    fn small_blobs(
+        &self,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+        max_size: u64,
+        filtered_only: bool,
+        found: &mut dyn FnMut(ObjectId, &[u8]),
+    ) -> Result<Option<Scan>, SideError> {
+        let can_filter = fetch::supports_filter(&self.capabilities);
+        if !can_filter && filtered_only {
+            return Ok(None);
+        }
+        // git leaves out blobs of `limit` bytes and more.
+        let filter = format!("blob:limit={}", max_size + 1);
+        let request = FetchRequest {
+            wants,
+            haves,
+            done: true,
+            thin_pack: false,
+            ofs_delta: true,
+            no_progress: true,
+            wait_for_done: false,
+            filter: Some(&filter),
+        };
+        let (_, stream) = self.fetch(&request)?;
+        let stream = stream.ok_or_else(|| {
+            self.blame.error(Cause::Refused(
+                "the server ended the fetch without sending a pack".into(),
+            ))
+        })?;
+        blobs::read_small_blobs(stream, GRAPH_BUDGET, max_size, found)
+            .map(Some)
+            .map_err(|e| self.blame.error(e))
+    }
+
+    /// Asks for the commits and trees of the history (`blob:none` where
+    /// the server can filter; otherwise blobs come too, and are skipped).
+    fn blob_paths(
+        &self,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+        targets: &HashSet<ObjectId>,
+    ) -> Result<HashMap<ObjectId, Place>, SideError> {
+        let request = FetchRequest {
+            wants,
+            haves,
+            done: true,
+            thin_pack: false,
+            ofs_delta: true,
+            no_progress: true,
+            wait_for_done: false,
+            filter: Some("blob:none"),
+        };
+        let (_, stream) = self.fetch(&request)?;
+        let stream = stream.ok_or_else(|| {
+            self.blame.error(Cause::Refused(
+                "the server ended the fetch without sending a pack".into(),
+            ))
+        })?;
+        blobs::find_paths(stream, GRAPH_BUDGET, targets).map_err(|e| self.blame.error(e))
     }
 
     fn concurrent(&self) -> Option<&(dyn SourceSide + Sync)> {

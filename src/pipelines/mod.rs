@@ -183,7 +183,7 @@ fn mode_name(mode: Mode) -> &'static str {
 /// Reports a run that finished, refs protected or rejected included.
 fn finished(report: &Report, files: &ReportFiles) {
     vso::section("git-relay: result");
-    for line in report.ref_lines() {
+    for line in report.ref_lines().into_iter().chain(report.lfs_lines()) {
         output::info(vso::neutralize(&line));
     }
     output::info(vso::neutralize(&report.summary()));

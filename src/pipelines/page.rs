@@ -305,6 +305,7 @@ mod tests {
             batched: false,
             duration_ms: 1500,
             in_sync: false,
+            lfs: None,
         }
     }
 

@@ -18,6 +18,7 @@
 //! `gitprotocol-capabilities(5)`.
 
 pub mod advertisement;
+pub(crate) mod blobs;
 pub(crate) mod cache;
 pub(crate) mod capabilities;
 pub mod fetch;

@@ -407,6 +407,14 @@ pub(crate) fn apply_delta(base: &[u8], delta: &[u8]) -> Result<Vec<u8>, Protocol
     Ok(out)
 }
 
+/// The size of what `delta` makes, as its header says (without a base
+/// to apply it to).
+pub(crate) fn delta_result_size(delta: &[u8]) -> Result<u64, ProtocolError> {
+    let mut d = delta;
+    varint(&mut d)?;
+    varint(&mut d)
+}
+
 fn varint(d: &mut &[u8]) -> Result<u64, ProtocolError> {
     let mut value = 0u64;
     let mut shift = 0;

@@ -313,6 +313,7 @@ impl Sweep<'_> {
                 Mode::Mirror
             },
             push: config.push,
+            lfs: config.lfs.clone(),
         })
     }
 

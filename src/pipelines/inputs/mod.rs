@@ -24,7 +24,7 @@ use percent_encoding::utf8_percent_encode;
 
 use crate::auth::{Credentials, USERINFO};
 use crate::config;
-use crate::mirror::{PushBudget, PushLimits, RefSelection, DEFAULT_MAX_REF_UPDATES};
+use crate::mirror::{LfsOptions, PushBudget, PushLimits, RefSelection, DEFAULT_MAX_REF_UPDATES};
 use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy};
 pub(crate) use environment::Environment;
 pub(crate) use organization::read_organization;
@@ -73,7 +73,14 @@ pub const INPUTS: &[&str] = &[
     "shard",
     "destMaxPushBytes",
     "maxRefUpdates",
+    "lfs",
+    "lfsJobs",
+    "sourceLfsUrl",
+    "destinationLfsUrl",
 ];
+
+/// The values of the `lfs` pick list, as task.json lists them.
+pub const LFS_CHOICES: &[&str] = &["auto", "always", "never"];
 
 /// The values of the `mode` pick list, as task.json lists them.
 pub const MODES: &[&str] = &["repository", "organization"];
@@ -229,6 +236,28 @@ fn read_push(env: &Environment, c: &mut Collector) -> PushLimits {
     PushLimits {
         max_bytes: max_bytes.unwrap_or(PushBudget::HostDefault),
         max_ref_updates: max_ref_updates.unwrap_or(DEFAULT_MAX_REF_UPDATES),
+    }
+}
+
+/// How LFS objects move, read as the command line reads `--lfs`,
+/// `--lfs-jobs` and the LFS URLs (organization mode takes no URL: each
+/// repository's server is where git-lfs looks).
+fn read_lfs(env: &Environment, c: &mut Collector, urls: bool) -> LfsOptions {
+    let defaults = LfsOptions::default();
+    let mode = c.parse(env, "lfs", config::parse_lfs_mode);
+    let jobs = c.parse(env, "lfsJobs", config::parse_lfs_jobs);
+    let (source_url, dest_url) = match urls {
+        true => (
+            c.parse(env, "sourceLfsUrl", config::parse_lfs_url),
+            c.parse(env, "destinationLfsUrl", config::parse_lfs_url),
+        ),
+        false => (None, None),
+    };
+    LfsOptions {
+        mode: mode.unwrap_or(defaults.mode),
+        source_url,
+        dest_url,
+        jobs: jobs.unwrap_or(defaults.jobs),
     }
 }
 

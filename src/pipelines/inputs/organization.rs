@@ -6,8 +6,8 @@ use regex::Regex;
 
 use super::credentials::{read_credentials, DESTINATION, SOURCE};
 use super::{
-    patterns, read_bool, read_network, read_push, read_selection, side_network, Collector,
-    Environment, Reading, FORGE_KINDS,
+    patterns, read_bool, read_lfs, read_network, read_push, read_selection, side_network,
+    Collector, Environment, Reading, FORGE_KINDS,
 };
 use crate::auth::Credentials;
 use crate::config::{ForgeConfig, SweepConfig};
@@ -32,6 +32,7 @@ pub(crate) fn read_organization(env: &Environment) -> Reading<SweepConfig> {
     let force = read_bool(env, "force", false, &mut c);
     let dry_run = read_bool(env, "dryRun", false, &mut c);
     let push = read_push(env, &mut c);
+    let lfs = read_lfs(env, &mut c, false);
 
     let scope = required_url(
         env,
@@ -120,6 +121,7 @@ pub(crate) fn read_organization(env: &Environment) -> Reading<SweepConfig> {
                     dry_run,
                     retry: RetryPolicy::default(),
                     push,
+                    lfs,
                 },
                 authentication,
             ))

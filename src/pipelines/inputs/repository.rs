@@ -2,8 +2,8 @@
 
 use super::credentials::{read_credentials, SideInputs, DESTINATION, SOURCE};
 use super::{
-    read_bool, read_network, read_push, read_selection, side_network, Collector, Environment,
-    Reading,
+    read_bool, read_lfs, read_network, read_push, read_selection, side_network, Collector,
+    Environment, Reading,
 };
 use crate::mirror::{Endpoint, Mode, Options};
 use crate::transport::NetworkOptions;
@@ -19,6 +19,7 @@ pub(crate) fn read(env: &Environment) -> Reading<Options> {
     let force = read_bool(env, "force", false, &mut c);
     let dry_run = read_bool(env, "dryRun", false, &mut c);
     let push = read_push(env, &mut c);
+    let lfs = read_lfs(env, &mut c, true);
 
     let run = match (source, destination, selection) {
         (Some(source), Some(destination), Some(selection)) => Some((
@@ -30,6 +31,7 @@ pub(crate) fn read(env: &Environment) -> Reading<Options> {
                 force,
                 mode: if dry_run { Mode::DryRun } else { Mode::Mirror },
                 push,
+                lfs,
             },
             (source.1, destination.1),
         )),
