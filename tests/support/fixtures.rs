@@ -9,6 +9,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use tempfile::TempDir;
+
 use super::repo::git_with_input;
 use super::{git, GitServer, WorkRepo};
 
@@ -147,4 +149,122 @@ pub fn unmerged_branch(work: &WorkRepo, name: &str, commits: usize) -> String {
     }
     work.checkout(&base);
     tip
+}
+
+/// One file stored with Git LFS by [`lfs_commit`]: its path in the work
+/// tree, and the oid and size of its LFS object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LfsFile {
+    pub path: String,
+    pub oid: String,
+    pub size: u64,
+}
+
+/// The content [`lfs_commit`] writes to `path`: `size` incompressible bytes
+/// that depend only on the path, so every file has an object of its own and
+/// the same fixture gives the same oids on every run.
+pub fn lfs_content(path: &str, size: usize) -> Vec<u8> {
+    // FNV-1a of the path; noise() wants a seed that is never zero.
+    let seed = path.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    super::noise(size, seed | 1)
+}
+
+/// A work repository set up as a user of Git LFS would: `git lfs install
+/// --local` (its filters and hooks in the repository's own config, never a
+/// global one), `lfs/*.bin` tracked with `git lfs track` and that
+/// `.gitattributes` committed, and `origin` set to `repo` on `server` with
+/// the credentials in the URL, which git-lfs also uses for the LFS endpoint
+/// it derives from it. `server` must have been built with
+/// [`lfs`](super::ServerBuilder::lfs); `repo` need not exist yet.
+pub fn lfs_work_repo(server: &GitServer, repo: &str) -> WorkRepo {
+    let work = WorkRepo::new();
+    lfs_configure(work.path());
+    git(work.path(), &["lfs", "track", "lfs/*.bin"]);
+    let attributes = std::fs::read(work.path().join(".gitattributes"))
+        .expect("git lfs track wrote .gitattributes");
+    work.commit_file(
+        ".gitattributes",
+        &attributes,
+        "Track lfs/*.bin with Git LFS",
+    );
+    let url = server.url_with_credentials(repo);
+    git(work.path(), &["remote", "add", "origin", &url]);
+    work
+}
+
+/// Sets a repository up for git-lfs: filters and hooks in its own config,
+/// and no lock verification (giftless has no locks API, and asking would
+/// only add a request to every push).
+fn lfs_configure(repo: &Path) {
+    git(repo, &["lfs", "install", "--local"]);
+    git(repo, &["config", "lfs.locksverify", "false"]);
+}
+
+/// Commits one new LFS file per entry of `sizes` (bytes) in one commit,
+/// named `lfs/file-<n>.bin` after the files already there, with
+/// [`lfs_content`]; returns them in order.
+pub fn lfs_commit(work: &WorkRepo, sizes: &[usize], message: &str) -> Vec<LfsFile> {
+    let (last, rest) = sizes.split_last().expect("at least one LFS file");
+    let dir = work.path().join("lfs");
+    std::fs::create_dir_all(&dir).expect("create lfs/");
+    let first = std::fs::read_dir(&dir).expect("read lfs/").count() + 1;
+    let files: Vec<LfsFile> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            let path = format!("lfs/file-{}.bin", first + i);
+            let content = lfs_content(&path, size);
+            LfsFile {
+                oid: super::sha256_hex(&content),
+                size: size as u64,
+                path,
+            }
+        })
+        .collect();
+    for file in &files[..rest.len()] {
+        let content = lfs_content(&file.path, file.size as usize);
+        std::fs::write(work.path().join(&file.path), content).expect("write LFS file");
+        git(work.path(), &["add", "--", &file.path]);
+    }
+    let file = &files[rest.len()];
+    work.commit_file(&file.path, &lfs_content(&file.path, *last), message);
+    files
+}
+
+/// Pushes every branch and tag to `origin`; git-lfs's pre-push hook uploads
+/// the LFS objects they need first, as it does for a user.
+pub fn lfs_push(work: &WorkRepo) {
+    git(work.path(), &["push", "-q", "origin", "--all"]);
+    git(work.path(), &["push", "-q", "origin", "--tags"]);
+}
+
+/// `repo` on `server` (built with [`lfs`](super::ServerBuilder::lfs)) with
+/// one commit of LFS files of `sizes` bytes, pushed with git and git-lfs.
+/// Returns the work repository, for later commits, and the files.
+pub fn lfs_source(server: &GitServer, repo: &str, sizes: &[usize]) -> (WorkRepo, Vec<LfsFile>) {
+    server.create_bare(repo);
+    let work = lfs_work_repo(server, repo);
+    let files = lfs_commit(&work, sizes, "LFS files");
+    lfs_push(&work);
+    (work, files)
+}
+
+/// Clones `url` (credentials in it) as git-lfs's own user would check a
+/// mirror: `git clone`, then `git lfs fetch --all` (every LFS object of
+/// every ref) and `git lfs fsck` (each object present and hashing to its
+/// oid), then `git lfs checkout` so the work tree holds the real contents.
+/// Panics with git-lfs's messages if any step fails; returns the clone.
+pub fn lfs_clone_checked(url: &str) -> TempDir {
+    let clone = tempfile::Builder::new()
+        .prefix("git-relay-lfs-clone-")
+        .tempdir()
+        .expect("create clone directory");
+    git(clone.path(), &["clone", "-q", url, "."]);
+    lfs_configure(clone.path());
+    git(clone.path(), &["lfs", "fetch", "--all"]);
+    git(clone.path(), &["lfs", "fsck"]);
+    git(clone.path(), &["lfs", "checkout"]);
+    clone
 }

@@ -59,6 +59,7 @@ mod faults;
 mod fixtures;
 mod hostile;
 mod http;
+mod lfs;
 mod proxy;
 mod relay;
 mod repo;
@@ -71,10 +72,12 @@ pub use delay::DelayProxy;
 pub use echo::{echo_text, Echo, EchoServer};
 pub use faults::{Fault, FaultProxy};
 pub use fixtures::{
-    many_tags, merge_heavy_branches, noise_history, oversized_commit, populated_source, tag_every,
-    unmerged_branch,
+    lfs_clone_checked, lfs_commit, lfs_content, lfs_push, lfs_source, lfs_work_repo, many_tags,
+    merge_heavy_branches, noise_history, oversized_commit, populated_source, tag_every,
+    unmerged_branch, LfsFile,
 };
 pub use hostile::{run_bounded, Bounded, HostileServer, Script};
+pub use lfs::{sha256_hex, LfsBuilder, LfsKind, LfsRequest, LfsServer};
 pub use proxy::ForwardProxy;
 pub use relay::relay;
 pub use repo::{

@@ -26,6 +26,7 @@ use tempfile::TempDir;
 
 use super::cgi::{self, CgiRequest};
 use super::http::{self, BodyReader, Framing, RequestHead};
+use super::lfs::{self, Front, LfsServer};
 use super::repo;
 use super::tls;
 
@@ -75,6 +76,8 @@ pub struct GitServer {
     stop: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
     root: TempDir,
+    /// With [`ServerBuilder::lfs`]: the LFS server behind `info/lfs` paths.
+    lfs: Option<LfsServer>,
 }
 
 /// Configures a [`GitServer`]; see [`GitServer::start`] for the defaults.
@@ -88,6 +91,7 @@ pub struct ServerBuilder {
     dumb: bool,
     moved: Vec<(String, String)>,
     config: Vec<(String, String)>,
+    lfs: bool,
 }
 
 /// One request the server answered, as the client sent it.
@@ -147,7 +151,16 @@ struct Shared {
     anonymous_read: bool,
     dumb: bool,
     moved: Vec<(String, String)>,
+    lfs: Option<LfsRoute>,
     log: Mutex<Vec<Request>>,
+}
+
+/// Where `/<repo>.git/info/lfs/...` requests go, and the origin the `href`s
+/// of batch responses point back to when the client sent no `Host`.
+struct LfsRoute {
+    front: Arc<Front>,
+    scheme: &'static str,
+    host: String,
 }
 
 impl GitServer {
@@ -167,6 +180,7 @@ impl GitServer {
             dumb: false,
             moved: Vec::new(),
             config: Vec::new(),
+            lfs: false,
         }
     }
 
@@ -188,6 +202,26 @@ impl GitServer {
             self.port,
             trim(repo)
         )
+    }
+
+    /// The LFS endpoint git-lfs derives from [`url`](Self::url):
+    /// `<url>/info/lfs` when the repository ends in `.git`, else
+    /// `<url>.git/info/lfs`.
+    pub fn lfs_url(&self, repo: &str) -> String {
+        let url = self.url(repo);
+        match url.ends_with(".git") {
+            true => format!("{url}/info/lfs"),
+            false => format!("{url}.git/info/lfs"),
+        }
+    }
+
+    /// The LFS server behind this one's `info/lfs` paths (its log, its
+    /// storage). Panics unless the server was built with
+    /// [`ServerBuilder::lfs`].
+    pub fn lfs(&self) -> &LfsServer {
+        self.lfs
+            .as_ref()
+            .expect("this GitServer was started without .lfs(true)")
     }
 
     pub fn username(&self) -> &str {
@@ -328,6 +362,17 @@ impl ServerBuilder {
         self
     }
 
+    /// Also serve Git LFS where git-lfs looks for it,
+    /// `/<repo>.git/info/lfs/...`: an [`LfsServer`] (giftless) with this
+    /// server's credentials and anonymous reads, one storage per repository,
+    /// reached through this server's port (and TLS) so that its `href`s
+    /// lead back here. Those requests are logged by the LFS server
+    /// ([`GitServer::lfs`]), not in [`GitServer::requests`].
+    pub fn lfs(mut self, on: bool) -> Self {
+        self.lfs = on;
+        self
+    }
+
     /// A source like Azure Repos: protocol v0 only, no partial clone
     /// filters, and no wants but advertised tips.
     pub fn azure_like(self) -> Self {
@@ -368,7 +413,18 @@ impl ServerBuilder {
             (None, None)
         };
 
+        let lfs_server = self.lfs.then(|| {
+            LfsServer::builder()
+                .credentials(&self.username, &self.password)
+                .anonymous_read(self.anonymous_read)
+                .start()
+        });
         let shared = Arc::new(Shared {
+            lfs: lfs_server.as_ref().map(|server| LfsRoute {
+                front: server.front(),
+                scheme: if self.tls { "https" } else { "http" },
+                host: format!("127.0.0.1:{port}"),
+            }),
             root: root.path().to_owned(),
             username: self.username,
             password: self.password,
@@ -394,6 +450,7 @@ impl ServerBuilder {
             stop,
             acceptor: Some(acceptor),
             root,
+            lfs: lfs_server,
         }
     }
 }
@@ -517,6 +574,15 @@ fn handle<R: Read + Send, W: Write>(
     peer: IpAddr,
     shared: &Shared,
 ) -> io::Result<bool> {
+    if let Some(route) = shared
+        .lfs
+        .as_ref()
+        .filter(|_| lfs::is_lfs_path(head.path()))
+    {
+        let host = head.header("Host").unwrap_or(&route.host);
+        let origin = format!("{}://{host}", route.scheme);
+        return route.front.handle(head, reader, writer, &origin);
+    }
     let framing = head.framing()?;
     let mut record = Request {
         method: head.method.clone(),
