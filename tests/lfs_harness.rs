@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::io::{Read as _, Write as _};
+
 use support::*;
 
 /// A push by git-lfs lands in the repository's storage and the log shows
@@ -231,6 +233,37 @@ fn a_standalone_lfs_server_answers_on_its_own_origin() {
         vec![(sha256_hex(b"hello"), 5)]
     );
     assert_eq!(lfs.uploaded(), vec![sha256_hex(b"hello")]);
+
+    // What does not hash to its oid is refused and not kept, as a host
+    // would; so is an upload cut short.
+    let other = href.replace(&sha256_hex(b"hello"), &sha256_hex(b"world"));
+    let wrong = agent
+        .put(&other)
+        .set("Authorization", lfs.action_authorization())
+        .send_bytes(b"hellO");
+    assert!(
+        matches!(wrong, Err(ureq::Error::Status(422, _))),
+        "{wrong:?}"
+    );
+    let mut cut = std::net::TcpStream::connect(("127.0.0.1", lfs.port())).unwrap();
+    let path = other.split_once(&lfs.port().to_string()).unwrap().1;
+    write!(
+        cut,
+        "PUT {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: 5\r\n\r\nwor",
+        lfs.action_authorization()
+    )
+    .unwrap();
+    cut.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    let _ = cut.read_to_string(&mut answer);
+    assert_eq!(answer, "", "a request cut short gets no answer");
+    assert_eq!(lfs.objects("group/repo"), vec![(sha256_hex(b"hello"), 5)]);
+    let statuses: Vec<u16> = lfs
+        .requests_of(LfsKind::Upload)
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [401, 200, 422, 0]);
 }
 
 /// POSTs an LFS JSON body; returns the status and the body.

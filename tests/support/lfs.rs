@@ -25,6 +25,10 @@
 //!   whether the client came to the front directly or through a
 //!   [`GitServer`](super::GitServer) built with
 //!   [`lfs`](super::ServerBuilder::lfs);
+//! * checks each upload's SHA-256 against its oid as it streams past, as
+//!   hosts do (giftless would store anything): an object that does not
+//!   match, or whose body was cut short, is answered 422 or not at all, and
+//!   is not kept;
 //! * records each request it answered ([`LfsRequest`]).
 //!
 //! Objects are plain files, so tests can list, corrupt or delete them by oid
@@ -35,7 +39,7 @@ use std::collections::hash_map::RandomState;
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -128,6 +132,9 @@ pub struct LfsRequest {
     pub actions: usize,
     /// The `Authorization` header, verbatim.
     pub authorization: Option<String>,
+    /// As answered; 422 for an upload that does not hash to its oid (the
+    /// front checks, as hosts do, and nothing is stored); 0 for an upload
+    /// whose body was cut short (no answer, nothing stored).
     pub status: u16,
     /// Request body size after removing any chunked framing.
     pub body_bytes: u64,
@@ -659,6 +666,8 @@ impl Front {
         request.push_str("\r\n");
         let mut up = BufWriter::with_capacity(BUFFER, upstream.try_clone()?);
         up.write_all(request.as_bytes())?;
+        let mut sha256 = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut body_result = Ok(());
         match &json_body {
             Some(body) => up.write_all(body)?,
             None if framing != Framing::None => {
@@ -666,13 +675,18 @@ impl Front {
                     writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
                     writer.flush()?;
                 }
-                record.body_bytes = forward_body(reader, framing, &mut up)?;
+                let (bytes, result) = forward_body(reader, framing, &mut up, &mut sha256);
+                record.body_bytes = bytes;
+                body_result = result;
             }
             None => {}
         }
         // giftless may have answered and closed before reading everything.
         let _ = up.flush();
         drop(up);
+        // The end of the request for giftless, also when the client's body
+        // was cut short: giftless then fails the request instead of waiting.
+        let _ = upstream.shutdown(Shutdown::Write);
 
         let mut up_reader = BufReader::with_capacity(BUFFER, &mut upstream);
         let (status, reason, headers) = read_response_head(&mut up_reader)?;
@@ -696,6 +710,30 @@ impl Front {
             Some(f) => Box::new(BodyReader::new(&mut up_reader, f)),
             None => Box::new(&mut up_reader),
         };
+
+        // giftless stores what it is sent; a host checks it first. An
+        // upload that was cut short or does not hash to its oid is removed
+        // once giftless is done with it.
+        if let (LfsKind::Upload, Some(oid)) = (kind, route.oid) {
+            if body_result.is_err() || hex(sha256.finish().as_ref()) != oid {
+                let _ = io::copy(&mut body, &mut io::sink());
+                drop(body);
+                let _ = fs::remove_file(self.object_file(route.repo, oid));
+                if let Err(e) = body_result {
+                    // Nothing can be answered on a connection whose request
+                    // did not end.
+                    record.status = 0;
+                    self.log().push(record);
+                    return Err(e);
+                }
+                let message = lfs_message("The object does not hash to its oid");
+                record.status = 422;
+                record.response_bytes = message.len() as u64;
+                self.log().push(record);
+                write_response(writer, 422, "Unprocessable Entity", &[], &message, close)?;
+                return Ok(!close);
+            }
+        }
 
         if kind == LfsKind::Batch && status == 200 {
             let mut json = Vec::new();
@@ -859,14 +897,16 @@ fn write_response(
     writer.flush()
 }
 
-/// Copies a request body to giftless, chunked again if it came chunked.
-/// If giftless stops reading, the rest is still read and dropped, so the
-/// client's connection stays in step. Returns the body's size.
+/// Copies a request body to giftless, chunked again if it came chunked, and
+/// hashes it. If giftless stops reading, the rest is still read and
+/// dropped, so the client's connection stays in step. Returns the body's
+/// size and whether it could be read to its end.
 fn forward_body(
     reader: &mut impl BufRead,
     framing: Framing,
     up: &mut impl Write,
-) -> io::Result<u64> {
+    sha256: &mut ring::digest::Context,
+) -> (u64, io::Result<()>) {
     let mut body = BodyReader::new(reader, framing);
     let mut buf = vec![0; BUFFER];
     let mut total = 0;
@@ -876,9 +916,10 @@ fn forward_body(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return (total, Err(e)),
         };
         total += n as u64;
+        sha256.update(&buf[..n]);
         if open {
             let sent = match framing {
                 Framing::Chunked => http::write_chunk(up, &buf[..n]),
@@ -890,7 +931,7 @@ fn forward_body(
     if open && framing == Framing::Chunked {
         let _ = http::write_last_chunk(up);
     }
-    Ok(total)
+    (total, Ok(()))
 }
 
 /// A response's status, reason and headers.
@@ -1018,6 +1059,9 @@ fn random_hex() -> String {
 
 /// The SHA-256 of `data` in hex, an LFS object's oid.
 pub fn sha256_hex(data: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, data);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
