@@ -196,6 +196,66 @@ fn deleted_and_corrupted_objects_are_seen_by_git_lfs() {
     assert!(lfs.has_object("src.git", &oid));
 }
 
+/// The pre-receive hook that plays GitLab accepts a push whose LFS objects
+/// were uploaded first (as git-lfs does), and refuses one that brings a
+/// pointer to an object the store lacks, or has with another size.
+#[test]
+fn a_destination_can_refuse_pushes_missing_lfs_objects() {
+    let server = GitServer::builder().lfs(true).start();
+    server.create_bare("dst.git");
+    server.refuse_pushes_missing_lfs("dst.git");
+    let work = lfs_work_repo(&server, "dst.git");
+    let files = lfs_commit(&work, &[2_000, 3_000], "LFS files");
+    lfs_push(&work);
+    let lfs = server.lfs();
+    assert_eq!(lfs.objects("dst.git").len(), files.len());
+
+    // A pointer committed by hand, outside the tracked paths, whose object
+    // nobody uploaded (--no-verify: git-lfs's own pre-push hook would stop
+    // the push first, having no such object to send).
+    let pushed = work.rev_parse("HEAD");
+    let push = |work: &WorkRepo| git_ok(work.path(), &["push", "--no-verify", "origin", "main"]);
+    let absent = sha256_hex(b"never uploaded");
+    work.commit_file(
+        "raw/pointer",
+        lfs_pointer(&absent, 14).as_bytes(),
+        "bare pointer",
+    );
+    let refused = push(&work);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains(LFS_OBJECTS_MISSING) && said.contains(&absent),
+        "{said}"
+    );
+
+    // Present, but not with the size the pointer says: refused as well.
+    git(work.path(), &["reset", "-q", "--hard", &pushed]);
+    let wrong_size = lfs.put_object("dst.git", b"never uploaded!");
+    work.commit_file(
+        "raw/pointer",
+        lfs_pointer(&wrong_size, 14).as_bytes(),
+        "wrong size",
+    );
+    let refused = push(&work);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains(LFS_OBJECTS_MISSING) && said.contains(&wrong_size),
+        "{said}"
+    );
+
+    // Once the object is in the store, the pointer goes through.
+    git(work.path(), &["reset", "-q", "--hard", &pushed]);
+    lfs.put_object("dst.git", b"never uploaded");
+    work.commit_file("raw/pointer", lfs_pointer(&absent, 14).as_bytes(), "right");
+    let accepted = push(&work);
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+}
+
 /// The LFS server alone, on its own port, as `--*-lfs-url` would name it.
 #[test]
 fn a_standalone_lfs_server_answers_on_its_own_origin() {

@@ -171,6 +171,12 @@ pub fn lfs_content(path: &str, size: usize) -> Vec<u8> {
     super::noise(size, seed | 1)
 }
 
+/// The text of the LFS pointer git-lfs commits for an object, for tests
+/// that commit one by hand (a pointer whose object was never uploaded).
+pub fn lfs_pointer(oid: &str, size: u64) -> String {
+    format!("version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n")
+}
+
 /// A work repository set up as a user of Git LFS would: `git lfs install
 /// --local` (its filters and hooks in the repository's own config, never a
 /// global one), `lfs/*.bin` tracked with `git lfs track` and that

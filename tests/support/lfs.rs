@@ -54,6 +54,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use super::http::{self, BodyReader, Framing, RequestHead};
+use super::GitServer;
 
 /// How long a connection may sit silent before the front drops it.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -299,6 +300,11 @@ impl LfsServer {
         fs::write(&path, content).expect("write LFS object");
     }
 
+    /// The directory holding the objects of `repo`, one file per oid.
+    pub fn repo_storage(&self, repo: &str) -> PathBuf {
+        self.repo_dir(repo)
+    }
+
     fn repo_dir(&self, repo: &str) -> PathBuf {
         let repo = with_git(repo);
         self.front
@@ -380,6 +386,57 @@ impl LfsBuilder {
             giftless_stdin: Some(giftless_stdin),
             root,
         }
+    }
+}
+
+/// The message GitLab refuses such a push with, which the hook of
+/// [`GitServer::refuse_pushes_missing_lfs`] prints too.
+pub const LFS_OBJECTS_MISSING: &str = "LFS objects are missing";
+
+// Kept here rather than in server.rs: it is about the LFS store.
+impl GitServer {
+    /// Makes `repo` (a bare repository on this server, built with
+    /// [`lfs`](super::ServerBuilder::lfs)) refuse a push that brings an LFS
+    /// pointer whose object is not in its LFS storage with the right size,
+    /// as GitLab does, with [`LFS_OBJECTS_MISSING`] in the refusal: a
+    /// pre-receive hook reads every new blob under 1,024 bytes of the
+    /// pushed history.
+    pub fn refuse_pushes_missing_lfs(&self, repo: &str) {
+        let store = self.lfs().repo_storage(repo);
+        let script = format!(
+            r#"#!/bin/sh
+# Refuses new LFS pointers whose objects the LFS store lacks.
+store='{store}'
+zero=0000000000000000000000000000000000000000
+missing=$(
+    while read -r old new ref; do
+        [ "$new" = "$zero" ] && continue
+        git rev-list --objects "$new" --not --all
+    done | cut -d' ' -f1 |
+    git cat-file --batch-check='%(objecttype) %(objectname) %(objectsize)' |
+    while read -r type oid size; do
+        [ "$type" = blob ] && [ "$size" -lt 1024 ] || continue
+        git cat-file blob "$oid" | awk '
+            NR == 1 && $0 != "version https://git-lfs.github.com/spec/v1" {{ bad = 1 }}
+            /^oid sha256:/ {{ oid = substr($2, 8) }}
+            /^size / {{ size = $2 }}
+            END {{ if (!bad && oid != "" && size != "") print oid, size }}'
+    done |
+    while read -r oid size; do
+        if [ ! -f "$store/$oid" ] || [ "$(stat -c %s "$store/$oid")" != "$size" ]; then
+            echo "$oid"
+        fi
+    done
+)
+if [ -n "$missing" ]; then
+    echo "{LFS_OBJECTS_MISSING}: $(echo "$missing" | tr '
+' ' ')" >&2
+    exit 1
+fi
+"#,
+            store = store.display()
+        );
+        super::install_hook(&self.repo_path(repo), "pre-receive", &script);
     }
 }
 

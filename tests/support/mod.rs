@@ -72,12 +72,12 @@ pub use delay::DelayProxy;
 pub use echo::{echo_text, Echo, EchoServer};
 pub use faults::{Fault, FaultProxy};
 pub use fixtures::{
-    lfs_clone_checked, lfs_commit, lfs_content, lfs_push, lfs_source, lfs_work_repo, many_tags,
-    merge_heavy_branches, noise_history, oversized_commit, populated_source, tag_every,
+    lfs_clone_checked, lfs_commit, lfs_content, lfs_pointer, lfs_push, lfs_source, lfs_work_repo,
+    many_tags, merge_heavy_branches, noise_history, oversized_commit, populated_source, tag_every,
     unmerged_branch, LfsFile,
 };
 pub use hostile::{run_bounded, Bounded, HostileServer, Script};
-pub use lfs::{sha256_hex, LfsBuilder, LfsKind, LfsRequest, LfsServer};
+pub use lfs::{sha256_hex, LfsBuilder, LfsKind, LfsRequest, LfsServer, LFS_OBJECTS_MISSING};
 pub use proxy::ForwardProxy;
 pub use relay::relay;
 pub use repo::{
