@@ -52,7 +52,7 @@ fn git_lfs_pushes_then_fetches_everything_back() {
         .all(|r| !r.path.contains("/info/lfs")));
 
     lfs.clear_requests();
-    let clone = lfs_clone_checked(&server.url_with_credentials("src.git"));
+    let clone = lfs_clone_checked(&server, "src.git");
     for file in &files {
         let content = std::fs::read(clone.path().join(&file.path)).expect("checked-out LFS file");
         assert_eq!(content, lfs_content(&file.path, file.size as usize));
@@ -61,6 +61,25 @@ fn git_lfs_pushes_then_fetches_everything_back() {
     downloaded.sort();
     assert_eq!(downloaded, oids, "{:#?}", lfs.requests());
     assert!(lfs.requests_of(LfsKind::Upload).is_empty());
+}
+
+/// Over TLS the hrefs are https on the git server's port, and git-lfs
+/// (trusting the server's CA through git's config) goes both ways.
+#[test]
+fn lfs_works_behind_a_tls_git_server() {
+    let server = GitServer::builder().tls(true).lfs(true).start();
+    let (_work, files) = lfs_source(&server, "src.git", &[3_000, 6_000]);
+    assert_eq!(server.lfs().uploaded().len(), files.len());
+    let uploads = server.lfs().requests_of(LfsKind::Upload);
+    assert!(uploads
+        .iter()
+        .all(|r| r.path.starts_with("/src.git/info/lfs/objects/storage/")));
+    let clone = lfs_clone_checked(&server, "src.git");
+    for file in &files {
+        let content = std::fs::read(clone.path().join(&file.path)).unwrap();
+        assert_eq!(content, lfs_content(&file.path, file.size as usize));
+    }
+    assert_eq!(server.lfs().downloaded().len(), files.len());
 }
 
 /// A second push moves only the new objects, and the objects of different

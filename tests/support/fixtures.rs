@@ -186,7 +186,7 @@ pub fn lfs_pointer(oid: &str, size: u64) -> String {
 /// [`lfs`](super::ServerBuilder::lfs); `repo` need not exist yet.
 pub fn lfs_work_repo(server: &GitServer, repo: &str) -> WorkRepo {
     let work = WorkRepo::new();
-    lfs_configure(work.path());
+    lfs_configure(work.path(), server);
     git(work.path(), &["lfs", "track", "lfs/*.bin"]);
     let attributes = std::fs::read(work.path().join(".gitattributes"))
         .expect("git lfs track wrote .gitattributes");
@@ -200,12 +200,17 @@ pub fn lfs_work_repo(server: &GitServer, repo: &str) -> WorkRepo {
     work
 }
 
-/// Sets a repository up for git-lfs: filters and hooks in its own config,
-/// and no lock verification (giftless has no locks API, and asking would
-/// only add a request to every push).
-fn lfs_configure(repo: &Path) {
+/// Sets a repository up for git-lfs and `server`: filters and hooks in its
+/// own config, the server's CA when it has TLS (git-lfs reads git's
+/// `http.sslCAInfo`), and no lock verification (giftless has no locks API,
+/// and asking would only add a request to every push).
+fn lfs_configure(repo: &Path, server: &GitServer) {
     git(repo, &["lfs", "install", "--local"]);
     git(repo, &["config", "lfs.locksverify", "false"]);
+    if let Some(ca) = server.ca_file() {
+        let ca = ca.to_str().expect("a UTF-8 temporary path");
+        git(repo, &["config", "http.sslCAInfo", ca]);
+    }
 }
 
 /// Commits one new LFS file per entry of `sizes` (bytes) in one commit,
@@ -257,18 +262,27 @@ pub fn lfs_source(server: &GitServer, repo: &str, sizes: &[usize]) -> (WorkRepo,
     (work, files)
 }
 
-/// Clones `url` (credentials in it) as git-lfs's own user would check a
-/// mirror: `git clone`, then `git lfs fetch --all` (every LFS object of
-/// every ref) and `git lfs fsck` (each object present and hashing to its
-/// oid), then `git lfs checkout` so the work tree holds the real contents.
-/// Panics with git-lfs's messages if any step fails; returns the clone.
-pub fn lfs_clone_checked(url: &str) -> TempDir {
+/// Clones `repo` from `server` as a user of git-lfs would check a mirror:
+/// `git clone`, then `git lfs fetch --all` (every LFS object of every ref)
+/// and `git lfs fsck` (each object present and hashing to its oid), then
+/// `git lfs checkout` so the work tree holds the real contents. Panics with
+/// git-lfs's messages if any step fails; returns the clone.
+pub fn lfs_clone_checked(server: &GitServer, repo: &str) -> TempDir {
     let clone = tempfile::Builder::new()
         .prefix("git-relay-lfs-clone-")
         .tempdir()
         .expect("create clone directory");
-    git(clone.path(), &["clone", "-q", url, "."]);
-    lfs_configure(clone.path());
+    let url = server.url_with_credentials(repo);
+    match server.ca_file() {
+        Some(ca) => {
+            let ca = format!("http.sslCAInfo={}", ca.display());
+            git(clone.path(), &["-c", &ca, "clone", "-q", &url, "."]);
+        }
+        None => {
+            git(clone.path(), &["clone", "-q", &url, "."]);
+        }
+    }
+    lfs_configure(clone.path(), server);
     git(clone.path(), &["lfs", "fetch", "--all"]);
     git(clone.path(), &["lfs", "fsck"]);
     git(clone.path(), &["lfs", "checkout"]);

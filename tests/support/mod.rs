@@ -23,6 +23,12 @@
 //!   with a time limit and a memory ceiling, for the tests of its bounds.
 //! * [`ForwardProxy`]: an HTTP proxy that sends every request, whatever
 //!   host it names, to one local server.
+//! * [`LfsServer`]: a Git LFS server (giftless, installed by
+//!   `tests/lfs/install.sh`) behind a front that checks Basic auth, checks
+//!   uploads against their oids and logs every request; a [`GitServer`]
+//!   built with [`lfs`](ServerBuilder::lfs) serves it where git-lfs looks,
+//!   and the `lfs_*` fixtures push and check LFS content with the real
+//!   git-lfs client.
 //! * [`relay`]: the git-relay binary under test, with the ambient environment
 //!   that could change its behaviour (proxies, CA overrides, its own
 //!   `GIT_RELAY_*` settings) removed.
