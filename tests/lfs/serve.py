@@ -12,12 +12,16 @@ process that dies without dropping its LfsServer leaves no server behind.
 
 import logging
 import os
+import shutil
 import sys
 import threading
+from pathlib import Path
 
 from giftless.app import init_app
 from giftless.auth.identity import Identity, Permission
+from giftless.storage.local_storage import LocalStorage
 from werkzeug.serving import make_server
+from werkzeug.wsgi import FileWrapper
 
 
 class TrustedUser(Identity):
@@ -38,6 +42,40 @@ class TrustedUser(Identity):
         return True
 
 
+class BlockStorage(LocalStorage):
+    """giftless's local storage, with three things a host does better.
+
+    - Reads in blocks of 1 MiB: giftless hands the open file to the
+      response, and iterating a binary file yields it line by line, a few
+      hundred bytes of random data per write (100 MiB took seconds).
+    - Directories made race-free: two uploads at once into a new
+      repository both tried to create its directory, and one failed.
+    - An object appears whole or not at all: it is written beside its
+      final name and renamed, so a download or a size check never sees
+      half an upload.
+    """
+
+    def get(self, prefix: str, oid: str):  # type: ignore[no-untyped-def]
+        return FileWrapper(super().get(prefix, oid), 1 << 20)
+
+    def put(self, prefix: str, oid: str, data_stream) -> int:  # type: ignore[no-untyped-def]
+        path = self._get_path(prefix, oid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{oid}.{threading.get_ident()}.partial")
+        try:
+            with partial.open("wb") as dest:
+                shutil.copyfileobj(data_stream, dest, 1 << 20)
+                size = dest.tell()
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+        return size
+
+    @staticmethod
+    def _create_path(spath: str) -> None:
+        Path(spath).mkdir(parents=True, exist_ok=True)
+
+
 def trusted(_request: object) -> TrustedUser:
     return TrustedUser(name="front")
 
@@ -53,7 +91,12 @@ def main() -> None:
             # Paths as git-lfs derives them: <org-path>/<repo>.git/info/lfs/.
             "LEGACY_ENDPOINTS": False,
             "TRANSFER_ADAPTERS": {
-                "basic": {"options": {"storage_options": {"path": storage}}}
+                "basic": {
+                    "options": {
+                        "storage_class": "__main__:BlockStorage",
+                        "storage_options": {"path": storage},
+                    }
+                }
             },
         }
     )

@@ -217,30 +217,36 @@ fn lfs_configure(repo: &Path, server: &GitServer) {
 /// named `lfs/file-<n>.bin` after the files already there, with
 /// [`lfs_content`]; returns them in order.
 pub fn lfs_commit(work: &WorkRepo, sizes: &[usize], message: &str) -> Vec<LfsFile> {
-    let (last, rest) = sizes.split_last().expect("at least one LFS file");
+    assert!(!sizes.is_empty(), "at least one LFS file");
     let dir = work.path().join("lfs");
     std::fs::create_dir_all(&dir).expect("create lfs/");
     let first = std::fs::read_dir(&dir).expect("read lfs/").count() + 1;
-    let files: Vec<LfsFile> = sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &size)| {
-            let path = format!("lfs/file-{}.bin", first + i);
-            let content = lfs_content(&path, size);
-            LfsFile {
-                oid: super::sha256_hex(&content),
-                size: size as u64,
-                path,
-            }
-        })
-        .collect();
-    for file in &files[..rest.len()] {
-        let content = lfs_content(&file.path, file.size as usize);
-        std::fs::write(work.path().join(&file.path), content).expect("write LFS file");
-        git(work.path(), &["add", "--", &file.path]);
+    let mut files = Vec::with_capacity(sizes.len());
+    let mut last_content = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        let path = format!("lfs/file-{}.bin", first + i);
+        let content = lfs_content(&path, size);
+        let oid = super::sha256_hex(&content);
+        if i + 1 == sizes.len() {
+            last_content = content;
+        } else {
+            std::fs::write(work.path().join(&path), content).expect("write LFS file");
+        }
+        files.push(LfsFile {
+            path,
+            oid,
+            size: size as u64,
+        });
     }
-    let file = &files[rest.len()];
-    work.commit_file(&file.path, &lfs_content(&file.path, *last), message);
+    // One `git add` for all but the last (one git-lfs filter process, not
+    // one per file); commit_file adds the last and commits them all.
+    let (last, rest) = files.split_last().expect("at least one LFS file");
+    if !rest.is_empty() {
+        let mut add = vec!["add", "--"];
+        add.extend(rest.iter().map(|f| f.path.as_str()));
+        git(work.path(), &add);
+    }
+    work.commit_file(&last.path, &last_content, message);
     files
 }
 
