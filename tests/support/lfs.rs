@@ -549,9 +549,17 @@ pub(super) fn is_lfs_path(path: &str) -> bool {
 struct Route<'a> {
     /// Without the leading `/`, e.g. `group/src.git`.
     repo: &'a str,
-    kind: LfsKind,
-    /// The oid in an object path.
-    oid: Option<&'a str>,
+    endpoint: Endpoint<'a>,
+}
+
+/// What follows `info/lfs/` in a path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint<'a> {
+    Batch,
+    Verify,
+    /// `objects/storage/<oid>`, uploaded with PUT and downloaded with GET.
+    Object(&'a str),
+    Other,
 }
 
 impl<'a> Route<'a> {
@@ -565,15 +573,15 @@ impl<'a> Route<'a> {
             "" => "",
             rest => rest.strip_prefix('/')?,
         };
-        let (kind, oid) = match rest {
-            "objects/batch" => (LfsKind::Batch, None),
-            "objects/storage/verify" => (LfsKind::Verify, None),
+        let endpoint = match rest {
+            "objects/batch" => Endpoint::Batch,
+            "objects/storage/verify" => Endpoint::Verify,
             _ => match rest.strip_prefix("objects/storage/") {
-                Some(oid) if !oid.contains('/') => (LfsKind::Download, Some(oid)),
-                _ => (LfsKind::Other, None),
+                Some(oid) if !oid.is_empty() && !oid.contains('/') => Endpoint::Object(oid),
+                _ => Endpoint::Other,
             },
         };
-        Some(Route { repo, kind, oid })
+        Some(Route { repo, endpoint })
     }
 }
 
@@ -626,10 +634,16 @@ impl Front {
         let framing = head.framing()?;
         let close = head.wants_close();
         let route = Route::parse(head.path());
-        let kind = match (&route, head.method.as_str()) {
-            (Some(r), "PUT") if r.kind == LfsKind::Download => LfsKind::Upload,
-            (Some(r), "GET") if r.kind == LfsKind::Download => LfsKind::Download,
-            (Some(r), "POST") if matches!(r.kind, LfsKind::Batch | LfsKind::Verify) => r.kind,
+        let endpoint = route.as_ref().map_or(Endpoint::Other, |r| r.endpoint);
+        let oid = match endpoint {
+            Endpoint::Object(oid) => Some(oid),
+            _ => None,
+        };
+        let kind = match (endpoint, head.method.as_str()) {
+            (Endpoint::Batch, "POST") => LfsKind::Batch,
+            (Endpoint::Verify, "POST") => LfsKind::Verify,
+            (Endpoint::Object(_), "PUT") => LfsKind::Upload,
+            (Endpoint::Object(_), "GET") => LfsKind::Download,
             _ => LfsKind::Other,
         };
         let mut record = LfsRequest {
@@ -638,12 +652,7 @@ impl Front {
             kind,
             repo: route.as_ref().map(|r| r.repo.to_owned()),
             operation: None,
-            oids: route
-                .as_ref()
-                .and_then(|r| r.oid)
-                .map(str::to_owned)
-                .into_iter()
-                .collect(),
+            oids: oid.map(str::to_owned).into_iter().collect(),
             actions: 0,
             authorization: head.header("Authorization").map(str::to_owned),
             status: 0,
@@ -771,7 +780,7 @@ impl Front {
         // giftless stores what it is sent; a host checks it first. An
         // upload that was cut short or does not hash to its oid is removed
         // once giftless is done with it.
-        if let (LfsKind::Upload, Some(oid)) = (kind, route.oid) {
+        if let (LfsKind::Upload, Some(oid)) = (kind, oid) {
             if body_result.is_err() || hex(sha256.finish().as_ref()) != oid {
                 let _ = io::copy(&mut body, &mut io::sink());
                 drop(body);
@@ -807,8 +816,7 @@ impl Front {
 
         // A download is sent with its length, as object stores do.
         let length = match (kind, status, up_framing) {
-            (LfsKind::Download, 200, _) => route
-                .oid
+            (LfsKind::Download, 200, _) => oid
                 .and_then(|oid| fs::metadata(self.object_file(route.repo, oid)).ok())
                 .map(|m| m.len()),
             (_, _, Some(Framing::Length(n))) => Some(n),
