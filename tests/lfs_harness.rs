@@ -82,6 +82,46 @@ fn lfs_works_behind_a_tls_git_server() {
     assert_eq!(server.lfs().downloaded().len(), files.len());
 }
 
+/// With hrefs on another origin (the LFS server's own port), as GitHub's
+/// lead to another host, git-lfs still goes both ways with the actions'
+/// headers alone.
+#[test]
+fn hrefs_can_lead_to_another_origin() {
+    let server = GitServer::builder()
+        .lfs(true)
+        .lfs_hrefs_elsewhere(true)
+        .start();
+    let (_work, files) = lfs_source(&server, "src.git", &[1_500, 2_500]);
+    let lfs = server.lfs();
+    let batch = format!("{}/objects/batch", server.lfs_url("src.git"));
+    let body = format!(
+        r#"{{"operation":"download","objects":[{{"oid":"{}","size":{}}}]}}"#,
+        files[0].oid, files[0].size
+    );
+    // The git side's Bearer form of the credentials works here too.
+    let (status, answer) = http_post(&batch, Some(Auth::Bearer("s3cret")), &body);
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let href = answer["objects"][0]["actions"]["download"]["href"]
+        .as_str()
+        .unwrap();
+    let elsewhere = format!(
+        "http://127.0.0.1:{}/src.git/info/lfs/objects/storage/",
+        lfs.port()
+    );
+    assert!(href.starts_with(&elsewhere), "{href}");
+    assert_ne!(lfs.port(), server.port());
+
+    lfs_clone_checked(&server, "src.git");
+    assert_eq!(lfs.downloaded().len(), files.len());
+    for download in lfs.requests_of(LfsKind::Download) {
+        assert_eq!(
+            download.authorization.as_deref(),
+            Some(lfs.action_authorization())
+        );
+    }
+}
+
 /// A second push moves only the new objects, and the objects of different
 /// repositories are kept apart.
 #[test]
@@ -119,7 +159,7 @@ fn wrong_lfs_credentials_get_401_from_the_batch_endpoint() {
         r#"{{"operation":"download","transfers":["basic"],"objects":[{{"oid":"{}","size":{}}}]}}"#,
         files[0].oid, files[0].size
     );
-    let (status, answer) = http_post(&batch, Some(("alice", "wrong")), &body);
+    let (status, answer) = http_post(&batch, Some(Auth::Basic("alice", "wrong")), &body);
     assert_eq!(status, 401, "{answer}");
     assert!(answer.contains("message"), "{answer}");
     let (status, _) = http_post(&batch, None, &body);
@@ -133,7 +173,7 @@ fn wrong_lfs_credentials_get_401_from_the_batch_endpoint() {
 
     // The right credentials get a download action whose href leads back to
     // the git server and needs the action's header.
-    let (status, answer) = http_post(&batch, Some(("alice", "s3cret")), &body);
+    let (status, answer) = http_post(&batch, Some(Auth::Basic("alice", "s3cret")), &body);
     assert_eq!(status, 200, "{answer}");
     let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
     let action = &answer["objects"][0]["actions"]["download"];
@@ -282,7 +322,7 @@ fn a_standalone_lfs_server_answers_on_its_own_origin() {
     let batch = format!("{}/objects/batch", lfs.url("group/repo"));
     assert!(batch.contains("/group/repo.git/info/lfs/"), "{batch}");
     let body = r#"{"operation":"upload","transfers":["basic"],"objects":[{"oid":"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824","size":5}]}"#;
-    let (status, answer) = http_post(&batch, Some(("bob", "p@ss:word")), body);
+    let (status, answer) = http_post(&batch, Some(Auth::Basic("bob", "p@ss:word")), body);
     assert_eq!(status, 200, "{answer}");
     let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
     let href = answer["objects"][0]["actions"]["upload"]["href"]
@@ -345,15 +385,27 @@ fn a_standalone_lfs_server_answers_on_its_own_origin() {
     assert_eq!(statuses, [401, 200, 422, 0]);
 }
 
+enum Auth<'a> {
+    Basic(&'a str, &'a str),
+    Bearer(&'a str),
+}
+
 /// POSTs an LFS JSON body; returns the status and the body.
-fn http_post(url: &str, credentials: Option<(&str, &str)>, body: &str) -> (u16, String) {
+fn http_post(url: &str, auth: Option<Auth>, body: &str) -> (u16, String) {
     use base64::Engine as _;
     let mut request = ureq::post(url)
         .set("Content-Type", "application/vnd.git-lfs+json")
         .set("Accept", "application/vnd.git-lfs+json");
-    if let Some((user, password)) = credentials {
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        request = request.set("Authorization", &format!("Basic {basic}"));
+    match auth {
+        Some(Auth::Basic(user, password)) => {
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            request = request.set("Authorization", &format!("Basic {basic}"));
+        }
+        Some(Auth::Bearer(token)) => {
+            request = request.set("Authorization", &format!("Bearer {token}"));
+        }
+        None => {}
     }
     match request.send_string(body) {
         Ok(response) => (response.status(), response.into_string().unwrap()),

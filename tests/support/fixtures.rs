@@ -205,6 +205,10 @@ pub fn lfs_work_repo(server: &GitServer, repo: &str) -> WorkRepo {
 /// `http.sslCAInfo`), and no lock verification (giftless has no locks API,
 /// and asking would only add a request to every push).
 fn lfs_configure(repo: &Path, server: &GitServer) {
+    assert!(
+        super::git_ok(repo, &["lfs", "version"]).status.success(),
+        "git-lfs is not installed: run `bash tests/lfs/install.sh`"
+    );
     git(repo, &["lfs", "install", "--local"]);
     git(repo, &["config", "lfs.locksverify", "false"]);
     if let Some(ca) = server.ca_file() {

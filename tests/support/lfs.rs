@@ -14,8 +14,9 @@
 //!   hosts have (giftless wants an organization before the repository, so
 //!   the front adds `/lfs` to every path it forwards and takes it off the
 //!   `href`s that come back);
-//! * checks Basic auth against fixed credentials, and answers 401 the way
-//!   an LFS server does;
+//! * checks Basic auth against fixed credentials (or the password as a
+//!   Bearer token, as [`GitServer`](super::GitServer) does), and answers
+//!   401 the way an LFS server does;
 //! * gives every action of a batch response an `Authorization` header with
 //!   a token of its own ([`LfsServer::action_authorization`]), which is the
 //!   only other credential its object endpoints accept: actions carry their
@@ -613,11 +614,17 @@ impl Front {
         if object && value == self.action_authorization {
             return true;
         }
+        // The git side's auth kinds: Basic, or the password as a Bearer
+        // token.
         let (scheme, param) = value.split_once(' ').unwrap_or((value, ""));
+        let param = param.trim();
         let expected = format!("{}:{}", self.username, self.password);
+        if scheme.eq_ignore_ascii_case("Bearer") {
+            return param == self.password;
+        }
         scheme.eq_ignore_ascii_case("Basic")
             && BASE64
-                .decode(param.trim())
+                .decode(param)
                 .is_ok_and(|decoded| decoded == expected.as_bytes())
     }
 

@@ -92,6 +92,7 @@ pub struct ServerBuilder {
     moved: Vec<(String, String)>,
     config: Vec<(String, String)>,
     lfs: bool,
+    lfs_hrefs_elsewhere: bool,
 }
 
 /// One request the server answered, as the client sent it.
@@ -156,11 +157,13 @@ struct Shared {
 }
 
 /// Where `/<repo>.git/info/lfs/...` requests go, and the origin the `href`s
-/// of batch responses point back to when the client sent no `Host`.
+/// of batch responses point to: `elsewhere` if set, else back here (at
+/// `host` when the client sent no `Host`).
 struct LfsRoute {
     front: Arc<Front>,
     scheme: &'static str,
     host: String,
+    elsewhere: Option<String>,
 }
 
 impl GitServer {
@@ -181,6 +184,7 @@ impl GitServer {
             moved: Vec::new(),
             config: Vec::new(),
             lfs: false,
+            lfs_hrefs_elsewhere: false,
         }
     }
 
@@ -373,6 +377,15 @@ impl ServerBuilder {
         self
     }
 
+    /// With [`lfs`](Self::lfs): the `href`s of batch responses lead to the
+    /// LFS server's own port (plain HTTP), another origin than the git
+    /// server's, as GitHub's lead to another host: only the actions'
+    /// headers are good there, never the git credentials' origin rules.
+    pub fn lfs_hrefs_elsewhere(mut self, on: bool) -> Self {
+        self.lfs_hrefs_elsewhere = on;
+        self
+    }
+
     /// A source like Azure Repos: protocol v0 only, no partial clone
     /// filters, and no wants but advertised tips.
     pub fn azure_like(self) -> Self {
@@ -424,6 +437,9 @@ impl ServerBuilder {
                 front: server.front(),
                 scheme: if self.tls { "https" } else { "http" },
                 host: format!("127.0.0.1:{port}"),
+                elsewhere: self
+                    .lfs_hrefs_elsewhere
+                    .then(|| format!("http://127.0.0.1:{}", server.port())),
             }),
             root: root.path().to_owned(),
             username: self.username,
@@ -579,8 +595,13 @@ fn handle<R: Read + Send, W: Write>(
         .as_ref()
         .filter(|_| lfs::is_lfs_path(head.path()))
     {
-        let host = head.header("Host").unwrap_or(&route.host);
-        let origin = format!("{}://{host}", route.scheme);
+        let origin = match &route.elsewhere {
+            Some(origin) => origin.clone(),
+            None => {
+                let host = head.header("Host").unwrap_or(&route.host);
+                format!("{}://{host}", route.scheme)
+            }
+        };
         return route.front.handle(head, reader, writer, &origin);
     }
     let framing = head.framing()?;
