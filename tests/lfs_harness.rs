@@ -45,6 +45,13 @@ fn git_lfs_pushes_then_fetches_everything_back() {
         );
         assert_eq!(upload.repo.as_deref(), Some("src.git"));
     }
+    // Nothing but batches and transfers (no locks API calls: the fixtures
+    // turn lock verification off).
+    assert!(
+        lfs.requests_of(LfsKind::Other).is_empty(),
+        "{:#?}",
+        lfs.requests()
+    );
     // The git side saw no LFS request, and the LFS side no git request.
     assert!(server
         .requests()

@@ -445,19 +445,21 @@ fi
 fn spawn_giftless(root: &Path, storage: &Path) -> (Child, ChildStdin, u16) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lfs/serve.py");
     let site = giftless_dir();
-    let mut child = Command::new("python3")
-        // -s: no user site-packages, so only the pinned versions are seen.
-        .arg("-s")
-        .arg(&script)
-        .arg(storage)
-        // giftless reads `.env` from its working directory and `GIFTLESS_*`
-        // variables: neither may come from the developer's environment.
-        .current_dir(root)
-        .env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-        )
+    let mut command = Command::new("python3");
+    // -s: no user site-packages, so only the pinned versions are seen.
+    command.arg("-s").arg(&script).arg(storage);
+    // giftless reads `.env` from its working directory and `GIFTLESS_*`
+    // variables, and Python its own `PYTHON*`: none may come from the
+    // developer's environment. The rest stays, so that `python3` is the
+    // interpreter install.sh installed for (pyenv reads its variables).
+    command.current_dir(root);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("GIFTLESS_") || name.starts_with("PYTHON") {
+            command.env_remove(&*name);
+        }
+    }
+    let mut child = command
         .env("PYTHONPATH", &site)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("LC_ALL", "C.UTF-8")
