@@ -213,9 +213,10 @@ impl GitServer {
     /// `<url>.git/info/lfs`.
     pub fn lfs_url(&self, repo: &str) -> String {
         let url = self.url(repo);
-        match url.ends_with(".git") {
-            true => format!("{url}/info/lfs"),
-            false => format!("{url}.git/info/lfs"),
+        if url.ends_with(".git") {
+            format!("{url}/info/lfs")
+        } else {
+            format!("{url}.git/info/lfs")
         }
     }
 
@@ -379,8 +380,9 @@ impl ServerBuilder {
 
     /// With [`lfs`](Self::lfs): the `href`s of batch responses lead to the
     /// LFS server's own port (plain HTTP), another origin than the git
-    /// server's, as GitHub's lead to another host: only the actions'
-    /// headers are good there, never the git credentials' origin rules.
+    /// server's, as GitHub's lead to another host. A client must reach
+    /// them with the actions' headers alone; whether it also sent the git
+    /// credentials there is in [`LfsRequest::authorization`](super::LfsRequest).
     pub fn lfs_hrefs_elsewhere(mut self, on: bool) -> Self {
         self.lfs_hrefs_elsewhere = on;
         self
