@@ -244,12 +244,12 @@ impl LfsServer {
 
     /// The file holding `oid` of `repo`, whether or not it exists.
     pub fn object_path(&self, repo: &str, oid: &str) -> PathBuf {
-        self.repo_dir(repo).join(oid)
+        self.repo_storage(repo).join(oid)
     }
 
     /// The objects stored for `repo` as `(oid, size)`, sorted by oid.
     pub fn objects(&self, repo: &str) -> Vec<(String, u64)> {
-        let Ok(entries) = fs::read_dir(self.repo_dir(repo)) else {
+        let Ok(entries) = fs::read_dir(self.repo_storage(repo)) else {
             return Vec::new();
         };
         let mut objects: Vec<_> = entries
@@ -301,17 +301,10 @@ impl LfsServer {
         fs::write(&path, content).expect("write LFS object");
     }
 
-    /// The directory holding the objects of `repo`, one file per oid.
+    /// The directory holding the objects of `repo` (`src.git` or `src`),
+    /// one file per oid.
     pub fn repo_storage(&self, repo: &str) -> PathBuf {
-        self.repo_dir(repo)
-    }
-
-    fn repo_dir(&self, repo: &str) -> PathBuf {
-        let repo = with_git(repo);
-        self.front
-            .storage
-            .join(ORG)
-            .join(repo.strip_suffix(".git").unwrap_or(&repo))
+        self.front.repo_storage(repo)
     }
 
     /// The front, for a [`GitServer`](super::GitServer) that routes its
@@ -923,9 +916,16 @@ impl Front {
         serde_json::to_vec(&value).map_err(io::Error::other)
     }
 
+    /// Where giftless keeps the objects of `repo`: under its organization,
+    /// without `.git`.
+    fn repo_storage(&self, repo: &str) -> PathBuf {
+        let repo = with_git(repo);
+        let name = repo.strip_suffix(".git").unwrap_or(&repo);
+        self.storage.join(ORG).join(name)
+    }
+
     fn object_file(&self, repo: &str, oid: &str) -> PathBuf {
-        let repo = repo.strip_suffix(".git").unwrap_or(repo);
-        self.storage.join(ORG).join(repo).join(oid)
+        self.repo_storage(repo).join(oid)
     }
 }
 
