@@ -32,6 +32,15 @@
 //!   is not kept;
 //! * records each request it answered ([`LfsRequest`]).
 //!
+//! What giftless itself does, which a client meets through the front:
+//! a batch request needs a JSON `Content-Type` (422 without); every upload
+//! action comes with a `verify` action, which checks size only; a batch
+//! whose every object is missing is answered 404 as a whole ("Cannot find
+//! any of the requested objects"), and one whose every object is otherwise
+//! in error 422, where GitHub answers 200 with an error per object; with
+//! at least one object fine, missing ones get `error.code` 404 (422 for a
+//! size that does not match).
+//!
 //! Objects are plain files, so tests can list, corrupt or delete them by oid
 //! ([`LfsServer::objects`], [`LfsServer::corrupt_object`],
 //! [`LfsServer::delete_object`]) to play a store that lost or damaged one.
