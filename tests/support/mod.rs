@@ -23,6 +23,12 @@
 //!   with a time limit and a memory ceiling, for the tests of its bounds.
 //! * [`ForwardProxy`]: an HTTP proxy that sends every request, whatever
 //!   host it names, to one local server.
+//! * [`LfsServer`]: a Git LFS server (giftless, installed by
+//!   `tests/lfs/install.sh`) behind a front that checks Basic auth, checks
+//!   uploads against their oids and logs every request; a [`GitServer`]
+//!   built with [`lfs`](ServerBuilder::lfs) serves it where git-lfs looks,
+//!   and the `lfs_*` fixtures push and check LFS content with the real
+//!   git-lfs client.
 //! * [`relay`]: the git-relay binary under test, with the ambient environment
 //!   that could change its behaviour (proxies, CA overrides, its own
 //!   `GIT_RELAY_*` settings) removed.
@@ -59,6 +65,7 @@ mod faults;
 mod fixtures;
 mod hostile;
 mod http;
+mod lfs;
 mod proxy;
 mod relay;
 mod repo;
@@ -71,10 +78,12 @@ pub use delay::DelayProxy;
 pub use echo::{echo_text, Echo, EchoServer};
 pub use faults::{Fault, FaultProxy};
 pub use fixtures::{
+    lfs_clone_checked, lfs_commit, lfs_content, lfs_pointer, lfs_push, lfs_source, lfs_work_repo,
     many_tags, merge_heavy_branches, noise_history, oversized_commit, populated_source, tag_every,
-    unmerged_branch,
+    unmerged_branch, LfsFile,
 };
 pub use hostile::{run_bounded, Bounded, HostileServer, Script};
+pub use lfs::{sha256_hex, LfsBuilder, LfsKind, LfsRequest, LfsServer, LFS_OBJECTS_MISSING};
 pub use proxy::ForwardProxy;
 pub use relay::relay;
 pub use repo::{

@@ -26,6 +26,7 @@ use tempfile::TempDir;
 
 use super::cgi::{self, CgiRequest};
 use super::http::{self, BodyReader, Framing, RequestHead};
+use super::lfs::{self, Front, LfsServer};
 use super::repo;
 use super::tls;
 
@@ -75,6 +76,8 @@ pub struct GitServer {
     stop: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
     root: TempDir,
+    /// With [`ServerBuilder::lfs`]: the LFS server behind `info/lfs` paths.
+    lfs: Option<LfsServer>,
 }
 
 /// Configures a [`GitServer`]; see [`GitServer::start`] for the defaults.
@@ -88,6 +91,8 @@ pub struct ServerBuilder {
     dumb: bool,
     moved: Vec<(String, String)>,
     config: Vec<(String, String)>,
+    lfs: bool,
+    lfs_hrefs_elsewhere: bool,
 }
 
 /// One request the server answered, as the client sent it.
@@ -147,7 +152,18 @@ struct Shared {
     anonymous_read: bool,
     dumb: bool,
     moved: Vec<(String, String)>,
+    lfs: Option<LfsRoute>,
     log: Mutex<Vec<Request>>,
+}
+
+/// Where `/<repo>.git/info/lfs/...` requests go, and the origin the `href`s
+/// of batch responses point to: `elsewhere` if set, else back here (at
+/// `host` when the client sent no `Host`).
+struct LfsRoute {
+    front: Arc<Front>,
+    scheme: &'static str,
+    host: String,
+    elsewhere: Option<String>,
 }
 
 impl GitServer {
@@ -167,6 +183,8 @@ impl GitServer {
             dumb: false,
             moved: Vec::new(),
             config: Vec::new(),
+            lfs: false,
+            lfs_hrefs_elsewhere: false,
         }
     }
 
@@ -188,6 +206,27 @@ impl GitServer {
             self.port,
             trim(repo)
         )
+    }
+
+    /// The LFS endpoint git-lfs derives from [`url`](Self::url):
+    /// `<url>/info/lfs` when the repository ends in `.git`, else
+    /// `<url>.git/info/lfs`.
+    pub fn lfs_url(&self, repo: &str) -> String {
+        let url = self.url(repo);
+        if url.ends_with(".git") {
+            format!("{url}/info/lfs")
+        } else {
+            format!("{url}.git/info/lfs")
+        }
+    }
+
+    /// The LFS server behind this one's `info/lfs` paths (its log, its
+    /// storage). Panics unless the server was built with
+    /// [`ServerBuilder::lfs`].
+    pub fn lfs(&self) -> &LfsServer {
+        self.lfs
+            .as_ref()
+            .expect("this GitServer was started without .lfs(true)")
     }
 
     pub fn username(&self) -> &str {
@@ -328,6 +367,27 @@ impl ServerBuilder {
         self
     }
 
+    /// Also serve Git LFS where git-lfs looks for it,
+    /// `/<repo>.git/info/lfs/...`: an [`LfsServer`] (giftless) with this
+    /// server's credentials and anonymous reads, one storage per repository,
+    /// reached through this server's port (and TLS) so that its `href`s
+    /// lead back here. Those requests are logged by the LFS server
+    /// ([`GitServer::lfs`]), not in [`GitServer::requests`].
+    pub fn lfs(mut self, on: bool) -> Self {
+        self.lfs = on;
+        self
+    }
+
+    /// With [`lfs`](Self::lfs): the `href`s of batch responses lead to the
+    /// LFS server's own port (plain HTTP), another origin than the git
+    /// server's, as GitHub's lead to another host. A client must reach
+    /// them with the actions' headers alone; whether it also sent the git
+    /// credentials there is in [`LfsRequest::authorization`](super::LfsRequest).
+    pub fn lfs_hrefs_elsewhere(mut self, on: bool) -> Self {
+        self.lfs_hrefs_elsewhere = on;
+        self
+    }
+
     /// A source like Azure Repos: protocol v0 only, no partial clone
     /// filters, and no wants but advertised tips.
     pub fn azure_like(self) -> Self {
@@ -368,7 +428,21 @@ impl ServerBuilder {
             (None, None)
         };
 
+        let lfs_server = self.lfs.then(|| {
+            LfsServer::builder()
+                .credentials(&self.username, &self.password)
+                .anonymous_read(self.anonymous_read)
+                .start()
+        });
         let shared = Arc::new(Shared {
+            lfs: lfs_server.as_ref().map(|server| LfsRoute {
+                front: server.front(),
+                scheme: if self.tls { "https" } else { "http" },
+                host: format!("127.0.0.1:{port}"),
+                elsewhere: self
+                    .lfs_hrefs_elsewhere
+                    .then(|| format!("http://127.0.0.1:{}", server.port())),
+            }),
             root: root.path().to_owned(),
             username: self.username,
             password: self.password,
@@ -394,6 +468,7 @@ impl ServerBuilder {
             stop,
             acceptor: Some(acceptor),
             root,
+            lfs: lfs_server,
         }
     }
 }
@@ -517,6 +592,20 @@ fn handle<R: Read + Send, W: Write>(
     peer: IpAddr,
     shared: &Shared,
 ) -> io::Result<bool> {
+    if let Some(route) = shared
+        .lfs
+        .as_ref()
+        .filter(|_| lfs::is_lfs_path(head.path()))
+    {
+        let origin = match &route.elsewhere {
+            Some(origin) => origin.clone(),
+            None => {
+                let host = head.header("Host").unwrap_or(&route.host);
+                format!("{}://{host}", route.scheme)
+            }
+        };
+        return route.front.handle(head, reader, writer, &origin);
+    }
     let framing = head.framing()?;
     let mut record = Request {
         method: head.method.clone(),
