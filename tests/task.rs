@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use git_relay::pipelines::inputs::{AUTHENTICATION_CHOICES, FORGE_KINDS, INPUTS, MODES};
+use git_relay::pipelines::inputs::{
+    AUTHENTICATION_CHOICES, FORGE_KINDS, INPUTS, LFS_CHOICES, MODES,
+};
 use git_relay::pipelines::OUTPUT_VARIABLES;
 use serde_json::Value;
 use support::forge::{seg, FakeForge, FakeRepo, Kind as ForgeKind};
@@ -145,6 +147,7 @@ fn task_json_is_consistent() {
             let mut expected = match name {
                 "mode" => MODES.to_vec(),
                 "sourceKind" | "destinationKind" => FORGE_KINDS.to_vec(),
+                "lfs" => LFS_CHOICES.to_vec(),
                 _ => AUTHENTICATION_CHOICES.to_vec(),
             };
             expected.sort();
