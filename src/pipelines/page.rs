@@ -52,6 +52,22 @@ pub(crate) fn report(report: &Report) -> String {
         human_bytes(report.pack_bytes),
         human_duration(Duration::from_millis(report.duration_ms)),
     );
+    if let Some(lfs) = &report.lfs {
+        let _ = writeln!(
+            md,
+            "**Git LFS**: {} of {} objects moved ({}), {} already there.\n",
+            lfs.moved,
+            lfs.objects,
+            human_bytes(lfs.bytes),
+            lfs.present
+        );
+        for line in lfs.problem_lines() {
+            let _ = writeln!(md, "- {}", cell(line.trim_start_matches([' ', 'x'])));
+        }
+        if !lfs.complete() {
+            md.push('\n');
+        }
+    }
     if report.refs.is_empty() {
         md.push_str("No ref differed.\n");
     } else {

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::Failure;
-use crate::mirror::{self, Options, Report, RetryPolicy};
+use crate::mirror::{self, LfsSummary, Options, Report, RetryPolicy};
 use crate::output;
 
 /// The most parallel mirrors `--jobs` allows: past this, the servers'
@@ -158,6 +158,11 @@ impl RepoOutcome {
     /// Pack bytes relayed.
     pub(crate) fn bytes(&self) -> u64 {
         self.report.as_ref().map_or(0, |r| r.pack_bytes)
+    }
+
+    /// What became of its LFS objects, when its history held pointers.
+    pub(crate) fn lfs(&self) -> Option<&LfsSummary> {
+        self.report.as_ref().and_then(|r| r.lfs.as_ref())
     }
 }
 

@@ -103,9 +103,12 @@ impl Summary {
         crate::auth::redacted_json(self)
     }
 
-    /// The closing table, one line per repository, then a totals line.
+    /// The closing table, one line per repository, then a totals line. An
+    /// "LFS" column (objects moved, and their bytes) appears when any
+    /// repository moved LFS objects.
     pub fn table(&self) -> Vec<String> {
-        let rows: Vec<[String; 5]> = self
+        let lfs = self.repositories.iter().any(|r| r.lfs().is_some());
+        let rows: Vec<Vec<String>> = self
             .repositories
             .iter()
             .map(|r| {
@@ -120,38 +123,45 @@ impl Summary {
                 };
                 let ran = !matches!(r.result, State::Skipped | State::WouldCreate);
                 let shown = |value: String| if ran { value } else { "-".into() };
-                [
+                let mut row = vec![
                     r.name.clone(),
                     shown(r.refs_changed().to_string()),
                     shown(human_bytes(r.bytes())),
-                    shown(human_duration(Duration::from_millis(r.duration_ms))),
-                    result,
-                ]
+                ];
+                if lfs {
+                    row.push(match r.lfs() {
+                        Some(l) => format!("{} ({})", l.moved, human_bytes(l.bytes)),
+                        None => "-".into(),
+                    });
+                }
+                row.push(shown(human_duration(Duration::from_millis(r.duration_ms))));
+                row.push(result);
+                row
             })
             .collect();
-        let header = ["repository", "refs changed", "bytes", "time", "result"].map(String::from);
-        let mut widths = header.clone().map(|h| h.chars().count());
+        let mut header = vec!["repository", "refs changed", "bytes"];
+        if lfs {
+            header.push("LFS");
+        }
+        header.extend(["time", "result"]);
+        let header: Vec<String> = header.into_iter().map(String::from).collect();
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());
             }
         }
-        let line = |row: &[String; 5]| {
+        // The name left-aligned, the figures right-aligned, the result as
+        // it comes.
+        let line = |row: &Vec<String>| {
             let pad = |s: &str, w: usize| " ".repeat(w.saturating_sub(s.chars().count()));
-            format!(
-                "{}{}  {}{}  {}{}  {}{}  {}",
-                row[0],
-                pad(&row[0], widths[0]),
-                pad(&row[1], widths[1]),
-                row[1],
-                pad(&row[2], widths[2]),
-                row[2],
-                pad(&row[3], widths[3]),
-                row[3],
-                row[4]
-            )
-            .trim_end()
-            .to_owned()
+            let last = row.len() - 1;
+            let mut text = format!("{}{}", row[0], pad(&row[0], widths[0]));
+            for (cell, &width) in row[1..last].iter().zip(&widths[1..last]) {
+                text.push_str(&format!("  {}{cell}", pad(cell, width)));
+            }
+            text.push_str(&format!("  {}", row[last]));
+            text.trim_end().to_owned()
         };
         let mut out = vec![line(&header)];
         out.extend(rows.iter().map(line));
