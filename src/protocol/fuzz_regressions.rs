@@ -17,7 +17,7 @@ use crate::protocol::fuzz_targets;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 7] = [
+const TARGETS: [(&str, Target); 8] = [
     ("pktline", fuzz_targets::pktline),
     ("sideband", fuzz_targets::sideband),
     ("advertisement", fuzz_targets::advertisement),
@@ -25,6 +25,7 @@ const TARGETS: [(&str, Target); 7] = [
     ("report_status", fuzz_targets::report_status),
     ("commit_pack", fuzz_targets::commit_pack),
     ("commit_graph", fuzz_targets::commit_graph),
+    ("small_blobs", fuzz_targets::small_blobs),
 ];
 
 const MUTATIONS: usize = 20_000;

@@ -151,6 +151,27 @@ pub fn commit_graph(data: &[u8]) {
     }
 }
 
+/// Reads the small blobs of a pack, as the LFS pointer scan does, checking
+/// that each blob given is within the size asked for and has the id of its
+/// content; then looks for the paths of those blobs in the same pack.
+pub fn small_blobs(data: &[u8]) {
+    use crate::protocol::blobs::{find_paths, read_small_blobs};
+    use crate::protocol::pack::object_id;
+
+    let mut found = std::collections::HashSet::new();
+    let _ = read_small_blobs(data, 1 << 20, 1023, |id, blob| {
+        assert!(blob.len() <= 1023, "a blob over the limit");
+        assert_eq!(object_id("blob", blob), id, "a blob under another id");
+        found.insert(id);
+    });
+    if let Ok(places) = find_paths(data, 1 << 20, &found) {
+        assert!(
+            places.keys().all(|id| found.contains(id)),
+            "a path for a blob not asked for"
+        );
+    }
+}
+
 fn drain<R: Read>(reader: PacketReader<R>) {
     let mut sideband = SidebandReader::new(reader, |_: &[u8]| {});
     let mut sink = [0u8; 4096];
