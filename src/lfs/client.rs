@@ -641,7 +641,10 @@ fn error_detail(response: ureq::Response, secrets: &[&str]) -> String {
 /// Server text made printable: secrets masked (the redactor's and the
 /// action's), white space collapsed, control characters escaped, cut.
 fn clean(text: &str, secrets: &[&str]) -> String {
-    let text = mask(&crate::auth::redact(text), secrets);
+    // The action's own secrets first: the process-wide redactor may have
+    // masked part of one (a short secret inside it) so that it no longer
+    // matches whole.
+    let text = crate::auth::redact(&mask(text, secrets)).into_owned();
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let text: String = text
         .chars()
