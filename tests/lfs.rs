@@ -49,3 +49,308 @@ fn a_first_mirror_brings_every_lfs_object_and_git_lfs_finds_none_missing() {
         assert_eq!(content, lfs_content(&file.path, file.size as usize));
     }
 }
+
+/// `git-relay CMD <source>/src.git <destination>/dst.git [extra]` with each
+/// server's own credentials for its side (and their CAs, when TLS).
+fn relay_pair(cmd: &str, source: &GitServer, destination: &GitServer, extra: &[&str]) -> Run {
+    let src = source.url("src.git");
+    let dst = destination.url("dst.git");
+    let mut args = vec![cmd, &src, &dst];
+    args.extend_from_slice(extra);
+    run(&args, &pair_env(source, destination).vars())
+}
+
+/// The environment of a run between two servers: each side's credentials,
+/// and a CA bundle trusting both when either has TLS.
+struct PairEnv {
+    vars: Vec<(&'static str, String)>,
+    _bundle: Option<tempfile::NamedTempFile>,
+}
+
+impl PairEnv {
+    fn vars(&self) -> Vec<(&str, &str)> {
+        self.vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+}
+
+fn pair_env(source: &GitServer, destination: &GitServer) -> PairEnv {
+    let mut vars = vec![
+        ("GIT_RELAY_SOURCE_TOKEN", source.password().to_owned()),
+        ("GIT_RELAY_SOURCE_USERNAME", source.username().to_owned()),
+        ("GIT_RELAY_DEST_TOKEN", destination.password().to_owned()),
+        ("GIT_RELAY_DEST_USERNAME", destination.username().to_owned()),
+    ];
+    let cas: Vec<_> = [source.ca_file(), destination.ca_file()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let bundle = (!cas.is_empty()).then(|| {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let pems: Vec<u8> = cas.iter().flat_map(|p| std::fs::read(p).unwrap()).collect();
+        std::fs::write(file.path(), pems).unwrap();
+        vars.push(("SSL_CERT_FILE", file.path().to_string_lossy().into_owned()));
+        file
+    });
+    PairEnv {
+        vars,
+        _bundle: bundle,
+    }
+}
+
+/// `(oid, size)` of `files`, sorted as [`LfsServer::objects`] lists them.
+fn objects_of(files: &[LfsFile]) -> Vec<(String, u64)> {
+    let mut objects: Vec<_> = files.iter().map(|f| (f.oid.clone(), f.size)).collect();
+    objects.sort();
+    objects
+}
+
+fn oids(problems: &serde_json::Value) -> Vec<String> {
+    problems
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| p["oid"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_incremental_run_with_three_new_lfs_files_moves_exactly_three_objects() {
+    let (source, destination, work, first) = lfs_pair(&[2_000, 3_000]);
+    mirror(&source, &destination, &[]).assert_code(0);
+    let new = lfs_commit(&work, &[4_000, 5_000, 6_000], "three more");
+    lfs_push(&work);
+    destination.lfs().clear_requests();
+
+    let run = mirror(&source, &destination, &[]);
+    run.assert_code(0);
+    let report = run.json();
+    assert_eq!(report["lfs"]["moved"], 3, "{}", run.stdout);
+    assert_eq!(report["lfs"]["bytes"], 15_000);
+    let mut uploaded = destination.lfs().uploaded();
+    uploaded.sort();
+    let mut expected: Vec<_> = new.iter().map(|f| f.oid.clone()).collect();
+    expected.sort();
+    assert_eq!(uploaded, expected);
+    let all: Vec<_> = first.iter().chain(&new).cloned().collect();
+    assert_eq!(destination.lfs().objects("dst.git"), objects_of(&all));
+}
+
+#[test]
+fn a_no_op_run_makes_no_lfs_request() {
+    let (source, destination, _work, _files) = lfs_pair(&[2_000, 3_000]);
+    mirror(&source, &destination, &[]).assert_code(0);
+    source.lfs().clear_requests();
+    destination.lfs().clear_requests();
+
+    let run = mirror(&source, &destination, &[]);
+    run.assert_code(0);
+    assert!(
+        source.lfs().requests().is_empty(),
+        "{:#?}",
+        source.lfs().requests()
+    );
+    assert!(
+        destination.lfs().requests().is_empty(),
+        "{:#?}",
+        destination.lfs().requests()
+    );
+}
+
+#[test]
+fn an_object_missing_at_the_source_is_reported_with_its_commit_and_path_and_the_rest_goes() {
+    let (source, destination, work, files) = lfs_pair(&[2_000, 3_000, 4_000]);
+    let lost = &files[1];
+    source.lfs().delete_object("src.git", &lost.oid);
+    let commit = work.rev_parse("HEAD");
+
+    let run = mirror(&source, &destination, &[]);
+    run.assert_code(3);
+    let report = run.json();
+    let missing = &report["lfs"]["missing"];
+    assert_eq!(oids(missing), vec![lost.oid.clone()], "{}", run.stdout);
+    assert_eq!(missing[0]["path"], lost.path.as_str());
+    assert_eq!(missing[0]["commit"], commit.as_str());
+    assert_eq!(report["lfs"]["moved"], 2);
+    let rest = [files[0].clone(), files[2].clone()];
+    assert_eq!(destination.lfs().objects("dst.git"), objects_of(&rest));
+    let dst = destination.repo_path("dst.git");
+    assert_eq!(refs_of(&dst), refs_of(&source.repo_path("src.git")));
+
+    // The text report says the same to a person, on a fresh destination.
+    destination.create_bare("dst2.git");
+    let text = run_text_to(&source, &destination, "dst2.git", &[]);
+    text.assert_code(3);
+    let said = format!("{}{}", text.stdout, text.stderr);
+    let line = said
+        .lines()
+        .find(|l| l.contains(&lost.oid[..12]))
+        .unwrap_or_else(|| panic!("no line for the lost object:\n{said}"));
+    assert!(
+        line.contains(&lost.path) && line.contains(&commit[..12]),
+        "{line}"
+    );
+    assert!(line.contains("missing"), "{line}");
+}
+
+#[test]
+fn with_lfs_always_a_missing_object_holds_the_refs_back() {
+    let (source, destination, _work, files) = lfs_pair(&[2_000, 3_000]);
+    source.lfs().delete_object("src.git", &files[0].oid);
+
+    let run = mirror(&source, &destination, &["--lfs", "always"]);
+    run.assert_code(3);
+    let report = run.json();
+    assert_eq!(report["lfs"]["held_back"], true, "{}", run.stdout);
+    assert_eq!(oids(&report["lfs"]["missing"]), vec![files[0].oid.clone()]);
+    assert!(refs_of(&destination.repo_path("dst.git")).is_empty());
+}
+
+/// `mirror <source>/src.git <destination>/REPO` in text.
+fn run_text_to(source: &GitServer, destination: &GitServer, repo: &str, extra: &[&str]) -> Run {
+    let src = source.url("src.git");
+    let dst = destination.url(repo);
+    let mut args = vec!["mirror", &src, &dst];
+    args.extend_from_slice(extra);
+    run(&args, &pair_env(source, destination).vars())
+}
+
+#[test]
+fn a_destination_that_refuses_pushes_missing_lfs_objects_accepts_git_relays_push() {
+    let (source, destination, _work, files) = lfs_pair(&[2_000, 3_000]);
+    destination.refuse_pushes_missing_lfs("dst.git");
+    mirror(&source, &destination, &[]).assert_code(0);
+    assert_eq!(
+        refs_of(&destination.repo_path("dst.git")),
+        refs_of(&source.repo_path("src.git"))
+    );
+    assert_eq!(destination.lfs().objects("dst.git"), objects_of(&files));
+
+    // The hook bites: git alone, pointers without objects, is refused.
+    destination.create_bare("plain.git");
+    destination.refuse_pushes_missing_lfs("plain.git");
+    let url = destination.url_with_credentials("plain.git");
+    let push = git_ok(&source.repo_path("src.git"), &["push", "--mirror", &url]);
+    let said = String::from_utf8_lossy(&push.stderr);
+    assert!(!push.status.success(), "{said}");
+    assert!(said.contains(LFS_OBJECTS_MISSING), "{said}");
+}
+
+#[test]
+fn wrong_lfs_credentials_name_the_side_and_lfs_and_leave_the_destination_alone() {
+    let (source, destination, _work, _files) = lfs_pair(&[2_000]);
+    let elsewhere = LfsServer::builder().credentials("bob", "other").start();
+    let dst_lfs = elsewhere.url("dst.git");
+    let run = relay_pair(
+        "mirror",
+        &source,
+        &destination,
+        &["--dest-lfs-url", &dst_lfs],
+    );
+    run.assert_code(1);
+    assert!(run.stderr.contains("LFS"), "{}", run.stderr);
+    assert!(run.stderr.contains("destination"), "{}", run.stderr);
+    assert!(refs_of(&destination.repo_path("dst.git")).is_empty());
+    assert!(elsewhere.uploaded().is_empty());
+
+    let src_lfs = elsewhere.url("src.git");
+    let run = relay_pair(
+        "mirror",
+        &source,
+        &destination,
+        &["--source-lfs-url", &src_lfs],
+    );
+    run.assert_code(1);
+    assert!(run.stderr.contains("LFS"), "{}", run.stderr);
+    assert!(run.stderr.contains("source"), "{}", run.stderr);
+    assert!(refs_of(&destination.repo_path("dst.git")).is_empty());
+    assert!(!run.stderr.contains("s3cret") && !run.stdout.contains("s3cret"));
+}
+
+#[test]
+fn a_corrupt_object_at_the_source_is_detected_and_not_stored() {
+    let (source, destination, _work, files) = lfs_pair(&[2_000, 3_000, 70_000]);
+    let bad = &files[2];
+    source.lfs().corrupt_object("src.git", &bad.oid);
+
+    let run = mirror(&source, &destination, &[]);
+    run.assert_code(3);
+    let report = run.json();
+    let failed = &report["lfs"]["failed"];
+    assert_eq!(oids(failed), vec![bad.oid.clone()], "{}", run.stdout);
+    assert_eq!(failed[0]["path"], bad.path.as_str());
+    assert!(!destination.lfs().has_object("dst.git", &bad.oid));
+    assert_eq!(
+        destination.lfs().objects("dst.git"),
+        objects_of(&files[..2])
+    );
+    assert_eq!(
+        refs_of(&destination.repo_path("dst.git")),
+        refs_of(&source.repo_path("src.git"))
+    );
+}
+
+#[test]
+fn status_and_dry_run_count_what_would_move_and_move_nothing() {
+    let (source, destination, _work, files) = lfs_pair(&[2_000, 3_000, 70_000]);
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    source.lfs().clear_requests();
+    for (cmd, extra) in [
+        ("status", &["--json"][..]),
+        ("mirror", &["--json", "--dry-run"]),
+    ] {
+        let run = relay_pair(cmd, &source, &destination, extra);
+        // 3: differences, as status says for refs alone.
+        run.assert_code(3);
+        let report = run.json();
+        assert_eq!(report["lfs"]["moved"], 3, "{cmd}: {}", run.stdout);
+        assert_eq!(report["lfs"]["bytes"], total, "{cmd}");
+        assert!(destination.lfs().requests_of(LfsKind::Upload).is_empty());
+        assert!(source.lfs().requests_of(LfsKind::Download).is_empty());
+        assert!(destination.lfs().objects("dst.git").is_empty());
+        assert!(refs_of(&destination.repo_path("dst.git")).is_empty());
+    }
+}
+
+#[test]
+fn lfs_never_moves_no_object_and_the_pointers_go_alone() {
+    let (source, destination, _work, _files) = lfs_pair(&[2_000, 3_000]);
+    source.lfs().clear_requests();
+    let run = mirror(&source, &destination, &["--lfs", "never"]);
+    run.assert_code(0);
+    assert!(source.lfs().requests().is_empty());
+    assert!(destination.lfs().requests().is_empty());
+    assert!(destination.lfs().objects("dst.git").is_empty());
+    assert_eq!(
+        refs_of(&destination.repo_path("dst.git")),
+        refs_of(&source.repo_path("src.git"))
+    );
+}
+
+#[test]
+fn auto_does_not_look_at_a_source_that_cannot_filter_and_always_does() {
+    let source = GitServer::builder().lfs(true).start();
+    let destination = GitServer::builder().lfs(true).start();
+    let (_work, files) = lfs_source(&source, "src.git", &[2_000, 3_000]);
+    destination.create_bare("dst.git");
+    source.lfs().clear_requests();
+
+    mirror(&source, &destination, &["--lfs", "auto"]).assert_code(0);
+    assert!(source.lfs().requests().is_empty());
+    assert!(destination.lfs().requests().is_empty());
+
+    assert!(destination.lfs().objects("dst.git").is_empty());
+
+    // A new destination, with always: the source is read, the objects move.
+    destination.create_bare("dst2.git");
+    let run = run_text_to(
+        &source,
+        &destination,
+        "dst2.git",
+        &["--lfs", "always", "--json"],
+    );
+    run.assert_code(0);
+    assert_eq!(run.json()["lfs"]["moved"], 2, "{}", run.stdout);
+    assert_eq!(destination.lfs().objects("dst2.git"), objects_of(&files));
+}
