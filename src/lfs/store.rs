@@ -53,7 +53,6 @@ impl LfsStore {
 
     /// The object, checked against its pointer as it is read; `None` when
     /// it is not there.
-    #[cfg(test)]
     pub(crate) fn open(&self, pointer: &Pointer) -> io::Result<Option<CheckedReader<fs::File>>> {
         match fs::File::open(self.path_of(pointer)) {
             Ok(file) => Ok(Some(CheckedReader::new(file, *pointer))),

@@ -8,7 +8,7 @@
 //! upload-pack would. Kept apart from `source` and `destination` so the store stays free of
 //! engine types and the protocol conversations free of git2.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -18,6 +18,7 @@ use super::sides::{DestinationSide, Negotiated, PackOptions, SourceSide};
 use super::{LocalOptions, Mode};
 use crate::output;
 use crate::protocol::advertisement::Ref;
+use crate::protocol::blobs::{Place, Scan};
 use crate::protocol::push::{Command, ReportStatus};
 use crate::protocol::ObjectId;
 use crate::store::{archive, Backup, BackupSettings, Git2Reader};
@@ -221,6 +222,49 @@ impl SourceSide for LocalSourceSide {
             .iter()
             .map(|(old, new)| self.source.is_ancestor(old, new).ok())
             .collect()
+    }
+
+    fn small_blobs(
+        &self,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+        max_size: u64,
+        _filtered_only: bool,
+        found: &mut dyn FnMut(ObjectId, &[u8]),
+    ) -> Result<Option<Scan>, SideError> {
+        let mut scan = Scan::default();
+        self.source
+            .walk_blobs(wants, haves, |_, _, blob, odb| {
+                if let Some(data) = Git2Reader::small_blob(odb, &blob, max_size) {
+                    scan.blobs += 1;
+                    found(blob, &data);
+                }
+            })
+            .map_err(|e| self.blame.error(e))?;
+        Ok(Some(scan))
+    }
+
+    fn blob_paths(
+        &self,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+        targets: &HashSet<ObjectId>,
+    ) -> Result<HashMap<ObjectId, Place>, SideError> {
+        let mut places = HashMap::new();
+        self.source
+            .walk_blobs(wants, haves, |commit, path, blob, _| {
+                if targets.contains(&blob) {
+                    places.insert(
+                        blob,
+                        Place {
+                            commit,
+                            path: path.to_owned(),
+                        },
+                    );
+                }
+            })
+            .map_err(|e| self.blame.error(e))?;
+        Ok(places)
     }
 
     fn error(&self, cause: Cause) -> SideError {

@@ -153,6 +153,83 @@ impl Git2Reader {
     }
 }
 
+impl Git2Reader {
+    /// Calls `visit` with each blob of the history `wants` bring that
+    /// `haves` lack, once per blob: the newest commit (in walk order) whose
+    /// tree holds it, its path there, and its id. Trees already walked are
+    /// not walked again, so each tree and blob of the history is read once
+    /// (as `git rev-list --objects` does); what the trees of the hidden
+    /// commits hold is not left out, which costs a repeat, not a miss.
+    pub(crate) fn walk_blobs(
+        &self,
+        wants: &[ObjectId],
+        haves: &[ObjectId],
+        mut visit: impl FnMut(ObjectId, &str, ObjectId, &git2::Odb<'_>),
+    ) -> Result<(), StoreError> {
+        let repo = &self.repo;
+        let odb = repo.odb().map_err(StoreError::git("opening the ODB"))?;
+        let mut walk = repo
+            .revwalk()
+            .map_err(StoreError::git("starting the walk"))?;
+        for (oid, hide) in (haves.iter().map(|h| (h, true))).chain(wants.iter().map(|w| (w, false)))
+        {
+            let commit = repo
+                .find_object(to_git(oid), None)
+                .and_then(|o| o.peel(ObjectType::Commit));
+            match (commit, hide) {
+                (Ok(commit), true) => walk.hide(commit.id()),
+                (Ok(commit), false) => walk.push(commit.id()),
+                // A have this repository lacks, or a tag of a tree.
+                (Err(_), _) => continue,
+            }
+            .map_err(StoreError::git(format!("walking from {oid}")))?;
+        }
+        let mut seen: HashSet<Oid> = HashSet::new();
+        for commit in walk {
+            let commit = commit.map_err(StoreError::git("walking the history"))?;
+            let tree = repo
+                .find_commit(commit)
+                .and_then(|c| c.tree())
+                .map_err(StoreError::git(format!("reading commit {commit}")))?;
+            let at = from_git(commit);
+            let mut stack = vec![(tree.id(), String::new())];
+            while let Some((tree, prefix)) = stack.pop() {
+                if !seen.insert(tree) {
+                    continue;
+                }
+                let tree = repo
+                    .find_tree(tree)
+                    .map_err(StoreError::git(format!("reading tree {tree}")))?;
+                for entry in tree.iter() {
+                    let name = String::from_utf8_lossy(entry.name_bytes());
+                    let path = if prefix.is_empty() {
+                        name.into_owned()
+                    } else {
+                        format!("{prefix}/{name}")
+                    };
+                    match entry.kind() {
+                        Some(ObjectType::Tree) => stack.push((entry.id(), path)),
+                        Some(ObjectType::Blob) if seen.insert(entry.id()) => {
+                            visit(at, &path, from_git(entry.id()), &odb)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The content of blob `id` when it is at most `max_size` bytes.
+    pub(crate) fn small_blob(odb: &git2::Odb<'_>, id: &ObjectId, max_size: u64) -> Option<Vec<u8>> {
+        let (size, _) = odb.read_header(to_git(id)).ok()?;
+        if size as u64 > max_size {
+            return None;
+        }
+        odb.read(to_git(id)).ok().map(|o| o.data().to_vec())
+    }
+}
+
 type Chunk = Result<Vec<u8>, String>;
 
 fn build_pack(

@@ -7,6 +7,10 @@
 //! carries libgit2). Objects nothing points at are not read: they are not
 //! part of any history a restore would carry.
 //!
+//! A backup that holds Git LFS objects (`lfs/objects`) has each object a
+//! reachable pointer names read whole and checked against the pointer's
+//! size and SHA-256, so `git lfs` on a clone of it finds what it needs.
+//!
 //! Commit, tag and tree contents are parsed here rather than through git2's
 //! typed objects: the raw bytes are already in hand for the hash check, and
 //! reading them a second time would double the work on large trees.
@@ -17,6 +21,7 @@ use std::path::Path;
 use git2::{ObjectType, Oid};
 
 use super::StoreError;
+use crate::lfs::{LfsStore, Pointer};
 
 /// What a verification found.
 #[derive(Debug, Default, serde::Serialize)]
@@ -35,6 +40,10 @@ pub struct VerifyReport {
     pub(crate) blobs: usize,
     /// Reachable annotated tags.
     pub(crate) tags: usize,
+    /// Git LFS objects the reachable pointers name, read from the
+    /// backup's `lfs/objects` and checked against their pointers (when the
+    /// backup holds LFS objects at all).
+    pub(crate) lfs_objects: usize,
     /// Bytes of object content read.
     pub(crate) bytes: u64,
     /// Everything wrong, one line each.
@@ -50,7 +59,7 @@ impl VerifyReport {
     /// One line for people.
     pub fn summary(&self) -> String {
         format!(
-            "{}: {} ({} ref(s), {} of them archived; {} commits, {} trees, {} blobs, {} tags; {} read)",
+            "{}: {} ({} ref(s), {} of them archived; {} commits, {} trees, {} blobs, {} tags, {} LFS objects; {} read)",
             self.path,
             if self.is_sound() {
                 "sound".to_owned()
@@ -63,6 +72,7 @@ impl VerifyReport {
             self.trees,
             self.blobs,
             self.tags,
+            self.lfs_objects,
             crate::output::human_bytes(self.bytes)
         )
     }
@@ -139,6 +149,13 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
         }
     }
 
+    // A backup made with LFS objects keeps them in `lfs/objects`; one made
+    // without has pointers only, which is what was asked for.
+    let lfs = path
+        .join("lfs/objects")
+        .is_dir()
+        .then(|| LfsStore::new(path));
+    let mut pointers_seen: HashSet<Pointer> = HashSet::new();
     let mut seen: HashSet<Oid> = HashSet::new();
     while let Some((oid, expected, origin)) = pending.pop() {
         if !seen.insert(oid) {
@@ -200,6 +217,22 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
             }
             _ => {
                 report.blobs += 1;
+                let pointer = lfs.as_ref().and_then(|_| Pointer::parse(data));
+                if let (Some(store), Some(pointer)) = (&lfs, pointer) {
+                    if pointers_seen.insert(pointer) {
+                        report.lfs_objects += 1;
+                        match check_lfs_object(store, &pointer) {
+                            Ok(size) => report.bytes += size,
+                            Err(why) => problem(
+                                &mut report,
+                                format!(
+                                    "LFS object {} (pointer {oid}, reachable from {from}): {why}",
+                                    pointer.oid
+                                ),
+                            ),
+                        }
+                    }
+                }
                 Ok(Vec::new())
             }
         };
@@ -217,6 +250,15 @@ pub fn verify(path: &Path) -> Result<VerifyReport, StoreError> {
         }
     }
     Ok(report)
+}
+
+/// Reads one LFS object of the backup whole, checking its size and
+/// SHA-256 against its pointer; its size, or what is wrong.
+fn check_lfs_object(store: &LfsStore, pointer: &Pointer) -> Result<u64, String> {
+    let Some(mut object) = store.open(pointer).map_err(|e| e.to_string())? else {
+        return Err("missing from lfs/objects".into());
+    };
+    std::io::copy(&mut object, &mut std::io::sink()).map_err(|e| e.to_string())
 }
 
 type Links = Result<Vec<(Oid, ObjectType)>, &'static str>;
@@ -293,6 +335,56 @@ fn tree_links(mut data: &[u8]) -> Links {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bare repository whose one commit holds a pointer to `content`,
+    /// with the object in `lfs/objects` when `stored`.
+    fn lfs_backup(content: &[u8], stored: bool) -> (tempfile::TempDir, Pointer) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let oid = ring::digest::digest(&ring::digest::SHA256, content);
+        let hex: String = oid.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let pointer_text = format!(
+            "version https://git-lfs.github.com/spec/v1\noid sha256:{hex}\nsize {}\n",
+            content.len()
+        );
+        let pointer = Pointer::parse(pointer_text.as_bytes()).unwrap();
+        let blob = repo.blob(pointer_text.as_bytes()).unwrap();
+        let mut tree = repo.treebuilder(None).unwrap();
+        tree.insert("model.bin", blob, 0o100644).unwrap();
+        let tree = repo.find_tree(tree.write().unwrap()).unwrap();
+        let who = git2::Signature::new("a", "a@example.com", &git2::Time::new(0, 0)).unwrap();
+        repo.commit(Some("refs/heads/main"), &who, &who, "m", &tree, &[])
+            .unwrap();
+        repo.set_head("refs/heads/main").unwrap();
+        std::fs::create_dir_all(dir.path().join("lfs/objects")).unwrap();
+        if stored {
+            LfsStore::new(dir.path()).store(&pointer, content).unwrap();
+        }
+        (dir, pointer)
+    }
+
+    #[test]
+    fn a_backups_lfs_objects_are_read_and_checked_against_their_pointers() {
+        let (dir, _) = lfs_backup(b"weights", true);
+        let report = verify(dir.path()).unwrap();
+        assert!(report.is_sound(), "{:?}", report.problems);
+        assert_eq!(report.lfs_objects, 1);
+
+        let (dir, pointer) = lfs_backup(b"weights", false);
+        let report = verify(dir.path()).unwrap();
+        assert!(
+            report.problems[0].contains("missing from lfs/objects"),
+            "{:?}",
+            report.problems
+        );
+
+        let (dir, pointer2) = lfs_backup(b"weights", true);
+        let path = LfsStore::new(dir.path()).path_of(&pointer2);
+        std::fs::write(&path, b"WEIGHTS").unwrap();
+        let report = verify(dir.path()).unwrap();
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert!(report.problems[0].contains(&pointer.oid.to_string()));
+    }
 
     #[test]
     fn raw_objects_parse() {

@@ -82,7 +82,15 @@ impl LocalTransport {
             )));
         }
         let mut cmd = crate::child::command("git");
-        cmd.args(["upload-pack", "--stateless-rpc"]);
+        // Filters let the engine read a history's commits alone (batched
+        // pushes) or its small blobs alone (LFS pointers); a repository on
+        // this machine has no server load to protect from them.
+        cmd.args([
+            "-c",
+            "uploadpack.allowFilter=true",
+            "upload-pack",
+            "--stateless-rpc",
+        ]);
         if v2 {
             cmd.env("GIT_PROTOCOL", "version=2");
         } else {
