@@ -354,3 +354,108 @@ fn auto_does_not_look_at_a_source_that_cannot_filter_and_always_does() {
     assert_eq!(run.json()["lfs"]["moved"], 2, "{}", run.stdout);
     assert_eq!(destination.lfs().objects("dst2.git"), objects_of(&files));
 }
+
+#[test]
+fn a_backup_keeps_lfs_objects_where_git_lfs_looks_and_restores_them_to_a_host() {
+    let source = GitServer::builder()
+        .lfs(true)
+        .config("uploadpack.allowFilter", "true")
+        .start();
+    let (_work, files) = lfs_source(&source, "src.git", &[2_000, 70_000, 300_000]);
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("backup.git");
+    let backup_arg = backup.to_str().unwrap();
+    let src = source.url("src.git");
+    let env = credentials(&source);
+    let backed_up = run(&["mirror", &src, backup_arg, "--json"], &env);
+    backed_up.assert_code(0);
+    assert_eq!(backed_up.json()["lfs"]["moved"], 3, "{}", backed_up.stdout);
+    for file in &files {
+        let stored = backup
+            .join("lfs/objects")
+            .join(&file.oid[..2])
+            .join(&file.oid[2..4])
+            .join(&file.oid);
+        let content =
+            std::fs::read(&stored).unwrap_or_else(|e| panic!("{}: {e}", stored.display()));
+        assert_eq!(content, lfs_content(&file.path, file.size as usize));
+    }
+
+    // git-lfs reads them from a clone of the backup.
+    let clone = scratch.path().join("clone");
+    git(scratch.path(), &["clone", "-q", backup_arg, "clone"]);
+    git(&clone, &["lfs", "install", "--local"]);
+    git(&clone, &["lfs", "fetch", "--all"]);
+    git(&clone, &["lfs", "fsck"]);
+    git(&clone, &["lfs", "checkout"]);
+    for file in &files {
+        let content = std::fs::read(clone.join(&file.path)).unwrap();
+        assert_eq!(content, lfs_content(&file.path, file.size as usize));
+    }
+
+    // The source host is gone: restoring to a new one uploads them.
+    let host = GitServer::builder().lfs(true).start();
+    host.create_bare("restored.git");
+    let restored = host.url("restored.git");
+    let restore = run(
+        &["mirror", backup_arg, &restored, "--json"],
+        &credentials(&host),
+    );
+    restore.assert_code(0);
+    assert_eq!(restore.json()["lfs"]["moved"], 3, "{}", restore.stdout);
+    assert_eq!(host.lfs().objects("restored.git"), objects_of(&files));
+    lfs_clone_checked(&host, "restored.git");
+
+    // verify reads every object against its oid.
+    run(&["verify", backup_arg], &[]).assert_code(0);
+    let damaged = &files[1].oid;
+    let path = backup
+        .join("lfs/objects")
+        .join(&damaged[..2])
+        .join(&damaged[2..4])
+        .join(damaged);
+    let mut content = std::fs::read(&path).unwrap();
+    content[100] ^= 0xff;
+    std::fs::write(&path, content).unwrap();
+    let checked = run(&["verify", backup_arg], &[]);
+    assert_ne!(checked.code, 0, "{}", checked.stderr);
+    let said = format!("{}{}", checked.stdout, checked.stderr);
+    assert!(said.contains(&damaged[..12]), "{said}");
+}
+
+/// Both servers put their hrefs on another origin (the LFS server's own
+/// port, as GitHub's lead to another host), and both speak TLS.
+#[test]
+fn hrefs_on_another_origin_and_a_tls_pair_work() {
+    let source = GitServer::builder()
+        .lfs(true)
+        .lfs_hrefs_elsewhere(true)
+        .config("uploadpack.allowFilter", "true")
+        .start();
+    let destination = GitServer::builder()
+        .lfs(true)
+        .lfs_hrefs_elsewhere(true)
+        .start();
+    let (_work, files) = lfs_source(&source, "src.git", &[2_000, 70_000]);
+    destination.create_bare("dst.git");
+    let run = mirror(&source, &destination, &[]);
+    run.assert_code(0);
+    assert_eq!(run.json()["lfs"]["moved"], 2, "{}", run.stdout);
+    assert_eq!(destination.lfs().objects("dst.git"), objects_of(&files));
+    let action = destination.lfs().action_authorization().to_owned();
+    assert!(!run.stdout.contains(&action) && !run.stderr.contains(&action));
+
+    let source = GitServer::builder()
+        .tls(true)
+        .lfs(true)
+        .config("uploadpack.allowFilter", "true")
+        .start();
+    let destination = GitServer::builder().tls(true).lfs(true).start();
+    let (_work, files) = lfs_source(&source, "src.git", &[2_000, 70_000]);
+    destination.create_bare("dst.git");
+    let run = relay_pair("mirror", &source, &destination, &["--json"]);
+    run.assert_code(0);
+    assert_eq!(run.json()["lfs"]["moved"], 2, "{}", run.stdout);
+    assert_eq!(destination.lfs().objects("dst.git"), objects_of(&files));
+    lfs_clone_checked(&destination, "dst.git");
+}
