@@ -459,3 +459,77 @@ fn hrefs_on_another_origin_and_a_tls_pair_work() {
     assert_eq!(destination.lfs().objects("dst.git"), objects_of(&files));
     lfs_clone_checked(&destination, "dst.git");
 }
+
+/// A sweep of an organization (a fake Azure DevOps listing one repository
+/// that uses LFS, `Media/assets`) into `dst/{project}/{repo}.git` on the
+/// same server.
+fn sweep_one_lfs_repository() -> (GitServer, Vec<LfsFile>, Run) {
+    use support::forge::{FakeForge, FakeRepo, Kind};
+    let server = GitServer::builder()
+        .lfs(true)
+        .config("uploadpack.allowFilter", "true")
+        .start();
+    let (_work, files) = lfs_source(&server, "src/Media/assets.git", &[2_000, 70_000]);
+    server.create_bare("dst/Media/assets.git");
+    let repo = FakeRepo::new("Media", "assets", &server.url("src/Media/assets.git"));
+    let fake = FakeForge::builder(Kind::AzureDevOps, "fabrikam", server.password())
+        .repo(repo)
+        .start();
+    let template = format!(
+        "http://127.0.0.1:{}/dst/{{project}}/{{repo}}.git",
+        server.port()
+    );
+    let args = [
+        "mirror-all",
+        "--source-kind",
+        "azure-devops",
+        &fake.scope_url(),
+        &template,
+        "--json",
+    ];
+    let run = run(&args, &credentials(&server));
+    (server, files, run)
+}
+
+/// mirror-all moves the LFS objects of the repositories it sweeps like a
+/// single mirror, and its report and progress say so.
+#[test]
+fn mirror_all_moves_the_lfs_objects_of_the_repositories_it_sweeps() {
+    let (server, files, run) = sweep_one_lfs_repository();
+    run.assert_code(0);
+    let report = run.json();
+    let lfs = &report["repositories"][0]["report"]["lfs"];
+    assert_eq!(lfs["moved"], 2, "{}", run.stdout);
+    assert_eq!(
+        server.lfs().objects("dst/Media/assets.git"),
+        objects_of(&files)
+    );
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("Media/assets: done"));
+    assert!(
+        line.is_some_and(|l| l.contains("2 LFS objects")),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Issue 12: "LFS objects and bytes moved in ... mirror-all's table".
+#[test]
+#[ignore = "bug: mirror-all's final table has no LFS column (objects, bytes moved)"]
+fn mirror_all_table_counts_the_lfs_objects_moved() {
+    let (_server, _files, run) = sweep_one_lfs_repository();
+    run.assert_code(0);
+    let table: Vec<&str> = run
+        .stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("repository"))
+        .collect();
+    assert!(table[0].contains("LFS"), "{}", run.stderr);
+    let row = table
+        .iter()
+        .find(|l| l.starts_with("Media/assets"))
+        .unwrap();
+    assert!(row.contains("70.3 KiB"), "{row}");
+}
