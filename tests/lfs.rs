@@ -533,3 +533,53 @@ fn mirror_all_table_counts_the_lfs_objects_moved() {
         .unwrap();
     assert!(row.contains("70.3 KiB"), "{row}");
 }
+
+/// Issue 12's memory bound: one 300 MiB object and 200 of 1 MiB relayed
+/// with a peak resident memory of at most 64 MiB. The objects are put in
+/// the source's store directly and their pointers committed by hand: the
+/// test is about the relay, and git-lfs would take most of the time.
+#[test]
+fn one_300_mib_object_and_200_of_1_mib_are_relayed_in_64_mib() {
+    const MIB: usize = 1 << 20;
+    let source = GitServer::builder()
+        .lfs(true)
+        .config("uploadpack.allowFilter", "true")
+        .start();
+    let destination = GitServer::builder().lfs(true).start();
+    let src = source.create_bare("src.git");
+    destination.create_bare("dst.git");
+    let work = WorkRepo::new();
+    let mut expected = Vec::new();
+    let sizes = std::iter::once(300 * MIB).chain(std::iter::repeat_n(MIB, 200));
+    for (i, size) in sizes.enumerate() {
+        let path = format!("lfs/object-{i:03}.bin");
+        let content = lfs_content(&path, size);
+        let oid = source.lfs().put_object("src.git", &content);
+        let pointer = lfs_pointer(&oid, size as u64);
+        std::fs::create_dir_all(work.path().join("lfs")).unwrap();
+        std::fs::write(work.path().join(&path), pointer).unwrap();
+        expected.push((oid, size as u64));
+    }
+    expected.sort();
+    git(work.path(), &["add", "lfs"]);
+    work.commit_file("README", b"big LFS objects\n", "pointers");
+    work.push_mirror_to(&src);
+
+    let (src_url, dst_url) = (source.url("src.git"), destination.url("dst.git"));
+    let env = pair_env(&source, &destination);
+    let started = std::time::Instant::now();
+    let (run, peak) = run_measuring_memory(&["mirror", &src_url, &dst_url, "--json"], &env.vars());
+    let took = started.elapsed();
+    run.assert_code(0);
+    eprintln!(
+        "relayed 500 MiB of LFS objects in {took:?}, peak RSS {} KiB",
+        peak / 1024
+    );
+    assert_eq!(run.json()["lfs"]["moved"], 201, "{}", run.stdout);
+    assert_eq!(destination.lfs().objects("dst.git"), expected);
+    assert!(
+        peak <= 64 * MIB as u64,
+        "peak RSS {} MiB",
+        peak / MIB as u64
+    );
+}
