@@ -280,6 +280,23 @@ fn a_corrupt_object_at_the_source_is_detected_and_not_stored() {
     let failed = &report["lfs"]["failed"];
     assert_eq!(oids(failed), vec![bad.oid.clone()], "{}", run.stdout);
     assert_eq!(failed[0]["path"], bad.path.as_str());
+    assert_eq!(failed[0]["side"], "source");
+    let reason = failed[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("corrupt"), "{reason}");
+    // git-relay itself caught it: the upload was cut before its last byte,
+    // so the destination never saw a whole wrong object (the harness's
+    // check would have answered 422).
+    let cut: Vec<_> = destination
+        .lfs()
+        .requests_of(LfsKind::Upload)
+        .into_iter()
+        .filter(|r| r.oids == [bad.oid.clone()])
+        .collect();
+    assert!(
+        cut.iter()
+            .all(|r| r.status != 422 && r.body_bytes < bad.size),
+        "{cut:#?}"
+    );
     assert!(!destination.lfs().has_object("dst.git", &bad.oid));
     assert_eq!(
         destination.lfs().objects("dst.git"),
