@@ -249,8 +249,12 @@ fn wrong_lfs_credentials_name_the_side_and_lfs_and_leave_the_destination_alone()
         &["--dest-lfs-url", &dst_lfs],
     );
     run.assert_code(1);
-    assert!(run.stderr.contains("LFS"), "{}", run.stderr);
-    assert!(run.stderr.contains("destination"), "{}", run.stderr);
+    let error = run.stderr.lines().find(|l| l.starts_with("error:"));
+    assert!(
+        error.is_some_and(|e| e.starts_with("error: destination (") && e.contains("LFS")),
+        "{}",
+        run.stderr
+    );
     assert!(refs_of(&destination.repo_path("dst.git")).is_empty());
     assert!(elsewhere.uploaded().is_empty());
 
@@ -262,8 +266,12 @@ fn wrong_lfs_credentials_name_the_side_and_lfs_and_leave_the_destination_alone()
         &["--source-lfs-url", &src_lfs],
     );
     run.assert_code(1);
-    assert!(run.stderr.contains("LFS"), "{}", run.stderr);
-    assert!(run.stderr.contains("source"), "{}", run.stderr);
+    let error = run.stderr.lines().find(|l| l.starts_with("error:"));
+    assert!(
+        error.is_some_and(|e| e.starts_with("error: source (") && e.contains("LFS")),
+        "{}",
+        run.stderr
+    );
     assert!(refs_of(&destination.repo_path("dst.git")).is_empty());
     assert!(!run.stderr.contains("s3cret") && !run.stdout.contains("s3cret"));
 }
@@ -599,4 +607,38 @@ fn one_300_mib_object_and_200_of_1_mib_are_relayed_in_64_mib() {
         "peak RSS {} MiB",
         peak / MIB as u64
     );
+}
+
+/// An object the destination already has is counted as present and not
+/// sent again; the text report says how many moved and how much.
+#[test]
+fn objects_the_destination_has_are_not_sent_again() {
+    let (source, destination, _work, files) = lfs_pair(&[2_000, 3_000, 4_000]);
+    let content = lfs_content(&files[0].path, files[0].size as usize);
+    destination.lfs().put_object("dst.git", &content);
+
+    let run = relay_pair("mirror", &source, &destination, &[]);
+    run.assert_code(0);
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(said.contains("2 LFS objects (6.8 KiB) moved"), "{said}");
+    let uploaded = destination.lfs().uploaded();
+    assert_eq!(uploaded.len(), 2, "{uploaded:?}");
+    assert!(!uploaded.contains(&files[0].oid));
+    assert_eq!(destination.lfs().objects("dst.git"), objects_of(&files));
+}
+
+/// The same, in the JSON report: `present` counts it.
+#[test]
+fn the_json_report_counts_present_objects() {
+    let (source, destination, _work, files) = lfs_pair(&[2_000, 3_000, 4_000]);
+    let content = lfs_content(&files[2].path, files[2].size as usize);
+    destination.lfs().put_object("dst.git", &content);
+
+    let run = mirror(&source, &destination, &[]);
+    run.assert_code(0);
+    let lfs = &run.json()["lfs"];
+    assert_eq!(lfs["objects"], 3, "{lfs}");
+    assert_eq!(lfs["present"], 1, "{lfs}");
+    assert_eq!(lfs["moved"], 2, "{lfs}");
+    assert_eq!(lfs["bytes"], 5_000, "{lfs}");
 }
