@@ -205,6 +205,16 @@ fn with_lfs_always_a_missing_object_holds_the_refs_back() {
     assert_eq!(report["lfs"]["held_back"], true, "{}", run.stdout);
     assert_eq!(oids(&report["lfs"]["missing"]), vec![files[0].oid.clone()]);
     assert!(refs_of(&destination.repo_path("dst.git")).is_empty());
+
+    // Once the source has it again, the next run brings everything.
+    let content = lfs_content(&files[0].path, files[0].size as usize);
+    source.lfs().put_object("src.git", &content);
+    mirror(&source, &destination, &["--lfs", "always"]).assert_code(0);
+    assert_eq!(
+        refs_of(&destination.repo_path("dst.git")),
+        refs_of(&source.repo_path("src.git"))
+    );
+    assert_eq!(destination.lfs().objects("dst.git"), objects_of(&files));
 }
 
 /// `mirror <source>/src.git <destination>/REPO` in text.
@@ -282,8 +292,15 @@ fn a_corrupt_object_at_the_source_is_detected_and_not_stored() {
     let bad = &files[2];
     source.lfs().corrupt_object("src.git", &bad.oid);
 
-    let run = mirror(&source, &destination, &[]);
+    let run = mirror(&source, &destination, &["--verbose"]);
     run.assert_code(3);
+    // Even when an action fails and everything is told, the actions' own
+    // tokens stay secret.
+    for lfs in [source.lfs(), destination.lfs()] {
+        let token = lfs.action_authorization();
+        let token = token.trim_start_matches("Bearer ");
+        assert!(!run.stderr.contains(token) && !run.stdout.contains(token));
+    }
     let report = run.json();
     let failed = &report["lfs"]["failed"];
     assert_eq!(oids(failed), vec![bad.oid.clone()], "{}", run.stdout);
