@@ -659,3 +659,69 @@ fn the_json_report_counts_present_objects() {
     assert_eq!(lfs["moved"], 2, "{lfs}");
     assert_eq!(lfs["bytes"], 5_000, "{lfs}");
 }
+
+/// Sources that speak protocol v0 filter too (git http-backend without v2).
+#[test]
+fn a_protocol_v0_source_is_read_for_pointers_too() {
+    let source = GitServer::builder()
+        .lfs(true)
+        .protocol_v2(false)
+        .config("uploadpack.allowFilter", "true")
+        .start();
+    let destination = GitServer::builder().lfs(true).start();
+    let (_work, files) = lfs_source(&source, "src.git", &[2_000, 3_000]);
+    destination.create_bare("dst.git");
+    mirror(&source, &destination, &[]).assert_code(0);
+    assert_eq!(destination.lfs().objects("dst.git"), objects_of(&files));
+}
+
+/// A destination with no LFS server where git-lfs looks: a clear error
+/// before any ref moves (pointers alone would be broken files there).
+#[test]
+fn a_destination_without_an_lfs_server_is_an_error_before_any_ref_moves() {
+    let source = GitServer::builder()
+        .lfs(true)
+        .config("uploadpack.allowFilter", "true")
+        .start();
+    let destination = GitServer::start();
+    lfs_source(&source, "src.git", &[2_000]);
+    destination.create_bare("dst.git");
+    let run = mirror(&source, &destination, &[]);
+    run.assert_code(1);
+    let error = run.stderr.lines().find(|l| l.starts_with("error:"));
+    assert!(
+        error.is_some_and(|e| e.starts_with("error: destination (") && e.contains("LFS")),
+        "{}",
+        run.stderr
+    );
+    assert!(refs_of(&destination.repo_path("dst.git")).is_empty());
+}
+
+/// A public source (anonymous reads, git and LFS): no source credentials
+/// needed.
+#[test]
+fn a_public_source_is_read_without_credentials() {
+    let source = GitServer::builder()
+        .lfs(true)
+        .anonymous_read(true)
+        .config("uploadpack.allowFilter", "true")
+        .start();
+    let destination = GitServer::builder().lfs(true).start();
+    let (_work, files) = lfs_source(&source, "src.git", &[2_000, 3_000]);
+    destination.create_bare("dst.git");
+    source.lfs().clear_requests();
+    let (src, dst) = (source.url("src.git"), destination.url("dst.git"));
+    let env = [
+        ("GIT_RELAY_DEST_TOKEN", destination.password()),
+        ("GIT_RELAY_DEST_USERNAME", destination.username()),
+    ];
+    run(&["mirror", &src, &dst], &env).assert_code(0);
+    assert_eq!(destination.lfs().objects("dst.git"), objects_of(&files));
+    // The destination's credentials never go to the source.
+    let batches = source.lfs().requests_of(LfsKind::Batch);
+    assert!(!batches.is_empty());
+    assert!(
+        batches.iter().all(|r| r.authorization.is_none()),
+        "{batches:#?}"
+    );
+}
