@@ -104,6 +104,16 @@ fn objects_of(files: &[LfsFile]) -> Vec<(String, u64)> {
     objects
 }
 
+/// The oids of `files`, sorted.
+fn oids_of(files: &[LfsFile]) -> Vec<String> {
+    sorted(files.iter().map(|f| f.oid.clone()).collect())
+}
+
+fn sorted(mut oids: Vec<String>) -> Vec<String> {
+    oids.sort();
+    oids
+}
+
 fn oids(problems: &serde_json::Value) -> Vec<String> {
     problems
         .as_array()
@@ -121,6 +131,7 @@ fn an_incremental_run_with_three_new_lfs_files_moves_exactly_three_objects() {
     mirror(&source, &destination, &[]).assert_code(0);
     let new = lfs_commit(&work, &[4_000, 5_000, 6_000], "three more");
     lfs_push(&work);
+    source.lfs().clear_requests();
     destination.lfs().clear_requests();
 
     let run = mirror(&source, &destination, &[]);
@@ -128,11 +139,15 @@ fn an_incremental_run_with_three_new_lfs_files_moves_exactly_three_objects() {
     let report = run.json();
     assert_eq!(report["lfs"]["moved"], 3, "{}", run.stdout);
     assert_eq!(report["lfs"]["bytes"], 15_000);
-    let mut uploaded = destination.lfs().uploaded();
-    uploaded.sort();
-    let mut expected: Vec<_> = new.iter().map(|f| f.oid.clone()).collect();
-    expected.sort();
-    assert_eq!(uploaded, expected);
+    assert_eq!(sorted(destination.lfs().uploaded()), oids_of(&new));
+    // Neither side was even asked about the objects sent before.
+    for lfs in [source.lfs(), destination.lfs()] {
+        let asked = lfs
+            .requests_of(LfsKind::Batch)
+            .into_iter()
+            .flat_map(|b| b.oids);
+        assert_eq!(sorted(asked.collect()), oids_of(&new));
+    }
     let all: Vec<_> = first.iter().chain(&new).cloned().collect();
     assert_eq!(destination.lfs().objects("dst.git"), objects_of(&all));
 }
@@ -624,6 +639,11 @@ fn one_300_mib_object_and_200_of_1_mib_are_relayed_in_64_mib() {
         "peak RSS {} MiB",
         peak / MIB as u64
     );
+    // 201 objects: batches of at most 100, as hosts take them.
+    for lfs in [source.lfs(), destination.lfs()] {
+        let batches = lfs.requests_of(LfsKind::Batch);
+        assert!(batches.len() >= 3 && batches.iter().all(|b| b.oids.len() <= 100));
+    }
 }
 
 /// An object the destination already has is counted as present and not
@@ -724,4 +744,54 @@ fn a_public_source_is_read_without_credentials() {
         batches.iter().all(|r| r.authorization.is_none()),
         "{batches:#?}"
     );
+}
+
+/// Backups are incremental for LFS too: a second run fetches only the new
+/// objects, and a run with nothing new asks the LFS server nothing.
+#[test]
+fn a_backup_run_fetches_only_new_lfs_objects_and_a_no_op_none() {
+    let source = GitServer::builder()
+        .lfs(true)
+        .config("uploadpack.allowFilter", "true")
+        .start();
+    let (work, _files) = lfs_source(&source, "src.git", &[2_000, 3_000]);
+    let scratch = tempfile::tempdir().unwrap();
+    let backup = scratch.path().join("backup.git");
+    let args = [
+        "mirror",
+        &source.url("src.git"),
+        backup.to_str().unwrap(),
+        "--json",
+    ];
+    run(&args, &credentials(&source)).assert_code(0);
+    let new = lfs_commit(&work, &[4_000, 5_000, 6_000], "three more");
+    lfs_push(&work);
+    source.lfs().clear_requests();
+
+    let again = run(&args, &credentials(&source));
+    again.assert_code(0);
+    assert_eq!(again.json()["lfs"]["moved"], 3, "{}", again.stdout);
+    assert_eq!(sorted(source.lfs().downloaded()), oids_of(&new));
+
+    source.lfs().clear_requests();
+    run(&args, &credentials(&source)).assert_code(0);
+    assert!(source.lfs().requests().is_empty());
+}
+
+/// A force-pushed branch whose new history has other LFS files: `--force`
+/// brings their objects with it.
+#[test]
+fn a_rewritten_branch_brings_the_objects_of_its_new_history() {
+    let (source, destination, work, _files) = lfs_pair(&[2_000, 3_000]);
+    mirror(&source, &destination, &[]).assert_code(0);
+    git(work.path(), &["reset", "-q", "--hard", "HEAD~1"]);
+    let new = lfs_commit(&work, &[4_000, 5_000], "rewritten");
+    git(work.path(), &["push", "-q", "-f", "origin", "main"]);
+    destination.lfs().clear_requests();
+
+    let run = mirror(&source, &destination, &["--force"]);
+    run.assert_code(0);
+    assert_eq!(run.json()["lfs"]["moved"], 2, "{}", run.stdout);
+    assert_eq!(sorted(destination.lfs().uploaded()), oids_of(&new));
+    lfs_clone_checked(&destination, "dst.git");
 }
