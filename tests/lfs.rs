@@ -847,3 +847,35 @@ fn an_lfs_url_of_another_scheme_is_refused_as_such() {
         "{said}"
     );
 }
+
+/// An object missing at the source that only an older commit needs (its
+/// file deleted since) is reported with that commit; with `--lfs always`
+/// the text report says why each ref was held back.
+#[test]
+fn a_missing_object_of_an_older_commit_is_named_with_that_commit() {
+    let (source, destination, work, files) = lfs_pair(&[2_000, 3_000]);
+    let old = work.rev_parse("HEAD");
+    git(work.path(), &["rm", "-q", &files[0].path]);
+    git(work.path(), &["commit", "-q", "-m", "drop it"]);
+    work.branch("side");
+    lfs_push(&work);
+    source.lfs().delete_object("src.git", &files[0].oid);
+
+    let run = relay_pair("mirror", &source, &destination, &["--lfs", "always"]);
+    run.assert_code(3);
+    let said = format!("{}{}", run.stdout, run.stderr);
+    let place = format!("({} in {})", files[0].path, &old[..12]);
+    assert!(
+        said.lines()
+            .any(|l| l.contains(&files[0].oid[..12]) && l.contains(&place)),
+        "{said}"
+    );
+    for branch in ["refs/heads/main", "refs/heads/side"] {
+        assert!(
+            said.lines()
+                .any(|l| l.contains(branch) && l.contains("held back")),
+            "{said}"
+        );
+    }
+    assert!(refs_of(&destination.repo_path("dst.git")).is_empty());
+}
