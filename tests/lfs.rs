@@ -879,3 +879,40 @@ fn a_missing_object_of_an_older_commit_is_named_with_that_commit() {
     }
     assert!(refs_of(&destination.repo_path("dst.git")).is_empty());
 }
+
+/// Local sources give their LFS objects too: a backup copied to another
+/// backup, and a git-lfs user's work tree (`.git/lfs/objects`) mirrored to
+/// a host.
+#[test]
+fn a_backup_of_a_backup_and_a_work_tree_bring_their_lfs_objects() {
+    let source = GitServer::builder()
+        .lfs(true)
+        .config("uploadpack.allowFilter", "true")
+        .start();
+    let (work, files) = lfs_source(&source, "src.git", &[2_000, 3_000]);
+    let scratch = tempfile::tempdir().unwrap();
+    let (first, second) = (scratch.path().join("a.git"), scratch.path().join("b.git"));
+    let (first, second) = (first.to_str().unwrap(), second.to_str().unwrap());
+    let src = source.url("src.git");
+    run(&["mirror", &src, first], &credentials(&source)).assert_code(0);
+    let copied = run(&["mirror", first, second, "--json"], &[]);
+    copied.assert_code(0);
+    assert_eq!(copied.json()["lfs"]["moved"], 2, "{}", copied.stdout);
+    for file in &files {
+        let oid = &file.oid;
+        let stored = format!("{second}/lfs/objects/{}/{}/{oid}", &oid[..2], &oid[2..4]);
+        let content = std::fs::read(&stored).unwrap_or_else(|e| panic!("{stored}: {e}"));
+        assert_eq!(content, lfs_content(&file.path, file.size as usize));
+    }
+
+    let host = GitServer::builder().lfs(true).start();
+    host.create_bare("dst.git");
+    let work_tree = work.path().to_str().unwrap();
+    let pushed = run(
+        &["mirror", work_tree, &host.url("dst.git"), "--json"],
+        &credentials(&host),
+    );
+    pushed.assert_code(0);
+    assert_eq!(pushed.json()["lfs"]["moved"], 2, "{}", pushed.stdout);
+    assert_eq!(host.lfs().objects("dst.git"), objects_of(&files));
+}
