@@ -153,7 +153,7 @@ fn an_incremental_run_with_three_new_lfs_files_moves_exactly_three_objects() {
 }
 
 #[test]
-fn a_no_op_run_makes_no_lfs_request() {
+fn a_no_op_run_and_status_make_no_lfs_request() {
     let (source, destination, _work, _files) = lfs_pair(&[2_000, 3_000]);
     mirror(&source, &destination, &[]).assert_code(0);
     source.lfs().clear_requests();
@@ -161,6 +161,7 @@ fn a_no_op_run_makes_no_lfs_request() {
 
     let run = mirror(&source, &destination, &[]);
     run.assert_code(0);
+    relay_pair("status", &source, &destination, &[]).assert_code(0);
     assert!(
         source.lfs().requests().is_empty(),
         "{:#?}",
