@@ -52,7 +52,8 @@ class Sample:
     server_by_service: dict = field(default_factory=dict)
 
 
-def measured_commands(cmds: list[list[str]], env: dict, logdir: Path) -> Sample:
+def measured_commands(cmds: list[list[str]], env: dict, logdir: Path,
+                      cwd: Path | None = None) -> Sample:
     """Run commands one after another, measuring time, CPU and peak RSS.
 
     The rusage of a finished process (wait4) covers it and every descendant
@@ -74,7 +75,8 @@ def measured_commands(cmds: list[list[str]], env: dict, logdir: Path) -> Sample:
         if GNU_TIME.exists():
             wrapped = [str(GNU_TIME), "-q", "-f", "%M %U %S", "-o", str(usage_file), *cmd]
         started = time.perf_counter()
-        proc = subprocess.Popen(wrapped, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(wrapped, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
         sample.wall += time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
