@@ -50,6 +50,8 @@ class Sample:
     # Server CPU seconds and largest process (KiB) by request, e.g.
     # "POST git-receive-pack" (see WebServer.usage_by_service).
     server_by_service: dict = field(default_factory=dict)
+    # Wall seconds of each command of the job, in order (git: clone, push...).
+    steps: list = field(default_factory=list)
 
 
 def measured_commands(cmds: list[list[str]], env: dict, logdir: Path,
@@ -78,7 +80,8 @@ def measured_commands(cmds: list[list[str]], env: dict, logdir: Path,
         proc = subprocess.Popen(wrapped, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                 cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
-        sample.wall += time.perf_counter() - started
+        sample.steps.append(time.perf_counter() - started)
+        sample.wall += sample.steps[-1]
         proc.returncode = os.waitstatus_to_exitcode(status)
         sample.exit_code = proc.returncode
         out.close()

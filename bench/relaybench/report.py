@@ -238,7 +238,9 @@ def render(args, info: dict, load_before: str, load_after: str, started: dt.date
             "- servers: nginx + fcgiwrap + `git http-backend` on 127.0.0.1, Basic auth, "
             "protocol v2 passed through; source and destination on the same server; "
             + ("upload-pack serves filtered fetches (`--allow-filter`)" if args.allow_filter
-               else "no filtered fetches (`uploadpack.allowFilter` unset, git's default)"),
+               else "no filtered fetches (`uploadpack.allowFilter` unset, git's default)")
+            + ("; the Git LFS sources set `uploadpack.allowFilter` in their own config, "
+               "which git-relay's `--lfs auto` needs to find pointers" if lfs_results else ""),
             ""]
     out += ["Method: wall time of the whole job; CPU is user+sys of the job's process "
             "trees and peak RSS the largest single process (`ru_maxrss`), both from "
@@ -321,7 +323,7 @@ def lfs_section(meta: dict, results: dict) -> list[str]:
     loads = [s.load for bt in results.values() for pairs in bt.values() for s, _ in pairs
              if s.load is not None]
     if loads:
-        out[-3:-3] = [f"1-minute load average at the start of each LFS job: {min(loads)}–"
+        out[-2:-2] = [f"1-minute load average at the start of each LFS job: {min(loads)}–"
                       f"{max(loads)} (median {statistics.median(loads):.2f}).", ""]
     medians: dict = {}
     for scenario, by_tool in results.items():
@@ -354,6 +356,18 @@ def lfs_section(meta: dict, results: dict) -> list[str]:
                 spread([s.server_cpu for s in samples], human_seconds),
                 spread([f.giftless_cpu for f in figs], human_seconds),
                 speed]) + " |")
+    steps = ("git clone --mirror", "git lfs fetch --all", "git push --mirror",
+             "git lfs push --all")
+    rows = []
+    for scenario, by_tool in results.items():
+        runs = [s.steps for s, _ in by_tool.get("git", []) if len(s.steps) == len(steps)]
+        if runs:
+            rows.append(f"| {SCENARIO_TITLES[scenario]} | " + " | ".join(
+                spread([r[i] for r in runs], human_seconds) for i in range(len(steps))) + " |")
+    if rows:
+        out += ["", "Where git's time goes, by command (median, min–max):", "",
+                "| scenario | " + " | ".join(f"`{c}`" for c in steps) + " |",
+                "| --- |" + " --- |" * len(steps), *rows]
     out += ["", "Against the targets of issue 12 (medians; every repetition for memory, "
             "disk and requests):", ""]
 
