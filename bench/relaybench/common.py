@@ -22,7 +22,10 @@ GNU_TIME = Path("/usr/bin/time")  # measures the client and the CGI processes
 USER = "bench"
 PASSWORD = "bench-secret"
 
-SCENARIOS = ("first", "commit", "rewrite", "noop", "capped", "capped-learnt")
+# The Git LFS scenarios run on a repository of their own (lfs.py), not on
+# the sizes; `--scenarios lfs` names all three.
+LFS_SCENARIOS = ("lfs-first", "lfs-commit", "lfs-noop")
+SCENARIOS = ("first", "commit", "rewrite", "noop", "capped", "capped-learnt", *LFS_SCENARIOS)
 # Run only when asked with --scenarios: they need the capped server.
 DEFAULT_SCENARIOS = ("first", "commit", "rewrite", "noop")
 CAPPED_SCENARIOS = ("capped", "capped-learnt")
@@ -33,6 +36,9 @@ SCENARIO_TITLES = {
     "noop": "no-op",
     "capped": "first mirror, capped destination, budget set",
     "capped-learnt": "first mirror, capped destination, budget learnt",
+    "lfs-first": "LFS: first mirror (empty destination)",
+    "lfs-commit": "LFS: one new LFS file",
+    "lfs-noop": "LFS: no-op",
 }
 TOOLS = ("git-relay", "git")
 # The tools of each scenario: without a budget flag git has nothing to

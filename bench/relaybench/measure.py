@@ -50,9 +50,12 @@ class Sample:
     # Server CPU seconds and largest process (KiB) by request, e.g.
     # "POST git-receive-pack" (see WebServer.usage_by_service).
     server_by_service: dict = field(default_factory=dict)
+    # Wall seconds of each command of the job, in order (git: clone, push...).
+    steps: list = field(default_factory=list)
 
 
-def measured_commands(cmds: list[list[str]], env: dict, logdir: Path) -> Sample:
+def measured_commands(cmds: list[list[str]], env: dict, logdir: Path,
+                      cwd: Path | None = None) -> Sample:
     """Run commands one after another, measuring time, CPU and peak RSS.
 
     The rusage of a finished process (wait4) covers it and every descendant
@@ -74,9 +77,11 @@ def measured_commands(cmds: list[list[str]], env: dict, logdir: Path) -> Sample:
         if GNU_TIME.exists():
             wrapped = [str(GNU_TIME), "-q", "-f", "%M %U %S", "-o", str(usage_file), *cmd]
         started = time.perf_counter()
-        proc = subprocess.Popen(wrapped, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(wrapped, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
-        sample.wall += time.perf_counter() - started
+        sample.steps.append(time.perf_counter() - started)
+        sample.wall += sample.steps[-1]
         proc.returncode = os.waitstatus_to_exitcode(status)
         sample.exit_code = proc.returncode
         out.close()

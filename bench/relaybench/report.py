@@ -211,7 +211,8 @@ def capped_table(results: dict, cap: int) -> list[str]:
 
 def render(args, info: dict, load_before: str, load_after: str, started: dt.datetime,
            finished: dt.datetime, metas: dict, all_results: dict,
-           org_rows: list[dict], org_note: str) -> str:
+           org_rows: list[dict], org_note: str, lfs_meta: dict | None = None,
+           lfs_results: dict | None = None) -> str:
     """The whole markdown report."""
     out = [f"# git-relay benchmark, {started:%Y-%m-%d}", ""]
     out += [f"- started {started:%Y-%m-%d %H:%M:%S} UTC, finished {finished:%H:%M:%S} UTC",
@@ -237,7 +238,9 @@ def render(args, info: dict, load_before: str, load_after: str, started: dt.date
             "- servers: nginx + fcgiwrap + `git http-backend` on 127.0.0.1, Basic auth, "
             "protocol v2 passed through; source and destination on the same server; "
             + ("upload-pack serves filtered fetches (`--allow-filter`)" if args.allow_filter
-               else "no filtered fetches (`uploadpack.allowFilter` unset, git's default)"),
+               else "no filtered fetches (`uploadpack.allowFilter` unset, git's default)")
+            + ("; the Git LFS sources set `uploadpack.allowFilter` in their own config, "
+               "which git-relay's `--lfs auto` needs to find pointers" if lfs_results else ""),
             ""]
     out += ["Method: wall time of the whole job; CPU is user+sys of the job's process "
             "trees and peak RSS the largest single process (`ru_maxrss`), both from "
@@ -248,7 +251,8 @@ def render(args, info: dict, load_before: str, load_after: str, started: dt.date
             "peak RSS cover both servers' http-backend processes and their git children "
             "(upload-pack, pack-objects, receive-pack, index-pack, rev-list), measured "
             "by running http-backend under GNU time; they are not in the client "
-            "columns. `git` is `git clone --mirror` + `git push --mirror`, run from "
+            "columns. `git` is `git clone --mirror` + `git push --mirror` (for Git LFS, "
+            "with `git lfs fetch --all` and `git lfs push --all`), run from "
             "scratch each time as on a fresh CI agent. See bench/README.md.", ""]
     for name, results in all_results.items():
         meta = metas[name]
@@ -267,6 +271,10 @@ def render(args, info: dict, load_before: str, load_after: str, started: dt.date
         if notes:
             out += ["", "Failures:", *[f"- {n}" for n in notes]]
         out.append("")
+    if lfs_results:
+        out += lfs_section(lfs_meta, lfs_results)
+    if not org_rows and lfs_results:
+        return "\n".join(out)
     out += ["## Organization sweep", ""]
     if org_rows:
         out += [org_note, "", "| sweep | --jobs | wall | CPU | peak RSS | received | sent |",
@@ -282,3 +290,120 @@ def render(args, info: dict, load_before: str, load_after: str, started: dt.date
     out.append("")
     return "\n".join(out)
 
+
+
+def lfs_section(meta: dict, results: dict) -> list[str]:
+    """The Git LFS scenarios: a row per scenario and tool, then the issue's
+    targets, met or not."""
+    spec = meta["spec"]
+    out = [f"## Git LFS: {meta['commits']} commits, {meta['refs']} refs, pack "
+           f"{human_bytes(meta['pack_bytes'])}, {meta['lfs_objects']} LFS objects of "
+           f"{human_bytes(meta['lfs_bytes'])}", "",
+           f"Generated: {spec['commits']} commits on main, {spec['paths']} LFS files of which "
+           f"{spec['objects'] - spec['paths']} changed once ({spec['big']} objects of "
+           f"{spec['big_mib']} MiB, the others {spec['min_kib']}-{spec['max_kib']} KiB, "
+           f"random), {spec['branches']} topic branches, {spec['tags']} tags; the new file of "
+           f"`one new LFS file` is {human_bytes(meta['new_object']['size'])}. LFS server: "
+           "giftless (tests/lfs/serve.py, local storage) behind the same nginx, Basic auth. "
+           "git-relay: `git-relay mirror SRC DST --json` (`--lfs auto`). git: `git clone "
+           "--mirror SRC`, `git lfs fetch --all`, `git push --mirror DST`, `git lfs push --all "
+           "DST`, from scratch every time.", "",
+           "`disk` is the largest space used in the job's working directory (its TMPDIR too), "
+           "polled every 0.2 s; `LFS requests` every request under `/info/lfs/` in nginx's "
+           "access log (401 challenges included); `objects down`/`objects up` the successful "
+           "downloads (GET) and uploads (PUT), `LFS down`/`LFS up` the downloads' response "
+           "bytes and the uploads' request bytes; "
+           "`received`/`sent` all the client's HTTP traffic, git and LFS; `server CPU` the "
+           "git http-backend processes, `giftless CPU` the LFS server's.", "",
+           "| scenario | tool | wall | CPU (user+sys) | peak RSS | disk | LFS requests "
+           "| objects down | objects up | LFS down | LFS up | received | sent | server CPU | giftless CPU "
+           "| speed-up |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+           "| --- | --- |"]
+    loads = [s.load for bt in results.values() for pairs in bt.values() for s, _ in pairs
+             if s.load is not None]
+    if loads:
+        out[-2:-2] = [f"1-minute load average at the start of each LFS job: {min(loads)}–"
+                      f"{max(loads)} (median {statistics.median(loads):.2f}).", ""]
+    medians: dict = {}
+    for scenario, by_tool in results.items():
+        medians[scenario] = {t: statistics.median(s.wall for s, _ in v)
+                             for t, v in by_tool.items()}
+        for tool in TOOLS:
+            pairs = by_tool.get(tool, [])
+            if not pairs:
+                continue
+            samples = [s for s, _ in pairs]
+            figs = [f for _, f in pairs]
+            failed = [s for s in samples if not s.ok]
+            m = medians[scenario]
+            speed = (f"{m['git'] / m['git-relay']:.1f}x" if tool == "git-relay" and "git" in m
+                     and m["git-relay"] > 0 else "")
+            out.append("| " + " | ".join([
+                SCENARIO_TITLES[scenario], tool,
+                spread([s.wall for s in samples], human_seconds)
+                + (f" **{len(failed)} failed**" if failed else ""),
+                spread([s.cpu for s in samples], human_seconds),
+                spread([s.rss_kib * 1024 for s in samples], human_bytes),
+                spread([f.disk_peak for f in figs], human_bytes),
+                count_spread([f.lfs_requests for f in figs]),
+                count_spread([f.downloads for f in figs]),
+                count_spread([f.uploads for f in figs]),
+                spread([f.down_bytes for f in figs], human_bytes),
+                spread([f.up_bytes for f in figs], human_bytes),
+                spread([s.received for s in samples], human_bytes),
+                spread([s.sent for s in samples], human_bytes),
+                spread([s.server_cpu for s in samples], human_seconds),
+                spread([f.giftless_cpu for f in figs], human_seconds),
+                speed]) + " |")
+    steps = ("git clone --mirror", "git lfs fetch --all", "git push --mirror",
+             "git lfs push --all")
+    rows = []
+    for scenario, by_tool in results.items():
+        runs = [s.steps for s, _ in by_tool.get("git", []) if len(s.steps) == len(steps)]
+        if runs:
+            rows.append(f"| {SCENARIO_TITLES[scenario]} | " + " | ".join(
+                spread([r[i] for r in runs], human_seconds) for i in range(len(steps))) + " |")
+    if rows:
+        out += ["", "Where git's time goes, by command (median, min–max):", "",
+                "| scenario | " + " | ".join(f"`{c}`" for c in steps) + " |",
+                "| --- |" + " --- |" * len(steps), *rows]
+    out += ["", "Against the targets of issue 12 (medians; every repetition for memory, "
+            "disk and requests):", ""]
+
+    def relay(scenario: str) -> list:
+        return results.get(scenario, {}).get("git-relay", [])
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**not met**"
+    if "lfs-first" in results and "git" in medians["lfs-first"]:
+        m = medians["lfs-first"]
+        rss = max(s.rss_kib for s, _ in relay("lfs-first")) * 1024
+        disk = max(f.disk_peak for _, f in relay("lfs-first"))
+        git_rss = statistics.median(s.rss_kib for s, _ in results["lfs-first"]["git"]) * 1024
+        out += [f"- first mirror faster: {human_seconds(m['git-relay'])} against "
+                f"{human_seconds(m['git'])} ({m['git'] / m['git-relay']:.2f}x): "
+                f"{verdict(m['git-relay'] < m['git'])}",
+                f"- peak memory at most 64 MiB: {human_bytes(rss)} at most (git: "
+                f"{human_bytes(git_rss)}): {verdict(rss <= 64 << 20)}",
+                f"- no local disk: {human_bytes(disk)} at most in git-relay's working "
+                f"directory: {verdict(disk == 0)}"]
+    if "lfs-commit" in results and "git" in medians["lfs-commit"]:
+        m = medians["lfs-commit"]
+        moved = sorted({f.uploads for _, f in relay("lfs-commit")})
+        out.append(f"- one new LFS file at least 20x faster: {m['git'] / m['git-relay']:.1f}x "
+                   f"({human_seconds(m['git-relay'])} against {human_seconds(m['git'])}; "
+                   f"git-relay uploaded {', '.join(map(str, moved))} object(s)): "
+                   f"{verdict(m['git'] / m['git-relay'] >= 20)}")
+    if "lfs-noop" in results:
+        reqs = max(f.lfs_requests for _, f in relay("lfs-noop"))
+        m = medians["lfs-noop"]
+        ratio = f", {m['git'] / m['git-relay']:.0f}x faster than git" if "git" in m else ""
+        out.append(f"- no-op, no LFS traffic: {reqs} LFS requests at most (wall "
+                   f"{human_seconds(m['git-relay'])}{ratio}): {verdict(reqs == 0)}")
+    notes = sorted({f"{sc}/{t}: {s.note}" for sc, bt in results.items()
+                    for t, pairs in bt.items() for s, _ in pairs if not s.ok})
+    if notes:
+        out += ["", "Failures:", *[f"- {n}" for n in notes]]
+    out.append("")
+    return out

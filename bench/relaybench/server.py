@@ -35,11 +35,12 @@ class WebServer:
     """
 
     def __init__(self, tools: dict[str, str], workdir: Path, trace_dir: Path | None = None,
-                 cap: int | None = None, allow_filter: bool = False):
+                 cap: int | None = None, allow_filter: bool = False, lfs_port: int = 0):
         self.tools = tools
         self.trace_dir = trace_dir
         self.cap = cap
         self.allow_filter = allow_filter
+        self.lfs_port = lfs_port
         self.dir = workdir / "server"
         self.root = workdir / "srv"
         self.port = 0
@@ -165,6 +166,7 @@ http {{
             root {self.root};
             try_files $uri.page$api_page.json /api/empty.json;
         }}
+{self._lfs_location()}
         location / {{{self._git_location(sock, cgi)}
         }}
     }}{capped}
@@ -199,6 +201,27 @@ http {{
             fastcgi_param HOME {self.dir}/home;
             fastcgi_param GIT_CONFIG_NOSYSTEM 1;
             fastcgi_param PATH /usr/local/bin:/usr/bin:/bin;{self._trace_param()}"""
+
+    def _lfs_location(self) -> str:
+        """With an LFS server (giftless, see lfs.py), its paths under the same
+        Basic auth as git: `/<repo>.git/info/lfs/...`, passed on unchanged,
+        bodies streamed both ways. A regex location, so it wins over `/`."""
+        if not self.lfs_port:
+            return ""
+        return f"""
+        location ~ ^/.+\\.git/info/lfs/ {{
+            auth_basic "git";
+            auth_basic_user_file {self.dir}/htpasswd;
+            proxy_pass http://127.0.0.1:{self.lfs_port};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            # giftless builds its hrefs from Host: they must name nginx.
+            proxy_set_header Host $http_host;
+            proxy_request_buffering off;
+            proxy_buffering off;
+            proxy_read_timeout 900s;
+            proxy_send_timeout 900s;
+        }}"""
 
     def _trace_param(self) -> str:
         """With --server-trace, git on the server writes trace2 perf logs."""
