@@ -575,7 +575,6 @@ fn mirror_all_moves_the_lfs_objects_of_the_repositories_it_sweeps() {
 
 /// Issue 12: "LFS objects and bytes moved in ... mirror-all's table".
 #[test]
-#[ignore = "bug: mirror-all's final table has no LFS column (objects, bytes moved)"]
 fn mirror_all_table_counts_the_lfs_objects_moved() {
     let (_server, _files, run) = sweep_one_lfs_repository();
     run.assert_code(0);
@@ -828,7 +827,6 @@ fn dest_lfs_url_names_the_server_and_a_shared_object_moves_once() {
 
 /// An LFS URL of another scheme is refused for what it is.
 #[test]
-#[ignore = "bug: ftp://host/x is taken for an scp-like SSH remote (host `ftp`): Location::parse checks scp_host before the generic scheme:// refusal"]
 fn an_lfs_url_of_another_scheme_is_refused_as_such() {
     let run = run(
         &[
@@ -923,7 +921,6 @@ fn a_backup_of_a_backup_and_a_work_tree_bring_their_lfs_objects() {
 /// where GitHub answers 200 with an error per object: either way each
 /// object is missing, not the LFS server.
 #[test]
-#[ignore = "bug: a batch answered 404 as a whole (every object missing) is taken for 'no LFS server answers at this URL', exit 1, refs not mirrored"]
 fn a_source_missing_every_object_reports_each_and_mirrors_the_refs() {
     let (source, destination, _work, files) = lfs_pair(&[2_000]);
     source.lfs().delete_object("src.git", &files[0].oid);

@@ -475,11 +475,11 @@ impl LfsClient {
                     .header("Retry-After")
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);
-                let detail = error_detail(response, secrets);
+                let (detail, lfs_answer) = error_detail(response, secrets);
                 match status {
                     401 => LfsCause::Unauthorized { had_credentials },
                     403 => LfsCause::Forbidden { detail },
-                    404 => LfsCause::NotFound { detail },
+                    404 => LfsCause::NotFound { detail, lfs_answer },
                     413 => LfsCause::TooLarge { detail },
                     422 => LfsCause::Invalid { detail },
                     429 => LfsCause::RateLimited {
@@ -611,8 +611,9 @@ fn json_error(e: &serde_json::Error) -> String {
 }
 
 /// The server's explanation in an error answer: the `message` of the LFS
-/// error document (with its request id), or the start of a text body.
-fn error_detail(response: ureq::Response, secrets: &[&str]) -> String {
+/// error document (with its request id), or the start of a text body; and
+/// whether it was such a document.
+fn error_detail(response: ureq::Response, secrets: &[&str]) -> (String, bool) {
     let mut raw = Vec::new();
     let _ = response
         .into_reader()
@@ -627,15 +628,15 @@ fn error_detail(response: ureq::Response, secrets: &[&str]) -> String {
             if let Some(docs) = body.documentation_url.filter(|d| d.starts_with("https://")) {
                 text.push_str(&format!("; see {docs}"));
             }
-            return clean(&text, secrets);
+            return (clean(&text, secrets), true);
         }
     }
     let text = String::from_utf8_lossy(&raw);
     if text.trim_start().starts_with('<') {
         // An HTML error page says nothing a terminal can show.
-        return String::new();
+        return (String::new(), false);
     }
-    clean(&text, secrets)
+    (clean(&text, secrets), false)
 }
 
 /// Server text made printable: secrets masked (the redactor's and the

@@ -131,6 +131,10 @@ pub(crate) enum LfsCause {
     NotFound {
         /// The server's explanation.
         detail: String,
+        /// Whether it came as an LFS error document (JSON with a
+        /// message): an LFS server answered, rather than nothing being
+        /// there.
+        lfs_answer: bool,
     },
     /// HTTP 413: too many objects in one batch, or an object too large.
     #[error("refused as too large (HTTP 413){}", suffix(.detail))]

@@ -583,8 +583,27 @@ impl ObjectSource for LfsClient {
     type Handle = (Action, Instant);
 
     fn locate(&self, pointers: &[Pointer]) -> Result<Vec<Located<Self::Handle>>, LfsError> {
-        Ok(self
-            .batch(Operation::Download, pointers)?
+        let answers = match self.batch(Operation::Download, pointers) {
+            // Some servers (giftless) answer a download of nothing they have
+            // with a 404 for the whole batch, in an LFS error document: each
+            // object is missing. A 404 without one is no LFS server at all.
+            Err(LfsError {
+                cause:
+                    LfsCause::NotFound {
+                        detail,
+                        lfs_answer: true,
+                    },
+                ..
+            }) => {
+                let reason = format!("the source's LFS server does not have it (404: {detail})");
+                return Ok(pointers
+                    .iter()
+                    .map(|_| Located::Missing(reason.clone()))
+                    .collect());
+            }
+            other => other?,
+        };
+        Ok(answers
             .into_iter()
             .map(|answer| match answer.next {
                 Next::Download(action) => Located::Found((action, answer.received)),
@@ -624,6 +643,7 @@ impl ObjectSource for LfsClient {
                 LfsCause::NotFound {
                     detail: "the object's download action expired and no new one was given"
                         .to_owned(),
+                    lfs_answer: false,
                 },
             )),
         }

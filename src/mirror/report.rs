@@ -247,10 +247,10 @@ impl Report {
             ));
             let problems = counted(&[
                 (lfs.missing.len(), "missing at the source"),
-                (lfs.failed.len(), "failed"),
+                (lfs.failed.len(), "not moved"),
             ]);
             if !problems.is_empty() {
-                moved.push_str(&format!(" ({} of them {})", "LFS", problems.join(", ")));
+                moved.push_str(&format!("; LFS objects {}", problems.join(", ")));
             }
         }
         let state = if self.in_sync {

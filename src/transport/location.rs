@@ -57,11 +57,6 @@ impl Location {
         {
             return Err(ssh_refusal("an ssh:// URL"));
         }
-        if let Some(host) = scp_host(arg) {
-            return Err(ssh_refusal(&format!(
-                "an SSH remote in scp-like form (`[user@]host:path`, host `{host}`)"
-            )));
-        }
         if lower.starts_with("git://") {
             return Err("git:// URLs are not supported: the git protocol has no authentication or encryption; use the repository's https:// URL".to_owned());
         }
@@ -73,6 +68,12 @@ impl Location {
             {
                 return Err(format!("unsupported URL scheme `{scheme}`: use https://, http://, file:// or a local path"));
             }
+        }
+        // After the URL forms: `scheme://host/...` has a colon too.
+        if let Some(host) = scp_host(arg) {
+            return Err(ssh_refusal(&format!(
+                "an SSH remote in scp-like form (`[user@]host:path`, host `{host}`)"
+            )));
         }
         if arg.is_empty() {
             return Err("the location is empty".to_owned());
@@ -221,6 +222,20 @@ mod tests {
             ("../r", "../r"),
         ] {
             assert_eq!(Location::parse(arg).unwrap(), Location::Local(path.into()));
+        }
+    }
+
+    #[test]
+    fn other_schemes_are_named_not_taken_for_ssh() {
+        for (arg, scheme) in [
+            ("ftp://files.example/x.git", "ftp"),
+            ("svn+ssh://h/r", "svn+ssh"),
+        ] {
+            let err = Location::parse(arg).unwrap_err();
+            assert!(
+                err.contains(&format!("unsupported URL scheme `{scheme}`")),
+                "{err}"
+            );
         }
     }
 
