@@ -744,9 +744,15 @@ impl<'a> Pusher<'a> {
                         .iter()
                         .find_map(|r| r.result.as_ref().err().map(|e| (&r.name, e)))
                     {
-                        return Err(PushError::Side(self.destination.error(Cause::Refused(
-                            format!("the server refused the checkpoint ref {name} that a batched push needs: {reason}"),
-                        ))));
+                        // A run killed during its push may see the server
+                        // create the checkpoint after the next run listed
+                        // the refs: the same name holds the same commit,
+                        // so one that is there now is as good as pushed.
+                        if !self.checkpoints_exist(&commands)? {
+                            return Err(PushError::Side(self.destination.error(Cause::Refused(
+                                format!("the server refused the checkpoint ref {name} that a batched push needs: {reason}"),
+                            ))));
+                        }
                     }
                     let sent = self.last;
                     output::info(format_args!(
@@ -809,6 +815,15 @@ impl<'a> Pusher<'a> {
 }
 
 impl Pusher<'_> {
+    /// Whether the destination holds every checkpoint of `commands` with
+    /// its commit, as listed now.
+    fn checkpoints_exist(&self, commands: &[Command]) -> Result<bool, PushError> {
+        let listed = self.destination.list_refs()?;
+        Ok(commands
+            .iter()
+            .all(|c| listed.iter().any(|r| r.name == c.name && r.oid == c.new)))
+    }
+
     /// Puts the deletion of every checkpoint known so far at the end of
     /// `queue`.
     fn queue_deletes(&mut self, queue: &mut Vec<Command>) {
@@ -1102,6 +1117,10 @@ mod tests {
         cap: u64,
         refs: RefCell<Vec<Ref>>,
         pushes: RefCell<Vec<(Vec<Command>, u64)>>,
+        /// Created behind the engine's back as its push for it arrives (a
+        /// killed run's push that the server finished late), then
+        /// refused as existing.
+        racing: RefCell<Option<String>>,
     }
 
     impl Capped {
@@ -1110,6 +1129,7 @@ mod tests {
                 cap,
                 refs: RefCell::new(refs),
                 pushes: RefCell::new(Vec::new()),
+                racing: RefCell::new(None),
             }
         }
 
@@ -1171,9 +1191,13 @@ mod tests {
                 if !c.new.is_zero() {
                     refs.push(r(&c.name, c.new));
                 }
+                let raced = self.racing.borrow().as_deref() == Some(&c.name);
                 status.refs.push(RefStatus {
                     name: c.name.clone(),
-                    result: Ok(()),
+                    result: match raced {
+                        true => Err("failed to update ref (reference already exists)".into()),
+                        false => Ok(()),
+                    },
                 });
             }
             Ok(status)
@@ -1300,6 +1324,24 @@ mod tests {
             "an increment with main's tail and the side branch's start has a checkpoint for each"
         );
         assert_eq!(destination.names(), ["refs/heads/main", "refs/heads/side"]);
+    }
+
+    #[test]
+    fn a_checkpoint_another_run_created_meanwhile_counts_as_pushed() {
+        let source = History::line(20, |_| 100);
+        let refs = head_and(vec![r("refs/heads/main", id(20))], "refs/heads/main");
+        let destination = Capped::new(100_000, vec![]);
+        let first = format!("{CHECKPOINT_PREFIX}{}", id(1));
+        *destination.racing.borrow_mut() = Some(first);
+        let report = relay(
+            &options(PushBudget::Bytes(1_000), 10),
+            &source,
+            &refs,
+            &destination,
+        )
+        .unwrap();
+        assert!(report.in_sync && report.batched);
+        assert_eq!(destination.names(), ["refs/heads/main"]);
     }
 
     #[test]
