@@ -11,9 +11,11 @@
 //! base64 that a Basic `Authorization` header contains. A server that echoes
 //! our request back in an error message therefore cannot make us print it.
 
+mod token;
+
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
@@ -57,16 +59,37 @@ pub(crate) enum Scheme {
     Bearer,
 }
 
-/// A username and secret for one side of a relay.
+#[allow(unused_imports)]
+pub(crate) use token::{AuthError, Token, TokenSource};
+
+/// A username and secret for one side of a relay, or a source of
+/// short-lived tokens ([`TokenSource`]) asked as requests need them.
 ///
 /// `Debug` never shows the secret, so a credential can sit inside any
 /// structure that is logged.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub(crate) struct Credentials {
     username: String,
     secret: String,
     scheme: Scheme,
+    tokens: Option<token::Tokens>,
 }
+
+impl PartialEq for Credentials {
+    fn eq(&self, other: &Credentials) -> bool {
+        let same_source = match (&self.tokens, &other.tokens) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.same(b),
+            _ => false,
+        };
+        same_source
+            && (self.username == other.username)
+            && (self.secret == other.secret)
+            && (self.scheme == other.scheme)
+    }
+}
+
+impl Eq for Credentials {}
 
 /// Where one side's credentials may come from, before they are resolved.
 #[derive(Clone, Debug, Default)]
@@ -92,6 +115,21 @@ impl Credentials {
             username: username.into(),
             secret: secret.into(),
             scheme: Scheme::Basic,
+            tokens: None,
+        }
+    }
+
+    #[allow(dead_code)]
+    /// Credentials whose tokens come from `source`, fetched when a request
+    /// needs one and none is held that lives long enough.
+    pub(crate) fn from_source(source: Arc<dyn TokenSource>) -> Credentials {
+        let tokens = token::Tokens::new(source);
+        let (scheme, username) = tokens.scheme();
+        Credentials {
+            username,
+            secret: String::new(),
+            scheme,
+            tokens: Some(tokens),
         }
     }
 
@@ -101,6 +139,7 @@ impl Credentials {
             username: String::new(),
             secret: token.into(),
             scheme: Scheme::Bearer,
+            tokens: None,
         }
     }
 
@@ -146,6 +185,7 @@ impl Credentials {
                     username: username.to_owned(),
                     secret: secret.to_owned(),
                     scheme: sources.scheme,
+                    tokens: None,
                 }
             }
             (None, Some(password)) => Credentials {
@@ -157,6 +197,7 @@ impl Credentials {
                     .to_owned(),
                 secret: password.to_owned(),
                 scheme: sources.scheme,
+                tokens: None,
             },
             (None, None) => return None,
         };
@@ -170,12 +211,50 @@ impl Credentials {
         &self.username
     }
 
-    /// The value of the `Authorization` header.
-    pub(crate) fn authorization(&self) -> String {
-        match self.scheme {
-            Scheme::Basic => format!("Basic {}", basic_token(&self.username, &self.secret)),
-            Scheme::Bearer => format!("Bearer {}", self.secret),
+    /// The value of the `Authorization` header for the next request: a
+    /// fresh token's where they come from a source.
+    pub(crate) fn header(&self) -> Result<String, AuthError> {
+        let fetched;
+        let secret = match &self.tokens {
+            Some(tokens) => {
+                fetched = tokens.current()?;
+                &fetched
+            }
+            None => &self.secret,
+        };
+        Ok(match self.scheme {
+            Scheme::Basic => {
+                let header = basic_token(&self.username, secret);
+                if self.tokens.is_some() {
+                    register_literal(&header);
+                }
+                format!("Basic {header}")
+            }
+            Scheme::Bearer => format!("Bearer {secret}"),
+        })
+    }
+
+    /// The server refused the credentials (HTTP 401): a token from a
+    /// source is dropped, so the next request (a retry) gets another.
+    pub(crate) fn refused(&self) {
+        if let Some(tokens) = &self.tokens {
+            tokens.refused();
         }
+    }
+
+    /// The server took a request signed with them.
+    #[allow(dead_code)]
+    pub(crate) fn accepted(&self) {
+        if let Some(tokens) = &self.tokens {
+            tokens.accepted();
+        }
+    }
+
+    /// Who signs in, where tokens come from a source ("the Entra
+    /// application ..."), for messages.
+    #[allow(dead_code)]
+    pub(crate) fn identity(&self) -> Option<String> {
+        self.tokens.as_ref().map(token::Tokens::identity)
     }
 
     /// Registers the secret and every derived form with the redactor.
@@ -519,7 +598,7 @@ mod tests {
         let mut s = sources(Some("a:b"), None);
         s.scheme = Scheme::Bearer;
         let c = Credentials::resolve(&s).unwrap();
-        assert_eq!(c.authorization(), "Bearer a:b");
+        assert_eq!(c.header().unwrap(), "Bearer a:b");
     }
 
     #[test]
@@ -549,7 +628,7 @@ mod tests {
         let secret = "t/k@n:%#+ ü-redact-test";
         let c = Credentials::basic("user-redact-test", secret);
         c.register();
-        let basic = c.authorization();
+        let basic = c.header().unwrap();
         let forms = [
             secret.to_owned(),
             utf8_percent_encode(secret, USERINFO).to_string(),
@@ -613,6 +692,6 @@ mod tests {
     fn debug_hides_the_secret() {
         let c = Credentials::bearer("bearer-debug-secret");
         assert!(!format!("{c:?}").contains("bearer-debug-secret"));
-        assert_eq!(c.authorization(), "Bearer bearer-debug-secret");
+        assert_eq!(c.header().unwrap(), "Bearer bearer-debug-secret");
     }
 }

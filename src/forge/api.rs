@@ -41,7 +41,7 @@ const MAX_BODY_BYTES: u64 = 64 << 20;
 /// A client for one forge API.
 pub(crate) struct Api {
     agent: ureq::Agent,
-    authorization: Option<String>,
+    credentials: Option<Credentials>,
     /// Where the credentials may go besides the API's own origin.
     redirects: RedirectPolicy,
     /// Names the API in messages: "Azure DevOps API".
@@ -119,7 +119,7 @@ impl Api {
             .build();
         Ok(Api {
             agent,
-            authorization: credentials.map(Credentials::authorization),
+            credentials: credentials.cloned(),
             redirects: network.redirects.clone(),
             name,
             token_hint,
@@ -176,7 +176,7 @@ impl Api {
                     transport::check_origin(
                         &reply.url,
                         &next,
-                        self.authorization.is_some(),
+                        self.credentials.is_some(),
                         &self.redirects,
                     )
                     .map_err(|e| ForgeError::transport(self.name, &url, e))?;
@@ -194,12 +194,24 @@ impl Api {
     fn send(&self, method: &str, url: &Url, body: Option<&Value>) -> Result<Reply, ForgeError> {
         let mut waited = Duration::ZERO;
         loop {
+            // One per attempt: a token that expired while we waited is
+            // replaced.
+            let auth = (self.credentials.as_ref())
+                .map(|c| c.header())
+                .transpose()
+                .map_err(|e| {
+                    ForgeError::transport(
+                        self.name,
+                        url,
+                        transport::TransportError::SignIn(Box::new(e)),
+                    )
+                })?;
             output::debug(format_args!("{method} {url}"));
             let result = match body {
                 // A request body is not sent twice: a redirected write is
                 // reported by `reply`, like any other unexpected status.
                 Some(body) => self
-                    .request(method, url)
+                    .request(method, url, auth.as_deref())
                     .set("Content-Type", "application/json")
                     .send_string(&body.to_string())
                     .map(|response| Followed {
@@ -208,8 +220,10 @@ impl Api {
                     })
                     .map_err(|e| FollowError::Http(Box::new(e))),
                 None => {
-                    transport::follow(url, self.authorization.is_some(), &self.redirects, |hop| {
-                        self.request(method, hop).call().map_err(Box::new)
+                    transport::follow(url, self.credentials.is_some(), &self.redirects, |hop| {
+                        self.request(method, hop, auth.as_deref())
+                            .call()
+                            .map_err(Box::new)
                     })
                 }
             };
@@ -251,12 +265,12 @@ impl Api {
         }
     }
 
-    fn request(&self, method: &str, url: &Url) -> ureq::Request {
+    fn request(&self, method: &str, url: &Url, auth: Option<&str>) -> ureq::Request {
         let request = self
             .agent
             .request_url(method, url)
             .set("Accept", "application/json");
-        match &self.authorization {
+        match auth {
             Some(auth) => request.set("Authorization", auth),
             None => request,
         }
@@ -304,8 +318,11 @@ impl Api {
         } else {
             format!(": {detail}")
         };
+        if let Some(c) = self.credentials.as_ref().filter(|_| status == 401) {
+            c.refused();
+        }
         let (what, hint) = match status {
-            401 if self.authorization.is_none() => (
+            401 if self.credentials.is_none() => (
                 "authentication required (HTTP 401)",
                 format!("give a token ({}) with --source-token / --dest-token or GIT_RELAY_SOURCE_TOKEN / GIT_RELAY_DEST_TOKEN", self.token_hint),
             ),

@@ -66,7 +66,7 @@ pub(crate) struct LfsClient {
     endpoint: Url,
     display: String,
     agent: ureq::Agent,
-    authorization: Option<String>,
+    credentials: Option<Credentials>,
     redirects: RedirectPolicy,
     timeout: Duration,
     limits: Limits,
@@ -123,7 +123,7 @@ impl LfsClient {
             display,
             endpoint,
             agent,
-            authorization: credentials.map(Credentials::authorization),
+            credentials: credentials.cloned(),
             redirects: options.redirects.clone(),
             timeout: options.timeout,
             limits: options.limits,
@@ -190,20 +190,21 @@ impl LfsClient {
         ));
         // A batch request changes nothing, so it may be sent again to where
         // a redirect points, under the same rules as a git request.
-        let followed = follow(&url, self.authorization.is_some(), &self.redirects, |hop| {
+        let auth = self.authorization(request)?;
+        let followed = follow(&url, self.credentials.is_some(), &self.redirects, |hop| {
             let mut req = self
                 .agent
                 .post(hop.as_str())
                 .set("Accept", MEDIA_TYPE)
                 .set("Content-Type", MEDIA_TYPE);
-            if let Some(auth) = &self.authorization {
+            if let Some(auth) = &auth {
                 req = req.set("Authorization", auth);
             }
             req.send_bytes(&body).map_err(Box::new)
         })
         .map_err(|e| match e {
             FollowError::Http(e) => {
-                self.classify(request, *e, url.as_str(), self.authorization.is_some(), &[])
+                self.classify(request, *e, url.as_str(), self.credentials.is_some(), &[])
             }
             FollowError::Refused(t) => fail(LfsCause::Transport(t)),
         })?;
@@ -280,7 +281,7 @@ impl LfsClient {
         output::debug(format_args!("GET {} (LFS {request})", origin_of(start)));
         let mut url = start.clone();
         for _ in 0..=MAX_REDIRECTS {
-            let (req, credentials) = self.action_request("GET", action, start, &url);
+            let (req, credentials) = self.action_request("GET", action, start, &url)?;
             let response = req
                 .call()
                 .map_err(|e| self.classify(request, e, url.as_str(), credentials, secrets))?;
@@ -332,7 +333,7 @@ impl LfsClient {
         let request = Request::Upload;
         let (url, secrets) = self.action_url(action, request)?;
         output::debug(format_args!("PUT {} (LFS upload)", origin_of(&url)));
-        let (mut req, credentials) = self.action_request("PUT", action, &url, &url);
+        let (mut req, credentials) = self.action_request("PUT", action, &url, &url)?;
         if !action
             .headers()
             .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
@@ -362,7 +363,7 @@ impl LfsClient {
         output::debug(format_args!("POST {} (LFS verify)", origin_of(&url)));
         let body = serde_json::to_vec(&ObjectSpec::from(pointer))
             .map_err(|e| self.error(request, LfsCause::Io(io::Error::other(e))))?;
-        let (req, credentials) = self.action_request("POST", action, &url, &url);
+        let (req, credentials) = self.action_request("POST", action, &url, &url)?;
         let response = req
             .set("Accept", MEDIA_TYPE)
             .set("Content-Type", MEDIA_TYPE)
@@ -435,30 +436,42 @@ impl LfsClient {
         action: &Action,
         start: &Url,
         hop: &Url,
-    ) -> (ureq::Request, bool) {
+    ) -> Result<(ureq::Request, bool), LfsError> {
         let mut req = self.agent.request(method, hop.as_str());
         let mut credentials = false;
         if hop.origin() == start.origin() {
             for (name, value) in action.headers() {
                 req = req.set(name, value);
             }
-            if let Some(auth) = self.our_credentials_for(action, start) {
-                req = req.set("Authorization", auth);
-                credentials = true;
+            if self.ours_go_to(action, start) {
+                if let Some(auth) = self.authorization(Request::Download)? {
+                    req = req.set("Authorization", &auth);
+                    credentials = true;
+                }
             }
         }
-        (req, credentials || action.authorizes_itself())
+        Ok((req, credentials || action.authorizes_itself()))
     }
 
-    /// Our `Authorization` for `action` at `url`, if it should go there.
-    fn our_credentials_for(&self, action: &Action, url: &Url) -> Option<&str> {
-        let auth = self.authorization.as_deref()?;
-        if action.authenticated || action.authorizes_itself() {
-            return None;
-        }
-        check_origin(&self.endpoint, url, true, &self.redirects)
-            .ok()
-            .map(|()| auth)
+    /// Whether our `Authorization` goes with `action` to `url`.
+    fn ours_go_to(&self, action: &Action, url: &Url) -> bool {
+        self.credentials.is_some()
+            && !(action.authenticated || action.authorizes_itself())
+            && check_origin(&self.endpoint, url, true, &self.redirects).is_ok()
+    }
+
+    /// The `Authorization` of the next request, if we sign them (fresh
+    /// where tokens expire).
+    fn authorization(&self, request: Request) -> Result<Option<String>, LfsError> {
+        (self.credentials.as_ref())
+            .map(|c| c.header())
+            .transpose()
+            .map_err(|e| {
+                self.error(
+                    request,
+                    LfsCause::Transport(TransportError::SignIn(Box::new(e))),
+                )
+            })
     }
 
     fn classify(
@@ -477,7 +490,12 @@ impl LfsClient {
                     .map(Duration::from_secs);
                 let (detail, lfs_answer) = error_detail(response, secrets);
                 match status {
-                    401 => LfsCause::Unauthorized { had_credentials },
+                    401 => {
+                        if let Some(c) = self.credentials.as_ref().filter(|_| had_credentials) {
+                            c.refused();
+                        }
+                        LfsCause::Unauthorized { had_credentials }
+                    }
                     403 => LfsCause::Forbidden { detail },
                     404 => LfsCause::NotFound { detail, lfs_answer },
                     413 => LfsCause::TooLarge { detail },

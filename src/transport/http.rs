@@ -55,7 +55,7 @@ pub(crate) struct HttpTransport {
     /// where the server sent us.
     base: Mutex<Url>,
     display: String,
-    authorization: Option<String>,
+    credentials: Option<Credentials>,
     redirects: RedirectPolicy,
     timeout: Duration,
     /// The proxy in use, if any, so that a failure to reach it is not
@@ -78,7 +78,7 @@ impl HttpTransport {
             proxy: proxy_for(&url, options.proxy.as_deref()),
             display: url.to_string(),
             base: Mutex::new(url),
-            authorization: credentials.map(Credentials::authorization),
+            credentials: credentials.cloned(),
             redirects: options.redirects.clone(),
             timeout: options.timeout,
         })
@@ -89,9 +89,17 @@ impl HttpTransport {
         format!("{}/{tail}", base.as_str().trim_end_matches('/'))
     }
 
-    fn request(&self, method: &str, url: &str, v2: bool) -> ureq::Request {
+    /// The `Authorization` of the next request, if we sign them: one per
+    /// request and its redirects, fresh where tokens expire.
+    fn authorization(&self) -> Result<Option<String>, TransportError> {
+        (self.credentials.as_ref())
+            .map(|c| c.header().map_err(|e| TransportError::SignIn(Box::new(e))))
+            .transpose()
+    }
+
+    fn request(&self, method: &str, url: &str, v2: bool, auth: Option<&str>) -> ureq::Request {
         let mut req = self.agent.request(method, url);
-        if let Some(auth) = &self.authorization {
+        if let Some(auth) = auth {
             req = req.set("Authorization", auth);
         }
         if v2 {
@@ -110,8 +118,9 @@ impl HttpTransport {
         body: &mut (dyn Read + Send),
         len: Option<u64>,
     ) -> Result<ureq::Response, TransportError> {
+        let auth = self.authorization()?;
         let request = self
-            .request("POST", url, v2)
+            .request("POST", url, v2, auth.as_deref())
             .set(
                 "Content-Type",
                 &format!("application/x-{}-request", service.name()),
@@ -151,9 +160,14 @@ impl HttpTransport {
                     .map(Duration::from_secs);
                 let detail = response_excerpt(response);
                 match status {
-                    401 => TransportError::Unauthorized {
-                        had_credentials: self.authorization.is_some(),
-                    },
+                    401 => {
+                        if let Some(credentials) = &self.credentials {
+                            credentials.refused();
+                        }
+                        TransportError::Unauthorized {
+                            had_credentials: self.credentials.is_some(),
+                        }
+                    }
                     403 => TransportError::Forbidden { detail },
                     404 => TransportError::NotFound,
                     408 => TransportError::RequestTimeout { detail },
@@ -189,16 +203,12 @@ impl Transport for HttpTransport {
         let url = self.endpoint(&format!("info/refs?service={}", service.name()));
         output::debug(format_args!("GET {url}"));
         let start = Url::parse(&url).map_err(|e| TransportError::Local(e.to_string()))?;
-        let followed = follow(
-            &start,
-            self.authorization.is_some(),
-            &self.redirects,
-            |hop| {
-                self.request("GET", hop.as_str(), v2)
-                    .call()
-                    .map_err(Box::new)
-            },
-        )
+        let auth = self.authorization()?;
+        let followed = follow(&start, self.credentials.is_some(), &self.redirects, |hop| {
+            self.request("GET", hop.as_str(), v2, auth.as_deref())
+                .call()
+                .map_err(Box::new)
+        })
         .map_err(|e| match e {
             FollowError::Http(e) => self.classify(&url, *e),
             FollowError::Refused(e) => e,

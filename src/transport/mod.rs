@@ -97,6 +97,10 @@ pub(crate) trait Transport: Send + Sync {
 /// Why talking to a server failed, in terms a user can act on.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TransportError {
+    /// Getting a token to sign in with failed (an identity platform, a
+    /// GitHub App, a credential helper): before any request went out.
+    #[error(transparent)]
+    SignIn(Box<crate::auth::AuthError>),
     /// HTTP 401.
     #[error("authentication failed (HTTP 401){}", if *.had_credentials { ": the server did not accept the credentials" } else { ": the server wants credentials and none were given" })]
     Unauthorized {

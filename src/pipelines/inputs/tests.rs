@@ -82,7 +82,7 @@ fn system_access_token_is_a_bearer() {
         ),
     ]);
     let dest = options(&e).destination.credentials.unwrap();
-    assert_eq!(dest.authorization(), "Bearer sys-tok");
+    assert_eq!(dest.header().unwrap(), "Bearer sys-tok");
     assert!(read(&e).secrets.contains(&"sys-tok".to_owned()));
 }
 
