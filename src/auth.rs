@@ -11,6 +11,7 @@
 //! base64 that a Basic `Authorization` header contains. A server that echoes
 //! our request back in an error message therefore cannot make us print it.
 
+pub(crate) mod entra;
 mod token;
 
 use std::borrow::Cow;
