@@ -17,7 +17,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::Scheme;
-use crate::config::{self, ForgeConfig, SideConfig, SweepConfig};
+use crate::config::{self, ForgeConfig, SideConfig, SignIn, SweepConfig};
 use crate::forge::Kind;
 use crate::mirror::{
     LfsMode, LfsOptions, LocalOptions, LocalReader, Mode, Options, PushBudget, PushLimits,
@@ -240,6 +240,7 @@ impl CredentialArgs {
             token: token.clone(),
             username: username.clone(),
             scheme: auth,
+            sign_in: SignIn::Token,
             network: n.side(insecure),
         };
         (

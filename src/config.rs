@@ -35,8 +35,20 @@ pub(crate) struct SideConfig {
     pub(crate) username: Option<String>,
     /// How the token is sent.
     pub(crate) scheme: Scheme,
+    /// Where the side's credentials come from.
+    pub(crate) sign_in: SignIn,
     /// TLS, proxy, timeout, redirect policy and limits.
     pub(crate) network: NetworkOptions,
+}
+
+/// Where a side's credentials come from (`--source-auth`, `--dest-auth`;
+/// the task's service connections).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum SignIn {
+    /// The side's token, or the URL's password, sent as the side's
+    /// `scheme` says.
+    #[default]
+    Token,
 }
 
 impl SideConfig {
@@ -55,12 +67,16 @@ impl SideConfig {
             crate::auth::register_secret(token);
         }
         let location = Location::parse(location).map_err(|e| format!("{what}: {e}"))?;
-        let credentials = match &location {
-            Location::Http {
-                url,
-                username: url_username,
-                password,
-            } => Credentials::resolve(&CredentialSources {
+        let credentials = match (&location, &self.sign_in) {
+            (Location::Local(_), _) => None,
+            (
+                Location::Http {
+                    url,
+                    username: url_username,
+                    password,
+                },
+                SignIn::Token,
+            ) => Credentials::resolve(&CredentialSources {
                 username: self.username.as_deref(),
                 token: self.token.as_deref(),
                 url_username: url_username.as_deref(),
@@ -71,7 +87,6 @@ impl SideConfig {
                     _ => "git",
                 }),
             }),
-            Location::Local(_) => None,
         };
         Ok(Endpoint {
             location,

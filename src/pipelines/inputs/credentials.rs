@@ -59,6 +59,7 @@ impl SideCredentials {
             token: self.token.clone(),
             username: self.username.clone(),
             scheme: self.auth,
+            sign_in: crate::config::SignIn::Token,
             network,
         }
     }
