@@ -92,17 +92,31 @@ pub enum Command {
     Task,
 }
 
-/// Reads how one side's token is sent.
-fn auth_scheme() -> impl TypedValueParser<Value = Scheme> {
-    let schemes = [
+/// How one side signs in: a token sent as Basic or Bearer, or a source of
+/// short-lived tokens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AuthChoice {
+    pub(crate) scheme: Scheme,
+    pub(crate) sign_in: SignIn,
+}
+
+/// Reads how one side signs in (`--source-auth`, `--dest-auth`).
+fn auth_choice() -> impl TypedValueParser<Value = AuthChoice> {
+    let choices = [
         PossibleValue::new("basic")
             .help("HTTP Basic with username and token (personal access tokens)"),
         PossibleValue::new("bearer")
-            .help("`Authorization: Bearer <token>` (System.AccessToken, OAuth, Entra ID)"),
+            .help("`Authorization: Bearer <token>` (System.AccessToken, OAuth, an Entra ID token)"),
     ];
-    PossibleValuesParser::new(schemes).map(|s| match s.as_str() {
-        "bearer" => Scheme::Bearer,
-        _ => Scheme::Basic,
+    PossibleValuesParser::new(choices).map(|s| {
+        let token = |scheme| AuthChoice {
+            scheme,
+            sign_in: SignIn::Token,
+        };
+        match s.as_str() {
+            "bearer" => token(Scheme::Bearer),
+            _ => token(Scheme::Basic),
+        }
     })
 }
 
@@ -224,36 +238,39 @@ pub(crate) struct CredentialArgs {
     )]
     pub(crate) dest_username: Option<String>,
 
-    /// How the source token is sent.
-    #[arg(long, value_parser = auth_scheme(), default_value = "basic", value_name = "SCHEME", help_heading = "Credentials")]
-    pub(crate) source_auth: Scheme,
+    /// How the source signs in.
+    #[arg(long, value_parser = auth_choice(), default_value = "basic", value_name = "HOW", help_heading = "Credentials")]
+    pub(crate) source_auth: AuthChoice,
 
-    /// How the destination token is sent.
-    #[arg(long, value_parser = auth_scheme(), default_value = "basic", value_name = "SCHEME", help_heading = "Credentials")]
-    pub(crate) dest_auth: Scheme,
+    /// How the destination signs in.
+    #[arg(long, value_parser = auth_choice(), default_value = "basic", value_name = "HOW", help_heading = "Credentials")]
+    pub(crate) dest_auth: AuthChoice,
 }
 
 impl CredentialArgs {
     /// The settings of both sides: (source, destination).
     fn sides(&self, n: &NetworkArgs) -> (SideConfig, SideConfig) {
-        let side = |token: &Option<String>, username: &Option<String>, auth, insecure| SideConfig {
+        let side = |token: &Option<String>,
+                    username: &Option<String>,
+                    auth: &AuthChoice,
+                    insecure| SideConfig {
             token: token.clone(),
             username: username.clone(),
-            scheme: auth,
-            sign_in: SignIn::Token,
+            scheme: auth.scheme,
+            sign_in: auth.sign_in.clone(),
             network: n.side(insecure),
         };
         (
             side(
                 &self.source_token,
                 &self.source_username,
-                self.source_auth,
+                &self.source_auth,
                 n.source_insecure,
             ),
             side(
                 &self.dest_token,
                 &self.dest_username,
-                self.dest_auth,
+                &self.dest_auth,
                 n.dest_insecure,
             ),
         )
