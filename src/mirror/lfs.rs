@@ -263,19 +263,18 @@ impl LfsSide {
             Side::Source => (&opts.source, opts.lfs.source_url.as_ref()),
             Side::Destination => (&opts.destination, opts.lfs.dest_url.as_ref()),
         };
-        match (&endpoint.location, explicit) {
-            (Location::Local(path), None) => Ok(LfsSide::Store(LfsStore::new(&git_dir(path)))),
-            (location, explicit) => {
-                let remote = match location {
-                    Location::Http { url, .. } => url.clone(),
-                    Location::Local(_) => explicit.cloned().expect("an explicit URL"),
-                };
-                let url = lfs::lfs_url(&remote, explicit);
-                LfsClient::new(side, url, endpoint.credentials.as_ref(), &endpoint.network)
-                    .map(|client| LfsSide::Server(Box::new(client)))
-                    .map_err(lfs_error)
+        // A local repository keeps its objects beside it, unless a server
+        // is named for it.
+        let server = match (&endpoint.location, explicit) {
+            (Location::Local(path), None) => {
+                return Ok(LfsSide::Store(LfsStore::new(&git_dir(path))))
             }
-        }
+            (Location::Local(_), Some(named)) => named.clone(),
+            (Location::Http { url, .. }, named) => lfs::lfs_url(url, named),
+        };
+        LfsClient::new(side, server, endpoint.credentials.as_ref(), &endpoint.network)
+            .map(|client| LfsSide::Server(Box::new(client)))
+            .map_err(lfs_error)
     }
 
     fn lacking(&self, pointers: &[Pointer]) -> Result<Vec<Pointer>, SideError> {
