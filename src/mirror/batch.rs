@@ -709,11 +709,16 @@ impl<'a> Pusher<'a> {
                         let upto = (last + following).min(checkpoints.len() - 1);
                         let then = (upto > last).then(|| {
                             let haves = landed(haves, next, last, &wants);
-                            (slice_wants(last + 1, upto), haves)
+                            let wants = slice_wants(last + 1, upto);
+                            // Its own commands count against the budget: a
+                            // slice ending in many side branches has many.
+                            let commands: Vec<Command> = wants.iter().map(checkpoint).collect();
+                            let limit = self.limit(&commands).unwrap_or(limit);
+                            (wants, haves, limit)
                         });
                         let options = self.pack;
                         std::thread::scope(|scope| {
-                            let prefetch = then.map(|(wants, haves)| {
+                            let prefetch = then.map(|(wants, haves, limit)| {
                                 scope.spawn(move || {
                                     fetch_held(source, &wants, &haves, options, limit)
                                 })

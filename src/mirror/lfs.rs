@@ -272,9 +272,14 @@ impl LfsSide {
             (Location::Local(_), Some(named)) => named.clone(),
             (Location::Http { url, .. }, named) => lfs::lfs_url(url, named),
         };
-        LfsClient::new(side, server, endpoint.credentials.as_ref(), &endpoint.network)
-            .map(|client| LfsSide::Server(Box::new(client)))
-            .map_err(lfs_error)
+        LfsClient::new(
+            side,
+            server,
+            endpoint.credentials.as_ref(),
+            &endpoint.network,
+        )
+        .map(|client| LfsSide::Server(Box::new(client)))
+        .map_err(lfs_error)
     }
 
     fn lacking(&self, pointers: &[Pointer]) -> Result<Vec<Pointer>, SideError> {
