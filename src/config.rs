@@ -108,7 +108,7 @@ impl SideConfig {
         let location = Location::parse(location).map_err(|e| format!("{what}: {e}"))?;
         let credentials = match (&location, &self.sign_in) {
             (Location::Local(_), _) => None,
-            (Location::Http { .. }, SignIn::Entra(..)) => self.from_source(what)?,
+            (Location::Http { .. }, SignIn::Entra(..)) => self.signed_in(what)?,
             (
                 Location::Http {
                     url,
@@ -138,7 +138,7 @@ impl SideConfig {
     /// The credentials of a side that signs in through a token source
     /// (`None` for a plain token), the same for git, LFS and the forge
     /// API; `what` names the side in messages.
-    pub(crate) fn from_source(&self, what: &str) -> Result<Option<Credentials>, String> {
+    pub(crate) fn signed_in(&self, what: &str) -> Result<Option<Credentials>, String> {
         match &self.sign_in {
             SignIn::Token => Ok(None),
             SignIn::Entra(settings, shared) => shared

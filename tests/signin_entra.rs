@@ -11,6 +11,8 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::entra::{App, FakeEntra};
@@ -218,7 +220,8 @@ fn managed_identity_mirrors_end_to_end() {
     );
     run.assert_code(1);
     assert!(
-        run.stderr.contains("destination") && run.stderr.contains("the managed identity mi-unknown"),
+        run.stderr.contains("destination")
+            && run.stderr.contains("the managed identity mi-unknown"),
         "{}",
         run.stderr
     );
@@ -243,9 +246,29 @@ fn a_run_longer_than_a_token_signs_later_requests_with_a_fresh_one() {
     // Each exchange with the git server costs 0.8 s or more: the run lasts
     // several seconds.
     let far = DelayProxy::start(server.port(), Duration::from_millis(400));
-    let assertion = entra.federated_token(&source_app, 600);
+    // The federated token lives 3 seconds and is replaced every second,
+    // as Kubernetes rotates it: a later exchange works only if the file is
+    // read again.
+    let entra = Arc::new(entra);
+    let assertion = entra.federated_token(&source_app, 3);
     let file = TokenFile::new(&assertion);
     let (path, authority) = (file.path(), entra.url());
+    let written = Arc::new(Mutex::new(vec![assertion]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let rotation = {
+        let (entra, app, path) = (entra.clone(), source_app.clone(), path.clone());
+        let (written, stop) = (written.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1000));
+                let next = entra.federated_token(&app, 3);
+                let staged = format!("{path}.new");
+                std::fs::write(&staged, &next).unwrap();
+                std::fs::rename(&staged, &path).unwrap();
+                written.lock().unwrap().push(next);
+            }
+        })
+    };
     let env = [
         ("AZURE_FEDERATED_TOKEN_FILE", path.as_str()),
         ("AZURE_CLIENT_ID", "app-src"),
@@ -267,8 +290,10 @@ fn a_run_longer_than_a_token_signs_later_requests_with_a_fresh_one() {
         ],
         &env,
     );
+    stop.store(true, Ordering::SeqCst);
+    rotation.join().unwrap();
     run.assert_code(0);
-    assert!(started.elapsed() > Duration::from_secs(3));
+    assert!(started.elapsed() > Duration::from_secs(4));
     assert_mirrored(&server, "dst.git");
     let issued = entra.issued();
     assert!(issued.len() > 2, "one token per side at most: {issued:?}");
@@ -276,7 +301,7 @@ fn a_run_longer_than_a_token_signs_later_requests_with_a_fresh_one() {
     assert!(seen.len() > 2, "git saw {} tokens", seen.len());
     assert!(seen.iter().all(|t| issued.contains(t)));
     let mut secrets = issued;
-    secrets.push(assertion);
+    secrets.extend(written.lock().unwrap().iter().cloned());
     assert_no_secret(&run, &secrets);
 }
 
@@ -385,8 +410,8 @@ fn mirror_all_over_azure_devops_signs_in_with_entra() {
         repos.push(FakeRepo::new(project, name, &url));
     }
     // The API takes no password at all: only Entra's tokens.
-    let mut builder = FakeForge::builder(Kind::AzureDevOps, "fabrikam", "no-pat-here")
-        .bearer_tokens(&tokens);
+    let mut builder =
+        FakeForge::builder(Kind::AzureDevOps, "fabrikam", "no-pat-here").bearer_tokens(&tokens);
     for r in &repos {
         builder = builder.repo(r.clone());
     }

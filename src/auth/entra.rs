@@ -245,13 +245,15 @@ pub(crate) struct WorkloadIdentity {
 
 impl WorkloadIdentity {
     fn assertion(&self) -> Result<String, AuthError> {
-        let fail = |e: std::io::Error| AuthError {
+        let fail = |e: std::io::Error| {
+            AuthError {
             identity: self.identity(),
             message: format!(
                 "cannot read the federated token file {} (AZURE_FEDERATED_TOKEN_FILE): {e}",
                 self.token_file.display()
             ),
             hint: Some("AZURE_FEDERATED_TOKEN_FILE must name the file the platform writes the identity's token to (Kubernetes workload identity: the projected service account token)"),
+        }
         };
         let mut text = String::new();
         std::fs::File::open(&self.token_file)
@@ -444,9 +446,14 @@ mod tests {
     fn workload_identity_without_a_client_or_tenant_names_what_to_set() {
         let vars = [("AZURE_FEDERATED_TOKEN_FILE", "/var/run/token")];
         let network = NetworkOptions::default();
-        let err = source("destination", &EntraSettings::default(), &env(&vars), &network)
-            .err()
-            .unwrap();
+        let err = source(
+            "destination",
+            &EntraSettings::default(),
+            &env(&vars),
+            &network,
+        )
+        .err()
+        .unwrap();
         assert!(err.starts_with("destination:"), "{err}");
         assert!(err.contains("AZURE_CLIENT_ID") && err.contains("--dest-entra-client-id"));
         let vars = [
@@ -482,7 +489,10 @@ mod tests {
         let source = source("source", &EntraSettings::default(), &env(&vars), &network).unwrap();
         let err = source.fetch().unwrap_err();
         assert_eq!(err.identity, "the Entra application c (tenant t)");
-        assert!(err.message.contains("/nonexistent/git-relay/token"), "{err}");
+        assert!(
+            err.message.contains("/nonexistent/git-relay/token"),
+            "{err}"
+        );
     }
 
     #[test]

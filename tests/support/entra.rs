@@ -105,11 +105,14 @@ impl FakeEntra {
     /// A federated token for `app` as its issuer would sign it, valid for
     /// `life` (negative: expired that long ago).
     pub fn federated_token(&self, app: &App, life: i64) -> String {
-        self.token_with(&json!({
-            "aud": EXCHANGE_AUDIENCE,
-            "iss": app.issuer,
-            "sub": app.subject,
-        }), life)
+        self.token_with(
+            &json!({
+                "aud": EXCHANGE_AUDIENCE,
+                "iss": app.issuer,
+                "sub": app.subject,
+            }),
+            life,
+        )
     }
 
     /// A JWT with `claims` (plus `iat`, `nbf`, `exp`) signed with the
@@ -134,7 +137,10 @@ impl FakeEntra {
 
     /// The access tokens issued, in order.
     pub fn issued(&self) -> Vec<String> {
-        self.requests().into_iter().filter_map(|r| r.issued).collect()
+        self.requests()
+            .into_iter()
+            .filter_map(|r| r.issued)
+            .collect()
     }
 }
 
@@ -284,7 +290,11 @@ fn token_endpoint(state: &State, tenant: &str, body: &str) -> Reply {
         return error(400, "invalid_request", &format!("AADSTS90002: Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."));
     }
     if get("grant_type") != "client_credentials" {
-        return error(400, "unsupported_grant_type", "AADSTS70003: The app requested an unsupported grant type.");
+        return error(
+            400,
+            "unsupported_grant_type",
+            "AADSTS70003: The app requested an unsupported grant type.",
+        );
     }
     let client_id = get("client_id");
     let Some(app) = state
@@ -301,7 +311,14 @@ fn token_endpoint(state: &State, tenant: &str, body: &str) -> Reply {
         return error(401, "invalid_client", &why);
     }
     if get("scope") != DEVOPS_SCOPE {
-        return error(400, "invalid_scope", &format!("AADSTS1002012: The provided value for scope {} is not valid.", get("scope")));
+        return error(
+            400,
+            "invalid_scope",
+            &format!(
+                "AADSTS1002012: The provided value for scope {} is not valid.",
+                get("scope")
+            ),
+        );
     }
     let token = issue(state);
     Reply {
@@ -355,14 +372,26 @@ fn verify(state: &State, app: &App, jwt: &str) -> Result<(), String> {
 
 fn metadata(state: &State, header: Option<&str>, query: &str) -> Reply {
     if header != Some("true") {
-        return error(400, "invalid_request", "Required metadata header not specified");
+        return error(
+            400,
+            "invalid_request",
+            "Required metadata header not specified",
+        );
     }
     let params = form(query);
     if field(&params, "api-version").is_none() {
-        return error(400, "invalid_request", "Required query variable 'api-version' is missing");
+        return error(
+            400,
+            "invalid_request",
+            "Required query variable 'api-version' is missing",
+        );
     }
     if field(&params, "resource") != Some(DEVOPS_RESOURCE) {
-        return error(400, "invalid_resource", "AADSTS500011: The resource principal was not found in the tenant.");
+        return error(
+            400,
+            "invalid_resource",
+            "AADSTS500011: The resource principal was not found in the tenant.",
+        );
     }
     let wanted = field(&params, "client_id").map(str::to_owned);
     if !state.managed.contains(&wanted) {
