@@ -173,6 +173,8 @@ fn managed_identity_mirrors_end_to_end() {
     let server = GitServer::builder().bearer_tokens(&tokens).start();
     populated_source(&server);
     server.create_bare("dst.git");
+    // A throttled endpoint is asked again.
+    entra.throttle_metadata(1);
     let host = entra.url();
     let (src, dst) = (server.url("src.git"), server.url("dst.git"));
     let run = relay_with(
@@ -193,7 +195,8 @@ fn managed_identity_mirrors_end_to_end() {
     run.assert_code(0);
     assert_mirrored(&server, "dst.git");
     let requests = entra.requests();
-    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert_eq!(requests.iter().filter(|r| r.status == 429).count(), 1);
     assert!(requests
         .iter()
         .all(|r| r.method == "GET" && r.path == "/metadata/identity/oauth2/token"));
@@ -337,20 +340,20 @@ fn a_wrong_tenant_client_or_subject_is_a_clear_error_and_changes_nothing() {
         relay_with(&args, &env)
     };
 
-    let wrong_tenant = mirror(&["--dest-entra-tenant", "tenant-nowhere"]);
+    let wrong_tenant = mirror(&["--source-entra-tenant", "tenant-nowhere"]);
     wrong_tenant.assert_code(1);
     let err = &wrong_tenant.stderr;
-    assert!(err.contains("destination"), "{err}");
+    assert!(err.starts_with("error: source ("), "{err}");
     assert!(
         err.contains("the Entra application app-src (tenant tenant-nowhere)"),
         "{err}"
     );
     assert!(err.contains("AADSTS90002"), "{err}");
 
-    let wrong_client = mirror(&["--source-entra-client-id", "app-other"]);
+    let wrong_client = mirror(&["--dest-entra-client-id", "app-other"]);
     wrong_client.assert_code(1);
     let err = &wrong_client.stderr;
-    assert!(err.contains("source"), "{err}");
+    assert!(err.starts_with("error: destination ("), "{err}");
     assert!(
         err.contains("the Entra application app-other (tenant tenant-src)"),
         "{err}"

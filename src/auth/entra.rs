@@ -157,6 +157,10 @@ const IMDS_AUTHORITY: &str = "http://169.254.169.254";
 /// The path of the managed identity's tokens under the metadata host.
 const IMDS_TOKEN_PATH: &str = "/metadata/identity/oauth2/token";
 
+/// Times the instance metadata endpoint is asked again (after 1 s, then
+/// 2 s) when it is busy.
+const IMDS_RETRIES: u32 = 2;
+
 /// The most bytes of a federated token file read: a JWT is a few KiB.
 const MAX_ASSERTION: u64 = 64 * 1024;
 
@@ -324,7 +328,7 @@ impl TokenSource for ManagedIdentity {
             .timeout_read(self.timeout)
             .redirects(0)
             .build();
-        let response = match agent.get(url.as_str()).set("Metadata", "true").call() {
+        let response = match ask_metadata(&agent, &url).map_err(|e| *e) {
             Ok(response) => response,
             Err(ureq::Error::Status(status, response)) => {
                 let answer = read_answer(response);
@@ -341,7 +345,7 @@ impl TokenSource for ManagedIdentity {
             }
             Err(ureq::Error::Transport(t)) => {
                 return Err(fail(
-                    format!("cannot reach the instance metadata endpoint {}: {t}", self.endpoint),
+                    format!("cannot reach the instance metadata endpoint: {t}"),
                     Some("managed identity works on an Azure VM or agent with an identity assigned; elsewhere set AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID and AZURE_TENANT_ID for workload identity"),
                 ));
             }
@@ -376,6 +380,22 @@ impl TokenSource for ManagedIdentity {
         match &self.client_id {
             Some(id) => format!("the managed identity {id}"),
             None => "this machine's managed identity".to_owned(),
+        }
+    }
+}
+
+/// The instance metadata endpoint's answer, asked again a few times,
+/// backing off, while it says it is updating (404, 410), throttles (429)
+/// or fails (5xx), as its documentation asks of clients.
+fn ask_metadata(agent: &ureq::Agent, url: &Url) -> Result<ureq::Response, Box<ureq::Error>> {
+    let mut attempt = 0;
+    loop {
+        match agent.get(url.as_str()).set("Metadata", "true").call() {
+            Err(ureq::Error::Status(404 | 410 | 429 | 500..=599, _)) if attempt < IMDS_RETRIES => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(500 << attempt));
+            }
+            answer => return answer.map_err(Box::new),
         }
     }
 }

@@ -68,6 +68,8 @@ struct State {
     lifetime: Duration,
     tokens: BearerTokens,
     counter: AtomicUsize,
+    /// Metadata requests still to be answered 429.
+    throttle: AtomicUsize,
     log: Mutex<Vec<EntraRequest>>,
 }
 
@@ -130,6 +132,12 @@ impl FakeEntra {
         format!("{signed}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
     }
 
+    /// Answers the next `n` metadata requests 429, as a throttled
+    /// endpoint does.
+    pub fn throttle_metadata(&self, n: usize) {
+        self.state.throttle.store(n, Ordering::SeqCst);
+    }
+
     /// Every request answered.
     pub fn requests(&self) -> Vec<EntraRequest> {
         self.state.log.lock().unwrap().clone()
@@ -184,6 +192,7 @@ impl Builder {
             lifetime: self.lifetime,
             tokens: self.tokens,
             counter: AtomicUsize::new(0),
+            throttle: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -377,6 +386,13 @@ fn metadata(state: &State, header: Option<&str>, query: &str) -> Reply {
             "invalid_request",
             "Required metadata header not specified",
         );
+    }
+    let throttled = state
+        .throttle
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if throttled {
+        return error(429, "too_many_requests", "Too many requests");
     }
     let params = form(query);
     if field(&params, "api-version").is_none() {
