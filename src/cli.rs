@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::entra::EntraSettings;
 use crate::auth::Scheme;
 use crate::config::{self, ForgeConfig, SideConfig, SignIn, SweepConfig};
 use crate::forge::Kind;
@@ -107,6 +108,8 @@ fn auth_choice() -> impl TypedValueParser<Value = AuthChoice> {
             .help("HTTP Basic with username and token (personal access tokens)"),
         PossibleValue::new("bearer")
             .help("`Authorization: Bearer <token>` (System.AccessToken, OAuth, an Entra ID token)"),
+        PossibleValue::new("entra")
+            .help("Entra ID access tokens for Azure DevOps: workload identity (AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID, AZURE_TENANT_ID), else the machine's managed identity"),
     ];
     PossibleValuesParser::new(choices).map(|s| {
         let token = |scheme| AuthChoice {
@@ -115,6 +118,10 @@ fn auth_choice() -> impl TypedValueParser<Value = AuthChoice> {
         };
         match s.as_str() {
             "bearer" => token(Scheme::Bearer),
+            "entra" => AuthChoice {
+                scheme: Scheme::Bearer,
+                sign_in: SignIn::Entra(Default::default(), Default::default()),
+            },
             _ => token(Scheme::Basic),
         }
     })
@@ -245,6 +252,22 @@ pub(crate) struct CredentialArgs {
     /// How the destination signs in.
     #[arg(long, value_parser = auth_choice(), default_value = "basic", value_name = "HOW", help_heading = "Credentials")]
     pub(crate) dest_auth: AuthChoice,
+
+    /// With --source-auth entra: the client id of the source's application (workload identity) or user-assigned managed identity. Default: AZURE_CLIENT_ID.
+    #[arg(long, value_name = "ID", help_heading = "Credentials")]
+    pub(crate) source_entra_client_id: Option<String>,
+
+    /// With --source-auth entra: the source identity's tenant id (workload identity). Default: AZURE_TENANT_ID.
+    #[arg(long, value_name = "ID", help_heading = "Credentials")]
+    pub(crate) source_entra_tenant: Option<String>,
+
+    /// With --dest-auth entra: the destination's client id (see --source-entra-client-id).
+    #[arg(long, value_name = "ID", help_heading = "Credentials")]
+    pub(crate) dest_entra_client_id: Option<String>,
+
+    /// With --dest-auth entra: the destination identity's tenant id. Default: AZURE_TENANT_ID.
+    #[arg(long, value_name = "ID", help_heading = "Credentials")]
+    pub(crate) dest_entra_tenant: Option<String>,
 }
 
 impl CredentialArgs {
@@ -253,11 +276,21 @@ impl CredentialArgs {
         let side = |token: &Option<String>,
                     username: &Option<String>,
                     auth: &AuthChoice,
+                    entra: [&Option<String>; 2],
                     insecure| SideConfig {
             token: token.clone(),
             username: username.clone(),
             scheme: auth.scheme,
-            sign_in: auth.sign_in.clone(),
+            sign_in: match &auth.sign_in {
+                SignIn::Entra(_, shared) => SignIn::Entra(
+                    EntraSettings {
+                        client_id: entra[0].clone(),
+                        tenant: entra[1].clone(),
+                    },
+                    shared.clone(),
+                ),
+                other => other.clone(),
+            },
             network: n.side(insecure),
         };
         (
@@ -265,12 +298,14 @@ impl CredentialArgs {
                 &self.source_token,
                 &self.source_username,
                 &self.source_auth,
+                [&self.source_entra_client_id, &self.source_entra_tenant],
                 n.source_insecure,
             ),
             side(
                 &self.dest_token,
                 &self.dest_username,
                 &self.dest_auth,
+                [&self.dest_entra_client_id, &self.dest_entra_tenant],
                 n.dest_insecure,
             ),
         )

@@ -12,7 +12,9 @@
 //! text.
 
 use std::ops::RangeInclusive;
+use std::sync::{Arc, OnceLock};
 
+use crate::auth::entra::{self, EntraSettings};
 use crate::auth::{CredentialSources, Credentials, Scheme};
 use crate::forge::Kind;
 use crate::mirror::{Endpoint, LfsMode, LfsOptions, PushBudget, PushLimits, RetryPolicy};
@@ -49,6 +51,43 @@ pub(crate) enum SignIn {
     /// `scheme` says.
     #[default]
     Token,
+    /// Entra ID access tokens (`--source-auth entra`): workload identity or
+    /// managed identity, as the environment and these settings say.
+    Entra(EntraSettings, Shared),
+}
+
+/// Credentials made once from a side's token source and shared by every
+/// repository a sweep mirrors on that side, and by its forge API: one
+/// token, refreshed once, rather than one per repository. Not part of the
+/// value: two settings that are equal compare equal whatever they hold.
+#[derive(Clone, Default)]
+pub(crate) struct Shared(Arc<OnceLock<Credentials>>);
+
+impl Shared {
+    fn get_or_make(
+        &self,
+        make: impl FnOnce() -> Result<Credentials, String>,
+    ) -> Result<Credentials, String> {
+        if let Some(made) = self.0.get() {
+            return Ok(made.clone());
+        }
+        let made = make()?;
+        Ok(self.0.get_or_init(|| made).clone())
+    }
+}
+
+impl PartialEq for Shared {
+    fn eq(&self, _: &Shared) -> bool {
+        true
+    }
+}
+
+impl Eq for Shared {}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared")
+    }
 }
 
 impl SideConfig {
@@ -69,6 +108,7 @@ impl SideConfig {
         let location = Location::parse(location).map_err(|e| format!("{what}: {e}"))?;
         let credentials = match (&location, &self.sign_in) {
             (Location::Local(_), _) => None,
+            (Location::Http { .. }, SignIn::Entra(..)) => self.signed_in(what)?,
             (
                 Location::Http {
                     url,
@@ -93,6 +133,22 @@ impl SideConfig {
             credentials,
             network: self.network.clone(),
         })
+    }
+
+    /// The credentials of a side that signs in through a token source
+    /// (`None` for a plain token), the same for git, LFS and the forge
+    /// API; `what` names the side in messages.
+    pub(crate) fn signed_in(&self, what: &str) -> Result<Option<Credentials>, String> {
+        match &self.sign_in {
+            SignIn::Token => Ok(None),
+            SignIn::Entra(settings, shared) => shared
+                .get_or_make(|| {
+                    let env = |name: &str| std::env::var(name).ok();
+                    let source = entra::source(what, settings, &env, &self.network)?;
+                    Ok(Credentials::from_source(source))
+                })
+                .map(Some),
+        }
     }
 }
 

@@ -26,6 +26,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC
 use serde_json::{json, Value};
 
 use super::http;
+use super::server::BearerTokens;
 
 /// Which API a fake speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +100,8 @@ struct State {
     /// Default-branch calls are answered 403, as to a token that may
     /// create repositories but not administer them.
     refuse_default_branch: bool,
+    /// Bearer tokens an identity provider issued, accepted too.
+    bearer: Option<BearerTokens>,
     log: Mutex<Vec<Seen>>,
 }
 
@@ -120,6 +123,7 @@ pub struct Builder {
     creator: Option<Creator>,
     links_on_localhost: bool,
     refuse_default_branch: bool,
+    bearer: Option<BearerTokens>,
 }
 
 impl FakeForge {
@@ -134,6 +138,7 @@ impl FakeForge {
             creator: None,
             links_on_localhost: false,
             refuse_default_branch: false,
+            bearer: None,
         }
     }
 
@@ -213,6 +218,13 @@ impl Builder {
         self
     }
 
+    /// Accept the bearer tokens an identity provider's fake issued too
+    /// (while they are valid).
+    pub fn bearer_tokens(mut self, tokens: &BearerTokens) -> Self {
+        self.bearer = Some(tokens.clone());
+        self
+    }
+
     pub fn start(self) -> FakeForge {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -227,6 +239,7 @@ impl Builder {
             throttle: AtomicUsize::new(0),
             links_on_localhost: self.links_on_localhost,
             refuse_default_branch: self.refuse_default_branch,
+            bearer: self.bearer,
             log: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -287,7 +300,13 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
             .into_owned();
         let query = head.query().to_owned();
         let authorization = head.header("Authorization").map(str::to_owned);
-        let answer = if !authorized(authorization.as_deref(), &state.token) {
+        let issued = |h: Option<&str>| {
+            let token = h.and_then(|h| h.strip_prefix("Bearer "));
+            (state.bearer.as_ref()).is_some_and(|b| token.is_some_and(|t| b.valid(t)))
+        };
+        let answer = if !authorized(authorization.as_deref(), &state.token)
+            && !issued(authorization.as_deref())
+        {
             reply(401, json!({ "message": "Bad credentials" }))
         } else if state
             .throttle

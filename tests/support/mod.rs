@@ -39,6 +39,9 @@
 //! * [`forge`]: fake forge APIs (Azure DevOps, GitHub, GitLab, Bitbucket
 //!   Cloud and Server, Gitea) over real HTTP, whose clone URLs lead to a
 //!   [`GitServer`], for `mirror-all` and task mode's organization sweeps.
+//! * [`entra`]: a fake Microsoft Entra ID (token endpoint and instance
+//!   metadata endpoint) issuing short-lived tokens that a [`GitServer`]
+//!   built with [`BearerTokens`] accepts, for the `--*-auth entra` tests.
 //! * [`task`]: the Azure Pipelines agent's environment for a task run, a
 //!   parser for the logging commands the task prints, and the check of
 //!   task.json against the published schema ([`task::schema`], with
@@ -54,6 +57,7 @@
 // part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod entra;
 pub mod forge;
 pub mod task;
 
@@ -90,4 +94,4 @@ pub use repo::{
     fsck_strict, git, git_ok, git_with_input, install_hook, refs_of, RefLog, RefUpdate, WorkRepo,
 };
 pub use run::{command, credentials, noise, run, run_measuring_memory, Run};
-pub use server::{GitServer, Request, ServerBuilder};
+pub use server::{BearerTokens, GitServer, Request, ServerBuilder};
