@@ -49,6 +49,10 @@ pub(crate) enum SignIn {
     /// `scheme` says.
     #[default]
     Token,
+    /// Short-lived tokens from a source the front end made (the task's
+    /// Entra ID service connection): the same credentials, and so one
+    /// token at a time, for every repository of the side and its forge API.
+    Source(Credentials),
 }
 
 impl SideConfig {
@@ -69,6 +73,7 @@ impl SideConfig {
         let location = Location::parse(location).map_err(|e| format!("{what}: {e}"))?;
         let credentials = match (&location, &self.sign_in) {
             (Location::Local(_), _) => None,
+            (Location::Http { .. }, SignIn::Source(credentials)) => Some(credentials.clone()),
             (
                 Location::Http {
                     url,
@@ -93,6 +98,16 @@ impl SideConfig {
             credentials,
             network: self.network.clone(),
         })
+    }
+
+    /// The credentials of a side that signs in through a token source
+    /// (`None` for a plain token), the same for git, LFS and the forge
+    /// API; `what` names the side in messages.
+    pub(crate) fn from_source(&self, _what: &str) -> Result<Option<Credentials>, String> {
+        match &self.sign_in {
+            SignIn::Token => Ok(None),
+            SignIn::Source(credentials) => Ok(Some(credentials.clone())),
+        }
     }
 }
 

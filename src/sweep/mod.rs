@@ -413,7 +413,10 @@ fn scope_and_api(
         .map(|a| Url::parse(a).map_err(|e| format!("{what} API URL: {e}")))
         .transpose()?;
     let scope = Scope::parse(&url, forge.kind, api.as_ref()).map_err(|e| format!("{what}: {e}"))?;
-    let credentials = api_credentials(scope.kind, side, url_user.as_deref(), url_pass.as_deref());
+    let credentials = match side.from_source(what)? {
+        Some(signed_in) => Some(signed_in),
+        None => api_credentials(scope.kind, side, url_user.as_deref(), url_pass.as_deref()),
+    };
     let client =
         forge::client(&scope, credentials.as_ref(), &side.network).map_err(|e| e.to_string())?;
     Ok((scope, client, url.to_string()))
