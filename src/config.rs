@@ -103,7 +103,7 @@ impl SideConfig {
     /// The credentials of a side that signs in through a token source
     /// (`None` for a plain token), the same for git, LFS and the forge
     /// API; `what` names the side in messages.
-    pub(crate) fn from_source(&self, _what: &str) -> Result<Option<Credentials>, String> {
+    pub(crate) fn signed_in(&self, _what: &str) -> Result<Option<Credentials>, String> {
         match &self.sign_in {
             SignIn::Token => Ok(None),
             SignIn::Source(credentials) => Ok(Some(credentials.clone())),

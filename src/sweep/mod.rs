@@ -413,7 +413,7 @@ fn scope_and_api(
         .map(|a| Url::parse(a).map_err(|e| format!("{what} API URL: {e}")))
         .transpose()?;
     let scope = Scope::parse(&url, forge.kind, api.as_ref()).map_err(|e| format!("{what}: {e}"))?;
-    let credentials = match side.from_source(what)? {
+    let credentials = match side.signed_in(what)? {
         Some(signed_in) => Some(signed_in),
         None => api_credentials(scope.kind, side, url_user.as_deref(), url_pass.as_deref()),
     };

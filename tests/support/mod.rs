@@ -33,12 +33,15 @@
 //!   that could change its behaviour (proxies, CA overrides, its own
 //!   `GIT_RELAY_*` settings) removed.
 //!
-//! Two submodules serve fewer tests and keep their own namespace, since their
+//! Three submodules serve fewer tests and keep their own namespace, since their
 //! names (`Kind`, `root`, `json`) would crowd the glob import every test uses:
 //!
 //! * [`forge`]: fake forge APIs (Azure DevOps, GitHub, GitLab, Bitbucket
 //!   Cloud and Server, Gitea) over real HTTP, whose clone URLs lead to a
 //!   [`GitServer`], for `mirror-all` and task mode's organization sweeps.
+//! * [`oidc`]: a pipeline's OIDC endpoint and an Entra ID token endpoint,
+//!   for the task's sign-in through a workload identity federation
+//!   service connection.
 //! * [`task`]: the Azure Pipelines agent's environment for a task run, a
 //!   parser for the logging commands the task prints, and the check of
 //!   task.json against the published schema ([`task::schema`], with
@@ -55,6 +58,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod forge;
+pub mod oidc;
 pub mod task;
 
 mod cap;
@@ -90,4 +94,4 @@ pub use repo::{
     fsck_strict, git, git_ok, git_with_input, install_hook, refs_of, RefLog, RefUpdate, WorkRepo,
 };
 pub use run::{command, credentials, noise, run, run_measuring_memory, Run};
-pub use server::{GitServer, Request, ServerBuilder};
+pub use server::{BearerTokens, GitServer, Request, ServerBuilder};

@@ -16,7 +16,7 @@ use std::process::ChildStdin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -93,6 +93,7 @@ pub struct ServerBuilder {
     config: Vec<(String, String)>,
     lfs: bool,
     lfs_hrefs_elsewhere: bool,
+    bearer: Option<BearerTokens>,
 }
 
 /// One request the server answered, as the client sent it.
@@ -153,7 +154,36 @@ struct Shared {
     dumb: bool,
     moved: Vec<(String, String)>,
     lfs: Option<LfsRoute>,
+    bearer: Option<BearerTokens>,
     log: Mutex<Vec<Request>>,
+}
+
+/// Bearer tokens an identity provider's fake issued, each valid until it
+/// expires; a server built with them ([`ServerBuilder::bearer_tokens`])
+/// accepts those and no other bearer token.
+#[derive(Clone, Default)]
+pub struct BearerTokens(Arc<Mutex<Vec<(String, Instant)>>>);
+
+impl BearerTokens {
+    /// Makes `token` valid for `life` from now.
+    pub fn issue(&self, token: &str, life: Duration) {
+        let mut tokens = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        tokens.push((token.to_owned(), Instant::now() + life));
+    }
+
+    /// Whether `token` was issued and has not expired.
+    pub fn valid(&self, token: &str) -> bool {
+        let tokens = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        tokens.iter().any(|(t, until)| t == token && *until > now)
+    }
+}
+
+impl std::fmt::Debug for BearerTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|t| t.len()).unwrap_or(0);
+        write!(f, "BearerTokens({n} issued)")
+    }
 }
 
 /// Where `/<repo>.git/info/lfs/...` requests go, and the origin the `href`s
@@ -185,6 +215,7 @@ impl GitServer {
             config: Vec::new(),
             lfs: false,
             lfs_hrefs_elsewhere: false,
+            bearer: None,
         }
     }
 
@@ -332,6 +363,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Accept as bearer tokens those in `tokens` while they are valid,
+    /// instead of the password.
+    pub fn bearer_tokens(mut self, tokens: &BearerTokens) -> Self {
+        self.bearer = Some(tokens.clone());
+        self
+    }
+
     /// Allow fetching without credentials; pushing still needs them, and wrong
     /// credentials are still refused.
     pub fn anonymous_read(mut self, on: bool) -> Self {
@@ -450,6 +488,7 @@ impl ServerBuilder {
             anonymous_read: self.anonymous_read,
             dumb: self.dumb,
             moved: self.moved,
+            bearer: self.bearer,
             log: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -559,8 +598,14 @@ impl Shared {
             {
                 return Access::User(&self.username);
             }
-        } else if scheme.eq_ignore_ascii_case("Bearer") && param == self.password {
-            return Access::User("bearer");
+        } else if scheme.eq_ignore_ascii_case("Bearer") {
+            let valid = match &self.bearer {
+                Some(tokens) => tokens.valid(param),
+                None => param == self.password,
+            };
+            if valid {
+                return Access::User("bearer");
+            }
         }
         Access::Denied
     }
