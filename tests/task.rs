@@ -1169,6 +1169,60 @@ fn task_signs_in_with_github_app_and_azure_repos_connections() {
     );
 }
 
+/// The task as the agent lays it out, from the source tree: task.json,
+/// the Node wrapper and this build's binary where the wrapper looks for
+/// it. `None` (with a notice) where node or a binary folder for this
+/// platform is missing.
+fn source_tree_task() -> Option<tempfile::TempDir> {
+    if Command::new("node").arg("--version").output().is_err() {
+        notice("SKIPPED: node is not installed");
+        return None;
+    }
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x64",
+        "aarch64" => "arm64",
+        other => {
+            notice(&format!("SKIPPED: the task ships no binary for {other}"));
+            return None;
+        }
+    };
+    if std::env::consts::OS != "linux" {
+        notice("SKIPPED: the wrapper test lays out a Linux task");
+        return None;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("git-relay-task-")
+        .tempdir()
+        .unwrap();
+    let task = dir.path().join("task");
+    let bin = task.join("bin").join(format!("linux-{arch}"));
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(root().join("task/run.js"), task.join("run.js")).unwrap();
+    std::fs::copy(root().join("task.json"), task.join("task.json")).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_git-relay"), bin.join("git-relay")).unwrap();
+    Some(dir)
+}
+
+#[test]
+fn task_signs_in_with_entra_through_the_node_wrapper() {
+    let Some(task) = source_tree_task() else {
+        return;
+    };
+    let identity = oidc::FakeIdentity::builder(TENANT, CLIENT_ID, AZURE_CONNECTION, JOB_TOKEN)
+        .life(60)
+        .start();
+    let (server, expected) = entra_server(&identity);
+    let agent = entra_agent(&server, &identity, CLIENT_ID);
+    let run = agent.run(wrapper(task.path()));
+    assert_mirrored(&run, &server, &expected);
+    assert!(
+        identity.access_tokens().len() >= 2,
+        "{:#?}",
+        identity.requests()
+    );
+    assert_entra_tokens_kept(&run, &identity);
+}
+
 // ---------------------------------------------------------------- the .vsix
 
 /// Why the packaged tests are ignored by default.
