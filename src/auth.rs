@@ -532,6 +532,7 @@ pub(crate) fn redacted_url(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
     #[test]
     fn shown_urls_lose_their_user_information_only() {
@@ -704,6 +705,29 @@ mod tests {
         let text = redacted_json(&doc);
         assert!(text.contains("server said ***"), "{text}");
         assert!(!text.contains("quote-test"), "{text}");
+    }
+
+    #[test]
+    fn the_hook_hears_of_each_new_form_once() {
+        static TOLD: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        fn tell(secret: &str) {
+            // Other tests register secrets too, and are told of them here.
+            if secret.starts_with("hook-test") {
+                // The hook may use the redactor, as task mode's prints
+                // through it: with the registry still locked this would
+                // deadlock.
+                assert_eq!(redact(secret), MASK);
+            }
+            TOLD.lock().unwrap().push(secret.to_owned());
+        }
+        on_new_secret(tell);
+        let secret = "hook-test/secret Ж";
+        register_secret(secret);
+        register_secret(secret);
+        let told = TOLD.lock().unwrap().clone();
+        let told_of = |form: &str| told.iter().filter(|t| *t == form).count();
+        assert_eq!(told_of(secret), 1, "{told:?}");
+        assert_eq!(told_of("hook-test%2Fsecret%20%D0%96"), 1, "{told:?}");
     }
 
     #[test]
