@@ -1006,6 +1006,55 @@ fn task_entra_failures_name_the_side_the_identity_and_what_to_do() {
         "no git request without a token"
     );
 
+    // The connection names another tenant.
+    let mut agent = entra_agent(&server, &identity, CLIENT_ID);
+    let other_tenant = "99999999-8888-4777-8666-555555555555";
+    agent.azure_rm_connection(
+        AZURE_CONNECTION,
+        other_tenant,
+        CLIENT_ID,
+        &identity.authority(),
+        &identity.oidc_request_uri(),
+    );
+    let run = agent.run(task_command());
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed", "{}", run.log());
+    assert!(
+        message.contains(other_tenant) && message.contains("AADSTS90002"),
+        "{message}"
+    );
+    assert!(run.stderr.contains("check the tenant id"), "{}", run.log());
+
+    // This pipeline may not use the connection (the OIDC endpoint does not
+    // know it for this pipeline).
+    let mut agent = entra_agent(&server, &identity, CLIENT_ID);
+    let unknown = "0000aaaa-1111-4222-8333-444455556666";
+    for side in ["sourceAzureSubscription", "destinationAzureSubscription"] {
+        agent.env.insert(
+            format!("INPUT_{}", side.to_ascii_uppercase()),
+            unknown.into(),
+        );
+    }
+    agent.azure_rm_connection(
+        unknown,
+        TENANT,
+        CLIENT_ID,
+        &identity.authority(),
+        &identity.oidc_request_uri(),
+    );
+    let run = agent.run(task_command());
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed", "{}", run.log());
+    assert!(
+        message.contains("OIDC") && message.contains("400") && message.contains(unknown),
+        "{message}"
+    );
+    assert!(
+        run.stderr.contains("Pipeline permissions") || run.stderr.contains("allowed to use it"),
+        "{}",
+        run.log()
+    );
+
     // The job token is refused by the pipeline's OIDC endpoint.
     let mut agent = entra_agent(&server, &identity, CLIENT_ID);
     agent.system_access_token("job-token-of-another-pipeline");

@@ -102,7 +102,13 @@ impl SideCredentials {
                 authority: e.authority.clone(),
                 tenant: e.tenant.clone(),
                 client_id: e.client_id.clone(),
-                network: network.clone(),
+                // A side's certificate check may be off for its git server
+                // (a private Azure DevOps Server); never for Entra ID or the
+                // pipeline, which hand out its tokens.
+                network: NetworkOptions {
+                    insecure: false,
+                    ..network.clone()
+                },
             }))),
         };
         SideConfig {
