@@ -938,6 +938,12 @@ fn task_signs_in_with_entra_workload_identity_and_refreshes_its_tokens() {
         assert!(issued.iter().any(|t| t == token), "{token} was not issued");
         used.insert(token.to_owned());
     }
+    notice(&format!(
+        "Entra refresh: {} git requests signed with {} distinct access tokens, {} issued",
+        requests.len(),
+        used.len(),
+        issued.len()
+    ));
     assert!(
         used.len() >= 4,
         "{} tokens for {} requests",
