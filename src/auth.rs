@@ -16,7 +16,7 @@ mod token;
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use base64::Engine as _;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
@@ -120,7 +120,6 @@ impl Credentials {
         }
     }
 
-    #[allow(dead_code)]
     /// Credentials whose tokens come from `source`, fetched when a request
     /// needs one and none is held that lives long enough.
     pub(crate) fn from_source(source: Arc<dyn TokenSource>) -> Credentials {
@@ -374,6 +373,20 @@ pub(crate) fn register_literal(secret: &str) {
     register(secret, 0);
 }
 
+/// Told of every form newly registered (see [`on_new_secret`]).
+static ON_NEW_SECRET: OnceLock<fn(&str)> = OnceLock::new();
+
+/// Installs `hook`, called with every secret form registered from now on
+/// that was not known before. Task mode installs one that hands each to
+/// the agent (`task.setsecret`): tokens fetched mid-run (an Entra access
+/// token replacing an expired one) must be masked in the agent's log too,
+/// and the agent masks only what it is told. The first hook installed
+/// stays; it is called after the registry's lock is released, so it may
+/// print.
+pub(crate) fn on_new_secret(hook: fn(&str)) {
+    let _ = ON_NEW_SECRET.set(hook);
+}
+
 fn register(secret: &str, public: usize) {
     if secret.len() <= public {
         return;
@@ -393,6 +406,10 @@ fn register(secret: &str, public: usize) {
                     .cmp(&a.text.len())
                     .then_with(|| a.text.cmp(&b.text))
             });
+            drop(secrets);
+            if let Some(hook) = ON_NEW_SECRET.get() {
+                hook(secret);
+            }
         }
     }
 }
@@ -515,6 +532,7 @@ pub(crate) fn redacted_url(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
     #[test]
     fn shown_urls_lose_their_user_information_only() {
@@ -687,6 +705,29 @@ mod tests {
         let text = redacted_json(&doc);
         assert!(text.contains("server said ***"), "{text}");
         assert!(!text.contains("quote-test"), "{text}");
+    }
+
+    #[test]
+    fn the_hook_hears_of_each_new_form_once() {
+        static TOLD: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        fn tell(secret: &str) {
+            // Other tests register secrets too, and are told of them here.
+            if secret.starts_with("hook-test") {
+                // The hook may use the redactor, as task mode's prints
+                // through it: with the registry still locked this would
+                // deadlock.
+                assert_eq!(redact(secret), MASK);
+            }
+            TOLD.lock().unwrap().push(secret.to_owned());
+        }
+        on_new_secret(tell);
+        let secret = "hook-test/secret Ж";
+        register_secret(secret);
+        register_secret(secret);
+        let told = TOLD.lock().unwrap().clone();
+        let told_of = |form: &str| told.iter().filter(|t| *t == form).count();
+        assert_eq!(told_of(secret), 1, "{told:?}");
+        assert_eq!(told_of("hook-test%2Fsecret%20%D0%96"), 1, "{told:?}");
     }
 
     #[test]

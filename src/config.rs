@@ -54,6 +54,10 @@ pub(crate) enum SignIn {
     /// Entra ID access tokens (`--source-auth entra`): workload identity or
     /// managed identity, as the environment and these settings say.
     Entra(EntraSettings, Shared),
+    /// Short-lived tokens from a source the front end made (the task's
+    /// Entra ID service connection): the same credentials, and so one
+    /// token at a time, for every repository of the side and its forge API.
+    Source(Credentials),
 }
 
 /// Credentials made once from a side's token source and shared by every
@@ -108,7 +112,9 @@ impl SideConfig {
         let location = Location::parse(location).map_err(|e| format!("{what}: {e}"))?;
         let credentials = match (&location, &self.sign_in) {
             (Location::Local(_), _) => None,
-            (Location::Http { .. }, SignIn::Entra(..)) => self.signed_in(what)?,
+            (Location::Http { .. }, SignIn::Entra(..) | SignIn::Source(_)) => {
+                self.signed_in(what)?
+            }
             (
                 Location::Http {
                     url,
@@ -148,6 +154,7 @@ impl SideConfig {
                     Ok(Credentials::from_source(source))
                 })
                 .map(Some),
+            SignIn::Source(credentials) => Ok(Some(credentials.clone())),
         }
     }
 }

@@ -853,6 +853,431 @@ fn organization_mode_names_its_invalid_inputs() {
         .any(|i| i.message.starts_with("input mode:")));
 }
 
+// ------------------------------------------- Entra ID and service connections
+
+const TENANT: &str = "5b7c1f0e-2d3a-4b4c-9d5e-6f708192a3b4";
+const CLIENT_ID: &str = "0c9d8e7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f";
+const AZURE_CONNECTION: &str = "e1d2c3b4-a5f6-4789-8abc-def012345678";
+/// System.AccessToken, which the OIDC endpoint checks.
+const JOB_TOKEN: &str = "job-token;w]th%odd/chars";
+
+/// A git server taking the access tokens `identity` issues (and alice's
+/// password), with the repositories of [`seed`].
+fn entra_server(identity: &oidc::FakeIdentity) -> (GitServer, Vec<(String, String)>) {
+    let server = GitServer::builder()
+        .credentials("alice", SECRET)
+        .bearer_tokens(identity.bearer_tokens())
+        .start();
+    let expected = seed(&server);
+    (server, expected)
+}
+
+/// The agent of a pipeline that may use the Azure Resource Manager
+/// connection `identity` federates with, both sides signing in through it.
+fn entra_agent(server: &GitServer, identity: &oidc::FakeIdentity, client_id: &str) -> Agent {
+    let mut agent = Agent::new(
+        &server.url("src.git"),
+        &[
+            ("sourceAuthentication", "entra"),
+            ("sourceAzureSubscription", AZURE_CONNECTION),
+            ("destinationGitRepositoryUri", &server.url("dst.git")),
+            ("destinationAuthentication", "entra"),
+            ("destinationAzureSubscription", AZURE_CONNECTION),
+        ],
+    );
+    agent.system_access_token(JOB_TOKEN).azure_rm_connection(
+        AZURE_CONNECTION,
+        TENANT,
+        client_id,
+        &identity.authority(),
+        &identity.oidc_request_uri(),
+    );
+    agent
+}
+
+/// Checks that every token of the sign-in stayed secret.
+fn assert_entra_tokens_kept(run: &TaskRun, identity: &oidc::FakeIdentity) {
+    run.assert_token_kept(JOB_TOKEN);
+    for token in identity.access_tokens() {
+        run.assert_token_kept(&token);
+    }
+    for token in identity.oidc_tokens() {
+        run.assert_token_kept(&token);
+    }
+}
+
+#[test]
+fn task_signs_in_with_entra_workload_identity_and_refreshes_its_tokens() {
+    // Tokens that live a minute: under git-relay's two-minute margin, so
+    // each request of the run needs a new one, as a run longer than a
+    // token's life does when it runs out.
+    let identity = oidc::FakeIdentity::builder(TENANT, CLIENT_ID, AZURE_CONNECTION, JOB_TOKEN)
+        .life(60)
+        .start();
+    let (server, expected) = entra_server(&identity);
+    let agent = entra_agent(&server, &identity, CLIENT_ID);
+    let run = agent.run(task_command());
+    assert_mirrored(&run, &server, &expected);
+    assert!(
+        run.stderr.contains(&format!(
+            "Entra ID: application {CLIENT_ID}, tenant {TENANT}, through service connection {AZURE_CONNECTION}"
+        )),
+        "{}",
+        run.log()
+    );
+
+    // Every git request carried an access token Entra issued, and several
+    // were used: the run replaced them as they neared their expiry.
+    let issued = identity.access_tokens();
+    let requests = server.requests();
+    let mut used = BTreeSet::new();
+    for r in &requests {
+        let token = (r.authorization.as_deref())
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap_or_else(|| panic!("{} {} without a bearer token", r.method, r.path));
+        assert!(issued.iter().any(|t| t == token), "{token} was not issued");
+        used.insert(token.to_owned());
+    }
+    notice(&format!(
+        "Entra refresh: {} git requests signed with {} distinct access tokens, {} issued",
+        requests.len(),
+        used.len(),
+        issued.len()
+    ));
+    assert!(
+        used.len() >= 4,
+        "{} tokens for {} requests",
+        used.len(),
+        requests.len()
+    );
+    assert!(requests
+        .iter()
+        .any(|r| r.is_rpc() && r.service() == Some("git-receive-pack")));
+
+    // One fresh OIDC token per access token, each asked for with the job's
+    // token for this connection, each taken once.
+    let seen = identity.requests();
+    let oidc_requests: Vec<_> = seen
+        .iter()
+        .filter(|r| r.path.ends_with("/oidctoken"))
+        .collect();
+    let token_requests: Vec<_> = seen.iter().filter(|r| r.path.ends_with("/token")).collect();
+    assert_eq!(oidc_requests.len(), issued.len(), "{seen:#?}");
+    assert_eq!(token_requests.len(), issued.len(), "{seen:#?}");
+    assert!(seen.iter().all(|r| r.status == 200), "{seen:#?}");
+    for r in &oidc_requests {
+        assert_eq!(
+            r.authorization.as_deref(),
+            Some(format!("Bearer {JOB_TOKEN}").as_str())
+        );
+        assert!(
+            r.query.contains("api-version=7.1")
+                && r.query
+                    .contains(&format!("serviceConnectionId={AZURE_CONNECTION}")),
+            "{}",
+            r.query
+        );
+    }
+    assert_entra_tokens_kept(&run, &identity);
+}
+
+#[test]
+fn task_entra_failures_name_the_side_the_identity_and_what_to_do() {
+    let identity =
+        oidc::FakeIdentity::builder(TENANT, CLIENT_ID, AZURE_CONNECTION, JOB_TOKEN).start();
+    let (server, _) = entra_server(&identity);
+
+    // The connection names an application the tenant does not know.
+    let wrong_client = "11111111-2222-4333-8444-555555555555";
+    let run = entra_agent(&server, &identity, wrong_client).run(task_command());
+    assert_eq!(run.code, 0, "{}", run.log());
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed", "{}", run.log());
+    assert!(
+        message.contains("source")
+            && message.contains(wrong_client)
+            && message.contains(TENANT)
+            && message.contains("AADSTS700016"),
+        "{message}"
+    );
+    assert!(
+        run.stderr.contains("federated credential"),
+        "no hint\n{}",
+        run.log()
+    );
+    assert_entra_tokens_kept(&run, &identity);
+    assert!(identity.access_tokens().is_empty());
+    assert!(
+        server.requests().is_empty(),
+        "no git request without a token"
+    );
+
+    // The connection names another tenant.
+    let mut agent = entra_agent(&server, &identity, CLIENT_ID);
+    let other_tenant = "99999999-8888-4777-8666-555555555555";
+    agent.azure_rm_connection(
+        AZURE_CONNECTION,
+        other_tenant,
+        CLIENT_ID,
+        &identity.authority(),
+        &identity.oidc_request_uri(),
+    );
+    let run = agent.run(task_command());
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed", "{}", run.log());
+    assert!(
+        message.contains(other_tenant) && message.contains("AADSTS90002"),
+        "{message}"
+    );
+    assert!(run.stderr.contains("check the tenant id"), "{}", run.log());
+
+    // This pipeline may not use the connection (the OIDC endpoint does not
+    // know it for this pipeline).
+    let mut agent = entra_agent(&server, &identity, CLIENT_ID);
+    let unknown = "0000aaaa-1111-4222-8333-444455556666";
+    for side in ["sourceAzureSubscription", "destinationAzureSubscription"] {
+        agent.env.insert(
+            format!("INPUT_{}", side.to_ascii_uppercase()),
+            unknown.into(),
+        );
+    }
+    agent.azure_rm_connection(
+        unknown,
+        TENANT,
+        CLIENT_ID,
+        &identity.authority(),
+        &identity.oidc_request_uri(),
+    );
+    let run = agent.run(task_command());
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed", "{}", run.log());
+    assert!(
+        message.contains("OIDC") && message.contains("400") && message.contains(unknown),
+        "{message}"
+    );
+    assert!(
+        run.stderr.contains("Pipeline permissions") || run.stderr.contains("allowed to use it"),
+        "{}",
+        run.log()
+    );
+
+    // The job token is refused by the pipeline's OIDC endpoint.
+    let mut agent = entra_agent(&server, &identity, CLIENT_ID);
+    agent.system_access_token("job-token-of-another-pipeline");
+    let run = agent.run(task_command());
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed", "{}", run.log());
+    assert!(
+        message.contains("source") && message.contains("OIDC") && message.contains("401"),
+        "{message}"
+    );
+    assert!(run.stderr.contains("System.AccessToken"), "{}", run.log());
+    run.assert_token_kept("job-token-of-another-pipeline");
+
+    // A connection with a secret rather than federation is named as such.
+    let mut agent = entra_agent(&server, &identity, CLIENT_ID);
+    agent.connection(
+        AZURE_CONNECTION,
+        "https://management.azure.com/",
+        "ServicePrincipal",
+        &[
+            ("serviceprincipalid", CLIENT_ID),
+            ("tenantid", TENANT),
+            ("serviceprincipalkey", "spn-secret-key"),
+        ],
+    );
+    let run = agent.run(task_command());
+    assert_eq!(run.result().0, "Failed");
+    assert!(
+        run.named("task.logissue")
+            .iter()
+            .any(|i| i.message.starts_with("input sourceAzureSubscription:")
+                && i.message.contains("workload identity federation")),
+        "{}",
+        run.log()
+    );
+}
+
+#[test]
+fn organization_mode_lists_and_mirrors_with_an_entra_token() {
+    // The fake forge checks one token: Entra hands out the same one each
+    // time.
+    let access = "eyJ0eXAiOiJKV1Qi.entra-org-access-token";
+    let identity = oidc::FakeIdentity::builder(TENANT, CLIENT_ID, AZURE_CONNECTION, JOB_TOKEN)
+        .fixed_access_token(access)
+        .start();
+    let server = GitServer::builder()
+        .credentials("alice", SECRET)
+        .bearer_tokens(identity.bearer_tokens())
+        .start();
+    let (fake, repos) = {
+        let names = [("Fabrikam Fiber", "Web App"), ("Tools", "cli")];
+        let mut builder = FakeForge::builder(ForgeKind::AzureDevOps, "fabrikam", access);
+        for (project, name) in names {
+            let bare = server.create_bare(&format!("src/{project}/{name}.git"));
+            let work = WorkRepo::new();
+            work.commit("first");
+            work.push_mirror_to(&bare);
+            server.create_bare(&format!("dst/{project}/{name}.git"));
+            let url = server.url(&format!("src/{}/{}.git", seg(project), seg(name)));
+            builder = builder.repo(FakeRepo::new(project, name, &url));
+        }
+        (builder.start(), names)
+    };
+    let mut agent = organization_agent(&server, &fake, "unused");
+    agent
+        .env
+        .insert("INPUT_SOURCEAUTHENTICATION".into(), "entra".into());
+    agent.env.insert(
+        "INPUT_SOURCEAZURESUBSCRIPTION".into(),
+        AZURE_CONNECTION.into(),
+    );
+    agent.system_access_token(JOB_TOKEN).azure_rm_connection(
+        AZURE_CONNECTION,
+        TENANT,
+        CLIENT_ID,
+        &identity.authority(),
+        &identity.oidc_request_uri(),
+    );
+    let run = agent.run(task_command());
+    let (result, message) = run.result();
+    assert_eq!(result, "Succeeded", "{message}\n{}", run.log());
+    for (project, name) in repos {
+        assert_eq!(
+            refs_of(&server.repo_path(&format!("dst/{project}/{name}.git"))),
+            refs_of(&server.repo_path(&format!("src/{project}/{name}.git"))),
+        );
+    }
+    // The API saw the Entra token as a bearer token, and so did git's
+    // source requests.
+    let api = fake.requests();
+    assert!(!api.is_empty());
+    assert!(api
+        .iter()
+        .all(|r| r.authorization.as_deref() == Some(&format!("Bearer {access}"))));
+    assert!(server
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/src/"))
+        .all(|r| r.authorization.as_deref() == Some(&format!("Bearer {access}"))));
+    // One token for the API and every repository: fetched once.
+    assert_eq!(
+        identity.access_tokens().len(),
+        1,
+        "{:#?}",
+        identity.requests()
+    );
+    assert_entra_tokens_kept(&run, &identity);
+    run.assert_secret_kept("alice", SECRET);
+}
+
+#[test]
+fn task_signs_in_with_github_app_and_azure_repos_connections() {
+    // The Azure Pipelines GitHub App's connection carries its installation
+    // token as `IdToken`, sent as a GitHub token is.
+    let server = GitServer::builder()
+        .credentials("x-access-token", SECRET)
+        .start();
+    let expected = seed(&server);
+    let mut agent = Agent::new(
+        &server.url("src.git"),
+        &[
+            ("sourceAuthentication", "gitHubConnection"),
+            ("sourceGitHubConnection", CONNECTION_ID),
+            ("destinationGitRepositoryUri", &server.url("dst.git")),
+            ("destinationAuthentication", "azureReposConnection"),
+            ("destinationAzureReposConnection", AZURE_CONNECTION),
+        ],
+    );
+    agent
+        .system_access_token("unused-system-token")
+        .connection(
+            CONNECTION_ID,
+            "https://github.com",
+            "InstallationToken",
+            &[("IdToken", SECRET)],
+        )
+        // An Azure Repos/TFS connection with a username and password.
+        .connection(
+            AZURE_CONNECTION,
+            "https://dev.azure.com/other-org",
+            "UsernamePassword",
+            &[("username", "x-access-token"), ("password", SECRET)],
+        );
+    let run = agent.run(task_command());
+    assert_eq!(run.code, 0, "{}", run.log());
+    let (result, message) = run.result();
+    assert_eq!(result, "Succeeded", "{message}\n{}", run.log());
+    assert_eq!(&refs_of(&server.repo_path("dst.git")), &expected);
+    run.assert_secret_kept("x-access-token", SECRET);
+    assert!(
+        run.stderr
+            .contains("GitHub service connection (Azure Pipelines app installation token)"),
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.stderr
+            .contains("Azure Repos service connection (UsernamePassword)"),
+        "{}",
+        run.log()
+    );
+}
+
+/// The task as the agent lays it out, from the source tree: task.json,
+/// the Node wrapper and this build's binary where the wrapper looks for
+/// it. `None` (with a notice) where node or a binary folder for this
+/// platform is missing.
+fn source_tree_task() -> Option<tempfile::TempDir> {
+    if Command::new("node").arg("--version").output().is_err() {
+        notice("SKIPPED: node is not installed");
+        return None;
+    }
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x64",
+        "aarch64" => "arm64",
+        other => {
+            notice(&format!("SKIPPED: the task ships no binary for {other}"));
+            return None;
+        }
+    };
+    if std::env::consts::OS != "linux" {
+        notice("SKIPPED: the wrapper test lays out a Linux task");
+        return None;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("git-relay-task-")
+        .tempdir()
+        .unwrap();
+    let task = dir.path().join("task");
+    let bin = task.join("bin").join(format!("linux-{arch}"));
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(root().join("task/run.js"), task.join("run.js")).unwrap();
+    std::fs::copy(root().join("task.json"), task.join("task.json")).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_git-relay"), bin.join("git-relay")).unwrap();
+    Some(dir)
+}
+
+#[test]
+fn task_signs_in_with_entra_through_the_node_wrapper() {
+    let Some(task) = source_tree_task() else {
+        return;
+    };
+    let identity = oidc::FakeIdentity::builder(TENANT, CLIENT_ID, AZURE_CONNECTION, JOB_TOKEN)
+        .life(60)
+        .start();
+    let (server, expected) = entra_server(&identity);
+    let agent = entra_agent(&server, &identity, CLIENT_ID);
+    let run = agent.run(wrapper(task.path()));
+    assert_mirrored(&run, &server, &expected);
+    assert!(
+        identity.access_tokens().len() >= 2,
+        "{:#?}",
+        identity.requests()
+    );
+    assert_entra_tokens_kept(&run, &identity);
+}
+
 // ---------------------------------------------------------------- the .vsix
 
 /// Why the packaged tests are ignored by default.

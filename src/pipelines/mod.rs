@@ -5,7 +5,9 @@
 //!
 //! 1. read every input ([`inputs`]) without printing, and hand each secret
 //!    found, in each form it could take, to `##vso[task.setsecret]` and to
-//!    our own redactor: nothing is printed before that;
+//!    our own redactor: nothing is printed before that. Secrets learnt
+//!    later (tokens from an Entra ID service connection, [`oidc`]) reach
+//!    the agent as the redactor learns them;
 //! 2. report invalid inputs, each as a `task.logissue` naming the input;
 //! 3. run the engine inside a `##[group]`, then report each ref, write the
 //!    JSON report and the markdown summary (`page`), set the output
@@ -21,6 +23,7 @@
 //! a second, vaguer error to the log.
 
 pub mod inputs;
+pub(crate) mod oidc;
 pub(crate) mod page;
 pub(crate) mod vso;
 
@@ -85,6 +88,11 @@ fn start<T>(
         vso::set_secret(secret);
         auth::register_secret(secret);
     }
+    // Tokens fetched from now on (an Entra access token, the OIDC token
+    // behind it, their replacements) are told to the agent as they arrive,
+    // before any request that carries them and so before any output that
+    // could quote them.
+    auth::on_new_secret(vso::set_secret);
     if env.flag("SYSTEM_DEBUG") {
         output::set_verbosity(Verbosity::Verbose);
     }

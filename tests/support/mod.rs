@@ -33,7 +33,7 @@
 //!   that could change its behaviour (proxies, CA overrides, its own
 //!   `GIT_RELAY_*` settings) removed.
 //!
-//! Two submodules serve fewer tests and keep their own namespace, since their
+//! Three submodules serve fewer tests and keep their own namespace, since their
 //! names (`Kind`, `root`, `json`) would crowd the glob import every test uses:
 //!
 //! * [`forge`]: fake forge APIs (Azure DevOps, GitHub, GitLab, Bitbucket
@@ -42,6 +42,9 @@
 //! * [`entra`]: a fake Microsoft Entra ID (token endpoint and instance
 //!   metadata endpoint) issuing short-lived tokens that a [`GitServer`]
 //!   built with [`BearerTokens`] accepts, for the `--*-auth entra` tests.
+//! * [`oidc`]: a pipeline's OIDC endpoint and an Entra ID token endpoint,
+//!   for the task's sign-in through a workload identity federation
+//!   service connection.
 //! * [`task`]: the Azure Pipelines agent's environment for a task run, a
 //!   parser for the logging commands the task prints, and the check of
 //!   task.json against the published schema ([`task::schema`], with
@@ -59,6 +62,7 @@
 
 pub mod entra;
 pub mod forge;
+pub mod oidc;
 pub mod task;
 
 mod cap;

@@ -1,10 +1,26 @@
 //! A side's credentials: the authentication choice (a token, the
-//! pipeline's System.AccessToken, a service connection) and the inputs it
-//! reads, the same in both modes.
+//! pipeline's System.AccessToken, a service connection of one of the kinds
+//! that fit, Entra ID through an Azure Resource Manager connection) and the
+//! inputs it reads, the same in both modes.
+//!
+//! Each kind of service connection arrives with the parameters of its
+//! authentication scheme: a GitHub connection's token is `accessToken`
+//! (personal access token), `AccessToken` (OAuth, token) or `IdToken` (the
+//! Azure Pipelines app's installation token); an Azure Repos/Team
+//! Foundation Server connection's `apitoken` (token) or `username` and
+//! `password`; a generic one's `username` and `password`; an Azure Resource
+//! Manager connection with workload identity federation carries no secret,
+//! only `serviceprincipalid` and `tenantid`.
+
+use std::sync::Arc;
+
+use url::Url;
 
 use super::{Collector, Environment, AUTHENTICATION_CHOICES};
-use crate::auth::Scheme;
-use crate::config::SideConfig;
+use crate::auth::entra::PUBLIC_AUTHORITY;
+use crate::auth::{Credentials, Scheme};
+use crate::config::{SideConfig, SignIn};
+use crate::pipelines::oidc::PipelineOidc;
 use crate::transport::NetworkOptions;
 
 /// The input names of one side.
@@ -16,6 +32,8 @@ pub(super) struct SideInputs {
     pub(super) token: &'static str,
     pub(super) service_connection: &'static str,
     pub(super) github_connection: &'static str,
+    pub(super) azure_repos_connection: &'static str,
+    pub(super) azure_subscription: &'static str,
     pub(super) verify: &'static str,
 }
 
@@ -27,6 +45,8 @@ pub(super) const SOURCE: SideInputs = SideInputs {
     token: "sourceGitRepositoryPersonalAccessToken",
     service_connection: "sourceServiceConnection",
     github_connection: "sourceGitHubConnection",
+    azure_repos_connection: "sourceAzureReposConnection",
+    azure_subscription: "sourceAzureSubscription",
     verify: "sourceVerifySSLCertificate",
 };
 
@@ -38,6 +58,8 @@ pub(super) const DESTINATION: SideInputs = SideInputs {
     token: "destinationGitRepositoryPersonalAccessToken",
     service_connection: "destinationServiceConnection",
     github_connection: "destinationGitHubConnection",
+    azure_repos_connection: "destinationAzureReposConnection",
+    azure_subscription: "destinationAzureSubscription",
     verify: "destinationVerifySSLCertificate",
 };
 
@@ -48,18 +70,52 @@ pub(super) struct SideCredentials {
     pub(super) token: Option<String>,
     pub(super) username: Option<String>,
     auth: Scheme,
+    /// An Entra ID service connection, which signs in without a token.
+    entra: Option<EntraConnection>,
     /// How the side signs in, for the log.
     pub(super) described: String,
 }
 
+/// What an Azure Resource Manager connection with workload identity
+/// federation, and the pipeline, say about signing in through it.
+#[derive(Clone)]
+struct EntraConnection {
+    request_uri: Url,
+    job_token: String,
+    connection: String,
+    authority: Url,
+    tenant: String,
+    client_id: String,
+}
+
 impl SideCredentials {
-    /// The side's settings with these credentials.
+    /// The side's settings with these credentials. An Entra connection
+    /// becomes a token source here, where the side's network settings
+    /// (which its token requests use too) are known.
     pub(super) fn config(&self, network: NetworkOptions) -> SideConfig {
+        let sign_in = match &self.entra {
+            None => SignIn::Token,
+            Some(e) => SignIn::Source(Credentials::from_source(Arc::new(PipelineOidc {
+                request_uri: e.request_uri.clone(),
+                job_token: e.job_token.clone(),
+                connection: e.connection.clone(),
+                authority: e.authority.clone(),
+                tenant: e.tenant.clone(),
+                client_id: e.client_id.clone(),
+                // A side's certificate check may be off for its git server
+                // (a private Azure DevOps Server); never for Entra ID or the
+                // pipeline, which hand out its tokens.
+                network: NetworkOptions {
+                    insecure: false,
+                    ..network.clone()
+                },
+            }))),
+        };
         SideConfig {
             token: self.token.clone(),
             username: self.username.clone(),
             scheme: self.auth,
-            sign_in: crate::config::SignIn::Token,
+            sign_in,
             network,
         }
     }
@@ -94,14 +150,12 @@ pub(super) fn read_credentials(
                 token: Some(token.to_owned()).filter(|t| !t.is_empty()),
                 username: username.map(str::to_owned),
                 auth: Scheme::Basic,
+                entra: None,
                 described: described.to_owned(),
             })
         }
         Some("systemAccessToken") => {
-            let token = env
-                .endpoint_parameter("SYSTEMVSSCONNECTION", "ACCESSTOKEN")
-                .or_else(|| env.var("SYSTEM_ACCESSTOKEN").map(str::to_owned));
-            let Some(token) = token else {
+            let Some(token) = job_token(env) else {
                 c.error(
                     names.authentication,
                     "systemAccessToken was chosen but the agent passed no System.AccessToken (ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN is not set); run on an Azure Pipelines agent, or map it with `env: SYSTEM_ACCESSTOKEN: $(System.AccessToken)`",
@@ -113,11 +167,20 @@ pub(super) fn read_credentials(
                 token: Some(token),
                 username: None,
                 auth: Scheme::Bearer,
+                entra: None,
                 described: "System.AccessToken (bearer)".to_owned(),
             })
         }
-        Some("serviceConnection") => read_connection(env, names.service_connection, false, c),
-        Some("gitHubConnection") => read_connection(env, names.github_connection, true, c),
+        Some("serviceConnection") => {
+            read_connection(env, names.service_connection, Connection::Generic, c)
+        }
+        Some("gitHubConnection") => {
+            read_connection(env, names.github_connection, Connection::GitHub, c)
+        }
+        Some("azureReposConnection") => {
+            read_connection(env, names.azure_repos_connection, Connection::AzureRepos, c)
+        }
+        Some("entra") => read_entra(env, names, c),
         _ => {
             c.error(
                 names.authentication,
@@ -132,13 +195,33 @@ pub(super) fn read_credentials(
     }
 }
 
-/// Reads the credentials of a service connection named by `input`.
-fn read_connection(
-    env: &Environment,
+/// The job's own token: the `SYSTEMVSSCONNECTION` endpoint every task
+/// gets, else the variable a script step maps.
+fn job_token(env: &Environment) -> Option<String> {
+    env.endpoint_parameter("SYSTEMVSSCONNECTION", "ACCESSTOKEN")
+        .or_else(|| env.var("SYSTEM_ACCESSTOKEN").map(str::to_owned))
+}
+
+/// The kinds of service connection that carry a token.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Connection {
+    /// Generic: a username and a password.
+    Generic,
+    /// GitHub: a personal access token, OAuth, a token, or the Azure
+    /// Pipelines app's installation token.
+    GitHub,
+    /// Azure Repos/Team Foundation Server: a token, or a username and a
+    /// password.
+    AzureRepos,
+}
+
+/// The service connection id an input names, and its scheme; `None` (and
+/// a problem) when either is missing.
+fn connection_id<'e>(
+    env: &'e Environment,
     input: &'static str,
-    github: bool,
     c: &mut Collector,
-) -> Option<SideCredentials> {
+) -> Option<(&'e str, String)> {
     let id = env.input(input);
     if id.is_empty() {
         c.error(
@@ -154,20 +237,38 @@ fn read_connection(
         );
         return None;
     };
-    if github {
-        // A GitHub PAT connection names its parameter `accessToken`; OAuth
-        // and token connections `AccessToken`: the lookup ignores case.
-        let Some(token) = env.endpoint_parameter(id, "ACCESSTOKEN") else {
-            c.error(input, format!("GitHub service connection {id} (scheme {scheme}) carries no access token; use a personal access token or OAuth connection"));
+    Some((id, scheme))
+}
+
+/// Reads the credentials of a service connection named by `input`.
+fn read_connection(
+    env: &Environment,
+    input: &'static str,
+    kind: Connection,
+    c: &mut Collector,
+) -> Option<SideCredentials> {
+    let (id, scheme) = connection_id(env, input, c)?;
+    if kind == Connection::GitHub {
+        // The parameter holding the token depends on the scheme; the
+        // lookup ignores case (`accessToken` for a personal access token,
+        // `AccessToken` for OAuth and token connections).
+        let (key, what) = match scheme.to_ascii_lowercase().as_str() {
+            "installationtoken" => ("IDTOKEN", "Azure Pipelines app installation token"),
+            "personalaccesstoken" => ("ACCESSTOKEN", "personal access token"),
+            "oauth" | "oauth2" => ("ACCESSTOKEN", "OAuth"),
+            _ => ("ACCESSTOKEN", "token"),
+        };
+        let Some(token) = env.endpoint_parameter(id, key) else {
+            c.error(input, format!("GitHub service connection {id} (scheme {scheme}) carries no access token; use a personal access token, OAuth or GitHub App connection"));
             return None;
         };
         c.secret(&token);
-        let described = format!("GitHub service connection ({scheme})");
         return Some(SideCredentials {
             token: Some(token),
             username: Some("x-access-token".to_owned()),
             auth: Scheme::Basic,
-            described,
+            entra: None,
+            described: format!("GitHub service connection ({what})"),
         });
     }
     let password = env
@@ -183,10 +284,88 @@ fn read_connection(
     };
     c.secret(&password);
     let username = env.endpoint_parameter(id, "USERNAME");
+    let described = match kind {
+        Connection::AzureRepos => format!("Azure Repos service connection ({scheme})"),
+        _ => format!("service connection ({scheme})"),
+    };
     Some(SideCredentials {
         token: Some(password),
         username,
         auth: Scheme::Basic,
-        described: format!("service connection ({scheme})"),
+        entra: None,
+        described,
+    })
+}
+
+/// Reads an Azure Resource Manager connection that signs in with workload
+/// identity federation, and what the pipeline needs to vouch for it.
+fn read_entra(env: &Environment, names: &SideInputs, c: &mut Collector) -> Option<SideCredentials> {
+    let input = names.azure_subscription;
+    let (id, scheme) = connection_id(env, input, c)?;
+    if !scheme.eq_ignore_ascii_case("WorkloadIdentityFederation") {
+        c.error(
+            input,
+            format!("service connection {id} uses scheme {scheme}; git-relay signs in to Entra ID with workload identity federation only: convert the connection to workload identity federation, or create one that uses it"),
+        );
+        return None;
+    }
+    let client_id = env.endpoint_parameter(id, "SERVICEPRINCIPALID");
+    let tenant = env.endpoint_parameter(id, "TENANTID");
+    let (Some(client_id), Some(tenant)) = (client_id, tenant) else {
+        c.error(
+            input,
+            format!("service connection {id} names no service principal id or tenant id"),
+        );
+        return None;
+    };
+    // As Microsoft's own tasks read it: the MSAL authority, else the older
+    // name, else the public cloud.
+    let authority = env
+        .endpoint_data(id, "ACTIVEDIRECTORYAUTHORITY")
+        .or_else(|| env.endpoint_data(id, "ENVIRONMENTAUTHORITYURL"))
+        .unwrap_or_else(|| PUBLIC_AUTHORITY.to_owned());
+    let authority = match Url::parse(&authority) {
+        Ok(url) if matches!(url.scheme(), "https" | "http") => url,
+        _ => {
+            c.error(
+                input,
+                format!(
+                    "service connection {id} names an authority that is not a URL: {authority}"
+                ),
+            );
+            return None;
+        }
+    };
+    let Some(job_token) = job_token(env) else {
+        c.error(
+            input,
+            "Entra ID sign-in asks the pipeline for an OIDC token with the job's access token, and the agent passed none (ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN is not set)",
+        );
+        return None;
+    };
+    c.secret(&job_token);
+    let request_uri = env.var("SYSTEM_OIDCREQUESTURI").map(Url::parse);
+    let Some(Ok(request_uri)) = request_uri else {
+        c.error(
+            input,
+            "Entra ID sign-in needs the pipeline's OIDC endpoint, and the agent set no valid System.OidcRequestUri: run on Azure DevOps Services with a current agent",
+        );
+        return None;
+    };
+    Some(SideCredentials {
+        token: None,
+        username: None,
+        auth: Scheme::Bearer,
+        described: format!(
+            "Entra ID: application {client_id}, tenant {tenant}, through service connection {id}"
+        ),
+        entra: Some(EntraConnection {
+            request_uri,
+            job_token,
+            connection: id.to_owned(),
+            authority,
+            tenant,
+            client_id,
+        }),
     })
 }

@@ -6,8 +6,10 @@
 //! with task.json's defaults already applied. A service connection input
 //! holds only the connection's id; its URL and credentials arrive as
 //! `ENDPOINT_URL_<id>`, `ENDPOINT_AUTH_<id>` (JSON) and
-//! `ENDPOINT_AUTH_PARAMETER_<id>_<KEY>`. The pipeline's own token is the
-//! `SYSTEMVSSCONNECTION` endpoint's `ACCESSTOKEN`.
+//! `ENDPOINT_AUTH_PARAMETER_<id>_<KEY>`, its data (an Azure connection's
+//! authority host) as `ENDPOINT_DATA_<id>_<KEY>`. The pipeline's own token
+//! is the `SYSTEMVSSCONNECTION` endpoint's `ACCESSTOKEN`; pipeline
+//! variables such as `System.OidcRequestUri` arrive as `SYSTEM_OIDCREQUESTURI`.
 
 use std::collections::HashMap;
 
@@ -91,6 +93,22 @@ impl Environment {
         let auth = self.endpoint_auth(id)?;
         let scheme = auth.get("scheme").or_else(|| auth.get("Scheme"))?;
         scheme.as_str().map(str::to_owned)
+    }
+
+    /// One data parameter of an endpoint (an Azure Resource Manager
+    /// connection's `environmentAuthorityUrl`, say): `ENDPOINT_DATA_<id>_<KEY>`,
+    /// else the `ENDPOINT_DATA_<id>` JSON, keys compared without case.
+    pub(crate) fn endpoint_data(&self, id: &str, key: &str) -> Option<String> {
+        if let Some(value) = self.var(&format!("ENDPOINT_DATA_{id}_{key}")) {
+            return Some(value.to_owned());
+        }
+        let data: serde_json::Value =
+            serde_json::from_str(self.var(&format!("ENDPOINT_DATA_{id}"))?).ok()?;
+        (data.as_object()?.iter())
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .and_then(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
     }
 
     /// The `ENDPOINT_AUTH_<id>` JSON, which holds an endpoint's scheme and

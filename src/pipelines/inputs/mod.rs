@@ -39,6 +39,8 @@ pub const INPUTS: &[&str] = &[
     "sourceGitRepositoryPersonalAccessToken",
     "sourceServiceConnection",
     "sourceGitHubConnection",
+    "sourceAzureReposConnection",
+    "sourceAzureSubscription",
     "sourceVerifySSLCertificate",
     "sourceGitRepositoryCloneDirectoryName",
     "destinationGitRepositoryUri",
@@ -47,6 +49,8 @@ pub const INPUTS: &[&str] = &[
     "destinationGitRepositoryPersonalAccessToken",
     "destinationServiceConnection",
     "destinationGitHubConnection",
+    "destinationAzureReposConnection",
+    "destinationAzureSubscription",
     "destinationVerifySSLCertificate",
     "includeRefs",
     "excludeRefs",
@@ -104,6 +108,8 @@ pub const AUTHENTICATION_CHOICES: &[&str] = &[
     "systemAccessToken",
     "serviceConnection",
     "gitHubConnection",
+    "azureReposConnection",
+    "entra",
 ];
 
 /// A problem with one input.

@@ -128,6 +128,146 @@ fn github_connection_token_any_case() {
 }
 
 #[test]
+fn every_github_connection_scheme_gives_its_token() {
+    let id = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+    // The parameter each scheme carries its token in, as Microsoft's own
+    // GitHub tasks read them.
+    for (scheme, key, token) in [
+        ("PersonalAccessToken", "accessToken", "ghp_pat-token"),
+        ("OAuth", "AccessToken", "gho_oauth-token"),
+        ("OAuth2", "AccessToken", "gho_oauth2-token"),
+        ("Token", "AccessToken", "ghp_token-token"),
+        ("InstallationToken", "IdToken", "ghs_installation-token"),
+    ] {
+        let auth = serde_json::json!({ "parameters": { key: token }, "scheme": scheme });
+        let e = env(&[
+            ("INPUT_DESTINATIONAUTHENTICATION", "gitHubConnection"),
+            ("INPUT_DESTINATIONGITHUBCONNECTION", id),
+            (&format!("ENDPOINT_AUTH_{id}"), &auth.to_string()),
+        ]);
+        let reading = read(&e);
+        assert!(reading.secrets.contains(&token.to_owned()), "{scheme}");
+        let config = reading.config.expect("valid inputs");
+        let dest = config.run.destination.credentials.unwrap();
+        assert_eq!(dest.username(), "x-access-token", "{scheme}");
+        assert!(dest.secret_forms().contains(&token.to_owned()), "{scheme}");
+        assert!(config
+            .authentication
+            .1
+            .starts_with("GitHub service connection"));
+    }
+    // An installation token connection without its token says so.
+    let e = env(&[
+        ("INPUT_DESTINATIONAUTHENTICATION", "gitHubConnection"),
+        ("INPUT_DESTINATIONGITHUBCONNECTION", id),
+        (
+            &format!("ENDPOINT_AUTH_{id}"),
+            r#"{"parameters":{"AccessToken":"not-this-one"},"scheme":"InstallationToken"}"#,
+        ),
+    ]);
+    let errs = errors(&e);
+    assert_eq!(errs[0].input, "destinationGitHubConnection");
+    assert!(errs[0].message.contains("InstallationToken"), "{errs:?}");
+}
+
+#[test]
+fn azure_repos_connections_by_token_or_password() {
+    let id = "bbbbbbbb-cccc-4ddd-8eee-ffffffffffff";
+    let token = env(&[
+        ("INPUT_SOURCEAUTHENTICATION", "azureReposConnection"),
+        ("INPUT_SOURCEAZUREREPOSCONNECTION", id),
+        (
+            &format!("ENDPOINT_AUTH_{id}"),
+            r#"{"parameters":{"apitoken":"ado-pat/x"},"scheme":"Token"}"#,
+        ),
+    ]);
+    let reading = read(&token);
+    assert!(reading.secrets.contains(&"ado-pat/x".to_owned()));
+    let source = reading.config.unwrap().run.source.credentials.unwrap();
+    // The URL's user, as for any token on Azure Repos.
+    assert_eq!(source.username(), "org");
+    let password = env(&[
+        ("INPUT_SOURCEAUTHENTICATION", "azureReposConnection"),
+        ("INPUT_SOURCEAZUREREPOSCONNECTION", id),
+        (
+            &format!("ENDPOINT_AUTH_{id}"),
+            r#"{"parameters":{"username":"svc","password":"pw:1"},"scheme":"UsernamePassword"}"#,
+        ),
+    ]);
+    let source = options(&password).source.credentials.unwrap();
+    assert_eq!(source.username(), "svc");
+    let missing = errors(&env(&[(
+        "INPUT_SOURCEAUTHENTICATION",
+        "azureReposConnection",
+    )]));
+    assert_eq!(missing[0].input, "sourceAzureReposConnection");
+}
+
+/// An Azure Resource Manager connection with workload identity federation,
+/// as the agent passes it, for the destination.
+fn entra_env(scheme: &str, extra: &[(&str, &str)]) -> Environment {
+    let id = "cccccccc-dddd-4eee-8fff-000000000000";
+    let auth = format!(
+        r#"{{"parameters":{{"serviceprincipalid":"app-1","tenantid":"tenant-1"}},"scheme":"{scheme}"}}"#
+    );
+    let mut pairs = vec![
+        ("INPUT_DESTINATIONAUTHENTICATION", "entra"),
+        ("INPUT_DESTINATIONAZURESUBSCRIPTION", id),
+        (
+            "ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN",
+            "job-token-entra",
+        ),
+        (
+            "SYSTEM_OIDCREQUESTURI",
+            "https://dev.azure.com/org/p/_apis/distributedtask/hubs/build/plans/x/jobs/y/oidctoken",
+        ),
+    ];
+    let auth_var = format!("ENDPOINT_AUTH_{id}");
+    pairs.push((&auth_var, &auth));
+    pairs.extend_from_slice(extra);
+    env(&pairs)
+}
+
+#[test]
+fn an_entra_connection_signs_in_with_bearer_tokens_from_a_source() {
+    let e = entra_env("WorkloadIdentityFederation", &[]);
+    let reading = read(&e);
+    // The job token asks for the OIDC tokens: a secret like any other.
+    assert!(reading.secrets.contains(&"job-token-entra".to_owned()));
+    let config = reading.config.expect("valid inputs");
+    let dest = config.run.destination.credentials.unwrap();
+    assert!(
+        dest.identity()
+            .is_some_and(|i| i.contains("app-1") && i.contains("tenant-1")),
+        "{:?}",
+        dest.identity()
+    );
+    assert!(config.authentication.1.contains("Entra ID"));
+}
+
+#[test]
+fn an_entra_connection_that_cannot_sign_in_names_its_input() {
+    let secret = entra_env("ServicePrincipal", &[]);
+    let errs = errors(&secret);
+    assert_eq!(errs[0].input, "destinationAzureSubscription");
+    assert!(errs[0].message.contains("workload identity federation"));
+
+    let no_uri = entra_env(
+        "WorkloadIdentityFederation",
+        &[("SYSTEM_OIDCREQUESTURI", "")],
+    );
+    let errs = errors(&no_uri);
+    assert_eq!(errs[0].input, "destinationAzureSubscription");
+    assert!(
+        errs[0].message.contains("System.OidcRequestUri"),
+        "{errs:?}"
+    );
+
+    let no_connection = errors(&env(&[("INPUT_DESTINATIONAUTHENTICATION", "entra")]));
+    assert_eq!(no_connection[0].input, "destinationAzureSubscription");
+}
+
+#[test]
 fn every_problem_is_reported_with_its_input() {
     let errs = errors(&env(&[
         ("INPUT_DESTINATIONGITREPOSITORYURI", ""),

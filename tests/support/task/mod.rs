@@ -6,7 +6,8 @@
 //! as `INPUT_<NAME>` with task.json's defaults applied (and macros such as
 //! `$(Build.Repository.Uri)` expanded, empty filePath inputs turned into the
 //! sources directory), `ENDPOINT_*` for System.AccessToken and for each
-//! service connection, and the usual `TF_BUILD`, `AGENT_*`, `BUILD_*`,
+//! service connection (`ENDPOINT_DATA_<id>_<KEY>` for an Azure Resource
+//! Manager connection's cloud), `SYSTEM_OIDCREQUESTURI`, and the usual `TF_BUILD`, `AGENT_*`, `BUILD_*`,
 //! `SYSTEM_*` variables.
 
 pub mod schema;
@@ -149,6 +150,66 @@ impl Agent {
         self
     }
 
+    /// Adds an Azure Resource Manager service connection that uses workload
+    /// identity federation, as the agent passes it: the service principal
+    /// and tenant as authorization parameters (no secret), the cloud's
+    /// authority as endpoint data; and the pipeline's
+    /// `System.OidcRequestUri`.
+    pub fn azure_rm_connection(
+        &mut self,
+        id: &str,
+        tenant: &str,
+        client_id: &str,
+        authority: &str,
+        oidc_request_uri: &str,
+    ) -> &mut Agent {
+        let auth = serde_json::json!({
+            "parameters": {
+                "serviceprincipalid": client_id,
+                "tenantid": tenant,
+                "authenticationType": "workloadIdentityFederation",
+                "workloadIdentityFederationSubject": format!("sc://fabrikam/proj/{id}"),
+                "workloadIdentityFederationIssuer": "https://vstoken.dev.azure.com/0f4a6c2e-org",
+            },
+            "scheme": "WorkloadIdentityFederation"
+        });
+        self.endpoint(id, "https://management.azure.com/", &auth);
+        for (key, value) in [
+            ("ENVIRONMENT", "AzureCloud"),
+            ("SCOPELEVEL", "Subscription"),
+            ("SUBSCRIPTIONID", "3f2a1b0c-0000-4000-8000-000000000001"),
+            ("SUBSCRIPTIONNAME", "Mirrors"),
+            ("ENVIRONMENTAUTHORITYURL", authority),
+            ("ACTIVEDIRECTORYAUTHORITY", authority),
+        ] {
+            self.env
+                .insert(format!("ENDPOINT_DATA_{id}_{key}"), value.to_owned());
+        }
+        self.env.insert(
+            "SYSTEM_OIDCREQUESTURI".to_owned(),
+            oidc_request_uri.to_owned(),
+        );
+        self
+    }
+
+    /// Adds a service connection of any kind with this scheme and these
+    /// authorization parameters.
+    pub fn connection(
+        &mut self,
+        id: &str,
+        url: &str,
+        scheme: &str,
+        parameters: &[(&str, &str)],
+    ) -> &mut Agent {
+        let parameters: serde_json::Map<String, Value> = parameters
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
+            .collect();
+        let auth = serde_json::json!({ "parameters": parameters, "scheme": scheme });
+        self.endpoint(id, url, &auth);
+        self
+    }
+
     fn endpoint(&mut self, key: &str, url: &str, auth: &Value) {
         self.env
             .insert(format!("ENDPOINT_URL_{key}"), url.to_owned());
@@ -274,7 +335,9 @@ impl TaskRun {
     }
 
     /// Checks that no form of `secret` appears outside `task.setsecret`
-    /// lines, and that those come before anything else.
+    /// lines, and that those come before anything else. (Secrets learnt
+    /// mid-run, such as Entra tokens, are told later: only the lines that
+    /// tell a form of this secret are checked.)
     pub fn assert_secret_kept(&self, username: &str, secret: &str) {
         let forms = secret_forms(username, secret);
         let is_secret_line = |l: &str| l.starts_with("##vso[task.setsecret]");
@@ -283,8 +346,13 @@ impl TaskRun {
             .iter()
             .position(|l| !is_secret_line(l))
             .unwrap_or(stderr.len());
+        let tells_this = |l: &str| {
+            parse_vso(l).is_ok_and(|c| forms.contains(&c.message) || c.message.contains(secret))
+        };
         assert!(
-            !stderr[first_other..].iter().any(|l| is_secret_line(l)),
+            !stderr[first_other..]
+                .iter()
+                .any(|l| is_secret_line(l) && tells_this(l)),
             "a task.setsecret came after other output\n{}",
             self.log()
         );
@@ -308,6 +376,38 @@ impl TaskRun {
                 "the agent was not told to mask {form:?}: {told:?}"
             );
         }
+    }
+}
+
+impl TaskRun {
+    /// Checks that a bearer token learnt during the run (an Entra access
+    /// token, an OIDC token) was told to the agent and never printed in
+    /// any form.
+    pub fn assert_token_kept(&self, token: &str) {
+        use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+        let is_secret_line = |l: &str| l.starts_with("##vso[task.setsecret]");
+        let forms = [
+            token.to_owned(),
+            utf8_percent_encode(token, NON_ALPHANUMERIC).to_string(),
+            // What the redactor masks of a token cut short.
+            token.chars().take(12).collect(),
+        ];
+        for line in self.lines().into_iter().filter(|l| !is_secret_line(l)) {
+            for form in &forms {
+                assert!(
+                    !line.contains(form.as_str()),
+                    "token form {form:?} leaked in {line:?}\n{}",
+                    self.log()
+                );
+            }
+        }
+        assert!(
+            self.named("task.setsecret")
+                .iter()
+                .any(|c| c.message == token),
+            "the agent was not told to mask {token:?}\n{}",
+            self.log()
+        );
     }
 }
 
