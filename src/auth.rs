@@ -12,6 +12,7 @@
 //! our request back in an error message therefore cannot make us print it.
 
 pub(crate) mod entra;
+pub(crate) mod helper;
 mod token;
 
 use std::borrow::Cow;
@@ -120,7 +121,6 @@ impl Credentials {
         }
     }
 
-    #[allow(dead_code)]
     /// Credentials whose tokens come from `source`, fetched when a request
     /// needs one and none is held that lives long enough.
     pub(crate) fn from_source(source: Arc<dyn TokenSource>) -> Credentials {
@@ -225,7 +225,13 @@ impl Credentials {
         };
         Ok(match self.scheme {
             Scheme::Basic => {
-                let header = basic_token(&self.username, secret);
+                // A source may learn its user name with its token (a
+                // credential helper answers both).
+                let username = match &self.tokens {
+                    Some(tokens) => Cow::Owned(tokens.scheme().1),
+                    None => Cow::Borrowed(self.username.as_str()),
+                };
+                let header = basic_token(&username, secret);
                 if self.tokens.is_some() {
                     register_literal(&header);
                 }
@@ -244,7 +250,6 @@ impl Credentials {
     }
 
     /// The server took a request signed with them.
-    #[allow(dead_code)]
     pub(crate) fn accepted(&self) {
         if let Some(tokens) = &self.tokens {
             tokens.accepted();

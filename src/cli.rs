@@ -107,6 +107,8 @@ fn auth_choice() -> impl TypedValueParser<Value = AuthChoice> {
             .help("HTTP Basic with username and token (personal access tokens)"),
         PossibleValue::new("bearer")
             .help("`Authorization: Bearer <token>` (System.AccessToken, OAuth, an Entra ID token)"),
+        PossibleValue::new("credential-helper")
+            .help("user name and password from git's credential helpers (`git credential fill` for the side's URL), sent as Basic"),
     ];
     PossibleValuesParser::new(choices).map(|s| {
         let token = |scheme| AuthChoice {
@@ -115,6 +117,10 @@ fn auth_choice() -> impl TypedValueParser<Value = AuthChoice> {
         };
         match s.as_str() {
             "bearer" => token(Scheme::Bearer),
+            "credential-helper" => AuthChoice {
+                scheme: Scheme::Basic,
+                sign_in: SignIn::CredentialHelper,
+            },
             _ => token(Scheme::Basic),
         }
     })

@@ -49,6 +49,9 @@ pub(crate) enum SignIn {
     /// `scheme` says.
     #[default]
     Token,
+    /// A user name and password from `git credential fill` for the side's
+    /// URL, reported back with `approve` / `reject`.
+    CredentialHelper,
 }
 
 impl SideConfig {
@@ -87,6 +90,20 @@ impl SideConfig {
                     _ => "git",
                 }),
             }),
+            (
+                Location::Http {
+                    url,
+                    username: url_username,
+                    ..
+                },
+                SignIn::CredentialHelper,
+            ) => {
+                let username = (self.username.as_deref())
+                    .filter(|u| !u.is_empty())
+                    .or(url_username.as_deref());
+                let helper = crate::auth::helper::CredentialHelper::new(url, username);
+                Some(Credentials::from_source(std::sync::Arc::new(helper)))
+            }
         };
         Ok(Endpoint {
             location,

@@ -237,6 +237,10 @@ impl Transport for HttpTransport {
                 response.content_type()
             )));
         }
+        if let Some(credentials) = &self.credentials {
+            // The server took them: a credential helper stores them now.
+            credentials.accepted();
+        }
         Ok(Box::new(response.into_reader()))
     }
 
