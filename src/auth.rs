@@ -258,7 +258,6 @@ impl Credentials {
 
     /// Who signs in, where tokens come from a source ("the Entra
     /// application ..."), for messages.
-    #[allow(dead_code)]
     pub(crate) fn identity(&self) -> Option<String> {
         self.tokens.as_ref().map(token::Tokens::identity)
     }

@@ -313,8 +313,7 @@ impl TokenSource for CredentialHelper {
 
     fn rejected(&self, token: &str) {
         crate::output::warn(format!(
-            "{} refused the password of {}: telling the credential helpers to forget it (git credential reject)",
-            self.display,
+            "{}: the server refused the password; telling the helpers to forget it (git credential reject)",
             self.identity()
         ));
         self.report("reject", token);
@@ -360,7 +359,7 @@ mod tests {
             std::fs::write(
                 &script,
                 format!(
-                    "#!/bin/sh\necho \"== $1\" >> '{log}'\ncat >> '{log}'\nif [ \"$1\" = get ]; then printf '{answer}'; fi\n",
+                    "#!/bin/sh\ncall=$(echo \"== $1\"; cat)\nprintf '%s\\n' \"$call\" >> '{log}'\nif [ \"$1\" = get ]; then printf '{answer}'; fi\n",
                     log = log.display()
                 ),
             )

@@ -166,6 +166,7 @@ impl HttpTransport {
                         }
                         TransportError::Unauthorized {
                             had_credentials: self.credentials.is_some(),
+                            identity: self.credentials.as_ref().and_then(Credentials::identity),
                         }
                     }
                     403 => TransportError::Forbidden { detail },
