@@ -148,6 +148,31 @@ fn the_helpers_password_mirrors_and_is_approved_once_per_side() {
 }
 
 #[test]
+fn both_sides_on_one_host_ask_once_as_git_would() {
+    let server = server();
+    populated_source(&server);
+    server.create_bare("dst.git");
+    // Without useHttpPath git asks its helpers about the host alone: the
+    // same question for both sides, asked and approved once.
+    let helper = Helper::answering(USER, PASSWORD, "");
+
+    let run = mirror(&server, &helper, &both_sides(), &[]);
+    run.assert_code(0);
+    let port = server.port();
+    assert_eq!(
+        helper.calls("get"),
+        [format!("protocol=http\nhost=127.0.0.1:{port}\n")]
+    );
+    assert_eq!(
+        helper.calls("store"),
+        [format!(
+            "protocol=http\nhost=127.0.0.1:{port}\nusername={USER}\npassword={PASSWORD}\n"
+        )]
+    );
+    assert_no_secret(&run, PASSWORD);
+}
+
+#[test]
 fn a_wrong_password_is_a_clear_error_and_the_helper_is_told_to_forget_it() {
     let server = server();
     populated_source(&server);

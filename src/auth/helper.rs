@@ -11,7 +11,10 @@
 //! unless it is set). What git answers is reported back as git itself does:
 //! `git credential approve` once the server took it (helpers that store
 //! passwords store it then), `git credential reject` after a 401 (they
-//! forget it, so the next run asks afresh).
+//! forget it, so the next run asks afresh). An answer serves every later
+//! question git would ask the same way (both sides of a `mirror` on one
+//! host, the repositories of a `mirror-all`), so a person at a terminal
+//! types a password once a run, and the helpers hear of it once.
 //!
 //! The password is a secret from the moment it is read: registered with
 //! the redactor before anything else is done with it, sent to git only on
@@ -25,7 +28,7 @@ use std::ffi::OsString;
 use std::io::{IsTerminal, Read, Write};
 use std::process::{Child, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use percent_encoding::percent_decode_str;
 use url::Url;
@@ -43,21 +46,39 @@ const MAX_ANSWER: u64 = 64 * 1024;
 /// What to do when no helper answers.
 const HINT_FILL: &str = "configure a credential helper for this URL (`git config --global credential.helper ...`, e.g. Git Credential Manager or `store`) and check that `git credential fill` answers for it; at a terminal, git asks for the user name and password instead";
 
+/// `key=value` pairs, as git's credential protocol writes them.
+type Description = Vec<(String, String)>;
+
+/// An answer of `git credential fill`, kept for the rest of the process.
+struct Answer {
+    description: Description,
+    /// Whether the helpers were told it worked.
+    approved: bool,
+}
+
+/// Every answer git gave in this process and no server refused. Both sides
+/// of a `mirror` on one host, and the repositories of a `mirror-all`, ask
+/// once: git would ask its helpers the same question, and a person at a
+/// terminal would type the same password again. The lock is held while
+/// git runs, so that two prompts never share a terminal.
+static ANSWERS: Mutex<Vec<Answer>> = Mutex::new(Vec::new());
+
+/// How long before its expiry a kept answer is asked for again: longer
+/// than [`super::token`] keeps a token.
+const STALE: Duration = Duration::from_secs(180);
+
 /// One side's `git credential` conversation.
 pub(crate) struct CredentialHelper {
     /// What git is told about the URL: protocol, host, path (and the user
     /// name, if one was given), one `key=value` a line.
-    request: Vec<(String, String)>,
+    request: Description,
     /// The URL as shown, without user information.
     display: String,
     /// Whether git may prompt at a terminal.
     interactive: bool,
     /// The description git filled in last (user name, password, expiry...),
     /// sent back as it came with `approve` or `reject`.
-    filled: Mutex<Option<Vec<(String, String)>>>,
-    /// The password last approved: the server takes every request of a run,
-    /// but helpers are told once.
-    approved: Mutex<Option<String>>,
+    filled: Mutex<Option<Description>>,
     /// Variables for git: a test's configuration.
     env: Vec<(OsString, OsString)>,
 }
@@ -103,7 +124,6 @@ impl CredentialHelper {
             display: display.to_string(),
             interactive,
             filled: Mutex::new(None),
-            approved: Mutex::new(None),
             env,
         }
     }
@@ -171,25 +191,72 @@ impl CredentialHelper {
         })
     }
 
-    /// Tells git's helpers that the credentials they gave worked, or not.
-    fn report(&self, action: &str, password: &str) {
-        let filled = self.filled.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(description) = filled.as_ref() else {
+    /// Whether `answer` is what git would say to our question: the same
+    /// protocol and host, the same path unless git dropped it
+    /// (`credential.useHttpPath` off), the user name we named if we did,
+    /// and not about to expire.
+    fn matches(&self, answer: &Description) -> bool {
+        let same = |key| value(answer, key) == value(&self.request, key);
+        let path = value(answer, "path").is_none_or(|p| Some(p) == value(&self.request, "path"));
+        let user =
+            value(&self.request, "username").is_none_or(|u| value(answer, "username") == Some(u));
+        let fresh = expiry(answer).is_none_or(|at| at > SystemTime::now() + STALE);
+        same("protocol") && same("host") && path && user && fresh
+    }
+
+    /// Tells git's helpers that the credentials they gave worked
+    /// (`approve`, once a process) or were refused (`reject`, and the
+    /// answer is no longer used).
+    fn report(&self, approve: bool, password: &str) {
+        let Some(description) = self
+            .filled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        else {
             return;
         };
-        let theirs = description
-            .iter()
-            .any(|(k, v)| k == "password" && v == password);
-        if !theirs {
+        if value(&description, "password") != Some(password) {
             return;
         }
-        if let Err(e) = self.git(action, description) {
+        let told = {
+            let mut answers = ANSWERS.lock().unwrap_or_else(|e| e.into_inner());
+            let at = answers.iter().position(|a| a.description == description);
+            match (at, approve) {
+                (Some(at), true) => !std::mem::replace(&mut answers[at].approved, true),
+                (Some(at), false) => {
+                    answers.remove(at);
+                    true
+                }
+                // Another side reported it already.
+                (None, _) => false,
+            }
+        };
+        if !told {
+            return;
+        }
+        if !approve {
+            crate::output::warn(format!(
+                "{}: the server refused the password; telling the helpers to forget it (git credential reject)",
+                self.identity()
+            ));
+        }
+        let action = if approve { "approve" } else { "reject" };
+        if let Err(e) = self.git(action, &description) {
             crate::output::warn(format!(
                 "telling the credential helpers about {}: {e}",
                 self.display
             ));
         }
     }
+}
+
+/// When a helper said its password expires (git 2.41 and later pass it
+/// on: OAuth tokens).
+fn expiry(description: &Description) -> Option<SystemTime> {
+    value(description, "password_expiry_utc")
+        .and_then(|s| s.parse::<u64>().ok())
+        .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
 }
 
 /// Waits for `child` (until `limit`, when given), reading its output as it
@@ -236,7 +303,7 @@ fn wait(mut child: Child, limit: Option<Instant>) -> std::io::Result<(bool, Stri
 }
 
 /// Reads git's `key=value` lines; lines without `=` are skipped.
-fn parse(answer: &str) -> Vec<(String, String)> {
+fn parse(answer: &str) -> Description {
     answer
         .lines()
         .take_while(|l| !l.is_empty())
@@ -255,31 +322,44 @@ fn value<'a>(description: &'a [(String, String)], key: &str) -> Option<&'a str> 
 
 impl TokenSource for CredentialHelper {
     fn fetch(&self) -> Result<Token, AuthError> {
-        let answer = self
-            .git("fill", &self.request)
-            .map_err(|e| self.error(e, Some(HINT_FILL)))?;
-        let description = parse(&answer);
-        let password = value(&description, "password").unwrap_or_default();
-        // Before anything else: the answer is ours to hide from here on.
-        super::register_secret(password);
-        if password.is_empty() {
-            return Err(self.error(
-                format!(
-                    "git's credential helpers gave no password for {}",
-                    self.display
-                ),
-                Some(HINT_FILL),
-            ));
-        }
-        let username = value(&description, "username").unwrap_or_default();
-        let token = Token {
-            secret: password.to_owned(),
-            // git 2.41 and later pass a helper's expiry on (OAuth tokens).
-            expires: value(&description, "password_expiry_utc")
-                .and_then(|s| s.parse::<u64>().ok())
-                .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s))),
+        let mut answers = ANSWERS.lock().unwrap_or_else(|e| e.into_inner());
+        answers.retain(|a| expiry(&a.description).is_none_or(|at| at > SystemTime::now()));
+        let known = answers.iter().find(|a| self.matches(&a.description));
+        let description = match known {
+            Some(answer) => answer.description.clone(),
+            None => {
+                let answer = self
+                    .git("fill", &self.request)
+                    .map_err(|e| self.error(e, Some(HINT_FILL)))?;
+                let description = parse(&answer);
+                let password = value(&description, "password").unwrap_or_default();
+                // Before anything else: the answer is ours to hide from here on.
+                super::register_secret(password);
+                let username = value(&description, "username").unwrap_or_default();
+                super::register_pair(username, password);
+                if password.is_empty() {
+                    return Err(self.error(
+                        format!(
+                            "git's credential helpers gave no password for {}",
+                            self.display
+                        ),
+                        Some(HINT_FILL),
+                    ));
+                }
+                answers.push(Answer {
+                    description: description.clone(),
+                    approved: false,
+                });
+                description
+            }
         };
-        super::register_pair(username, password);
+        drop(answers);
+        let token = Token {
+            secret: value(&description, "password")
+                .unwrap_or_default()
+                .to_owned(),
+            expires: expiry(&description),
+        };
         *self.filled.lock().unwrap_or_else(|e| e.into_inner()) = Some(description);
         Ok(token)
     }
@@ -301,26 +381,11 @@ impl TokenSource for CredentialHelper {
     }
 
     fn accepted(&self, token: &str) {
-        {
-            let mut approved = self.approved.lock().unwrap_or_else(|e| e.into_inner());
-            if approved.as_deref() == Some(token) {
-                return;
-            }
-            *approved = Some(token.to_owned());
-        }
-        self.report("approve", token);
+        self.report(true, token);
     }
 
     fn rejected(&self, token: &str) {
-        crate::output::warn(format!(
-            "{}: the server refused the password; telling the helpers to forget it (git credential reject)",
-            self.identity()
-        ));
-        self.report("reject", token);
-        let mut approved = self.approved.lock().unwrap_or_else(|e| e.into_inner());
-        if approved.as_deref() == Some(token) {
-            *approved = None;
-        }
+        self.report(false, token);
     }
 }
 
@@ -337,7 +402,6 @@ impl std::fmt::Debug for CredentialHelper {
 mod tests {
     use super::*;
     use std::path::{Path, PathBuf};
-    use std::time::SystemTime;
 
     fn epoch_secs(at: SystemTime) -> u64 {
         at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -438,7 +502,7 @@ mod tests {
             "username=u\\npassword=approve-pass-1\\npassword_expiry_utc=4000000000\\n",
             "",
         );
-        let helper = fake.helper("https://h.example/r.git", None);
+        let helper = fake.helper("https://approve.example/r.git", None);
         let token = helper.fetch().unwrap();
         assert_eq!(token.expires.map(epoch_secs), Some(4_000_000_000));
         helper.accepted(&token.secret);
@@ -446,20 +510,77 @@ mod tests {
         let log = fake.log();
         assert_eq!(log.matches("== store").count(), 1, "{log}");
         assert!(
-            log.contains("== store\nprotocol=https\nhost=h.example\nusername=u\npassword=approve-pass-1\npassword_expiry_utc=4000000000\n"),
+            log.contains("== store\nprotocol=https\nhost=approve.example\nusername=u\npassword=approve-pass-1\npassword_expiry_utc=4000000000\n"),
             "{log}"
         );
         helper.rejected(&token.secret);
         let log = fake.log();
         assert!(
             log.contains(
-                "== erase\nprotocol=https\nhost=h.example\nusername=u\npassword=approve-pass-1\n"
+                "== erase\nprotocol=https\nhost=approve.example\nusername=u\npassword=approve-pass-1\n"
             ),
             "{log}"
         );
         // A token that is not the helper's is none of its business.
         helper.rejected("something-else");
         assert_eq!(fake.log().matches("== erase").count(), 1);
+    }
+
+    #[test]
+    fn one_answer_serves_every_url_git_would_ask_the_same_question_about() {
+        let fake = Fake::new("username=u\\npassword=shared-pass-7\\n", "");
+        let a = fake.helper("https://shared.example/a.git", None);
+        let b = fake.helper("https://shared.example/b.git", None);
+        let other = fake.helper("https://other-shared.example/b.git", None);
+        assert_eq!(a.fetch().unwrap().secret, "shared-pass-7");
+        assert_eq!(b.fetch().unwrap().secret, "shared-pass-7");
+        assert_eq!(fake.log().matches("== get").count(), 1);
+        other.fetch().unwrap();
+        assert_eq!(fake.log().matches("== get").count(), 2);
+        // Approved once, whoever saw it work.
+        a.accepted("shared-pass-7");
+        b.accepted("shared-pass-7");
+        assert_eq!(fake.log().matches("== store").count(), 1);
+        // Refused: forgotten once, and asked for again.
+        a.rejected("shared-pass-7");
+        b.rejected("shared-pass-7");
+        assert_eq!(fake.log().matches("== erase").count(), 1);
+        b.fetch().unwrap();
+        assert_eq!(fake.log().matches("== get").count(), 3);
+    }
+
+    #[test]
+    fn with_use_http_path_each_repository_is_its_own_question() {
+        let fake = Fake::new(
+            "username=u\\npassword=per-path-pass\\n",
+            "[credential]\n\tuseHttpPath = true\n",
+        );
+        fake.helper("https://paths.example/a.git", None)
+            .fetch()
+            .unwrap();
+        fake.helper("https://paths.example/b.git", None)
+            .fetch()
+            .unwrap();
+        fake.helper("https://paths.example/a.git", None)
+            .fetch()
+            .unwrap();
+        assert_eq!(fake.log().matches("== get").count(), 2, "{}", fake.log());
+    }
+
+    #[test]
+    fn an_answer_about_to_expire_is_asked_for_again() {
+        let soon = epoch_secs(SystemTime::now()) + 60;
+        let fake = Fake::new(
+            &format!("username=u\\npassword=expiring-pass\\npassword_expiry_utc={soon}\\n"),
+            "",
+        );
+        fake.helper("https://expiry.example/a.git", None)
+            .fetch()
+            .unwrap();
+        fake.helper("https://expiry.example/a.git", None)
+            .fetch()
+            .unwrap();
+        assert_eq!(fake.log().matches("== get").count(), 2);
     }
 
     #[test]
@@ -481,7 +602,7 @@ mod tests {
     #[test]
     fn a_value_that_would_add_a_line_is_not_sent() {
         let fake = Fake::new("password=x-never\\n", "");
-        let helper = fake.helper("https://h.example/a%0Apassword=b", None);
+        let helper = fake.helper("https://newline.example/a%0Apassword=b", None);
         let err = helper.fetch().unwrap_err();
         assert!(err.message.contains("cannot be told to git"), "{err:?}");
         assert_eq!(fake.log(), "");
@@ -490,7 +611,7 @@ mod tests {
     #[test]
     fn debug_shows_no_password() {
         let fake = Fake::new("username=u\\npassword=debug-pass-Ж9\\n", "");
-        let helper = fake.helper("https://h.example/r.git", None);
+        let helper = fake.helper("https://debug.example/r.git", None);
         helper.fetch().unwrap();
         assert!(!format!("{helper:?}").contains("debug-pass"));
     }
