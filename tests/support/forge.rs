@@ -99,6 +99,9 @@ struct State {
     /// Default-branch calls are answered 403, as to a token that may
     /// create repositories but not administer them.
     refuse_default_branch: bool,
+    /// Bitbucket Cloud with an Atlassian API token: the token is taken in
+    /// Basic with this user (the account's email) only, never as Bearer.
+    api_token_user: Option<String>,
     log: Mutex<Vec<Seen>>,
 }
 
@@ -120,6 +123,7 @@ pub struct Builder {
     creator: Option<Creator>,
     links_on_localhost: bool,
     refuse_default_branch: bool,
+    api_token_user: Option<String>,
 }
 
 impl FakeForge {
@@ -134,6 +138,7 @@ impl FakeForge {
             creator: None,
             links_on_localhost: false,
             refuse_default_branch: false,
+            api_token_user: None,
         }
     }
 
@@ -213,6 +218,15 @@ impl Builder {
         self
     }
 
+    /// The token is an Atlassian API token of the account `email`, as
+    /// Bitbucket Cloud's API takes one: in Basic with that email only
+    /// (another user name, the Bitbucket user name or
+    /// `x-bitbucket-api-token-auth`, is a 401), and never as Bearer.
+    pub fn api_token_of(mut self, email: &str) -> Self {
+        self.api_token_user = Some(email.to_owned());
+        self
+    }
+
     pub fn start(self) -> FakeForge {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -227,6 +241,7 @@ impl Builder {
             throttle: AtomicUsize::new(0),
             links_on_localhost: self.links_on_localhost,
             refuse_default_branch: self.refuse_default_branch,
+            api_token_user: self.api_token_user,
             log: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -287,8 +302,8 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
             .into_owned();
         let query = head.query().to_owned();
         let authorization = head.header("Authorization").map(str::to_owned);
-        let answer = if !authorized(authorization.as_deref(), &state.token) {
-            reply(401, json!({ "message": "Bad credentials" }))
+        let answer = if let Some(refused) = refusal(state, authorization.as_deref()) {
+            refused
         } else if state
             .throttle
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -329,6 +344,26 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
         writer.flush()?;
     }
     Ok(())
+}
+
+/// The 401 for a request without the credentials the fake takes.
+fn refusal(state: &State, header: Option<&str>) -> Option<Reply> {
+    let Some(email) = &state.api_token_user else {
+        return (!authorized(header, &state.token))
+            .then(|| reply(401, json!({ "message": "Bad credentials" })));
+    };
+    let basic = header
+        .and_then(|h| h.strip_prefix("Basic "))
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok());
+    if basic.as_deref() == Some(format!("{email}:{}", state.token).as_bytes()) {
+        return None;
+    }
+    // What Bitbucket Cloud answers an API token sent as Bearer, or with a
+    // user name other than the account's email.
+    Some(bitbucket_error(
+        401,
+        "Token is invalid, expired, or not supported for this endpoint.",
+    ))
 }
 
 /// Basic with any user and the token as password, or Bearer/token with the token.
