@@ -8,6 +8,7 @@ mod support;
 
 use std::path::PathBuf;
 
+use support::forge::{FakeForge, FakeRepo, Kind};
 use support::*;
 
 const USER: &str = "helper-user";
@@ -251,4 +252,70 @@ fn without_a_helper_nor_a_terminal_the_run_fails_at_once_saying_what_to_do() {
         "{:?}",
         server.requests()
     );
+}
+
+#[test]
+fn mirror_all_lists_and_mirrors_an_organization_with_the_helpers_answers() {
+    let server = server();
+    let mut fake = FakeForge::builder(Kind::GitHub, "acme", PASSWORD);
+    for name in ["one", "two", "three"] {
+        let bare = server.create_bare(&format!("src/{name}.git"));
+        let work = WorkRepo::new();
+        work.commit("c");
+        work.push_mirror_to(&bare);
+        fake = fake.repo(FakeRepo::new(
+            "acme",
+            name,
+            &server.url(&format!("src/{name}.git")),
+        ));
+    }
+    let fake = fake.start();
+    let helper = Helper::answering(USER, PASSWORD, "");
+    let template = format!("{}/{{repo}}.git", server.root().join("backup").display());
+    let scope = fake.scope_url();
+    let config = helper.config();
+    let args = [
+        "mirror-all",
+        "--source-kind",
+        "github",
+        &scope,
+        &template,
+        "--source-auth",
+        "credential-helper",
+        "--json",
+    ];
+    let env = [
+        ("GIT_CONFIG_GLOBAL", config.to_str().unwrap()),
+        ("GIT_CONFIG_NOSYSTEM", "1"),
+    ];
+    let run = run(&args, &env);
+    run.assert_code(0);
+    assert_eq!(run.json()["totals"]["updated"], 3, "{}", run.stdout);
+    // The API signs in with the answer for its scope URL's host, git with
+    // the one for the git server's: each asked once, for all three
+    // repositories.
+    let api = fake.requests();
+    assert!(!api.is_empty());
+    assert!(api.iter().all(|r| r.authorization.is_some()), "{api:?}");
+    let hosts: Vec<String> = helper
+        .calls("get")
+        .into_iter()
+        .map(|call| call.lines().nth(1).unwrap_or_default().to_owned())
+        .collect();
+    let mut expected = vec![
+        format!(
+            "host={}",
+            scope
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap()
+        ),
+        format!("host=127.0.0.1:{}", server.port()),
+    ];
+    let mut hosts_sorted = hosts.clone();
+    hosts_sorted.sort();
+    expected.sort();
+    assert_eq!(hosts_sorted, expected, "{}", helper.log());
+    assert_no_secret(&run, PASSWORD);
 }

@@ -76,6 +76,9 @@ pub(crate) struct CredentialHelper {
     display: String,
     /// Whether git may prompt at a terminal.
     interactive: bool,
+    /// How the password is sent: Basic with the user name, or as a bearer
+    /// token (an API that takes nothing else).
+    scheme: Scheme,
     /// The description git filled in last (user name, password, expiry...),
     /// sent back as it came with `approve` or `reject`.
     filled: Mutex<Option<Description>>,
@@ -89,6 +92,12 @@ impl CredentialHelper {
     pub(crate) fn new(url: &Url, username: Option<&str>) -> CredentialHelper {
         let interactive = std::io::stdin().is_terminal();
         CredentialHelper::with_env(url, username, interactive, Vec::new())
+    }
+
+    /// Sends the password as a bearer token (GitLab's API takes no Basic).
+    pub(crate) fn bearer(mut self) -> CredentialHelper {
+        self.scheme = Scheme::Bearer;
+        self
     }
 
     fn with_env(
@@ -123,9 +132,20 @@ impl CredentialHelper {
             request,
             display: display.to_string(),
             interactive,
+            scheme: Scheme::Basic,
             filled: Mutex::new(None),
             env,
         }
+    }
+
+    /// The user name git's helpers gave, or the one we named.
+    fn username(&self) -> String {
+        let filled = self.filled.lock().unwrap_or_else(|e| e.into_inner());
+        (filled.as_deref())
+            .and_then(|d| value(d, "username"))
+            .or_else(|| value(&self.request, "username"))
+            .unwrap_or_default()
+            .to_owned()
     }
 
     fn error(&self, message: String, hint: Option<&'static str>) -> AuthError {
@@ -365,16 +385,11 @@ impl TokenSource for CredentialHelper {
     }
 
     fn scheme(&self) -> (Scheme, String) {
-        let filled = self.filled.lock().unwrap_or_else(|e| e.into_inner());
-        let user = (filled.as_deref())
-            .and_then(|d| value(d, "username"))
-            .or_else(|| value(&self.request, "username"))
-            .unwrap_or_default();
-        (Scheme::Basic, user.to_owned())
+        (self.scheme, self.username())
     }
 
     fn identity(&self) -> String {
-        match self.scheme().1.as_str() {
+        match self.username().as_str() {
             "" => format!("git's credential helpers for {}", self.display),
             user => format!("{user} (git's credential helpers) at {}", self.display),
         }

@@ -435,7 +435,22 @@ fn scope_and_api(
         .map(|a| Url::parse(a).map_err(|e| format!("{what} API URL: {e}")))
         .transpose()?;
     let scope = Scope::parse(&url, forge.kind, api.as_ref()).map_err(|e| format!("{what}: {e}"))?;
-    let credentials = api_credentials(scope.kind, side, url_user.as_deref(), url_pass.as_deref());
+    let credentials = match side.sign_in {
+        // Asked about the scope URL: git's credentials for the forge's
+        // host are the ones its API takes.
+        SignIn::CredentialHelper => {
+            let username = (side.username.as_deref())
+                .filter(|u| !u.is_empty())
+                .or(url_user.as_deref());
+            let helper = auth::helper::CredentialHelper::new(&url, username);
+            let helper = match scope.kind {
+                Kind::GitLab => helper.bearer(),
+                _ => helper,
+            };
+            Some(Credentials::from_source(std::sync::Arc::new(helper)))
+        }
+        _ => api_credentials(scope.kind, side, url_user.as_deref(), url_pass.as_deref()),
+    };
     let client =
         forge::client(&scope, credentials.as_ref(), &side.network).map_err(|e| e.to_string())?;
     Ok((scope, client, url.to_string()))
