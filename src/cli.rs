@@ -224,7 +224,7 @@ pub(crate) struct CredentialArgs {
     )]
     pub(crate) dest_token: Option<String>,
 
-    /// Username sent with the source token (Basic auth). Default: the part of a `user:secret` token before the `:`, else the user in the URL, else `git` (`x-access-token` for github.com). Naming one, even '' (the URL's user or the default), sends the token whole.
+    /// Username sent with the source token (Basic auth). Default: the part of a `user:secret` token before the `:`, else the user in the URL, else `git` (`x-access-token` for github.com). Naming one, even '' (the URL's user or the default), sends the token whole. With a Bitbucket Cloud API token, your Atlassian account email: its API takes that, and git is sent x-bitbucket-api-token-auth.
     #[arg(
         long,
         env = "GIT_RELAY_SOURCE_USERNAME",
