@@ -12,6 +12,7 @@
 //! our request back in an error message therefore cannot make us print it.
 
 pub(crate) mod entra;
+pub(crate) mod helper;
 mod token;
 
 use std::borrow::Cow;
@@ -224,7 +225,13 @@ impl Credentials {
         };
         Ok(match self.scheme {
             Scheme::Basic => {
-                let header = basic_token(&self.username, secret);
+                // A source may learn its user name with its token (a
+                // credential helper answers both).
+                let username = match &self.tokens {
+                    Some(tokens) => Cow::Owned(tokens.scheme().1),
+                    None => Cow::Borrowed(self.username.as_str()),
+                };
+                let header = basic_token(&username, secret);
                 if self.tokens.is_some() {
                     register_literal(&header);
                 }
@@ -243,7 +250,6 @@ impl Credentials {
     }
 
     /// The server took a request signed with them.
-    #[allow(dead_code)]
     pub(crate) fn accepted(&self) {
         if let Some(tokens) = &self.tokens {
             tokens.accepted();
@@ -252,7 +258,6 @@ impl Credentials {
 
     /// Who signs in, where tokens come from a source ("the Entra
     /// application ..."), for messages.
-    #[allow(dead_code)]
     pub(crate) fn identity(&self) -> Option<String> {
         self.tokens.as_ref().map(token::Tokens::identity)
     }

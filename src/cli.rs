@@ -110,6 +110,8 @@ fn auth_choice() -> impl TypedValueParser<Value = AuthChoice> {
             .help("`Authorization: Bearer <token>` (System.AccessToken, OAuth, an Entra ID token)"),
         PossibleValue::new("entra")
             .help("Entra ID access tokens for Azure DevOps: workload identity (AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID, AZURE_TENANT_ID), else the machine's managed identity"),
+        PossibleValue::new("credential-helper")
+            .help("user name and password from git's credential helpers (`git credential fill` for the side's URL), sent as Basic"),
     ];
     PossibleValuesParser::new(choices).map(|s| {
         let token = |scheme| AuthChoice {
@@ -121,6 +123,10 @@ fn auth_choice() -> impl TypedValueParser<Value = AuthChoice> {
             "entra" => AuthChoice {
                 scheme: Scheme::Bearer,
                 sign_in: SignIn::Entra(Default::default(), Default::default()),
+            },
+            "credential-helper" => AuthChoice {
+                scheme: Scheme::Basic,
+                sign_in: SignIn::CredentialHelper,
             },
             _ => token(Scheme::Basic),
         }
@@ -225,7 +231,7 @@ pub(crate) struct CredentialArgs {
     )]
     pub(crate) dest_token: Option<String>,
 
-    /// Username sent with the source token (Basic auth). Default: the part of a `user:secret` token before the `:`, else the user in the URL, else `git` (`x-access-token` for github.com). Naming one, even '' (the URL's user or the default), sends the token whole.
+    /// Username sent with the source token (Basic auth). Default: the part of a `user:secret` token before the `:`, else the user in the URL, else `git` (`x-access-token` for github.com). Naming one, even '' (the URL's user or the default), sends the token whole. With a Bitbucket Cloud API token, your Atlassian account email: its API takes that, and git is sent x-bitbucket-api-token-auth.
     #[arg(
         long,
         env = "GIT_RELAY_SOURCE_USERNAME",

@@ -58,6 +58,9 @@ pub(crate) enum SignIn {
     /// Entra ID service connection): the same credentials, and so one
     /// token at a time, for every repository of the side and its forge API.
     Source(Credentials),
+    /// A user name and password from `git credential fill` for the side's
+    /// URL, reported back with `approve` / `reject`.
+    CredentialHelper,
 }
 
 /// Credentials made once from a side's token source and shared by every
@@ -122,17 +125,45 @@ impl SideConfig {
                     password,
                 },
                 SignIn::Token,
-            ) => Credentials::resolve(&CredentialSources {
-                username: self.username.as_deref(),
-                token: self.token.as_deref(),
-                url_username: url_username.as_deref(),
-                url_password: password.as_deref(),
-                scheme: self.scheme,
-                default_username: default_username.unwrap_or(match url.host_str() {
-                    Some("github.com") => "x-access-token",
-                    _ => "git",
-                }),
-            }),
+            ) => {
+                let (mut username, mut token) = (self.username.as_deref(), self.token.as_deref());
+                // Bitbucket Cloud: an API token comes with the account's
+                // email, which its API takes and git does not.
+                if url.host_str() == Some("bitbucket.org") && self.scheme == Scheme::Basic {
+                    let api_token = crate::forge::api_token_for_git(
+                        username.or(url_username.as_deref()),
+                        token.or(password.as_deref()),
+                    );
+                    if let Some(secret) = api_token {
+                        (username, token) = (Some(crate::forge::API_TOKEN_GIT_USER), Some(secret));
+                    }
+                }
+                Credentials::resolve(&CredentialSources {
+                    username,
+                    token,
+                    url_username: url_username.as_deref(),
+                    url_password: password.as_deref(),
+                    scheme: self.scheme,
+                    default_username: default_username.unwrap_or(match url.host_str() {
+                        Some("github.com") => "x-access-token",
+                        _ => "git",
+                    }),
+                })
+            }
+            (
+                Location::Http {
+                    url,
+                    username: url_username,
+                    ..
+                },
+                SignIn::CredentialHelper,
+            ) => {
+                let username = (self.username.as_deref())
+                    .filter(|u| !u.is_empty())
+                    .or(url_username.as_deref());
+                let helper = crate::auth::helper::CredentialHelper::new(url, username);
+                Some(Credentials::from_source(std::sync::Arc::new(helper)))
+            }
         };
         Ok(Endpoint {
             location,
@@ -155,6 +186,8 @@ impl SideConfig {
                 })
                 .map(Some),
             SignIn::Source(credentials) => Ok(Some(credentials.clone())),
+            // Asked per URL: the answer depends on the repository.
+            SignIn::CredentialHelper => Ok(None),
         }
     }
 }
@@ -351,5 +384,60 @@ mod tests {
         assert!(parse_max_ref_updates("0").is_err());
         assert!(parse_max_ref_updates("-3").is_err());
         assert!(parse_max_ref_updates("many").is_err());
+    }
+}
+
+#[cfg(test)]
+mod bitbucket_tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn git_login(side: &SideConfig, url: &str) -> String {
+        let endpoint = side.endpoint("source", url, None).unwrap();
+        let header = endpoint.credentials.unwrap().header().unwrap();
+        let b64 = header.strip_prefix("Basic ").unwrap();
+        let pair = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        String::from_utf8(pair).unwrap()
+    }
+
+    // Every token here is registered with the process's redactor, which
+    // other tests share: none is short enough to mask their text.
+    #[test]
+    fn git_on_bitbucket_cloud_signs_an_api_token_in_with_the_static_user() {
+        let side = |username: Option<&str>, token: &str| SideConfig {
+            username: username.map(str::to_owned),
+            token: Some(token.to_owned()),
+            ..SideConfig::default()
+        };
+        let cloud = "https://bitbucket.org/ws/repo.git";
+        let email = Some("dev@example.com");
+        assert_eq!(
+            git_login(&side(email, "api-tok-1"), cloud),
+            "x-bitbucket-api-token-auth:api-tok-1"
+        );
+        assert_eq!(
+            git_login(&side(None, "dev@example.com:api-tok-2"), cloud),
+            "x-bitbucket-api-token-auth:api-tok-2"
+        );
+        // The email in the URL, the token in the environment.
+        assert_eq!(
+            git_login(
+                &side(None, "api-tok-3"),
+                "https://dev%40example.com@bitbucket.org/ws/repo.git"
+            ),
+            "x-bitbucket-api-token-auth:api-tok-3"
+        );
+        // An app password with the Bitbucket user name, and any other host,
+        // as given.
+        assert_eq!(git_login(&side(Some("dev"), "app-pw"), cloud), "dev:app-pw");
+        assert_eq!(
+            git_login(
+                &side(email, "other-host-tok"),
+                "https://git.example.com/r.git"
+            ),
+            "dev@example.com:other-host-tok"
+        );
     }
 }

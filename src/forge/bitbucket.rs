@@ -3,11 +3,51 @@
 //! The two products share a name and little else: Cloud pages by a `next`
 //! URL in the body, Server by `isLastPage`/`nextPageStart`; both give clone
 //! URLs in `links.clone[]`, named `https` on Cloud and `http` on Server.
+//!
+//! Bitbucket Cloud signs in three ways, told apart here by the user name
+//! given with the token ([`api_token_for_git`]):
+//!
+//! - an Atlassian API token (what replaced app passwords): the REST API
+//!   takes it in Basic with the account's email address, git over HTTPS
+//!   with the user name `x-bitbucket-api-token-auth` (or the Bitbucket
+//!   user name, never the email). A user name holding `@` is that email:
+//!   the API gets it, git gets [`API_TOKEN_GIT_USER`];
+//! - an access token (repository, project or workspace): Bearer for the
+//!   API, `x-token-auth` for git (no user name given);
+//! - an app password (until Atlassian turns them off): the Bitbucket user
+//!   name for both.
 
 use serde_json::{json, Value};
 use url::Url;
 
 use super::{join, text, Api, Created, ForgeError, NewRepo, RemoteRepo, Scope};
+
+/// The user name git over HTTPS takes with an Atlassian API token.
+pub(crate) const API_TOKEN_GIT_USER: &str = "x-bitbucket-api-token-auth";
+
+/// Whether a user name is an Atlassian account's email address: Bitbucket
+/// user names hold no `@`.
+fn is_account_email(username: &str) -> bool {
+    username.contains('@')
+}
+
+/// The token git sends to Bitbucket Cloud as [`API_TOKEN_GIT_USER`], when
+/// what the user gave is an API token: `username` is an email address, or
+/// no user is named and `token` is `email:token`. `None` otherwise (an
+/// access token, an app password): git signs in as usual.
+pub(crate) fn api_token_for_git<'a>(
+    username: Option<&str>,
+    token: Option<&'a str>,
+) -> Option<&'a str> {
+    let token = token.filter(|t| !t.is_empty())?;
+    match username {
+        Some(user) => is_account_email(user).then_some(token),
+        None => token
+            .split_once(':')
+            .filter(|(user, _)| is_account_email(user))
+            .map(|(_, secret)| secret),
+    }
+}
 
 /// The HTTP(S) clone link of a repository.
 fn clone_href(repo: &Value) -> String {
@@ -142,4 +182,30 @@ pub(super) fn set_default_branch_server(
     }
     api.put(&url, &json!({ "id": format!("refs/heads/{branch}") }))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_email_with_the_token_means_an_api_token() {
+        let email = Some("dev@example.com");
+        assert_eq!(
+            api_token_for_git(email, Some("ATATT-tok")),
+            Some("ATATT-tok")
+        );
+        assert_eq!(
+            api_token_for_git(None, Some("dev@example.com:ATATT-tok")),
+            Some("ATATT-tok")
+        );
+        // A Bitbucket user name (an app password), a bare access token, the
+        // static user name itself: git signs in as told.
+        assert_eq!(api_token_for_git(Some("dev"), Some("app-pass")), None);
+        assert_eq!(api_token_for_git(None, Some("access-token")), None);
+        assert_eq!(api_token_for_git(None, Some("dev:app-pass")), None);
+        assert_eq!(api_token_for_git(Some(API_TOKEN_GIT_USER), Some("t")), None);
+        assert_eq!(api_token_for_git(email, None), None);
+        assert_eq!(api_token_for_git(email, Some("")), None);
+    }
 }

@@ -19,6 +19,7 @@ mod gitlab;
 mod scope;
 
 pub(crate) use api::Api;
+pub(crate) use bitbucket::{api_token_for_git, API_TOKEN_GIT_USER};
 pub(crate) use scope::{Kind, Scope};
 
 use crate::auth::Credentials;

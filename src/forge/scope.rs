@@ -83,7 +83,7 @@ impl Kind {
             Kind::AzureDevOps => "a PAT with Code (Read; Read & write for a destination) and Project and Team (Read) scopes",
             Kind::GitHub => "a token with the `repo` scope (fine-grained: Contents and Metadata read; Administration write to create repositories)",
             Kind::GitLab => "a token with the `read_api` and `read_repository` scopes (`api` and `write_repository` for a destination)",
-            Kind::Bitbucket => "an app password or access token with Repositories: Read (Admin to create); a Basic app password also needs --source-username",
+            Kind::Bitbucket => "an API token with the scope read:repository:bitbucket (write:repository:bitbucket to push, admin:repository:bitbucket to create), given with your Atlassian account email as --source-username / --dest-username; or an access token with Repositories: Read (Admin to create) and no user name",
             Kind::BitbucketServer => "an HTTP access token with Repository read (Project admin to create)",
             Kind::Gitea => "a token with read:organization and read:repository (write:repository to create)",
         }

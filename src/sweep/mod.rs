@@ -20,6 +20,7 @@ pub(crate) use fleet::{default_jobs, MAX_JOBS};
 pub(crate) use shard::Shard;
 pub use summary::Summary;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -29,7 +30,7 @@ use regex::Regex;
 use url::Url;
 
 use crate::auth::{self, CredentialSources, Credentials, Scheme};
-use crate::config::{ForgeConfig, SideConfig, SweepConfig};
+use crate::config::{ForgeConfig, SideConfig, SignIn, SweepConfig};
 use crate::error::Failure;
 use crate::forge::{self, Api, Created, Kind, NewRepo, RemoteRepo, Scope};
 use crate::mirror::{Mode, Options, Outcome, RefSelection, Report};
@@ -291,12 +292,14 @@ impl Sweep<'_> {
 
     fn options(&self, repo: &RemoteRepo, destination: &str) -> Result<Options, String> {
         let (config, username) = (self.config, self.source.kind.git_username());
-        let source = config
-            .source
-            .endpoint("source", &repo.clone_url, Some(username))?;
+        let source = git_side(Some(self.source.kind), &config.source).endpoint(
+            "source",
+            &repo.clone_url,
+            Some(username),
+        )?;
         self.check_clone_url(&source)?;
         let dest_kind = self.create.as_ref().map(|c| c.scope.kind);
-        let destination = config.destination.endpoint(
+        let destination = git_side(dest_kind, &config.destination).endpoint(
             "destination",
             destination,
             dest_kind.map(Kind::git_username),
@@ -391,6 +394,25 @@ impl Creator {
     }
 }
 
+/// A side's settings for git on a forge of `kind`: on Bitbucket Cloud, an
+/// API token given with the Atlassian account's email (which the API takes,
+/// see [`api_credentials`]) signs git in as `x-bitbucket-api-token-auth`
+/// (which git takes; the email it refuses).
+fn git_side(kind: Option<Kind>, side: &SideConfig) -> Cow<'_, SideConfig> {
+    let token_side = side.scheme == Scheme::Basic && side.sign_in == SignIn::Token;
+    if kind == Some(Kind::Bitbucket) && token_side {
+        let api_token = forge::api_token_for_git(side.username.as_deref(), side.token.as_deref());
+        if let Some(secret) = api_token {
+            return Cow::Owned(SideConfig {
+                username: Some(forge::API_TOKEN_GIT_USER.to_owned()),
+                token: Some(secret.to_owned()),
+                ..side.clone()
+            });
+        }
+    }
+    Cow::Borrowed(side)
+}
+
 /// Reads a scope URL (credentials in it are taken out and registered as
 /// secrets) and makes a client for its API with `side`'s credentials.
 fn scope_and_api(
@@ -413,9 +435,24 @@ fn scope_and_api(
         .map(|a| Url::parse(a).map_err(|e| format!("{what} API URL: {e}")))
         .transpose()?;
     let scope = Scope::parse(&url, forge.kind, api.as_ref()).map_err(|e| format!("{what}: {e}"))?;
-    let credentials = match side.signed_in(what)? {
-        Some(signed_in) => Some(signed_in),
-        None => api_credentials(scope.kind, side, url_user.as_deref(), url_pass.as_deref()),
+    let credentials = match side.sign_in {
+        // Asked about the scope URL: git's credentials for the forge's
+        // host are the ones its API takes.
+        SignIn::CredentialHelper => {
+            let username = (side.username.as_deref())
+                .filter(|u| !u.is_empty())
+                .or(url_user.as_deref());
+            let helper = auth::helper::CredentialHelper::new(&url, username);
+            let helper = match scope.kind {
+                Kind::GitLab => helper.bearer(),
+                _ => helper,
+            };
+            Some(Credentials::from_source(std::sync::Arc::new(helper)))
+        }
+        _ => match side.signed_in(what)? {
+            Some(signed_in) => Some(signed_in),
+            None => api_credentials(scope.kind, side, url_user.as_deref(), url_pass.as_deref()),
+        },
     };
     let client =
         forge::client(&scope, credentials.as_ref(), &side.network).map_err(|e| e.to_string())?;
@@ -425,7 +462,7 @@ fn scope_and_api(
 /// The credentials the forge's API takes: the same token as git, but sent
 /// as `Bearer` where the API wants that (GitLab, for one, refuses Basic),
 /// and as Basic where a user name is part of it (Azure DevOps PATs,
-/// Bitbucket app passwords).
+/// Bitbucket API tokens with the account's email, app passwords).
 fn api_credentials(
     kind: Kind,
     side: &SideConfig,

@@ -166,6 +166,7 @@ impl HttpTransport {
                         }
                         TransportError::Unauthorized {
                             had_credentials: self.credentials.is_some(),
+                            identity: self.credentials.as_ref().and_then(Credentials::identity),
                         }
                     }
                     403 => TransportError::Forbidden { detail },
@@ -236,6 +237,10 @@ impl Transport for HttpTransport {
                 "the server answered with `{}` instead of a git ref advertisement: it is a dumb-HTTP git server or not a git server (a login page?); git-relay needs smart HTTP",
                 response.content_type()
             )));
+        }
+        if let Some(credentials) = &self.credentials {
+            // The server took them: a credential helper stores them now.
+            credentials.accepted();
         }
         Ok(Box::new(response.into_reader()))
     }

@@ -102,10 +102,17 @@ pub(crate) enum TransportError {
     #[error(transparent)]
     SignIn(Box<crate::auth::AuthError>),
     /// HTTP 401.
-    #[error("authentication failed (HTTP 401){}", if *.had_credentials { ": the server did not accept the credentials" } else { ": the server wants credentials and none were given" })]
+    #[error("authentication failed (HTTP 401){}", match (.had_credentials, .identity) {
+        (true, Some(who)) => format!(": the server did not accept the credentials of {who}"),
+        (true, None) => ": the server did not accept the credentials".to_owned(),
+        (false, _) => ": the server wants credentials and none were given".to_owned(),
+    })]
     Unauthorized {
         /// Whether we sent any.
         had_credentials: bool,
+        /// Who signed in, when the credentials came from a source
+        /// (`--source-auth` / `--dest-auth` other than a token).
+        identity: Option<String>,
     },
     /// HTTP 403.
     #[error("permission denied (HTTP 403){}", detail_suffix(.detail))]
@@ -303,9 +310,15 @@ impl TransportError {
             TransportError::SignIn(e) => return e.hint,
             TransportError::Unauthorized {
                 had_credentials: true,
+                identity: Some(_),
+            } => "check that the identity named may use this repository (a credential helper has been told to forget the password it gave: the next run asks it, or you, again)",
+            TransportError::Unauthorized {
+                had_credentials: true,
+                identity: None,
             } => "the token is wrong, expired or lacks access; pass a valid one with --source-token / --dest-token (or GIT_RELAY_SOURCE_TOKEN / GIT_RELAY_DEST_TOKEN)",
             TransportError::Unauthorized {
                 had_credentials: false,
+                ..
             } => "give a token with --source-token / --dest-token (or GIT_RELAY_SOURCE_TOKEN / GIT_RELAY_DEST_TOKEN)",
             TransportError::Forbidden { .. } => "the credentials are valid but may not do this: the source needs read access, the destination needs push (contribute) access",
             TransportError::NotFound => "check the URL; a private repository also answers 404 when the token cannot see it",

@@ -102,6 +102,9 @@ struct State {
     refuse_default_branch: bool,
     /// Bearer tokens an identity provider issued, accepted too.
     bearer: Option<BearerTokens>,
+    /// Bitbucket Cloud with an Atlassian API token: the token is taken in
+    /// Basic with this user (the account's email) only, never as Bearer.
+    api_token_user: Option<String>,
     log: Mutex<Vec<Seen>>,
 }
 
@@ -124,6 +127,7 @@ pub struct Builder {
     links_on_localhost: bool,
     refuse_default_branch: bool,
     bearer: Option<BearerTokens>,
+    api_token_user: Option<String>,
 }
 
 impl FakeForge {
@@ -139,6 +143,7 @@ impl FakeForge {
             links_on_localhost: false,
             refuse_default_branch: false,
             bearer: None,
+            api_token_user: None,
         }
     }
 
@@ -225,6 +230,15 @@ impl Builder {
         self
     }
 
+    /// The token is an Atlassian API token of the account `email`, as
+    /// Bitbucket Cloud's API takes one: in Basic with that email only
+    /// (another user name, the Bitbucket user name or
+    /// `x-bitbucket-api-token-auth`, is a 401), and never as Bearer.
+    pub fn api_token_of(mut self, email: &str) -> Self {
+        self.api_token_user = Some(email.to_owned());
+        self
+    }
+
     pub fn start(self) -> FakeForge {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -240,6 +254,7 @@ impl Builder {
             links_on_localhost: self.links_on_localhost,
             refuse_default_branch: self.refuse_default_branch,
             bearer: self.bearer,
+            api_token_user: self.api_token_user,
             log: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -304,10 +319,12 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
             let token = h.and_then(|h| h.strip_prefix("Bearer "));
             (state.bearer.as_ref()).is_some_and(|b| token.is_some_and(|t| b.valid(t)))
         };
-        let answer = if !authorized(authorization.as_deref(), &state.token)
-            && !issued(authorization.as_deref())
-        {
-            reply(401, json!({ "message": "Bad credentials" }))
+        let refused = match issued(authorization.as_deref()) {
+            true => None,
+            false => refusal(state, authorization.as_deref()),
+        };
+        let answer = if let Some(refused) = refused {
+            refused
         } else if state
             .throttle
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -348,6 +365,26 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
         writer.flush()?;
     }
     Ok(())
+}
+
+/// The 401 for a request without the credentials the fake takes.
+fn refusal(state: &State, header: Option<&str>) -> Option<Reply> {
+    let Some(email) = &state.api_token_user else {
+        return (!authorized(header, &state.token))
+            .then(|| reply(401, json!({ "message": "Bad credentials" })));
+    };
+    let basic = header
+        .and_then(|h| h.strip_prefix("Basic "))
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok());
+    if basic.as_deref() == Some(format!("{email}:{}", state.token).as_bytes()) {
+        return None;
+    }
+    // What Bitbucket Cloud answers an API token sent as Bearer, or with a
+    // user name other than the account's email.
+    Some(bitbucket_error(
+        401,
+        "Token is invalid, expired, or not supported for this endpoint.",
+    ))
 }
 
 /// Basic with any user and the token as password, or Bearer/token with the token.
