@@ -13,6 +13,7 @@
 
 use std::ops::RangeInclusive;
 
+use crate::auth::github_app::GitHubApp;
 use crate::auth::{CredentialSources, Credentials, Scheme};
 use crate::forge::Kind;
 use crate::mirror::{Endpoint, LfsMode, LfsOptions, PushBudget, PushLimits, RetryPolicy};
@@ -49,6 +50,9 @@ pub(crate) enum SignIn {
     /// `scheme` says.
     #[default]
     Token,
+    /// Installation tokens of a GitHub App (`--source-auth github-app`),
+    /// for git, LFS and the API alike.
+    GitHubApp(GitHubApp),
 }
 
 impl SideConfig {
@@ -87,12 +91,33 @@ impl SideConfig {
                     _ => "git",
                 }),
             }),
+            (Location::Http { url, .. }, SignIn::GitHubApp(app)) => {
+                Some(app.git_credentials(what, url, &self.network)?)
+            }
         };
         Ok(Endpoint {
             location,
             credentials,
             network: self.network.clone(),
         })
+    }
+}
+
+impl SideConfig {
+    /// The credentials of a forge API at `api` about the account `owner`
+    /// (a sweep's listing and creating), where the side signs in otherwise
+    /// than with a token of its own; `None` for a token, which the sweep
+    /// sends as each forge's API wants it. `what` names the side.
+    pub(crate) fn api_sign_in(
+        &self,
+        what: &str,
+        api: &url::Url,
+        owner: &str,
+    ) -> Option<Credentials> {
+        match &self.sign_in {
+            SignIn::Token => None,
+            SignIn::GitHubApp(app) => Some(app.api_credentials(what, api, owner, &self.network)),
+        }
     }
 }
 

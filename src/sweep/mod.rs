@@ -413,7 +413,13 @@ fn scope_and_api(
         .map(|a| Url::parse(a).map_err(|e| format!("{what} API URL: {e}")))
         .transpose()?;
     let scope = Scope::parse(&url, forge.kind, api.as_ref()).map_err(|e| format!("{what}: {e}"))?;
-    let credentials = api_credentials(scope.kind, side, url_user.as_deref(), url_pass.as_deref());
+    let side_name = if what == "source scope" {
+        "source"
+    } else {
+        "destination"
+    };
+    let credentials = (side.api_sign_in(side_name, &scope.api, &scope.owner))
+        .or_else(|| api_credentials(scope.kind, side, url_user.as_deref(), url_pass.as_deref()));
     let client =
         forge::client(&scope, credentials.as_ref(), &side.network).map_err(|e| e.to_string())?;
     Ok((scope, client, url.to_string()))

@@ -300,6 +300,7 @@ impl TransportError {
     /// What the user can do about it, when there is something to say.
     pub(crate) fn hint(&self) -> Option<&'static str> {
         Some(match self {
+            TransportError::SignIn(e) => return e.hint,
             TransportError::Unauthorized {
                 had_credentials: true,
             } => "the token is wrong, expired or lacks access; pass a valid one with --source-token / --dest-token (or GIT_RELAY_SOURCE_TOKEN / GIT_RELAY_DEST_TOKEN)",
