@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::ChildStdin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -95,6 +95,11 @@ pub struct ServerBuilder {
     lfs_hrefs_elsewhere: bool,
 }
 
+/// Decides whether the server takes a credential that is not its own
+/// user and password: the user (`None` for a bearer token) and the secret.
+/// Short-lived tokens a fake identity service issued are checked so.
+pub type TokenCheck = Arc<dyn Fn(Option<&str>, &str) -> bool + Send + Sync>;
+
 /// One request the server answered, as the client sent it.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -153,6 +158,8 @@ struct Shared {
     dumb: bool,
     moved: Vec<(String, String)>,
     lfs: Option<LfsRoute>,
+    /// Credentials accepted besides `username`/`password`.
+    tokens: OnceLock<TokenCheck>,
     log: Mutex<Vec<Request>>,
 }
 
@@ -186,6 +193,17 @@ impl GitServer {
             lfs: false,
             lfs_hrefs_elsewhere: false,
         }
+    }
+
+    /// From now on, also accept the credentials `check` accepts (a fake
+    /// GitHub's installation tokens:
+    /// [`FakeForge::token_check`](super::forge::FakeForge::token_check));
+    /// once per server.
+    pub fn accept_tokens(&self, check: TokenCheck) {
+        assert!(
+            self.shared.tokens.set(check).is_ok(),
+            "tokens accepted already"
+        );
     }
 
     /// The URL of a repository under the root, without credentials. `repo`
@@ -450,6 +468,7 @@ impl ServerBuilder {
             anonymous_read: self.anonymous_read,
             dumb: self.dumb,
             moved: self.moved,
+            tokens: OnceLock::new(),
             log: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -559,8 +578,24 @@ impl Shared {
             {
                 return Access::User(&self.username);
             }
+            let decoded = BASE64
+                .decode(param)
+                .ok()
+                .and_then(|d| String::from_utf8(d).ok());
+            let pair = decoded.as_deref().and_then(|d| d.split_once(':'));
+            if let (Some((user, secret)), Some(check)) = (pair, self.tokens.get()) {
+                if check(Some(user), secret) {
+                    return Access::User("token");
+                }
+            }
         } else if scheme.eq_ignore_ascii_case("Bearer") && param == self.password {
             return Access::User("bearer");
+        } else if let (true, Some(check)) =
+            (scheme.eq_ignore_ascii_case("Bearer"), self.tokens.get())
+        {
+            if check(None, param) {
+                return Access::User("bearer");
+            }
         }
         Access::Denied
     }

@@ -1,0 +1,186 @@
+//! Signing in as a GitHub App (`--source-auth github-app`,
+//! `--dest-auth github-app`) against a fake GitHub API that verifies the
+//! app's JWTs with its public key and issues short-lived installation
+//! tokens, and real git servers that accept only those tokens.
+//!
+//! The keys are the test-only ones under tests/fixtures/github-app.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::forge::{FakeForge, FakeRepo, Kind};
+use support::*;
+
+const APP_ID: &str = "12345";
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/github-app")
+        .join(name)
+}
+
+fn key_text(name: &str) -> String {
+    std::fs::read_to_string(fixture(name)).unwrap()
+}
+
+fn key_path(name: &str) -> String {
+    fixture(name).to_str().unwrap().to_owned()
+}
+
+/// A source repository `src/acme/widgets.git` with two commits and a tag,
+/// and an empty destination `dst/mirror-org/widgets.git`.
+fn repositories(server: &GitServer) -> (PathBuf, PathBuf) {
+    let source = server.create_bare("src/acme/widgets.git");
+    let work = WorkRepo::new();
+    work.commit_file("a.txt", b"one\n", "one");
+    work.commit_file("a.txt", b"two\n", "two");
+    work.tag("v1");
+    work.push_mirror_to(&source);
+    (source, server.create_bare("dst/mirror-org/widgets.git"))
+}
+
+/// A GitHub that knows the app, installed on `installations`, whose
+/// tokens live `life`; `server` takes them from now on.
+fn github(server: &GitServer, installations: &[(&str, u64)], life: Duration) -> FakeForge {
+    let fake = FakeForge::builder(Kind::GitHub, "acme", "not-a-token-anyone-sends")
+        .github_app(APP_ID, &key_text("app-key.pem"), installations, life)
+        .start();
+    server.accept_tokens(fake.token_check());
+    fake
+}
+
+/// `--source-auth github-app` (or `--dest-auth`) with the app's flags.
+fn app_flags(side: &str, api: &str, key: &str) -> Vec<String> {
+    [
+        format!("--{side}-auth"),
+        "github-app".into(),
+        format!("--{side}-app-id"),
+        APP_ID.into(),
+        format!("--{side}-app-key"),
+        key_path(key),
+        format!("--{side}-app-api"),
+        api.into(),
+    ]
+    .into()
+}
+
+fn run_with(args: &[String], env: &[(&str, &str)]) -> Run {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&args, env)
+}
+
+/// The JWTs the fake was shown (the `Bearer` of its app endpoints).
+fn jwts(fake: &FakeForge) -> Vec<String> {
+    fake.requests()
+        .iter()
+        .filter(|r| r.path.contains("installation"))
+        .filter_map(|r| {
+            r.authorization
+                .as_deref()?
+                .strip_prefix("Bearer ")
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// No JWT, key line or installation token in what the run printed.
+fn assert_no_secret(run: &Run, fakes: &[&FakeForge]) {
+    let output = format!("{}\n{}", run.stdout, run.stderr);
+    let mut secrets: Vec<String> = Vec::new();
+    for fake in fakes {
+        secrets.extend(jwts(fake));
+        secrets.extend(fake.issued_tokens());
+    }
+    for key in ["app-key.pem", "app-key-pkcs8.pem", "other-key.pem"] {
+        secrets.extend(
+            key_text(key)
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .map(str::to_owned),
+        );
+    }
+    for secret in secrets {
+        assert!(
+            !output.contains(&secret),
+            "a secret was printed: {secret}\n{output}"
+        );
+    }
+}
+
+#[test]
+fn mirror_with_the_app_on_each_side() {
+    let server = GitServer::start();
+    let (source, destination) = repositories(&server);
+    let fake = github(&server, &[("acme", 7), ("mirror-org", 8)], HOUR);
+    let api = fake.github_api();
+    let mut args = vec![
+        "mirror".to_owned(),
+        server.url("src/acme/widgets.git"),
+        server.url("dst/mirror-org/widgets.git"),
+        "--verbose".into(),
+        "--json".into(),
+    ];
+    args.extend(app_flags("source", &api, "app-key.pem"));
+    // The destination's key is PKCS#8, named by the environment.
+    args.extend(
+        [
+            "--dest-auth",
+            "github-app",
+            "--dest-app-id",
+            APP_ID,
+            "--dest-app-api",
+            &api,
+        ]
+        .map(String::from),
+    );
+    let key = key_path("app-key-pkcs8.pem");
+    let run = run_with(&args, &[("GIT_RELAY_DEST_APP_KEY", &key)]);
+    run.assert_code(0);
+    assert_eq!(refs_of(&source), refs_of(&destination));
+    // One installation token per side, for every request of the run.
+    let tokens = fake.issued_tokens();
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
+    let git = server.requests();
+    assert!(git.len() >= 4, "{git:?}");
+    for request in &git {
+        assert_ne!(request.status, 401, "{request:?}");
+        let header = request.authorization.as_deref().unwrap();
+        let expected: Vec<String> = tokens
+            .iter()
+            .map(|t| format!("Basic {}", base64_of(&format!("x-access-token:{t}"))))
+            .collect();
+        assert!(expected.iter().any(|e| e == header), "{header}");
+    }
+    // The installation of the repository's owner was looked up, with a JWT.
+    let paths: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        paths.contains(&"GET /api/v3/repos/acme/widgets/installation".to_owned()),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"GET /api/v3/repos/mirror-org/widgets/installation".to_owned()),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"POST /api/v3/app/installations/7/access_tokens".to_owned()),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"POST /api/v3/app/installations/8/access_tokens".to_owned()),
+        "{paths:?}"
+    );
+    assert_no_secret(&run, &[&fake]);
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
