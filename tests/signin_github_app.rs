@@ -184,3 +184,146 @@ fn base64_of(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+/// Runs `mirror` of acme/widgets with the app on `side` (the other side
+/// signs in as the server's user) and checks that it failed with exit
+/// code 1 naming the side and the app, changed nothing and printed no
+/// secret; returns the run.
+fn failing_mirror(
+    server: &GitServer,
+    fake: &FakeForge,
+    side: &str,
+    app_id: &str,
+    key: &str,
+) -> Run {
+    let before = refs_of(&server.repo_path("dst/mirror-org/widgets.git"));
+    let mut args = vec![
+        "mirror".to_owned(),
+        server.url("src/acme/widgets.git"),
+        server.url("dst/mirror-org/widgets.git"),
+        "--verbose".into(),
+    ];
+    let flag = if side == "source" { "source" } else { "dest" };
+    let mut flags = app_flags(flag, &fake.github_api(), key);
+    flags[3] = app_id.to_owned();
+    args.extend(flags);
+    let other = if side == "source" { "DEST" } else { "SOURCE" };
+    let (token, user) = (
+        format!("GIT_RELAY_{other}_TOKEN"),
+        format!("GIT_RELAY_{other}_USERNAME"),
+    );
+    let run = run_with(
+        &args,
+        &[(&token, server.password()), (&user, server.username())],
+    );
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .contains(&format!("{side}'s GitHub App {app_id}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        refs_of(&server.repo_path("dst/mirror-org/widgets.git")),
+        before
+    );
+    assert_no_secret(&run, &[fake]);
+    run
+}
+
+#[test]
+fn a_wrong_key_is_refused_naming_the_side_and_the_app() {
+    let server = GitServer::start();
+    repositories(&server);
+    let fake = github(&server, &[("acme", 7), ("mirror-org", 8)], HOUR);
+    let run = failing_mirror(&server, &fake, "source", APP_ID, "other-key.pem");
+    assert!(
+        run.stderr.contains("A JSON web token could not be decoded"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("private keys"),
+        "the hint: {}",
+        run.stderr
+    );
+    assert!(fake.issued_tokens().is_empty());
+    // No git request went out for the side that could not sign in.
+    assert!(server.requests().iter().all(|r| !r.path.contains("src/")));
+}
+
+#[test]
+fn a_revoked_app_key_is_refused() {
+    let server = GitServer::start();
+    repositories(&server);
+    let fake = github(&server, &[("acme", 7), ("mirror-org", 8)], HOUR);
+    fake.revoke_app_key();
+    let run = failing_mirror(&server, &fake, "destination", APP_ID, "app-key.pem");
+    assert!(
+        run.stderr.contains("A JSON web token could not be decoded"),
+        "{}",
+        run.stderr
+    );
+    assert!(fake.issued_tokens().is_empty());
+}
+
+#[test]
+fn an_unknown_app_is_refused() {
+    let server = GitServer::start();
+    repositories(&server);
+    let fake = github(&server, &[("acme", 7), ("mirror-org", 8)], HOUR);
+    let run = failing_mirror(&server, &fake, "source", "99999", "app-key.pem");
+    assert!(
+        run.stderr.contains("Integration not found"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_app_not_installed_on_the_owner_says_so() {
+    let server = GitServer::start();
+    repositories(&server);
+    let fake = github(&server, &[("acme", 7)], HOUR);
+    let run = failing_mirror(&server, &fake, "destination", APP_ID, "app-key.pem");
+    assert!(
+        run.stderr
+            .contains("not installed on the repository mirror-org/widgets"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("Install App"),
+        "the hint: {}",
+        run.stderr
+    );
+    assert!(fake.issued_tokens().is_empty());
+}
+
+#[test]
+fn the_app_id_and_key_are_required() {
+    let run = run(
+        &[
+            "mirror",
+            "/a",
+            "/b",
+            "--source-auth",
+            "github-app",
+            "--source-app-id",
+            "1",
+        ],
+        &[],
+    );
+    run.assert_code(2);
+    assert!(run.stderr.contains("--source-app-key"), "{}", run.stderr);
+}
+
+#[test]
+fn an_unreadable_key_file_is_named() {
+    let server = GitServer::start();
+    repositories(&server);
+    let fake = github(&server, &[("acme", 7), ("mirror-org", 8)], HOUR);
+    let run = failing_mirror(&server, &fake, "source", APP_ID, "no-such-key.pem");
+    assert!(run.stderr.contains("no-such-key.pem"), "{}", run.stderr);
+    assert!(fake.requests().is_empty());
+}
