@@ -327,3 +327,182 @@ fn an_unreadable_key_file_is_named() {
     assert!(run.stderr.contains("no-such-key.pem"), "{}", run.stderr);
     assert!(fake.requests().is_empty());
 }
+
+/// `src/acme/repo-N.git` for N < `n`, one commit and a tag each, as the
+/// GitHub fake lists them.
+fn acme_repos(server: &GitServer, n: usize) -> Vec<FakeRepo> {
+    (0..n)
+        .map(|i| {
+            let name = format!("repo-{i}");
+            let bare = server.create_bare(&format!("src/acme/{name}.git"));
+            let work = WorkRepo::new();
+            work.commit_file("f.txt", format!("{name}\n").as_bytes(), "c");
+            work.tag("v1");
+            work.push_mirror_to(&bare);
+            FakeRepo::new("acme", &name, &server.url(&format!("src/acme/{name}.git")))
+        })
+        .collect()
+}
+
+fn bearer_tokens(fake: &FakeForge, path_part: &str) -> Vec<String> {
+    fake.requests()
+        .iter()
+        .filter(|r| r.path.contains(path_part))
+        .map(|r| r.authorization.clone().unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn mirror_all_lists_and_mirrors_with_the_app_on_the_source() {
+    let server = GitServer::start();
+    let repos = acme_repos(&server, 3);
+    let mut builder = FakeForge::builder(Kind::GitHub, "acme", "not-a-token-anyone-sends")
+        .github_app(APP_ID, &key_text("app-key.pem"), &[("acme", 7)], HOUR);
+    for r in &repos {
+        builder = builder.repo(r.clone());
+        server.create_bare(&format!("dst/acme/{}.git", r.name));
+    }
+    let fake = builder.start();
+    server.accept_tokens(fake.token_check());
+    let template = format!("http://127.0.0.1:{}/dst/acme/{{repo}}.git", server.port());
+    let mut args = vec![
+        "mirror-all".to_owned(),
+        "--source-kind".into(),
+        "github".into(),
+        fake.scope_url(),
+        template,
+        "--json".into(),
+        "--verbose".into(),
+    ];
+    args.extend(app_flags("source", &fake.github_api(), "app-key.pem"));
+    let run = run_with(
+        &args,
+        &[
+            ("GIT_RELAY_DEST_TOKEN", server.password()),
+            ("GIT_RELAY_DEST_USERNAME", server.username()),
+        ],
+    );
+    run.assert_code(0);
+    assert_eq!(run.json()["totals"]["updated"], 3, "{}", run.stdout);
+    for r in &repos {
+        assert_eq!(
+            refs_of(&server.repo_path(&format!("src/acme/{}.git", r.name))),
+            refs_of(&server.repo_path(&format!("dst/acme/{}.git", r.name)))
+        );
+    }
+    // One token, found through the organization's installation, listed
+    // the repositories (as a bearer token) and read every one of them.
+    let tokens = fake.issued_tokens();
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    let listing = bearer_tokens(&fake, "/orgs/acme/repos");
+    assert!(!listing.is_empty());
+    assert!(
+        listing
+            .iter()
+            .all(|h| *h == format!("Bearer {}", tokens[0])),
+        "{listing:?}"
+    );
+    assert!(!bearer_tokens(&fake, "/orgs/acme/installation").is_empty());
+    let reads: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/src/"))
+        .collect();
+    assert!(reads.len() >= 6, "{reads:?}");
+    let basic = format!(
+        "Basic {}",
+        base64_of(&format!("x-access-token:{}", tokens[0]))
+    );
+    assert!(
+        reads
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some(&basic)),
+        "{reads:?}"
+    );
+    assert_no_secret(&run, &[&fake]);
+}
+
+#[test]
+fn mirror_all_creates_missing_repositories_with_the_app_on_the_destination() {
+    let server = GitServer::start();
+    let repos = acme_repos(&server, 2);
+    let mut builder = FakeForge::builder(Kind::GitHub, "acme", "not-a-token-anyone-sends")
+        .github_app(APP_ID, &key_text("app-key.pem"), &[("acme", 7)], HOUR);
+    for r in &repos {
+        builder = builder.repo(r.clone());
+    }
+    let source = builder.start();
+    let (root, port) = (server.root().to_owned(), server.port());
+    // Another GitHub, where the same app is installed on `mirror`.
+    let dest = FakeForge::builder(Kind::GitHub, "mirror", "not-a-token-anyone-sends")
+        .github_app(APP_ID, &key_text("app-key.pem"), &[("mirror", 9)], HOUR)
+        .creator(Box::new(move |_, name| {
+            let path = root.join("dst/mirror").join(format!("{name}.git"));
+            git(
+                &root,
+                &[
+                    "init",
+                    "--bare",
+                    "-q",
+                    "--initial-branch=main",
+                    path.to_str().unwrap(),
+                ],
+            );
+            format!("http://127.0.0.1:{port}/dst/mirror/{name}.git")
+        }))
+        .start();
+    let (a, b) = (source.token_check(), dest.token_check());
+    server.accept_tokens(Arc::new(move |user, token| {
+        a(user, token) || b(user, token)
+    }));
+    let mut args = vec![
+        "mirror-all".to_owned(),
+        "--source-kind".into(),
+        "github".into(),
+        source.scope_url(),
+        format!("http://127.0.0.1:{port}/dst/mirror/{{repo}}.git"),
+        "--create-missing".into(),
+        "--dest-kind".into(),
+        "github".into(),
+        "--dest-scope".into(),
+        dest.scope_url(),
+        "--json".into(),
+    ];
+    args.extend(app_flags("source", &source.github_api(), "app-key.pem"));
+    // The destination's app API is the --dest-scope's.
+    args.extend(["--dest-auth", "github-app", "--dest-app-id", APP_ID].map(String::from));
+    args.extend(["--dest-app-key".to_owned(), key_path("app-key.pem")]);
+    let run = run_with(&args, &[]);
+    run.assert_code(0);
+    for r in &repos {
+        assert_eq!(
+            refs_of(&server.repo_path(&format!("src/acme/{}.git", r.name))),
+            refs_of(&server.repo_path(&format!("dst/mirror/{}.git", r.name)))
+        );
+    }
+    let tokens = dest.issued_tokens();
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    let creates: Vec<_> = dest
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/api/v3/orgs/mirror/repos")
+        .collect();
+    assert_eq!(creates.len(), 2);
+    assert!(creates
+        .iter()
+        .all(|r| r.status == 201 && r.authorization == Some(format!("Bearer {}", tokens[0]))));
+    let pushes: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/git-receive-pack"))
+        .collect();
+    assert_eq!(pushes.len(), 2);
+    let basic = format!(
+        "Basic {}",
+        base64_of(&format!("x-access-token:{}", tokens[0]))
+    );
+    assert!(pushes
+        .iter()
+        .all(|r| r.authorization.as_deref() == Some(&basic)));
+    assert_no_secret(&run, &[&source, &dest]);
+}

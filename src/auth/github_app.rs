@@ -118,6 +118,9 @@ impl Eq for GitHubApp {}
 struct Shared {
     /// The key, parsed on first use (or why it could not be).
     key: OnceLock<Result<Arc<RsaKeyPair>, String>>,
+    /// The API of the side's forge scope (a sweep's), which its git
+    /// requests use too when no API was named.
+    scope_api: OnceLock<Url>,
     /// Installation ids by API and lower-cased account.
     installations: Mutex<HashMap<(String, String), u64>>,
     /// The last token of each installation, by API and installation id.
@@ -173,9 +176,9 @@ impl GitHubApp {
         let (owner, repo) = owner_and_repo(url).ok_or_else(|| {
             format!("{side}: a GitHub App signs in to https://HOST/OWNER/REPO URLs; {url} names no owner and repository")
         })?;
-        let api = match &self.api {
-            Some(api) => api.clone(),
-            None => api_base(url),
+        let api = match (&self.api, self.shared.scope_api.get()) {
+            (Some(api), _) | (None, Some(api)) => api.clone(),
+            (None, None) => api_base(url),
         };
         Ok(Credentials::from_source(Arc::new(self.source(
             side,
@@ -188,7 +191,9 @@ impl GitHubApp {
 
     /// Credentials for the REST API at `api` (a sweep's listing and
     /// creating) about the account `owner`: a bearer token of the
-    /// account's installation.
+    /// account's installation. Unless an API was named, `api` becomes the
+    /// one the side's git requests sign in at too: the scope's forge is
+    /// the GitHub its repositories are on.
     pub(crate) fn api_credentials(
         &self,
         side: &str,
@@ -197,6 +202,7 @@ impl GitHubApp {
         network: &NetworkOptions,
     ) -> Credentials {
         let api = self.api.clone().unwrap_or_else(|| api.clone());
+        let _ = self.shared.scope_api.set(api.clone());
         Credentials::from_source(Arc::new(self.source(
             side,
             api,
