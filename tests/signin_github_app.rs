@@ -506,3 +506,44 @@ fn mirror_all_creates_missing_repositories_with_the_app_on_the_destination() {
         .all(|r| r.authorization.as_deref() == Some(&basic)));
     assert_no_secret(&run, &[&source, &dest]);
 }
+
+#[test]
+fn a_token_that_expires_mid_run_is_replaced() {
+    let server = GitServer::start();
+    let (source, destination) = repositories(&server);
+    // The destination takes longer to store the push than its tokens live.
+    install_hook(&destination, "pre-receive", "cat >/dev/null\nsleep 4\n");
+    let life = Duration::from_secs(3);
+    let fake = github(&server, &[("acme", 7), ("mirror-org", 8)], life);
+    let api = fake.github_api();
+    let mut args = vec![
+        "mirror".to_owned(),
+        server.url("src/acme/widgets.git"),
+        server.url("dst/mirror-org/widgets.git"),
+    ];
+    args.extend(app_flags("source", &api, "app-key.pem"));
+    args.extend(app_flags("dest", &api, "app-key.pem"));
+    let run = run_with(&args, &[]);
+    run.assert_code(0);
+    assert_eq!(refs_of(&source), refs_of(&destination));
+    let requests = server.requests();
+    assert!(requests.iter().all(|r| r.status != 401), "{requests:?}");
+    // The listing that confirms the push came after the push's token had
+    // expired (the server refuses expired tokens): it was signed with
+    // another.
+    let push = requests
+        .iter()
+        .position(|r| r.path.ends_with("/git-receive-pack"))
+        .expect("a push");
+    let after = requests[push + 1..]
+        .iter()
+        .find(|r| r.path.starts_with("/dst/"))
+        .expect("a listing after the push");
+    assert_ne!(after.authorization, requests[push].authorization);
+    assert!(
+        fake.issued_tokens().len() >= 3,
+        "{:?}",
+        fake.issued_tokens()
+    );
+    assert_no_secret(&run, &[&fake]);
+}
