@@ -435,6 +435,15 @@ impl AppTokens {
         }
     }
 
+    /// The hint that names the source's flags, or the destination's.
+    fn for_side(&self, source: &'static str, destination: &'static str) -> &'static str {
+        if self.side == "source" {
+            source
+        } else {
+            destination
+        }
+    }
+
     fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.api.clone();
         if let Ok(mut path) = url.path_segments_mut() {
@@ -449,7 +458,10 @@ impl AppTokens {
         let key = self.app.key().map_err(|e| {
             self.fail(
                 e,
-                Some("give the app's private key, a .pem file from the app's settings (Private keys), with --source-app-key / --dest-app-key"),
+                Some(self.for_side(
+                    "give the app's private key, a .pem file from the app's settings (Private keys), with --source-app-key (or GIT_RELAY_SOURCE_APP_KEY)",
+                    "give the app's private key, a .pem file from the app's settings (Private keys), with --dest-app-key (or GIT_RELAY_DEST_APP_KEY)",
+                )),
             )
         })?;
         let token =
@@ -501,7 +513,10 @@ impl AppTokens {
     fn refused(&self, url: &Url, refusal: &Refusal) -> AuthError {
         self.fail(
             format!("GitHub refused the app's JWT (HTTP {} at {url}): {}", refusal.status, refusal.message),
-            Some("check the app id (--source-app-id / --dest-app-id) and that the key is one of the app's current private keys (a key deleted in the app's settings is refused); the JWT's times come from this machine's clock, which must be right"),
+            Some(self.for_side(
+                "check the app id (--source-app-id) and that --source-app-key is one of the app's current private keys (a key deleted in the app's settings is refused); the JWT's times come from this machine's clock, which must be right",
+                "check the app id (--dest-app-id) and that --dest-app-key is one of the app's current private keys (a key deleted in the app's settings is refused); the JWT's times come from this machine's clock, which must be right",
+            )),
         )
     }
 
