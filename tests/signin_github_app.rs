@@ -547,3 +547,52 @@ fn a_token_that_expires_mid_run_is_replaced() {
     );
     assert_no_secret(&run, &[&fake]);
 }
+
+#[test]
+fn mirror_all_without_the_apps_installation_stops_before_mirroring() {
+    let server = GitServer::start();
+    let repos = acme_repos(&server, 1);
+    let fake = FakeForge::builder(Kind::GitHub, "acme", "not-a-token-anyone-sends")
+        .github_app(
+            APP_ID,
+            &key_text("app-key.pem"),
+            &[("someone-else", 3)],
+            HOUR,
+        )
+        .repo(repos[0].clone())
+        .start();
+    server.accept_tokens(fake.token_check());
+    let template = format!("http://127.0.0.1:{}/dst/acme/{{repo}}.git", server.port());
+    let mut args = vec![
+        "mirror-all".to_owned(),
+        "--source-kind".into(),
+        "github".into(),
+        fake.scope_url(),
+        template,
+        "--json".into(),
+    ];
+    args.extend(app_flags("source", &fake.github_api(), "app-key.pem"));
+    let run = run_with(&args, &[]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("source's GitHub App 12345")
+            && run.stderr.contains("not installed on the account acme"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.json()["error"]["hint"]
+            .as_str()
+            .map(|h| h.contains("Install App")),
+        Some(true),
+        "{}",
+        run.stdout
+    );
+    // Neither the listing nor any git request went out.
+    assert!(fake
+        .requests()
+        .iter()
+        .all(|r| r.path.ends_with("/installation")));
+    assert!(server.requests().is_empty());
+    assert_no_secret(&run, &[&fake]);
+}
