@@ -337,7 +337,13 @@ pub(crate) fn jwt(app_id: &str, key: &RsaKeyPair, now: SystemTime) -> Result<Str
     let exp = iat + JWT_LIFE.as_secs();
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let header = serde_json::json!({ "alg": "RS256", "typ": "JWT" });
-    let claims = serde_json::json!({ "iat": iat, "exp": exp, "iss": app_id });
+    // An app id goes as the number it is (older GitHub Enterprise Servers
+    // take no other), a client id (`Iv23li...`) as a string.
+    let iss = match app_id.parse::<u64>() {
+        Ok(id) => serde_json::json!(id),
+        Err(_) => serde_json::json!(app_id),
+    };
+    let claims = serde_json::json!({ "iat": iat, "exp": exp, "iss": iss });
     let signed = format!(
         "{}.{}",
         b64(header.to_string().as_bytes()),
@@ -733,7 +739,7 @@ mod tests {
             let header: Value = serde_json::from_slice(&b64.decode(parts[0]).unwrap()).unwrap();
             assert_eq!(header["alg"], "RS256");
             let claims: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
-            assert_eq!(claims["iss"], "12345");
+            assert_eq!(claims["iss"], 12345);
             assert_eq!(claims["iat"], 1_700_000_000 - 60);
             // At most ten minutes into the future.
             assert_eq!(claims["exp"], 1_700_000_000 + 540);
@@ -746,6 +752,11 @@ mod tests {
                 .verify(signed.as_bytes(), &b64.decode(parts[2]).unwrap())
                 .unwrap();
         }
+        let key = parse_key(KEY).unwrap();
+        let token = jwt("Iv23liClientId", &key, SystemTime::now()).unwrap();
+        let claims = token.split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(&b64.decode(claims).unwrap()).unwrap();
+        assert_eq!(claims["iss"], "Iv23liClientId");
         // Both forms are the same key.
         assert_eq!(
             parse_key(KEY).unwrap().public().as_ref(),
