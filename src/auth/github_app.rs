@@ -429,7 +429,8 @@ struct AppTokens {
 /// An API answer that was not a success.
 struct Refusal {
     status: u16,
-    message: String,
+    /// `: ` and GitHub's `message`, or nothing.
+    said: String,
 }
 
 impl AppTokens {
@@ -503,9 +504,17 @@ impl AppTokens {
                     .ok()
                     .and_then(|v| v["message"].as_str().map(str::to_owned))
                     .unwrap_or_default();
+                let message: String = super::redact(&message)
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .take(300)
+                    .collect();
                 Ok(Err(Refusal {
                     status,
-                    message: super::redact(&message).chars().take(300).collect(),
+                    said: match message.trim() {
+                        "" => String::new(),
+                        text => format!(": {text}"),
+                    },
                 }))
             }
             Err(ureq::Error::Transport(t)) => Err(self.fail(
@@ -518,7 +527,7 @@ impl AppTokens {
     /// What to say when the app itself was refused (HTTP 401).
     fn refused(&self, url: &Url, refusal: &Refusal) -> AuthError {
         self.fail(
-            format!("GitHub refused the app's JWT (HTTP {} at {url}): {}", refusal.status, refusal.message),
+            format!("GitHub refused the app's JWT (HTTP {} at {url}){}", refusal.status, refusal.said),
             Some(self.for_side(
                 "check the app id (--source-app-id) and that --source-app-key is one of the app's current private keys (a key deleted in the app's settings is refused); the JWT's times come from this machine's clock, which must be right",
                 "check the app id (--dest-app-id) and that --dest-app-key is one of the app's current private keys (a key deleted in the app's settings is refused); the JWT's times come from this machine's clock, which must be right",
@@ -540,6 +549,7 @@ impl AppTokens {
                 self.url(&["users", owner, "installation"]),
             ],
         };
+        let mut not_found = String::new();
         for url in &candidates {
             match self.call("GET", url)? {
                 Ok(json) => {
@@ -549,13 +559,16 @@ impl AppTokens {
                     self.cache_installations().insert(key, id);
                     return Ok(id);
                 }
-                Err(r) if r.status == 404 => continue,
+                Err(r) if r.status == 404 => {
+                    not_found = r.said;
+                    continue;
+                }
                 Err(r) if r.status == 401 => return Err(self.refused(url, &r)),
                 Err(r) => {
                     return Err(self.fail(
                         format!(
-                            "looking up the installation: HTTP {} at {url}: {}",
-                            r.status, r.message
+                            "looking up the installation: HTTP {} at {url}{}",
+                            r.status, r.said
                         ),
                         None,
                     ))
@@ -567,7 +580,7 @@ impl AppTokens {
             Target::Account(owner) => format!("the account {owner}"),
         };
         Err(self.fail(
-            format!("the app is not installed on {what} (HTTP 404)"),
+            format!("the app is not installed on {what} (HTTP 404{not_found})"),
             Some("install the app on the account that owns the repositories (its settings: Install App), with access to these repositories; and check the owner and repository in the URL"),
         ))
     }
@@ -598,8 +611,8 @@ impl AppTokens {
                 };
                 return Err(self.fail(
                     format!(
-                        "GitHub refused an installation token (HTTP {} at {url}): {}",
-                        r.status, r.message
+                        "GitHub refused an installation token (HTTP {} at {url}){}",
+                        r.status, r.said
                     ),
                     hint,
                 ));
