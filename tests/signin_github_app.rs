@@ -596,3 +596,106 @@ fn mirror_all_without_the_apps_installation_stops_before_mirroring() {
     assert!(server.requests().is_empty());
     assert_no_secret(&run, &[&fake]);
 }
+
+/// A JWT with these claims, signed with the key in `key_file` (RS256
+/// unless `alg` says otherwise).
+fn signed_jwt(key_file: &str, alg: &str, claims: serde_json::Value) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let pem = key_text(key_file);
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let key = ring::signature::RsaKeyPair::from_der(&der).unwrap();
+    let head = serde_json::json!({ "alg": alg, "typ": "JWT" });
+    let signed = format!(
+        "{}.{}",
+        b64.encode(head.to_string()),
+        b64.encode(claims.to_string())
+    );
+    let mut signature = vec![0; key.public().modulus_len()];
+    let rng = ring::rand::SystemRandom::new();
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &rng,
+        signed.as_bytes(),
+        &mut signature,
+    )
+    .unwrap();
+    format!("{signed}.{}", b64.encode(signature))
+}
+
+/// The fake refuses what GitHub refuses, so that the tests above could
+/// fail: a JWT signed by another key, for another app, expired, valid too
+/// long, or not RS256.
+#[test]
+fn the_fake_checks_jwts_as_github_does() {
+    let server = GitServer::start();
+    let fake = github(&server, &[("acme", 7)], HOUR);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims =
+        |iss: &str, iat: u64, exp: u64| serde_json::json!({ "iss": iss, "iat": iat, "exp": exp });
+    let status = |jwt: &str| {
+        let url = format!("{}/orgs/acme/installation", fake.github_api());
+        match ureq::get(&url)
+            .set("Authorization", &format!("Bearer {jwt}"))
+            .call()
+        {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let good = claims(APP_ID, now - 60, now + 540);
+    assert_eq!(
+        status(&signed_jwt("app-key.pem", "RS256", good.clone())),
+        200
+    );
+    assert_eq!(
+        status(&signed_jwt("other-key.pem", "RS256", good.clone())),
+        401
+    );
+    assert_eq!(status(&signed_jwt("app-key.pem", "RS512", good)), 401);
+    let cases = [
+        claims("999", now - 60, now + 540),
+        claims(APP_ID, now - 700, now - 100),
+        claims(APP_ID, now, now + 1200),
+        claims(APP_ID, now + 300, now + 540),
+    ];
+    for c in cases {
+        assert_eq!(
+            status(&signed_jwt("app-key.pem", "RS256", c.clone())),
+            401,
+            "{c}"
+        );
+    }
+    // Installation tokens are refused to git once they expire.
+    let short = FakeForge::builder(Kind::GitHub, "acme", "x")
+        .github_app(
+            APP_ID,
+            &key_text("app-key.pem"),
+            &[("acme", 7)],
+            Duration::from_secs(1),
+        )
+        .start();
+    let check = short.token_check();
+    let url = format!("{}/app/installations/7/access_tokens", short.github_api());
+    let jwt = signed_jwt("app-key.pem", "RS256", claims(APP_ID, now - 60, now + 540));
+    let answer = ureq::post(&url)
+        .set("Authorization", &format!("Bearer {jwt}"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let token = answer["token"].as_str().unwrap();
+    assert!(answer["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert!(check(Some("x-access-token"), token));
+    assert!(!check(Some("someone"), token));
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(!check(Some("x-access-token"), token));
+}
