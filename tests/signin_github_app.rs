@@ -699,3 +699,59 @@ fn the_fake_checks_jwts_as_github_does() {
     std::thread::sleep(Duration::from_millis(1100));
     assert!(!check(Some("x-access-token"), token));
 }
+
+#[test]
+fn a_sweeps_workers_share_one_token() {
+    let server = GitServer::start();
+    let repos = acme_repos(&server, 4);
+    let mut builder = FakeForge::builder(Kind::GitHub, "acme", server.password());
+    for r in &repos {
+        builder = builder.repo(r.clone());
+        server.create_bare(&format!("dst/acme-mirror/{}.git", r.name));
+    }
+    let source = builder.start();
+    // The destination signs in with the app only for git, from four
+    // workers at once.
+    let dest = FakeForge::builder(Kind::GitHub, "acme-mirror", "not-a-token-anyone-sends")
+        .github_app(
+            APP_ID,
+            &key_text("app-key.pem"),
+            &[("acme-mirror", 5)],
+            HOUR,
+        )
+        .start();
+    server.accept_tokens(dest.token_check());
+    let mut args = vec![
+        "mirror-all".to_owned(),
+        "--source-kind".into(),
+        "github".into(),
+        source.scope_url(),
+        format!(
+            "http://127.0.0.1:{}/dst/acme-mirror/{{repo}}.git",
+            server.port()
+        ),
+        "-j".into(),
+        "4".into(),
+        "--json".into(),
+    ];
+    args.extend(app_flags("dest", &dest.github_api(), "app-key.pem"));
+    let run = run_with(
+        &args,
+        &[
+            ("GIT_RELAY_SOURCE_TOKEN", server.password()),
+            ("GIT_RELAY_SOURCE_USERNAME", server.username()),
+        ],
+    );
+    run.assert_code(0);
+    assert_eq!(run.json()["totals"]["updated"], 4, "{}", run.stdout);
+    assert_eq!(dest.issued_tokens().len(), 1, "{:?}", dest.issued_tokens());
+    // One installation lookup: the account's installation serves its
+    // other repositories.
+    let lookups = dest
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/installation"))
+        .count();
+    assert_eq!(lookups, 1);
+    assert_no_secret(&run, &[&dest]);
+}

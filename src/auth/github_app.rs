@@ -125,6 +125,9 @@ struct Shared {
     installations: Mutex<HashMap<(String, String), u64>>,
     /// The last token of each installation, by API and installation id.
     tokens: Mutex<HashMap<(String, u64), Token>>,
+    /// Held while a token is looked for, so that a sweep's workers that
+    /// start together wait for one token rather than each minting one.
+    fetching: Mutex<()>,
 }
 
 /// Whose installation a source asks for.
@@ -631,6 +634,7 @@ impl AppTokens {
 
 impl TokenSource for AppTokens {
     fn fetch(&self) -> Result<Token, AuthError> {
+        let _one_at_a_time = (self.app.shared.fetching.lock()).unwrap_or_else(|e| e.into_inner());
         let installation = self.installation()?;
         let key = (self.api.as_str().to_owned(), installation);
         let lasting = |t: &Token| t.expires.is_none_or(|at| at > SystemTime::now() + REUSE);
