@@ -33,7 +33,7 @@ use base64::Engine as _;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
-use super::{http, TokenCheck};
+use super::http;
 
 /// Which API a fake speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,13 +102,13 @@ struct State {
     empty_projects: Vec<String>,
     creator: Option<Creator>,
     throttle: AtomicUsize,
+    /// A GitHub App the fake acts for.
+    app: Option<App>,
     /// `Link` headers name this server as `localhost`, another origin.
     links_on_localhost: bool,
     /// Default-branch calls are answered 403, as to a token that may
     /// create repositories but not administer them.
     refuse_default_branch: bool,
-    /// A GitHub App the fake acts for.
-    app: Option<App>,
     log: Mutex<Vec<Seen>>,
 }
 
@@ -142,9 +142,9 @@ pub struct Builder {
     repos: Vec<FakeRepo>,
     empty_projects: Vec<String>,
     creator: Option<Creator>,
+    app: Option<App>,
     links_on_localhost: bool,
     refuse_default_branch: bool,
-    app: Option<App>,
 }
 
 impl FakeForge {
@@ -157,9 +157,9 @@ impl FakeForge {
             repos: Vec::new(),
             empty_projects: Vec::new(),
             creator: None,
+            app: None,
             links_on_localhost: false,
             refuse_default_branch: false,
-            app: None,
         }
     }
 
@@ -181,7 +181,7 @@ impl FakeForge {
     /// What a git server accepts: a live installation token of the app,
     /// as the password of `x-access-token` (Basic) or as a bearer token
     /// (`None` user), for [`GitServer::accept_tokens`](super::GitServer::accept_tokens).
-    pub fn token_check(&self) -> TokenCheck {
+    pub fn token_check(&self) -> super::server::TokenCheck {
         let state = Arc::clone(&self.state);
         Arc::new(move |user: Option<&str>, token: &str| {
             user.is_none_or(|u| u == "x-access-token") && live_installation_token(&state, token)
@@ -255,21 +255,6 @@ impl Builder {
         self
     }
 
-    /// `Link` headers name the next page on this server as `localhost`
-    /// rather than `127.0.0.1`: another origin, as a hostile or
-    /// misconfigured API would send the client elsewhere.
-    pub fn links_on_localhost(mut self) -> Self {
-        self.links_on_localhost = true;
-        self
-    }
-
-    /// Answers every default-branch call with 403 and the vendor's error
-    /// body.
-    pub fn refuse_default_branch(mut self) -> Self {
-        self.refuse_default_branch = true;
-        self
-    }
-
     /// Acts for the GitHub App `id` whose private key is `key_pem` (PKCS#1
     /// or PKCS#8), installed on each `(account, installation id)`; its
     /// installation tokens live `token_life`.
@@ -293,6 +278,21 @@ impl Builder {
         self
     }
 
+    /// `Link` headers name the next page on this server as `localhost`
+    /// rather than `127.0.0.1`: another origin, as a hostile or
+    /// misconfigured API would send the client elsewhere.
+    pub fn links_on_localhost(mut self) -> Self {
+        self.links_on_localhost = true;
+        self
+    }
+
+    /// Answers every default-branch call with 403 and the vendor's error
+    /// body.
+    pub fn refuse_default_branch(mut self) -> Self {
+        self.refuse_default_branch = true;
+        self
+    }
+
     pub fn start(self) -> FakeForge {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -305,9 +305,9 @@ impl Builder {
             empty_projects: self.empty_projects,
             creator: self.creator,
             throttle: AtomicUsize::new(0),
+            app: self.app,
             links_on_localhost: self.links_on_localhost,
             refuse_default_branch: self.refuse_default_branch,
-            app: self.app,
             log: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -368,33 +368,48 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
             .into_owned();
         let query = head.query().to_owned();
         let authorization = head.header("Authorization").map(str::to_owned);
-        let answer =
-            if let Some(answer) = app_route(state, &head.method, &path, authorization.as_deref()) {
-                answer
-            } else if !authorized(authorization.as_deref(), &state.token)
-                && !secret_of(authorization.as_deref())
-                    .is_some_and(|t| live_installation_token(state, &t))
+        let answer = if !authorized(authorization.as_deref(), &state.token) {
+            reply(401, json!({ "message": "Bad credentials" }))
+        } else if state
+            .throttle
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            let mut r = reply(429, json!({ "message": "API rate limit exceeded" }));
+            r.headers.push(("Retry-After".into(), "1".into()));
+            r
+        } else {
+            let params = parse_query(&query);
+            route(
+                state,
+                &head.method,
+                &path,
+                &params,
+                &body,
+                &format!("http://127.0.0.1:{}", writer.get_ref().local_addr()?.port()),
+            )
+        };
+        // A GitHub App's own endpoints (signed with its JWT), and requests
+        // signed with its installation tokens, which the check above
+        // refused: answered as GitHub would.
+        let answer = match app_route(state, &head.method, &path, authorization.as_deref()) {
+            Some(app) => app,
+            None if answer.status == 401
+                && secret_of(authorization.as_deref())
+                    .is_some_and(|t| live_installation_token(state, &t)) =>
             {
-                reply(401, json!({ "message": "Bad credentials" }))
-            } else if state
-                .throttle
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-            {
-                let mut r = reply(429, json!({ "message": "API rate limit exceeded" }));
-                r.headers.push(("Retry-After".into(), "1".into()));
-                r
-            } else {
-                let params = parse_query(&query);
+                let base = format!("http://127.0.0.1:{}", writer.get_ref().local_addr()?.port());
                 route(
                     state,
                     &head.method,
                     &path,
-                    &params,
+                    &parse_query(&query),
                     &body,
-                    &format!("http://127.0.0.1:{}", writer.get_ref().local_addr()?.port()),
+                    &base,
                 )
-            };
+            }
+            None => answer,
+        };
         state.log.lock().unwrap().push(Seen {
             method: head.method.clone(),
             path,

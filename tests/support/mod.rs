@@ -90,4 +90,4 @@ pub use repo::{
     fsck_strict, git, git_ok, git_with_input, install_hook, refs_of, RefLog, RefUpdate, WorkRepo,
 };
 pub use run::{command, credentials, noise, run, run_measuring_memory, Run};
-pub use server::{GitServer, Request, ServerBuilder, TokenCheck};
+pub use server::{GitServer, Request, ServerBuilder};

@@ -100,6 +100,22 @@ pub struct ServerBuilder {
 /// Short-lived tokens a fake identity service issued are checked so.
 pub type TokenCheck = Arc<dyn Fn(Option<&str>, &str) -> bool + Send + Sync>;
 
+/// Whether `check` takes the credential of an `Authorization` header: the
+/// user and password of Basic, or a Bearer token (no user).
+fn token_accepted(check: &TokenCheck, header: &str) -> bool {
+    let (scheme, param) = header.split_once(' ').unwrap_or((header, ""));
+    let param = param.trim();
+    if scheme.eq_ignore_ascii_case("Bearer") {
+        return check(None, param);
+    }
+    let decoded = (scheme.eq_ignore_ascii_case("Basic"))
+        .then(|| BASE64.decode(param).ok())
+        .flatten()
+        .and_then(|d| String::from_utf8(d).ok());
+    let pair = decoded.as_deref().and_then(|d| d.split_once(':'));
+    pair.is_some_and(|(user, secret)| check(Some(user), secret))
+}
+
 /// One request the server answered, as the client sent it.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -155,11 +171,11 @@ struct Shared {
     password: String,
     protocol_v2: bool,
     anonymous_read: bool,
+    /// Credentials accepted besides `username`/`password`.
+    tokens: OnceLock<TokenCheck>,
     dumb: bool,
     moved: Vec<(String, String)>,
     lfs: Option<LfsRoute>,
-    /// Credentials accepted besides `username`/`password`.
-    tokens: OnceLock<TokenCheck>,
     log: Mutex<Vec<Request>>,
 }
 
@@ -466,9 +482,9 @@ impl ServerBuilder {
             password: self.password,
             protocol_v2: self.protocol_v2,
             anonymous_read: self.anonymous_read,
+            tokens: OnceLock::new(),
             dumb: self.dumb,
             moved: self.moved,
-            tokens: OnceLock::new(),
             log: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -567,6 +583,11 @@ impl Shared {
                 Access::Denied
             };
         };
+        if let Some(check) = self.tokens.get() {
+            if token_accepted(check, value) {
+                return Access::User("token");
+            }
+        }
         let (scheme, param) = value.split_once(' ').unwrap_or((value, ""));
         let param = param.trim();
         if scheme.eq_ignore_ascii_case("Basic") {
@@ -578,24 +599,8 @@ impl Shared {
             {
                 return Access::User(&self.username);
             }
-            let decoded = BASE64
-                .decode(param)
-                .ok()
-                .and_then(|d| String::from_utf8(d).ok());
-            let pair = decoded.as_deref().and_then(|d| d.split_once(':'));
-            if let (Some((user, secret)), Some(check)) = (pair, self.tokens.get()) {
-                if check(Some(user), secret) {
-                    return Access::User("token");
-                }
-            }
         } else if scheme.eq_ignore_ascii_case("Bearer") && param == self.password {
             return Access::User("bearer");
-        } else if let (true, Some(check)) =
-            (scheme.eq_ignore_ascii_case("Bearer"), self.tokens.get())
-        {
-            if check(None, param) {
-                return Access::User("bearer");
-            }
         }
         Access::Denied
     }
