@@ -13,7 +13,6 @@
 
 use std::ops::RangeInclusive;
 
-use crate::auth::github_app::GitHubApp;
 use crate::auth::{CredentialSources, Credentials, Scheme};
 use crate::forge::Kind;
 use crate::mirror::{Endpoint, LfsMode, LfsOptions, PushBudget, PushLimits, RetryPolicy};
@@ -46,13 +45,13 @@ pub(crate) struct SideConfig {
 /// the task's service connections).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) enum SignIn {
+    /// Installation tokens of a GitHub App (`--source-auth github-app`),
+    /// for git, LFS and the API alike.
+    GitHubApp(crate::auth::github_app::GitHubApp),
     /// The side's token, or the URL's password, sent as the side's
     /// `scheme` says.
     #[default]
     Token,
-    /// Installation tokens of a GitHub App (`--source-auth github-app`),
-    /// for git, LFS and the API alike.
-    GitHubApp(GitHubApp),
 }
 
 impl SideConfig {
@@ -103,6 +102,17 @@ impl SideConfig {
     }
 }
 
+/// A forge scope: where repositories are listed or created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ForgeConfig {
+    /// The organization, group or workspace URL, as typed.
+    pub(crate) scope: String,
+    /// The kind of forge; `None` infers it from a public host.
+    pub(crate) kind: Option<Kind>,
+    /// The API base, when it cannot be derived from the scope.
+    pub(crate) api: Option<String>,
+}
+
 impl SideConfig {
     /// The credentials of a forge API at `api` about the account `owner`
     /// (a sweep's listing and creating), where the side signs in otherwise
@@ -115,21 +125,11 @@ impl SideConfig {
         owner: &str,
     ) -> Option<Credentials> {
         match &self.sign_in {
-            SignIn::Token => None,
             SignIn::GitHubApp(app) => Some(app.api_credentials(what, api, owner, &self.network)),
+            // A token goes as each forge's API wants it.
+            _ => None,
         }
     }
-}
-
-/// A forge scope: where repositories are listed or created.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ForgeConfig {
-    /// The organization, group or workspace URL, as typed.
-    pub(crate) scope: String,
-    /// The kind of forge; `None` infers it from a public host.
-    pub(crate) kind: Option<Kind>,
-    /// The API base, when it cannot be derived from the scope.
-    pub(crate) api: Option<String>,
 }
 
 /// What a sweep of an organization does: `mirror-all`, and the task's
