@@ -12,6 +12,7 @@
 //! our request back in an error message therefore cannot make us print it.
 
 pub(crate) mod entra;
+pub(crate) mod github_app;
 pub(crate) mod helper;
 mod token;
 

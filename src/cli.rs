@@ -17,6 +17,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::entra::EntraSettings;
+use crate::auth::github_app::{AppKey, GitHubApp};
 use crate::auth::Scheme;
 use crate::config::{self, ForgeConfig, SideConfig, SignIn, SweepConfig};
 use crate::forge::Kind;
@@ -112,6 +113,9 @@ fn auth_choice() -> impl TypedValueParser<Value = AuthChoice> {
             .help("Entra ID access tokens for Azure DevOps: workload identity (AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID, AZURE_TENANT_ID), else the machine's managed identity"),
         PossibleValue::new("credential-helper")
             .help("user name and password from git's credential helpers (`git credential fill` for the side's URL), sent as Basic"),
+        PossibleValue::new("github-app").help(
+            "installation tokens of a GitHub App (--source-app-id and --source-app-key, or --dest-...)",
+        ),
     ];
     PossibleValuesParser::new(choices).map(|s| {
         let token = |scheme| AuthChoice {
@@ -127,6 +131,12 @@ fn auth_choice() -> impl TypedValueParser<Value = AuthChoice> {
             "credential-helper" => AuthChoice {
                 scheme: Scheme::Basic,
                 sign_in: SignIn::CredentialHelper,
+            },
+            // The app's id and key are other flags: `CredentialArgs::sides`
+            // puts them in.
+            "github-app" => AuthChoice {
+                scheme: Scheme::Basic,
+                sign_in: SignIn::GitHubApp(GitHubApp::new("", AppKey::Pem(String::new()), None)),
             },
             _ => token(Scheme::Basic),
         }
@@ -274,6 +284,53 @@ pub(crate) struct CredentialArgs {
     /// With --dest-auth entra: the destination identity's tenant id. Default: AZURE_TENANT_ID.
     #[arg(long, value_name = "ID", help_heading = "Credentials")]
     pub(crate) dest_entra_tenant: Option<String>,
+    /// With --source-auth github-app: the GitHub App's id (or client id), from its settings page.
+    #[arg(
+        long,
+        env = "GIT_RELAY_SOURCE_APP_ID",
+        value_name = "ID",
+        required_if_eq("source_auth", "github-app"),
+        help_heading = "Credentials"
+    )]
+    pub(crate) source_app_id: Option<String>,
+
+    /// With --source-auth github-app: the app's private key, a .pem file from its settings (PKCS#1 as GitHub hands it out, or PKCS#8).
+    #[arg(
+        long,
+        env = "GIT_RELAY_SOURCE_APP_KEY",
+        value_name = "FILE",
+        required_if_eq("source_auth", "github-app"),
+        help_heading = "Credentials"
+    )]
+    pub(crate) source_app_key: Option<PathBuf>,
+
+    /// With --source-auth github-app: the GitHub API, where it is not https://api.github.com (github.com) or https://HOST/api/v3 (GitHub Enterprise Server).
+    #[arg(long, value_name = "URL", help_heading = "Credentials")]
+    pub(crate) source_app_api: Option<url::Url>,
+
+    /// With --dest-auth github-app: the GitHub App's id (see --source-app-id).
+    #[arg(
+        long,
+        env = "GIT_RELAY_DEST_APP_ID",
+        value_name = "ID",
+        required_if_eq("dest_auth", "github-app"),
+        help_heading = "Credentials"
+    )]
+    pub(crate) dest_app_id: Option<String>,
+
+    /// With --dest-auth github-app: the app's private key file (see --source-app-key).
+    #[arg(
+        long,
+        env = "GIT_RELAY_DEST_APP_KEY",
+        value_name = "FILE",
+        required_if_eq("dest_auth", "github-app"),
+        help_heading = "Credentials"
+    )]
+    pub(crate) dest_app_key: Option<PathBuf>,
+
+    /// With --dest-auth github-app: the GitHub API (see --source-app-api).
+    #[arg(long, value_name = "URL", help_heading = "Credentials")]
+    pub(crate) dest_app_api: Option<url::Url>,
 }
 
 impl CredentialArgs {
@@ -283,19 +340,25 @@ impl CredentialArgs {
                     username: &Option<String>,
                     auth: &AuthChoice,
                     entra: [&Option<String>; 2],
+                    app: (&Option<String>, &Option<PathBuf>, &Option<url::Url>),
                     insecure| SideConfig {
             token: token.clone(),
             username: username.clone(),
             scheme: auth.scheme,
-            sign_in: match &auth.sign_in {
-                SignIn::Entra(_, shared) => SignIn::Entra(
+            sign_in: match (&auth.sign_in, app) {
+                (SignIn::Entra(_, shared), _) => SignIn::Entra(
                     EntraSettings {
                         client_id: entra[0].clone(),
                         tenant: entra[1].clone(),
                     },
                     shared.clone(),
                 ),
-                other => other.clone(),
+                (SignIn::GitHubApp(_), (id, key, api)) => SignIn::GitHubApp(GitHubApp::new(
+                    id.clone().unwrap_or_default(),
+                    AppKey::File(key.clone().unwrap_or_default()),
+                    api.clone(),
+                )),
+                (other, _) => other.clone(),
             },
             network: n.side(insecure),
         };
@@ -305,6 +368,11 @@ impl CredentialArgs {
                 &self.source_username,
                 &self.source_auth,
                 [&self.source_entra_client_id, &self.source_entra_tenant],
+                (
+                    &self.source_app_id,
+                    &self.source_app_key,
+                    &self.source_app_api,
+                ),
                 n.source_insecure,
             ),
             side(
@@ -312,6 +380,7 @@ impl CredentialArgs {
                 &self.dest_username,
                 &self.dest_auth,
                 [&self.dest_entra_client_id, &self.dest_entra_tenant],
+                (&self.dest_app_id, &self.dest_app_key, &self.dest_app_api),
                 n.dest_insecure,
             ),
         )
@@ -650,7 +719,17 @@ pub struct MirrorAllArgs {
 impl MirrorAllArgs {
     /// The sweep these arguments ask for.
     pub fn config(&self) -> SweepConfig {
-        let (source, destination) = self.credentials.sides(&self.network);
+        let (mut source, mut destination) = self.credentials.sides(&self.network);
+        // A GitHub App signs in to the API its scope names.
+        for (side, api) in [
+            (&mut source, &self.source_api),
+            (&mut destination, &self.dest_api),
+        ] {
+            if let SignIn::GitHubApp(app) = &side.sign_in {
+                let api = api.as_deref().and_then(|a| url::Url::parse(a).ok());
+                side.sign_in = SignIn::GitHubApp(app.clone().or_api(api));
+            }
+        }
         let forge = |scope: &String, kind, api: &Option<String>| ForgeConfig {
             scope: scope.clone(),
             kind,

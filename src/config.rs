@@ -47,6 +47,9 @@ pub(crate) struct SideConfig {
 /// the task's service connections).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) enum SignIn {
+    /// Installation tokens of a GitHub App (`--source-auth github-app`),
+    /// for git, LFS and the API alike.
+    GitHubApp(crate::auth::github_app::GitHubApp),
     /// The side's token, or the URL's password, sent as the side's
     /// `scheme` says.
     #[default]
@@ -164,6 +167,9 @@ impl SideConfig {
                 let helper = crate::auth::helper::CredentialHelper::new(url, username);
                 Some(Credentials::from_source(std::sync::Arc::new(helper)))
             }
+            (Location::Http { url, .. }, SignIn::GitHubApp(app)) => {
+                Some(app.git_credentials(what, url, &self.network)?)
+            }
         };
         Ok(Endpoint {
             location,
@@ -186,8 +192,9 @@ impl SideConfig {
                 })
                 .map(Some),
             SignIn::Source(credentials) => Ok(Some(credentials.clone())),
-            // Asked per URL: the answer depends on the repository.
-            SignIn::CredentialHelper => Ok(None),
+            // Asked per URL: the answer depends on the repository (and, for
+            // an app, on the installation of its owner).
+            SignIn::CredentialHelper | SignIn::GitHubApp(_) => Ok(None),
         }
     }
 }
@@ -201,6 +208,25 @@ pub(crate) struct ForgeConfig {
     pub(crate) kind: Option<Kind>,
     /// The API base, when it cannot be derived from the scope.
     pub(crate) api: Option<String>,
+}
+
+impl SideConfig {
+    /// The credentials of a forge API at `api` about the account `owner`
+    /// (a sweep's listing and creating), where the side signs in otherwise
+    /// than with a token of its own; `None` for a token, which the sweep
+    /// sends as each forge's API wants it. `what` names the side.
+    pub(crate) fn api_sign_in(
+        &self,
+        what: &str,
+        api: &url::Url,
+        owner: &str,
+    ) -> Option<Credentials> {
+        match &self.sign_in {
+            SignIn::GitHubApp(app) => Some(app.api_credentials(what, api, owner, &self.network)),
+            // A token goes as each forge's API wants it.
+            _ => None,
+        }
+    }
 }
 
 /// What a sweep of an organization does: `mirror-all`, and the task's

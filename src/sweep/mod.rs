@@ -435,6 +435,11 @@ fn scope_and_api(
         .map(|a| Url::parse(a).map_err(|e| format!("{what} API URL: {e}")))
         .transpose()?;
     let scope = Scope::parse(&url, forge.kind, api.as_ref()).map_err(|e| format!("{what}: {e}"))?;
+    let side_name = if what == "source scope" {
+        "source"
+    } else {
+        "destination"
+    };
     let credentials = match side.sign_in {
         // Asked about the scope URL: git's credentials for the forge's
         // host are the ones its API takes.
@@ -451,7 +456,9 @@ fn scope_and_api(
         }
         _ => match side.signed_in(what)? {
             Some(signed_in) => Some(signed_in),
-            None => api_credentials(scope.kind, side, url_user.as_deref(), url_pass.as_deref()),
+            None => (side.api_sign_in(side_name, &scope.api, &scope.owner)).or_else(|| {
+                api_credentials(scope.kind, side, url_user.as_deref(), url_pass.as_deref())
+            }),
         },
     };
     let client =

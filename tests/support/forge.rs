@@ -8,6 +8,13 @@
 //! checks and error codes the real ones use: small pages so that several
 //! are needed, 401 for a wrong token, 404 for an unknown organization, 429
 //! with `retry-after: 1` on request.
+//! The GitHub fake can also act for a GitHub App ([`Builder::github_app`]):
+//! it verifies the app's JWTs with the app's public key (signature, `iss`,
+//! `exp`, `iat`), finds its installations and issues installation tokens
+//! with short lives, which its API and, through
+//! [`FakeForge::token_check`], a [`GitServer`](super::GitServer) accept
+//! until they expire; with GitHub's answers to a wrong key or an unknown
+//! app (401) and to an account the app is not installed on (404).
 //! Clone URLs point at a real `git http-backend` server
 //! ([`GitServer`](super::GitServer)), so the repositories a fake lists can
 //! really be mirrored, and repositories it creates are real bare
@@ -20,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
@@ -95,6 +103,8 @@ struct State {
     empty_projects: Vec<String>,
     creator: Option<Creator>,
     throttle: AtomicUsize,
+    /// A GitHub App the fake acts for.
+    app: Option<App>,
     /// `Link` headers name this server as `localhost`, another origin.
     links_on_localhost: bool,
     /// Default-branch calls are answered 403, as to a token that may
@@ -106,6 +116,20 @@ struct State {
     /// Basic with this user (the account's email) only, never as Bearer.
     api_token_user: Option<String>,
     log: Mutex<Vec<Seen>>,
+}
+
+/// A GitHub App as GitHub knows it.
+struct App {
+    /// The app id, the issuer its JWTs must name.
+    id: String,
+    /// Its public key (RSAPublicKey DER); `None` once revoked.
+    public_key: Mutex<Option<Vec<u8>>>,
+    /// The accounts it is installed on, and the installation ids.
+    installations: Vec<(String, u64)>,
+    /// How long the installation tokens it hands out live.
+    token_life: Mutex<Duration>,
+    /// Every installation token issued: token, installation, expiry.
+    issued: Mutex<Vec<(String, u64, SystemTime)>>,
 }
 
 /// A fake forge API server.
@@ -124,6 +148,7 @@ pub struct Builder {
     repos: Vec<FakeRepo>,
     empty_projects: Vec<String>,
     creator: Option<Creator>,
+    app: Option<App>,
     links_on_localhost: bool,
     refuse_default_branch: bool,
     bearer: Option<BearerTokens>,
@@ -140,11 +165,37 @@ impl FakeForge {
             repos: Vec::new(),
             empty_projects: Vec::new(),
             creator: None,
+            app: None,
             links_on_localhost: false,
             refuse_default_branch: false,
             bearer: None,
             api_token_user: None,
         }
+    }
+
+    /// With [`Builder::github_app`]: every installation token issued so
+    /// far, oldest first.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        let app = self.state.app.as_ref().expect("a fake with an app");
+        let issued = app.issued.lock().unwrap();
+        issued.iter().map(|(t, _, _)| t.clone()).collect()
+    }
+
+    /// The app's key is deleted from its settings: JWTs signed with it are
+    /// refused from now on.
+    pub fn revoke_app_key(&self) {
+        let app = self.state.app.as_ref().expect("a fake with an app");
+        *app.public_key.lock().unwrap() = None;
+    }
+
+    /// What a git server accepts: a live installation token of the app,
+    /// as the password of `x-access-token` (Basic) or as a bearer token
+    /// (`None` user), for [`GitServer::accept_tokens`](super::GitServer::accept_tokens).
+    pub fn token_check(&self) -> super::server::TokenCheck {
+        let state = Arc::clone(&self.state);
+        Arc::new(move |user: Option<&str>, token: &str| {
+            user.is_none_or(|u| u == "x-access-token") && live_installation_token(&state, token)
+        })
     }
 
     /// The scope URL a user would pass with `--source-kind`.
@@ -157,6 +208,12 @@ impl FakeForge {
             Kind::Bitbucket => format!("https://bitbucket.org/{}", seg(owner)),
             Kind::BitbucketServer => format!("{base}/projects/{}", seg(owner)),
         }
+    }
+
+    /// The GitHub fake's API base, as GitHub Enterprise Server lays it
+    /// out (`/api/v3`), for `--source-app-api`.
+    pub fn github_api(&self) -> String {
+        format!("http://127.0.0.1:{}/api/v3", self.port)
     }
 
     /// The API base, for `--source-api` (needed for Bitbucket Cloud only).
@@ -208,6 +265,29 @@ impl Builder {
         self
     }
 
+    /// Acts for the GitHub App `id` whose private key is `key_pem` (PKCS#1
+    /// or PKCS#8), installed on each `(account, installation id)`; its
+    /// installation tokens live `token_life`.
+    pub fn github_app(
+        mut self,
+        id: &str,
+        key_pem: &str,
+        installations: &[(&str, u64)],
+        token_life: Duration,
+    ) -> Self {
+        self.app = Some(App {
+            id: id.to_owned(),
+            public_key: Mutex::new(Some(public_key_of(key_pem))),
+            installations: installations
+                .iter()
+                .map(|(account, id)| (account.to_ascii_lowercase(), *id))
+                .collect(),
+            token_life: Mutex::new(token_life),
+            issued: Mutex::new(Vec::new()),
+        });
+        self
+    }
+
     /// `Link` headers name the next page on this server as `localhost`
     /// rather than `127.0.0.1`: another origin, as a hostile or
     /// misconfigured API would send the client elsewhere.
@@ -251,6 +331,7 @@ impl Builder {
             empty_projects: self.empty_projects,
             creator: self.creator,
             throttle: AtomicUsize::new(0),
+            app: self.app,
             links_on_localhost: self.links_on_localhost,
             refuse_default_branch: self.refuse_default_branch,
             bearer: self.bearer,
@@ -343,6 +424,27 @@ fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
                 &body,
                 &format!("http://127.0.0.1:{}", writer.get_ref().local_addr()?.port()),
             )
+        };
+        // A GitHub App's own endpoints (signed with its JWT), and requests
+        // signed with its installation tokens, which the check above
+        // refused: answered as GitHub would.
+        let answer = match app_route(state, &head.method, &path, authorization.as_deref()) {
+            Some(app) => app,
+            None if answer.status == 401
+                && secret_of(authorization.as_deref())
+                    .is_some_and(|t| live_installation_token(state, &t)) =>
+            {
+                let base = format!("http://127.0.0.1:{}", writer.get_ref().local_addr()?.port());
+                route(
+                    state,
+                    &head.method,
+                    &path,
+                    &parse_query(&query),
+                    &body,
+                    &base,
+                )
+            }
+            None => answer,
         };
         state.log.lock().unwrap().push(Seen {
             method: head.method.clone(),
@@ -778,6 +880,208 @@ fn github_like(
         }
         _ => not_found(),
     }
+}
+
+// ---- GitHub Apps ---------------------------------------------------------
+
+/// The RSAPublicKey DER of a PEM private key (PKCS#1 or PKCS#8).
+fn public_key_of(pem: &str) -> Vec<u8> {
+    use ring::signature::KeyPair as _;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .expect("a PEM key");
+    let key = if pem.contains("BEGIN RSA PRIVATE KEY") {
+        ring::signature::RsaKeyPair::from_der(&der)
+    } else {
+        ring::signature::RsaKeyPair::from_pkcs8(&der)
+    }
+    .expect("an RSA key");
+    key.public_key().as_ref().to_vec()
+}
+
+/// The secret of a Basic (the password), Bearer or `token` header.
+fn secret_of(header: Option<&str>) -> Option<String> {
+    let header = header?;
+    if let Some(b64) = header.strip_prefix("Basic ") {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        return decoded.split_once(':').map(|(_, p)| p.to_owned());
+    }
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("token "))
+        .map(str::to_owned)
+}
+
+fn live_installation_token(state: &State, token: &str) -> bool {
+    let Some(app) = &state.app else { return false };
+    let now = SystemTime::now();
+    app.issued
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(t, _, expires)| t == token && *expires > now)
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// GitHub's `2016-07-11T22:14:10Z`.
+fn rfc3339(t: SystemTime) -> String {
+    let secs = unix(t);
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+fn jwt_refused(message: &str) -> Reply {
+    reply(
+        401,
+        json!({ "message": message, "documentation_url": "https://docs.github.com/rest" }),
+    )
+}
+
+/// Checks the app's JWT as GitHub does: RS256 signed by the app's current
+/// key, `iss` the app, `iat` not ahead, `exp` in the future but at most ten
+/// minutes away. `Err` is GitHub's answer.
+fn check_jwt(app: &App, header: Option<&str>) -> Result<(), Reply> {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let undecodable = || jwt_refused("A JSON web token could not be decoded");
+    let jwt = header
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or_else(undecodable)?;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [head, claims, signature] = parts.as_slice() else {
+        return Err(undecodable());
+    };
+    let json =
+        |part: &str| -> Option<Value> { serde_json::from_slice(&b64.decode(part).ok()?).ok() };
+    let (head, claims) = (
+        json(head).ok_or_else(undecodable)?,
+        json(claims).ok_or_else(undecodable)?,
+    );
+    if head["alg"] != "RS256" {
+        return Err(undecodable());
+    }
+    let iss = match &claims["iss"] {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return Err(jwt_refused("'Issuer' claim ('iss') must be an Integer")),
+    };
+    if iss != app.id {
+        return Err(jwt_refused("Integration not found"));
+    }
+    let Some(key) = app.public_key.lock().unwrap().clone() else {
+        return Err(undecodable());
+    };
+    let signed = format!("{}.{}", parts[0], parts[1]);
+    let signature = b64.decode(signature).map_err(|_| undecodable())?;
+    ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, key)
+        .verify(signed.as_bytes(), &signature)
+        .map_err(|_| undecodable())?;
+    let now = unix(SystemTime::now());
+    let (iat, exp) = (claims["iat"].as_u64(), claims["exp"].as_u64());
+    match (iat, exp) {
+        (Some(iat), _) if iat > now + 30 => Err(jwt_refused(
+            "'Issued at' claim ('iat') must be an Integer representing a time in the past",
+        )),
+        (_, Some(exp)) if exp > now + 600 + 30 => Err(jwt_refused(
+            "'Expiration time' claim ('exp') is too far in the future",
+        )),
+        (_, Some(exp)) if exp <= now => Err(jwt_refused(
+            "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires",
+        )),
+        (Some(_), Some(_)) => Ok(()),
+        _ => Err(undecodable()),
+    }
+}
+
+fn installation(app: &App, account: &str, id: u64) -> Value {
+    json!({
+        "id": id,
+        "app_id": app.id.parse::<u64>().ok(),
+        "account": { "login": account },
+        "target_type": "Organization",
+        "repository_selection": "all",
+        "permissions": { "contents": "write", "metadata": "read", "administration": "write" },
+    })
+}
+
+/// The app's own endpoints (JWT-authenticated); `None` for every other
+/// path, or when the fake acts for no app.
+fn app_route(
+    state: &State,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+) -> Option<Reply> {
+    let app = state.app.as_ref()?;
+    let rest = path.strip_prefix("/api/v3/")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let account = match (method, parts.as_slice()) {
+        ("GET", ["repos", owner, _, "installation"]) => Some(*owner),
+        ("GET", ["orgs" | "users", account, "installation"]) => Some(*account),
+        ("POST", ["app", "installations", _, "access_tokens"]) => None,
+        _ => return None,
+    };
+    if let Err(refusal) = check_jwt(app, authorization) {
+        return Some(refusal);
+    }
+    let found = |wanted: &dyn Fn(&(String, u64)) -> bool| {
+        app.installations.iter().find(|i| wanted(i)).cloned()
+    };
+    Some(match account {
+        Some(account) => {
+            let account = account.to_ascii_lowercase();
+            match found(&|(a, _)| *a == account) {
+                Some((a, id)) => reply(200, installation(app, &a, id)),
+                None => reply(
+                    404,
+                    json!({ "message": "Not Found", "documentation_url": "https://docs.github.com/rest/apps/apps" }),
+                ),
+            }
+        }
+        None => {
+            let id: u64 = parts[2].parse().unwrap_or(0);
+            match found(&|(_, i)| *i == id) {
+                Some((_, id)) => {
+                    let mut issued = app.issued.lock().unwrap();
+                    let token = format!("ghs_fake{id}x{:04}installationtoken", issued.len() + 1);
+                    let expires = SystemTime::now() + *app.token_life.lock().unwrap();
+                    issued.push((token.clone(), id, expires));
+                    reply(
+                        201,
+                        json!({
+                            "token": token,
+                            "expires_at": rfc3339(expires),
+                            "permissions": { "contents": "write", "metadata": "read" },
+                            "repository_selection": "all",
+                        }),
+                    )
+                }
+                None => reply(
+                    404,
+                    json!({ "message": "Not Found", "documentation_url": "https://docs.github.com/rest/apps/apps#create-an-installation-access-token-for-an-app" }),
+                ),
+            }
+        }
+    })
 }
 
 // ---- GitLab --------------------------------------------------------------

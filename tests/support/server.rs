@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::ChildStdin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -96,6 +96,27 @@ pub struct ServerBuilder {
     bearer: Option<BearerTokens>,
 }
 
+/// Decides whether the server takes a credential that is not its own
+/// user and password: the user (`None` for a bearer token) and the secret.
+/// Short-lived tokens a fake identity service issued are checked so.
+pub type TokenCheck = Arc<dyn Fn(Option<&str>, &str) -> bool + Send + Sync>;
+
+/// Whether `check` takes the credential of an `Authorization` header: the
+/// user and password of Basic, or a Bearer token (no user).
+fn token_accepted(check: &TokenCheck, header: &str) -> bool {
+    let (scheme, param) = header.split_once(' ').unwrap_or((header, ""));
+    let param = param.trim();
+    if scheme.eq_ignore_ascii_case("Bearer") {
+        return check(None, param);
+    }
+    let decoded = (scheme.eq_ignore_ascii_case("Basic"))
+        .then(|| BASE64.decode(param).ok())
+        .flatten()
+        .and_then(|d| String::from_utf8(d).ok());
+    let pair = decoded.as_deref().and_then(|d| d.split_once(':'));
+    pair.is_some_and(|(user, secret)| check(Some(user), secret))
+}
+
 /// One request the server answered, as the client sent it.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -151,6 +172,8 @@ struct Shared {
     password: String,
     protocol_v2: bool,
     anonymous_read: bool,
+    /// Credentials accepted besides `username`/`password`.
+    tokens: OnceLock<TokenCheck>,
     dumb: bool,
     moved: Vec<(String, String)>,
     lfs: Option<LfsRoute>,
@@ -217,6 +240,17 @@ impl GitServer {
             lfs_hrefs_elsewhere: false,
             bearer: None,
         }
+    }
+
+    /// From now on, also accept the credentials `check` accepts (a fake
+    /// GitHub's installation tokens:
+    /// [`FakeForge::token_check`](super::forge::FakeForge::token_check));
+    /// once per server.
+    pub fn accept_tokens(&self, check: TokenCheck) {
+        assert!(
+            self.shared.tokens.set(check).is_ok(),
+            "tokens accepted already"
+        );
     }
 
     /// The URL of a repository under the root, without credentials. `repo`
@@ -486,6 +520,7 @@ impl ServerBuilder {
             password: self.password,
             protocol_v2: self.protocol_v2,
             anonymous_read: self.anonymous_read,
+            tokens: OnceLock::new(),
             dumb: self.dumb,
             moved: self.moved,
             bearer: self.bearer,
@@ -587,6 +622,11 @@ impl Shared {
                 Access::Denied
             };
         };
+        if let Some(check) = self.tokens.get() {
+            if token_accepted(check, value) {
+                return Access::User("token");
+            }
+        }
         let (scheme, param) = value.split_once(' ').unwrap_or((value, ""));
         let param = param.trim();
         if scheme.eq_ignore_ascii_case("Basic") {
