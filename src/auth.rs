@@ -62,7 +62,6 @@ pub(crate) enum Scheme {
     Bearer,
 }
 
-#[allow(unused_imports)]
 pub(crate) use token::{AuthError, Token, TokenSource};
 
 /// A username and secret for one side of a relay, or a source of

@@ -9,10 +9,6 @@
 //! request with a valid one. Each token fetched passes the redactor before
 //! it can reach any output.
 
-// The sources (Entra ID, GitHub App, credential helper) arrive in the
-// commits that follow this one.
-#![allow(dead_code)]
-
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
