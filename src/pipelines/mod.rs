@@ -6,7 +6,7 @@
 //! 1. read every input ([`inputs`]) without printing, and hand each secret
 //!    found, in each form it could take, to `##vso[task.setsecret]` and to
 //!    our own redactor: nothing is printed before that. Secrets learnt
-//!    later (tokens from an Entra ID service connection, [`oidc`]) reach
+//!    later (tokens from an Entra ID service connection, `oidc`) reach
 //!    the agent as the redactor learns them;
 //! 2. report invalid inputs, each as a `task.logissue` naming the input;
 //! 3. run the engine inside a `##[group]`, then report each ref, write the
