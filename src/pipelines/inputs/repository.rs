@@ -61,13 +61,14 @@ fn read_side(
     // every problem is reported at once.
     let chosen = credentials.is_some();
     let credentials = credentials.unwrap_or_default();
-    // The command line's own rules turn a URL and a token into credentials.
+    // The command line's own rules turn a URL and a token into credentials;
+    // sign-in messages (a GitHub App's) name the side.
     let endpoint = credentials
         .config(side_network(network, verify))
-        .endpoint(names.uri, uri, None)
+        .endpoint(names.side, uri, None)
         .map_err(|e| {
             let message = e
-                .strip_prefix(&format!("{}: ", names.uri))
+                .strip_prefix(&format!("{}: ", names.side))
                 .unwrap_or(&e)
                 .to_owned();
             c.error(names.uri, message)
