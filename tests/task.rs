@@ -1361,9 +1361,7 @@ fn base64(text: &str) -> String {
 #[test]
 fn task_mirrors_azure_repos_to_github_as_a_github_app() {
     let pipeline = AppToGitHub::start();
-    let run = pipeline
-        .agent(&app_key("app-key.pem"))
-        .run(task_command());
+    let run = pipeline.agent(&app_key("app-key.pem")).run(task_command());
     assert_eq!(run.code, 0, "{}", run.log());
     pipeline.assert_mirrored_as_the_app(&run);
 }
@@ -1386,9 +1384,11 @@ fn task_github_app_with_a_wrong_key_fails_naming_the_side_and_the_app() {
             && message.contains("HTTP 401"),
         "{message}"
     );
+    // The hint names the task's inputs, not the command line's flags.
     assert!(
-        run.stderr.contains("private keys"),
-        "no hint\n{}",
+        run.stderr.contains("hint: check the app id (destinationGitHubAppId) and that destinationGitHubAppPrivateKey is one of the app's current private keys")
+            && !run.stderr.contains("--dest-app"),
+        "no hint in the task's words\n{}",
         run.log()
     );
     assert!(pipeline.github.issued_tokens().is_empty());
@@ -1411,9 +1411,9 @@ fn task_github_app_with_a_wrong_key_fails_naming_the_side_and_the_app() {
         .run(task_command());
     assert_eq!(run.result().0, "Failed", "{}", run.log());
     assert!(
-        run.named("task.logissue")
-            .iter()
-            .any(|i| i.message.starts_with("input destinationGitHubAppPrivateKey:")),
+        run.named("task.logissue").iter().any(|i| i
+            .message
+            .starts_with("input destinationGitHubAppPrivateKey:")),
         "{}",
         run.log()
     );
@@ -1435,10 +1435,7 @@ fn organization_mode_creates_github_repositories_as_a_github_app() {
         )
         .creator(Box::new(move |_, name| {
             let path = root.join("dst/mirror").join(format!("{name}.git"));
-            git(
-                &root,
-                &["init", "--bare", "-q", path.to_str().unwrap()],
-            );
+            git(&root, &["init", "--bare", "-q", path.to_str().unwrap()]);
             format!("http://127.0.0.1:{port}/dst/mirror/{name}.git")
         }))
         .start();
@@ -1453,7 +1450,10 @@ fn organization_mode_creates_github_repositories_as_a_github_app() {
         ("destinationAuthentication", "gitHubApp".into()),
         ("destinationGitHubAppId", APP_ID.into()),
         // The path of a secure file.
-        ("destinationGitHubAppPrivateKey", key.to_string_lossy().into()),
+        (
+            "destinationGitHubAppPrivateKey",
+            key.to_string_lossy().into(),
+        ),
         ("destinationGitHubAppApiUrl", github.github_api()),
         ("createMissing", "true".into()),
         ("destinationScopeUri", github.scope_url()),
@@ -1468,7 +1468,11 @@ fn organization_mode_creates_github_repositories_as_a_github_app() {
     let (result, message) = run.result();
     assert_eq!(result, "Succeeded", "{message}\n{}", run.log());
     let tokens = github.issued_tokens();
-    assert_eq!(tokens.len(), 1, "one token for the API and every push: {tokens:?}");
+    assert_eq!(
+        tokens.len(),
+        1,
+        "one token for the API and every push: {tokens:?}"
+    );
     let creates: Vec<_> = (github.requests().into_iter())
         .filter(|r| r.method == "POST" && r.path == "/api/v3/orgs/mirror/repos")
         .collect();
