@@ -1250,17 +1250,17 @@ struct AppToGitHub {
 
 impl AppToGitHub {
     fn start() -> AppToGitHub {
+        AppToGitHub::with_token_life(Duration::from_secs(3600))
+    }
+
+    /// The same, GitHub's installation tokens living `life`.
+    fn with_token_life(life: Duration) -> AppToGitHub {
         let source = server();
         let expected = seed(&source);
         let destination = GitServer::start();
         destination.create_bare("mirror-org/widgets.git");
         let github = FakeForge::builder(ForgeKind::GitHub, "mirror-org", "no-personal-token")
-            .github_app(
-                APP_ID,
-                &app_key("app-key.pem"),
-                &[("mirror-org", 8)],
-                Duration::from_secs(3600),
-            )
+            .github_app(APP_ID, &app_key("app-key.pem"), &[("mirror-org", 8)], life)
             .start();
         destination.accept_tokens(github.token_check());
         AppToGitHub {
@@ -1364,6 +1364,48 @@ fn task_mirrors_azure_repos_to_github_as_a_github_app() {
     let run = pipeline.agent(&app_key("app-key.pem")).run(task_command());
     assert_eq!(run.code, 0, "{}", run.log());
     pipeline.assert_mirrored_as_the_app(&run);
+}
+
+#[test]
+fn task_github_app_tokens_are_renewed_as_they_expire() {
+    // Tokens that live a minute: under the five minutes a shared token
+    // must still have, so each request needs a new one, as a run longer
+    // than an hour does when its token runs out.
+    let pipeline = AppToGitHub::with_token_life(Duration::from_secs(60));
+    let run = pipeline.agent(&app_key("app-key.pem")).run(task_command());
+    assert_eq!(run.result().0, "Succeeded", "{}", run.log());
+    assert_eq!(
+        refs_of(&pipeline.destination.repo_path("mirror-org/widgets.git")),
+        pipeline.expected
+    );
+    let issued = pipeline.github.issued_tokens();
+    let requests = pipeline.destination.requests();
+    let mut used = BTreeSet::new();
+    for r in &requests {
+        let token = issued
+            .iter()
+            .find(|t| {
+                r.authorization.as_deref()
+                    == Some(&format!("Basic {}", base64(&format!("x-access-token:{t}"))))
+            })
+            .unwrap_or_else(|| panic!("{r:?} carried no token GitHub issued"));
+        used.insert(token.clone());
+    }
+    notice(&format!(
+        "GitHub App renewal: {} git requests signed with {} distinct installation tokens, {} issued",
+        requests.len(),
+        used.len(),
+        issued.len()
+    ));
+    // Each request found its predecessor's token too close to expiry.
+    assert!(requests.len() >= 2, "{requests:?}");
+    assert_eq!(used.len(), requests.len(), "{requests:?}");
+    // The installation was looked up once; each token was minted.
+    let lookups = (pipeline.github.requests().iter())
+        .filter(|r| r.path.ends_with("/installation"))
+        .count();
+    assert_eq!(lookups, 1);
+    pipeline.assert_secrets_kept(&run, "app-key.pem");
 }
 
 #[test]
