@@ -75,7 +75,10 @@ fn read_side(
         })
         .ok()?;
     c.url_secret(uri);
-    if let Some(credentials) = &endpoint.credentials {
+    // A token source (Entra ID, a GitHub App) has no secret yet: its
+    // tokens are told to the agent as they arrive, and the forms of an
+    // empty one (`x-access-token:`) would only mask harmless text.
+    if let Some(credentials) = (endpoint.credentials.as_ref()).filter(|c| c.identity().is_none()) {
         c.secrets.extend(credentials.secret_forms());
     }
     chosen.then_some((endpoint, credentials.described))

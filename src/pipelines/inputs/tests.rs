@@ -484,6 +484,11 @@ fn a_github_app_key_is_read_from_its_text_with_or_without_line_breaks() {
             assert!(reading.secrets.iter().any(|s| s == line), "{line}");
         }
         assert!(!reading.secrets.iter().any(|s| s.contains("BEGIN")));
+        // Nothing of the tokens to come: they are told as they arrive.
+        assert!(!reading
+            .secrets
+            .iter()
+            .any(|s| s.starts_with("x-access-token")));
     }
 }
 
