@@ -1224,6 +1224,329 @@ fn task_signs_in_with_github_app_and_azure_repos_connections() {
     );
 }
 
+// ------------------------------------------------------------- GitHub App
+
+const APP_ID: &str = "12345";
+
+/// A test-only key of tests/fixtures/github-app.
+fn app_key(name: &str) -> String {
+    std::fs::read_to_string(app_key_path(name)).unwrap()
+}
+
+fn app_key_path(name: &str) -> PathBuf {
+    root().join("tests/fixtures/github-app").join(name)
+}
+
+/// Azure Repos to GitHub: an Azure-Repos-like source (`src.git`, which
+/// takes System.AccessToken) and a GitHub-like destination
+/// (`mirror-org/widgets.git`) whose git server takes only the installation
+/// tokens of the GitHub fake, where the app is installed on `mirror-org`.
+struct AppToGitHub {
+    source: GitServer,
+    destination: GitServer,
+    github: FakeForge,
+    expected: Vec<(String, String)>,
+}
+
+impl AppToGitHub {
+    fn start() -> AppToGitHub {
+        AppToGitHub::with_token_life(Duration::from_secs(3600))
+    }
+
+    /// The same, GitHub's installation tokens living `life`.
+    fn with_token_life(life: Duration) -> AppToGitHub {
+        let source = server();
+        let expected = seed(&source);
+        let destination = GitServer::start();
+        destination.create_bare("mirror-org/widgets.git");
+        let github = FakeForge::builder(ForgeKind::GitHub, "mirror-org", "no-personal-token")
+            .github_app(APP_ID, &app_key("app-key.pem"), &[("mirror-org", 8)], life)
+            .start();
+        destination.accept_tokens(github.token_check());
+        AppToGitHub {
+            source,
+            destination,
+            github,
+            expected,
+        }
+    }
+
+    /// The pipeline: System.AccessToken on the source, the app (with this
+    /// key input) on the destination.
+    fn agent(&self, key: &str) -> Agent {
+        let mut agent = Agent::new(
+            &self.source.url("src.git"),
+            &[
+                ("sourceAuthentication", "systemAccessToken"),
+                (
+                    "destinationGitRepositoryUri",
+                    &self.destination.url("mirror-org/widgets.git"),
+                ),
+                ("destinationAuthentication", "gitHubApp"),
+                ("destinationGitHubAppId", APP_ID),
+                ("destinationGitHubAppPrivateKey", key),
+                ("destinationGitHubAppApiUrl", &self.github.github_api()),
+            ],
+        );
+        // The source's server takes its password as a bearer token.
+        agent.system_access_token(SECRET);
+        agent
+    }
+
+    /// The JWTs the fake was shown.
+    fn jwts(&self) -> Vec<String> {
+        (self.github.requests().iter())
+            .filter_map(|r| r.authorization.as_deref()?.strip_prefix("Bearer "))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Checks that the run mirrored with installation tokens only, and
+    /// that no key line, JWT or token reached the log.
+    fn assert_mirrored_as_the_app(&self, run: &TaskRun) {
+        let (result, message) = run.result();
+        assert_eq!(result, "Succeeded", "{message}\n{}", run.log());
+        assert_eq!(
+            refs_of(&self.destination.repo_path("mirror-org/widgets.git")),
+            self.expected
+        );
+        assert!(
+            run.stderr.contains(&format!(
+                "GitHub App {APP_ID} (installation tokens from {})",
+                self.github.github_api()
+            )),
+            "{}",
+            run.log()
+        );
+        // One installation token, found through the repository's owner,
+        // signed every destination request as GitHub documents it.
+        let tokens = self.github.issued_tokens();
+        assert_eq!(tokens.len(), 1, "{tokens:?}");
+        let paths: Vec<String> = (self.github.requests().iter())
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert!(
+            paths.contains(&"GET /api/v3/repos/mirror-org/widgets/installation".to_owned())
+                && paths.contains(&"POST /api/v3/app/installations/8/access_tokens".to_owned()),
+            "{paths:?}"
+        );
+        let basic = format!("Basic {}", base64(&format!("x-access-token:{}", tokens[0])));
+        let requests = self.destination.requests();
+        assert!(requests
+            .iter()
+            .any(|r| r.is_rpc() && r.service() == Some("git-receive-pack")));
+        for r in &requests {
+            assert_eq!(r.authorization.as_deref(), Some(basic.as_str()), "{r:?}");
+            assert_ne!(r.status, 401, "{r:?}");
+        }
+        self.assert_secrets_kept(run, "app-key.pem");
+        run.assert_token_kept(SECRET);
+    }
+
+    /// No line of the key `key`, JWT or installation token in the log;
+    /// each told to the agent.
+    fn assert_secrets_kept(&self, run: &TaskRun, key: &str) {
+        run.assert_key_kept(&app_key(key));
+        for token in self.jwts().iter().chain(&self.github.issued_tokens()) {
+            run.assert_token_kept(token);
+        }
+    }
+}
+
+fn base64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[test]
+fn task_mirrors_azure_repos_to_github_as_a_github_app() {
+    let pipeline = AppToGitHub::start();
+    let run = pipeline.agent(&app_key("app-key.pem")).run(task_command());
+    assert_eq!(run.code, 0, "{}", run.log());
+    pipeline.assert_mirrored_as_the_app(&run);
+}
+
+#[test]
+fn task_github_app_tokens_are_renewed_as_they_expire() {
+    // Tokens that live a minute: under the five minutes a shared token
+    // must still have, so each request needs a new one, as a run longer
+    // than an hour does when its token runs out.
+    let pipeline = AppToGitHub::with_token_life(Duration::from_secs(60));
+    let run = pipeline.agent(&app_key("app-key.pem")).run(task_command());
+    assert_eq!(run.result().0, "Succeeded", "{}", run.log());
+    assert_eq!(
+        refs_of(&pipeline.destination.repo_path("mirror-org/widgets.git")),
+        pipeline.expected
+    );
+    let issued = pipeline.github.issued_tokens();
+    let requests = pipeline.destination.requests();
+    let mut used = BTreeSet::new();
+    for r in &requests {
+        let token = issued
+            .iter()
+            .find(|t| {
+                r.authorization.as_deref()
+                    == Some(&format!("Basic {}", base64(&format!("x-access-token:{t}"))))
+            })
+            .unwrap_or_else(|| panic!("{r:?} carried no token GitHub issued"));
+        used.insert(token.clone());
+    }
+    notice(&format!(
+        "GitHub App renewal: {} git requests signed with {} distinct installation tokens, {} issued",
+        requests.len(),
+        used.len(),
+        issued.len()
+    ));
+    // Each request found its predecessor's token too close to expiry.
+    assert!(requests.len() >= 2, "{requests:?}");
+    assert_eq!(used.len(), requests.len(), "{requests:?}");
+    // The installation was looked up once; each token was minted.
+    let lookups = (pipeline.github.requests().iter())
+        .filter(|r| r.path.ends_with("/installation"))
+        .count();
+    assert_eq!(lookups, 1);
+    pipeline.assert_secrets_kept(&run, "app-key.pem");
+}
+
+#[test]
+fn task_github_app_with_a_wrong_key_fails_naming_the_side_and_the_app() {
+    let pipeline = AppToGitHub::start();
+    // A key the app does not have; given as a secret variable without its
+    // line breaks.
+    let flattened = app_key("other-key.pem")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let run = pipeline.agent(&flattened).run(task_command());
+    assert_eq!(run.code, 0, "{}", run.log());
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed", "{}", run.log());
+    assert!(
+        message.contains(&format!("destination's GitHub App {APP_ID}"))
+            && message.contains("HTTP 401"),
+        "{message}"
+    );
+    // The hint names the task's inputs, not the command line's flags.
+    assert!(
+        run.stderr.contains("hint: check the app id (destinationGitHubAppId) and that destinationGitHubAppPrivateKey is one of the app's current private keys")
+            && !run.stderr.contains("--dest-app"),
+        "no hint in the task's words\n{}",
+        run.log()
+    );
+    assert!(pipeline.github.issued_tokens().is_empty());
+    assert!(!pipeline.jwts().is_empty(), "a JWT was tried");
+    assert!(
+        pipeline.destination.requests().is_empty(),
+        "no git request without a token"
+    );
+    assert_eq!(
+        refs_of(&pipeline.destination.repo_path("mirror-org/widgets.git")),
+        Vec::new()
+    );
+    pipeline.assert_secrets_kept(&run, "other-key.pem");
+
+    // A key that is no RSA key is an error of its input, before any
+    // request.
+    let before = pipeline.github.requests().len();
+    let run = pipeline
+        .agent("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIAbcdefgh\n-----END EC PRIVATE KEY-----")
+        .run(task_command());
+    assert_eq!(run.result().0, "Failed", "{}", run.log());
+    assert!(
+        run.named("task.logissue").iter().any(|i| i
+            .message
+            .starts_with("input destinationGitHubAppPrivateKey:")),
+        "{}",
+        run.log()
+    );
+    run.assert_key_kept("MHcCAQEEIAbcdefgh");
+    assert_eq!(pipeline.github.requests().len(), before);
+}
+
+#[test]
+fn organization_mode_creates_github_repositories_as_a_github_app() {
+    let server = server();
+    let (source, repos) = organization(&server);
+    let (root, port) = (server.root().to_owned(), server.port());
+    let github = FakeForge::builder(ForgeKind::GitHub, "mirror", "no-personal-token")
+        .github_app(
+            APP_ID,
+            &app_key("app-key.pem"),
+            &[("mirror", 9)],
+            Duration::from_secs(3600),
+        )
+        .creator(Box::new(move |_, name| {
+            let path = root.join("dst/mirror").join(format!("{name}.git"));
+            git(&root, &["init", "--bare", "-q", path.to_str().unwrap()]);
+            format!("http://127.0.0.1:{port}/dst/mirror/{name}.git")
+        }))
+        .start();
+    server.accept_tokens(github.token_check());
+    let key = app_key_path("app-key.pem");
+    let mut agent = organization_agent(&server, &source, SECRET);
+    for (input, value) in [
+        (
+            "destinationTemplate",
+            format!("http://127.0.0.1:{port}/dst/mirror/{{project}}-{{repo}}.git"),
+        ),
+        ("destinationAuthentication", "gitHubApp".into()),
+        ("destinationGitHubAppId", APP_ID.into()),
+        // The path of a secure file.
+        (
+            "destinationGitHubAppPrivateKey",
+            key.to_string_lossy().into(),
+        ),
+        ("destinationGitHubAppApiUrl", github.github_api()),
+        ("createMissing", "true".into()),
+        ("destinationScopeUri", github.scope_url()),
+        ("destinationKind", "github".into()),
+    ] {
+        agent
+            .env
+            .insert(format!("INPUT_{}", input.to_ascii_uppercase()), value);
+    }
+    let run = agent.run(task_command());
+    assert_eq!(run.code, 0, "{}", run.log());
+    let (result, message) = run.result();
+    assert_eq!(result, "Succeeded", "{message}\n{}", run.log());
+    let tokens = github.issued_tokens();
+    assert_eq!(
+        tokens.len(),
+        1,
+        "one token for the API and every push: {tokens:?}"
+    );
+    let creates: Vec<_> = (github.requests().into_iter())
+        .filter(|r| r.method == "POST" && r.path == "/api/v3/orgs/mirror/repos")
+        .collect();
+    assert_eq!(creates.len(), repos.len(), "{}", run.log());
+    assert!(creates
+        .iter()
+        .all(|r| r.status == 201 && r.authorization == Some(format!("Bearer {}", tokens[0]))));
+    let basic = format!("Basic {}", base64(&format!("x-access-token:{}", tokens[0])));
+    let pushes: Vec<_> = (server.requests().into_iter())
+        .filter(|r| r.path.starts_with("/dst/"))
+        .collect();
+    assert!(!pushes.is_empty());
+    assert!(
+        pushes
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some(basic.as_str())),
+        "{pushes:?}"
+    );
+    for (project, name) in &repos {
+        let created = server.repo_path(&format!("dst/mirror/{}-{}.git", project, name));
+        assert_eq!(
+            refs_of(&created),
+            refs_of(&server.repo_path(&format!("src/{project}/{name}.git")))
+        );
+    }
+    run.assert_key_kept(&app_key("app-key.pem"));
+    for token in &tokens {
+        run.assert_token_kept(token);
+    }
+    run.assert_secret_kept("alice", SECRET);
+}
+
 /// The task as the agent lays it out, from the source tree: task.json,
 /// the Node wrapper and this build's binary where the wrapper looks for
 /// it. `None` (with a notice) where node or a binary folder for this
@@ -1276,6 +1599,19 @@ fn task_signs_in_with_entra_through_the_node_wrapper() {
         identity.requests()
     );
     assert_entra_tokens_kept(&run, &identity);
+}
+
+#[test]
+fn task_signs_in_as_a_github_app_through_the_node_wrapper() {
+    let Some(task) = source_tree_task() else {
+        return;
+    };
+    let pipeline = AppToGitHub::start();
+    let run = pipeline
+        .agent(&app_key("app-key.pem"))
+        .run(wrapper(task.path()));
+    assert_eq!(run.code, 0, "{}", run.log());
+    pipeline.assert_mirrored_as_the_app(&run);
 }
 
 // ---------------------------------------------------------------- the .vsix

@@ -243,6 +243,11 @@ fn finished(report: &Report, files: &ReportFiles) {
 /// Reports a run or a sweep that stopped: what failed (the side, or the
 /// API), why, and what to do; `markdown` is the summary to upload.
 fn failed(failure: &Failure, markdown: &str, files: &ReportFiles) {
+    let failure = &Failure {
+        message: in_task_words(&failure.message),
+        hint: failure.hint.as_deref().map(in_task_words),
+        ..failure.clone()
+    };
     let message = vso::neutralize(&failure.message);
     vso::error_line(&message);
     if let Some(hint) = &failure.hint {
@@ -251,6 +256,37 @@ fn failed(failure: &Failure, markdown: &str, files: &ReportFiles) {
     vso::log_issue(Issue::Error, &message);
     write_outputs("0".to_owned(), false, &failure.to_json(), markdown, files);
     vso::complete(TaskResult::Failed, &message);
+}
+
+/// The command line's flags that sign-in messages and hints name, and the
+/// task inputs that mean the same. The sign-in modules speak to the
+/// command line, which most of their users have; in a pipeline a flag the
+/// task does not have would send the reader looking for it.
+const FLAGS_AS_INPUTS: &[(&str, &str)] = &[
+    (
+        "--source-app-key (or GIT_RELAY_SOURCE_APP_KEY)",
+        "sourceGitHubAppPrivateKey",
+    ),
+    (
+        "--dest-app-key (or GIT_RELAY_DEST_APP_KEY)",
+        "destinationGitHubAppPrivateKey",
+    ),
+    ("--source-app-id", "sourceGitHubAppId"),
+    ("--dest-app-id", "destinationGitHubAppId"),
+    ("--source-app-key", "sourceGitHubAppPrivateKey"),
+    ("--dest-app-key", "destinationGitHubAppPrivateKey"),
+    ("--source-app-api", "sourceGitHubAppApiUrl"),
+    ("--dest-app-api", "destinationGitHubAppApiUrl"),
+];
+
+/// `text` with the command line's flag names replaced by the task's
+/// input names (see [`FLAGS_AS_INPUTS`]).
+fn in_task_words(text: &str) -> String {
+    FLAGS_AS_INPUTS
+        .iter()
+        .fold(text.to_owned(), |text, (flag, input)| {
+            text.replace(flag, input)
+        })
 }
 
 /// Writes the report files and sets the output variables. A file that
@@ -371,7 +407,7 @@ fn sweep_finished(summary: &Summary, files: &ReportFiles) {
             if let Some(hint) = &r.hint {
                 message.push_str(&format!(" (hint: {hint})"));
             }
-            vso::log_issue(Issue::Error, &message);
+            vso::log_issue(Issue::Error, &in_task_words(&message));
         } else if let Some(t) = totals.filter(|t| t.protected + t.rejected > 0) {
             with_issues += 1;
             vso::log_issue(

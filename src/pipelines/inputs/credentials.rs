@@ -1,7 +1,8 @@
 //! A side's credentials: the authentication choice (a token, the
 //! pipeline's System.AccessToken, a service connection of one of the kinds
-//! that fit, Entra ID through an Azure Resource Manager connection) and the
-//! inputs it reads, the same in both modes.
+//! that fit, Entra ID through an Azure Resource Manager connection, a
+//! GitHub App of the pipeline's own) and the inputs it reads, the same in
+//! both modes.
 //!
 //! Each kind of service connection arrives with the parameters of its
 //! authentication scheme: a GitHub connection's token is `accessToken`
@@ -11,6 +12,13 @@
 //! `password`; a generic one's `username` and `password`; an Azure Resource
 //! Manager connection with workload identity federation carries no secret,
 //! only `serviceprincipalid` and `tenantid`.
+//!
+//! A GitHub App of the organization's own (choice `gitHubApp`) is no
+//! service connection: Azure DevOps has no connection type that holds an
+//! app's private key, so the key arrives as an input, from a secret
+//! variable or a secure file. It is the one long-lived secret the task
+//! reads that is several lines long; every line of it is a secret of its
+//! own, since a log line can only ever quote one.
 
 use std::sync::Arc;
 
@@ -18,6 +26,7 @@ use url::Url;
 
 use super::{Collector, Environment, AUTHENTICATION_CHOICES};
 use crate::auth::entra::PUBLIC_AUTHORITY;
+use crate::auth::github_app::{self, AppKey, GitHubApp};
 use crate::auth::{Credentials, Scheme};
 use crate::config::{SideConfig, SignIn};
 use crate::pipelines::oidc::PipelineOidc;
@@ -34,6 +43,9 @@ pub(super) struct SideInputs {
     pub(super) github_connection: &'static str,
     pub(super) azure_repos_connection: &'static str,
     pub(super) azure_subscription: &'static str,
+    pub(super) github_app_id: &'static str,
+    pub(super) github_app_key: &'static str,
+    pub(super) github_app_api: &'static str,
     pub(super) verify: &'static str,
 }
 
@@ -47,6 +59,9 @@ pub(super) const SOURCE: SideInputs = SideInputs {
     github_connection: "sourceGitHubConnection",
     azure_repos_connection: "sourceAzureReposConnection",
     azure_subscription: "sourceAzureSubscription",
+    github_app_id: "sourceGitHubAppId",
+    github_app_key: "sourceGitHubAppPrivateKey",
+    github_app_api: "sourceGitHubAppApiUrl",
     verify: "sourceVerifySSLCertificate",
 };
 
@@ -60,6 +75,9 @@ pub(super) const DESTINATION: SideInputs = SideInputs {
     github_connection: "destinationGitHubConnection",
     azure_repos_connection: "destinationAzureReposConnection",
     azure_subscription: "destinationAzureSubscription",
+    github_app_id: "destinationGitHubAppId",
+    github_app_key: "destinationGitHubAppPrivateKey",
+    github_app_api: "destinationGitHubAppApiUrl",
     verify: "destinationVerifySSLCertificate",
 };
 
@@ -72,6 +90,11 @@ pub(super) struct SideCredentials {
     auth: Scheme,
     /// An Entra ID service connection, which signs in without a token.
     entra: Option<EntraConnection>,
+    /// A GitHub App, which signs in with installation tokens.
+    app: Option<GitHubApp>,
+    /// The API the app input names (GitHub Enterprise Server), which an
+    /// organization's scope is listed at too.
+    pub(super) app_api: Option<Url>,
     /// How the side signs in, for the log.
     pub(super) described: String,
 }
@@ -93,9 +116,10 @@ impl SideCredentials {
     /// becomes a token source here, where the side's network settings
     /// (which its token requests use too) are known.
     pub(super) fn config(&self, network: NetworkOptions) -> SideConfig {
-        let sign_in = match &self.entra {
-            None => SignIn::Token,
-            Some(e) => SignIn::Source(Credentials::from_source(Arc::new(PipelineOidc {
+        let sign_in = match (&self.entra, &self.app) {
+            (_, Some(app)) => SignIn::GitHubApp(app.clone()),
+            (None, None) => SignIn::Token,
+            (Some(e), None) => SignIn::Source(Credentials::from_source(Arc::new(PipelineOidc {
                 request_uri: e.request_uri.clone(),
                 job_token: e.job_token.clone(),
                 connection: e.connection.clone(),
@@ -151,6 +175,8 @@ pub(super) fn read_credentials(
                 username: username.map(str::to_owned),
                 auth: Scheme::Basic,
                 entra: None,
+                app: None,
+                app_api: None,
                 described: described.to_owned(),
             })
         }
@@ -168,6 +194,8 @@ pub(super) fn read_credentials(
                 username: None,
                 auth: Scheme::Bearer,
                 entra: None,
+                app: None,
+                app_api: None,
                 described: "System.AccessToken (bearer)".to_owned(),
             })
         }
@@ -181,6 +209,7 @@ pub(super) fn read_credentials(
             read_connection(env, names.azure_repos_connection, Connection::AzureRepos, c)
         }
         Some("entra") => read_entra(env, names, c),
+        Some("gitHubApp") => read_github_app(env, names, c),
         _ => {
             c.error(
                 names.authentication,
@@ -268,6 +297,8 @@ fn read_connection(
             username: Some("x-access-token".to_owned()),
             auth: Scheme::Basic,
             entra: None,
+            app: None,
+            app_api: None,
             described: format!("GitHub service connection ({what})"),
         });
     }
@@ -293,6 +324,8 @@ fn read_connection(
         username,
         auth: Scheme::Basic,
         entra: None,
+        app: None,
+        app_api: None,
         described,
     })
 }
@@ -356,6 +389,8 @@ fn read_entra(env: &Environment, names: &SideInputs, c: &mut Collector) -> Optio
         token: None,
         username: None,
         auth: Scheme::Bearer,
+        app: None,
+        app_api: None,
         described: format!(
             "Entra ID: application {client_id}, tenant {tenant}, through service connection {id}"
         ),
@@ -368,4 +403,120 @@ fn read_entra(env: &Environment, names: &SideInputs, c: &mut Collector) -> Optio
             client_id,
         }),
     })
+}
+
+/// Reads a GitHub App: its id, its private key (PEM text, or the path of
+/// a PEM file such as a secure file's) and, for GitHub Enterprise Server,
+/// its API. The key is checked here, so that a key that cannot be used is
+/// reported against its input before anything is sent.
+fn read_github_app(
+    env: &Environment,
+    names: &SideInputs,
+    c: &mut Collector,
+) -> Option<SideCredentials> {
+    let key = read_app_key(env, names.github_app_key, c);
+    let app_id = env.input(names.github_app_id).trim();
+    if app_id.is_empty() {
+        c.error(
+            names.github_app_id,
+            "required when gitHubApp is chosen: the app's id (or client id), from its settings page (General, About)",
+        );
+    }
+    let api = c.parse(env, names.github_app_api, |text| match Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "https" | "http") => Ok(url),
+        _ => Err(format!(
+            "expected the GitHub API's URL, such as https://github.example.com/api/v3, got `{text}`"
+        )),
+    });
+    let key = key?;
+    if app_id.is_empty() || (api.is_none() && !env.input(names.github_app_api).is_empty()) {
+        return None;
+    }
+    let described = match &api {
+        Some(api) => format!("GitHub App {app_id} (installation tokens from {api})"),
+        None => format!("GitHub App {app_id} (installation tokens)"),
+    };
+    Some(SideCredentials {
+        token: None,
+        username: None,
+        auth: Scheme::Basic,
+        entra: None,
+        app: Some(GitHubApp::new(app_id, AppKey::Pem(key), api.clone())),
+        app_api: api,
+        described,
+    })
+}
+
+/// The app's private key as PEM text: the input itself when it holds PEM
+/// text, else the file it names. Every line of the key is a secret, told
+/// to the agent before anything is printed; the key is then parsed, so a
+/// key that is no usable RSA key is an error naming the input.
+fn read_app_key(env: &Environment, input: &'static str, c: &mut Collector) -> Option<String> {
+    let value = env.input(input);
+    if value.trim().is_empty() {
+        c.error(
+            input,
+            "required when gitHubApp is chosen: the app's private key, as PEM text from a secret variable (e.g. $(GitHubAppKey)) or the path of the .pem file (e.g. $(appKey.secureFilePath) after a DownloadSecureFile step)",
+        );
+        return None;
+    }
+    let text = if value.contains("-----BEGIN") {
+        value.to_owned()
+    } else {
+        match std::fs::read_to_string(value) {
+            Ok(text) => text,
+            Err(e) => {
+                // It may be a key pasted without its BEGIN line: a secret,
+                // and not quoted.
+                c.secret(value);
+                c.error(
+                    input,
+                    format!("neither PEM text (no -----BEGIN line) nor the path of a readable file ({e}): give the key's text from a secret variable, or the secure file's path"),
+                );
+                return None;
+            }
+        }
+    };
+    let text = pem_lines(&text);
+    for line in text.lines().filter(|l| !l.starts_with("-----")) {
+        c.secret(line);
+    }
+    match github_app::parse_key(&text) {
+        Ok(_) => Some(text),
+        Err(e) => {
+            c.error(input, format!("the GitHub App's private key: {e}"));
+            None
+        }
+    }
+}
+
+/// PEM text with its lines restored: a secret variable cannot hold line
+/// breaks (a key pasted into one arrives with spaces instead), and some
+/// stores keep them as the two characters `\n`. The body is base64, which
+/// holds neither, so every run of whitespace in it was a line break.
+fn pem_lines(text: &str) -> String {
+    let text = text.replace("\\r\\n", "\n").replace("\\n", "\n");
+    let (Some(begin), Some(end)) = (text.find("-----BEGIN "), text.rfind("-----END ")) else {
+        return text;
+    };
+    let header_end = text[begin + 11..]
+        .find("-----")
+        .map(|i| begin + 11 + i + 5)
+        .filter(|&i| i <= end);
+    let Some(header_end) = header_end else {
+        return text;
+    };
+    let footer = text[end + 9..]
+        .find("-----")
+        .map_or(&text[end..], |i| &text[end..end + 9 + i + 5]);
+    let body = &text[header_end..end];
+    // An encrypted key's headers (`Proc-Type: 4,ENCRYPTED`) hold spaces of
+    // their own: left as they are, for parse_key to refuse by name.
+    if body.contains(':') {
+        return text;
+    }
+    let mut lines = vec![&text[begin..header_end]];
+    lines.extend(body.split_whitespace());
+    lines.push(footer.trim());
+    lines.join("\n") + "\n"
 }

@@ -41,6 +41,9 @@ pub const INPUTS: &[&str] = &[
     "sourceGitHubConnection",
     "sourceAzureReposConnection",
     "sourceAzureSubscription",
+    "sourceGitHubAppId",
+    "sourceGitHubAppPrivateKey",
+    "sourceGitHubAppApiUrl",
     "sourceVerifySSLCertificate",
     "sourceGitRepositoryCloneDirectoryName",
     "destinationGitRepositoryUri",
@@ -51,6 +54,9 @@ pub const INPUTS: &[&str] = &[
     "destinationGitHubConnection",
     "destinationAzureReposConnection",
     "destinationAzureSubscription",
+    "destinationGitHubAppId",
+    "destinationGitHubAppPrivateKey",
+    "destinationGitHubAppApiUrl",
     "destinationVerifySSLCertificate",
     "includeRefs",
     "excludeRefs",
@@ -110,6 +116,7 @@ pub const AUTHENTICATION_CHOICES: &[&str] = &[
     "gitHubConnection",
     "azureReposConnection",
     "entra",
+    "gitHubApp",
 ];
 
 /// A problem with one input.

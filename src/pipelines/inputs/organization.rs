@@ -3,6 +3,7 @@
 //! what they mean in repository mode.
 
 use regex::Regex;
+use url::Url;
 
 use super::credentials::{read_credentials, DESTINATION, SOURCE};
 use super::{
@@ -95,16 +96,18 @@ pub(crate) fn read_organization(env: &Environment) -> Reading<SweepConfig> {
             let authentication = (source.described.clone(), destination.described.clone());
             Some((
                 SweepConfig {
+                    // A GitHub Enterprise Server's API, named for the app,
+                    // is where its organization is listed and created in.
                     source_scope: ForgeConfig {
                         scope,
                         kind: source_kind,
-                        api: None,
+                        api: source.app_api.as_ref().map(Url::to_string),
                     },
                     template: template.to_owned(),
                     create_in: dest_scope.map(|scope| ForgeConfig {
                         scope,
                         kind: dest_kind,
-                        api: None,
+                        api: destination.app_api.as_ref().map(Url::to_string),
                     }),
                     source: source.config(side_network(&network, source_verify)),
                     destination: destination.config(side_network(&network, dest_verify)),

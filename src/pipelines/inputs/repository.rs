@@ -61,20 +61,24 @@ fn read_side(
     // every problem is reported at once.
     let chosen = credentials.is_some();
     let credentials = credentials.unwrap_or_default();
-    // The command line's own rules turn a URL and a token into credentials.
+    // The command line's own rules turn a URL and a token into credentials;
+    // sign-in messages (a GitHub App's) name the side.
     let endpoint = credentials
         .config(side_network(network, verify))
-        .endpoint(names.uri, uri, None)
+        .endpoint(names.side, uri, None)
         .map_err(|e| {
             let message = e
-                .strip_prefix(&format!("{}: ", names.uri))
+                .strip_prefix(&format!("{}: ", names.side))
                 .unwrap_or(&e)
                 .to_owned();
             c.error(names.uri, message)
         })
         .ok()?;
     c.url_secret(uri);
-    if let Some(credentials) = &endpoint.credentials {
+    // A token source (Entra ID, a GitHub App) has no secret yet: its
+    // tokens are told to the agent as they arrive, and the forms of an
+    // empty one (`x-access-token:`) would only mask harmless text.
+    if let Some(credentials) = (endpoint.credentials.as_ref()).filter(|c| c.identity().is_none()) {
         c.secrets.extend(credentials.secret_forms());
     }
     chosen.then_some((endpoint, credentials.described))

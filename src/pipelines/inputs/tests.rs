@@ -451,3 +451,114 @@ fn bad_push_limits_name_their_inputs() {
     let updates = named("maxRefUpdates").expect("maxRefUpdates");
     assert!(updates.message.contains("at least 1"), "{updates}");
 }
+
+/// The test-only key of tests/fixtures/github-app.
+const APP_KEY: &str = include_str!("../../../tests/fixtures/github-app/app-key.pem");
+
+fn key_lines(pem: &str) -> Vec<&str> {
+    pem.lines().filter(|l| !l.starts_with("-----")).collect()
+}
+
+fn github_app(key: &str) -> Environment {
+    env(&[
+        ("INPUT_DESTINATIONAUTHENTICATION", "gitHubApp"),
+        ("INPUT_DESTINATIONGITHUBAPPID", "12345"),
+        ("INPUT_DESTINATIONGITHUBAPPPRIVATEKEY", key),
+    ])
+}
+
+#[test]
+fn a_github_app_key_is_read_from_its_text_with_or_without_line_breaks() {
+    let flattened = APP_KEY.split_whitespace().collect::<Vec<_>>().join(" ");
+    let escaped = APP_KEY.replace('\n', "\\n");
+    for key in [APP_KEY, &flattened, &escaped] {
+        let reading = read(&github_app(key));
+        let config = reading.config.expect("valid inputs");
+        assert_eq!(
+            config.authentication.1,
+            "GitHub App 12345 (installation tokens)"
+        );
+        // A token source: nothing is asked of GitHub until a request needs it.
+        assert!(config.run.destination.credentials.is_some());
+        for line in key_lines(APP_KEY) {
+            assert!(reading.secrets.iter().any(|s| s == line), "{line}");
+        }
+        assert!(!reading.secrets.iter().any(|s| s.contains("BEGIN")));
+        // Nothing of the tokens to come: they are told as they arrive.
+        assert!(!reading
+            .secrets
+            .iter()
+            .any(|s| s.starts_with("x-access-token")));
+    }
+}
+
+#[test]
+fn a_github_app_key_is_read_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.pem");
+    std::fs::write(&path, APP_KEY).unwrap();
+    let reading = read(&github_app(path.to_str().unwrap()));
+    assert!(reading.config.is_ok());
+    for line in key_lines(APP_KEY) {
+        assert!(reading.secrets.iter().any(|s| s == line), "{line}");
+    }
+}
+
+#[test]
+fn github_app_inputs_are_checked_by_name() {
+    let e = env(&[
+        ("INPUT_SOURCEAUTHENTICATION", "GITHUBAPP"),
+        ("INPUT_SOURCEGITHUBAPPAPIURL", "not a url"),
+    ]);
+    let names: Vec<_> = errors(&e).iter().map(|e| e.input).collect();
+    assert!(names.contains(&"sourceGitHubAppId"), "{names:?}");
+    assert!(names.contains(&"sourceGitHubAppPrivateKey"), "{names:?}");
+    assert!(names.contains(&"sourceGitHubAppApiUrl"), "{names:?}");
+
+    // A key that is not RSA, and a value that is neither a key nor a file:
+    // named, and not quoted.
+    let not_rsa = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIAbc\n-----END EC PRIVATE KEY-----\n";
+    let reading = read(&github_app(not_rsa));
+    let errors = reading.config.expect_err("invalid");
+    assert_eq!(errors[0].input, "destinationGitHubAppPrivateKey");
+    assert!(errors[0].message.contains("EC PRIVATE KEY"), "{errors:?}");
+    assert!(reading.secrets.iter().any(|s| s == "MHcCAQEEIAbc"));
+    let pasted_body = "MIIEpAIBAAKCAQEAsecretbody";
+    let reading = read(&github_app(pasted_body));
+    let errors = reading.config.expect_err("invalid");
+    assert!(
+        errors[0].message.contains("no -----BEGIN line"),
+        "{errors:?}"
+    );
+    assert!(!errors[0].message.contains(pasted_body));
+    assert!(reading.secrets.iter().any(|s| s == pasted_body));
+}
+
+#[test]
+fn a_github_app_api_names_the_organization_api_too() {
+    let e = Environment::from_pairs([
+        ("INPUT_MODE", "organization"),
+        ("INPUT_SOURCESCOPEURI", "https://ghe.example.com/acme"),
+        ("INPUT_SOURCEKIND", "github"),
+        ("INPUT_SOURCEAUTHENTICATION", "gitHubApp"),
+        ("INPUT_SOURCEGITHUBAPPID", "7"),
+        ("INPUT_SOURCEGITHUBAPPPRIVATEKEY", APP_KEY),
+        (
+            "INPUT_SOURCEGITHUBAPPAPIURL",
+            "https://ghe.example.com/api/v3",
+        ),
+        (
+            "INPUT_DESTINATIONTEMPLATE",
+            "https://dev.azure.com/o/p/_git/{repo}",
+        ),
+    ]);
+    let config = read_organization(&e).config.expect("valid inputs");
+    assert_eq!(
+        config.run.source_scope.api.as_deref(),
+        Some("https://ghe.example.com/api/v3")
+    );
+    assert!(matches!(
+        config.run.source.sign_in,
+        crate::config::SignIn::GitHubApp(_)
+    ));
+}

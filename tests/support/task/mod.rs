@@ -411,6 +411,41 @@ impl TaskRun {
     }
 }
 
+impl TaskRun {
+    /// Checks that every line of a PEM key's body was told to the agent
+    /// among the first lines, before anything else was printed, and that
+    /// none appears anywhere else.
+    pub fn assert_key_kept(&self, pem: &str) {
+        let is_secret_line = |l: &str| l.starts_with("##vso[task.setsecret]");
+        let stderr: Vec<&str> = self.stderr.lines().collect();
+        let first_other = stderr
+            .iter()
+            .position(|l| !is_secret_line(l))
+            .unwrap_or(stderr.len());
+        let told: Vec<String> = stderr[..first_other]
+            .iter()
+            .filter_map(|l| parse_vso(l).ok())
+            .map(|c| c.message)
+            .collect();
+        for line in pem.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with("-----") {
+                continue;
+            }
+            assert!(
+                told.iter().any(|t| t == line),
+                "key line {line:?} was not told to the agent before other output\n{}",
+                self.log()
+            );
+            for printed in self.lines().into_iter().filter(|l| !is_secret_line(l)) {
+                assert!(
+                    !printed.contains(line),
+                    "key line {line:?} leaked in {printed:?}"
+                );
+            }
+        }
+    }
+}
+
 /// The forms a secret could leak in: raw, percent-encoded, Basic base64.
 pub fn secret_forms(username: &str, secret: &str) -> Vec<String> {
     use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
