@@ -916,23 +916,63 @@ fn a_backup_of_a_backup_and_a_work_tree_bring_their_lfs_objects() {
     assert_eq!(host.lfs().objects("dst.git"), objects_of(&files));
 }
 
-/// When every object of a run is missing at the source, giftless answers
-/// the batch 404 as a whole ("Cannot find any of the requested objects")
-/// where GitHub answers 200 with an error per object: either way each
-/// object is missing, not the LFS server.
+/// When no object a run's pointers name exists anywhere (giftless answers
+/// such a batch 404 as a whole, "Cannot find any of the requested objects",
+/// where GitHub answers 200 with an error per object), `--lfs always`
+/// reports each as missing and holds the refs back, while `auto` takes the
+/// pointer-shaped files for plain ones, as the test fixtures of a
+/// repository that never used LFS are: the refs go, and nothing is said.
 #[test]
-fn a_source_missing_every_object_reports_each_and_mirrors_the_refs() {
+fn pointers_whose_objects_exist_nowhere_are_missing_in_always_and_plain_files_in_auto() {
     let (source, destination, _work, files) = lfs_pair(&[2_000]);
     source.lfs().delete_object("src.git", &files[0].oid);
 
-    let run = mirror(&source, &destination, &[]);
-    run.assert_code(3);
+    let always = mirror(&source, &destination, &["--lfs", "always"]);
+    always.assert_code(3);
     assert_eq!(
-        oids(&run.json()["lfs"]["missing"]),
+        oids(&always.json()["lfs"]["missing"]),
         vec![files[0].oid.clone()]
     );
+    assert!(refs_of(&destination.repo_path("dst.git")).is_empty());
+
+    let auto = mirror(&source, &destination, &[]);
+    auto.assert_code(0);
+    assert!(auto.json().get("lfs").is_none(), "{}", auto.stdout);
     assert_eq!(
         refs_of(&destination.repo_path("dst.git")),
         refs_of(&source.repo_path("src.git"))
     );
+}
+
+/// A repository that never used LFS but holds files shaped like pointers
+/// (a parser's test fixtures, as this project's own fuzz corpus does) is
+/// mirrored into a backup as it is: nothing to move, nothing reported, exit
+/// 0. `--lfs always` looks and reports them.
+#[test]
+fn pointer_shaped_fixtures_of_a_repository_without_lfs_are_plain_files() {
+    let work = WorkRepo::new();
+    let fixture = lfs_pointer(&sha256_hex(b"not stored anywhere"), 19);
+    work.commit_file(
+        "tests/fixtures/pointer.txt",
+        fixture.as_bytes(),
+        "a fixture",
+    );
+    let backup = tempfile::tempdir().unwrap();
+    let dst = backup.path().join("b.git");
+    let (src, dst) = (work.path().to_str().unwrap(), dst.to_str().unwrap());
+
+    let auto = run(&["mirror", src, dst, "--json"], &[]);
+    auto.assert_code(0);
+    assert!(auto.json().get("lfs").is_none(), "{}", auto.stdout);
+    assert!(!auto.stderr.contains("LFS object"), "{}", auto.stderr);
+
+    let other = backup.path().join("c.git");
+    let other = other.to_str().unwrap();
+    let always = run(&["mirror", src, other, "--json", "--lfs", "always"], &[]);
+    always.assert_code(3);
+    assert_eq!(
+        always.json()["lfs"]["missing"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert!(refs_of(std::path::Path::new(other)).is_empty(), "held back");
 }

@@ -36,6 +36,12 @@ impl LfsStore {
         self.lfs.display().to_string()
     }
 
+    /// Whether the repository keeps LFS objects at all (git-lfs made its
+    /// `lfs/objects` directory once it stored one).
+    pub(crate) fn exists(&self) -> bool {
+        self.lfs.join("objects").is_dir()
+    }
+
     /// Where `pointer`'s object is (or would be).
     pub(crate) fn path_of(&self, pointer: &Pointer) -> PathBuf {
         self.lfs.join("objects").join(pointer.oid.shard_path())

@@ -216,6 +216,16 @@ pub(super) fn relay_lfs(
         human_bytes(listed.iter().map(|p| p.size).sum())
     ));
     let source_lfs = LfsSide::open(Side::Source, opts)?;
+    // A blob shaped like a pointer is an LFS file only where git-lfs
+    // tracks it; a repository that never stored an LFS object has test
+    // fixtures or documentation that look like pointers, nothing to move.
+    if mode == LfsMode::Auto && matches!(&source_lfs, LfsSide::Store(s) if !s.exists()) {
+        output::debug(format_args!(
+            "LFS: {} pointer-shaped files, but the local source keeps no LFS objects: taken for plain files (--lfs always reports them)",
+            listed.len()
+        ));
+        return Ok(None);
+    }
     let dest_lfs = LfsSide::open(Side::Destination, opts)?;
     let mut summary = match opts.mode {
         Mode::Mirror => {
@@ -230,6 +240,18 @@ pub(super) fn relay_lfs(
                 })
                 .collect();
             let report = move_objects(&source_lfs, &dest_lfs, &needs, opts.lfs.jobs)?;
+            // The same from a server: not one of them is anywhere.
+            let none_anywhere = report.moved == 0
+                && report.present == 0
+                && report.failed.is_empty()
+                && report.missing.len() as u64 == report.objects;
+            if mode == LfsMode::Auto && none_anywhere {
+                output::debug(format_args!(
+                    "LFS: {} pointer-shaped files, none of whose objects the source or the destination has: taken for plain files (--lfs always reports them)",
+                    report.objects
+                ));
+                return Ok(None);
+            }
             from_report(&report)
         }
         Mode::DryRun | Mode::Status => {
