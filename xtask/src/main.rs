@@ -6,6 +6,9 @@
 //! plain binaries with SHA256SUMS in `dist/`, and packs the extension into
 //! `dist/<publisher>.<id>-<version>.vsix` with `tfx extension create`, which
 //! also validates the manifests. `xtask/install-tools.sh` installs the tools.
+//! Binaries it cannot build here (macOS, Windows on arm64) are packed and
+//! published with the rest when built elsewhere and given with
+//! `--with PLATFORM=FILE`, as the release workflow does.
 //!
 //! The task's task.json lives at the repository root (the project's
 //! layout); the extension needs it inside the task folder, next to the
@@ -61,6 +64,27 @@ const PLATFORMS: &[Platform] = &[
     },
 ];
 
+/// Platforms `dist` cannot build here (macOS needs Apple's SDK; Windows on
+/// arm64 is built natively by the release workflow) but packs when given a
+/// binary built elsewhere: `--with darwin-arm64=PATH`.
+const PREBUILT_PLATFORMS: &[Platform] = &[
+    Platform {
+        name: "win-arm64",
+        target: "aarch64-pc-windows-msvc",
+        exe: "git-relay.exe",
+    },
+    Platform {
+        name: "darwin-x64",
+        target: "x86_64-apple-darwin",
+        exe: "git-relay",
+    },
+    Platform {
+        name: "darwin-arm64",
+        target: "aarch64-apple-darwin",
+        exe: "git-relay",
+    },
+];
+
 type Result<T> = std::result::Result<T, String>;
 
 fn main() -> ExitCode {
@@ -81,8 +105,11 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage:
-  cargo xtask dist [--only PLATFORM]...   build binaries, SHA256SUMS and the .vsix into dist/
-                                          (PLATFORM: linux-x64, linux-arm64, win-x64; default all)
+  cargo xtask dist [--only PLATFORM]... [--with PLATFORM=FILE]...
+                                          build binaries, SHA256SUMS and the .vsix into dist/
+                                          (--only: linux-x64, linux-arm64, win-x64; default all;
+                                          --with: also pack a binary built elsewhere for
+                                          win-arm64, darwin-x64 or darwin-arm64)
   cargo xtask sync-version                copy Cargo.toml's version into task.json and vss-extension.json
   cargo xtask icons                       draw docs/marketplace/icon.png and task/icon.png
 tools: xtask/install-tools.sh";
@@ -97,7 +124,9 @@ fn root() -> PathBuf {
 
 fn dist(args: &[String]) -> Result<()> {
     let started = Instant::now();
-    let platforms = select_platforms(args)?;
+    let (only, with) = split_args(args)?;
+    let platforms = select_platforms(&only)?;
+    let prebuilt = prebuilt_binaries(&with)?;
     let root = root();
     let metadata = cargo_metadata(&root)?;
     let version = check_versions(&root, &metadata.version)?;
@@ -131,7 +160,9 @@ fn dist(args: &[String]) -> Result<()> {
     }
     fs::create_dir_all(&dist).map_err(|e| format!("create {}: {e}", dist.display()))?;
 
-    for (platform, built) in build(&root, &metadata.target_dir, &platforms)? {
+    let mut binaries = build(&root, &metadata.target_dir, &platforms)?;
+    binaries.extend(prebuilt);
+    for (platform, built) in binaries {
         copy(
             &built,
             &task_dir.join("bin").join(platform.name).join(platform.exe),
@@ -196,6 +227,50 @@ fn dist(args: &[String]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `dist`'s arguments: the `--only` ones, and the values of `--with`.
+fn split_args(args: &[String]) -> Result<(Vec<String>, Vec<String>)> {
+    let (mut only, mut with) = (Vec::new(), Vec::new());
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if let Some(value) = arg.strip_prefix("--with=") {
+            with.push(value.to_owned());
+        } else if arg == "--with" {
+            with.push(args.next().ok_or("--with needs PLATFORM=FILE")?.clone());
+        } else if arg == "--only" {
+            only.push(arg.clone());
+            only.push(args.next().ok_or("--only needs a platform")?.clone());
+        } else {
+            only.push(arg.clone());
+        }
+    }
+    Ok((only, with))
+}
+
+/// The binaries given with `--with PLATFORM=FILE`, each checked to exist.
+fn prebuilt_binaries(with: &[String]) -> Result<Vec<(&'static Platform, PathBuf)>> {
+    with.iter()
+        .map(|value| {
+            let (name, file) = value
+                .split_once('=')
+                .ok_or_else(|| format!("--with {value}: expected PLATFORM=FILE"))?;
+            let platform = PREBUILT_PLATFORMS
+                .iter()
+                .find(|p| p.name == name)
+                .ok_or_else(|| {
+                    format!(
+                        "--with {name}: known: {}",
+                        names(&PREBUILT_PLATFORMS.iter().collect::<Vec<_>>())
+                    )
+                })?;
+            let file = PathBuf::from(file);
+            if !file.is_file() {
+                return Err(format!("--with {name}: no file {}", file.display()));
+            }
+            Ok((platform, file))
+        })
+        .collect()
 }
 
 fn select_platforms(args: &[String]) -> Result<Vec<&'static Platform>> {
@@ -717,5 +792,23 @@ mod tests {
         assert_eq!(names(&one), "linux-x64");
         assert_eq!(select_platforms(&[]).unwrap().len(), PLATFORMS.len());
         assert!(select_platforms(&["--only=mac".to_owned()]).is_err());
+
+        let args: Vec<String> = [
+            "--only",
+            "win-x64",
+            "--with",
+            "darwin-arm64=/x",
+            "--with=win-arm64=/y",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let (only, with) = split_args(&args).unwrap();
+        assert_eq!(names(&select_platforms(&only).unwrap()), "win-x64");
+        assert_eq!(with, ["darwin-arm64=/x", "win-arm64=/y"]);
+        let this = std::env::current_exe().unwrap();
+        let given = prebuilt_binaries(&[format!("darwin-x64={}", this.display())]).unwrap();
+        assert_eq!(given[0].0.exe, "git-relay");
+        assert!(prebuilt_binaries(&["darwin-x64=/no/such/file".to_owned()]).is_err());
+        assert!(prebuilt_binaries(&[format!("linux-x64={}", this.display())]).is_err());
     }
 }

@@ -135,7 +135,21 @@ fn release_workflow_builds_and_publishes_every_platform() {
         .iter()
         .filter_map(|n| n.as_str())
         .collect();
-    assert_eq!(needs, ["dist", "native"]);
+    assert_eq!(needs, ["dist"]);
+    let dist_needs = jobs["dist"]["needs"].as_vec().unwrap();
+    assert_eq!(dist_needs[0].as_str(), Some("native"));
+    // Each natively built platform is handed to `cargo xtask dist`.
+    let dist_script = serde_yaml_text(&jobs["dist"]);
+    for entry in jobs["native"]["strategy"]["matrix"]["include"]
+        .as_vec()
+        .unwrap()
+    {
+        let platform = entry["platform"].as_str().unwrap();
+        assert!(
+            dist_script.contains(&format!("--with {platform}=")),
+            "dist --with {platform}"
+        );
+    }
     let publish = serde_yaml_text(&jobs["publish"]);
     for platform in RELEASE_PLATFORMS {
         assert!(publish.contains(platform), "publish checks {platform}");
