@@ -575,3 +575,81 @@ mod tempfile_lite {
         }
     }
 }
+
+/// Runs the GitLab template's `before_script` and `script` as a runner
+/// would (one shell), with `wget` and `uname` stand-ins and the install
+/// folder moved out of /usr/local/bin.
+fn gitlab_job(release: &FakeRelease, machine: &str, version: &str) -> (bool, String) {
+    let template = load("ci/gitlab/git-relay.gitlab-ci.yml");
+    let job = &template[".git-relay"];
+    let bin = release.dir.path().join(format!("installed-{machine}"));
+    fs::create_dir_all(&bin).unwrap();
+    let lines: Vec<String> = job["before_script"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .chain(job["script"].as_vec().unwrap())
+        .map(|l| {
+            l.as_str()
+                .unwrap()
+                .replace("/usr/local/bin", &bin.to_string_lossy())
+        })
+        .collect();
+    let stubs = release.dir.path().join(format!("stubs-{machine}"));
+    fs::create_dir_all(&stubs).unwrap();
+    fs::write(
+        stubs.join("wget"),
+        format!(
+            "#!/bin/bash\nout=; url=\nwhile [ $# -gt 0 ]; do case \"$1\" in -O) out=$2; shift 2 ;; -*) shift ;; *) url=$1; shift ;; esac; done\ncp \"{}/${{url#https://github.com/git-relay/git-relay/}}\" \"$out\"\n",
+            release.dir.path().display()
+        ),
+    )
+    .unwrap();
+    fs::write(stubs.join("uname"), format!("#!/bin/sh\necho {machine}\n")).unwrap();
+    make_executable(&stubs.join("wget"));
+    make_executable(&stubs.join("uname"));
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(lines.join("\n")).env(
+        "PATH",
+        format!(
+            "{}:{}:{}",
+            stubs.display(),
+            bin.display(),
+            std::env::var("PATH").unwrap()
+        ),
+    );
+    for (name, value) in job["variables"].as_hash().unwrap() {
+        cmd.env(name.as_str().unwrap(), value.as_str().unwrap());
+    }
+    cmd.env("GIT_RELAY_VERSION", version)
+        .env("GIT_RELAY_SOURCE", "https://gitlab.example/a.git")
+        .env("GIT_RELAY_DESTINATION", "https://github.example/b.git");
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn gitlab_template_installs_a_checked_binary_and_runs_it() {
+    let release = FakeRelease::new("0.2.0");
+    let (ok, log) = gitlab_job(&release, "aarch64", "0.2.0");
+    assert!(ok, "{log}");
+    // `--version`, then the run itself: the stand-in prints its platform.
+    assert_eq!(
+        log.matches("git-relay 0.2.0 linux-arm64").count(),
+        2,
+        "{log}"
+    );
+
+    let tampered = release.asset("0.2.0", "git-relay-0.2.0-linux-x64");
+    fs::write(&tampered, "#!/bin/sh\necho tampered\n").unwrap();
+    let (ok, log) = gitlab_job(&release, "x86_64", "v0.2.0");
+    assert!(!ok && !log.contains("tampered"), "{log}");
+    assert!(log.contains("FAILED"), "sha256sum's verdict: {log}");
+}
