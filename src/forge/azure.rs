@@ -10,7 +10,7 @@
 use serde_json::json;
 use url::Url;
 
-use super::{flag, join, text, Api, Created, ForgeError, NewRepo, RemoteRepo, Scope};
+use super::{flag, join, text, Api, Created, ForgeError, NewRepo, Reason, RemoteRepo, Scope};
 
 const API_VERSION: &str = "7.1";
 const PAGE: &str = "100";
@@ -67,10 +67,76 @@ pub(super) fn list(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, ForgeErr
                 archived: false,
                 fork: flag(r, "isFork"),
                 default_branch: super::branch_name(&r["defaultBranch"]),
+                has_wiki: false,
+                wiki: false,
             });
         }
     }
     Ok(repos)
+}
+
+/// The project wikis of the projects `repos` sit in (`GET
+/// {project}/_apis/wiki/wikis`). A project wiki is a git repository of
+/// its own, hidden from the repository listing and cloned as
+/// `{project}/_git/{wiki name}` (the name is `<Project>.wiki`). Code wikis
+/// (`type: codeWiki`) publish a folder of an ordinary repository, which
+/// is mirrored with it, so they are left out. A project whose wikis
+/// cannot be listed (no wiki permission, or a server without wikis:
+/// 404) has none to mirror.
+pub(super) fn wikis(
+    api: &Api,
+    scope: &Scope,
+    repos: &[RemoteRepo],
+) -> Result<Vec<RemoteRepo>, ForgeError> {
+    let mut projects: Vec<&str> = Vec::new();
+    for r in repos.iter().filter(|r| !r.wiki) {
+        if !projects.contains(&r.project.as_str()) {
+            projects.push(&r.project);
+        }
+    }
+    let mut wikis = Vec::new();
+    for project in projects {
+        let url = with_version(join(&scope.api, &[project, "_apis", "wiki", "wikis"]));
+        let reply = match api.get(&url) {
+            Err(e) if e.reason == Reason::NotFound => continue,
+            other => other?,
+        };
+        for w in reply.items("value")? {
+            let name = text(w, "name");
+            if w["type"].as_str() != Some("projectWiki") || name.is_empty() {
+                continue;
+            }
+            wikis.push(RemoteRepo {
+                owner: scope.owner.clone(),
+                project: project.to_owned(),
+                clone_url: join(&scope.api, &[project, "_git", &name]).to_string(),
+                name,
+                disabled: false,
+                archived: false,
+                fork: false,
+                default_branch: None,
+                has_wiki: false,
+                wiki: true,
+            });
+        }
+    }
+    Ok(wikis)
+}
+
+/// Creates a project wiki in `project` (`POST {project}/_apis/wiki/wikis`
+/// with `type: projectWiki`): Azure DevOps makes its git repository,
+/// named after the wiki. `name` is the wiki's name (`<Project>.wiki`).
+pub(super) fn create_wiki(
+    api: &Api,
+    scope: &Scope,
+    project: &str,
+    name: &str,
+) -> Result<Created, ForgeError> {
+    let id = project_id(api, scope, project)?;
+    let url = with_version(join(&scope.api, &[project, "_apis", "wiki", "wikis"]));
+    let body = json!({ "name": name, "projectId": id, "type": "projectWiki" });
+    api.post(&url, &body)?;
+    Ok(Created::Created)
 }
 
 /// Creates `repo` in its project (the scope's project when it names none).

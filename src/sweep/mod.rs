@@ -36,7 +36,11 @@ use crate::forge::{self, Api, Created, Kind, NewRepo, RemoteRepo, Scope};
 use crate::mirror::{Mode, Options, Outcome, RefSelection, Report};
 use crate::output;
 use crate::transport::Location;
-use fleet::{Job, Prepared, Work};
+use fleet::{Job, Prepared, WikiJob, Work};
+
+/// What to do about a destination wiki that does not exist, when the
+/// destination's forge is not named (no --dest-scope).
+const WIKI_MISSING: &str = "the destination wiki does not exist: on GitHub, GitLab and Gitea a wiki's repository exists once its first page is saved (save one, it is overwritten with --force); an Azure DevOps project wiki is created with --create-missing --dest-scope";
 use template::Template;
 
 /// Discovers, selects and mirrors every repository `config` names, and
@@ -47,7 +51,11 @@ use template::Template;
 pub fn sweep(config: &SweepConfig) -> Result<Summary, Failure> {
     let started = Instant::now();
     let sweep = Sweep::new(config).map_err(Failure::usage)?;
-    let found = forge::discover(&sweep.source_api, &sweep.source)?;
+    let mut found = forge::discover(&sweep.source_api, &sweep.source)?;
+    if config.include_wikis {
+        let wikis = forge::wikis(&sweep.source_api, &sweep.source, &found)?;
+        found.extend(wikis);
+    }
     let total = found.len();
     // Every destination the source still accounts for, selected or not.
     let listed: HashSet<PathBuf> = found
@@ -75,10 +83,14 @@ pub fn sweep(config: &SweepConfig) -> Result<Summary, Failure> {
             .unwrap_or_default()
     ));
     let existing = match &sweep.create {
-        Some(create) => forge::discover(&create.api, &create.scope)?
-            .iter()
-            .map(|r| create.key_of(r))
-            .collect(),
+        Some(create) => {
+            let mut there = forge::discover(&create.api, &create.scope)?;
+            if config.include_wikis {
+                let wikis = forge::wikis(&create.api, &create.scope, &there)?;
+                there.extend(wikis);
+            }
+            there.iter().map(|r| create.key_of(r)).collect()
+        }
         None => HashSet::new(),
     };
     let prepare = |job: &Job| -> Result<Prepared, Failure> {
@@ -91,10 +103,17 @@ pub fn sweep(config: &SweepConfig) -> Result<Summary, Failure> {
         if existing.contains(&create.key(&repo)) {
             return Ok(Prepared::Ready);
         }
-        if config.dry_run {
+        let kind = create.scope.kind;
+        // Only what the forge can create would be created: a dry run says
+        // the same as the run about a wiki no API makes.
+        if config.dry_run && (job.wiki.is_none() || forge::can_create_wikis(kind)) {
             return Ok(Prepared::WouldCreate);
         }
-        match forge::create(&create.api, &create.scope, &repo) {
+        let made = match job.wiki {
+            Some(_) => forge::create_wiki(&create.api, &create.scope, &repo),
+            None => forge::create(&create.api, &create.scope, &repo),
+        };
+        match made {
             Ok(Created::Created) => Ok(Prepared::Created),
             Ok(Created::Existed) => Ok(Prepared::Ready),
             Err(err) => Err(Failure::failed(
@@ -282,11 +301,18 @@ impl Sweep<'_> {
                 Err(message) => Work::Invalid(message),
             },
         };
+        let dest_kind = self.create.as_ref().map(|c| c.scope.kind);
         Job {
             name: repo.full_name(),
             source: auth::redacted_url(&repo.clone_url),
             destination: auth::redacted_url(&destination),
             work,
+            wiki: repo.wiki.then(|| WikiJob {
+                missing: match dest_kind {
+                    Some(kind) => forge::wiki_missing_hint(kind).to_owned(),
+                    None => WIKI_MISSING.to_owned(),
+                },
+            }),
         }
     }
 
