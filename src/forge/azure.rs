@@ -109,7 +109,7 @@ pub(super) fn wikis(
             wikis.push(RemoteRepo {
                 owner: scope.owner.clone(),
                 project: project.to_owned(),
-                clone_url: join(&scope.api, &[project, "_git", &name]).to_string(),
+                clone_url: wiki_clone_url(scope, repos, project, &name).to_string(),
                 name,
                 disabled: false,
                 archived: false,
@@ -121,6 +121,30 @@ pub(super) fn wikis(
         }
     }
     Ok(wikis)
+}
+
+/// Where git finds the wiki `name` of `project`: beside the project's
+/// repositories (`…/{project}/_git/{name}`, on the host and with the user
+/// the forge gives their clone URLs, which is not always the API's), or
+/// under the API base when the project lists none.
+fn wiki_clone_url(scope: &Scope, repos: &[RemoteRepo], project: &str, name: &str) -> Url {
+    let sibling = repos
+        .iter()
+        .filter(|r| r.project == project && !r.wiki)
+        .filter_map(|r| Url::parse(&r.clone_url).ok())
+        .find(|u| {
+            let segments: Vec<&str> = u.path_segments().into_iter().flatten().collect();
+            segments.len() >= 2 && segments[segments.len() - 2] == "_git"
+        });
+    match sibling {
+        Some(mut url) => {
+            if let Ok(mut path) = url.path_segments_mut() {
+                path.pop().push(name);
+            }
+            url
+        }
+        None => join(&scope.api, &[project, "_git", name]),
+    }
 }
 
 /// Creates a project wiki in `project` (`POST {project}/_apis/wiki/wikis`

@@ -252,7 +252,8 @@ pub(crate) fn create_wiki(api: &Api, scope: &Scope, wiki: &NewRepo) -> Result<Cr
             wiki.name
         ))),
         (kind, _) => Err(ForgeError::new(format!(
-            "{kind} wikis cannot be created through its API: {} does not exist on the destination",
+            "{} wikis cannot be created through its API: {} does not exist on the destination",
+            kind.api_name().trim_end_matches(" API"),
             wiki.name
         ))
         .with_hint(wiki_missing_hint(kind))),
@@ -357,7 +358,10 @@ mod tests {
         assert_eq!(wiki.default_branch, None);
         // GitLab's clone URLs have no trailing slash; some servers' have.
         let wiki = beside(&repo("https://gitlab.example.com/g/sub/tools/")).unwrap();
-        assert_eq!(wiki.clone_url, "https://gitlab.example.com/g/sub/tools.wiki.git");
+        assert_eq!(
+            wiki.clone_url,
+            "https://gitlab.example.com/g/sub/tools.wiki.git"
+        );
         assert_eq!(beside(&repo("not a url")), None);
         assert_eq!(beside(&repo("https://example.com/")), None);
     }

@@ -68,12 +68,17 @@ pub fn sweep(config: &SweepConfig) -> Result<Summary, Failure> {
         .iter()
         .filter_map(|r| Some((r.full_name(), r.default_branch.clone()?)))
         .collect();
+    let wiki_count = found.iter().filter(|r| r.wiki).count();
     let jobs = sweep.jobs(found);
     if let Some(message) = shared_destination(&jobs) {
         return Err(Failure::usage(message));
     }
+    let wikis = match wiki_count {
+        0 => String::new(),
+        n => format!(" (wikis included: {n})"),
+    };
     output::info(format_args!(
-        "{} {}: {total} repositories listed, {} selected{}",
+        "{} {}: {total} repositories listed{wikis}, {} selected{}",
         sweep.source.kind,
         sweep.scope_display,
         jobs.len(),
