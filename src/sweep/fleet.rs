@@ -10,7 +10,10 @@
 //! `created` after the first successful mirror into a destination that
 //! `prepare` created (setting its default branch, say), whose failure is a
 //! warning, never a failed repository. The fleet knows nothing of how, and
-//! nothing of forges or their APIs.
+//! nothing of forges or their APIs. A job marked as a wiki reads a 404
+//! differently: from the source it means the wiki was never written (the
+//! job is skipped), from the destination that the wiki is missing there
+//! (failed, with the job's own hint).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};

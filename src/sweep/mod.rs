@@ -6,7 +6,9 @@
 //! the `fleet` (mirroring many repositories at once): it turns a
 //! [`SweepConfig`] into a list of fleet jobs, and the destination's API
 //! into the fleet's steps around each mirror: creating a missing
-//! repository before, setting its default branch after.
+//! repository before, setting its default branch after. With
+//! `--include-wikis` each wiki the forge lists is one more job, named
+//! `NAME.wiki` through the same template.
 //! The fleet, `shard`, `template` and `summary` serve only sweeps and
 //! know nothing of forges. What a sweep prints at the end is the front
 //! ends' business: they render the [`Summary`] each in their way.

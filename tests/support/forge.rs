@@ -15,6 +15,10 @@
 //! [`FakeForge::token_check`], a [`GitServer`](super::GitServer) accept
 //! until they expire; with GitHub's answers to a wrong key or an unknown
 //! app (401) and to an account the app is not installed on (404).
+//! Wikis: GitHub and Gitea list `has_wiki`, GitLab `wiki_enabled` and
+//! `wiki_access_level` ([`FakeRepo::has_wiki`]), Azure DevOps lists and
+//! creates project and code wikis (WikiV2, [`Builder::wiki`]); whether a
+//! wiki's git repository exists is up to the git server, as on GitHub.
 //! Clone URLs point at a real `git http-backend` server
 //! ([`GitServer`](super::GitServer)), so the repositories a fake lists can
 //! really be mirrored, and repositories it creates are real bare
