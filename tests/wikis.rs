@@ -479,3 +479,77 @@ fn a_missing_destination_wiki_fails_with_what_to_do() {
         "{wiki}"
     );
 }
+
+/// A PAT without the Wiki scope cannot list wikis: the sweep stops before
+/// mirroring, naming the scope to add.
+#[test]
+fn azure_devops_wiki_listing_refused_names_the_wiki_scope() {
+    let server = GitServer::start();
+    let web = azure_repo(&server, "Fabrikam", "Web");
+    let fake = FakeForge::builder(Kind::AzureDevOps, "fabrikam", server.password())
+        .repo(web)
+        .refuse_wikis()
+        .start();
+    let template = format!(
+        "{}/{{project}}/{{repo}}.git",
+        server.root().join("backup").display()
+    );
+    let scope = fake.scope_url();
+    let args = ["--source-kind", "azure-devops", &scope, &template];
+    // Without the flag no wiki is asked for, and the sweep goes through.
+    mirror_all(&server, &args).assert_code(0);
+    assert!(wiki_listings(&fake).is_empty());
+    let mut with = args.to_vec();
+    with.push("--include-wikis");
+    let run = mirror_all(&server, &with);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("/Fabrikam/_apis/wiki/wikis"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("Wiki (Read) scope"), "{}", run.stderr);
+}
+
+/// A dry run says what it would create (an Azure DevOps project wiki)
+/// and asks nothing of the API but listings.
+#[test]
+fn dry_run_would_create_a_project_wiki_and_creates_nothing() {
+    let server = GitServer::start();
+    let source = azure_org(&server);
+    let port = server.port();
+    let mut dest = FakeForge::builder(Kind::AzureDevOps, "mirror-org", server.password());
+    for (project, name) in [("Fabrikam", "Web"), ("Tools", "cli")] {
+        let path = format!("dst/{project}/_git/{name}");
+        server.create_bare(&path);
+        dest = dest.repo(FakeRepo::new(project, name, &server.url(&path)));
+    }
+    let dest = dest
+        .creator(Box::new(|_, _| panic!("a dry run creates nothing")))
+        .start();
+    let template = format!("http://127.0.0.1:{port}/dst/{{project}}/_git/{{repo}}");
+    let run = mirror_all(
+        &server,
+        &[
+            "--source-kind",
+            "azure-devops",
+            &source.scope_url(),
+            &template,
+            "--include-wikis",
+            "--create-missing",
+            "--dest-kind",
+            "azure-devops",
+            "--dest-scope",
+            &dest.scope_url(),
+            "--dry-run",
+        ],
+    );
+    run.assert_code(3);
+    assert_eq!(
+        rows(&run)[0],
+        row("Fabrikam/Fabrikam.wiki", "would-create", "")
+    );
+    assert!(table_line(&run, "Fabrikam/Fabrikam.wiki").ends_with("would create"));
+    assert!(dest.requests().iter().all(|s| s.method == "GET"));
+    assert!(!server.repo_path("dst/Fabrikam/_git/Fabrikam.wiki").exists());
+}

@@ -98,8 +98,9 @@ pub(super) fn wikis(
     for project in projects {
         let url = with_version(join(&scope.api, &[project, "_apis", "wiki", "wikis"]));
         let reply = match api.get(&url) {
+            Ok(reply) => reply,
             Err(e) if e.reason == Reason::NotFound => continue,
-            other => other?,
+            Err(e) => return Err(wiki_scope_hint(e, "Wiki (Read)")),
         };
         for w in reply.items("value")? {
             let name = text(w, "name");
@@ -159,8 +160,20 @@ pub(super) fn create_wiki(
     let id = project_id(api, scope, project)?;
     let url = with_version(join(&scope.api, &[project, "_apis", "wiki", "wikis"]));
     let body = json!({ "name": name, "projectId": id, "type": "projectWiki" });
-    api.post(&url, &body)?;
-    Ok(Created::Created)
+    match api.post(&url, &body) {
+        Ok(_) => Ok(Created::Created),
+        Err(e) if e.reason == super::Reason::Conflict => Err(e),
+        Err(e) => Err(wiki_scope_hint(e, "Wiki (Read & write)")),
+    }
+}
+
+/// A refused wiki call, with the PAT scope wikis need put first: Code
+/// and Project and Team scopes, which the rest of a sweep needs, do not
+/// cover wikis.
+fn wiki_scope_hint(err: ForgeError, scope: &str) -> ForgeError {
+    let rest = err.hint().map(|h| format!("; {h}")).unwrap_or_default();
+    let hint = format!("wikis (--include-wikis) need a PAT with the {scope} scope as well{rest}");
+    err.with_hint(hint)
 }
 
 /// Creates `repo` in its project (the scope's project when it names none).
@@ -235,4 +248,55 @@ fn project_id(api: &Api, scope: &Scope, project: &str) -> Result<String, ForgeEr
         )));
     }
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(project: &str, url: &str) -> RemoteRepo {
+        RemoteRepo {
+            owner: "fabrikam".into(),
+            project: project.into(),
+            name: "Web".into(),
+            clone_url: url.into(),
+            disabled: false,
+            archived: false,
+            fork: false,
+            default_branch: None,
+            has_wiki: false,
+            wiki: false,
+        }
+    }
+
+    #[test]
+    fn a_project_wiki_is_cloned_beside_the_project_repositories() {
+        let scope = Scope::parse(
+            &Url::parse("https://dev.azure.com/fabrikam").unwrap(),
+            Some(super::super::Kind::AzureDevOps),
+            None,
+        )
+        .unwrap();
+        let repos = [
+            repo(
+                "Other",
+                "https://fabrikam@dev.azure.com/fabrikam/Other/_git/x",
+            ),
+            repo(
+                "Fab Rikam",
+                "https://fabrikam@dev.azure.com/fabrikam/Fab%20Rikam/_git/Web",
+            ),
+        ];
+        // The host and user the forge gives git, the project as it encodes it.
+        assert_eq!(
+            wiki_clone_url(&scope, &repos, "Fab Rikam", "Fab Rikam.wiki").as_str(),
+            "https://fabrikam@dev.azure.com/fabrikam/Fab%20Rikam/_git/Fab%20Rikam.wiki"
+        );
+        // A project listing no repository: under the API base.
+        let url = wiki_clone_url(&scope, &repos, "Empty", "Empty.wiki");
+        assert!(
+            url.as_str().ends_with("/fabrikam/Empty/_git/Empty.wiki"),
+            "{url}"
+        );
+    }
 }

@@ -122,6 +122,8 @@ struct State {
     empty_projects: Vec<String>,
     /// The wikis of its projects (Azure DevOps).
     wikis: Mutex<Vec<FakeWiki>>,
+    /// Wiki calls are answered 401, as to a PAT without the Wiki scope.
+    refuse_wikis: bool,
     creator: Option<Creator>,
     throttle: AtomicUsize,
     /// A GitHub App the fake acts for.
@@ -169,6 +171,7 @@ pub struct Builder {
     repos: Vec<FakeRepo>,
     empty_projects: Vec<String>,
     wikis: Vec<FakeWiki>,
+    refuse_wikis: bool,
     creator: Option<Creator>,
     app: Option<App>,
     links_on_localhost: bool,
@@ -187,6 +190,7 @@ impl FakeForge {
             repos: Vec::new(),
             empty_projects: Vec::new(),
             wikis: Vec::new(),
+            refuse_wikis: false,
             creator: None,
             app: None,
             links_on_localhost: false,
@@ -281,6 +285,13 @@ impl Builder {
         self
     }
 
+    /// Answers the wiki calls 401, as Azure DevOps answers a PAT whose
+    /// scopes leave out Wiki.
+    pub fn refuse_wikis(mut self) -> Self {
+        self.refuse_wikis = true;
+        self
+    }
+
     pub fn empty_project(mut self, name: &str) -> Self {
         self.empty_projects.push(name.to_owned());
         self
@@ -363,6 +374,7 @@ impl Builder {
             repos: Mutex::new(self.repos),
             empty_projects: self.empty_projects,
             wikis: Mutex::new(self.wikis),
+            refuse_wikis: self.refuse_wikis,
             creator: self.creator,
             throttle: AtomicUsize::new(0),
             app: self.app,
@@ -669,6 +681,12 @@ fn azure(
     }
     projects.extend(state.empty_projects.iter().cloned());
     let parts: Vec<&str> = rest.split('/').collect();
+    if state.refuse_wikis && parts.get(1..3) == Some(&["_apis", "wiki"][..]) {
+        return azure_error(
+            401,
+            "TF400813: The user is not authorized to access this resource.",
+        );
+    }
     match (method, parts.as_slice()) {
         ("GET", ["_apis", "projects"]) => {
             let top: usize = param(params, "$top")
