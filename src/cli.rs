@@ -680,6 +680,10 @@ pub struct MirrorAllArgs {
     #[arg(long, help_heading = "Repositories")]
     pub(crate) skip_forks: bool,
 
+    /// Mirror wikis too, each as {repo} = NAME.wiki through the same template: GitHub, Gitea and GitLab wikis of repositories that have theirs turned on (one never written is skipped as "no wiki"), and Azure DevOps project wikis (code wikis are folders of repositories, mirrored with them).
+    #[arg(long, help_heading = "Repositories")]
+    pub(crate) include_wikis: bool,
+
     /// Mirror only share K of N (1 <= K <= N) of the repositories: a stable partition by name hash, so N machines (an Azure Pipelines matrix) cover everything between them.
     #[arg(long, value_name = "K/N", help_heading = "Repositories")]
     pub(crate) shard: Option<Shard>,
@@ -747,6 +751,7 @@ impl MirrorAllArgs {
             skip: self.skip.clone(),
             skip_archived: self.skip_archived,
             skip_forks: self.skip_forks,
+            include_wikis: self.include_wikis,
             shard: self.shard,
             jobs: self.jobs,
             include: self.selection.include.clone(),

@@ -251,6 +251,8 @@ pub struct SweepConfig {
     pub(crate) skip_archived: bool,
     /// Leave out forks.
     pub(crate) skip_forks: bool,
+    /// Mirror each repository's wiki too, as `{repo}.wiki`.
+    pub(crate) include_wikis: bool,
     /// This machine's share of the repositories.
     pub(crate) shard: Option<Shard>,
     /// Repositories mirrored at once; `None` for the default.

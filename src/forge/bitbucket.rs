@@ -76,6 +76,8 @@ pub(super) fn list_cloud(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, Fo
                 archived: false,
                 fork: r["parent"].is_object(),
                 default_branch: super::branch_name(&r["mainbranch"]["name"]),
+                has_wiki: false,
+                wiki: false,
             });
         }
         reply.json["next"]
@@ -120,6 +122,8 @@ pub(super) fn list_server(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, F
                 fork: r["origin"].is_object(),
                 // The repository listing of Server carries no default branch.
                 default_branch: None,
+                has_wiki: false,
+                wiki: false,
             });
         }
         let last = reply.json["isLastPage"].as_bool().unwrap_or(true);

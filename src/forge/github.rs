@@ -38,6 +38,8 @@ pub(super) fn list(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, ForgeErr
                 archived: flag(r, "archived"),
                 fork: flag(r, "fork"),
                 default_branch: super::branch_name(&r["default_branch"]),
+                has_wiki: flag(r, "has_wiki"),
+                wiki: false,
             });
         }
         Ok(reply.link_next())

@@ -55,11 +55,23 @@ pub(super) fn list(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, ForgeErr
                 archived: flag(p, "archived"),
                 fork: p["forked_from_project"].is_object(),
                 default_branch: super::branch_name(&p["default_branch"]),
+                has_wiki: wiki_enabled(p),
+                wiki: false,
             });
         }
         Ok(next_page(reply))
     })?;
     Ok(repos)
+}
+
+/// Whether a project has its wiki turned on: `wiki_access_level` where
+/// the server sends it (`wiki_enabled` is deprecated since GitLab 14),
+/// `wiki_enabled` on older servers.
+fn wiki_enabled(p: &serde_json::Value) -> bool {
+    match p["wiki_access_level"].as_str() {
+        Some(level) => level != "disabled",
+        None => flag(p, "wiki_enabled"),
+    }
 }
 
 /// Creates a private project in the scope's group (or user namespace).

@@ -47,6 +47,13 @@ pub(crate) struct RemoteRepo {
     /// The default branch, as a branch name (`main`), when the listing
     /// gives one: an empty repository, and Bitbucket Server, give none.
     pub(crate) default_branch: Option<String>,
+    /// The listing says the repository has its wiki turned on (GitHub and
+    /// Gitea `has_wiki`, GitLab `wiki_enabled`). Turned on is not the
+    /// same as existing: an empty GitHub wiki has no git repository yet.
+    pub(crate) has_wiki: bool,
+    /// This is a wiki's git repository, found by [`wikis`], not a
+    /// repository of its own.
+    pub(crate) wiki: bool,
 }
 
 impl RemoteRepo {
@@ -161,6 +168,59 @@ pub(crate) fn discover(api: &Api, scope: &Scope) -> Result<Vec<RemoteRepo>, Forg
     }
 }
 
+/// The wikis of `repos` (what [`discover`] found in `scope`), each as the
+/// git repository behind it, named `<name>.wiki`:
+///
+/// - GitHub, Gitea and GitLab: `<repo>.wiki.git` beside each repository
+///   whose listing has its wiki turned on. Turned on does not mean it
+///   exists (an empty GitHub or Gitea wiki has no repository yet), so
+///   whoever reads these must take a 404 as "no wiki".
+/// - Azure DevOps: each project's *project wiki*, a git repository of its
+///   own (`<Project>.wiki`) that the repository listing does not show.
+///   A *code wiki* is a folder of a branch of an ordinary repository,
+///   which is mirrored with that repository: it is not listed again.
+/// - Bitbucket: none (Bitbucket Cloud's wikis are not in its 2.0 API, and
+///   Bitbucket Server has none).
+pub(crate) fn wikis(
+    api: &Api,
+    scope: &Scope,
+    repos: &[RemoteRepo],
+) -> Result<Vec<RemoteRepo>, ForgeError> {
+    match scope.kind {
+        Kind::AzureDevOps => azure::wikis(api, scope, repos),
+        Kind::GitHub | Kind::Gitea | Kind::GitLab => Ok(repos
+            .iter()
+            .filter(|r| r.has_wiki && !r.wiki && !r.disabled)
+            .filter_map(beside)
+            .collect()),
+        Kind::Bitbucket | Kind::BitbucketServer => Ok(Vec::new()),
+    }
+}
+
+/// The wiki beside `repo`: `<clone URL without .git>.wiki.git`, the layout
+/// of GitHub, Gitea and GitLab alike. `None` for a clone URL that is not
+/// a URL.
+fn beside(repo: &RemoteRepo) -> Option<RemoteRepo> {
+    let mut url = url::Url::parse(&repo.clone_url).ok()?;
+    let path = url.path().trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    if path.is_empty() {
+        return None;
+    }
+    let path = format!("{path}.wiki.git");
+    url.set_path(&path);
+    Some(RemoteRepo {
+        name: format!("{}.wiki", repo.name),
+        clone_url: url.to_string(),
+        fork: false,
+        archived: repo.archived,
+        default_branch: None,
+        has_wiki: false,
+        wiki: true,
+        ..repo.clone()
+    })
+}
+
 /// Creates an empty repository in `scope` (private where the forge asks).
 pub(crate) fn create(api: &Api, scope: &Scope, repo: &NewRepo) -> Result<Created, ForgeError> {
     let result = match scope.kind {
@@ -175,6 +235,48 @@ pub(crate) fn create(api: &Api, scope: &Scope, repo: &NewRepo) -> Result<Created
         // we wanted anyway.
         Err(e) if e.reason == Reason::Conflict => Ok(Created::Existed),
         other => other,
+    }
+}
+
+/// Creates the wiki `wiki` (its name ends in `.wiki`) in `scope`, where
+/// the forge can: Azure DevOps creates a project wiki, with its git
+/// repository, through its API. GitHub cannot (a wiki's repository exists
+/// once its first page is saved in the web interface, and no API makes
+/// one), and GitLab and Gitea make a wiki's repository only with its
+/// first page too: for them this says so, as an error the caller shows.
+pub(crate) fn create_wiki(api: &Api, scope: &Scope, wiki: &NewRepo) -> Result<Created, ForgeError> {
+    let result = match (scope.kind, wiki.project.as_ref().or(scope.project.as_ref())) {
+        (Kind::AzureDevOps, Some(project)) => azure::create_wiki(api, scope, project, &wiki.name),
+        (Kind::AzureDevOps, None) => Err(ForgeError::new(format!(
+            "cannot create the wiki {} in Azure DevOps: no project; put the project in the destination URL (…/PROJECT/_git/{{repo}})",
+            wiki.name
+        ))),
+        (kind, _) => Err(ForgeError::new(format!(
+            "{} wikis cannot be created through its API: {} does not exist on the destination",
+            kind.api_name().trim_end_matches(" API"),
+            wiki.name
+        ))
+        .with_hint(wiki_missing_hint(kind))),
+    };
+    match result {
+        Err(e) if e.reason == Reason::Conflict => Ok(Created::Existed),
+        other => other,
+    }
+}
+
+/// Whether [`create_wiki`] can create a wiki on a forge of `kind`.
+pub(crate) fn can_create_wikis(kind: Kind) -> bool {
+    kind == Kind::AzureDevOps
+}
+
+/// What to do when a destination wiki does not exist on a forge of
+/// `kind`.
+pub(crate) fn wiki_missing_hint(kind: Kind) -> &'static str {
+    match kind {
+        Kind::AzureDevOps => "create the project wiki on the destination (Overview > Wiki > Create project wiki), or use --create-missing with --dest-scope",
+        Kind::GitHub => "GitHub makes a wiki's repository only when its first page is saved: turn the wiki on in the destination repository's settings, save one page (it is overwritten by the mirror with --force), and run again",
+        Kind::Gitea | Kind::GitLab => "the wiki's repository exists once its first page is saved: turn the wiki on for the destination, save one page (it is overwritten by the mirror with --force), and run again",
+        Kind::Bitbucket | Kind::BitbucketServer => "this forge has no wikis reachable by git",
     }
 }
 
@@ -230,6 +332,39 @@ pub(crate) fn join(base: &url::Url, segments: &[&str]) -> url::Url {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn repo(clone_url: &str) -> RemoteRepo {
+        RemoteRepo {
+            owner: "acme".into(),
+            project: "acme".into(),
+            name: "tools".into(),
+            clone_url: clone_url.into(),
+            disabled: false,
+            archived: false,
+            fork: true,
+            default_branch: Some("main".into()),
+            has_wiki: true,
+            wiki: false,
+        }
+    }
+
+    #[test]
+    fn a_wiki_sits_beside_its_repository() {
+        let wiki = beside(&repo("https://github.com/acme/tools.git")).unwrap();
+        assert_eq!(wiki.clone_url, "https://github.com/acme/tools.wiki.git");
+        assert_eq!(wiki.name, "tools.wiki");
+        assert_eq!(wiki.full_name(), "acme/tools.wiki");
+        assert!(wiki.wiki && !wiki.has_wiki && !wiki.fork);
+        assert_eq!(wiki.default_branch, None);
+        // GitLab's clone URLs have no trailing slash; some servers' have.
+        let wiki = beside(&repo("https://gitlab.example.com/g/sub/tools/")).unwrap();
+        assert_eq!(
+            wiki.clone_url,
+            "https://gitlab.example.com/g/sub/tools.wiki.git"
+        );
+        assert_eq!(beside(&repo("not a url")), None);
+        assert_eq!(beside(&repo("https://example.com/")), None);
+    }
 
     #[test]
     fn default_branches_are_read_as_branch_names() {

@@ -75,6 +75,12 @@ impl SideError {
         }
     }
 
+    /// The server answered that there is no such repository (HTTP 404):
+    /// what a wiki that was never written looks like.
+    pub(crate) fn is_not_found(&self) -> bool {
+        matches!(self.cause, Cause::Transport(TransportError::NotFound))
+    }
+
     /// How long the server asked us to wait before trying again.
     pub(crate) fn retry_after(&self) -> Option<Duration> {
         match &self.cause {

@@ -10,7 +10,10 @@
 //! `created` after the first successful mirror into a destination that
 //! `prepare` created (setting its default branch, say), whose failure is a
 //! warning, never a failed repository. The fleet knows nothing of how, and
-//! nothing of forges or their APIs.
+//! nothing of forges or their APIs. A job marked as a wiki reads a 404
+//! differently: from the source it means the wiki was never written (the
+//! job is skipped), from the destination that the wiki is missing there
+//! (failed, with the job's own hint).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::Failure;
-use crate::mirror::{self, LfsSummary, Options, Report, RetryPolicy};
+use crate::mirror::{self, LfsSummary, Options, Report, RetryPolicy, Side};
 use crate::output;
 
 /// The most parallel mirrors `--jobs` allows: past this, the servers'
@@ -43,7 +46,21 @@ pub(crate) struct Job {
     pub(crate) destination: String,
     /// What to do with it.
     pub(crate) work: Work,
+    /// Set for a wiki's repository, which a forge lists before it exists.
+    pub(crate) wiki: Option<WikiJob>,
 }
+
+/// How a wiki's job reads a missing repository.
+#[derive(Clone, Debug)]
+pub(crate) struct WikiJob {
+    /// The hint for a destination that answers 404: the destination forge
+    /// says how one of its wikis comes to exist.
+    pub(crate) missing: String,
+}
+
+/// The reason a wiki whose source repository does not exist is skipped:
+/// a wiki that is turned on but was never written has none.
+pub(crate) const NO_WIKI: &str = "no wiki";
 
 /// What a job does.
 #[derive(Clone, Debug)]
@@ -271,10 +288,23 @@ fn attempt(job: &Job, options: &Options, retry: RetryPolicy, steps: Steps<'_>) -
             o.report = Some(report);
             o
         }
-        Err(err) => RepoOutcome {
-            hint: err.hint().map(str::to_owned),
-            ..RepoOutcome::because(job, State::Failed, err.to_string())
-        },
+        // A wiki that was never written has no repository: nothing to
+        // mirror, and nothing wrong.
+        Err(err) if job.wiki.is_some() && err.side == Side::Source && err.is_not_found() => {
+            RepoOutcome::because(job, State::Skipped, NO_WIKI.to_owned())
+        }
+        Err(err) => {
+            let hint = match &job.wiki {
+                Some(wiki) if err.side == Side::Destination && err.is_not_found() => {
+                    Some(wiki.missing.clone())
+                }
+                _ => err.hint().map(str::to_owned),
+            };
+            RepoOutcome {
+                hint,
+                ..RepoOutcome::because(job, State::Failed, err.to_string())
+            }
+        }
     };
     outcome.created = created;
     if let Some(report) = outcome.report.as_ref().filter(|_| created) {

@@ -6,7 +6,9 @@
 //! the `fleet` (mirroring many repositories at once): it turns a
 //! [`SweepConfig`] into a list of fleet jobs, and the destination's API
 //! into the fleet's steps around each mirror: creating a missing
-//! repository before, setting its default branch after.
+//! repository before, setting its default branch after. With
+//! `--include-wikis` each wiki the forge lists is one more job, named
+//! `NAME.wiki` through the same template.
 //! The fleet, `shard`, `template` and `summary` serve only sweeps and
 //! know nothing of forges. What a sweep prints at the end is the front
 //! ends' business: they render the [`Summary`] each in their way.
@@ -36,7 +38,11 @@ use crate::forge::{self, Api, Created, Kind, NewRepo, RemoteRepo, Scope};
 use crate::mirror::{Mode, Options, Outcome, RefSelection, Report};
 use crate::output;
 use crate::transport::Location;
-use fleet::{Job, Prepared, Work};
+use fleet::{Job, Prepared, WikiJob, Work};
+
+/// What to do about a destination wiki that does not exist, when the
+/// destination's forge is not named (no --dest-scope).
+const WIKI_MISSING: &str = "the destination wiki does not exist: on GitHub, GitLab and Gitea a wiki's repository exists once its first page is saved (save one, it is overwritten with --force); an Azure DevOps project wiki is created with --create-missing --dest-scope";
 use template::Template;
 
 /// Discovers, selects and mirrors every repository `config` names, and
@@ -47,7 +53,11 @@ use template::Template;
 pub fn sweep(config: &SweepConfig) -> Result<Summary, Failure> {
     let started = Instant::now();
     let sweep = Sweep::new(config).map_err(Failure::usage)?;
-    let found = forge::discover(&sweep.source_api, &sweep.source)?;
+    let mut found = forge::discover(&sweep.source_api, &sweep.source)?;
+    if config.include_wikis {
+        let wikis = forge::wikis(&sweep.source_api, &sweep.source, &found)?;
+        found.extend(wikis);
+    }
     let total = found.len();
     // Every destination the source still accounts for, selected or not.
     let listed: HashSet<PathBuf> = found
@@ -60,12 +70,17 @@ pub fn sweep(config: &SweepConfig) -> Result<Summary, Failure> {
         .iter()
         .filter_map(|r| Some((r.full_name(), r.default_branch.clone()?)))
         .collect();
+    let wiki_count = found.iter().filter(|r| r.wiki).count();
     let jobs = sweep.jobs(found);
     if let Some(message) = shared_destination(&jobs) {
         return Err(Failure::usage(message));
     }
+    let wikis = match wiki_count {
+        0 => String::new(),
+        n => format!(" (wikis included: {n})"),
+    };
     output::info(format_args!(
-        "{} {}: {total} repositories listed, {} selected{}",
+        "{} {}: {total} repositories listed{wikis}, {} selected{}",
         sweep.source.kind,
         sweep.scope_display,
         jobs.len(),
@@ -75,10 +90,14 @@ pub fn sweep(config: &SweepConfig) -> Result<Summary, Failure> {
             .unwrap_or_default()
     ));
     let existing = match &sweep.create {
-        Some(create) => forge::discover(&create.api, &create.scope)?
-            .iter()
-            .map(|r| create.key_of(r))
-            .collect(),
+        Some(create) => {
+            let mut there = forge::discover(&create.api, &create.scope)?;
+            if config.include_wikis {
+                let wikis = forge::wikis(&create.api, &create.scope, &there)?;
+                there.extend(wikis);
+            }
+            there.iter().map(|r| create.key_of(r)).collect()
+        }
         None => HashSet::new(),
     };
     let prepare = |job: &Job| -> Result<Prepared, Failure> {
@@ -91,10 +110,17 @@ pub fn sweep(config: &SweepConfig) -> Result<Summary, Failure> {
         if existing.contains(&create.key(&repo)) {
             return Ok(Prepared::Ready);
         }
-        if config.dry_run {
+        let kind = create.scope.kind;
+        // Only what the forge can create would be created: a dry run says
+        // the same as the run about a wiki no API makes.
+        if config.dry_run && (job.wiki.is_none() || forge::can_create_wikis(kind)) {
             return Ok(Prepared::WouldCreate);
         }
-        match forge::create(&create.api, &create.scope, &repo) {
+        let made = match job.wiki {
+            Some(_) => forge::create_wiki(&create.api, &create.scope, &repo),
+            None => forge::create(&create.api, &create.scope, &repo),
+        };
+        match made {
             Ok(Created::Created) => Ok(Prepared::Created),
             Ok(Created::Existed) => Ok(Prepared::Ready),
             Err(err) => Err(Failure::failed(
@@ -282,11 +308,18 @@ impl Sweep<'_> {
                 Err(message) => Work::Invalid(message),
             },
         };
+        let dest_kind = self.create.as_ref().map(|c| c.scope.kind);
         Job {
             name: repo.full_name(),
             source: auth::redacted_url(&repo.clone_url),
             destination: auth::redacted_url(&destination),
             work,
+            wiki: repo.wiki.then(|| WikiJob {
+                missing: match dest_kind {
+                    Some(kind) => forge::wiki_missing_hint(kind).to_owned(),
+                    None => WIKI_MISSING.to_owned(),
+                },
+            }),
         }
     }
 

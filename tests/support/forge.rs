@@ -15,6 +15,10 @@
 //! [`FakeForge::token_check`], a [`GitServer`](super::GitServer) accept
 //! until they expire; with GitHub's answers to a wrong key or an unknown
 //! app (401) and to an account the app is not installed on (404).
+//! Wikis: GitHub and Gitea list `has_wiki`, GitLab `wiki_enabled` and
+//! `wiki_access_level` ([`FakeRepo::has_wiki`]), Azure DevOps lists and
+//! creates project and code wikis (WikiV2, [`Builder::wiki`]); whether a
+//! wiki's git repository exists is up to the git server, as on GitHub.
 //! Clone URLs point at a real `git http-backend` server
 //! ([`GitServer`](super::GitServer)), so the repositories a fake lists can
 //! really be mirrored, and repositories it creates are real bare
@@ -60,6 +64,20 @@ pub struct FakeRepo {
     /// The default branch the fake lists (and, for a repository it created,
     /// what a default-branch call set it to).
     pub default_branch: Option<String>,
+    /// The listing says its wiki is turned on (GitHub and Gitea
+    /// `has_wiki`, GitLab `wiki_enabled` and `wiki_access_level`); whether
+    /// the wiki's repository exists is up to the git server.
+    pub has_wiki: bool,
+}
+
+/// An Azure DevOps wiki the fake lists (WikiV2).
+#[derive(Clone, Debug)]
+pub struct FakeWiki {
+    pub project: String,
+    /// `<Project>.wiki` for a project wiki, anything for a code wiki.
+    pub name: String,
+    /// A code wiki (a folder of this repository), or a project wiki.
+    pub code_of: Option<String>,
 }
 
 impl FakeRepo {
@@ -73,6 +91,7 @@ impl FakeRepo {
             fork: false,
             empty: false,
             default_branch: Some("main".to_owned()),
+            has_wiki: false,
         }
     }
 }
@@ -101,6 +120,10 @@ struct State {
     repos: Mutex<Vec<FakeRepo>>,
     /// Extra projects with no repository (Azure DevOps).
     empty_projects: Vec<String>,
+    /// The wikis of its projects (Azure DevOps).
+    wikis: Mutex<Vec<FakeWiki>>,
+    /// Wiki calls are answered 401, as to a PAT without the Wiki scope.
+    refuse_wikis: bool,
     creator: Option<Creator>,
     throttle: AtomicUsize,
     /// A GitHub App the fake acts for.
@@ -147,6 +170,8 @@ pub struct Builder {
     page_size: usize,
     repos: Vec<FakeRepo>,
     empty_projects: Vec<String>,
+    wikis: Vec<FakeWiki>,
+    refuse_wikis: bool,
     creator: Option<Creator>,
     app: Option<App>,
     links_on_localhost: bool,
@@ -164,6 +189,8 @@ impl FakeForge {
             page_size: 2,
             repos: Vec::new(),
             empty_projects: Vec::new(),
+            wikis: Vec::new(),
+            refuse_wikis: false,
             creator: None,
             app: None,
             links_on_localhost: false,
@@ -233,6 +260,10 @@ impl FakeForge {
     pub fn repos(&self) -> Vec<FakeRepo> {
         self.state.repos.lock().unwrap().clone()
     }
+
+    pub fn wikis(&self) -> Vec<FakeWiki> {
+        self.state.wikis.lock().unwrap().clone()
+    }
 }
 
 impl Drop for FakeForge {
@@ -245,6 +276,19 @@ impl Drop for FakeForge {
 impl Builder {
     pub fn repo(mut self, repo: FakeRepo) -> Self {
         self.repos.push(repo);
+        self
+    }
+
+    /// An Azure DevOps wiki, listed by `{project}/_apis/wiki/wikis`.
+    pub fn wiki(mut self, wiki: FakeWiki) -> Self {
+        self.wikis.push(wiki);
+        self
+    }
+
+    /// Answers the wiki calls 401, as Azure DevOps answers a PAT whose
+    /// scopes leave out Wiki.
+    pub fn refuse_wikis(mut self) -> Self {
+        self.refuse_wikis = true;
         self
     }
 
@@ -329,6 +373,8 @@ impl Builder {
             page_size: self.page_size,
             repos: Mutex::new(self.repos),
             empty_projects: self.empty_projects,
+            wikis: Mutex::new(self.wikis),
+            refuse_wikis: self.refuse_wikis,
             creator: self.creator,
             throttle: AtomicUsize::new(0),
             app: self.app,
@@ -635,6 +681,12 @@ fn azure(
     }
     projects.extend(state.empty_projects.iter().cloned());
     let parts: Vec<&str> = rest.split('/').collect();
+    if state.refuse_wikis && parts.get(1..3) == Some(&["_apis", "wiki"][..]) {
+        return azure_error(
+            401,
+            "TF400813: The user is not authorized to access this resource.",
+        );
+    }
     match (method, parts.as_slice()) {
         ("GET", ["_apis", "projects"]) => {
             let top: usize = param(params, "$top")
@@ -692,6 +744,51 @@ fn azure(
                 None => reply(403, json!({ "message": "no permission" })),
             }
         }
+        // Wikis - List: project wikis and code wikis (WikiV2).
+        ("GET", [project, "_apis", "wiki", "wikis"]) => {
+            if !projects.iter().any(|p| p == project) {
+                return not_found();
+            }
+            let value: Vec<Value> = state
+                .wikis
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|w| w.project == *project)
+                .map(|w| azure_wiki(state, w))
+                .collect();
+            reply(200, json!({ "count": value.len(), "value": value }))
+        }
+        // Wikis - Create: a project wiki and its git repository.
+        ("POST", [project, "_apis", "wiki", "wikis"]) => {
+            let body: Value = serde_json::from_str(body).unwrap_or_default();
+            let name = body["name"].as_str().unwrap_or_default().to_owned();
+            if body["projectId"].as_str() != Some(project_id(project).as_str())
+                || body["type"] != "projectWiki"
+                || name.is_empty()
+            {
+                return azure_error(400, "TF400813: wikiCreateParams are not valid");
+            }
+            let mut wikis = state.wikis.lock().unwrap();
+            if wikis
+                .iter()
+                .any(|w| w.project == *project && w.code_of.is_none())
+            {
+                return azure_error(409, "A project wiki already exists in this project.");
+            }
+            let Some(creator) = state.creator.as_ref() else {
+                return azure_error(403, "You need the 'Create repository' permission.");
+            };
+            creator(project, &name);
+            let wiki = FakeWiki {
+                project: (*project).to_owned(),
+                name,
+                code_of: None,
+            };
+            let v = azure_wiki(state, &wiki);
+            wikis.push(wiki);
+            reply(201, v)
+        }
         // Repositories - Get: by name or id.
         ("GET", [project, "_apis", "git", "repositories", repo]) => {
             let found = state
@@ -734,6 +831,38 @@ fn azure(
     }
 }
 
+/// A WikiV2 as Azure DevOps lists it: `remoteUrl` is the wiki's web
+/// page, not its git repository.
+fn azure_wiki(state: &State, w: &FakeWiki) -> Value {
+    let owner = &state.owner;
+    let id = format!("{:08x}-1111-4000-8000-000000000000", fnv(&w.name) as u32);
+    let mut v = json!({
+        "id": id,
+        "name": w.name,
+        "projectId": project_id(&w.project),
+        "remoteUrl": format!("https://dev.azure.com/{owner}/{}/_wiki/wikis/{id}", project_id(&w.project)),
+        "url": format!("https://dev.azure.com/{owner}/{}/_apis/wiki/wikis/{id}", project_id(&w.project)),
+        "versions": [{ "version": "wikiMaster" }],
+    });
+    match &w.code_of {
+        Some(repo) => {
+            v["type"] = json!("codeWiki");
+            v["mappedPath"] = json!("/docs");
+            v["repositoryId"] = json!(format!("{:016x}", fnv(&format!("{}/{repo}", w.project))));
+            v["versions"] = json!([{ "version": "main" }]);
+        }
+        None => {
+            v["type"] = json!("projectWiki");
+            v["mappedPath"] = json!("/");
+            v["repositoryId"] = json!(format!(
+                "{:016x}",
+                fnv(&format!("{}/{}", w.project, w.name))
+            ));
+        }
+    }
+    v
+}
+
 /// Azure DevOps' error document.
 fn azure_error(status: u16, message: &str) -> Reply {
     reply(
@@ -764,6 +893,7 @@ fn github_repo(r: &FakeRepo) -> Value {
         "empty": r.empty,
         "size": if r.empty { 0 } else { 1 },
         "default_branch": r.default_branch.as_deref().unwrap_or("main"),
+        "has_wiki": r.has_wiki,
     })
 }
 
@@ -1119,6 +1249,8 @@ fn gitlab(
                     "archived": r.archived,
                     "empty_repo": r.empty,
                     "default_branch": r.default_branch.as_ref().filter(|_| !r.empty),
+                    "wiki_enabled": r.has_wiki,
+                    "wiki_access_level": if r.has_wiki { "enabled" } else { "disabled" },
                 });
                 if r.fork {
                     v["forked_from_project"] = json!({ "id": 1 });

@@ -115,6 +115,8 @@ pub(crate) fn read_organization(env: &Environment) -> Reading<SweepConfig> {
                     skip,
                     skip_archived,
                     skip_forks,
+                    // The task has no input for wikis yet.
+                    include_wikis: false,
                     shard,
                     jobs,
                     include: selection.0,
