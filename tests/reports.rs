@@ -661,3 +661,66 @@ fn an_unwritable_report_fails_a_run_that_succeeded() {
         out.stderr
     );
 }
+
+// ---------------------------------------------------------------------
+// The Azure Pipelines task, organization mode
+
+#[test]
+fn the_task_publishes_the_junit_report_of_an_organization_sweep() {
+    use support::task::{Agent, CONNECTION_ID};
+
+    const TOKEN: &str = "p@ss;w0rd]%/x+y:z";
+    let server = GitServer::builder().credentials("alice", TOKEN).start();
+    let mut builder = FakeForge::builder(Kind::AzureDevOps, "fabrikam", TOKEN);
+    for (project, name) in [("Fabrikam Fiber", "Web App"), ("Tools", "api")] {
+        builder = builder.repo(source_repo(&server, project, name, 1));
+    }
+    let fake = builder.start();
+    // Tools/api has no destination: it fails; Web App is mirrored.
+    server.create_bare("dst/Fabrikam Fiber/Web App.git");
+    let template = dst_template(&server);
+    let mut agent = Agent::new(
+        "https://dev.azure.com/fabrikam/proj/_git/pipelines",
+        &[
+            ("mode", "organization"),
+            ("sourceScopeUri", &fake.scope_url()),
+            ("sourceKind", "azure-devops"),
+            ("sourceUsername", "alice"),
+            ("sourceGitRepositoryPersonalAccessToken", TOKEN),
+            ("destinationTemplate", &template),
+            ("destinationAuthentication", "serviceConnection"),
+            ("destinationServiceConnection", CONNECTION_ID),
+        ],
+    );
+    agent
+        .system_access_token("unused-system-token")
+        .generic_connection(CONNECTION_ID, "https://example.invalid/", "alice", TOKEN);
+    let mut cmd = relay();
+    cmd.arg("task");
+    let run = agent.run(cmd);
+    assert_eq!(run.code, 0, "{}", run.log());
+    let published = run.named("results.publish");
+    assert_eq!(published.len(), 1, "{}", run.log());
+    let p = &published[0].properties;
+    assert_eq!(p["type"], "JUnit");
+    assert_eq!(p["runTitle"], "git-relay");
+    assert_eq!(p["mergeResults"], "false");
+    let file = Path::new(&p["resultFiles"]);
+    assert!(
+        file.starts_with(&agent.env["AGENT_TEMPDIRECTORY"]),
+        "{}",
+        file.display()
+    );
+    // Published before the task completes, so the agent still reads it.
+    let names: Vec<String> = run.commands().into_iter().map(|c| c.name).collect();
+    let at = |n: &str| names.iter().position(|x| x == n).unwrap();
+    assert!(at("results.publish") < at("task.complete"), "{names:?}");
+
+    let cases = junit(file);
+    assert_eq!(cases.len(), 2, "{cases:#?}");
+    assert!(case(&cases, "Fabrikam Fiber/Web App").failure.is_none());
+    let (kind, _, _) = case(&cases, "Tools/api").failure.as_ref().expect("failed");
+    assert_eq!(kind, "failed");
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(!text.contains(TOKEN), "{text}");
+}
