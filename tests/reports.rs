@@ -724,3 +724,55 @@ fn the_task_publishes_the_junit_report_of_an_organization_sweep() {
     let text = std::fs::read_to_string(file).unwrap();
     assert!(!text.contains(TOKEN), "{text}");
 }
+
+#[test]
+fn the_shards_of_a_sweep_write_files_that_one_collector_can_read_together() {
+    let server = GitServer::start();
+    let mut builder = FakeForge::builder(Kind::AzureDevOps, "fabrikam", server.password());
+    let mut names = Vec::new();
+    for i in 0..6 {
+        let name = format!("repo-{i}");
+        builder = builder.repo(source_repo(&server, "P", &name, 1));
+        server.create_bare(&format!("dst/P/{name}.git"));
+        names.push(format!("P/{name}"));
+    }
+    let fake = builder.start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = Samples::new();
+    for shard in ["1/2", "2/2"] {
+        let prom = dir.path().join(format!("shard-{}.prom", &shard[..1]));
+        run(
+            &[
+                "mirror-all",
+                "--source-kind",
+                "azure-devops",
+                &fake.scope_url(),
+                &dst_template(&server),
+                "--shard",
+                shard,
+                "--metrics",
+                prom.to_str().unwrap(),
+            ],
+            &credentials(&server),
+        )
+        .assert_code(0);
+        for (key, value) in metrics(&prom) {
+            assert_eq!(
+                key.1.get("shard").map(String::as_str),
+                Some(shard),
+                "{key:?}"
+            );
+            // As the textfile collector requires: no series in two files.
+            assert!(all.insert(key.clone(), value).is_none(), "{key:?} twice");
+        }
+    }
+    let mut mirrored: Vec<String> = all
+        .iter()
+        .filter(|((name, labels), v)| {
+            name == "git_relay_repository_result" && labels["result"] == "updated" && **v == 1.0
+        })
+        .map(|((_, labels), _)| labels["repository"].clone())
+        .collect();
+    mirrored.sort();
+    assert_eq!(mirrored, names);
+}

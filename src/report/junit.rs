@@ -28,7 +28,10 @@ pub(crate) fn render(run: &Run) -> String {
     let cases: Vec<&Case> = run.cases.iter().chain(stopped.as_ref()).collect();
     let failures = cases.iter().filter(|c| c.problem.is_some()).count();
     let skipped = cases.iter().filter(|c| c.skipped.is_some()).count();
-    let suite = format!("git-relay {} {}", run.command, run.scope);
+    let mut suite = format!("git-relay {} {}", run.command, run.scope);
+    if let Some(shard) = &run.shard {
+        suite.push_str(&format!(" (shard {shard})"));
+    }
     let counts = format!(
         "tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{}\"",
         cases.len(),
@@ -42,11 +45,13 @@ pub(crate) fn render(run: &Run) -> String {
         timestamp(run.started)
     );
     let _ = writeln!(xml, "    <properties>");
-    for (name, value) in [
-        ("command", run.command),
-        ("scope", run.scope.as_str()),
-        ("version", env!("CARGO_PKG_VERSION")),
-    ] {
+    let properties = [
+        ("command", Some(run.command)),
+        ("scope", Some(run.scope.as_str())),
+        ("shard", run.shard.as_deref()),
+        ("version", Some(env!("CARGO_PKG_VERSION"))),
+    ];
+    for (name, value) in properties.iter().filter_map(|(n, v)| Some((n, (*v)?))) {
         let _ = writeln!(
             xml,
             "      <property name=\"{name}\" value=\"{}\"/>",

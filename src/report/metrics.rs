@@ -2,9 +2,10 @@
 //! serves, in the text exposition format (version 0.0.4).
 //!
 //! Every series carries a `scope` label (the source scope of a sweep, the
-//! source of a single mirror): the collector refuses a series that two
-//! files both hold, and several runs (a nightly sweep per organization,
-//! shards of one) each write a file of their own into the same directory.
+//! source of a single mirror), and a `shard` label (`K/N`) when a sweep is
+//! sharded: the collector refuses a series that two files both hold, and
+//! several runs (a nightly sweep per organization, the shards of one) each
+//! write a file of their own into the same directory.
 //! Per repository: when its last run ended, how long it took, its result
 //! (one series per possible result, 1 for the one it had, so an alert is
 //! `git_relay_repository_result{result="failed"} == 1`), refs changed,
@@ -39,8 +40,16 @@ impl Family {
 
 /// The whole file.
 pub(crate) fn render(run: &Run) -> String {
-    let scope = || ("scope", run.scope.clone());
-    let repo = |c: &Case| vec![scope(), ("repository", c.name.clone())];
+    let base = || {
+        let mut labels = vec![("scope", run.scope.clone())];
+        labels.extend(run.shard.clone().map(|s| ("shard", s)));
+        labels
+    };
+    let repo = |c: &Case| {
+        let mut labels = base();
+        labels.push(("repository", c.name.clone()));
+        labels
+    };
 
     let mut last_run = Family::new(
         "git_relay_repository_last_run_timestamp_seconds",
@@ -88,46 +97,48 @@ pub(crate) fn render(run: &Run) -> String {
         "git_relay_run_last_timestamp_seconds",
         "Unix time the run ended.",
     );
-    run_time.sample(vec![scope()], unix_seconds(run.started + run.duration));
+    run_time.sample(base(), unix_seconds(run.started + run.duration));
     let mut run_duration = Family::new(
         "git_relay_run_duration_seconds",
         "Wall time of the run, discovery included.",
     );
-    run_duration.sample(vec![scope()], seconds(run.duration));
+    run_duration.sample(base(), seconds(run.duration));
     let mut success = Family::new(
         "git_relay_run_success",
         "1 when the run ended with exit code 0 (every repository matches or was skipped), else 0.",
     );
-    success.sample(vec![scope()], u8::from(run.success));
+    success.sample(base(), u8::from(run.success));
     let mut repositories = Family::new(
         "git_relay_run_repositories",
         "Repositories of the run by result.",
     );
     for r in RESULTS {
         let n = run.cases.iter().filter(|c| c.result == *r).count();
-        repositories.sample(vec![scope(), ("result", (*r).to_owned())], n);
+        let mut labels = base();
+        labels.push(("result", (*r).to_owned()));
+        repositories.sample(labels, n);
     }
     let total = |f: fn(&Case) -> u64| run.cases.iter().map(f).sum::<u64>();
     let mut run_refs = Family::new(
         "git_relay_run_refs_changed",
         "Refs changed over every repository of the run.",
     );
-    run_refs.sample(vec![scope()], total(|c| c.refs_changed));
+    run_refs.sample(base(), total(|c| c.refs_changed));
     let mut run_bytes = Family::new(
         "git_relay_run_bytes_moved",
         "Pack bytes relayed over every repository of the run.",
     );
-    run_bytes.sample(vec![scope()], total(|c| c.bytes));
+    run_bytes.sample(base(), total(|c| c.bytes));
     let mut run_lfs = Family::new(
         "git_relay_run_lfs_objects_moved",
         "Git LFS objects moved over every repository of the run.",
     );
-    run_lfs.sample(vec![scope()], total(|c| c.lfs_objects));
+    run_lfs.sample(base(), total(|c| c.lfs_objects));
     let mut run_lfs_bytes = Family::new(
         "git_relay_run_lfs_bytes_moved",
         "Bytes of the Git LFS objects moved over every repository of the run.",
     );
-    run_lfs_bytes.sample(vec![scope()], total(|c| c.lfs_bytes));
+    run_lfs_bytes.sample(base(), total(|c| c.lfs_bytes));
 
     let mut out = String::new();
     for family in [

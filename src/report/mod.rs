@@ -34,6 +34,8 @@ pub(crate) struct Run {
     /// What the run covered: the source scope of a sweep, the source of a
     /// single mirror. Printable (no credentials).
     pub(crate) scope: String,
+    /// `K/N` when a sweep took one share of the repositories.
+    pub(crate) shard: Option<String>,
     /// When the run started.
     pub(crate) started: SystemTime,
     /// Wall time of the whole run.
@@ -284,6 +286,7 @@ impl ReportFiles {
         self.write(&Run {
             command: "mirror",
             scope: source,
+            shard: None,
             started,
             duration,
             cases: vec![case],
@@ -306,7 +309,8 @@ impl ReportFiles {
             return true;
         }
         let scope = crate::auth::redacted_url(&config.source_scope.scope);
-        self.write(&sweep_run(&scope, outcome, started, duration))
+        let shard = config.shard.map(|s| s.to_string());
+        self.write(&sweep_run(&scope, shard, outcome, started, duration))
     }
 
     /// Renders and writes each file asked for; a file that cannot be
@@ -326,6 +330,7 @@ impl ReportFiles {
 /// The [`Run`] of a sweep.
 pub(crate) fn sweep_run(
     scope: &str,
+    shard: Option<String>,
     outcome: Result<&Summary, &Failure>,
     started: SystemTime,
     duration: Duration,
@@ -335,6 +340,7 @@ pub(crate) fn sweep_run(
         Ok(summary) => Run {
             command: "mirror-all",
             scope: scope.to_owned(),
+            shard: shard.clone(),
             started,
             duration,
             cases: summary
@@ -348,6 +354,7 @@ pub(crate) fn sweep_run(
         Err(failure) => Run {
             command: "mirror-all",
             scope: scope.to_owned(),
+            shard: shard.clone(),
             started,
             duration,
             cases: Vec::new(),
