@@ -776,3 +776,70 @@ fn the_shards_of_a_sweep_write_files_that_one_collector_can_read_together() {
     mirrored.sort();
     assert_eq!(mirrored, names);
 }
+
+// ---------------------------------------------------------------------
+// Git LFS
+
+#[test]
+fn lfs_objects_moved_are_counted_and_a_missing_one_fails_the_test_case() {
+    let source = GitServer::builder()
+        .lfs(true)
+        .config("uploadpack.allowFilter", "true")
+        .start();
+    let destination = GitServer::builder().lfs(true).start();
+    let (_work, files) = lfs_source(&source, "src.git", &[2_000, 3_000, 4_000]);
+    // The second object is lost at the source: the other two move.
+    source.lfs().delete_object("src.git", &files[1].oid);
+    destination.create_bare("dst.git");
+    let dir = tempfile::tempdir().unwrap();
+    let (xml, prom) = (dir.path().join("junit.xml"), dir.path().join("m.prom"));
+    let (src, dst) = (source.url("src.git"), destination.url("dst.git"));
+    run(
+        &[
+            "mirror",
+            &src,
+            &dst,
+            "--junit",
+            xml.to_str().unwrap(),
+            "--metrics",
+            prom.to_str().unwrap(),
+        ],
+        &[
+            ("GIT_RELAY_SOURCE_TOKEN", source.password()),
+            ("GIT_RELAY_SOURCE_USERNAME", source.username()),
+            ("GIT_RELAY_DEST_TOKEN", destination.password()),
+            ("GIT_RELAY_DEST_USERNAME", destination.username()),
+        ],
+    )
+    .assert_code(3);
+    let samples = metrics(&prom);
+    let scope = scope_of(&samples);
+    let repo = [("scope", scope.as_str()), ("repository", scope.as_str())];
+    assert_eq!(
+        value(&samples, "git_relay_repository_lfs_objects_moved", &repo),
+        2.0
+    );
+    assert_eq!(
+        value(&samples, "git_relay_repository_lfs_bytes_moved", &repo),
+        (files[0].size + files[2].size) as f64
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "git_relay_run_lfs_objects_moved",
+            &[("scope", scope.as_str())]
+        ),
+        2.0
+    );
+    let cases = junit(&xml);
+    let (kind, message, text) = cases[0].failure.as_ref().expect("an LFS failure");
+    assert_eq!(kind, "lfs");
+    assert!(
+        message.contains("1 LFS object(s) not mirrored"),
+        "{message}"
+    );
+    assert!(
+        text.contains(&files[1].oid[..12]) && text.contains("missing"),
+        "{text}"
+    );
+}
