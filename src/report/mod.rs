@@ -3,7 +3,7 @@
 //! Prometheus text file (`--metrics`, for node-exporter's textfile
 //! collector).
 //!
-//! Both are rendered from one [`Run`], built from what `mirror` or
+//! Both are rendered from one `Run`, built from what `mirror` or
 //! `mirror-all` knows when it ends, however it ends: a run that stops
 //! midway still writes what it learnt, so that a dashboard shows the
 //! failure instead of the last good run. The renderers (`junit`,
