@@ -145,7 +145,9 @@ fn timestamp(t: std::time::SystemTime) -> String {
 
 /// Escapes an attribute value; characters XML 1.0 cannot hold at all
 /// become U+FFFD, so a server's control bytes cannot break the document.
+/// Redacted first: an escaped secret no longer looks like itself.
 fn attr(s: &str) -> String {
+    let s = crate::auth::redact(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -165,8 +167,9 @@ fn attr(s: &str) -> String {
     out
 }
 
-/// Escapes element text.
+/// Escapes element text, redacted first.
 fn text(s: &str) -> String {
+    let s = crate::auth::redact(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -206,6 +209,19 @@ mod tests {
             text("]]></failure><x>\u{0}"),
             "]]&gt;&lt;/failure&gt;&lt;x&gt;\u{FFFD}"
         );
+    }
+
+    #[test]
+    fn secrets_are_masked_before_they_are_escaped() {
+        let secret = "junit&<\"secret\">";
+        crate::auth::register_secret(secret);
+        for escaped in [
+            attr(&format!("x {secret} y")),
+            text(&format!("x {secret} y")),
+        ] {
+            assert!(!escaped.contains("junit&amp;"), "{escaped}");
+            assert!(!escaped.contains("secret"), "{escaped}");
+        }
     }
 
     #[test]

@@ -177,8 +177,10 @@ pub(crate) fn render(run: &Run) -> String {
 }
 
 /// Escapes a label value as the text format requires: backslash, double
-/// quote and line feed.
+/// quote and line feed; redacted first, as an escaped secret no longer
+/// looks like itself.
 fn label_value(v: &str) -> String {
+    let v = crate::auth::redact(v);
     let mut out = String::with_capacity(v.len());
     for c in v.chars() {
         match c {
@@ -198,5 +200,13 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(label_value("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+    }
+
+    #[test]
+    fn secrets_are_masked_before_they_are_escaped() {
+        let secret = "metrics\\\"secret";
+        crate::auth::register_secret(secret);
+        let escaped = label_value(&format!("https://u:{secret}@host/x"));
+        assert!(!escaped.contains("metrics"), "{escaped}");
     }
 }
