@@ -461,7 +461,8 @@ fn sweep_finished(summary: &Summary, files: &ReportFiles) {
 /// Writes the sweep's JUnit report beside the other report files and has
 /// the agent publish it, so that each repository is a test in the run's
 /// Tests tab (one test run per task, titled "git-relay"). A file that
-/// cannot be written costs a warning, as the other report files do.
+/// cannot be written is said on stderr and not published; the sweep's
+/// result stands.
 fn publish_junit(
     config: &SweepConfig,
     outcome: Result<&Summary, &Failure>,
