@@ -577,6 +577,24 @@ fn a_single_mirror_is_one_test_case_and_protected_refs_fail_it() {
         1.0
     );
 
+    // `status` takes the same flags and says it was a status.
+    let xml = dir.path().join("status.xml");
+    run(
+        &[
+            "status",
+            &server.url("src.git"),
+            &server.url("dst.git"),
+            "--junit",
+            xml.to_str().unwrap(),
+        ],
+        &credentials(&server),
+    )
+    .assert_code(0);
+    let cases = junit(&xml);
+    assert_eq!(cases[0].classname, "git-relay.status");
+    assert!(cases[0].failure.is_none());
+    std::fs::remove_file(&xml).unwrap();
+
     // Someone pushes straight to the mirror: its main is now protected.
     let intruder = WorkRepo::new();
     let dst = server.repo_path("dst.git");

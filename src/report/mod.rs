@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::SweepConfig;
 use crate::error::{ExitCode, Failure};
-use crate::mirror::{Options, Outcome, Report};
+use crate::mirror::{Mode, Options, Outcome, Report};
 use crate::output;
 use crate::sweep::fleet::{RepoOutcome, State};
 use crate::sweep::Summary;
@@ -29,7 +29,7 @@ use crate::sweep::Summary;
 /// One run, as the report files see it.
 #[derive(Clone, Debug)]
 pub(crate) struct Run {
-    /// `mirror` or `mirror-all`.
+    /// `mirror`, `status` or `mirror-all`.
     pub(crate) command: &'static str,
     /// What the run covered: the source scope of a sweep, the source of a
     /// single mirror. Printable (no credentials).
@@ -284,7 +284,12 @@ impl ReportFiles {
         };
         let success = matches!(outcome, Ok(r) if r.exit_code() == ExitCode::Success);
         self.write(&Run {
-            command: "mirror",
+            // `status` takes the same flags; its reports say which it was.
+            command: if options.mode == Mode::Status {
+                "status"
+            } else {
+                "mirror"
+            },
             scope: source,
             shard: None,
             started,
