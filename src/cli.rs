@@ -195,6 +195,32 @@ pub struct RelayArgs {
     /// Read a local SOURCE with `git` (upload-pack) or `git2` (libgit2) instead of choosing by whether git is installed. Hidden: for tests of either reader.
     #[arg(long, value_name = "READER", value_parser = local_reader, hide = true)]
     pub(crate) local_source: Option<LocalReader>,
+
+    /// `--junit` and `--metrics`.
+    #[command(flatten)]
+    pub reports: ReportArgs,
+}
+
+/// Report files for CI test views and monitoring (`--junit`, `--metrics`).
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Write a JUnit XML report to FILE: one test case per repository (failed, rejected or protected refs as failures, skipped repositories as skipped), for a CI's test view (Azure Pipelines' PublishTestResults, GitLab's junit report). Written even when the run fails.
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
+    pub junit: Option<PathBuf>,
+
+    /// Write Prometheus metrics to FILE (text format, for node-exporter's textfile collector: name it *.prom in the collector's directory): per repository last run time, duration, result, refs changed, bytes and LFS objects moved; totals. Replaced atomically; written even when the run fails.
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
+    pub metrics: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    /// The files these flags ask for.
+    pub fn files(&self) -> crate::report::ReportFiles {
+        crate::report::ReportFiles {
+            junit: self.junit.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
 }
 
 fn local_reader(name: &str) -> Result<LocalReader, String> {
@@ -718,6 +744,10 @@ pub struct MirrorAllArgs {
 
     #[command(flatten)]
     pub(crate) lfs: LfsModeArgs,
+
+    /// `--junit` and `--metrics`.
+    #[command(flatten)]
+    pub reports: ReportArgs,
 }
 
 impl MirrorAllArgs {

@@ -43,6 +43,7 @@ pub mod mirror;
 pub mod output;
 pub mod pipelines;
 pub mod protocol;
+pub mod report;
 pub mod store;
 pub mod sweep;
 pub mod transport;

@@ -1,5 +1,7 @@
 //! The `git-relay` binary: parse the command line, run, print, exit.
 
+use std::time::{Instant, SystemTime};
+
 use clap::Parser;
 
 use git_relay::cli::{Cli, Command, MirrorAllArgs, RelayArgs, VerifyArgs};
@@ -38,6 +40,8 @@ fn relay(args: &RelayArgs, mode: Mode) -> ExitCode {
         Ok(settings) => settings,
         Err(message) => return fail(&Failure::usage(message), false),
     };
+    let files = args.reports.files();
+    let (started, clock) = (SystemTime::now(), Instant::now());
     match mirror::run_with_retries_and_local(&options, args.network.retry_policy(), &local) {
         Ok(report) => {
             print_ref_lines(&report);
@@ -51,16 +55,33 @@ fn relay(args: &RelayArgs, mode: Mode) -> ExitCode {
             if args.json {
                 output::stdout(&report.to_json());
             }
-            report.exit_code()
+            let written = files.write_mirror(&options, Ok(&report), started, clock.elapsed());
+            with_reports(report.exit_code(), written)
         }
-        Err(err) => fail(&Failure::from(&err), args.json),
+        Err(err) => {
+            let failure = Failure::from(&err);
+            let code = fail(&failure, args.json);
+            files.write_mirror(&options, Err(&failure), started, clock.elapsed());
+            code
+        }
     }
 }
 
 fn mirror_all(args: &MirrorAllArgs) -> ExitCode {
-    let summary = match git_relay::sweep::sweep(&args.config()) {
+    let files = args.reports.files();
+    let config = args.config();
+    let (started, clock) = (SystemTime::now(), Instant::now());
+    let summary = match git_relay::sweep::sweep(&config) {
         Ok(summary) => summary,
-        Err(failure) => return fail(&failure, args.json),
+        Err(failure) => {
+            let code = fail(&failure, args.json);
+            // A usage error stopped the sweep before it began: there is
+            // no run to report.
+            if failure.code != ExitCode::Usage {
+                files.write_sweep(&config, Err(&failure), started, clock.elapsed());
+            }
+            return code;
+        }
     };
     for line in summary.table() {
         output::info(line);
@@ -68,7 +89,18 @@ fn mirror_all(args: &MirrorAllArgs) -> ExitCode {
     if args.json {
         output::stdout(&summary.to_json());
     }
-    summary.exit_code()
+    let written = files.write_sweep(&config, Ok(&summary), started, clock.elapsed());
+    with_reports(summary.exit_code(), written)
+}
+
+/// A report file that could not be written fails a run that otherwise
+/// succeeded: a monitor reading a stale file would believe all is well.
+fn with_reports(code: ExitCode, written: bool) -> ExitCode {
+    if written || code != ExitCode::Success {
+        code
+    } else {
+        ExitCode::Failed
+    }
 }
 
 fn verify(args: &VerifyArgs) -> ExitCode {

@@ -367,9 +367,11 @@ fn sweep_and_report(config: &TaskConfig<SweepConfig>, files: &ReportFiles) {
     vso::group("git-relay: discover and mirror");
     // Discovery, then every repository on its own: one that fails never
     // stops the others; each prints a line as it ends.
+    let (started, clock) = (SystemTime::now(), std::time::Instant::now());
     let outcome = sweep::sweep(sweep);
     vso::end_group();
     vso::set_progress(90, "sweep finished");
+    publish_junit(sweep, outcome.as_ref(), started, clock.elapsed());
     match outcome {
         Ok(summary) => sweep_finished(&summary, files),
         Err(failure) => {
@@ -454,4 +456,41 @@ fn sweep_finished(summary: &Summary, files: &ReportFiles) {
         (TaskResult::Succeeded, counts)
     };
     vso::complete(result, &message);
+}
+
+/// Writes the sweep's JUnit report beside the other report files and has
+/// the agent publish it, so that each repository is a test in the run's
+/// Tests tab (one test run per task, titled "git-relay"). A file that
+/// cannot be written is said on stderr and not published; the sweep's
+/// result stands.
+fn publish_junit(
+    config: &SweepConfig,
+    outcome: Result<&Summary, &Failure>,
+    started: SystemTime,
+    duration: std::time::Duration,
+) {
+    let dir = Environment::from_process()
+        .var("AGENT_TEMPDIRECTORY")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let path = dir.join(format!("git-relay-junit-{}.xml", std::process::id()));
+    let files = crate::report::ReportFiles {
+        junit: Some(path.clone()),
+        metrics: None,
+    };
+    if !files.write_sweep(config, outcome, started, duration) {
+        return;
+    }
+    let path = path.to_string_lossy();
+    output::logging_command(&vso::command(
+        "results.publish",
+        &[
+            ("type", "JUnit"),
+            ("runTitle", "git-relay"),
+            ("mergeResults", "false"),
+            ("publishRunAttachments", "true"),
+            ("resultFiles", &path),
+        ],
+        "",
+    ));
 }

@@ -349,6 +349,7 @@ mod tests {
             warnings: vec!["the default branch could not be set | HTTP 403".to_owned()],
             report: Some(sample()),
             duration_ms: 10,
+            ended: None,
         };
         assert_eq!(
             repository_result(&outcome),

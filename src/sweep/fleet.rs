@@ -18,7 +18,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::Failure;
 use crate::mirror::{self, LfsSummary, Options, Report, RetryPolicy, Side};
@@ -131,6 +131,9 @@ pub(crate) struct RepoOutcome {
     pub(crate) report: Option<Report>,
     /// Wall time of this repository, preparation included.
     pub(crate) duration_ms: u64,
+    /// When it ended (for `--metrics`); `None` for one never started.
+    #[serde(skip)]
+    pub(crate) ended: Option<SystemTime>,
 }
 
 impl RepoOutcome {
@@ -146,6 +149,7 @@ impl RepoOutcome {
             warnings: Vec::new(),
             report: None,
             duration_ms: 0,
+            ended: None,
         }
     }
 
@@ -265,6 +269,7 @@ fn run_one(job: &Job, retry: RetryPolicy, steps: Steps<'_>) -> RepoOutcome {
             RepoOutcome::because(job, State::Failed, crashed.to_owned())
         });
     outcome.duration_ms = started.elapsed().as_millis() as u64;
+    outcome.ended = Some(SystemTime::now());
     outcome
 }
 

@@ -473,6 +473,7 @@ pub fn parse_vso(line: &str) -> Result<Vso, String> {
     let (head, message) = (&body[..close], &body[close + 1..]);
     let (name, props) = head.split_once(' ').unwrap_or((head, ""));
     let known = [
+        "results.publish",
         "task.setsecret",
         "task.logissue",
         "task.complete",
