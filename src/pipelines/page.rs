@@ -18,6 +18,21 @@ use crate::mirror::{Options, Outcome, Report, SideError};
 use crate::output::{human_bytes, human_duration};
 use crate::sweep::fleet::{self, State};
 
+/// A report's one-line summary without the state it opens with ("finished
+/// with differences: ..."), which the line's own heading already says.
+fn without_state(summary: &str) -> &str {
+    const STATES: &[&str] = &[
+        "done",
+        "finished with differences",
+        "differences",
+        "in sync",
+    ];
+    match summary.split_once(": ") {
+        Some((state, rest)) if STATES.contains(&state) => rest,
+        _ => summary,
+    }
+}
+
 /// Rows shown before the table is cut short; the JSON report has them all.
 const MAX_ROWS: usize = 500;
 
@@ -33,7 +48,7 @@ pub(crate) fn report(report: &Report) -> String {
     } else {
         "ℹ️ **Differences found** (nothing changed)"
     };
-    let _ = writeln!(md, "{state}: {}\n", cell(&report.summary()));
+    let _ = writeln!(md, "{state}: {}\n", cell(without_state(&report.summary())));
     let t = &report.totals;
     let _ = writeln!(
         md,
@@ -334,6 +349,28 @@ mod tests {
         );
         assert!(md.contains("| `refs/heads/x` | – | `333333333333` | create | ❌ rejected: hook \\| &lt;b&gt;declined&lt;/b&gt; second line |"), "{md}");
         assert!(md.contains("Finished with differences"));
+    }
+
+    #[test]
+    fn the_first_line_says_its_state_once() {
+        let md = report(&sample());
+        let first = md
+            .lines()
+            .find(|l| l.contains("**Finished with differences**"))
+            .unwrap_or_else(|| panic!("{md}"));
+        assert!(
+            first.starts_with("⚠️ **Finished with differences**: 1 updated, 1 rejected"),
+            "{first}"
+        );
+        assert!(
+            !first.to_lowercase()[10..].contains("finished with differences"),
+            "{first}"
+        );
+        assert_eq!(
+            without_state("in sync: 3 refs already match (1s)"),
+            "3 refs already match (1s)"
+        );
+        assert_eq!(without_state("no state here"), "no state here");
     }
 
     #[test]
