@@ -2096,3 +2096,90 @@ fn task_logs_url_credentials_and_debug_lines_in_the_agents_words() {
     );
     run.assert_secret_kept("alice", SECRET);
 }
+
+// ------------------------------------------------------- the Node wrapper
+
+#[test]
+fn wrapper_picks_binaries_copies_and_cancels_as_each_platform_needs() {
+    if Command::new("node").arg("--version").output().is_err() {
+        notice("SKIPPED: node is not installed");
+        return;
+    }
+    // Other platforms, a failing chmod and a Windows cancel, driven through
+    // the wrapper's functions (see the script for why).
+    let out = Command::new("node")
+        .arg(root().join("tests/support/task/run_js_test.js"))
+        .arg(root().join("task/run.js"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(" passed, 0 failed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes a file immutable (chmod then fails even for root) for as long as
+/// it lives; `None` where `chattr` cannot.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn new(path: &Path) -> Option<Immutable> {
+        let ok = Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| Immutable(path.to_owned()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn wrapper_runs_a_copy_when_the_task_folder_cannot_be_made_executable() {
+    let Some(task) = source_tree_task() else {
+        return;
+    };
+    // The binary as an unzipped .vsix leaves it, in a folder where chmod
+    // is refused.
+    let bin = std::fs::read_dir(task.path().join("task/bin"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("git-relay");
+    std::fs::remove_file(&bin).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_git-relay"), &bin).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let Some(_immutable) = Immutable::new(&bin) else {
+        notice("SKIPPED: chattr +i is not available to make chmod fail");
+        return;
+    };
+    let server = server();
+    let expected = seed(&server);
+    let agent = agent_between(&server, &[]);
+    let run = agent.run(wrapper(task.path()));
+    assert_mirrored(&run, &server, &expected);
+    let temp = &agent.env["AGENT_TEMPDIRECTORY"];
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("##[debug]cannot make")
+                && l.contains(&format!("running a copy in {temp}"))),
+        "{}",
+        run.log()
+    );
+    assert_eq!(
+        std::fs::metadata(&bin).unwrap().permissions().mode() & 0o111,
+        0,
+        "the shipped binary was left alone"
+    );
+}
