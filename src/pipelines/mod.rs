@@ -10,8 +10,14 @@
 //!    the agent as the redactor learns them;
 //! 2. report invalid inputs, each as a `task.logissue` naming the input;
 //! 3. run the engine inside a `##[group]`, then report each ref, write the
-//!    JSON report and the markdown summary (`page`), set the output
-//!    variables, and end with `task.complete`.
+//!    JSON report and the markdown summary (`page`, attached as the run
+//!    page's "git-relay" section), set the output variables, and end with
+//!    `task.complete`, whose result follows the input `failOn` for refs
+//!    left different.
+//!
+//! Everything printed speaks the pipeline's language: flags are named as
+//! the inputs that mean the same (`words`), debug lines are the agent's
+//! `##[debug]` lines.
 //!
 //! In organization mode (input `mode: organization`) step 3 is a
 //! `mirror-all` sweep instead ([`crate::sweep::sweep`]): the same
@@ -78,7 +84,10 @@ pub fn run() -> ExitCode {
         // Which inputs were meant is unknown: mask what either mode finds.
         secrets.extend(inputs::read_organization(&env).secrets);
         let others = config.err().unwrap_or_default();
-        config = Err(std::iter::once(error).chain(others).collect());
+        // An unexpanded `$(Variable)` in `mode` was reported by the reading
+        // already, in clearer words.
+        let mode_error = Some(error).filter(|_| !others.iter().any(|e| e.input == "mode"));
+        config = Err(mode_error.into_iter().chain(others).collect());
     }
     if let Some(config) = start(&env, &secrets, config) {
         mirror_and_report(&config, &ReportFiles::new(&env));

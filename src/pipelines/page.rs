@@ -1,9 +1,9 @@
 //! The markdown shown on the pipeline run's summary page.
 //!
-//! The agent attaches the file named by `task.uploadsummary` to the run,
-//! where people look first when a mirror misbehaves; so it carries the
-//! outcome, the totals and a table of every ref that differed (old, new,
-//! action, result and why). The JSON report holds the same data for
+//! The agent attaches the file to the run (`task.addattachment`, as the
+//! run page's "git-relay" section), where people look first when a mirror
+//! misbehaves; so it carries the outcome, the totals and a table of every
+//! ref that differed (old, new, action, result and why). The JSON report holds the same data for
 //! programs. In organization mode the table has a row per repository
 //! instead (repository, refs changed, bytes, time, result).
 //! Text from servers (rejection reasons) is escaped so it cannot

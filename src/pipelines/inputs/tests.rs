@@ -644,3 +644,17 @@ fn credentials_in_the_url_are_not_called_no_token() {
     assert_eq!(config.authentication.0, "no token");
     assert_eq!(config.authentication.1, "no token");
 }
+
+#[test]
+fn an_unexpanded_mode_is_reported_by_the_reading() {
+    // `run` then leaves out task_mode's own "unknown value" for it.
+    let e = env(&[("INPUT_MODE", "$(MirrorMode)")]);
+    assert!(task_mode(&e).is_err());
+    let errors = errors(&e);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.input == "mode" && e.message.contains("`$(MirrorMode)`")),
+        "{errors:?}"
+    );
+}
