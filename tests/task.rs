@@ -2183,3 +2183,57 @@ fn wrapper_runs_a_copy_when_the_task_folder_cannot_be_made_executable() {
         "the shipped binary was left alone"
     );
 }
+
+#[test]
+fn organization_mode_fails_a_repository_whose_refs_are_rejected_as_fail_on_says() {
+    let Some(task) = source_tree_task() else {
+        return;
+    };
+    let server = server();
+    let (fake, repos) = organization(&server);
+    for (project, name) in &repos {
+        let dst = server.create_bare(&format!("dst/{project}/{name}.git"));
+        if name == "tools" {
+            install_hook(
+                &dst,
+                "update",
+                "#!/bin/sh\ncase \"$1\" in refs/tags/*) echo 'no tags here' >&2; exit 1;; esac\nexit 0\n",
+            );
+        }
+    }
+    let run = organization_agent(&server, &fake, SECRET).run(wrapper(task.path()));
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed", "{}", run.log());
+    assert!(
+        message.contains("1 of 3 repositories could not be mirrored"),
+        "{message}"
+    );
+    let errors: Vec<String> = run
+        .named("task.logissue")
+        .into_iter()
+        .filter(|i| i.properties["type"] == "error")
+        .map(|i| i.message)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("Prøject Ω/tools failed: "),
+        "{errors:?}"
+    );
+
+    let mut agent = organization_agent(&server, &fake, SECRET);
+    agent
+        .env
+        .insert("INPUT_FAILON".to_owned(), "never".to_owned());
+    let run = agent.run(wrapper(task.path()));
+    assert_eq!(run.result().0, "SucceededWithIssues", "{}", run.log());
+    let issues = run.named("task.logissue");
+    assert!(
+        issues.iter().all(|i| i.properties["type"] == "warning")
+            && issues
+                .iter()
+                .any(|i| i.message.starts_with("Prøject Ω/tools: ")),
+        "{}",
+        run.log()
+    );
+    run.assert_secret_kept("alice", SECRET);
+}
