@@ -1925,7 +1925,12 @@ fn task_fails_on_refs_the_destination_rejects_unless_told_otherwise() {
     let run = agent_between(&server, &[]).run(wrapper(task.path()));
     let (result, message) = run.result();
     assert_eq!(result, "Failed", "{}", run.log());
-    assert!(message.contains("rejected by the destination"), "{message}");
+    assert!(
+        message.starts_with(
+            "1 ref(s) rejected by the destination (failOn: rejected): 2 created, 1 rejected"
+        ),
+        "{message}"
+    );
     let issues = run.named("task.logissue");
     assert!(
         issues.iter().any(|i| i.properties["type"] == "error"

@@ -264,20 +264,23 @@ fn finished(report: &Report, fail_on: FailOn, files: &ReportFiles) {
         &page::report(report),
         files,
     );
-    let mut message = report.summary();
-    if t.failed > 0 {
-        message = format!("{} ref(s) could not be mirrored: {message}", t.failed);
+    let summary = report.summary();
+    // The reason comes first; the summary's own state would repeat it.
+    let mut message = if t.failed > 0 {
+        let counts = page::without_state(&summary);
+        format!("{} ref(s) could not be mirrored: {counts}", t.failed)
     } else if t.rejected > 0 && result == TaskResult::Failed {
-        message = format!(
-            "{} ref(s) rejected by the destination: {message}",
-            t.rejected
-        );
-    }
+        format!(
+            "{} ref(s) rejected by the destination (failOn: {}): {}",
+            t.rejected,
+            fail_on_name(fail_on),
+            page::without_state(&summary)
+        )
+    } else {
+        summary
+    };
     if t.protected > 0 {
         message.push_str("; protected refs hold commits only the destination has: inspect them, then set the input `force` to true to overwrite");
-    }
-    if t.rejected > 0 && fail_on != FailOn::Rejected {
-        message.push_str(&format!(" (failOn: {})", fail_on_name(fail_on)));
     }
     vso::complete(result, &message);
 }

@@ -20,7 +20,7 @@ use crate::sweep::fleet::{self, State};
 
 /// A report's one-line summary without the state it opens with ("finished
 /// with differences: ..."), which the line's own heading already says.
-fn without_state(summary: &str) -> &str {
+pub(crate) fn without_state(summary: &str) -> &str {
     const STATES: &[&str] = &[
         "done",
         "finished with differences",
