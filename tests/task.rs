@@ -2009,19 +2009,16 @@ fn task_protected_refs_fail_only_with_fail_on_differences() {
             run.log()
         );
         // The summary: attached under its stable name, its first line
-        // saying its state once.
+        // saying its state once, the task's result.
         let markdown = std::fs::read_to_string(run.summary_file()).unwrap();
-        let state = markdown
-            .lines()
-            .find(|l| l.contains("**Finished with differences**"))
-            .unwrap_or_else(|| panic!("{markdown}"));
-        assert_eq!(
-            state
-                .to_lowercase()
-                .matches("finished with differences")
-                .count(),
-            1,
-            "{state}"
+        let heading = match expected {
+            "Failed" => "❌ **Failed**: 1 protected",
+            _ => "⚠️ **Finished with differences**: 1 protected",
+        };
+        assert!(
+            markdown.lines().any(|l| l.starts_with(heading)
+                && !l.to_lowercase().contains("finished with differences: ")),
+            "failOn {fail_on}: no line starts with {heading:?}\n{markdown}"
         );
     }
     assert_eq!(refs_of(&server.repo_path("dst.git")), before);

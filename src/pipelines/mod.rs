@@ -261,7 +261,7 @@ fn finished(report: &Report, fail_on: FailOn, files: &ReportFiles) {
         (t.created + t.updated + t.deleted).to_string(),
         report.in_sync,
         &report.to_json(),
-        &page::report(report),
+        &page::report(report, result == TaskResult::Failed),
         files,
     );
     let summary = report.summary();

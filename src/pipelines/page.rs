@@ -36,10 +36,12 @@ pub(crate) fn without_state(summary: &str) -> &str {
 /// Rows shown before the table is cut short; the JSON report has them all.
 const MAX_ROWS: usize = 500;
 
-/// The summary of a run that finished (with or without differences).
-pub(crate) fn report(report: &Report) -> String {
+/// The summary of a run that finished (with or without differences);
+/// `failed` when its differences failed the task (input `failOn`), so
+/// that the page and the task's result agree.
+pub(crate) fn report(report: &Report, failed: bool) -> String {
     let mut md = heading(report.mode, &report.source, &report.destination);
-    let state = if report.totals.failed > 0 {
+    let state = if report.totals.failed > 0 || failed {
         "❌ **Failed**"
     } else if report.totals.protected > 0 || report.totals.rejected > 0 {
         "⚠️ **Finished with differences**"
@@ -342,7 +344,7 @@ mod tests {
 
     #[test]
     fn table_has_a_row_per_ref() {
-        let md = report(&sample());
+        let md = report(&sample(), false);
         assert!(
             md.contains("| `refs/heads/main` | `111111111111` | `222222222222` | update | ok |"),
             "{md}"
@@ -353,7 +355,7 @@ mod tests {
 
     #[test]
     fn the_first_line_says_its_state_once() {
-        let md = report(&sample());
+        let md = report(&sample(), false);
         let first = md
             .lines()
             .find(|l| l.contains("**Finished with differences**"))
