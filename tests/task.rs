@@ -2239,3 +2239,54 @@ fn organization_mode_fails_a_repository_whose_refs_are_rejected_as_fail_on_says(
     );
     run.assert_secret_kept("alice", SECRET);
 }
+
+#[test]
+fn wrapper_passes_a_cancel_on_to_the_binary() {
+    let Some(task) = source_tree_task() else {
+        return;
+    };
+    // A source that takes connections and never answers: the run waits
+    // until the agent cancels it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let connections: Vec<_> = silent.incoming().take(1).collect();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(connections);
+    });
+    drop(held);
+    let agent = Agent::new(
+        &format!("http://127.0.0.1:{port}/src.git"),
+        &[("destinationGitRepositoryUri", "http://127.0.0.1:9/dst.git")],
+    );
+    let mut cmd = wrapper(task.path());
+    cmd.env_clear()
+        .envs(&agent.env)
+        .current_dir(agent.work.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    // What the agent does to cancel a task on Linux.
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the run went on for {:?} after the cancel",
+        started.elapsed()
+    );
+    let run = TaskRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed", "{}", run.log());
+    assert_eq!(message, "git-relay was stopped by SIGTERM", "{}", run.log());
+    assert_eq!(run.code, 1, "{}", run.log());
+}
