@@ -261,8 +261,13 @@ impl Collector {
     /// `Build.*` variables, a variable group may not be linked), and the
     /// value then fails as a URL or a token for a reason that hides the
     /// real one.
+    /// Only the inputs this run read are checked (see
+    /// [`Environment::was_read`]); the ignored clone directory never is.
     fn unexpanded_variables(&mut self, env: &Environment) {
-        for &input in INPUTS {
+        let used = INPUTS
+            .iter()
+            .filter(|&&i| env.was_read(i) && i != "sourceGitRepositoryCloneDirectoryName");
+        for &input in used {
             let Some(variable) = unexpanded_variable(env.input(input)) else {
                 continue;
             };

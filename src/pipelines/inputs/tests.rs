@@ -658,3 +658,39 @@ fn an_unexpanded_mode_is_reported_by_the_reading() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn unexpanded_variables_in_inputs_the_run_does_not_use_are_left_alone() {
+    // What the classic editor keeps of hidden inputs: repository mode's
+    // source default in organization mode, another authentication's app.
+    let hidden = [
+        ("INPUT_SOURCEGITREPOSITORYURI", "$(Build.Repository.Uri)"),
+        ("INPUT_SOURCEGITHUBAPPID", "$(appId)"),
+        (
+            "INPUT_SOURCEGITREPOSITORYCLONEDIRECTORYNAME",
+            "$(Build.Repository.Name)",
+        ),
+    ];
+    let mut pairs = vec![
+        ("INPUT_MODE", "organization"),
+        ("INPUT_SOURCESCOPEURI", "https://dev.azure.com/fabrikam"),
+        (
+            "INPUT_DESTINATIONTEMPLATE",
+            "https://github.com/acme-mirror/{project}-{repo}.git",
+        ),
+    ];
+    pairs.extend(hidden);
+    let e = env(&pairs);
+    assert_eq!(task_mode(&e), Ok(TaskMode::Organization));
+    if let Err(errors) = read_organization(&e).config {
+        panic!("{errors:?}");
+    }
+    // Repository mode reads the source URL, and names the macro in it.
+    let e = env(&hidden);
+    let errors = errors(&e);
+    assert_eq!(
+        errors.iter().map(|e| e.input).collect::<Vec<_>>(),
+        ["sourceGitRepositoryUri"],
+        "{errors:?}"
+    );
+}
