@@ -75,7 +75,8 @@ pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> T {
 /// Writes one redacted line to stderr, ignoring a closed stderr: losing a
 /// progress line must never fail a mirror.
 fn line(text: &str) {
-    let text = redact(text);
+    let reworded = TASK_WORDS.get().map(|reword| reword(text));
+    let text = redact(reworded.as_deref().unwrap_or(text));
     // Hold the status line while printing, so lines from parallel workers
     // never land in the middle of it.
     let status = STATUS.lock().unwrap_or_else(|e| e.into_inner());
@@ -149,6 +150,17 @@ pub(crate) fn defuse(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Set in Azure Pipelines task mode: how a line is reworded for a
+/// pipeline (flags named as task inputs); debug lines then use the
+/// agent's `##[debug]` prefix, which it shows only with System.Debug.
+static TASK_WORDS: std::sync::OnceLock<fn(&str) -> String> = std::sync::OnceLock::new();
+
+/// Rewords every later line with `reword`, and prints debug lines as the
+/// agent's `##[debug]` lines.
+pub(crate) fn speak_as_task(reword: fn(&str) -> String) {
+    let _ = TASK_WORDS.set(reword);
+}
+
 /// Writes a logging command we built ourselves: redacted, never defused.
 pub(crate) fn logging_command(command: &str) {
     let mut err = std::io::stderr().lock();
@@ -165,7 +177,12 @@ pub fn info(text: impl Display) {
 /// A line only `--verbose` shows.
 pub(crate) fn debug(text: impl Display) {
     if enabled(Verbosity::Verbose) {
-        line(&format!("debug: {text}"));
+        let prefix = if TASK_WORDS.get().is_some() {
+            "##[debug]"
+        } else {
+            "debug: "
+        };
+        line(&format!("{prefix}{text}"));
     }
 }
 

@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use git_relay::pipelines::inputs::{
-    AUTHENTICATION_CHOICES, FORGE_KINDS, INPUTS, LFS_CHOICES, MODES,
+    AUTHENTICATION_CHOICES, FAIL_ON_CHOICES, FORGE_KINDS, INPUTS, LFS_CHOICES, MODES,
 };
 use git_relay::pipelines::OUTPUT_VARIABLES;
 use serde_json::Value;
@@ -148,6 +148,7 @@ fn task_json_is_consistent() {
                 "mode" => MODES.to_vec(),
                 "sourceKind" | "destinationKind" => FORGE_KINDS.to_vec(),
                 "lfs" => LFS_CHOICES.to_vec(),
+                "failOn" => FAIL_ON_CHOICES.to_vec(),
                 _ => AUTHENTICATION_CHOICES.to_vec(),
             };
             expected.sort();
@@ -280,8 +281,7 @@ fn assert_mirrored(run: &TaskRun, server: &GitServer, expected: &[(String, Strin
         serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
     assert_eq!(report["in_sync"], true);
     assert_eq!(report["refs"].as_array().unwrap().len(), expected.len());
-    let summary = run.named("task.uploadsummary");
-    let markdown = std::fs::read_to_string(&summary[0].message).expect("summary file");
+    let markdown = std::fs::read_to_string(run.summary_file()).expect("summary file");
     assert!(markdown.contains("| `refs/heads/main` |"), "{markdown}");
     for text in [&markdown, &std::fs::read_to_string(&report_path).unwrap()] {
         for form in secret_forms("alice", SECRET) {
@@ -635,9 +635,7 @@ fn organization_agent(server: &GitServer, fake: &FakeForge, token: &str) -> Agen
 
 /// The markdown file the run uploaded.
 fn uploaded_summary(run: &TaskRun) -> String {
-    let summary = run.named("task.uploadsummary");
-    assert_eq!(summary.len(), 1, "{}", run.log());
-    std::fs::read_to_string(&summary[0].message).expect("summary file")
+    std::fs::read_to_string(run.summary_file()).expect("summary file")
 }
 
 /// The repository rows of an organization summary: names are code spans.
@@ -1428,7 +1426,7 @@ fn task_github_app_with_a_wrong_key_fails_naming_the_side_and_the_app() {
     );
     // The hint names the task's inputs, not the command line's flags.
     assert!(
-        run.stderr.contains("hint: check the app id (destinationGitHubAppId) and that destinationGitHubAppPrivateKey is one of the app's current private keys")
+        run.stderr.contains("hint: check the app id (the input `destinationGitHubAppId`) and that the input `destinationGitHubAppPrivateKey` is one of the app's current private keys")
             && !run.stderr.contains("--dest-app"),
         "no hint in the task's words\n{}",
         run.log()
@@ -1806,4 +1804,489 @@ fn wrapper_fails_clearly_without_a_binary_for_the_platform() {
     assert_eq!(result, "Failed");
     assert!(message.contains("no binary for this agent"), "{message}");
     assert_eq!(run.named("task.logissue")[0].properties["type"], "error");
+}
+
+// ------------------------------------------- the task in the agent's words
+
+#[test]
+fn task_json_links_its_docs_and_hides_what_does_not_apply() {
+    let task = task_json();
+    let help_url = task["helpUrl"].as_str().expect("helpUrl");
+    assert!(help_url.starts_with("https://"), "{help_url}");
+    assert!(
+        task["helpMarkDown"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("[Learn more]({help_url})")),
+        "helpMarkDown has no Learn more link to helpUrl"
+    );
+    // Once the crate names its repository, the docs link must live there.
+    let cargo = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    if let Some(line) = cargo.lines().find(|l| l.starts_with("repository")) {
+        let repository = line.split('"').nth(1).unwrap();
+        assert!(
+            help_url.starts_with(repository.trim_end_matches('/')),
+            "helpUrl {help_url} is not in the repository {repository}"
+        );
+    }
+    let group = |name: &str| {
+        task["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(group("organization")["visibleRule"], "mode = organization");
+    let input = |name: &str| {
+        task["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    // Hidden: a rule that asks for two values of one pick list at once
+    // is never true.
+    let clone = input("sourceGitRepositoryCloneDirectoryName");
+    let rule = clone["visibleRule"].as_str().unwrap();
+    let values: BTreeSet<&str> = rule
+        .split("&&")
+        .map(|c| c.trim().strip_prefix("mode = ").expect(rule))
+        .collect();
+    assert_eq!(values.len(), 2, "{rule} could be true");
+    assert!(clone["label"].as_str().unwrap().contains("ignored"));
+    assert!(clone["helpMarkDown"]
+        .as_str()
+        .unwrap()
+        .starts_with("Ignored"));
+    // The task may set its outputs and nothing else.
+    let allowed: Vec<&str> = task["restrictions"]["settableVariables"]["allowed"]
+        .as_array()
+        .expect("restrictions.settableVariables.allowed")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(allowed, OUTPUT_VARIABLES);
+    let report = task["outputVariables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "reportPath")
+        .unwrap()["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        report.contains("- publish: $(mirror.reportPath)") && report.contains("artifact:"),
+        "{report}"
+    );
+    let fail_on = input("failOn");
+    assert_eq!(fail_on["defaultValue"], "rejected");
+}
+
+/// A source with `main`, `topic` and a tag, and a destination whose
+/// update hook refuses `topic`.
+fn server_refusing_topic() -> GitServer {
+    let server = server();
+    seed(&server);
+    install_hook(
+        &server.repo_path("dst.git"),
+        "update",
+        "#!/bin/sh\ncase \"$1\" in refs/heads/topic) echo 'topic is frozen' >&2; exit 1;; esac\nexit 0\n",
+    );
+    server
+}
+
+fn agent_between(server: &GitServer, extra: &[(&str, &str)]) -> Agent {
+    let token = format!("alice:{SECRET}");
+    let dst = server.url("dst.git");
+    let mut inputs = vec![
+        ("sourceGitRepositoryPersonalAccessToken", token.as_str()),
+        ("destinationGitRepositoryUri", dst.as_str()),
+        (
+            "destinationGitRepositoryPersonalAccessToken",
+            token.as_str(),
+        ),
+    ];
+    inputs.extend_from_slice(extra);
+    Agent::new(&server.url("src.git"), &inputs)
+}
+
+#[test]
+fn task_fails_on_refs_the_destination_rejects_unless_told_otherwise() {
+    let Some(task) = source_tree_task() else {
+        return;
+    };
+    let server = server_refusing_topic();
+    // The default: a refused ref fails the task, as a failed push failed
+    // the old one, and the others are mirrored all the same.
+    let run = agent_between(&server, &[]).run(wrapper(task.path()));
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed", "{}", run.log());
+    assert!(
+        message.starts_with(
+            "1 ref(s) rejected by the destination (failOn: rejected): 2 created, 1 rejected"
+        ),
+        "{message}"
+    );
+    let issues = run.named("task.logissue");
+    assert!(
+        issues.iter().any(|i| i.properties["type"] == "error"
+            && i.message.contains("refs/heads/topic")
+            && i.message.contains("topic is frozen")),
+        "{}",
+        run.log()
+    );
+    let dst = refs_of(&server.repo_path("dst.git"));
+    assert!(dst.iter().any(|(n, _)| n == "refs/heads/main"), "{dst:?}");
+    assert!(!dst.iter().any(|(n, _)| n == "refs/heads/topic"), "{dst:?}");
+    run.assert_secret_kept("alice", SECRET);
+
+    // failOn: never: the same refusal only ends the task with issues.
+    let run = agent_between(&server, &[("failOn", "never")]).run(wrapper(task.path()));
+    assert_eq!(run.result().0, "SucceededWithIssues", "{}", run.log());
+    let issues = run.named("task.logissue");
+    assert!(
+        issues
+            .iter()
+            .any(|i| i.properties["type"] == "warning" && i.message.contains("refs/heads/topic")),
+        "{}",
+        run.log()
+    );
+    assert!(
+        !issues.iter().any(|i| i.properties["type"] == "error"),
+        "{}",
+        run.log()
+    );
+}
+
+/// A source and a destination that has one commit more on `main`.
+fn server_with_protected_main() -> GitServer {
+    let server = server();
+    let work = WorkRepo::new();
+    work.commit("shared");
+    let src = server.create_bare("src.git");
+    work.push_mirror_to(&src);
+    work.commit("only on the destination");
+    let dst = server.create_bare("dst.git");
+    work.push_mirror_to(&dst);
+    server
+}
+
+#[test]
+fn task_protected_refs_fail_only_with_fail_on_differences() {
+    let Some(task) = source_tree_task() else {
+        return;
+    };
+    let server = server_with_protected_main();
+    let before = refs_of(&server.repo_path("dst.git"));
+    for (fail_on, expected, severity) in [
+        ("rejected", "SucceededWithIssues", "warning"),
+        ("never", "SucceededWithIssues", "warning"),
+        ("differences", "Failed", "error"),
+    ] {
+        // Kept until the summary in its temporary directory is read.
+        let agent = agent_between(&server, &[("failOn", fail_on)]);
+        let run = agent.run(wrapper(task.path()));
+        let (result, message) = run.result();
+        assert_eq!(result, expected, "failOn {fail_on}\n{}", run.log());
+        // The way out is named as an input, not as a flag.
+        assert!(message.contains("set the input `force`"), "{message}");
+        assert!(
+            run.named("task.logissue")
+                .iter()
+                .any(|i| i.properties["type"] == severity
+                    && i.message.contains("refs/heads/main")
+                    && i.message.contains("protected")),
+            "failOn {fail_on}\n{}",
+            run.log()
+        );
+        assert!(
+            !run.lines().iter().any(|l| l.contains("--force")),
+            "a flag in the log\n{}",
+            run.log()
+        );
+        // The summary: attached under its stable name, its first line
+        // saying its state once, the task's result.
+        let markdown = std::fs::read_to_string(run.summary_file()).unwrap();
+        let heading = match expected {
+            "Failed" => "❌ **Failed**: 1 protected",
+            _ => "⚠️ **Finished with differences**: 1 protected",
+        };
+        assert!(
+            markdown.lines().any(|l| l.starts_with(heading)
+                && !l.to_lowercase().contains("finished with differences: ")),
+            "failOn {fail_on}: no line starts with {heading:?}\n{markdown}"
+        );
+    }
+    assert_eq!(refs_of(&server.repo_path("dst.git")), before);
+}
+
+#[test]
+fn task_names_an_unexpanded_variable() {
+    let Some(task) = source_tree_task() else {
+        return;
+    };
+    let server = server();
+    seed(&server);
+    // A classic release pipeline has no Build.Repository.Uri: the agent
+    // leaves the source's default as it is.
+    let mut agent = agent_between(&server, &[]);
+    agent.env.insert(
+        "INPUT_SOURCEGITREPOSITORYURI".to_owned(),
+        "$(Build.Repository.Uri)".to_owned(),
+    );
+    let run = agent.run(wrapper(task.path()));
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed", "{}", run.log());
+    assert!(
+        message.contains("sourceGitRepositoryUri")
+            && message.contains("`$(Build.Repository.Uri)`")
+            && message.contains("variable"),
+        "{message}"
+    );
+    assert_eq!(run.named("task.logissue").len(), 1, "{}", run.log());
+}
+
+#[test]
+fn task_logs_url_credentials_and_debug_lines_in_the_agents_words() {
+    let Some(task) = source_tree_task() else {
+        return;
+    };
+    let server = server();
+    let expected = seed(&server);
+    let mut agent = Agent::new(
+        &server.url("src.git"),
+        &[
+            (
+                "sourceGitRepositoryPersonalAccessToken",
+                &format!("alice:{SECRET}"),
+            ),
+            (
+                "destinationGitRepositoryUri",
+                &server.url_with_credentials("dst.git"),
+            ),
+        ],
+    );
+    agent
+        .env
+        .insert("SYSTEM_DEBUG".to_owned(), "true".to_owned());
+    let run = agent.run(wrapper(task.path()));
+    assert_mirrored(&run, &server, &expected);
+    let destination = run
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("destination "))
+        .unwrap_or_else(|| panic!("{}", run.log()))
+        .to_owned();
+    assert!(
+        destination.ends_with("(credentials in the URL)"),
+        "{destination}"
+    );
+    assert!(!run.log().contains("(no token)"), "{}", run.log());
+    assert!(
+        run.lines().iter().any(|l| l.starts_with("##[debug]")),
+        "{}",
+        run.log()
+    );
+    assert!(
+        !run.lines().iter().any(|l| l.starts_with("debug: ")),
+        "{}",
+        run.log()
+    );
+    run.assert_secret_kept("alice", SECRET);
+}
+
+// ------------------------------------------------------- the Node wrapper
+
+#[test]
+fn wrapper_picks_binaries_copies_and_cancels_as_each_platform_needs() {
+    if Command::new("node").arg("--version").output().is_err() {
+        notice("SKIPPED: node is not installed");
+        return;
+    }
+    // Other platforms, a failing chmod and a Windows cancel, driven through
+    // the wrapper's functions (see the script for why).
+    let out = Command::new("node")
+        .arg(root().join("tests/support/task/run_js_test.js"))
+        .arg(root().join("task/run.js"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(" passed, 0 failed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes a file immutable (chmod then fails even for root) for as long as
+/// it lives; `None` where `chattr` cannot.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn new(path: &Path) -> Option<Immutable> {
+        let ok = Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| Immutable(path.to_owned()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn wrapper_runs_a_copy_when_the_task_folder_cannot_be_made_executable() {
+    let Some(task) = source_tree_task() else {
+        return;
+    };
+    // The binary as an unzipped .vsix leaves it, in a folder where chmod
+    // is refused.
+    let bin = std::fs::read_dir(task.path().join("task/bin"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("git-relay");
+    std::fs::remove_file(&bin).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_git-relay"), &bin).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let Some(_immutable) = Immutable::new(&bin) else {
+        notice("SKIPPED: chattr +i is not available to make chmod fail");
+        return;
+    };
+    let server = server();
+    let expected = seed(&server);
+    let agent = agent_between(&server, &[]);
+    let run = agent.run(wrapper(task.path()));
+    assert_mirrored(&run, &server, &expected);
+    let temp = &agent.env["AGENT_TEMPDIRECTORY"];
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("##[debug]cannot make")
+                && l.contains(&format!("running a copy in {temp}"))),
+        "{}",
+        run.log()
+    );
+    assert_eq!(
+        std::fs::metadata(&bin).unwrap().permissions().mode() & 0o111,
+        0,
+        "the shipped binary was left alone"
+    );
+}
+
+#[test]
+fn organization_mode_fails_a_repository_whose_refs_are_rejected_as_fail_on_says() {
+    let Some(task) = source_tree_task() else {
+        return;
+    };
+    let server = server();
+    let (fake, repos) = organization(&server);
+    for (project, name) in &repos {
+        let dst = server.create_bare(&format!("dst/{project}/{name}.git"));
+        if name == "tools" {
+            install_hook(
+                &dst,
+                "update",
+                "#!/bin/sh\ncase \"$1\" in refs/tags/*) echo 'no tags here' >&2; exit 1;; esac\nexit 0\n",
+            );
+        }
+    }
+    let run = organization_agent(&server, &fake, SECRET).run(wrapper(task.path()));
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed", "{}", run.log());
+    assert!(
+        message.contains("1 of 3 repositories could not be mirrored"),
+        "{message}"
+    );
+    let errors: Vec<String> = run
+        .named("task.logissue")
+        .into_iter()
+        .filter(|i| i.properties["type"] == "error")
+        .map(|i| i.message)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("Prøject Ω/tools failed: "),
+        "{errors:?}"
+    );
+
+    let mut agent = organization_agent(&server, &fake, SECRET);
+    agent
+        .env
+        .insert("INPUT_FAILON".to_owned(), "never".to_owned());
+    let run = agent.run(wrapper(task.path()));
+    assert_eq!(run.result().0, "SucceededWithIssues", "{}", run.log());
+    let issues = run.named("task.logissue");
+    assert!(
+        issues.iter().all(|i| i.properties["type"] == "warning")
+            && issues
+                .iter()
+                .any(|i| i.message.starts_with("Prøject Ω/tools: ")),
+        "{}",
+        run.log()
+    );
+    run.assert_secret_kept("alice", SECRET);
+}
+
+#[test]
+fn wrapper_passes_a_cancel_on_to_the_binary() {
+    let Some(task) = source_tree_task() else {
+        return;
+    };
+    // A source that takes connections and never answers: the run waits
+    // until the agent cancels it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let connections: Vec<_> = silent.incoming().take(1).collect();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(connections);
+    });
+    drop(held);
+    let agent = Agent::new(
+        &format!("http://127.0.0.1:{port}/src.git"),
+        &[("destinationGitRepositoryUri", "http://127.0.0.1:9/dst.git")],
+    );
+    let mut cmd = wrapper(task.path());
+    cmd.env_clear()
+        .envs(&agent.env)
+        .current_dir(agent.work.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    // What the agent does to cancel a task on Linux.
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the run went on for {:?} after the cancel",
+        started.elapsed()
+    );
+    let run = TaskRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed", "{}", run.log());
+    assert_eq!(message, "git-relay was stopped by SIGTERM", "{}", run.log());
+    assert_eq!(run.code, 1, "{}", run.log());
 }

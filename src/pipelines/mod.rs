@@ -10,8 +10,14 @@
 //!    the agent as the redactor learns them;
 //! 2. report invalid inputs, each as a `task.logissue` naming the input;
 //! 3. run the engine inside a `##[group]`, then report each ref, write the
-//!    JSON report and the markdown summary (`page`), set the output
-//!    variables, and end with `task.complete`.
+//!    JSON report and the markdown summary (`page`, attached as the run
+//!    page's "git-relay" section), set the output variables, and end with
+//!    `task.complete`, whose result follows the input `failOn` for refs
+//!    left different.
+//!
+//! Everything printed speaks the pipeline's language: flags are named as
+//! the inputs that mean the same (`words`), debug lines are the agent's
+//! `##[debug]` lines.
 //!
 //! In organization mode (input `mode: organization`) step 3 is a
 //! `mirror-all` sweep instead ([`crate::sweep::sweep`]): the same
@@ -26,6 +32,7 @@ pub mod inputs;
 pub(crate) mod oidc;
 pub(crate) mod page;
 pub(crate) mod vso;
+pub(crate) mod words;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -37,8 +44,9 @@ use crate::mirror::{self, Mode, Options, Outcome, Report, RetryPolicy};
 use crate::output::{self, Verbosity};
 use crate::sweep::fleet::State;
 use crate::sweep::{self, Summary};
-use inputs::{Environment, InputError, TaskConfig, TaskMode};
+use inputs::{Environment, FailOn, InputError, TaskConfig, TaskMode};
 use vso::{Issue, TaskResult};
+use words::in_task_words;
 
 /// The output variables the task sets; task.json declares exactly these.
 pub const OUTPUT_VARIABLES: &[&str] = &[REFS_CHANGED, IN_SYNC, REPORT_PATH];
@@ -46,11 +54,18 @@ const REFS_CHANGED: &str = "refsChanged";
 const IN_SYNC: &str = "inSync";
 const REPORT_PATH: &str = "reportPath";
 
+/// The name the summary is attached under: the title of its section on
+/// the run's page, the same on every run (the file's own name is unique
+/// per step, so that two steps of a job keep their own).
+const SUMMARY_NAME: &str = "git-relay";
+
 /// Runs the task from the agent's environment; returns the exit code,
 /// success whatever the outcome (see above).
 pub fn run() -> ExitCode {
     // Engine lines may quote a server; the agent must not obey them.
     output::defuse_logging_commands();
+    // Hints name the command line's flags; a pipeline has inputs.
+    output::speak_as_task(words::in_task_words);
     let env = Environment::from_process();
     let mode = inputs::task_mode(&env);
     // Organization mode reads its own inputs; a mode that cannot be read
@@ -69,7 +84,10 @@ pub fn run() -> ExitCode {
         // Which inputs were meant is unknown: mask what either mode finds.
         secrets.extend(inputs::read_organization(&env).secrets);
         let others = config.err().unwrap_or_default();
-        config = Err(std::iter::once(error).chain(others).collect());
+        // An unexpanded `$(Variable)` in `mode` was reported by the reading
+        // already, in clearer words.
+        let mode_error = Some(error).filter(|_| !others.iter().any(|e| e.input == "mode"));
+        config = Err(mode_error.into_iter().chain(others).collect());
     }
     if let Some(config) = start(&env, &secrets, config) {
         mirror_and_report(&config, &ReportFiles::new(&env));
@@ -172,7 +190,7 @@ fn mirror_and_report(config: &TaskConfig<Options>, files: &ReportFiles) {
     vso::end_group();
     vso::set_progress(90, "mirror finished");
     match outcome {
-        Ok(report) => finished(&report, files),
+        Ok(report) => finished(&report, config.fail_on, files),
         Err(err) => {
             let markdown = page::failure(mode_name(options.mode), options, &err);
             failed(&Failure::from(&err), &markdown, files);
@@ -188,21 +206,49 @@ fn mode_name(mode: Mode) -> &'static str {
     }
 }
 
+/// The result of a run, or of one repository of a sweep, whose refs
+/// ended as counted: refs that could not be sent always fail it; refs the
+/// destination refused or protected fail it as `failOn` says.
+fn result_of(failed: usize, rejected: usize, protected: usize, fail_on: FailOn) -> TaskResult {
+    let fails = failed > 0
+        || match fail_on {
+            FailOn::Rejected => rejected > 0,
+            FailOn::Differences => rejected + protected > 0,
+            FailOn::Never => false,
+        };
+    if fails {
+        TaskResult::Failed
+    } else if rejected + protected > 0 {
+        TaskResult::SucceededWithIssues
+    } else {
+        TaskResult::Succeeded
+    }
+}
+
 /// Reports a run that finished, refs protected or rejected included.
-fn finished(report: &Report, files: &ReportFiles) {
+fn finished(report: &Report, fail_on: FailOn, files: &ReportFiles) {
     vso::section("git-relay: result");
     for line in report.ref_lines().into_iter().chain(report.lfs_lines()) {
         output::info(vso::neutralize(&line));
     }
     output::info(vso::neutralize(&report.summary()));
+    let t = &report.totals;
+    let result = result_of(t.failed, t.rejected, t.protected, fail_on);
+    // A difference is an error on the summary page when it fails the
+    // task, else a warning.
+    let severity = |fails: bool| match fails && result == TaskResult::Failed {
+        true => Issue::Error,
+        false => Issue::Warning,
+    };
     for r in &report.refs {
         let reason = r.reason.as_deref().unwrap_or("no reason given");
         match r.result {
-            Outcome::Protected => {
-                vso::log_issue(Issue::Warning, &format!("{} protected: {reason}", r.name))
-            }
+            Outcome::Protected => vso::log_issue(
+                severity(fail_on == FailOn::Differences),
+                &format!("{} protected: {reason}", r.name),
+            ),
             Outcome::Rejected => vso::log_issue(
-                Issue::Error,
+                severity(fail_on != FailOn::Never),
                 &format!("{} rejected by the destination: {reason}", r.name),
             ),
             Outcome::Failed => {
@@ -211,32 +257,31 @@ fn finished(report: &Report, files: &ReportFiles) {
             Outcome::Ok | Outcome::Planned => {}
         }
     }
-    let t = &report.totals;
     write_outputs(
         (t.created + t.updated + t.deleted).to_string(),
         report.in_sync,
         &report.to_json(),
-        &page::report(report),
+        &page::report(report, result == TaskResult::Failed),
         files,
     );
-    let (result, message) = if t.failed > 0 {
-        (
-            TaskResult::Failed,
-            format!(
-                "{} ref(s) could not be mirrored: {}",
-                t.failed,
-                report.summary()
-            ),
+    let summary = report.summary();
+    // The reason comes first; the summary's own state would repeat it.
+    let mut message = if t.failed > 0 {
+        let counts = page::without_state(&summary);
+        format!("{} ref(s) could not be mirrored: {counts}", t.failed)
+    } else if t.rejected > 0 && result == TaskResult::Failed {
+        format!(
+            "{} ref(s) rejected by the destination (failOn: {}): {}",
+            t.rejected,
+            fail_on_name(fail_on),
+            page::without_state(&summary)
         )
-    } else if t.protected > 0 || t.rejected > 0 {
-        let mut message = report.summary();
-        if t.protected > 0 {
-            message.push_str("; protected refs hold commits only the destination has: inspect them, then set force: true to overwrite");
-        }
-        (TaskResult::SucceededWithIssues, message)
     } else {
-        (TaskResult::Succeeded, report.summary())
+        summary
     };
+    if t.protected > 0 {
+        message.push_str("; protected refs hold commits only the destination has: inspect them, then set the input `force` to true to overwrite");
+    }
     vso::complete(result, &message);
 }
 
@@ -258,35 +303,12 @@ fn failed(failure: &Failure, markdown: &str, files: &ReportFiles) {
     vso::complete(TaskResult::Failed, &message);
 }
 
-/// The command line's flags that sign-in messages and hints name, and the
-/// task inputs that mean the same. The sign-in modules speak to the
-/// command line, which most of their users have; in a pipeline a flag the
-/// task does not have would send the reader looking for it.
-const FLAGS_AS_INPUTS: &[(&str, &str)] = &[
-    (
-        "--source-app-key (or GIT_RELAY_SOURCE_APP_KEY)",
-        "sourceGitHubAppPrivateKey",
-    ),
-    (
-        "--dest-app-key (or GIT_RELAY_DEST_APP_KEY)",
-        "destinationGitHubAppPrivateKey",
-    ),
-    ("--source-app-id", "sourceGitHubAppId"),
-    ("--dest-app-id", "destinationGitHubAppId"),
-    ("--source-app-key", "sourceGitHubAppPrivateKey"),
-    ("--dest-app-key", "destinationGitHubAppPrivateKey"),
-    ("--source-app-api", "sourceGitHubAppApiUrl"),
-    ("--dest-app-api", "destinationGitHubAppApiUrl"),
-];
-
-/// `text` with the command line's flag names replaced by the task's
-/// input names (see [`FLAGS_AS_INPUTS`]).
-fn in_task_words(text: &str) -> String {
-    FLAGS_AS_INPUTS
-        .iter()
-        .fold(text.to_owned(), |text, (flag, input)| {
-            text.replace(flag, input)
-        })
+fn fail_on_name(fail_on: FailOn) -> &'static str {
+    match fail_on {
+        FailOn::Rejected => "rejected",
+        FailOn::Differences => "differences",
+        FailOn::Never => "never",
+    }
 }
 
 /// Writes the report files and sets the output variables. A file that
@@ -303,8 +325,8 @@ fn write_outputs(
     if write(&files.json, json) {
         vso::set_output(REPORT_PATH, &files.json.to_string_lossy());
     }
-    if write(&files.markdown, markdown) {
-        vso::upload_summary(&files.markdown.to_string_lossy());
+    if write(&files.markdown, &in_task_words(markdown)) {
+        vso::attach_summary(SUMMARY_NAME, &files.markdown.to_string_lossy());
     }
     vso::set_progress(100, "done");
 }
@@ -373,7 +395,7 @@ fn sweep_and_report(config: &TaskConfig<SweepConfig>, files: &ReportFiles) {
     vso::set_progress(90, "sweep finished");
     publish_junit(sweep, outcome.as_ref(), started, clock.elapsed());
     match outcome {
-        Ok(summary) => sweep_finished(&summary, files),
+        Ok(summary) => sweep_finished(&summary, config.fail_on, files),
         Err(failure) => {
             let scope = auth::redacted_url(&sweep.source_scope.scope);
             failed(
@@ -387,7 +409,7 @@ fn sweep_and_report(config: &TaskConfig<SweepConfig>, files: &ReportFiles) {
 
 /// Reports a sweep that ran: a table in the log, an issue per failed
 /// repository, the outputs and the result.
-fn sweep_finished(summary: &Summary, files: &ReportFiles) {
+fn sweep_finished(summary: &Summary, fail_on: FailOn, files: &ReportFiles) {
     vso::section("git-relay: result");
     for line in summary.table() {
         output::info(vso::neutralize(&line));
@@ -396,21 +418,24 @@ fn sweep_finished(summary: &Summary, files: &ReportFiles) {
     let mut failed = 0;
     for r in &summary.repositories {
         let totals = r.report.as_ref().map(|r| &r.totals);
-        let refs_failed = totals.map_or(0, |t| t.failed);
-        if r.result == State::Failed || refs_failed > 0 {
+        let refs = totals.map_or(TaskResult::Succeeded, |t| {
+            result_of(t.failed, t.rejected, t.protected, fail_on)
+        });
+        if r.result == State::Failed || refs == TaskResult::Failed {
             failed += 1;
             let mut message = format!(
                 "{} failed: {}",
                 r.name,
-                r.reason
-                    .as_deref()
-                    .unwrap_or("some refs could not be mirrored")
+                r.reason.as_deref().unwrap_or(match totals {
+                    Some(t) if t.failed == 0 => "refs were left different (see failOn)",
+                    _ => "some refs could not be mirrored",
+                })
             );
             if let Some(hint) = &r.hint {
                 message.push_str(&format!(" (hint: {hint})"));
             }
             vso::log_issue(Issue::Error, &in_task_words(&message));
-        } else if let Some(t) = totals.filter(|t| t.protected + t.rejected > 0) {
+        } else if let Some(t) = totals.filter(|_| refs == TaskResult::SucceededWithIssues) {
             with_issues += 1;
             vso::log_issue(
                 Issue::Warning,
@@ -450,7 +475,7 @@ fn sweep_finished(summary: &Summary, files: &ReportFiles) {
     } else if with_issues > 0 {
         (
             TaskResult::SucceededWithIssues,
-            format!("{with_issues} repositories still differ (protected or rejected refs: inspect them, then set force: true to overwrite protected ones); {counts}"),
+            format!("{with_issues} repositories still differ (protected or rejected refs: inspect them, then set the input `force` to true to overwrite protected ones); {counts}"),
         )
     } else {
         (TaskResult::Succeeded, counts)

@@ -1,9 +1,9 @@
 //! The markdown shown on the pipeline run's summary page.
 //!
-//! The agent attaches the file named by `task.uploadsummary` to the run,
-//! where people look first when a mirror misbehaves; so it carries the
-//! outcome, the totals and a table of every ref that differed (old, new,
-//! action, result and why). The JSON report holds the same data for
+//! The agent attaches the file to the run (`task.addattachment`, as the
+//! run page's "git-relay" section), where people look first when a mirror
+//! misbehaves; so it carries the outcome, the totals and a table of every
+//! ref that differed (old, new, action, result and why). The JSON report holds the same data for
 //! programs. In organization mode the table has a row per repository
 //! instead (repository, refs changed, bytes, time, result).
 //! Text from servers (rejection reasons) is escaped so it cannot
@@ -18,13 +18,30 @@ use crate::mirror::{Options, Outcome, Report, SideError};
 use crate::output::{human_bytes, human_duration};
 use crate::sweep::fleet::{self, State};
 
+/// A report's one-line summary without the state it opens with ("finished
+/// with differences: ..."), which the line's own heading already says.
+pub(crate) fn without_state(summary: &str) -> &str {
+    const STATES: &[&str] = &[
+        "done",
+        "finished with differences",
+        "differences",
+        "in sync",
+    ];
+    match summary.split_once(": ") {
+        Some((state, rest)) if STATES.contains(&state) => rest,
+        _ => summary,
+    }
+}
+
 /// Rows shown before the table is cut short; the JSON report has them all.
 const MAX_ROWS: usize = 500;
 
-/// The summary of a run that finished (with or without differences).
-pub(crate) fn report(report: &Report) -> String {
+/// The summary of a run that finished (with or without differences);
+/// `failed` when its differences failed the task (input `failOn`), so
+/// that the page and the task's result agree.
+pub(crate) fn report(report: &Report, failed: bool) -> String {
     let mut md = heading(report.mode, &report.source, &report.destination);
-    let state = if report.totals.failed > 0 {
+    let state = if report.totals.failed > 0 || failed {
         "❌ **Failed**"
     } else if report.totals.protected > 0 || report.totals.rejected > 0 {
         "⚠️ **Finished with differences**"
@@ -33,7 +50,7 @@ pub(crate) fn report(report: &Report) -> String {
     } else {
         "ℹ️ **Differences found** (nothing changed)"
     };
-    let _ = writeln!(md, "{state}: {}\n", cell(&report.summary()));
+    let _ = writeln!(md, "{state}: {}\n", cell(without_state(&report.summary())));
     let t = &report.totals;
     let _ = writeln!(
         md,
@@ -327,13 +344,35 @@ mod tests {
 
     #[test]
     fn table_has_a_row_per_ref() {
-        let md = report(&sample());
+        let md = report(&sample(), false);
         assert!(
             md.contains("| `refs/heads/main` | `111111111111` | `222222222222` | update | ok |"),
             "{md}"
         );
         assert!(md.contains("| `refs/heads/x` | – | `333333333333` | create | ❌ rejected: hook \\| &lt;b&gt;declined&lt;/b&gt; second line |"), "{md}");
         assert!(md.contains("Finished with differences"));
+    }
+
+    #[test]
+    fn the_first_line_says_its_state_once() {
+        let md = report(&sample(), false);
+        let first = md
+            .lines()
+            .find(|l| l.contains("**Finished with differences**"))
+            .unwrap_or_else(|| panic!("{md}"));
+        assert!(
+            first.starts_with("⚠️ **Finished with differences**: 1 updated, 1 rejected"),
+            "{first}"
+        );
+        assert!(
+            !first.to_lowercase()[10..].contains("finished with differences"),
+            "{first}"
+        );
+        assert_eq!(
+            without_state("in sync: 3 refs already match (1s)"),
+            "3 refs already match (1s)"
+        );
+        assert_eq!(without_state("no state here"), "no state here");
     }
 
     #[test]

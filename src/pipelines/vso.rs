@@ -16,6 +16,7 @@
 
 use std::io::Write;
 
+use super::words::in_task_words;
 use crate::auth;
 use crate::output;
 
@@ -105,7 +106,11 @@ pub(crate) fn log_issue(kind: Issue, message: &str) {
         Issue::Error => "error",
         Issue::Warning => "warning",
     };
-    emit(&command("task.logissue", &[("type", kind)], message));
+    emit(&command(
+        "task.logissue",
+        &[("type", kind)],
+        &in_task_words(message),
+    ));
 }
 
 /// The task's final result.
@@ -135,7 +140,7 @@ pub(crate) fn complete(result: TaskResult, message: &str) {
     emit(&command(
         "task.complete",
         &[("result", result.name())],
-        message,
+        &in_task_words(message),
     ));
 }
 
@@ -157,9 +162,16 @@ pub(crate) fn set_output(name: &str, value: &str) {
     ));
 }
 
-/// Attaches a markdown file to the run's summary page.
-pub(crate) fn upload_summary(path: &str) {
-    emit(&command("task.uploadsummary", &[], path));
+/// Attaches a markdown file to the run's summary page as a section
+/// titled `name`. `task.uploadsummary` would title it with the file's
+/// name, which is unique per run; this is the command it stands for,
+/// with a name that stays the same.
+pub(crate) fn attach_summary(name: &str, path: &str) {
+    emit(&command(
+        "task.addattachment",
+        &[("type", "Distributedtask.Core.Summary"), ("name", name)],
+        path,
+    ));
 }
 
 /// Opens a collapsible section of the log.
@@ -175,12 +187,12 @@ pub(crate) fn end_group() {
 /// An error line, shown in red in the log (not on the summary page: that
 /// is [`log_issue`]).
 pub(crate) fn error_line(text: &str) {
-    emit(&format!("##[error]{}", one_line(text)));
+    emit(&format!("##[error]{}", one_line(&in_task_words(text))));
 }
 
 /// A warning line, shown in yellow in the log.
 pub(crate) fn warning_line(text: &str) {
-    emit(&format!("##[warning]{}", one_line(text)));
+    emit(&format!("##[warning]{}", one_line(&in_task_words(text))));
 }
 
 /// A highlighted heading line.
@@ -230,8 +242,15 @@ mod tests {
             "##vso[task.setvariable variable=x;isoutput=true;]a%0Ab"
         );
         assert_eq!(
-            command("task.uploadsummary", &[], "/t/s.md"),
-            "##vso[task.uploadsummary]/t/s.md"
+            command(
+                "task.addattachment",
+                &[
+                    ("type", "Distributedtask.Core.Summary"),
+                    ("name", "git-relay")
+                ],
+                "/t/s.md"
+            ),
+            "##vso[task.addattachment type=Distributedtask.Core.Summary;name=git-relay;]/t/s.md"
         );
         assert_eq!(
             command("task.logissue", &[("type", "error")], "bad ] ; value"),

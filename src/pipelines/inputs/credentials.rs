@@ -166,7 +166,7 @@ pub(super) fn read_credentials(
             c.secret(token);
             let username = Some(env.input(names.username)).filter(|u| !u.is_empty());
             let described = if token.is_empty() {
-                "no token"
+                super::NO_TOKEN
             } else {
                 "personal access token"
             };

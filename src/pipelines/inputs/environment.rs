@@ -11,7 +11,8 @@
 //! is the `SYSTEMVSSCONNECTION` endpoint's `ACCESSTOKEN`; pipeline
 //! variables such as `System.OidcRequestUri` arrive as `SYSTEM_OIDCREQUESTURI`.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 
 use super::INPUTS;
 
@@ -20,6 +21,10 @@ use super::INPUTS;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Environment {
     vars: HashMap<String, String>,
+    /// The inputs read so far. The classic editor keeps the values of
+    /// the inputs it hides (another mode's, another authentication's), so
+    /// a check of every input's value must look only at those the run uses.
+    read: RefCell<BTreeSet<String>>,
 }
 
 impl Environment {
@@ -40,6 +45,7 @@ impl Environment {
                 .into_iter()
                 .map(|(k, v)| (k.as_ref().to_ascii_uppercase(), v.into()))
                 .collect(),
+            read: RefCell::default(),
         }
     }
 
@@ -57,7 +63,13 @@ impl Environment {
             INPUTS.contains(&name),
             "input {name} is not in INPUTS (and so not in task.json)"
         );
+        self.read.borrow_mut().insert(name.to_owned());
         self.var(&input_variable(name)).map(str::trim).unwrap_or("")
+    }
+
+    /// Whether the input `name` was read.
+    pub(crate) fn was_read(&self, name: &str) -> bool {
+        self.read.borrow().contains(name)
     }
 
     /// Whether a variable holds `true` (any case), as the agent writes booleans.

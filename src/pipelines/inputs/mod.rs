@@ -87,6 +87,35 @@ pub const INPUTS: &[&str] = &[
     "lfsJobs",
     "sourceLfsUrl",
     "destinationLfsUrl",
+    "failOn",
+];
+
+/// The values of the `failOn` pick list, as task.json lists them.
+pub const FAIL_ON_CHOICES: &[&str] = &["rejected", "differences", "never"];
+
+/// Which refs left different fail the task (input `failOn`). Errors (a
+/// side unreachable, a ref that could not be sent) fail it whatever this
+/// says: they are not differences the destination chose.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum FailOn {
+    /// Refs the destination refused fail the task, as the old task's
+    /// failed push did; protected refs (destination-only commits kept
+    /// because `force` is off) only make it succeed with issues.
+    #[default]
+    Rejected,
+    /// Any ref left different, protected ones included, fails the task.
+    Differences,
+    /// Refused and protected refs only make the task succeed with issues.
+    Never,
+}
+
+/// The inputs that hold secrets: an unexpanded `$(...)` in one of them is
+/// reported without quoting it, since the rest of the value is secret.
+const SECRET_INPUTS: &[&str] = &[
+    "sourceGitRepositoryPersonalAccessToken",
+    "destinationGitRepositoryPersonalAccessToken",
+    "sourceGitHubAppPrivateKey",
+    "destinationGitHubAppPrivateKey",
 ];
 
 /// The values of the `lfs` pick list, as task.json lists them.
@@ -138,6 +167,8 @@ pub(crate) struct TaskConfig<T> {
     pub(crate) authentication: (String, String),
     /// Things worth telling the user that are not problems.
     pub(crate) notes: Vec<String>,
+    /// Which refs left different fail the task.
+    pub(crate) fail_on: FailOn,
 }
 
 /// The result of reading the inputs.
@@ -203,6 +234,8 @@ impl Collector {
         let notes = Vec::from_iter((!clone_directory.is_empty()).then(|| {
             "sourceGitRepositoryCloneDirectoryName is ignored: git-relay relays the git protocol between the two servers and clones nothing".to_owned()
         }));
+        let fail_on = self.parse(env, "failOn", parse_fail_on).unwrap_or_default();
+        self.unexpanded_variables(env);
         self.secrets.sort();
         self.secrets.dedup();
         let config = match run {
@@ -210,6 +243,7 @@ impl Collector {
                 run,
                 authentication,
                 notes,
+                fail_on,
             }),
             _ => Err(self.errors),
         };
@@ -218,6 +252,100 @@ impl Collector {
             config,
         }
     }
+}
+
+impl Collector {
+    /// Replaces the problems found with an input that still holds a
+    /// `$(Variable)` by one that says so. The agent leaves a macro it
+    /// cannot resolve as it is (a classic release pipeline has no
+    /// `Build.*` variables, a variable group may not be linked), and the
+    /// value then fails as a URL or a token for a reason that hides the
+    /// real one.
+    /// Only the inputs this run read are checked (see
+    /// [`Environment::was_read`]); the ignored clone directory never is.
+    fn unexpanded_variables(&mut self, env: &Environment) {
+        let used = INPUTS
+            .iter()
+            .filter(|&&i| env.was_read(i) && i != "sourceGitRepositoryCloneDirectoryName");
+        for &input in used {
+            let Some(variable) = unexpanded_variable(env.input(input)) else {
+                continue;
+            };
+            self.errors.retain(|e| e.input != input);
+            let quoted = if SECRET_INPUTS.contains(&input) {
+                "a variable reference".to_owned()
+            } else {
+                format!("`$({variable})`")
+            };
+            self.error(
+                input,
+                format!(
+                    "still holds {quoted}, which no variable of this pipeline defined: \
+                     define the variable (in a classic release pipeline, under Variables \
+                     or a linked variable group; Build.* variables exist only in build \
+                     pipelines) or set the input to the value itself"
+                ),
+            );
+        }
+    }
+}
+
+/// The name inside the first `$(name)` of `value`, when it has the shape
+/// of a pipeline variable the agent would have expanded.
+pub(crate) fn unexpanded_variable(value: &str) -> Option<&str> {
+    let mut rest = value;
+    while let Some(at) = rest.find("$(") {
+        let after = &rest[at + 2..];
+        let end = after.find(')')?;
+        let name = &after[..end];
+        let is_variable = !name.is_empty()
+            && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if is_variable {
+            return Some(name);
+        }
+        rest = after;
+    }
+    None
+}
+
+fn parse_fail_on(text: &str) -> Result<FailOn, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "rejected" => Ok(FailOn::Rejected),
+        "differences" => Ok(FailOn::Differences),
+        "never" => Ok(FailOn::Never),
+        _ => Err(format!(
+            "unknown value `{text}`: use one of {}",
+            FAIL_ON_CHOICES.join(", ")
+        )),
+    }
+}
+
+/// How a side signs in, for the log: a side left at "no token" whose URL
+/// carries credentials signs in with those, and saying "no token" would
+/// send the reader looking for a missing secret.
+fn described_with_url(described: String, url: &str) -> String {
+    if described == NO_TOKEN && url_has_credentials(url) {
+        "credentials in the URL".to_owned()
+    } else {
+        described
+    }
+}
+
+/// How a side without a token is described in the log.
+const NO_TOKEN: &str = "no token";
+
+/// Whether an http(s) URL carries its own credentials (a password or
+/// token in its user information), which the engine then uses. A user
+/// name alone (`https://org@dev.azure.com/...`, as Azure Repos shows its
+/// clone URLs) is not a credential.
+fn url_has_credentials(text: &str) -> bool {
+    matches!(
+        Location::parse(text),
+        Ok(Location::Http { password: Some(p), .. }) if !p.is_empty()
+    )
 }
 
 /// The network inputs, which both sides and both modes share; each side

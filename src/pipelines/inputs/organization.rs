@@ -7,8 +7,8 @@ use url::Url;
 
 use super::credentials::{read_credentials, DESTINATION, SOURCE};
 use super::{
-    patterns, read_bool, read_lfs, read_network, read_push, read_selection, side_network,
-    Collector, Environment, Reading, FORGE_KINDS,
+    described_with_url, patterns, read_bool, read_lfs, read_network, read_push, read_selection,
+    side_network, Collector, Environment, Reading, FORGE_KINDS,
 };
 use crate::auth::Credentials;
 use crate::config::{ForgeConfig, SweepConfig};
@@ -93,7 +93,10 @@ pub(crate) fn read_organization(env: &Environment) -> Reading<SweepConfig> {
 
     let run = match (source, destination, selection, scope) {
         (Some(source), Some(destination), Some(selection), Some(scope)) => {
-            let authentication = (source.described.clone(), destination.described.clone());
+            let authentication = (
+                described_with_url(source.described.clone(), env.input("sourceScopeUri")),
+                described_with_url(destination.described.clone(), template),
+            );
             Some((
                 SweepConfig {
                     // A GitHub Enterprise Server's API, named for the app,

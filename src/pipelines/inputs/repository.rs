@@ -2,8 +2,8 @@
 
 use super::credentials::{read_credentials, SideInputs, DESTINATION, SOURCE};
 use super::{
-    read_bool, read_lfs, read_network, read_push, read_selection, side_network, Collector,
-    Environment, Reading,
+    described_with_url, read_bool, read_lfs, read_network, read_push, read_selection, side_network,
+    Collector, Environment, Reading,
 };
 use crate::mirror::{Endpoint, Mode, Options};
 use crate::transport::NetworkOptions;
@@ -81,5 +81,6 @@ fn read_side(
     if let Some(credentials) = (endpoint.credentials.as_ref()).filter(|c| c.identity().is_none()) {
         c.secrets.extend(credentials.secret_forms());
     }
-    chosen.then_some((endpoint, credentials.described))
+    let described = described_with_url(credentials.described, uri);
+    chosen.then_some((endpoint, described))
 }

@@ -562,3 +562,135 @@ fn a_github_app_api_names_the_organization_api_too() {
         crate::config::SignIn::GitHubApp(_)
     ));
 }
+
+#[test]
+fn fail_on_defaults_to_rejected_and_names_itself_when_unknown() {
+    let fail_on = |value: &str| {
+        read(&env(&[("INPUT_FAILON", value)]))
+            .config
+            .map(|c| c.fail_on)
+    };
+    assert_eq!(fail_on(""), Ok(FailOn::Rejected));
+    assert_eq!(fail_on("Differences"), Ok(FailOn::Differences));
+    assert_eq!(fail_on("never"), Ok(FailOn::Never));
+    let errors = fail_on("always").expect_err("unknown value");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].input, "failOn");
+    assert!(errors[0].message.contains("rejected, differences, never"));
+}
+
+#[test]
+fn unexpanded_variables_are_found() {
+    assert_eq!(
+        unexpanded_variable("$(Build.Repository.Uri)"),
+        Some("Build.Repository.Uri")
+    );
+    assert_eq!(
+        unexpanded_variable("https://x/$(System.TeamProject)/_git/$(repo_name)"),
+        Some("System.TeamProject")
+    );
+    assert_eq!(
+        unexpanded_variable("a $() b $(1x) c $(ok-name)"),
+        Some("ok-name")
+    );
+    for value in ["https://x/r.git", "$(unclosed", "$ (x)", "$(a b)", ""] {
+        assert_eq!(unexpanded_variable(value), None, "{value}");
+    }
+}
+
+#[test]
+fn an_unexpanded_variable_is_its_own_error() {
+    // A classic release pipeline has no Build.* variables: the default
+    // source stays a macro, which would otherwise fail as "not a URL".
+    let e = env(&[
+        ("INPUT_SOURCEGITREPOSITORYURI", "$(Build.Repository.Uri)"),
+        (
+            "INPUT_DESTINATIONGITREPOSITORYPERSONALACCESSTOKEN",
+            "$(MirrorToken)",
+        ),
+    ]);
+    let errors = errors(&e);
+    let of =
+        |input: &str| -> Vec<&InputError> { errors.iter().filter(|e| e.input == input).collect() };
+    let source = of("sourceGitRepositoryUri");
+    assert_eq!(source.len(), 1, "{errors:?}");
+    assert!(
+        source[0].message.contains("`$(Build.Repository.Uri)`")
+            && source[0].message.contains("classic release pipeline"),
+        "{errors:?}"
+    );
+    // A secret input's value is not quoted, not even its macro.
+    let token = of("destinationGitRepositoryPersonalAccessToken");
+    assert_eq!(token.len(), 1, "{errors:?}");
+    assert!(
+        token[0].message.contains("a variable reference")
+            && !token[0].message.contains("MirrorToken"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn credentials_in_the_url_are_not_called_no_token() {
+    let e = env(&[(
+        "INPUT_DESTINATIONGITREPOSITORYURI",
+        "https://bot:secret-in-url@github.com/acme/r.git",
+    )]);
+    let config = read(&e).config.expect("valid inputs");
+    assert_eq!(config.authentication.1, "credentials in the URL");
+    // A URL with no password and no token is still "no token", a user
+    // name alone (the source's `org@`) included.
+    let e = env(&[]);
+    let config = read(&e).config.expect("valid inputs");
+    assert_eq!(config.authentication.0, "no token");
+    assert_eq!(config.authentication.1, "no token");
+}
+
+#[test]
+fn an_unexpanded_mode_is_reported_by_the_reading() {
+    // `run` then leaves out task_mode's own "unknown value" for it.
+    let e = env(&[("INPUT_MODE", "$(MirrorMode)")]);
+    assert!(task_mode(&e).is_err());
+    let errors = errors(&e);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.input == "mode" && e.message.contains("`$(MirrorMode)`")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn unexpanded_variables_in_inputs_the_run_does_not_use_are_left_alone() {
+    // What the classic editor keeps of hidden inputs: repository mode's
+    // source default in organization mode, another authentication's app.
+    let hidden = [
+        ("INPUT_SOURCEGITREPOSITORYURI", "$(Build.Repository.Uri)"),
+        ("INPUT_SOURCEGITHUBAPPID", "$(appId)"),
+        (
+            "INPUT_SOURCEGITREPOSITORYCLONEDIRECTORYNAME",
+            "$(Build.Repository.Name)",
+        ),
+    ];
+    let mut pairs = vec![
+        ("INPUT_MODE", "organization"),
+        ("INPUT_SOURCESCOPEURI", "https://dev.azure.com/fabrikam"),
+        (
+            "INPUT_DESTINATIONTEMPLATE",
+            "https://github.com/acme-mirror/{project}-{repo}.git",
+        ),
+    ];
+    pairs.extend(hidden);
+    let e = env(&pairs);
+    assert_eq!(task_mode(&e), Ok(TaskMode::Organization));
+    if let Err(errors) = read_organization(&e).config {
+        panic!("{errors:?}");
+    }
+    // Repository mode reads the source URL, and names the macro in it.
+    let e = env(&hidden);
+    let errors = errors(&e);
+    assert_eq!(
+        errors.iter().map(|e| e.input).collect::<Vec<_>>(),
+        ["sourceGitRepositoryUri"],
+        "{errors:?}"
+    );
+}

@@ -261,6 +261,17 @@ pub struct Vso {
 }
 
 impl TaskRun {
+    /// The summary's markdown file: attached once, as the run page's
+    /// summary section, under the stable name "git-relay".
+    pub fn summary_file(&self) -> PathBuf {
+        let attached = self.named("task.addattachment");
+        assert_eq!(attached.len(), 1, "{}", self.log());
+        let a = &attached[0];
+        assert_eq!(a.properties["type"], "Distributedtask.Core.Summary");
+        assert_eq!(a.properties["name"], "git-relay", "{}", self.log());
+        PathBuf::from(&a.message)
+    }
+
     /// Every line, stderr (where the task writes) first, then stdout.
     pub fn lines(&self) -> Vec<&str> {
         self.stderr.lines().chain(self.stdout.lines()).collect()
@@ -479,7 +490,7 @@ pub fn parse_vso(line: &str) -> Result<Vso, String> {
         "task.complete",
         "task.setprogress",
         "task.setvariable",
-        "task.uploadsummary",
+        "task.addattachment",
     ];
     if !known.contains(&name) {
         return Err(format!("unexpected command {name}"));
