@@ -1270,7 +1270,7 @@ mod tests {
     #[test]
     #[ignore = "a measurement (500 MiB through loopback): cargo test --lib lfs::client::tests::memory -- --ignored --nocapture"]
     fn memory_stays_bounded_relaying_a_large_object_and_many_small_ones() {
-        use crate::lfs::relay::{relay_objects, Need};
+        use crate::lfs::relay::{relay, Need};
         let specs: Vec<(u64, u64)> = std::iter::once((1, 300 << 20))
             .chain((0..200).map(|i| (100 + i, 1 << 20)))
             .collect();
@@ -1351,7 +1351,7 @@ mod tests {
             .collect();
         let before = peak_rss_kib();
         let started = Instant::now();
-        let report = relay_objects(&source, &dest, &wanted, 4, &|_| {}).unwrap();
+        let report = relay(&source, &dest, &wanted, 4, &|_| {}).unwrap();
         let elapsed = started.elapsed();
         let peak = peak_rss_kib();
         assert!(report.complete(), "{report:?}");

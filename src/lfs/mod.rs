@@ -47,10 +47,7 @@ pub(crate) use checked::Mismatch;
 pub(crate) use client::LfsClient;
 pub(crate) use endpoint::{explicit as explicit_endpoint, lfs_url};
 pub(crate) use pointer::{Pointer, Sha256};
-pub(crate) use relay::{
-    lacking, relay_between_stores, relay_from_store, relay_objects, relay_to_store, LfsProgress,
-    LfsReport, Need, DEFAULT_JOBS,
-};
+pub(crate) use relay::{lacking, relay, LfsProgress, LfsReport, Need, DEFAULT_JOBS};
 pub(crate) use store::LfsStore;
 
 use crate::mirror::Side;

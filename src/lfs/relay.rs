@@ -128,53 +128,6 @@ pub(crate) struct LfsProgress {
     pub(crate) streamed: u64,
 }
 
-/// Relays the objects of `pointers` from the source's LFS server to the
-/// destination's. `jobs` objects move at once (at least one).
-pub(crate) fn relay_objects(
-    source: &LfsClient,
-    dest: &LfsClient,
-    pointers: &[(Pointer, Need)],
-    jobs: usize,
-    progress: &(dyn Fn(&LfsProgress) + Sync),
-) -> Result<LfsReport, LfsError> {
-    relay(source, dest, pointers, jobs, progress)
-}
-
-/// Relays them from the source's LFS server into a backup's store.
-pub(crate) fn relay_to_store(
-    source: &LfsClient,
-    dest: &LfsStore,
-    pointers: &[(Pointer, Need)],
-    jobs: usize,
-    progress: &(dyn Fn(&LfsProgress) + Sync),
-) -> Result<LfsReport, LfsError> {
-    relay(source, dest, pointers, jobs, progress)
-}
-
-/// Relays them from a backup's store to the destination's LFS server (a
-/// restore).
-pub(crate) fn relay_from_store(
-    source: &LfsStore,
-    dest: &LfsClient,
-    pointers: &[(Pointer, Need)],
-    jobs: usize,
-    progress: &(dyn Fn(&LfsProgress) + Sync),
-) -> Result<LfsReport, LfsError> {
-    relay(source, dest, pointers, jobs, progress)
-}
-
-/// Relays them from one local store to another (a local source's
-/// `.git/lfs/objects` into a backup).
-pub(crate) fn relay_between_stores(
-    source: &LfsStore,
-    dest: &LfsStore,
-    pointers: &[(Pointer, Need)],
-    jobs: usize,
-    progress: &(dyn Fn(&LfsProgress) + Sync),
-) -> Result<LfsReport, LfsError> {
-    relay(source, dest, pointers, jobs, progress)
-}
-
 /// The objects of `pointers` that `dest` lacks, without moving anything:
 /// for `status` and `--dry-run`.
 pub(crate) fn lacking<D: ObjectSink>(
@@ -263,7 +216,10 @@ pub(crate) fn is_missing(err: &LfsError) -> bool {
     }
 }
 
-fn relay<S: ObjectSource, D: ObjectSink>(
+/// Relays the objects of `pointers` from `source` (an LFS server, or a
+/// repository's `lfs/objects`) to `dest` (either too): only those `dest`
+/// lacks, `jobs` at once (at least one).
+pub(crate) fn relay<S: ObjectSource, D: ObjectSink>(
     source: &S,
     dest: &D,
     pointers: &[(Pointer, Need)],

@@ -338,12 +338,10 @@ fn move_objects(
         }
     };
     let report = match (source, dest) {
-        (LfsSide::Server(s), LfsSide::Server(d)) => lfs::relay_objects(s, d, needs, jobs, &show),
-        (LfsSide::Server(s), LfsSide::Store(d)) => lfs::relay_to_store(s, d, needs, jobs, &show),
-        (LfsSide::Store(s), LfsSide::Server(d)) => lfs::relay_from_store(s, d, needs, jobs, &show),
-        (LfsSide::Store(s), LfsSide::Store(d)) => {
-            lfs::relay_between_stores(s, d, needs, jobs, &show)
-        }
+        (LfsSide::Server(s), LfsSide::Server(d)) => lfs::relay(&**s, &**d, needs, jobs, &show),
+        (LfsSide::Server(s), LfsSide::Store(d)) => lfs::relay(&**s, d, needs, jobs, &show),
+        (LfsSide::Store(s), LfsSide::Server(d)) => lfs::relay(s, &**d, needs, jobs, &show),
+        (LfsSide::Store(s), LfsSide::Store(d)) => lfs::relay(s, d, needs, jobs, &show),
     }
     .map_err(lfs_error)?;
     if let Ok(mut progress) = progress.lock() {
