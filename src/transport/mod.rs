@@ -229,7 +229,7 @@ pub(crate) enum TransportError {
     Local(String),
     /// An exchange through `ssh` failed.
     #[error(transparent)]
-    Ssh(SshError),
+    Ssh(Box<SshError>),
     /// Anything else from the network.
     #[error("{0}")]
     Io(#[from] io::Error),

@@ -364,10 +364,10 @@ impl SshTransport {
     fn connect(&self, service: Service, v2: bool) -> Result<Advertised, TransportError> {
         let (mut cmd, program) = self.command(service, v2);
         let mut child = cmd.spawn().map_err(|e| {
-            TransportError::Ssh(SshError::Missing {
+            TransportError::Ssh(Box::new(SshError::Missing {
                 program: program.clone(),
                 detail: e.to_string(),
-            })
+            }))
         })?;
         let stdin = child.stdin.take();
         let mut stdout = child.stdout.take().expect("stdout is piped");
@@ -396,7 +396,9 @@ impl SshTransport {
             Ok(None) => {
                 drop(stdout);
                 let (status, said) = connection.finish();
-                Err(TransportError::Ssh(classify(&self.host, status, &said)))
+                Err(TransportError::Ssh(Box::new(classify(
+                    &self.host, status, &said,
+                ))))
             }
             Err(e) => Err(TransportError::Io(e)),
         }
@@ -411,8 +413,7 @@ fn classify(host: &str, status: Option<ExitStatus>, said: &str) -> SshError {
     let last = said
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("@@@"))
-        .last()
+        .rfind(|l| !l.is_empty() && !l.starts_with("@@@"))
         .unwrap_or("")
         .to_owned();
     let detail = crate::auth::redact(&last).into_owned();
@@ -506,10 +507,10 @@ fn ssh_config_quote(path: &Path) -> String {
 /// `ssh-keygen -y` (skipped where there is none).
 fn check_key(path: &Path, name: &str) -> Result<(), TransportError> {
     if !path.is_file() {
-        return Err(TransportError::Ssh(SshError::KeyUnusable {
+        return Err(TransportError::Ssh(Box::new(SshError::KeyUnusable {
             key: name.to_owned(),
             detail: "no such file".to_owned(),
-        }));
+        })));
     }
     let Ok(out) = crate::child::command("ssh-keygen")
         .args(["-y", "-P", "", "-f"])
@@ -524,7 +525,7 @@ fn check_key(path: &Path, name: &str) -> Result<(), TransportError> {
     }
     let said = String::from_utf8_lossy(&out.stderr);
     let lower = said.to_ascii_lowercase();
-    Err(TransportError::Ssh(
+    Err(TransportError::Ssh(Box::new(
         if lower.contains("passphrase") && !lower.contains("unprotected") {
             SshError::KeyPassphrase {
                 key: name.to_owned(),
@@ -540,7 +541,7 @@ fn check_key(path: &Path, name: &str) -> Result<(), TransportError> {
                 detail: crate::auth::redact(detail).into_owned(),
             }
         },
-    ))
+    )))
 }
 
 /// Reads pkt-lines up to and including the first flush-pkt; `None` when
@@ -754,7 +755,9 @@ impl SshTransport {
         let (status, said) = connection.finish();
         if answer.is_empty() {
             if status.is_some_and(|s| !s.success()) || status.is_none() {
-                return Err(TransportError::Ssh(classify(&self.host, status, &said)));
+                return Err(TransportError::Ssh(Box::new(classify(
+                    &self.host, status, &said,
+                ))));
             }
             written?;
             read?;
@@ -806,9 +809,9 @@ mod tests {
 
     #[test]
     fn the_advertisement_ends_at_its_flush() {
-        let mut wire: &[u8] = b"000eversion 2\n0010ls-refs=x\n0000rest";
+        let mut wire: &[u8] = b"000eversion 2\n000els-refs=x\n0000rest";
         let ad = read_advertisement(&mut wire).unwrap().unwrap();
-        assert_eq!(ad, b"000eversion 2\n0010ls-refs=x\n0000");
+        assert_eq!(ad, b"000eversion 2\n000els-refs=x\n0000");
         assert_eq!(wire, b"rest");
         let mut cut: &[u8] = b"000eversion";
         assert_eq!(read_advertisement(&mut cut).unwrap(), None);
