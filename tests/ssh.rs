@@ -380,3 +380,41 @@ fn git_ssh_command_is_honoured() {
     assert_same_refs(&server.repo_path("src.git"), &server.repo_path("dst.git"));
     assert!(std::fs::read_to_string(log).unwrap().contains("used"));
 }
+
+/// First mirror and no-op times over SSH and over HTTPS for the same
+/// repository: `cargo test --test ssh -- --ignored --nocapture timing`.
+#[test]
+#[ignore]
+fn timing_ssh_against_https() {
+    let server = SshServer::start();
+    let http = GitServer::builder().tls(true).start();
+    let src = server.create_bare("src.git");
+    let work = WorkRepo::new();
+    noise_history(&work, 20 << 20, 200);
+    for i in 0..50 {
+        work.tag(&format!("t{i}"));
+    }
+    work.push_mirror_to(&src);
+    work.push_mirror_to(&http.create_bare("src.git"));
+    let flags = ssh_flags(&server);
+    let ca = path_text(http.ca_file().unwrap());
+    let mut env = credentials(&http);
+    env.push(("SSL_CERT_FILE", &ca));
+    let time = |args: &[String], env: &[(&str, &str)]| {
+        let started = std::time::Instant::now();
+        relay_with(args, env).assert_code(0);
+        started.elapsed().as_secs_f64()
+    };
+    for round in 0..3 {
+        let (s, h) = (format!("s{round}.git"), format!("h{round}.git"));
+        server.create_bare(&s);
+        http.create_bare(&h);
+        let ssh = mirror_args(&server.url("src.git"), &server.url(&s), &flags, &[]);
+        let https = mirror_args(&http.url("src.git"), &http.url(&h), &[], &[]);
+        let (ssh_first, https_first) = (time(&ssh, &[]), time(&https, &env));
+        let (ssh_noop, https_noop) = (time(&ssh, &[]), time(&https, &env));
+        println!(
+            "round {round}: first mirror ssh {ssh_first:.2}s https {https_first:.2}s; no-op ssh {ssh_noop:.2}s https {https_noop:.2}s"
+        );
+    }
+}
