@@ -418,3 +418,19 @@ fn timing_ssh_against_https() {
         );
     }
 }
+
+#[test]
+fn a_silent_server_is_given_up_after_the_timeout() {
+    let server = SshServer::start();
+    let flags = ssh_flags(&server);
+    let mut args = mirror_args(&server.url("src.git"), &server.url("dst.git"), &flags, &[]);
+    args.extend(["--timeout", "2", "--retries", "0"].map(String::from));
+    server.create_bare("src.git");
+    server.create_bare("dst.git");
+    let started = std::time::Instant::now();
+    // An "ssh" that connects and then never says a word.
+    let out = relay_with(&args, &[("GIT_SSH_COMMAND", "exec sleep 30 #")]);
+    out.assert_code(1);
+    assert!(out.stderr.contains("timed out"), "{}", out.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}

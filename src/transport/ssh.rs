@@ -24,6 +24,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -370,7 +371,7 @@ impl SshTransport {
             }))
         })?;
         let stdin = child.stdin.take();
-        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut stdout = Pump::start(child.stdout.take().expect("stdout is piped"), self.timeout);
         let stderr = child.stderr.take().map(|mut err| {
             std::thread::spawn(move || {
                 let mut text = String::new();
@@ -599,11 +600,78 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
+/// The output of `ssh`, read on a thread of its own so that a read gives up
+/// after the timeout: a server that stops talking on a live connection
+/// (which OpenSSH's keep-alives do not notice) ends the run rather than
+/// hanging it. At most a few chunks wait in between.
+struct Pump {
+    chunks: Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+    timeout: Duration,
+    ended: bool,
+}
+
+impl Pump {
+    fn start(mut stdout: ChildStdout, timeout: Duration) -> Pump {
+        let (send, chunks) = mpsc::sync_channel(4);
+        std::thread::spawn(move || loop {
+            let mut chunk = vec![0; 64 << 10];
+            match stdout.read(&mut chunk) {
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if send.send(Ok(chunk)).is_err() || n == 0 {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = send.send(Err(e));
+                    return;
+                }
+            }
+        });
+        Pump {
+            chunks,
+            chunk: Vec::new(),
+            at: 0,
+            timeout: timeout.max(Duration::from_secs(1)),
+            ended: false,
+        }
+    }
+}
+
+impl Read for Pump {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            if self.ended || buf.is_empty() {
+                return Ok(0);
+            }
+            match self.chunks.recv_timeout(self.timeout) {
+                Ok(Ok(chunk)) if chunk.is_empty() => self.ended = true,
+                Ok(Ok(chunk)) => (self.chunk, self.at) = (chunk, 0),
+                Ok(Err(e)) => return Err(e),
+                Err(RecvTimeoutError::Disconnected) => self.ended = true,
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no data from the server for {}s", self.timeout.as_secs()),
+                    ))
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 /// One running `ssh`.
 struct Connection {
     child: Child,
     stdin: Option<ChildStdin>,
-    stdout: Option<ChildStdout>,
+    stdout: Option<Pump>,
     stderr: Option<JoinHandle<String>>,
     done: bool,
 }
@@ -726,7 +794,7 @@ impl SshTransport {
         &self,
         mut connection: Connection,
         mut stdin: ChildStdin,
-        stdout: ChildStdout,
+        stdout: Pump,
         request: &mut (dyn Read + Send),
         len: Option<u64>,
     ) -> Result<Response, TransportError> {
@@ -773,7 +841,7 @@ impl SshTransport {
 /// request of a negotiation round fails when its input ends, as it should).
 struct SshReader {
     connection: Connection,
-    stdout: ChildStdout,
+    stdout: Pump,
     host: String,
     got: u64,
 }
