@@ -257,9 +257,21 @@ fn a_changed_host_key_is_refused_even_with_accept_new() {
 fn keys_and_known_hosts_as_environment_text_leave_no_file_behind() {
     let server = SshServer::start();
     let tmp = tempfile::tempdir().unwrap();
-    // What a run killed with SIGKILL leaves: a key file of a dead process.
-    let stale = tmp.path().join("git-relay-ssh-999999999-key-abc");
+    // What a run killed with SIGKILL leaves: a key file of a dead process
+    // of this machine.
+    let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(24)
+        .collect();
+    let stale = tmp
+        .path()
+        .join(format!("git-relay-ssh-{host}-999999999-key-abc"));
     std::fs::write(&stale, "stale").unwrap();
+    // Another container's file is not ours to judge.
+    let foreign = tmp.path().join("git-relay-ssh-elsewhere-999999999-key-abc");
+    std::fs::write(&foreign, "theirs").unwrap();
     let key = std::fs::read_to_string(server.key()).unwrap();
     let known = server.known_hosts_line();
     let tmp_text = path_text(tmp.path());
@@ -276,7 +288,8 @@ fn keys_and_known_hosts_as_environment_text_leave_no_file_behind() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(left, [foreign.file_name().unwrap()], "left behind");
+    std::fs::remove_file(&foreign).unwrap();
 
     // A failing run cleans up too, and prints no line of the key.
     let other = std::fs::read_to_string(server.other_key()).unwrap();
@@ -433,4 +446,43 @@ fn a_silent_server_is_given_up_after_the_timeout() {
     out.assert_code(1);
     assert!(out.stderr.contains("timed out"), "{}", out.stderr);
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn a_key_file_left_by_a_killed_run_is_removed_by_the_next() {
+    let server = SshServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = std::fs::read_to_string(server.key()).unwrap();
+    let known = server.known_hosts_line();
+    let tmp_text = path_text(tmp.path());
+    let env = [
+        ("GIT_RELAY_SOURCE_SSH_KEY", key.as_str()),
+        ("GIT_RELAY_DEST_SSH_KEY", key.as_str()),
+        ("GIT_RELAY_SSH_KNOWN_HOSTS", known.as_str()),
+        ("TMPDIR", tmp_text.as_str()),
+    ];
+    server.create_bare("src.git");
+    server.create_bare("dst.git");
+    let args = mirror_args(&server.url("src.git"), &server.url("dst.git"), &[], &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // A run that hangs in ssh, killed with SIGKILL once its key is written.
+    let mut child = command(&args, &env)
+        .env("GIT_SSH_COMMAND", "exec sleep 30 #")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let count = || std::fs::read_dir(tmp.path()).unwrap().count();
+    let started = std::time::Instant::now();
+    while count() == 0 && started.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(count() > 0, "the killed run left its files");
+
+    fill(&server.repo_path("src.git"));
+    mirror_on(&server, &[], &env).assert_code(0);
+    assert_eq!(count(), 0, "the next run removed them");
 }

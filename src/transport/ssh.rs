@@ -39,8 +39,24 @@ const MAX_ADVERTISEMENT: usize = 512 << 20;
 const MAX_PUSH_ANSWER: usize = 64 << 20;
 
 /// The prefix of the temporary files holding keys and known hosts, followed
-/// by the owning process id.
+/// by the machine's name and the owning process id (see `remove_stale`).
 const TEMP_PREFIX: &str = "git-relay-ssh-";
+
+/// This machine's (or container's) name as it goes into file names: two
+/// containers sharing a temporary directory have their own process ids.
+fn machine_tag() -> String {
+    let name = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let tag: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(24)
+        .collect();
+    if tag.is_empty() {
+        "host".to_owned()
+    } else {
+        tag
+    }
+}
 
 /// SSH settings of one side.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -179,7 +195,11 @@ impl TempFile {
     fn write(what: &str, text: &str) -> Result<TempFile, TransportError> {
         remove_stale();
         let mut file = tempfile::Builder::new()
-            .prefix(&format!("{TEMP_PREFIX}{}-{what}-", std::process::id()))
+            .prefix(&format!(
+                "{TEMP_PREFIX}{}-{}-{what}-",
+                machine_tag(),
+                std::process::id()
+            ))
             .tempfile()
             .map_err(|e| {
                 TransportError::Local(format!(
@@ -207,19 +227,22 @@ impl TempFile {
     }
 }
 
-/// Removes the temporary files of runs that no longer exist (a run killed
-/// with SIGKILL cannot clean up after itself). Only where `/proc` tells
-/// which processes live.
+/// Removes the temporary files of runs on this machine that no longer
+/// exist (a run killed by a signal cannot clean up after itself). Only
+/// where `/proc` tells which processes live; files of other machines or
+/// containers sharing the directory are left alone.
 fn remove_stale() {
     if !Path::new("/proc/self").exists() {
         return;
     }
+    let ours = format!("{}-", machine_tag());
     let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMP_PREFIX)) else {
+        let rest = name.to_str().and_then(|n| n.strip_prefix(TEMP_PREFIX));
+        let Some(rest) = rest.and_then(|r| r.strip_prefix(&ours)) else {
             continue;
         };
         let Some(pid) = rest.split('-').next().filter(|p| p.parse::<u32>().is_ok()) else {
