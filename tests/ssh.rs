@@ -140,7 +140,7 @@ fn ssh_source_into_a_local_backup() {
 fn protocol_v2_is_asked_for_and_v0_servers_still_work() {
     let server = SshServer::start();
     let src = server.create_bare("src.git");
-    fill(&src);
+    let work = fill(&src);
     let dst = server.create_bare("dst.git");
     let flags = ssh_flags(&server);
     let args = mirror_args(&server.url("src.git"), &server.url("dst.git"), &flags, &[]);
@@ -156,6 +156,15 @@ fn protocol_v2_is_asked_for_and_v0_servers_still_work() {
     assert!(out.stderr.contains("(protocol v0)"), "{}", out.stderr);
     assert_same_refs(&src, &v0_dst);
     assert_same_refs(&src, &dst);
+
+    // An update negotiates with haves: v0 over a stateful connection.
+    for i in 0..40 {
+        work.commit(&format!("more {i}"));
+        work.tag(&format!("more-{i}"));
+    }
+    work.push_mirror_to(&src);
+    relay_with(&args, &[]).assert_code(0);
+    assert_same_refs(&src, &v0_dst);
 
     // A v0 no-op: the advertisement is the listing, one connection a side.
     server.clear_connections();
