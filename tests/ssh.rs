@@ -433,10 +433,14 @@ fn timing_ssh_against_https() {
         http.create_bare(&h);
         let ssh = mirror_args(&server.url("src.git"), &server.url(&s), &flags, &[]);
         let https = mirror_args(&http.url("src.git"), &http.url(&h), &[], &[]);
+        server.clear_connections();
         let (ssh_first, https_first) = (time(&ssh, &[]), time(&https, &env));
+        let first_connections = server.connections().len();
+        server.clear_connections();
         let (ssh_noop, https_noop) = (time(&ssh, &[]), time(&https, &env));
+        let noop_connections = server.connections().len();
         println!(
-            "round {round}: first mirror ssh {ssh_first:.2}s https {https_first:.2}s; no-op ssh {ssh_noop:.2}s https {https_noop:.2}s"
+            "round {round}: first mirror ssh {ssh_first:.2}s ({first_connections} connections) https {https_first:.2}s; no-op ssh {ssh_noop:.2}s ({noop_connections} connections) https {https_noop:.2}s"
         );
     }
 }
