@@ -499,3 +499,38 @@ fn a_key_file_left_by_a_killed_run_is_removed_by_the_next() {
     mirror_on(&server, &[], &env).assert_code(0);
     assert_eq!(count(), 0, "the next run removed them");
 }
+
+#[test]
+fn core_ssh_command_of_the_user_is_honoured_and_a_repositorys_is_not() {
+    let server = SshServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let log = home.path().join("wrapper.log");
+    let wrapper = format!("echo used >> '{}'; ssh", log.display());
+    git(
+        home.path(),
+        &[
+            "config",
+            "--file",
+            ".gitconfig",
+            "core.sshCommand",
+            &wrapper,
+        ],
+    );
+    // The directory the run starts in is a repository that names another ssh.
+    let checkout = WorkRepo::new();
+    git(checkout.path(), &["config", "core.sshCommand", "false"]);
+    let flags = ssh_flags(&server);
+    server.create_bare("src.git");
+    fill(&server.repo_path("src.git"));
+    server.create_bare("dst.git");
+    let args = mirror_args(&server.url("src.git"), &server.url("dst.git"), &flags, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out: Run = command(&args, &[("HOME", &path_text(home.path()))])
+        .current_dir(checkout.path())
+        .output()
+        .unwrap()
+        .into();
+    out.assert_code(0);
+    assert_same_refs(&server.repo_path("src.git"), &server.repo_path("dst.git"));
+    assert!(std::fs::read_to_string(log).unwrap().contains("used"));
+}

@@ -10,10 +10,11 @@
 //! kept for the first `rpc` (the `ls-refs` that always follows), so a no-op
 //! costs one SSH connection per side.
 //!
-//! One `ssh` process per exchange, run the way git runs it (`GIT_SSH_COMMAND`
-//! through the shell, else `GIT_SSH`, else `ssh`), with OpenSSH options that
-//! never prompt (`BatchMode`), never forward the agent, and check host keys
-//! strictly unless the user opts in to `accept-new`. A key given as text (a
+//! One `ssh` process per exchange, run the way git runs it
+//! (`GIT_SSH_COMMAND` or `core.sshCommand` through the shell, else
+//! `GIT_SSH`, else `ssh`), with OpenSSH options that never prompt
+//! (`BatchMode`), never forward the agent, and check host keys strictly
+//! unless the user opts in to `accept-new`. A key given as text (a
 //! CI secret) is written to a private temporary file that is removed when
 //! the transport is dropped; files left by a killed run are removed by the
 //! next. Only the path, quoted for the remote shell, crosses to the server;
@@ -275,6 +276,7 @@ pub(crate) struct SshTransport {
     prepared: Arc<Prepared>,
     /// The v2 connection `discover` opened, kept for the first `rpc`.
     pending: Mutex<Option<Connection>>,
+    program: SshProgram,
 }
 
 impl SshTransport {
@@ -332,6 +334,7 @@ impl SshTransport {
                 _temp: temp,
             }),
             pending: Mutex::new(None),
+            program: SshProgram::choose(),
         })
     }
 
@@ -375,7 +378,7 @@ impl SshTransport {
             None => self.host.clone(),
         });
         args.push(format!("{} {}", service.name(), shell_quote(&self.path)));
-        let (mut cmd, program) = ssh_program();
+        let (mut cmd, program) = ssh_program(&self.program);
         cmd.args(&args);
         cmd.env_remove("GIT_PROTOCOL")
             .stdin(Stdio::piped())
@@ -484,21 +487,54 @@ fn classify(host: &str, status: Option<ExitStatus>, said: &str) -> SshError {
 /// The ssh program as git chooses it: `GIT_SSH_COMMAND` (a shell command
 /// line, the arguments appended), else `GIT_SSH` (a program), else `ssh`.
 /// Every one is taken to accept OpenSSH's options.
-fn ssh_program() -> (Command, String) {
-    let nonempty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(line) = nonempty("GIT_SSH_COMMAND") {
-        let shown = line.to_string_lossy().into_owned();
-        let mut script = line;
-        script.push(" \"$@\"");
-        let mut cmd = crate::child::command("sh");
-        cmd.arg("-c").arg(script).arg(&shown);
-        return (cmd, shown);
+fn ssh_program(program: &SshProgram) -> (Command, String) {
+    match program {
+        SshProgram::Shell(line) => {
+            let mut cmd = crate::child::command("sh");
+            cmd.arg("-c").arg(format!("{line} \"$@\"")).arg(line);
+            (cmd, line.clone())
+        }
+        SshProgram::Program(program) => (
+            crate::child::command(program),
+            program.to_string_lossy().into_owned(),
+        ),
     }
-    if let Some(program) = nonempty("GIT_SSH") {
-        let shown = program.to_string_lossy().into_owned();
-        return (crate::child::command(program), shown);
+}
+
+/// Which ssh to run, chosen once per transport.
+enum SshProgram {
+    /// A shell command line (`GIT_SSH_COMMAND`, `core.sshCommand`).
+    Shell(String),
+    /// A program (`GIT_SSH`, or `ssh`).
+    Program(std::ffi::OsString),
+}
+
+impl SshProgram {
+    /// git's order: `GIT_SSH_COMMAND`, then `core.sshCommand` (of the
+    /// user's and the system's git configuration), then `GIT_SSH`, then
+    /// `ssh`.
+    fn choose() -> SshProgram {
+        let nonempty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        if let Some(line) = nonempty("GIT_SSH_COMMAND") {
+            return SshProgram::Shell(line.to_string_lossy().into_owned());
+        }
+        // Only the user's and the system's settings: the repository git-relay
+        // happens to run in (a CI checkout) must not choose what runs.
+        let configured = crate::child::command("git")
+            .args(["config", "--get", "core.sshCommand"])
+            .env("GIT_DIR", "/nonexistent/git-relay")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            .filter(|line| !line.is_empty());
+        if let Some(line) = configured {
+            return SshProgram::Shell(line);
+        }
+        SshProgram::Program(nonempty("GIT_SSH").unwrap_or_else(|| "ssh".into()))
     }
-    (crate::child::command("ssh"), "ssh".to_owned())
 }
 
 /// Quotes `text` for the remote POSIX shell as git does: in single quotes,
