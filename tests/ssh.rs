@@ -78,6 +78,9 @@ fn ssh_to_ssh_mirrors_and_a_no_op_opens_one_connection_per_side() {
     let args = mirror_args(&server.url("src.git"), &server.url("dst.git"), &flags, &[]);
     relay_with(&args, &[]).assert_code(0);
     assert_same_refs(&src, &dst);
+    let mut status = args.clone();
+    status[0] = "status".into();
+    relay_with(&status, &[]).assert_code(0);
 
     server.clear_connections();
     let out = relay_with(&args, &[]);
