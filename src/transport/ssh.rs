@@ -935,6 +935,15 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_holds_the_key() {
+        let options = SshOptions {
+            key_text: Some("-----BEGIN-----\nsecret-key-line\n".into()),
+            ..SshOptions::default()
+        };
+        assert!(!format!("{options:?}").contains("secret-key-line"));
+    }
+
+    #[test]
     fn the_advertisement_ends_at_its_flush() {
         let mut wire: &[u8] = b"000eversion 2\n000els-refs=x\n0000rest";
         let ad = read_advertisement(&mut wire).unwrap().unwrap();
