@@ -26,7 +26,7 @@ use crate::mirror::{
     RefSelection, RetryPolicy, DEFAULT_MAX_REF_UPDATES,
 };
 use crate::sweep::Shard;
-use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy};
+use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy, SshOptions};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -367,7 +367,7 @@ impl CredentialArgs {
                     auth: &AuthChoice,
                     entra: [&Option<String>; 2],
                     app: (&Option<String>, &Option<PathBuf>, &Option<url::Url>),
-                    insecure| SideConfig {
+                    (insecure, source): (bool, bool)| SideConfig {
             token: token.clone(),
             username: username.clone(),
             scheme: auth.scheme,
@@ -386,7 +386,7 @@ impl CredentialArgs {
                 )),
                 (other, _) => other.clone(),
             },
-            network: n.side(insecure),
+            network: n.side(insecure, source),
         };
         (
             side(
@@ -399,7 +399,7 @@ impl CredentialArgs {
                     &self.source_app_key,
                     &self.source_app_api,
                 ),
-                n.source_insecure,
+                (n.source_insecure, true),
             ),
             side(
                 &self.dest_token,
@@ -407,7 +407,7 @@ impl CredentialArgs {
                 &self.dest_auth,
                 [&self.dest_entra_client_id, &self.dest_entra_tenant],
                 (&self.dest_app_id, &self.dest_app_key, &self.dest_app_api),
-                n.dest_insecure,
+                (n.dest_insecure, false),
             ),
         )
     }
@@ -472,6 +472,26 @@ pub struct NetworkArgs {
     /// Refuse a ref advertisement, or any other answer but a pack, larger than this, e.g. 512MiB, 64MiB, 1000000.
     #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = config::parse_size, help_heading = "Network")]
     pub(crate) max_advertisement_bytes: u64,
+
+    /// SSH source: the private key to sign in with (no passphrase). Or its text in GIT_RELAY_SOURCE_SSH_KEY, for CI secrets: written to a private temporary file removed at exit.
+    #[arg(long, value_name = "FILE", help_heading = "SSH")]
+    pub(crate) source_ssh_key: Option<PathBuf>,
+
+    /// SSH destination: the private key to sign in with (see --source-ssh-key; text in GIT_RELAY_DEST_SSH_KEY).
+    #[arg(long, value_name = "FILE", help_heading = "SSH")]
+    pub(crate) dest_ssh_key: Option<PathBuf>,
+
+    /// Check SSH host keys against this known-hosts file (or its lines in GIT_RELAY_SSH_KNOWN_HOSTS) instead of ~/.ssh/known_hosts. An unknown or changed host key fails the run.
+    #[arg(long, value_name = "FILE", help_heading = "SSH")]
+    pub(crate) ssh_known_hosts: Option<PathBuf>,
+
+    /// Trust an SSH host seen for the first time and remember its key (OpenSSH's accept-new); a changed key still fails.
+    #[arg(long, help_heading = "SSH")]
+    pub(crate) ssh_accept_new_host_keys: bool,
+
+    /// The key texts and known hosts given in the environment.
+    #[arg(skip = SshEnvironment::read())]
+    pub(crate) ssh_environment: SshEnvironment,
 
     /// When the run started: --deadline counts from here.
     #[arg(skip = Instant::now())]
@@ -558,9 +578,61 @@ impl PushArgs {
     }
 }
 
+/// The SSH settings the environment holds: key texts are secrets, so they
+/// are not flags (a flag shows in process listings).
+#[derive(Clone, Default)]
+pub(crate) struct SshEnvironment {
+    source_key: Option<String>,
+    dest_key: Option<String>,
+    known_hosts: Option<String>,
+}
+
+impl SshEnvironment {
+    fn read() -> SshEnvironment {
+        let text = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let environment = SshEnvironment {
+            source_key: text("GIT_RELAY_SOURCE_SSH_KEY"),
+            dest_key: text("GIT_RELAY_DEST_SSH_KEY"),
+            known_hosts: text("GIT_RELAY_SSH_KNOWN_HOSTS"),
+        };
+        for key in [&environment.source_key, &environment.dest_key]
+            .into_iter()
+            .flatten()
+        {
+            for line in key.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                crate::auth::register_secret(line);
+            }
+        }
+        environment
+    }
+}
+
+impl std::fmt::Debug for SshEnvironment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SshEnvironment")
+    }
+}
+
 impl NetworkArgs {
-    fn side(&self, insecure: bool) -> NetworkOptions {
+    /// The SSH settings of one side.
+    fn ssh(&self, source: bool) -> SshOptions {
+        let env = &self.ssh_environment;
+        let (key_file, key_text) = match source {
+            true => (&self.source_ssh_key, &env.source_key),
+            false => (&self.dest_ssh_key, &env.dest_key),
+        };
+        SshOptions {
+            key_file: key_file.clone(),
+            key_text: key_text.clone(),
+            known_hosts_file: self.ssh_known_hosts.clone(),
+            known_hosts_text: env.known_hosts.clone(),
+            accept_new_host_keys: self.ssh_accept_new_host_keys,
+        }
+    }
+
+    fn side(&self, insecure: bool, source: bool) -> NetworkOptions {
         NetworkOptions {
+            ssh: self.ssh(source),
             ca_file: self.ca_file.clone(),
             insecure,
             proxy: self.proxy.clone(),

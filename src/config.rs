@@ -117,7 +117,8 @@ impl SideConfig {
         }
         let location = Location::parse(location).map_err(|e| format!("{what}: {e}"))?;
         let credentials = match (&location, &self.sign_in) {
-            (Location::Local(_), _) => None,
+            // SSH signs in with the side's key (`NetworkOptions::ssh`).
+            (Location::Local(_) | Location::Ssh { .. }, _) => None,
             (Location::Http { .. }, SignIn::Entra(..) | SignIn::Source(_)) => {
                 self.signed_in(what)?
             }
@@ -335,7 +336,9 @@ pub(crate) fn parse_lfs_url(text: &str) -> Result<url::Url, String> {
         Location::Http { .. } => Err(
             "an LFS server URL takes no credentials: the side's token signs its requests".into(),
         ),
-        Location::Local(_) => Err("an LFS server URL must be http:// or https://".into()),
+        Location::Local(_) | Location::Ssh { .. } => {
+            Err("an LFS server URL must be http:// or https://".into())
+        }
     }
 }
 

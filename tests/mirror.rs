@@ -630,7 +630,7 @@ fn usage_errors_exit_2_without_echoing_credentials() {
         "{}",
         out.stderr
     );
-    run(&["mirror", "git@github.com:o/r.git", "/tmp/x"], &[]).assert_code(2);
+    run(&["mirror", "git:pw@github.com:o/r.git", "/tmp/x"], &[]).assert_code(2);
     run(&["mirror", "/a", "/b", "--include", "main"], &[]).assert_code(2);
     run(&["mirror", "/a"], &[]).assert_code(2);
 }

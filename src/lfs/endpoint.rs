@@ -55,7 +55,9 @@ fn strip_secrets(url: &mut Url) {
 pub(crate) fn explicit(arg: &str) -> Result<Location, String> {
     match Location::parse(arg)? {
         location @ Location::Http { .. } => Ok(location),
-        Location::Local(_) => Err("an LFS server URL must be http:// or https://".to_owned()),
+        Location::Local(_) | Location::Ssh { .. } => {
+            Err("an LFS server URL must be http:// or https://".to_owned())
+        }
     }
 }
 

@@ -293,6 +293,19 @@ impl LfsSide {
             }
             (Location::Local(_), Some(named)) => named.clone(),
             (Location::Http { url, .. }, named) => lfs::lfs_url(url, named),
+            (Location::Ssh { .. }, Some(named)) => named.clone(),
+            // git-lfs asks an SSH server for its LFS URL through
+            // `git-lfs-authenticate`; that is not done here.
+            (Location::Ssh { .. }, None) => {
+                return Err(SideError {
+                    side,
+                    location: endpoint.location.to_string(),
+                    cause: Cause::Refused(format!(
+                        "Git LFS over SSH needs the LFS server's https:// URL: give it with --{}-lfs-url",
+                        if side == Side::Source { "source" } else { "dest" }
+                    )),
+                })
+            }
         };
         LfsClient::new(
             side,

@@ -53,7 +53,9 @@ use crate::auth::Credentials;
 use crate::output;
 use crate::protocol::advertisement::Ref;
 use crate::protocol::ObjectId;
-use crate::transport::{HttpTransport, LocalTransport, Location, NetworkOptions, Transport};
+use crate::transport::{
+    HttpTransport, LocalTransport, Location, NetworkOptions, SshTransport, Transport,
+};
 
 use destination::Destination;
 use error::Blame;
@@ -100,6 +102,24 @@ impl Endpoint {
             }
             Location::Local(path) => {
                 let transport = LocalTransport::open(path).map_err(|e| blame.error(e))?;
+                Ok(Box::new(transport))
+            }
+            Location::Ssh {
+                user,
+                host,
+                port,
+                path,
+            } => {
+                let transport = SshTransport::new(
+                    user.as_deref(),
+                    host,
+                    *port,
+                    path,
+                    &self.location.to_string(),
+                    &side.to_string(),
+                    &self.network,
+                )
+                .map_err(|e| blame.error(e))?;
                 Ok(Box::new(transport))
             }
         }

@@ -396,6 +396,7 @@ impl Relay<'_> {
     fn destination_host(&self) -> &str {
         match &self.opts.destination.location {
             Location::Http { url, .. } => url.host_str().unwrap_or_default(),
+            Location::Ssh { host, .. } => host,
             Location::Local(_) => "",
         }
     }

@@ -5,7 +5,9 @@
 //! `user:token@`, and backups are plain paths. This module turns each into a
 //! [`Location`] whose printable form never holds a credential; any userinfo
 //! is percent-decoded, registered with the redactor at once, and handed to
-//! [`crate::auth`] separately.
+//! [`crate::auth`] separately. SSH remotes (`ssh://` and git's scp-like
+//! `[user@]host:path`) are checked here for what could reach `ssh`'s
+//! command line as an option or break the remote shell's quoting.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,19 @@ pub enum Location {
     },
     /// A repository on this machine (a path or a `file://` URL).
     Local(PathBuf),
+    /// A repository reached through the system's `ssh`: `ssh://` URLs and
+    /// the scp-like `[user@]host:path`.
+    Ssh {
+        /// The login name, if one was given.
+        user: Option<String>,
+        /// The host name or address, without brackets.
+        host: String,
+        /// The port, when not the default.
+        port: Option<u16>,
+        /// The repository's path as the remote `git-upload-pack` takes it:
+        /// absolute, `~user/...`, or relative to the login's home.
+        path: String,
+    },
 }
 
 impl Location {
@@ -55,7 +70,7 @@ impl Location {
             || lower.starts_with("git+ssh://")
             || lower.starts_with("ssh+git://")
         {
-            return Err(ssh_refusal("an ssh:// URL"));
+            return parse_ssh_url(arg);
         }
         if lower.starts_with("git://") {
             return Err("git:// URLs are not supported: the git protocol has no authentication or encryption; use the repository's https:// URL".to_owned());
@@ -70,10 +85,8 @@ impl Location {
             }
         }
         // After the URL forms: `scheme://host/...` has a colon too.
-        if let Some(host) = scp_host(arg) {
-            return Err(ssh_refusal(&format!(
-                "an SSH remote in scp-like form (`[user@]host:path`, host `{host}`)"
-            )));
+        if scp_host(arg).is_some() {
+            return parse_scp(arg);
         }
         if arg.is_empty() {
             return Err("the location is empty".to_owned());
@@ -85,13 +98,105 @@ impl Location {
     pub fn local_path(&self) -> Option<&Path> {
         match self {
             Location::Local(path) => Some(path),
-            Location::Http { .. } => None,
+            Location::Http { .. } | Location::Ssh { .. } => None,
         }
     }
 }
 
-fn ssh_refusal(what: &str) -> String {
-    format!("this is {what}; SSH is not supported yet: use the repository's https:// URL with a token (nothing was created or changed)")
+/// `ssh://[user@]host[:port]/path` (and git's `git+ssh://`, `ssh+git://`).
+/// As in git, `/~user/...` names a home directory.
+fn parse_ssh_url(arg: &str) -> Result<Location, String> {
+    let (_, rest) = arg.split_once("://").unwrap_or(("", arg));
+    let normalised = format!("ssh://{rest}");
+    let url = Url::parse(&normalised).map_err(|e| format!("malformed ssh:// URL ({e})"))?;
+    if url.password().is_some() {
+        return Err(no_ssh_password());
+    }
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or("the ssh:// URL has no host")?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let user = Some(url.username())
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            percent_decode_str(u)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| "the ssh:// URL's user is not valid UTF-8".to_owned())
+        })
+        .transpose()?;
+    let path = percent_decode_str(url.path())
+        .decode_utf8()
+        .map_err(|_| "the ssh:// URL's path is not valid UTF-8".to_owned())?;
+    let path = match path.strip_prefix("/~") {
+        Some(home) => format!("~{home}"),
+        None => path.into_owned(),
+    };
+    ssh_location(user, host, url.port(), path)
+}
+
+/// `[user@]host:path`, git's scp-like syntax.
+fn parse_scp(arg: &str) -> Result<Location, String> {
+    let (user, rest) = match arg.split_once('@') {
+        Some((user, rest)) if !user.contains('/') => (Some(user), rest),
+        _ => (None, arg),
+    };
+    if user.is_some_and(|u| u.contains(':')) {
+        return Err(no_ssh_password());
+    }
+    let (host, path) = if let Some(bracketed) = rest.strip_prefix('[') {
+        let (host, after) = bracketed
+            .split_once("]:")
+            .ok_or("malformed scp-like SSH remote: `[` without `]:`")?;
+        (host, after)
+    } else {
+        rest.split_once(':')
+            .ok_or("malformed scp-like SSH remote")?
+    };
+    ssh_location(
+        user.filter(|u| !u.is_empty()).map(str::to_owned),
+        host.to_owned(),
+        None,
+        path.to_owned(),
+    )
+}
+
+fn no_ssh_password() -> String {
+    "an SSH remote signs in with a key, not a password: remove the password from the location and give a key with --source-ssh-key / --dest-ssh-key".to_owned()
+}
+
+/// Checks what would reach `ssh`'s command line or the remote shell: a
+/// host or user starting with `-` would be read as an option, and a path
+/// with a newline or NUL cannot be quoted for the remote shell.
+fn ssh_location(
+    user: Option<String>,
+    host: String,
+    port: Option<u16>,
+    path: String,
+) -> Result<Location, String> {
+    if host.is_empty() {
+        return Err("the SSH remote has no host".to_owned());
+    }
+    if host.starts_with('-') || user.as_deref().is_some_and(|u| u.starts_with('-')) {
+        return Err("an SSH host or user may not start with `-`".to_owned());
+    }
+    let unsafe_char = |s: &str| s.chars().any(|c| c == '\n' || c == '\r' || c == '\0');
+    if unsafe_char(&host) || user.as_deref().is_some_and(unsafe_char) || unsafe_char(&path) {
+        return Err("an SSH remote may not hold a newline or NUL".to_owned());
+    }
+    if path.is_empty() || path == "/" {
+        return Err("the SSH remote names no repository path".to_owned());
+    }
+    Ok(Location::Ssh {
+        user,
+        host,
+        port,
+        path,
+    })
 }
 
 /// Registers the password of `scheme://user:password@host/...` or of the
@@ -172,6 +277,23 @@ impl fmt::Display for Location {
         match self {
             Location::Http { url, .. } => f.write_str(url.as_str()),
             Location::Local(path) => write!(f, "{}", path.display()),
+            Location::Ssh {
+                user,
+                host,
+                port,
+                path,
+            } => {
+                let user = user.as_deref().map(|u| format!("{u}@")).unwrap_or_default();
+                let host = match host.contains(':') {
+                    true => format!("[{host}]"),
+                    false => host.clone(),
+                };
+                match (port, path.starts_with('/')) {
+                    (None, _) => write!(f, "{user}{host}:{path}"),
+                    (Some(port), true) => write!(f, "ssh://{user}{host}:{port}{path}"),
+                    (Some(port), false) => write!(f, "ssh://{user}{host}:{port}/{path}"),
+                }
+            }
         }
     }
 }
@@ -239,18 +361,73 @@ mod tests {
         }
     }
 
+    fn ssh(user: Option<&str>, host: &str, port: Option<u16>, path: &str) -> Location {
+        Location::Ssh {
+            user: user.map(str::to_owned),
+            host: host.to_owned(),
+            port,
+            path: path.to_owned(),
+        }
+    }
+
     #[test]
-    fn ssh_remotes_are_recognised_and_refused() {
+    fn ssh_remotes_in_both_forms() {
+        for (arg, want, shown) in [
+            (
+                "github.com:org/repo.git",
+                ssh(None, "github.com", None, "org/repo.git"),
+                "github.com:org/repo.git",
+            ),
+            (
+                "git@github.com:org/repo.git",
+                ssh(Some("git"), "github.com", None, "org/repo.git"),
+                "git@github.com:org/repo.git",
+            ),
+            (
+                "ssh://git@host/srv/r.git",
+                ssh(Some("git"), "host", None, "/srv/r.git"),
+                "git@host:/srv/r.git",
+            ),
+            (
+                "ssh://git@host:2222/srv/r",
+                ssh(Some("git"), "host", Some(2222), "/srv/r"),
+                "ssh://git@host:2222/srv/r",
+            ),
+            (
+                "git+ssh://host/~alice/r",
+                ssh(None, "host", None, "~alice/r"),
+                "host:~alice/r",
+            ),
+            (
+                "ssh://[::1]:22/r",
+                ssh(None, "::1", Some(22), "/r"),
+                "ssh://[::1]:22/r",
+            ),
+            (
+                "me@[::1]:r.git",
+                ssh(Some("me"), "::1", None, "r.git"),
+                "me@[::1]:r.git",
+            ),
+        ] {
+            let parsed = Location::parse(arg).unwrap();
+            assert_eq!(parsed, want, "{arg}");
+            assert_eq!(parsed.to_string(), shown, "{arg}");
+        }
+    }
+
+    #[test]
+    fn ssh_passwords_and_option_lookalikes_are_refused() {
         for arg in [
-            "github.com:org/repo.git",
-            "git@github.com:org/repo.git",
             "alice:pw-scp-test@host:x.git",
-            "ssh://git@host/r",
             "ssh://alice:pw-ssh-test@host:2222/r",
-            "git+ssh://host/r",
+            "ssh://-oProxyCommand=x/r",
+            "-oProxyCommand=x:r",
+            "host:",
+            "ssh://host/",
+            "ssh://host/a%0Ab",
         ] {
             let err = Location::parse(arg).unwrap_err();
-            assert!(err.contains("SSH"), "{arg}: {err}");
+            assert!(!err.contains("pw-"), "{arg}: {err}");
         }
         assert_eq!(auth::redact("pw-scp-test pw-ssh-test"), "*** ***");
     }
@@ -264,13 +441,7 @@ mod tests {
 
     #[test]
     fn unsupported_forms_say_why_without_echoing() {
-        for arg in [
-            "git@github.com:o/r.git",
-            "ssh://git@host/r",
-            "ftp://host/r",
-            "https://",
-            "https://:s3cr3t@/x",
-        ] {
+        for arg in ["ftp://host/r", "https://", "https://:s3cr3t@/x"] {
             let err = Location::parse(arg).unwrap_err();
             assert!(!err.contains("s3cr3t"), "{err}");
         }

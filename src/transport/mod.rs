@@ -6,8 +6,10 @@
 //! answered by a response body). Smart HTTP is the native case; a local
 //! source is reached by running `git upload-pack --stateless-rpc`, which
 //! speaks exactly the same bytes over pipes (a local destination is a
-//! backup, written by [`crate::store`]). The mirror engine therefore has one
-//! code path for every kind of source.
+//! backup, written by [`crate::store`]); an SSH remote through the system's
+//! `ssh`, mapped onto the same two operations as git's stateless mode
+//! does. The mirror engine therefore has one code path for every kind of
+//! source.
 //!
 //! Nothing here parses git protocol beyond what a transport must (the HTTP
 //! content type of a discovery answer); the [`crate::protocol`] layer does.
@@ -23,6 +25,7 @@ mod local;
 mod location;
 mod origin;
 pub(crate) mod spool;
+mod ssh;
 
 pub(crate) use http::HttpTransport;
 pub(crate) use http::{agent_builder, classify_transport, response_excerpt, shared_agent};
@@ -34,6 +37,7 @@ pub(crate) use origin::RedirectPolicy;
 pub(crate) use origin::{
     check as check_origin, check_host, follow, origin_of, FollowError, Followed,
 };
+pub(crate) use ssh::{SshError, SshOptions, SshTransport};
 
 /// The two git services a relay talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,6 +227,9 @@ pub(crate) enum TransportError {
     /// A local repository is missing or unusable.
     #[error("{0}")]
     Local(String),
+    /// An exchange through `ssh` failed.
+    #[error(transparent)]
+    Ssh(Box<SshError>),
     /// Anything else from the network.
     #[error("{0}")]
     Io(#[from] io::Error),
@@ -277,6 +284,7 @@ impl TransportError {
             | TransportError::RequestTimeout { .. }
             | TransportError::RequestCut(_) => true,
             TransportError::Io(e) => is_transient_io(e),
+            TransportError::Ssh(e) => e.is_transient(),
             _ => false,
         }
     }
@@ -308,6 +316,7 @@ impl TransportError {
     pub(crate) fn hint(&self) -> Option<&'static str> {
         Some(match self {
             TransportError::SignIn(e) => return e.hint,
+            TransportError::Ssh(e) => return e.hint(),
             TransportError::Unauthorized {
                 had_credentials: true,
                 identity: Some(_),
@@ -357,6 +366,8 @@ pub(crate) struct NetworkOptions {
     pub(crate) redirects: RedirectPolicy,
     /// Sizes and speeds the server must keep to.
     pub(crate) limits: Limits,
+    /// Keys and host keys, for an SSH remote.
+    pub(crate) ssh: SshOptions,
 }
 
 impl fmt::Display for Service {

@@ -79,6 +79,7 @@ mod relay;
 mod repo;
 mod run;
 mod server;
+mod sshd;
 mod tls;
 
 pub use cap::{Answer, CapBuilder, CapProxy, Close, Push};
@@ -99,3 +100,4 @@ pub use repo::{
 };
 pub use run::{command, credentials, noise, run, run_measuring_memory, Run};
 pub use server::{BearerTokens, GitServer, Request, ServerBuilder};
+pub use sshd::SshServer;

@@ -365,6 +365,7 @@ fn read_network(env: &Environment, c: &mut Collector) -> NetworkOptions {
             deadline,
             ..Limits::default()
         },
+        ssh: Default::default(),
     }
 }
 
