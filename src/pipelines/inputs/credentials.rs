@@ -30,7 +30,7 @@ use crate::auth::github_app::{self, AppKey, GitHubApp};
 use crate::auth::{Credentials, Scheme};
 use crate::config::{SideConfig, SignIn};
 use crate::pipelines::oidc::PipelineOidc;
-use crate::transport::NetworkOptions;
+use crate::transport::{NetworkOptions, SshOptions};
 
 /// The input names of one side.
 pub(super) struct SideInputs {
@@ -47,6 +47,9 @@ pub(super) struct SideInputs {
     pub(super) github_app_key: &'static str,
     pub(super) github_app_api: &'static str,
     pub(super) verify: &'static str,
+    pub(super) ssh_key: &'static str,
+    pub(super) ssh_known_hosts: &'static str,
+    pub(super) ssh_accept_new: &'static str,
 }
 
 pub(super) const SOURCE: SideInputs = SideInputs {
@@ -63,6 +66,9 @@ pub(super) const SOURCE: SideInputs = SideInputs {
     github_app_key: "sourceGitHubAppPrivateKey",
     github_app_api: "sourceGitHubAppApiUrl",
     verify: "sourceVerifySSLCertificate",
+    ssh_key: "sourceSshKey",
+    ssh_known_hosts: "sourceSshKnownHosts",
+    ssh_accept_new: "sourceSshAcceptNewHostKeys",
 };
 
 pub(super) const DESTINATION: SideInputs = SideInputs {
@@ -79,6 +85,9 @@ pub(super) const DESTINATION: SideInputs = SideInputs {
     github_app_key: "destinationGitHubAppPrivateKey",
     github_app_api: "destinationGitHubAppApiUrl",
     verify: "destinationVerifySSLCertificate",
+    ssh_key: "destinationSshKey",
+    ssh_known_hosts: "destinationSshKnownHosts",
+    ssh_accept_new: "destinationSshAcceptNewHostKeys",
 };
 
 /// What one side's authentication inputs amount to, before the URL is
@@ -447,17 +456,59 @@ fn read_github_app(
     })
 }
 
-/// The app's private key as PEM text: the input itself when it holds PEM
-/// text, else the file it names. Every line of the key is a secret, told
-/// to the agent before anything is printed; the key is then parsed, so a
-/// key that is no usable RSA key is an error naming the input.
+/// The app's private key as PEM text, checked: a key that is no usable
+/// RSA key is an error naming the input.
 fn read_app_key(env: &Environment, input: &'static str, c: &mut Collector) -> Option<String> {
+    let text = read_key_text(
+        env,
+        input,
+        "required when gitHubApp is chosen: the app's private key, as PEM text from a secret variable (e.g. $(GitHubAppKey)) or the path of the .pem file (e.g. $(appKey.secureFilePath) after a DownloadSecureFile step)",
+        c,
+    )?;
+    match github_app::parse_key(&text) {
+        Ok(_) => Some(text),
+        Err(e) => {
+            c.error(input, format!("the GitHub App's private key: {e}"));
+            None
+        }
+    }
+}
+
+/// A side's SSH settings: its private key (text from a secret variable or
+/// a secure file's path, read as the GitHub App's key is), the known-hosts
+/// lines to check the host against, and the opt-in to trust a new host.
+/// A key read from a file is handed on as text too: `ssh` refuses a key
+/// file others can read, and a downloaded secure file may well be one; the
+/// transport writes the text to a private file of its own.
+pub(super) fn read_ssh(env: &Environment, names: &SideInputs, c: &mut Collector) -> SshOptions {
+    let key_text = match env.input(names.ssh_key) {
+        "" => None,
+        _ => read_key_text(env, names.ssh_key, "", c),
+    };
+    let known_hosts = env.input(names.ssh_known_hosts);
+    let accept_new_host_keys = super::read_bool(env, names.ssh_accept_new, false, c);
+    SshOptions {
+        key_file: None,
+        key_text,
+        known_hosts_file: None,
+        known_hosts_text: (!known_hosts.is_empty()).then(|| known_hosts.to_owned() + "\n"),
+        accept_new_host_keys,
+    }
+}
+
+/// A private key's PEM text: the input itself when it holds PEM text, else
+/// the file it names (a secure file's path). Every line of the key is a
+/// secret, told to the agent before anything is printed. `required` is the
+/// message when the input is empty.
+fn read_key_text(
+    env: &Environment,
+    input: &'static str,
+    required: &str,
+    c: &mut Collector,
+) -> Option<String> {
     let value = env.input(input);
     if value.trim().is_empty() {
-        c.error(
-            input,
-            "required when gitHubApp is chosen: the app's private key, as PEM text from a secret variable (e.g. $(GitHubAppKey)) or the path of the .pem file (e.g. $(appKey.secureFilePath) after a DownloadSecureFile step)",
-        );
+        c.error(input, required);
         return None;
     }
     let text = if value.contains("-----BEGIN") {
@@ -481,13 +532,7 @@ fn read_app_key(env: &Environment, input: &'static str, c: &mut Collector) -> Op
     for line in text.lines().filter(|l| !l.starts_with("-----")) {
         c.secret(line);
     }
-    match github_app::parse_key(&text) {
-        Ok(_) => Some(text),
-        Err(e) => {
-            c.error(input, format!("the GitHub App's private key: {e}"));
-            None
-        }
-    }
+    Some(text)
 }
 
 /// PEM text with its lines restored: a secret variable cannot hold line

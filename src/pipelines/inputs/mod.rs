@@ -25,7 +25,7 @@ use percent_encoding::utf8_percent_encode;
 use crate::auth::{Credentials, USERINFO};
 use crate::config;
 use crate::mirror::{LfsOptions, PushBudget, PushLimits, RefSelection, DEFAULT_MAX_REF_UPDATES};
-use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy};
+use crate::transport::{Deadline, Limits, Location, NetworkOptions, RedirectPolicy, SshOptions};
 pub(crate) use environment::Environment;
 pub(crate) use organization::read_organization;
 pub(crate) use repository::read;
@@ -45,6 +45,9 @@ pub const INPUTS: &[&str] = &[
     "sourceGitHubAppPrivateKey",
     "sourceGitHubAppApiUrl",
     "sourceVerifySSLCertificate",
+    "sourceSshKey",
+    "sourceSshKnownHosts",
+    "sourceSshAcceptNewHostKeys",
     "sourceGitRepositoryCloneDirectoryName",
     "destinationGitRepositoryUri",
     "destinationAuthentication",
@@ -58,6 +61,9 @@ pub const INPUTS: &[&str] = &[
     "destinationGitHubAppPrivateKey",
     "destinationGitHubAppApiUrl",
     "destinationVerifySSLCertificate",
+    "destinationSshKey",
+    "destinationSshKnownHosts",
+    "destinationSshAcceptNewHostKeys",
     "includeRefs",
     "excludeRefs",
     "prune",
@@ -116,6 +122,8 @@ const SECRET_INPUTS: &[&str] = &[
     "destinationGitRepositoryPersonalAccessToken",
     "sourceGitHubAppPrivateKey",
     "destinationGitHubAppPrivateKey",
+    "sourceSshKey",
+    "destinationSshKey",
 ];
 
 /// The values of the `lfs` pick list, as task.json lists them.
@@ -365,6 +373,7 @@ fn read_network(env: &Environment, c: &mut Collector) -> NetworkOptions {
             deadline,
             ..Limits::default()
         },
+        // Each side sets its own (see `side_network`).
         ssh: Default::default(),
     }
 }
@@ -403,10 +412,12 @@ fn read_lfs(env: &Environment, c: &mut Collector, urls: bool) -> LfsOptions {
     }
 }
 
-/// One side's network settings: the shared ones and its certificate check.
-fn side_network(network: &NetworkOptions, verify: bool) -> NetworkOptions {
+/// One side's network settings: the shared ones, its certificate check and
+/// its SSH settings.
+fn side_network(network: &NetworkOptions, verify: bool, ssh: SshOptions) -> NetworkOptions {
     NetworkOptions {
         insecure: !verify,
+        ssh,
         ..network.clone()
     }
 }

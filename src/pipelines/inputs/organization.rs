@@ -5,7 +5,7 @@
 use regex::Regex;
 use url::Url;
 
-use super::credentials::{read_credentials, DESTINATION, SOURCE};
+use super::credentials::{read_credentials, read_ssh, DESTINATION, SOURCE};
 use super::{
     described_with_url, patterns, read_bool, read_lfs, read_network, read_push, read_selection,
     side_network, Collector, Environment, Reading, FORGE_KINDS,
@@ -26,6 +26,8 @@ pub(crate) fn read_organization(env: &Environment) -> Reading<SweepConfig> {
     let dest_verify = read_bool(env, DESTINATION.verify, true, &mut c);
     let source = read_credentials(env, &SOURCE, &mut c);
     let destination = read_credentials(env, &DESTINATION, &mut c);
+    let source_ssh = read_ssh(env, &SOURCE, &mut c);
+    let dest_ssh = read_ssh(env, &DESTINATION, &mut c);
     // Validated as in repository mode; the sweep takes the patterns.
     let selection = read_selection(env, &mut c)
         .map(|_| (patterns(env, "includeRefs"), patterns(env, "excludeRefs")));
@@ -112,8 +114,8 @@ pub(crate) fn read_organization(env: &Environment) -> Reading<SweepConfig> {
                         kind: dest_kind,
                         api: destination.app_api.as_ref().map(Url::to_string),
                     }),
-                    source: source.config(side_network(&network, source_verify)),
-                    destination: destination.config(side_network(&network, dest_verify)),
+                    source: source.config(side_network(&network, source_verify, source_ssh)),
+                    destination: destination.config(side_network(&network, dest_verify, dest_ssh)),
                     filter,
                     skip,
                     skip_archived,

@@ -1,6 +1,6 @@
 //! Repository mode: one repository to another, the old task's job.
 
-use super::credentials::{read_credentials, SideInputs, DESTINATION, SOURCE};
+use super::credentials::{read_credentials, read_ssh, SideInputs, DESTINATION, SOURCE};
 use super::{
     described_with_url, read_bool, read_lfs, read_network, read_push, read_selection, side_network,
     Collector, Environment, Reading,
@@ -49,6 +49,7 @@ fn read_side(
 ) -> Option<(Endpoint, String)> {
     let verify = read_bool(env, names.verify, true, c);
     let credentials = read_credentials(env, names, c);
+    let ssh = read_ssh(env, names, c);
     let uri = env.input(names.uri);
     if uri.is_empty() {
         c.error(
@@ -64,7 +65,7 @@ fn read_side(
     // The command line's own rules turn a URL and a token into credentials;
     // sign-in messages (a GitHub App's) name the side.
     let endpoint = credentials
-        .config(side_network(network, verify))
+        .config(side_network(network, verify, ssh))
         .endpoint(names.side, uri, None)
         .map_err(|e| {
             let message = e
