@@ -2290,3 +2290,114 @@ fn wrapper_passes_a_cancel_on_to_the_binary() {
     assert_eq!(message, "git-relay was stopped by SIGTERM", "{}", run.log());
     assert_eq!(run.code, 1, "{}", run.log());
 }
+
+// ---------------------------------------------------------------- SSH
+
+/// An HTTP source (`src.git` of `http`, old-task token input) and an SSH
+/// destination (`dst.git` of the sshd harness, its host key given as
+/// known-hosts text): the agent, with the destination's key input `key`.
+fn ssh_agent(http: &GitServer, sshd: &SshServer, key: &str) -> Agent {
+    Agent::new(
+        &http.url("src.git"),
+        &[
+            (
+                "sourceGitRepositoryPersonalAccessToken",
+                &format!("alice:{SECRET}"),
+            ),
+            ("destinationGitRepositoryUri", &sshd.url("dst.git")),
+            ("destinationSshKey", key),
+            ("destinationSshKnownHosts", &sshd.known_hosts_line()),
+        ],
+    )
+}
+
+/// The key text as a secret variable holds it: line breaks flattened to
+/// spaces.
+fn flattened(key: &str) -> String {
+    key.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn task_mirrors_into_an_ssh_destination_with_a_key_as_text_or_file() {
+    let http = server();
+    let expected = seed(&http);
+    let sshd = SshServer::start();
+    let key = std::fs::read_to_string(sshd.key()).unwrap();
+
+    // The key's text from a secret variable, its line breaks lost.
+    let dst = sshd.create_bare("dst.git");
+    let run = ssh_agent(&http, &sshd, &flattened(&key)).run(task_command());
+    assert_eq!(run.result().0, "Succeeded", "{}", run.log());
+    assert_eq!(refs_of(&dst), expected);
+    run.assert_key_kept(&key);
+
+    // A secure file's path; readable by others, as a downloaded file may
+    // be, which `ssh` would refuse to use as it is.
+    let dst = sshd.create_bare("dst2.git");
+    let secure = tempfile::tempdir().unwrap();
+    let key_file = secure.path().join("deploy_key");
+    std::fs::write(&key_file, &key).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let mut agent = ssh_agent(&http, &sshd, &key_file.to_string_lossy());
+    agent.env.insert(
+        "INPUT_DESTINATIONGITREPOSITORYURI".into(),
+        sshd.url("dst2.git"),
+    );
+    let run = agent.run(task_command());
+    assert_eq!(run.result().0, "Succeeded", "{}", run.log());
+    assert_eq!(refs_of(&dst), expected);
+    run.assert_key_kept(&key);
+    assert!(sshd.connections().len() >= 2, "{}", sshd.log());
+}
+
+#[test]
+fn task_with_a_wrong_ssh_key_fails_naming_the_side() {
+    let http = server();
+    seed(&http);
+    let sshd = SshServer::start();
+    let dst = sshd.create_bare("dst.git");
+    let other = std::fs::read_to_string(sshd.other_key()).unwrap();
+    let run = ssh_agent(&http, &sshd, &other).run(task_command());
+    let (result, message) = run.result();
+    assert_eq!(result, "Failed", "{}", run.log());
+    assert!(
+        message.contains("destination") && message.contains("permission denied"),
+        "{message}\n{}",
+        run.log()
+    );
+    run.assert_key_kept(&other);
+    assert_eq!(refs_of(&dst), Vec::new());
+
+    // Neither key text nor a readable file: an error of the input, with
+    // nothing of the value quoted.
+    let run = ssh_agent(&http, &sshd, "b3BlbnNzaC1rZXktdjEAAAAA").run(task_command());
+    assert_eq!(run.result().0, "Failed", "{}", run.log());
+    assert!(
+        run.named("task.logissue")
+            .iter()
+            .any(|i| i.message.starts_with("input destinationSshKey:")),
+        "{}",
+        run.log()
+    );
+    run.assert_token_kept("b3BlbnNzaC1rZXktdjEAAAAA");
+}
+
+#[test]
+fn task_mirrors_into_an_ssh_destination_through_the_node_wrapper() {
+    let Some(task) = source_tree_task() else {
+        return;
+    };
+    let http = server();
+    let expected = seed(&http);
+    let sshd = SshServer::start();
+    let dst = sshd.create_bare("dst.git");
+    let key = std::fs::read_to_string(sshd.key()).unwrap();
+    let run = ssh_agent(&http, &sshd, &flattened(&key)).run(wrapper(task.path()));
+    assert_eq!(run.code, 0, "{}", run.log());
+    assert_eq!(run.result().0, "Succeeded", "{}", run.log());
+    assert_eq!(refs_of(&dst), expected);
+    run.assert_key_kept(&key);
+}
