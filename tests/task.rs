@@ -2368,6 +2368,14 @@ fn task_with_a_wrong_ssh_key_fails_naming_the_side() {
         "{message}\n{}",
         run.log()
     );
+    // The hint names the task's inputs, not the command line's flags.
+    assert!(
+        run.stderr
+            .contains("the inputs `sourceSshKey` / `destinationSshKey`")
+            && !run.stderr.contains("--dest-ssh-key"),
+        "{}",
+        run.log()
+    );
     run.assert_key_kept(&other);
     assert_eq!(refs_of(&dst), Vec::new());
 

@@ -47,6 +47,22 @@ const PHRASES: &[(&str, &str)] = &[
         "setting `sourceVerifySSLCertificate` / `destinationVerifySSLCertificate` to false skips verification",
     ),
     ("--ca-file (or SSL_CERT_FILE)", "the input `caCertificateFile`"),
+    (
+        "--source-ssh-key / --dest-ssh-key (or its text in GIT_RELAY_SOURCE_SSH_KEY / GIT_RELAY_DEST_SSH_KEY)",
+        "the inputs `sourceSshKey` / `destinationSshKey`",
+    ),
+    (
+        "--source-ssh-key / --dest-ssh-key",
+        "the inputs `sourceSshKey` / `destinationSshKey`",
+    ),
+    (
+        "with --ssh-known-hosts FILE (or its lines in GIT_RELAY_SSH_KNOWN_HOSTS; ",
+        "in the inputs `sourceSshKnownHosts` / `destinationSshKnownHosts` (",
+    ),
+    (
+        "with --ssh-accept-new-host-keys",
+        "by setting `sourceSshAcceptNewHostKeys` / `destinationSshAcceptNewHostKeys` to true",
+    ),
     ("kept (--no-prune)", "kept (prune: false)"),
     ("--lfs always", "lfs: always"),
     ("--dest-max-push-bytes (task input destMaxPushBytes)", "--dest-max-push-bytes"),
@@ -226,6 +242,27 @@ mod tests {
         assert_eq!(
             in_task_words("1 unchanged, 2 kept (--no-prune)"),
             "1 unchanged, 2 kept (prune: false)"
+        );
+    }
+
+    #[test]
+    fn ssh_hints_name_the_ssh_inputs() {
+        use crate::transport::SshError;
+        let unknown = SshError::HostKeyUnknown { host: "h".into() };
+        let denied = SshError::PermissionDenied {
+            detail: "publickey".into(),
+        };
+        for hint in [unknown.hint().unwrap(), denied.hint().unwrap()] {
+            let words = in_task_words(hint);
+            assert!(!words.contains("--"), "{words}");
+            assert!(!words.contains("GIT_RELAY_"), "{words}");
+        }
+        assert_eq!(
+            in_task_words(unknown.hint().unwrap()),
+            "give the host's key in the inputs `sourceSshKnownHosts` / `destinationSshKnownHosts` \
+             (`ssh-keyscan HOST` prints them, check them against the host's published fingerprints), \
+             or trust it on first use by setting `sourceSshAcceptNewHostKeys` / \
+             `destinationSshAcceptNewHostKeys` to true"
         );
     }
 }
