@@ -537,3 +537,71 @@ fn core_ssh_command_of_the_user_is_honoured_and_a_repositorys_is_not() {
     assert_same_refs(&server.repo_path("src.git"), &server.repo_path("dst.git"));
     assert!(std::fs::read_to_string(log).unwrap().contains("used"));
 }
+
+/// A GitHub-like organization `acme` whose clone URLs lead to `http`, one
+/// repository per name, each filled with a history.
+fn forge_org(http: &GitServer, names: &[&str]) -> support::forge::FakeForge {
+    use support::forge::{seg, FakeForge, FakeRepo, Kind};
+    let mut builder = FakeForge::builder(Kind::GitHub, "acme", http.password());
+    for name in names {
+        fill(&http.create_bare(&format!("src/acme/{name}.git")));
+        let url = http.url(&format!("src/acme/{}.git", seg(name)));
+        builder = builder.repo(FakeRepo::new("acme", name, &url));
+    }
+    builder.start()
+}
+
+#[test]
+fn mirror_all_into_ssh_destination_templates() {
+    let http = GitServer::start();
+    // A name with a space: one path segment of the URL, percent-encoded,
+    // and one quoted path on the server.
+    let names = ["tools", "Web App"];
+    let fake = forge_org(&http, &names);
+    let server = SshServer::start();
+    for name in names {
+        server.create_bare(&format!("url/{name}.git"));
+        server.create_bare(&format!("scp/{name}.git"));
+    }
+    // Only the source has a token: an SSH side signs in with its key.
+    let env = [
+        ("GIT_RELAY_SOURCE_TOKEN", http.password()),
+        ("GIT_RELAY_SOURCE_USERNAME", http.username()),
+    ];
+    let sweep = |template: &str, env: &[(&str, &str)]| {
+        let mut args: Vec<String> = vec![
+            "mirror-all".into(),
+            "--source-kind".into(),
+            "github".into(),
+            fake.scope_url(),
+            template.into(),
+            "--json".into(),
+        ];
+        args.extend(ssh_flags(&server));
+        let out = relay_with(&args, env);
+        out.assert_code(0);
+        out
+    };
+
+    // ssh://user@127.0.0.1:PORT/ABSOLUTE/url/{repo}.git
+    sweep(&server.url("url/{repo}.git"), &env);
+    // user@127.0.0.1:/ABSOLUTE/scp/{repo}.git, the port from the ssh
+    // command, as a user's ~/.ssh/config would give it.
+    let scp = format!(
+        "{}@127.0.0.1:{}/{{repo}}.git",
+        server.user(),
+        server.repo_path("scp").display()
+    );
+    let ssh_command = format!("ssh -p {}", server.port());
+    let mut scp_env = env.to_vec();
+    scp_env.push(("GIT_SSH_COMMAND", &ssh_command));
+    sweep(&scp, &scp_env);
+
+    for name in names {
+        let src = http.repo_path(&format!("src/acme/{name}.git"));
+        assert_same_refs(&src, &server.repo_path(&format!("url/{name}.git")));
+        assert_same_refs(&src, &server.repo_path(&format!("scp/{name}.git")));
+    }
+    // Nothing was made locally where a path-like template would have gone.
+    assert!(!Path::new(&scp[..scp.find(':').unwrap()]).exists());
+}
