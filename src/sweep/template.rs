@@ -2,11 +2,15 @@
 //!
 //! Each placeholder becomes one path segment, percent-encoded, so names with
 //! spaces, `#`, `?`, `/` or non-ASCII letters land in exactly one segment of
-//! the URL and can never reach into another part of it. A template that is
-//! a local path (backups) keeps names readable and only escapes what would
-//! change the directory structure.
+//! the URL and can never reach into another part of it; `ssh://` URLs too,
+//! whose paths are percent-decoded when parsed. A template that is a local
+//! path (backups) or an scp-like SSH remote (`git@host:path`, whose path is
+//! taken literally and quoted for the remote shell) keeps names readable
+//! and only escapes what would change the directory structure.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+
+use crate::transport::Location;
 
 /// What must be escaped inside one URL path segment (the WHATWG path
 /// percent-encode set, plus `/` and `%` which would otherwise split or
@@ -35,7 +39,13 @@ const PLACEHOLDERS: [&str; 3] = ["{owner}", "{project}", "{repo}"];
 #[derive(Clone, Debug)]
 pub(crate) struct Template {
     text: String,
+    /// An http(s):// or file:// URL: a forge's, where repositories can be
+    /// created.
     url: bool,
+    /// An SSH remote, `ssh://` (`encoded`) or scp-like: not on this machine.
+    ssh: bool,
+    /// Placeholders become percent-encoded URL path segments.
+    encoded: bool,
 }
 
 impl Template {
@@ -61,11 +71,23 @@ impl Template {
             ));
         }
         let lower = text.to_ascii_lowercase();
+        let url = ["http://", "https://", "file://"]
+            .iter()
+            .any(|s| lower.starts_with(s));
+        let ssh_url = ["ssh://", "git+ssh://", "ssh+git://"]
+            .iter()
+            .any(|s| lower.starts_with(s));
+        // Parsed with a name in place of each placeholder: as a source or
+        // destination argument is.
+        let sample = PLACEHOLDERS
+            .iter()
+            .fold(text.to_owned(), |t, p| t.replace(p, "x"));
+        let ssh = matches!(Location::parse(&sample), Ok(Location::Ssh { .. }));
         Ok(Template {
             text: text.to_owned(),
-            url: lower.starts_with("http://")
-                || lower.starts_with("https://")
-                || lower.starts_with("file://"),
+            url,
+            ssh,
+            encoded: url || ssh_url,
         })
     }
 
@@ -77,7 +99,7 @@ impl Template {
     /// For a local template, the directory every destination lies under:
     /// the part before the first placeholder, up to its last separator.
     pub(crate) fn local_root(&self) -> Option<std::path::PathBuf> {
-        if self.url {
+        if self.url || self.ssh {
             return None;
         }
         let fixed = &self.text[..self.text.find('{').unwrap_or(self.text.len())];
@@ -92,7 +114,7 @@ impl Template {
     /// The destination of one repository.
     pub(crate) fn render(&self, owner: &str, project: &str, repo: &str) -> String {
         let encode = |v: &str| {
-            if self.url {
+            if self.encoded {
                 utf8_percent_encode(v, SEGMENT).to_string()
             } else {
                 local_name(v)
@@ -154,5 +176,23 @@ mod tests {
         assert!(Template::new("https://h/{project}.git").is_err());
         assert!(Template::new("https://h/{name}/{repo}").is_err());
         assert!(Template::new("https://h/{repo").is_err());
+    }
+
+    #[test]
+    fn ssh_templates_are_remote_and_encoded_as_their_form_is_parsed() {
+        let url = Template::new("ssh://git@h:2222/m/{project}/{repo}.git").unwrap();
+        assert_eq!(
+            url.render("o", "a b", "c#d%"),
+            "ssh://git@h:2222/m/a%20b/c%23d%25.git"
+        );
+        assert_eq!(url.local_root(), None);
+        assert!(!url.is_url(), "no forge to create repositories in");
+        let scp = Template::new("git@h:m/{repo}.git").unwrap();
+        assert_eq!(scp.render("o", "p", "Web App"), "git@h:m/Web App.git");
+        assert_eq!(scp.render("o", "p", "../x"), "git@h:m/%2E.%2Fx.git");
+        assert_eq!(scp.local_root(), None);
+        assert!(!scp.is_url());
+        let local = Template::new("/backup/{repo}.git").unwrap();
+        assert_eq!(local.local_root(), Some("/backup".into()));
     }
 }
