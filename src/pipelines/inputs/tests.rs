@@ -694,3 +694,58 @@ fn unexpanded_variables_in_inputs_the_run_does_not_use_are_left_alone() {
         "{errors:?}"
     );
 }
+
+/// An OpenSSH key's shape; its body is never parsed here.
+const SSH_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACBjZm9vYmFyYmF6\n-----END OPENSSH PRIVATE KEY-----\n";
+
+#[test]
+fn ssh_inputs_reach_their_side_in_both_modes() {
+    let flattened = SSH_KEY.split_whitespace().collect::<Vec<_>>().join(" ");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("deploy_key");
+    std::fs::write(&file, SSH_KEY).unwrap();
+    let known = "[git.example.com]:2222 ssh-ed25519 AAAAC3Nz\ngit.example.com ssh-rsa AAAAB3Nz";
+    for key in [flattened.as_str(), file.to_str().unwrap()] {
+        let pairs = [
+            (
+                "INPUT_DESTINATIONGITREPOSITORYURI",
+                "git@git.example.com:m/r.git",
+            ),
+            ("INPUT_DESTINATIONSSHKEY", key),
+            ("INPUT_DESTINATIONSSHKNOWNHOSTS", known),
+            ("INPUT_SOURCESSHACCEPTNEWHOSTKEYS", "true"),
+        ];
+        let reading = read(&env(&pairs));
+        for line in key_lines(SSH_KEY) {
+            assert!(reading.secrets.iter().any(|s| s == line), "{line}");
+        }
+        let run = reading.config.expect("valid inputs").run;
+        let ssh = &run.destination.network.ssh;
+        assert_eq!(ssh.key_text.as_deref(), Some(SSH_KEY));
+        assert_eq!(
+            ssh.known_hosts_text.as_deref(),
+            Some(&*format!("{known}\n"))
+        );
+        assert!(!ssh.accept_new_host_keys);
+        let source = &run.source.network.ssh;
+        assert!(source.key_text.is_none() && source.accept_new_host_keys);
+
+        let organization = env(&[
+            ("INPUT_MODE", "organization"),
+            ("INPUT_SOURCESCOPEURI", "https://github.com/acme"),
+            (
+                "INPUT_DESTINATIONTEMPLATE",
+                "git@git.example.com:m/{repo}.git",
+            ),
+            ("INPUT_DESTINATIONSSHKEY", key),
+        ]);
+        let sweep = read_organization(&organization).config.expect("valid").run;
+        assert_eq!(
+            sweep.destination.network.ssh.key_text.as_deref(),
+            Some(SSH_KEY)
+        );
+        assert!(sweep.source.network.ssh.key_text.is_none());
+    }
+    let e = env(&[("INPUT_SOURCESSHKEY", "/no/such/key")]);
+    assert!(errors(&e).iter().any(|e| e.input == "sourceSshKey"));
+}
