@@ -2409,3 +2409,44 @@ fn task_mirrors_into_an_ssh_destination_through_the_node_wrapper() {
     assert_eq!(refs_of(&dst), expected);
     run.assert_key_kept(&key);
 }
+
+#[test]
+fn organization_mode_mirrors_into_an_ssh_destination_template() {
+    let http = server();
+    let (fake, repos) = organization(&http);
+    let sshd = SshServer::start();
+    for (project, name) in &repos {
+        sshd.create_bare(&format!("dst/{project}/{name}.git"));
+    }
+    let key = std::fs::read_to_string(sshd.key()).unwrap();
+    let template = sshd.url("dst/{project}/{repo}.git");
+    let agent = Agent::new(
+        "https://dev.azure.com/fabrikam/proj/_git/pipelines",
+        &[
+            ("mode", "organization"),
+            ("sourceScopeUri", &fake.scope_url()),
+            ("sourceKind", "azure-devops"),
+            ("sourceUsername", "alice"),
+            ("sourceGitRepositoryPersonalAccessToken", SECRET),
+            ("destinationTemplate", &template),
+            ("destinationSshKey", &flattened(&key)),
+            ("destinationSshKnownHosts", &sshd.known_hosts_line()),
+            ("jobs", "2"),
+        ],
+    );
+    let run = agent.run(task_command());
+    assert_eq!(run.result().0, "Succeeded", "{}", run.log());
+    for (project, name) in &repos {
+        let src = refs_of(&http.repo_path(&format!("src/{project}/{name}.git")));
+        assert_eq!(src.len(), 2, "main and a tag");
+        assert_eq!(
+            refs_of(&sshd.repo_path(&format!("dst/{project}/{name}.git"))),
+            src,
+            "{project}/{name}\n{}",
+            run.log()
+        );
+    }
+    assert_eq!(run.output("refsChanged").as_deref(), Some("6"));
+    run.assert_key_kept(&key);
+    run.assert_secret_kept("alice", SECRET);
+}
