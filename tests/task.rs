@@ -2326,7 +2326,17 @@ fn task_mirrors_into_an_ssh_destination_with_a_key_as_text_or_file() {
 
     // The key's text from a secret variable, its line breaks lost.
     let dst = sshd.create_bare("dst.git");
-    let run = ssh_agent(&http, &sshd, &flattened(&key)).run(task_command());
+    let mut agent = ssh_agent(&http, &sshd, &flattened(&key));
+    // Known hosts from a variable too: another host's line first, and the
+    // line break lost, which would make the server's line a comment.
+    let other_host = std::fs::read_to_string(sshd.wrong_known_hosts())
+        .unwrap()
+        .replace(&format!("[127.0.0.1]:{}", sshd.port()), "other.example");
+    agent.env.insert(
+        "INPUT_DESTINATIONSSHKNOWNHOSTS".into(),
+        flattened(&(other_host + &sshd.known_hosts_line())),
+    );
+    let run = agent.run(task_command());
     assert_eq!(run.result().0, "Succeeded", "{}", run.log());
     assert_eq!(refs_of(&dst), expected);
     run.assert_key_kept(&key);

@@ -491,9 +491,47 @@ pub(super) fn read_ssh(env: &Environment, names: &SideInputs, c: &mut Collector)
         key_file: None,
         key_text,
         known_hosts_file: None,
-        known_hosts_text: (!known_hosts.is_empty()).then(|| known_hosts.to_owned() + "\n"),
+        known_hosts_text: (!known_hosts.is_empty()).then(|| known_hosts_lines(known_hosts)),
         accept_new_host_keys,
     }
+}
+
+/// Known-hosts text with its lines restored: a pipeline variable cannot
+/// hold line breaks, and `ssh` reads what follows a line's key as a
+/// comment, so every key but the first would be lost. Each line is
+/// `[@marker] hosts keytype key [comment]`, and a key type is a word of its
+/// own shape followed by a key (base64 of a blob that opens with the type's
+/// length, hence `AAAA`), so a line starts at the hosts before each.
+fn known_hosts_lines(text: &str) -> String {
+    if text.contains('\n') {
+        return text.to_owned() + "\n";
+    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let is_type = |i: usize| {
+        ["ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-"]
+            .iter()
+            .any(|p| words[i].starts_with(p))
+            && words.get(i + 1).is_some_and(|k| k.starts_with("AAAA"))
+    };
+    let mut starts: Vec<usize> = (1..words.len())
+        .filter(|&i| is_type(i))
+        .map(|i| match i {
+            2.. if words[i - 2].starts_with('@') => i - 2,
+            _ => i - 1,
+        })
+        .collect();
+    starts.dedup();
+    if starts.len() < 2 {
+        return text.to_owned() + "\n";
+    }
+    starts[0] = 0;
+    let mut lines = String::new();
+    for (n, &start) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).copied().unwrap_or(words.len());
+        lines.push_str(&words[start..end].join(" "));
+        lines.push('\n');
+    }
+    lines
 }
 
 /// A private key's PEM text: the input itself when it holds PEM text, else
@@ -564,4 +602,24 @@ fn pem_lines(text: &str) -> String {
     lines.extend(body.split_whitespace());
     lines.push(footer.trim());
     lines.join("\n") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::known_hosts_lines;
+
+    #[test]
+    fn known_hosts_lines_flattened_by_a_variable_are_restored() {
+        let lines = "github.com ssh-ed25519 AAAAC3 comment here\n\
+                     @cert-authority *.example.com ssh-rsa AAAAB3\n\
+                     [h]:2222,10.0.0.1 ecdsa-sha2-nistp256 AAAAE2\n\
+                     ssh-host.example ssh-rsa AAAAB3 ssh-keyscan said\n";
+        let flat = lines.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(known_hosts_lines(&flat), lines);
+        assert_eq!(known_hosts_lines(lines.trim_end()), lines);
+        let one = "github.com ssh-ed25519 AAAAC3";
+        assert_eq!(known_hosts_lines(one), format!("{one}\n"));
+        // Not known-hosts text at all: left for ssh to judge.
+        assert_eq!(known_hosts_lines("nonsense"), "nonsense\n");
+    }
 }
