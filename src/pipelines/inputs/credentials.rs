@@ -16,9 +16,10 @@
 //! A GitHub App of the organization's own (choice `gitHubApp`) is no
 //! service connection: Azure DevOps has no connection type that holds an
 //! app's private key, so the key arrives as an input, from a secret
-//! variable or a secure file. It is the one long-lived secret the task
-//! reads that is several lines long; every line of it is a secret of its
-//! own, since a log line can only ever quote one.
+//! variable or a secure file. An SSH side's private key arrives the same
+//! way, and is read by the same code. These are the long-lived secrets the
+//! task reads that are several lines long; every line of one is a secret of
+//! its own, since a log line can only ever quote one.
 
 use std::sync::Arc;
 
