@@ -16,6 +16,7 @@ fn main() {
             "git-relay crashed (this is a bug, please report it): {info}"
         ));
     }));
+    stop_cleanly_at_signals();
     let cli = Cli::parse();
     output::set_verbosity(if cli.quiet {
         Verbosity::Quiet
@@ -33,6 +34,32 @@ fn main() {
     };
     std::process::exit(code as i32);
 }
+
+/// At SIGINT, SIGTERM or SIGHUP (a cancelled pipeline, a Ctrl+C), the SSH
+/// key files the run wrote are removed before it exits; the destination is
+/// never left half-updated (ref updates are compare-and-swap), so nothing
+/// else needs undoing.
+#[cfg(unix)]
+fn stop_cleanly_at_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return;
+    };
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                git_relay::transport::remove_temporary_files();
+                // Then die of it, as without this handler: callers (the
+                // task's wrapper, a shell) read how the process ended.
+                let _ = signal_hook::low_level::emulate_default_handler(signal);
+                std::process::exit(128 + signal);
+            }
+        });
+}
+
+#[cfg(not(unix))]
+fn stop_cleanly_at_signals() {}
 
 fn relay(args: &RelayArgs, mode: Mode) -> ExitCode {
     let settings = (args.options(mode)).and_then(|o| Ok((o, args.local_options()?)));

@@ -503,6 +503,51 @@ fn a_key_file_left_by_a_killed_run_is_removed_by_the_next() {
     assert_eq!(count(), 0, "the next run removed them");
 }
 
+/// A run stopped by SIGTERM (a cancelled pipeline) or SIGINT removes the
+/// key files it wrote before it exits.
+#[test]
+fn a_run_stopped_by_a_signal_removes_its_key_files() {
+    let server = SshServer::start();
+    let key = std::fs::read_to_string(server.key()).unwrap();
+    let known = server.known_hosts_line();
+    server.create_bare("src.git");
+    server.create_bare("dst.git");
+    let args = mirror_args(&server.url("src.git"), &server.url("dst.git"), &[], &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    for signal in ["TERM", "INT"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let tmp_text = path_text(tmp.path());
+        let env = [
+            ("GIT_RELAY_SOURCE_SSH_KEY", key.as_str()),
+            ("GIT_RELAY_DEST_SSH_KEY", key.as_str()),
+            ("GIT_RELAY_SSH_KNOWN_HOSTS", known.as_str()),
+            ("TMPDIR", tmp_text.as_str()),
+        ];
+        let mut child = command(&args, &env)
+            .env("GIT_SSH_COMMAND", "exec sleep 30 #")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let count = || std::fs::read_dir(tmp.path()).unwrap().count();
+        let started = std::time::Instant::now();
+        while count() == 0 && started.elapsed() < std::time::Duration::from_secs(20) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(count() > 0, "the run wrote its key");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let pid = child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "SIG{signal}: {status:?}");
+        assert_eq!(count(), 0, "SIG{signal}: no key file is left");
+    }
+}
+
 #[test]
 fn core_ssh_command_of_the_user_is_honoured_and_a_repositorys_is_not() {
     let server = SshServer::start();

@@ -37,6 +37,7 @@ pub(crate) use origin::RedirectPolicy;
 pub(crate) use origin::{
     check as check_origin, check_host, follow, origin_of, FollowError, Followed,
 };
+pub use ssh::remove_temporary_files;
 pub(crate) use ssh::{SshError, SshOptions, SshTransport};
 
 /// The two git services a relay talks to.

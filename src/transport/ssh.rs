@@ -189,8 +189,28 @@ impl SshError {
 }
 
 /// A key or known-hosts text written to a private temporary file, removed
-/// when the last transport holding it is dropped.
+/// when the last transport holding it is dropped, or at a signal
+/// ([`remove_temporary_files`]).
 struct TempFile(tempfile::TempPath);
+
+/// The temporary files alive in this process, for a signal's cleanup.
+static LIVE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Removes every SSH key and known-hosts file this process wrote and still
+/// holds: what a run stopped by a signal does before it exits.
+pub fn remove_temporary_files() {
+    let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    for path in live.iter() {
+        let _ = fs::remove_file(path);
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|p| p.as_path() != self.0.as_ref() as &Path);
+    }
+}
 
 impl TempFile {
     fn write(what: &str, text: &str) -> Result<TempFile, TransportError> {
@@ -220,7 +240,11 @@ impl TempFile {
                     "cannot write the SSH {what} to a temporary file: {e}"
                 ))
             })?;
-        Ok(TempFile(file.into_temp_path()))
+        let path = file.into_temp_path();
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path.to_path_buf());
+        Ok(TempFile(path))
     }
 
     fn path(&self) -> &Path {
