@@ -864,6 +864,7 @@ impl MirrorAllArgs {
             retry: self.network.retry_policy(),
             push: self.push.limits(),
             lfs: self.lfs.options(),
+            only: None,
         }
     }
 }

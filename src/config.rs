@@ -275,6 +275,19 @@ pub struct SweepConfig {
     /// Whether and how each repository's LFS objects move (no per-side
     /// URL: each repository's LFS server is where git-lfs finds it).
     pub(crate) lfs: LfsOptions,
+    /// Only the repositories whose clone URL this accepts (`git-relay
+    /// serve` mirrors the one repository a webhook names); `None` for all.
+    pub(crate) only: Option<Only>,
+}
+
+/// A choice of repositories by their clone URL, made by the caller.
+#[derive(Clone)]
+pub(crate) struct Only(pub(crate) Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Only {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Only(..)")
+    }
 }
 
 /// A size in bytes: a whole number, optionally followed by a unit. `KiB`,

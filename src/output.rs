@@ -12,7 +12,7 @@ use std::fmt::Display;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth::redact;
 
@@ -72,11 +72,61 @@ pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// How a line is labelled: its level in JSON logs, its prefix in text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Hint,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+            Level::Hint => "hint",
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Level::Debug if TASK_WORDS.get().is_some() => "##[debug]",
+            Level::Debug => "debug: ",
+            Level::Info => "",
+            Level::Warn => "warning: ",
+            Level::Error => "error: ",
+            Level::Hint => "hint: ",
+        }
+    }
+}
+
 /// Writes one redacted line to stderr, ignoring a closed stderr: losing a
 /// progress line must never fail a mirror.
-fn line(text: &str) {
+fn line(level: Level, text: &str) {
     let reworded = TASK_WORDS.get().map(|reword| reword(text));
     let text = redact(reworded.as_deref().unwrap_or(text));
+    let subject = SUBJECT.with(|s| s.borrow().clone());
+    if JSON_LINES.load(Ordering::Relaxed) {
+        let mut record = serde_json::Map::new();
+        record.insert("time".into(), rfc3339(SystemTime::now()).into());
+        record.insert("level".into(), level.name().into());
+        if let Some(subject) = subject {
+            record.insert("mirror".into(), redact(&subject).into_owned().into());
+        }
+        record.insert("message".into(), text.into_owned().into());
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{}", serde_json::Value::Object(record));
+        return;
+    }
+    let text = match subject {
+        Some(subject) => format!("{}[{}] {text}", level.prefix(), redact(&subject)),
+        None => format!("{}{text}", level.prefix()),
+    };
     // Hold the status line while printing, so lines from parallel workers
     // never land in the middle of it.
     let status = STATUS.lock().unwrap_or_else(|e| e.into_inner());
@@ -92,6 +142,42 @@ fn line(text: &str) {
     if let Some(status) = status.as_deref() {
         let _ = write!(err, "{status}");
     }
+}
+
+/// Set by `git-relay serve --log-format json`: every stderr line becomes
+/// one JSON object (`time`, `level`, `mirror` when a run prints it,
+/// `message`), for log collectors.
+static JSON_LINES: AtomicBool = AtomicBool::new(false);
+
+/// Prints every later line as a JSON object.
+pub fn log_as_json_lines() {
+    JSON_LINES.store(true, Ordering::Relaxed);
+}
+
+thread_local! {
+    /// What the lines of this thread are about (a long-running service
+    /// runs many mirrors at once; each line says which one it is from).
+    static SUBJECT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with every line it prints labelled as about `subject`.
+#[allow(dead_code)] // the service mode, being built, is its caller
+pub(crate) fn about<T>(subject: &str, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<String>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SUBJECT.with(|s| *s.borrow_mut() = self.0.take());
+        }
+    }
+    let _restore = Restore(SUBJECT.with(|s| s.borrow_mut().replace(subject.to_string())));
+    f()
+}
+
+/// `yyyy-mm-ddThh:mm:ssZ`, UTC.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    // The archive's stamp is the same instant with dashes in the time.
+    let stamp = crate::store::archive::stamp(t);
+    format!("{}T{}Z", &stamp[..10], stamp[11..19].replace('-', ":"))
 }
 
 /// The live status line at the bottom of a terminal, if one is shown.
@@ -170,35 +256,30 @@ pub(crate) fn logging_command(command: &str) {
 /// A normal line: the plan, a summary.
 pub fn info(text: impl Display) {
     if enabled(Verbosity::Normal) {
-        line(&text.to_string());
+        line(Level::Info, &text.to_string());
     }
 }
 
 /// A line only `--verbose` shows.
 pub(crate) fn debug(text: impl Display) {
     if enabled(Verbosity::Verbose) {
-        let prefix = if TASK_WORDS.get().is_some() {
-            "##[debug]"
-        } else {
-            "debug: "
-        };
-        line(&format!("{prefix}{text}"));
+        line(Level::Debug, &text.to_string());
     }
 }
 
 /// A warning, shown even with `--quiet`.
 pub fn warn(text: impl Display) {
-    line(&format!("warning: {text}"));
+    line(Level::Warn, &text.to_string());
 }
 
 /// An error, shown even with `--quiet`.
 pub fn error(text: impl Display) {
-    line(&format!("error: {text}"));
+    line(Level::Error, &text.to_string());
 }
 
 /// What to do about an error, shown even with `--quiet`.
 pub fn hint(text: impl Display) {
-    line(&format!("hint: {text}"));
+    line(Level::Hint, &text.to_string());
 }
 
 /// Writes a machine-readable document to stdout, redacted like everything else.
@@ -293,7 +374,7 @@ impl Progress {
             status(Some(&text));
             self.drawn = true;
         } else {
-            line(&text);
+            line(Level::Info, &text);
         }
     }
 
@@ -301,7 +382,7 @@ impl Progress {
     pub(crate) fn finish(&mut self, bytes: u64) {
         if self.drawn {
             status(None);
-            line(&self.text(bytes));
+            line(Level::Info, &self.text(bytes));
             self.drawn = false;
         }
     }

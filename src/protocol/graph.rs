@@ -567,7 +567,7 @@ impl<T: Copy> Chunked<T> {
     }
 
     fn push(&mut self, value: T) {
-        if self.len % BLOCK == 0 {
+        if self.len.is_multiple_of(BLOCK) {
             self.blocks.push(Vec::with_capacity(BLOCK));
         }
         if let Some(block) = self.blocks.last_mut() {
@@ -1277,7 +1277,7 @@ mod tests {
         let i = i as usize;
         match i {
             0 => vec![],
-            _ if i % 10 == 0 && i >= 5 => vec![ids[i - 1], ids[i - 5]],
+            _ if i.is_multiple_of(10) && i >= 5 => vec![ids[i - 1], ids[i - 5]],
             _ => vec![ids[i - 1]],
         }
     }

@@ -281,6 +281,7 @@ impl Sweep<'_> {
             .filter(|r| {
                 let name = r.full_name();
                 self.config.shard.is_none_or(|s| s.contains(&name))
+                    && (self.config.only.as_ref()).is_none_or(|only| (only.0)(&r.clone_url))
                     && (self.filter.is_empty() || self.filter.iter().any(|f| f.is_match(&name)))
                     && !self.skip.iter().any(|s| s.is_match(&name))
             })

@@ -132,6 +132,7 @@ pub(crate) fn read_organization(env: &Environment) -> Reading<SweepConfig> {
                     retry: RetryPolicy::default(),
                     push,
                     lfs,
+                    only: None,
                 },
                 authentication,
             ))

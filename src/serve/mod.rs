@@ -1,0 +1,4 @@
+//! `git-relay serve`: mirrors that follow every push (being built).
+
+#[allow(dead_code)]
+pub(crate) mod identity;
