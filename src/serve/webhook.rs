@@ -38,7 +38,6 @@ use ring::hmac;
 
 /// A forge whose webhooks serve accepts; the path segment of /hooks/<forge>.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[allow(dead_code)] // Built by the config loader and the router, not yet written.
 pub(crate) enum Forge {
     /// github.com and GitHub Enterprise Server.
     GitHub,
@@ -52,7 +51,6 @@ pub(crate) enum Forge {
     Gitea,
 }
 
-#[allow(dead_code)] // The router is the caller, not yet written.
 impl Forge {
     /// Every forge, in the order the docs list them.
     pub(crate) const ALL: [Forge; 5] = [
@@ -113,7 +111,6 @@ impl Headers for [(String, String)] {
 /// and Gitea `Hmac`, GitLab `Token`, Azure DevOps `Azure`; any other pairing,
 /// and an empty secret, refuse every delivery as unsigned.
 #[derive(Clone)]
-#[allow(dead_code)] // Built by the config loader, not yet written.
 pub(crate) enum HookAuth {
     /// HMAC-SHA256 of the body with this secret (GitHub X-Hub-Signature-256
     /// "sha256=<hex>"; Bitbucket Cloud and Server X-Hub-Signature
@@ -164,7 +161,7 @@ pub(crate) enum Refusal {
     Malformed(String),
 }
 
-#[allow(dead_code)] // The metrics of the HTTP server, not yet written.
+#[allow(dead_code)] // The HTTP server's metrics are the caller, not yet written.
 impl Refusal {
     /// The `result` label of `webhooks_total`.
     pub(crate) fn label(&self) -> &'static str {
@@ -211,7 +208,6 @@ pub(crate) struct Repository {
 
 /// Checks the sender, then parses. Verification happens on the raw body
 /// BEFORE any JSON parsing: an unverified body is never looked at.
-#[allow(dead_code)] // The HTTP server is the caller, not yet written.
 ///
 /// Generic so that a slice of pairs (tests) and `&dyn Headers` alike can
 /// be passed: an unsized slice cannot be turned into a `&dyn` directly.
