@@ -49,5 +49,10 @@ pub mod store;
 pub mod sweep;
 pub mod transport;
 
+/// The webhook parser's entry point for `fuzz/`'s `webhook` target (the
+/// `serve` module is private to the crate). Not part of the supported API.
+#[doc(hidden)]
+pub use serve::webhook::fuzz_targets as webhook_fuzz_targets;
+
 /// The `agent=` capability and User-Agent suffix we announce to servers.
 pub(crate) const AGENT: &str = concat!("git-relay/", env!("CARGO_PKG_VERSION"));
