@@ -349,19 +349,25 @@ mod tests {
 
     #[test]
     fn a_panicking_runner_fails_the_run_and_the_worker_lives_on() {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let counted = Arc::clone(&calls);
+        let causes = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&causes);
         let runner: Runner = Arc::new(move |run: &Run| {
-            if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+            let mut causes = record.lock().unwrap();
+            causes.push(run.cause);
+            if causes.len() == 1 {
+                drop(causes);
                 panic!("a bug in the run of {}", run.key);
             }
-            assert_eq!(run.cause, Cause::Retry(1));
             Outcome::Done
         });
+        // One worker: the retry can only run if the panic left it alive.
         let scheduler = Scheduler::start(settings(1), vec![], runner).unwrap();
         scheduler.submit("k", Cause::Startup, Instant::now());
-        eventually("the retry", || calls.load(Ordering::SeqCst) == 2);
+        eventually("the retry", || causes.lock().unwrap().len() == 2);
         eventually("its end", || scheduler.running() == 0);
+        assert_eq!(*causes.lock().unwrap(), [Cause::Startup, Cause::Retry(1)]);
+        scheduler.submit("k", Cause::Webhook, Instant::now());
+        eventually("a later run", || causes.lock().unwrap().len() == 3);
         assert!(scheduler.stop(Duration::from_secs(1)));
     }
 
