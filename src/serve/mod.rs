@@ -2,4 +2,5 @@
 
 #[allow(dead_code)]
 pub(crate) mod identity;
+pub(crate) mod queue;
 pub(crate) mod webhook;
