@@ -413,6 +413,26 @@ impl CredentialArgs {
     }
 }
 
+/// The flags whose values are secrets. A `serve` config names these by
+/// reference (an environment variable or a file) and never holds them
+/// inline; add any new flag that carries a secret here.
+pub(crate) const SECRET_FLAGS: [&str; 2] = ["source-token", "dest-token"];
+
+impl CredentialArgs {
+    /// Sets the secret flag `long` (one of [`SECRET_FLAGS`]) to `value`,
+    /// read from where a `serve` config says: set after parsing, so that no
+    /// parse error can quote it. False for any other flag.
+    pub(crate) fn set_secret(&mut self, long: &str, value: String) -> bool {
+        let field = match long {
+            "source-token" => &mut self.source_token,
+            "dest-token" => &mut self.dest_token,
+            _ => return false,
+        };
+        *field = Some(value);
+        true
+    }
+}
+
 /// Which refs take part (shared by `mirror`, `status` and `mirror-all`).
 #[derive(Debug, Args)]
 pub(crate) struct SelectionArgs {
@@ -869,6 +889,84 @@ impl MirrorAllArgs {
     }
 }
 
+/// The flags of `mirror` and its SOURCE DESTINATION, read from a vector
+/// that is not the process's command line (an entry of a `serve` config):
+/// no program name, no `--help`.
+#[derive(Debug, Parser)]
+#[command(no_binary_name = true, disable_help_flag = true)]
+struct RelayArgv {
+    #[command(flatten)]
+    args: RelayArgs,
+}
+
+/// The flags of `mirror-all` with its SOURCE_SCOPE DESTINATION_TEMPLATE (see
+/// [`RelayArgv`]).
+#[derive(Debug, Parser)]
+#[command(no_binary_name = true, disable_help_flag = true)]
+struct MirrorAllArgv {
+    #[command(flatten)]
+    args: MirrorAllArgs,
+}
+
+/// Parses `argv` (flags, then SOURCE and DESTINATION; no program name) as
+/// `git-relay mirror` would, with its validation and messages.
+pub(crate) fn relay_args_from<I, T>(argv: I) -> Result<RelayArgs, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    RelayArgv::try_parse_from(argv)
+        .map(|parsed| parsed.args)
+        .map_err(|e| one_line(&e))
+}
+
+/// Parses `argv` (flags, then SOURCE_SCOPE and DESTINATION_TEMPLATE) as
+/// `git-relay mirror-all` would.
+pub(crate) fn mirror_all_args_from<I, T>(argv: I) -> Result<MirrorAllArgs, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    MirrorAllArgv::try_parse_from(argv)
+        .map(|parsed| parsed.args)
+        .map_err(|e| one_line(&e))
+}
+
+/// The flags [`relay_args_from`] takes, for a caller that checks a key
+/// before building the vector (whether a flag is a switch).
+pub(crate) fn relay_command() -> clap::Command {
+    use clap::CommandFactory;
+    RelayArgv::command()
+}
+
+/// The flags [`mirror_all_args_from`] takes.
+pub(crate) fn mirror_all_command() -> clap::Command {
+    use clap::CommandFactory;
+    MirrorAllArgv::command()
+}
+
+/// clap's message without its usage block, on one line: the vector it
+/// read was not typed by the user, so "Usage:" and "use '-- --x'" would
+/// mislead.
+fn one_line(err: &clap::Error) -> String {
+    let text = err.to_string();
+    let mut out = String::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if line.is_empty() || line.contains("as a value, use") {
+            continue;
+        }
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        if !out.is_empty() {
+            out.push_str(if out.ends_with(':') { " " } else { "; " });
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -877,6 +975,47 @@ mod tests {
     fn definitions_are_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+        RelayArgv::command().debug_assert();
+        MirrorAllArgv::command().debug_assert();
+    }
+
+    #[test]
+    fn argument_vectors_parse_as_the_command_line_and_errors_fit_one_line() {
+        let args = relay_args_from(["--force", "--retries=2", "--", "/a", "/b"]).unwrap();
+        assert!(args.force);
+        assert_eq!(args.network.retries, 2);
+        let err = relay_args_from(["--forse", "--", "/a", "/b"]).unwrap_err();
+        assert!(
+            err.starts_with("unexpected argument '--forse' found"),
+            "{err}"
+        );
+        assert!(err.contains("'--force'"), "{err}");
+        assert!(!err.contains('\n') && !err.contains("Usage"), "{err}");
+        let err = relay_args_from(["--help", "--", "/a", "/b"]).unwrap_err();
+        assert!(err.contains("unexpected argument '--help'"), "{err}");
+        let sweep = mirror_all_args_from([
+            "--skip-archived",
+            "--",
+            "https://github.com/acme",
+            "/b/{repo}",
+        ]);
+        assert!(sweep.unwrap().config().skip_archived);
+    }
+
+    #[test]
+    fn every_secret_flag_can_be_set_and_exists_in_both_commands() {
+        for long in SECRET_FLAGS {
+            for command in [relay_command(), mirror_all_command()] {
+                assert!(
+                    command.get_arguments().any(|a| a.get_long() == Some(long)),
+                    "{long}"
+                );
+            }
+            let mut args = relay_args_from(["--", "/a", "/b"]).unwrap();
+            assert!(args.credentials.set_secret(long, "s3cr3t-value".into()));
+        }
+        let mut args = relay_args_from(["--", "/a", "/b"]).unwrap();
+        assert!(!args.credentials.set_secret("proxy", "x".into()));
     }
 
     fn relay_args(extra: &[&str]) -> Result<RelayArgs, clap::Error> {

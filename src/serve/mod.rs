@@ -1,5 +1,6 @@
 //! `git-relay serve`: mirrors that follow every push (being built).
 
+pub(crate) mod config;
 #[allow(dead_code)]
 pub(crate) mod identity;
 pub(crate) mod queue;

@@ -45,6 +45,13 @@ use fleet::{Job, Prepared, WikiJob, Work};
 const WIKI_MISSING: &str = "the destination wiki does not exist: on GitHub, GitLab and Gitea a wiki's repository exists once its first page is saved (save one, it is overwritten with --force); an Azure DevOps project wiki is created with --create-missing --dest-scope";
 use template::Template;
 
+/// Checks `config` as [`sweep`] does before it asks any forge: the scope,
+/// the template, the filters. For a caller that wants a bad sweep refused
+/// at start (`git-relay serve`), not at its first run.
+pub(crate) fn check(config: &SweepConfig) -> Result<(), String> {
+    Sweep::new(config).map(drop)
+}
+
 /// Discovers, selects and mirrors every repository `config` names, and
 /// returns the outcome of each. Shared by the command line and the Azure
 /// Pipelines task, which report the same [`Summary`] each in their way.
