@@ -1,0 +1,1 @@
+//! The HTTP server of `git-relay serve` (written next).
