@@ -179,7 +179,7 @@ pub(crate) fn render(run: &Run) -> String {
 /// Escapes a label value as the text format requires: backslash, double
 /// quote and line feed; redacted first, as an escaped secret no longer
 /// looks like itself.
-fn label_value(v: &str) -> String {
+pub(crate) fn label_value(v: &str) -> String {
     let v = crate::auth::redact(v);
     let mut out = String::with_capacity(v.len());
     for c in v.chars() {
