@@ -729,6 +729,16 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_is_redacted() {
+        let server = start(READ_TIMEOUT);
+        crate::auth::register_secret("http-reply-s3cr3t-value");
+        let reply = post(&server, "/hooks/http-reply-s3cr3t-value", b"{}");
+        assert_eq!(reply.status, 404);
+        assert!(reply.body.starts_with("no webhook is configured for "));
+        assert!(!reply.body.contains("s3cr3t"), "{}", reply.body);
+    }
+
+    #[test]
     fn dropping_the_stop_sender_stops_too() {
         let mut server = start(READ_TIMEOUT);
         drop(server.stop.take());
