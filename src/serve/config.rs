@@ -948,6 +948,26 @@ mod tests {
     }
 
     #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.toml");
+        std::fs::write(&path, "concurrency = 3\n").unwrap();
+        assert_eq!(load(&path).unwrap().concurrency, 3);
+        std::fs::write(&path, "concurrency = 3\nconcurrency = 4\n").unwrap();
+        let err = load(&path).unwrap_err();
+        assert!(err.starts_with(&format!("{}:2: ", path.display())), "{err}");
+        let missing = dir.path().join("missing.toml");
+        let err = load(&missing).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "cannot read the config file {}: ",
+                missing.display()
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn an_empty_file_gives_the_defaults() {
         let config = parse("", "serve.toml").unwrap();
         assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
@@ -1231,19 +1251,26 @@ mod tests {
 
     #[test]
     fn a_secret_read_from_a_file_is_redacted() {
+        // A webhook secret reaches no engine code that would register it:
+        // only `SecretRef::read` can have.
         let secrets = Secrets::new();
-        let secret = "file-secret-to-redact-7f3a9c";
-        let reference = secrets.file("dest", secret);
-        let text = format!("[[mirror]]\nsource = \"/a\"\ndestination = \"https://h.example/w.git\"\ndest-token = {reference}\n");
+        let secret = "hook-secret-to-redact-7f3a9c";
+        let text = format!(
+            "[webhooks.gitlab]\ntoken = {}\n",
+            secrets.file("hook", secret)
+        );
         parse(&text, "f").unwrap();
         let line = format!("token={secret} and its start {}", &secret[..12]);
         let shown = crate::auth::redact(&line);
-        assert!(!shown.contains("file-secret"), "{shown}");
+        assert!(!shown.contains("hook-secret"), "{shown}");
         // The file's trailing newline is not part of the secret.
-        let value = SecretRef::File(secrets.0.path().join("dest"))
+        let secret = "read-secret-to-redact-51b0e2";
+        secrets.file("read", secret);
+        let value = SecretRef::File(secrets.0.path().join("read"))
             .read()
             .unwrap();
         assert_eq!(value, secret);
+        assert!(!crate::auth::redact(secret).contains("read-secret"));
     }
 
     #[test]
