@@ -149,7 +149,8 @@ impl Scheduler {
         submitted
     }
 
-    /// Runs waiting to start: neither running nor delayed retries.
+    /// Runs waiting to start, follow-ups of running keys included; neither
+    /// running runs nor retries waiting for their delay.
     pub(crate) fn queued(&self) -> usize {
         self.shared.lock().queued()
     }
