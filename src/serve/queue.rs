@@ -43,6 +43,11 @@ pub(crate) struct Settings {
     pub(crate) retry_delay: Duration,
     /// The longest delay before a retry.
     pub(crate) retry_max: Duration,
+    /// The least time between the starts of two runs of one key (zero:
+    /// none). Coalescing alone bounds the runs of a burst of webhooks only
+    /// while a run lasts longer than the burst; this bounds them whatever
+    /// a run lasts, at the cost of delaying a push that comes soon after a run.
+    pub(crate) spacing: Duration,
 }
 
 /// What the runner is told about the run it performs.
@@ -144,7 +149,8 @@ impl Scheduler {
         submitted
     }
 
-    /// Runs waiting to start: neither running nor delayed retries.
+    /// Runs waiting to start, follow-ups of running keys included; neither
+    /// running runs nor retries waiting for their delay.
     pub(crate) fn queued(&self) -> usize {
         self.shared.lock().queued()
     }
@@ -191,6 +197,16 @@ fn work(shared: &Shared) {
             shared.changed.notify_all();
         } else if state.stopping() {
             return;
+        } else if let Some(at) = state.held_until() {
+            // At least a millisecond, so that a broken promise of `held_until`
+            // could never make an idle worker spin.
+            let wait = at
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            state = match shared.changed.wait_timeout(state, wait) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
         } else {
             state = shared
                 .changed
@@ -238,6 +254,7 @@ mod tests {
             retries: 2,
             retry_delay: Duration::from_millis(20),
             retry_max: Duration::from_secs(1),
+            spacing: Duration::ZERO,
         }
     }
 
@@ -345,6 +362,60 @@ mod tests {
         assert_eq!(runs.len(), queued);
         assert_eq!(runs.iter().map(|(r, ..)| r.served).sum::<usize>(), 200);
         assert!(scheduler.stop(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn spacing_bounds_the_runs_of_a_burst_longer_than_a_run() {
+        let log = Arc::new(Log::default());
+        let record = Arc::clone(&log);
+        let runner: Runner = Arc::new(move |run: &Run| {
+            let start = Instant::now();
+            thread::sleep(Duration::from_millis(5));
+            record
+                .0
+                .lock()
+                .unwrap()
+                .push((run.clone(), start, Instant::now()));
+            Outcome::Done
+        });
+        let spacing = Duration::from_millis(300);
+        let scheduler = Scheduler::start(
+            Settings {
+                spacing,
+                ..settings(2)
+            },
+            vec![],
+            runner,
+        )
+        .unwrap();
+        let burst = Instant::now();
+        for i in 0..100 {
+            scheduler.submit(&format!("repo{}", i % 2), Cause::Webhook, Instant::now());
+            thread::sleep(Duration::from_millis(2));
+        }
+        // One run at the start, one per spacing the burst lasted (longer on a
+        // loaded machine), one after it: two runs a key for a short burst.
+        let bound = 2 * (2 + burst.elapsed().as_millis() / spacing.as_millis()) as usize;
+        eventually("the queue to drain", || {
+            scheduler.queued() + scheduler.running() == 0
+        });
+        assert!(scheduler.stop(Duration::from_secs(1)));
+        let runs = log.runs();
+        assert!(runs.len() <= bound, "{} runs, at most {bound}", runs.len());
+        assert_eq!(runs.iter().map(|(r, ..)| r.served).sum::<usize>(), 100);
+        for key in ["repo0", "repo1"] {
+            let starts: Vec<Instant> = runs
+                .iter()
+                .filter(|(r, ..)| r.key == key)
+                .map(|r| r.1)
+                .collect();
+            for pair in starts.windows(2) {
+                assert!(
+                    pair[1] - pair[0] >= spacing,
+                    "{key} started twice within {spacing:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! for a waiting key joins the waiting run; one for a running key becomes
 //! the waiting run (a follow-up: the running one may have listed refs
 //! before the push that caused the submission), and it is queued when the
-//! running one ends. Keys wait in `ready` in the order they were submitted.
+//! running one ends. Keys wait in `ready` in the order they were submitted;
+//! one whose previous run started less than `spacing` ago lets the keys
+//! behind it pass.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -34,11 +36,17 @@ struct Slot {
     /// `None` while the key waits, runs or waits for a retry: the end of
     /// that run sets it again.
     next_poll: Option<Instant>,
+    last_start: Option<Instant>,
 }
 
 impl Slot {
     fn idle(&self) -> bool {
         self.waiting.is_none() && !self.running && self.retry.is_none()
+    }
+
+    /// When `spacing` lets the key's next run start, if it holds it back at all.
+    fn not_before(&self, spacing: Duration) -> Option<Instant> {
+        self.last_start?.checked_add(spacing)
     }
 }
 
@@ -148,10 +156,17 @@ impl State {
         if self.stopping || self.running >= self.settings.concurrency.max(1) {
             return None;
         }
-        let key = self.ready.pop_front()?;
+        let spacing = self.settings.spacing;
+        let slots = &self.slots;
+        let first = self.ready.iter().position(|key| {
+            let not_before = slots.get(key).and_then(|s| s.not_before(spacing));
+            not_before.is_none_or(|at| at <= now)
+        })?;
+        let key = self.ready.remove(first)?;
         let slot = self.slots.get_mut(&key)?;
         let pending = slot.waiting.take()?;
         slot.running = true;
+        slot.last_start = Some(now);
         self.running += 1;
         Some(Run {
             key,
@@ -159,6 +174,13 @@ impl State {
             first_event: pending.first_event,
             served: pending.served,
         })
+    }
+
+    /// When the first run that waits only for `spacing` may start.
+    pub(super) fn held_until(&self) -> Option<Instant> {
+        let spacing = self.settings.spacing;
+        let ready = self.ready.iter().filter_map(|key| self.slots.get(key));
+        ready.filter_map(|slot| slot.not_before(spacing)).min()
     }
 
     /// Records the end of the key's run: queues its follow-up, or its retry.
@@ -228,11 +250,16 @@ mod tests {
             retries: 3,
             retry_delay: Duration::from_secs(30),
             retry_max: Duration::from_secs(100),
+            spacing: Duration::ZERO,
         }
     }
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
+    }
+
+    fn ms(ms: u64) -> Duration {
+        Duration::from_millis(ms)
     }
 
     fn keys(runs: &[Run]) -> Vec<&str> {
@@ -331,6 +358,73 @@ mod tests {
         assert_eq!(state.queued() + state.running(), 0);
         assert!(runs.len() <= 10, "{} runs", runs.len());
         assert_eq!(runs.iter().map(|r| r.served).sum::<usize>(), 200);
+    }
+
+    #[test]
+    fn spacing_holds_a_key_back_and_lets_the_others_pass() {
+        let t0 = Instant::now();
+        let mut state = State::new(
+            Settings {
+                spacing: secs(1),
+                ..settings(2)
+            },
+            vec![],
+            t0,
+        );
+        state.submit("k", Cause::Webhook, t0);
+        state.next(t0).unwrap();
+        state.finish("k", Outcome::Done, t0 + ms(20));
+        assert_eq!(
+            state.submit("k", Cause::Webhook, t0 + ms(30)),
+            Submitted::Queued
+        );
+        assert!(state.next(t0 + ms(30)).is_none());
+        assert_eq!(state.held_until(), Some(t0 + secs(1)));
+        state.submit("j", Cause::Webhook, t0 + ms(40));
+        assert_eq!(state.next(t0 + ms(40)).unwrap().key, "j");
+        assert_eq!(
+            state.submit("k", Cause::Webhook, t0 + ms(50)),
+            Submitted::Coalesced
+        );
+        assert!(state.next(t0 + ms(999)).is_none());
+        let run = state.next(t0 + secs(1)).unwrap();
+        assert_eq!((run.key.as_str(), run.served), ("k", 2));
+        assert_eq!(state.held_until(), None);
+    }
+
+    #[test]
+    fn with_spacing_a_burst_longer_than_a_run_makes_at_most_two_runs_per_key() {
+        let t0 = Instant::now();
+        let mut state = State::new(
+            Settings {
+                spacing: secs(1),
+                ..settings(4)
+            },
+            vec![],
+            t0,
+        );
+        let mut runs = 0;
+        let mut served = 0;
+        // Runs take 20 ms; the burst lasts a second.
+        let mut running: VecDeque<(Instant, String)> = VecDeque::new();
+        for step in 0..400u64 {
+            let now = t0 + ms(5 * step);
+            if step < 200 {
+                state.submit(&format!("repo{}", step % 5), Cause::Webhook, now);
+            }
+            while running.front().is_some_and(|(end, _)| *end <= now) {
+                let (_, key) = running.pop_front().unwrap();
+                state.finish(&key, Outcome::Done, now);
+            }
+            for run in start_all(&mut state, now) {
+                runs += 1;
+                served += run.served;
+                running.push_back((now + ms(20), run.key));
+            }
+        }
+        assert_eq!(state.queued() + state.running(), 0);
+        assert_eq!(served, 200);
+        assert!(runs <= 10, "{runs} runs");
     }
 
     #[test]
