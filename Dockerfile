@@ -10,6 +10,11 @@
 #   docker run --rm -e GIT_RELAY_SOURCE_TOKEN -e GIT_RELAY_DEST_TOKEN \
 #     ghcr.io/git-relay/git-relay mirror https://... https://...
 #
+# or as a service (docs/serve.md):
+#
+#   docker run -d -p 8080:8080 -v $PWD/serve.toml:/etc/git-relay/serve.toml:ro \
+#     ghcr.io/git-relay/git-relay serve --config /etc/git-relay/serve.toml
+#
 # Two ways to build it:
 #   docker build .                                   compile from this checkout (the default)
 #   docker buildx build --build-arg BINARIES=prebuilt --platform linux/amd64,linux/arm64 .
@@ -36,6 +41,9 @@ FROM binary-${BINARIES} AS binary
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=binary --chmod=0755 /out/git-relay /usr/local/bin/git-relay
 USER nonroot:nonroot
+# `git-relay serve` (webhooks, /status, /metrics) listens where its
+# configuration says; the documented examples use 8080.
+EXPOSE 8080
 WORKDIR /home/nonroot
 ENTRYPOINT ["/usr/local/bin/git-relay"]
 CMD ["--help"]

@@ -89,6 +89,9 @@ pub enum Command {
     MirrorAll(MirrorAllArgs),
     /// Check a backup (or any local repository): every ref's history present, every reachable object intact. Exit 0 when sound, 1 otherwise.
     Verify(VerifyArgs),
+    /// Run as a service: mirror on every push (webhooks), poll as a safety net, serve /status and /metrics.
+    #[command(after_long_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
     /// Run as an Azure Pipelines task: read the inputs from INPUT_* / ENDPOINT_* (called by the task's wrapper).
     #[command(hide = true)]
     Task,
@@ -746,6 +749,46 @@ Exit codes:
   1  some repository failed (the others were still mirrored), or discovery failed
   2  usage error
   3  no failure, but some repository still differs (protected or rejected refs; with --dry-run: would change)";
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  # Check a configuration file, then serve it:
+  git-relay serve --config /etc/git-relay/serve.toml --check
+  git-relay serve --config /etc/git-relay/serve.toml --log-format json
+
+  # The configuration lists mirrors and sweeps with the flags of `mirror` and
+  # `mirror-all`, and the webhook secrets by reference; the commented example
+  # is docs/serve.example.toml in the repository.
+  [[mirror]]
+  source = \"https://dev.azure.com/acme/app/_git/widgets\"
+  destination = \"https://github.com/acme/widgets.git\"
+  source-token = { env = \"AZDO_PAT\" }
+  dest-token = { file = \"/run/secrets/github-token\" }
+
+Endpoints:
+  POST /hooks/github|gitlab|azure-devops|bitbucket|gitea   webhooks (signed)
+  GET  /status  /status.json  /metrics  /healthz  /readyz
+
+Exit codes:
+  0  stopped by SIGTERM or SIGINT after the running mirrors finished (or --check: the file is sound)
+  1  could not listen, or mirrors were still running when the grace period ended
+  2  the configuration file is wrong (the message names the entry and the key)";
+
+/// The arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration file (TOML): mirrors, sweeps, webhook secrets, the listening address.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
+
+    /// Read the configuration, read every secret it names, build every mirror's settings, and exit: 0 when all is sound, 2 otherwise.
+    #[arg(long)]
+    pub check: bool,
+
+    /// How lines are printed on stderr: `text`, or `json` (one object a line: time, level, mirror, message) for log collectors.
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
 
 /// The arguments of `mirror-all`.
 #[derive(Debug, Args)]

@@ -44,7 +44,7 @@ pub mod output;
 pub mod pipelines;
 pub mod protocol;
 pub mod report;
-pub(crate) mod serve;
+pub mod serve;
 pub mod store;
 pub mod sweep;
 pub mod transport;

@@ -16,8 +16,12 @@ fn main() {
             "git-relay crashed (this is a bug, please report it): {info}"
         ));
     }));
-    stop_cleanly_at_signals();
     let cli = Cli::parse();
+    // A service stops at signals in its own way: it lets running mirrors
+    // finish first.
+    if !matches!(cli.command, Command::Serve(_)) {
+        stop_cleanly_at_signals();
+    }
     output::set_verbosity(if cli.quiet {
         Verbosity::Quiet
     } else if cli.verbose {
@@ -31,6 +35,12 @@ fn main() {
         Command::MirrorAll(args) => mirror_all(args),
         Command::Task => git_relay::pipelines::run(),
         Command::Verify(args) => verify(args),
+        Command::Serve(args) => {
+            if args.log_format == "json" {
+                output::log_as_json_lines();
+            }
+            git_relay::serve::run(&args.config, args.check)
+        }
     };
     std::process::exit(code as i32);
 }

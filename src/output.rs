@@ -161,7 +161,6 @@ thread_local! {
 }
 
 /// Runs `f` with every line it prints labelled as about `subject`.
-#[allow(dead_code)] // the service mode, being built, is its caller
 pub(crate) fn about<T>(subject: &str, f: impl FnOnce() -> T) -> T {
     struct Restore(Option<String>);
     impl Drop for Restore {

@@ -36,6 +36,8 @@ const DEFAULT_CONCURRENCY: usize = 4;
 /// connections, and hosts rate-limit well before this.
 const MAX_CONCURRENCY: usize = 64;
 const DEFAULT_POLL: Duration = Duration::from_secs(10 * 60);
+/// Runs of one mirror start at least this far apart unless told otherwise.
+const DEFAULT_SPACING: Duration = Duration::from_secs(1);
 const DEFAULT_GRACE: Duration = Duration::from_secs(60);
 const DEFAULT_RETRIES: u32 = 5;
 const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -64,18 +66,17 @@ const REFUSED: [(&str, &str); 5] = [
 ];
 
 /// What `git-relay serve --config FILE` says.
-// Its fields are read by the wiring in `serve::mod`, not yet written.
-#[allow(dead_code)]
 #[derive(Debug)]
 pub(crate) struct ServeConfig {
     /// Where the webhook, status and metrics endpoints listen.
     pub(crate) listen: SocketAddr,
     /// Mirrors and sweeps running at once, all together (1 to 64).
     pub(crate) concurrency: usize,
-    /// How often a mirror is checked when no webhook comes, unless its
-    /// entry says; `None` ("off"): never. Entries hold the interval that
-    /// applies to them: read theirs.
-    pub(crate) poll: Option<Duration>,
+    /// The least time between the starts of two runs of one mirror
+    /// (`spacing`, default 1 s; "off": none), so that a burst of pushes
+    /// costs a few runs however quick each run is. Polling intervals are
+    /// the entries' own (`MirrorEntry::poll`).
+    pub(crate) spacing: Duration,
     /// At SIGTERM, how long running mirrors may take to finish.
     pub(crate) grace: Duration,
     /// A failed run is tried again this many times...
@@ -199,7 +200,6 @@ impl fmt::Display for SecretRef {
 /// One `[[mirror]]`: a repository kept equal to its source, as
 /// `git-relay mirror SOURCE DESTINATION <flags>` would.
 // Its fields are read by the wiring in `serve::mod`, not yet written.
-#[allow(dead_code)]
 #[derive(Clone, Debug)]
 pub(crate) struct MirrorEntry {
     /// Unique among mirrors and sweeps: `name`, else the source's last path
@@ -235,7 +235,6 @@ impl MirrorEntry {
 /// One `[[sweep]]`: every repository of a scope, as `git-relay mirror-all
 /// SOURCE_SCOPE DESTINATION_TEMPLATE <flags>` would.
 // Its fields are read by the wiring in `serve::mod`, not yet written.
-#[allow(dead_code)]
 #[derive(Clone, Debug)]
 pub(crate) struct SweepEntry {
     /// Unique among mirrors and sweeps: `name`, else the scope's path.
@@ -275,7 +274,6 @@ struct Flags {
 /// Reads the config file at `path`. The message names the file, and the
 /// line where one is known.
 // The wiring in `serve::mod` (the lead's) is its caller.
-#[allow(dead_code)]
 pub(crate) fn load(path: &Path) -> Result<ServeConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
@@ -353,7 +351,11 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<ServeConfig, String> {
             })?,
             None => DEFAULT_CONCURRENCY,
         },
-        poll,
+        spacing: match &raw.spacing {
+            Some(spacing) => file.spanned(spacing, |s| interval(s, "spacing"))?
+                .unwrap_or(Duration::ZERO),
+            None => DEFAULT_SPACING,
+        },
         grace,
         retries: match &raw.retries {
             Some(n) => file.spanned(n, |&n| {
@@ -433,6 +435,7 @@ struct RawConfig {
     listen: Option<Spanned<String>>,
     concurrency: Option<Spanned<i64>>,
     poll: Option<Spanned<String>>,
+    spacing: Option<Spanned<String>>,
     grace: Option<Spanned<String>>,
     retries: Option<Spanned<i64>>,
     retry_delay: Option<Spanned<String>>,
@@ -878,7 +881,7 @@ mod tests {
 
         assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(config.concurrency, 4);
-        assert_eq!(config.poll, Some(Duration::from_secs(600)));
+        assert_eq!(config.spacing, Duration::from_secs(1));
         assert_eq!(config.grace, Duration::from_secs(60));
         assert_eq!(
             (config.retries, config.retry_delay, config.retry_max),
@@ -972,7 +975,7 @@ mod tests {
         let config = parse("", "serve.toml").unwrap();
         assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(config.concurrency, 4);
-        assert_eq!(config.poll, Some(Duration::from_secs(600)));
+        assert_eq!(config.spacing, Duration::from_secs(1));
         assert_eq!(config.grace, Duration::from_secs(60));
         assert_eq!(config.retries, 5);
         assert_eq!(config.retry_delay, Duration::from_secs(30));
@@ -997,7 +1000,6 @@ mod tests {
             poll = "90s"
         "#;
         let config = parse(text, "serve.toml").unwrap();
-        assert_eq!(config.poll, None);
         assert_eq!(config.mirrors[0].name, "a");
         assert_eq!(config.mirrors[0].poll, None);
         assert_eq!(config.mirrors[1].name, "b");

@@ -49,7 +49,6 @@ use super::status::Status;
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the server asks of the rest of serve.
-#[allow(dead_code)] // implemented by the serve wiring, not yet written
 pub(crate) trait Service: Send + Sync + 'static {
     /// A delivery to /hooks/<segment>, its body within max_body. Cheap:
     /// verifies and queues, never runs a mirror. `segment` is what the
@@ -75,7 +74,6 @@ pub(crate) struct Reply {
 /// Serves until `stop` resolves (or its sender is dropped), then finishes
 /// the requests in flight and returns. Builds its own tokio runtime (two
 /// worker threads), so callers stay synchronous.
-#[allow(dead_code)] // called by the serve wiring, not yet written
 pub(crate) fn serve(
     listener: std::net::TcpListener,
     service: Arc<dyn Service>,

@@ -21,7 +21,6 @@ use state::State;
 
 /// Why a key was submitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // Startup and Webhook are submitted by the wiring.
 pub(crate) enum Cause {
     /// The check of every mirror when serve starts.
     Startup,
@@ -64,7 +63,6 @@ pub(crate) struct Run {
 
 /// How a run ended: a failed one is retried with back-off while attempts remain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // The wiring's runner returns Done.
 pub(crate) enum Outcome {
     Done,
     Failed,
@@ -106,7 +104,6 @@ impl Shared {
     }
 }
 
-#[allow(dead_code)] // The wiring is the caller.
 impl Scheduler {
     /// Starts `settings.concurrency` workers and a timer thread. `polls`
     /// lists each key polled on an interval (first poll one interval after

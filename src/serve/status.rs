@@ -19,7 +19,6 @@ use crate::report::metrics::label_value;
 
 /// How a run ended, as its `result` label says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // built by the serve wiring, not yet written
 pub(crate) enum RunResult {
     /// Both sides hold the same refs.
     Ok,
@@ -47,7 +46,6 @@ impl RunResult {
 
 /// One finished run of a mirror.
 #[derive(Clone, Debug)]
-#[allow(dead_code)] // built by the serve wiring, not yet written
 pub(crate) struct RunRecord {
     pub(crate) started: SystemTime,
     pub(crate) duration: Duration,
@@ -162,7 +160,6 @@ pub(crate) struct Status {
     inner: Mutex<Inner>,
 }
 
-#[allow(dead_code)] // called by the serve wiring, not yet written
 impl Status {
     /// `mirrors`: (name, source, destination) as printable (credential-free)
     /// strings, in config order.
