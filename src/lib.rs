@@ -23,6 +23,9 @@
 //! - [`cli`], [`output`] and [`pipelines`] are the edges a person, a script
 //!   or an Azure Pipelines agent sees; each turns its input into a
 //!   [`config`] and neither knows of the other.
+//! - [`serve`] is the long-running edge (`git-relay serve`): webhooks and
+//!   polling queue mirrors and sweeps, run on plain threads as the command
+//!   line runs them; its configuration file takes `cli`'s flags.
 //!
 //! `docs/architecture.md` in the repository walks through one run from end
 //! to end, the security model, and where to add a forge, an auth kind or a
