@@ -1,14 +1,14 @@
 //! `git-relay serve`: a long-running service that keeps mirrors within
 //! seconds of their sources.
 //!
-//! A forge's webhook says "this repository changed": [`webhook`] checks the
-//! sender and reads which repository, [`identity`] finds the mirrors and
-//! sweeps configured for it, and [`queue`] runs each at most once at a
+//! A forge's webhook says "this repository changed": `webhook` checks the
+//! sender and reads which repository, `identity` finds the mirrors and
+//! sweeps configured for it, and `queue` runs each at most once at a
 //! time, folding a burst of events into one run. Polling (in `queue` too)
 //! catches what webhooks miss, and every mirror runs once at startup, so
 //! nothing needs keeping between starts: whether a mirror is in sync is
-//! read from its two servers on every run. [`http`] serves the endpoints,
-//! [`status`] what they show, [`config`] reads the file.
+//! read from its two servers on every run. `http` serves the endpoints,
+//! `status` what they show, `config` reads the file.
 //!
 //! The engine runs on the queue's plain threads, exactly as `git-relay
 //! mirror` and `mirror-all` run it; only the endpoints are asynchronous.
@@ -574,7 +574,8 @@ impl http::Service for Relay {
     fn status(&self) -> &Status {
         // The queue as it is now, not as the last submission left it.
         if let Some(scheduler) = self.scheduler.get() {
-            self.status.set_queue(scheduler.queued(), scheduler.running());
+            self.status
+                .set_queue(scheduler.queued(), scheduler.running());
         }
         &self.status
     }

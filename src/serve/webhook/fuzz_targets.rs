@@ -5,8 +5,8 @@
 //!
 //! An input is a delivery as text: the forge's path segment on the first
 //! line, then `Name: value` header lines, a blank line, and the body. The
-//! secret is [`SECRET`] for every forge (Azure DevOps: basic auth as
-//! [`AZURE_USER`] and the header [`AZURE_HEADER`], both with it).
+//! secret is `SECRET` for every forge (Azure DevOps: basic auth as
+//! `AZURE_USER` and the header `AZURE_HEADER`, both with it).
 
 use super::{receive, Event, Forge, HookAuth, Refusal};
 
