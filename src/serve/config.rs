@@ -865,6 +865,40 @@ mod tests {
             .unwrap()
     }
 
+    /// The configurations the README and the Kubernetes example show load
+    /// as they are written, their secrets given as files.
+    #[test]
+    fn the_documented_configurations_load() {
+        let readme = include_str!("../../README.md");
+        let readme = readme
+            .split("```toml\n# serve.toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("README's serve.toml example");
+        let kubernetes = include_str!("../../docs/serve/kubernetes.yaml");
+        let kubernetes: String = kubernetes
+            .split("  serve.toml: |\n")
+            .nth(1)
+            .and_then(|rest| rest.split("---").next())
+            .expect("the ConfigMap's serve.toml")
+            .lines()
+            .map(|line| format!("{}\n", line.strip_prefix("    ").unwrap_or(line)))
+            .collect();
+        let secrets = Secrets::new();
+        let reference = regex::Regex::new(r#"\{ (env|file) = "(?:[^"]*/)?([^"/]+)" \}"#).unwrap();
+        for (name, text) in [("README.md", readme), ("kubernetes.yaml", &kubernetes)] {
+            let text = reference.replace_all(text, |c: &regex::Captures<'_>| {
+                secrets.file(&c[2], &format!("documented-secret-{}", &c[2]))
+            });
+            let config = parse(&text, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(config.mirrors.len(), 1, "{name}");
+            assert_eq!(config.sweeps.len(), 1, "{name}");
+            assert!(config.webhooks.github.is_some(), "{name}");
+            config.mirrors[0].settings().unwrap();
+            config.sweeps[0].config().unwrap();
+        }
+    }
+
     #[test]
     fn the_example_file_loads() {
         // Each `{ env = "NAME" }` and `{ file = "/run/secrets/NAME" }` of the
