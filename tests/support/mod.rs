@@ -45,6 +45,9 @@
 //! * [`oidc`]: a pipeline's OIDC endpoint and an Entra ID token endpoint,
 //!   for the task's sign-in through a workload identity federation
 //!   service connection.
+//! * [`serve`]: `git-relay serve` as a process ([`serve::Serve`]), a
+//!   small HTTP client for its endpoints, each forge's webhook deliveries
+//!   (signed headers, push payloads) and a strict Prometheus text reader.
 //! * [`task`]: the Azure Pipelines agent's environment for a task run, a
 //!   parser for the logging commands the task prints, and the check of
 //!   task.json against the published schema ([`task::schema`], with
@@ -63,6 +66,7 @@
 pub mod entra;
 pub mod forge;
 pub mod oidc;
+pub mod serve;
 pub mod task;
 
 mod cap;
