@@ -622,7 +622,7 @@ fn sigterm_lets_a_large_transfer_finish_within_the_grace() {
 #[test]
 fn sigterm_stops_after_the_grace_when_a_mirror_hangs() {
     let server = git_server();
-    let pair = large_pair(&server, 20);
+    let pair = large_pair(&server, 10);
     let text = config("grace = \"2s\"", &[], &[&pair]);
     let mut serve = start(&text);
     wait_running(&serve, "large");
@@ -1058,4 +1058,47 @@ fn the_metrics_reader_refuses_malformed_text() {
     ] {
         assert!(Metrics::parse(bad).is_err(), "accepted: {bad:?}");
     }
+}
+
+/// Not a check but the figures issue 16 asks for: event-to-mirrored
+/// latency (median, p95) over 100 pushes, each followed by its webhook,
+/// and the resident memory at rest and at the end. Run it alone:
+/// `cargo test --test serve -- --ignored --nocapture latency_of_100_pushes`.
+#[test]
+#[ignore = "a measurement, not a check: run it alone"]
+fn latency_of_100_pushes() {
+    let server = git_server();
+    let pair = Pair::new(&server, "widgets");
+    let serve = start(&config("", &[GITHUB], &[&pair]));
+    serve.wait_idle(RUN);
+    let (rest, _) = serve.memory();
+    let mut lags = Vec::new();
+    for i in 0..100 {
+        let after = pair.push(&format!("push {i}"));
+        let body = github_push(&pair.source_url, "refs/heads/main", &after);
+        let sent = Instant::now();
+        let (code, text) = serve.post_hook("github", &github_delivery(GITHUB_SECRET, &body), &body);
+        assert_eq!(code, 202, "{text}");
+        // No sleep between looks: each costs one `git for-each-ref`
+        // (a few milliseconds), the resolution of the figure.
+        while !pair.in_sync() {
+            assert!(
+                sent.elapsed() < RUN,
+                "push {i} not mirrored\n{}",
+                serve.stderr()
+            );
+        }
+        lags.push(sent.elapsed());
+    }
+    lags.sort();
+    let (now, peak) = serve.memory();
+    eprintln!(
+        "100 pushes, webhook -> mirrored: median {:?}, p95 {:?}, max {:?}; memory at rest {} KiB, after {} KiB, peak {} KiB",
+        lags[49],
+        lags[94],
+        lags[99],
+        rest / 1024,
+        now / 1024,
+        peak / 1024
+    );
 }
