@@ -448,11 +448,17 @@ fn a_push_and_its_webhook_are_mirrored_within_two_seconds() {
     );
     eprintln!("push -> mirrored: {:?}", sent.elapsed());
 
-    let m = serve.metrics();
+    // The destination's refs move before the run reports its end.
+    let observed = wait_until(RUN, || {
+        serve
+            .metrics()
+            .sum("git_relay_serve_lag_seconds_count", &[])
+            >= 1.0
+    });
     assert!(
-        m.sum("git_relay_serve_lag_seconds_count", &[]) >= 1.0,
+        observed,
         "the lag of the webhook's run is observed\n{:#?}",
-        m.samples
+        serve.metrics().samples
     );
 }
 
@@ -514,6 +520,7 @@ fn a_burst_of_200_events_for_5_repositories_coalesces() {
     serve.wait_idle(RUN);
     let m = serve.metrics();
     let burst_runs = runs(&m) - runs_before;
+    eprintln!("the burst ran {burst_runs} mirrors");
     assert!(
         burst_runs <= 10.0,
         "200 events for 5 repositories ran {burst_runs} mirrors\n{:#?}",
@@ -578,7 +585,9 @@ fn assert_no_checkpoints(pair: &Pair) {
 fn sigterm_lets_a_large_transfer_finish_within_the_grace() {
     let server = git_server();
     let pair = large_pair(&server, 2);
-    let text = config("grace = \"30s\"", &[GITHUB], &[&pair]);
+    // A grace long enough for the whole transfer, even from a debug build
+    // on a loaded machine (50 MiB took 12 to 35 s there).
+    let text = config("grace = \"120s\"", &[GITHUB], &[&pair]);
     let mut serve = start(&text);
     wait_running(&serve, "large");
 
@@ -594,12 +603,13 @@ fn sigterm_lets_a_large_transfer_finish_within_the_grace() {
     let (code, answer) = serve.post_hook("github", &github_delivery(GITHUB_SECRET, &body), &body);
     assert_eq!(code, 503, "a webhook while stopping: {answer}");
 
-    let status = serve.wait(Duration::from_secs(35));
+    let status = serve.wait(Duration::from_secs(130));
     let status =
-        status.unwrap_or_else(|| panic!("still running 35 s after SIGTERM\n{}", serve.stderr()));
+        status.unwrap_or_else(|| panic!("still running 130 s after SIGTERM\n{}", serve.stderr()));
+    eprintln!("exited {:?} after SIGTERM", stopped.elapsed());
     assert_eq!(status.code(), Some(0), "exit status\n{}", serve.stderr());
     assert!(
-        stopped.elapsed() < Duration::from_secs(30),
+        stopped.elapsed() < Duration::from_secs(120),
         "within the grace"
     );
     fsck_strict(&pair.dst);
@@ -1058,47 +1068,4 @@ fn the_metrics_reader_refuses_malformed_text() {
     ] {
         assert!(Metrics::parse(bad).is_err(), "accepted: {bad:?}");
     }
-}
-
-/// Not a check but the figures issue 16 asks for: event-to-mirrored
-/// latency (median, p95) over 100 pushes, each followed by its webhook,
-/// and the resident memory at rest and at the end. Run it alone:
-/// `cargo test --test serve -- --ignored --nocapture latency_of_100_pushes`.
-#[test]
-#[ignore = "a measurement, not a check: run it alone"]
-fn latency_of_100_pushes() {
-    let server = git_server();
-    let pair = Pair::new(&server, "widgets");
-    let serve = start(&config("", &[GITHUB], &[&pair]));
-    serve.wait_idle(RUN);
-    let (rest, _) = serve.memory();
-    let mut lags = Vec::new();
-    for i in 0..100 {
-        let after = pair.push(&format!("push {i}"));
-        let body = github_push(&pair.source_url, "refs/heads/main", &after);
-        let sent = Instant::now();
-        let (code, text) = serve.post_hook("github", &github_delivery(GITHUB_SECRET, &body), &body);
-        assert_eq!(code, 202, "{text}");
-        // No sleep between looks: each costs one `git for-each-ref`
-        // (a few milliseconds), the resolution of the figure.
-        while !pair.in_sync() {
-            assert!(
-                sent.elapsed() < RUN,
-                "push {i} not mirrored\n{}",
-                serve.stderr()
-            );
-        }
-        lags.push(sent.elapsed());
-    }
-    lags.sort();
-    let (now, peak) = serve.memory();
-    eprintln!(
-        "100 pushes, webhook -> mirrored: median {:?}, p95 {:?}, max {:?}; memory at rest {} KiB, after {} KiB, peak {} KiB",
-        lags[49],
-        lags[94],
-        lags[99],
-        rest / 1024,
-        now / 1024,
-        peak / 1024
-    );
 }
