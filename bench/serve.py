@@ -71,6 +71,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--size", default="large", choices=sorted(SIZES), help="repository size (bench/run.py's)")
     p.add_argument("--pushes", type=int, default=100, help="pushes measured one by one")
     p.add_argument("--git-reps", type=int, default=5, help="clone --mirror + push --mirror runs to compare")
+    p.add_argument("--spacing", default="1s",
+                   help="the service's `spacing` (least time between two runs of one mirror; 'off' for none)")
     p.add_argument("--output", type=Path, help="the results file")
     return p.parse_args()
 
@@ -220,7 +222,8 @@ def main() -> None:
         git("-C", str(work), "config", "user.name", "Bench")
         git("-C", str(work), "config", "user.email", "bench@example.com")
         config = workdir / "serve.toml"
-        lines = ['listen = "127.0.0.1:@PORT@"', 'poll = "off"', "concurrency = 4", "",
+        lines = ['listen = "127.0.0.1:@PORT@"', 'poll = "off"', "concurrency = 4",
+                 f'spacing = "{args.spacing}"', "",
                  "[webhooks.github]", 'secret = { env = "BENCH_WEBHOOK_SECRET" }', ""]
         for i in range(MIRRORS):
             lines += ["[[mirror]]", f'name = "m{i}"', f'source = "{urls[i]}"',
@@ -318,7 +321,8 @@ def main() -> None:
         f"- load average before: {load_before}; after: {loadavg()}",
         f"- repository: {args.size} ({meta['commits']} commits, {meta['refs']} refs, pack "
         f"{human_bytes(meta['pack_bytes'])}), {MIRRORS} mirrors of it, nginx + fcgiwrap + "
-        "git http-backend on 127.0.0.1 with Basic auth; polling off; concurrency 4",
+        "git http-backend on 127.0.0.1 with Basic auth; polling off; concurrency 4; "
+        f"spacing {args.spacing}",
         "",
         "Latency: from sending a signed GitHub push webhook to the destination's",
         "`refs/heads/main` holding the pushed commit (read from its files every",
@@ -347,7 +351,7 @@ def main() -> None:
         "",
     ]
     report = "\n".join(out)
-    output = args.output or RESULTS_DIR / f"{started:%Y-%m-%d}-serve.md"
+    output = args.output or RESULTS_DIR / f"{started:%Y-%m-%d}-serve-spacing-{args.spacing}.md"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(report)
     print(report)

@@ -287,10 +287,7 @@ impl Relay {
         let Some(scheduler) = self.scheduler.get() else {
             return Submitted::Stopping;
         };
-        let submitted = scheduler.submit(key, cause, received);
-        self.status
-            .set_queue(scheduler.queued(), scheduler.running());
-        submitted
+        scheduler.submit(key, cause, received)
     }
 
     /// Runs what `run.key` stands for; called on a queue worker.
@@ -305,63 +302,45 @@ impl Relay {
             return Outcome::Done;
         };
         self.status.started(&run.key);
-        if let Some(scheduler) = self.scheduler.get() {
-            self.status
-                .set_queue(scheduler.queued(), scheduler.running());
-        }
-        let outcome = output::about(&run.key, || match target {
+        output::about(&run.key, || match target {
             Target::Mirror(i) => self.mirror(&self.config.mirrors[i], run),
             Target::Sweep(i) => self.sweep(&self.config.sweeps[i], None, run),
             Target::SweepRepository(i, key) => self.sweep(&self.config.sweeps[i], Some(key), run),
-        });
-        if let Some(scheduler) = self.scheduler.get() {
-            self.status
-                .set_queue(scheduler.queued(), scheduler.running());
-        }
-        outcome
+        })
     }
 
     fn mirror(&self, entry: &MirrorEntry, run: &Run) -> Outcome {
         let (started, clock) = (SystemTime::now(), Instant::now());
+        let cause = cause_label(&run.cause);
         let result =
-            entry
-                .settings()
-                .map_err(Failure::usage)
-                .and_then(|(options, retry, local)| {
-                    crate::mirror::run_with_retries_and_local(&options, retry, &local)
-                        .map_err(|err| Failure::from(&err))
-                });
-        let mut record = RunRecord {
-            started,
-            duration: clock.elapsed(),
-            result: RunResult::Failed,
-            cause: cause_label(&run.cause),
-            in_sync: false,
-            refs_changed: 0,
-            bytes: 0,
-            error: None,
-            lag: None,
-        };
-        let outcome = match result {
+            (entry.settings().map_err(Failure::usage)).and_then(|(options, retry, local)| {
+                crate::mirror::run_with_retries_and_local(&options, retry, &local)
+                    .map_err(|err| Failure::from(&err))
+            });
+        let (record, outcome) = match result {
             Ok(report) => {
                 output::info(report.summary());
                 let totals = &report.totals;
-                record.refs_changed = (totals.created + totals.updated + totals.deleted) as u64;
-                record.bytes = report.pack_bytes;
-                record.in_sync = report.in_sync;
-                record.result = if report.in_sync {
-                    RunResult::Ok
-                } else {
-                    RunResult::Differs
+                let record = RunRecord {
+                    started,
+                    duration: clock.elapsed(),
+                    result: match report.in_sync {
+                        true => RunResult::Ok,
+                        false => RunResult::Differs,
+                    },
+                    cause,
+                    in_sync: report.in_sync,
+                    refs_changed: (totals.created + totals.updated + totals.deleted) as u64,
+                    bytes: report.pack_bytes,
+                    error: None,
+                    lag: run.first_event.map(|received| received.elapsed()),
                 };
-                record.lag = run.first_event.map(|received| received.elapsed());
-                Outcome::Done
+                (record, Outcome::Done)
             }
             Err(failure) => {
                 let message = one_line(&failure);
                 output::error(&message);
-                record.error = Some(message);
-                Outcome::Failed
+                (failed(started, clock, cause, message), Outcome::Failed)
             }
         };
         self.status.finished(&run.key, record);
