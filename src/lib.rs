@@ -40,6 +40,8 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub(crate) mod forge;
+#[cfg(test)]
+mod fuzz_corpus;
 pub(crate) mod hosts;
 pub mod lfs;
 pub mod mirror;

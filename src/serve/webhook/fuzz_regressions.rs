@@ -2,25 +2,11 @@
 //! (`protocol::fuzz_regressions`): every seed, then a deterministic
 //! mutation loop over them, through the fuzz target's entry point.
 
-use std::fs;
-use std::path::Path;
-
 use super::fuzz_targets;
 use super::receive;
 
-pub(super) fn seeds() -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/webhook");
-    let mut seeds: Vec<_> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.is_file())
-        .map(|path| {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, fs::read(&path).unwrap())
-        })
-        .collect();
-    seeds.sort();
-    seeds
+fn seeds() -> Vec<(String, Vec<u8>)> {
+    crate::fuzz_corpus::seeds("webhook")
 }
 
 #[test]
@@ -47,14 +33,6 @@ fn the_corpus_is_received_as_named() {
 
 #[test]
 fn mutated_corpus_does_not_panic() {
-    let seeds: Vec<Vec<u8>> = seeds().into_iter().map(|(_, d)| d).collect();
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
     const WORDS: [&[u8]; 12] = [
         b"\n",
         b"\n\n",
@@ -69,28 +47,7 @@ fn mutated_corpus_does_not_panic() {
         b"\"repository\":",
         b"\"href\":",
     ];
-    for _ in 0..20_000 {
-        let mut data = seeds[(next() as usize) % seeds.len()].clone();
-        for _ in 0..=next() % 3 {
-            let at = (next() as usize) % (data.len() + 1);
-            match next() % 4 {
-                0 if at < data.len() => data[at] ^= 1 << (next() % 8),
-                1 => {
-                    let end = (at + 1 + (next() as usize) % 8).min(data.len());
-                    data.drain(at.min(end)..end);
-                }
-                2 => {
-                    let word = WORDS[(next() as usize) % WORDS.len()];
-                    data.splice(at..at, word.iter().copied());
-                }
-                _ => data.truncate(at),
-            }
-        }
-        let outcome = std::panic::catch_unwind(|| fuzz_targets::webhook(&data));
-        assert!(
-            outcome.is_ok(),
-            "panicked on {:?}",
-            data.escape_ascii().to_string()
-        );
-    }
+    crate::fuzz_corpus::assert_mutations_do_not_panic("webhook", &WORDS, |data| {
+        fuzz_targets::webhook(data);
+    });
 }
