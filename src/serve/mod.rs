@@ -64,6 +64,7 @@ pub fn run(path: &Path, check: bool) -> ExitCode {
         ));
         return ExitCode::Success;
     }
+    let stop_signal = StopSignal::catch();
     let listener = match TcpListener::bind(config.listen) {
         Ok(listener) => listener,
         Err(err) => {
@@ -102,7 +103,7 @@ pub fn run(path: &Path, check: bool) -> ExitCode {
     relay.check_everything();
     relay.ready.store(true, Ordering::SeqCst);
 
-    wait_for_a_stop_signal();
+    stop_signal.wait();
     relay.ready.store(false, Ordering::SeqCst);
     relay.stopping.store(true, Ordering::SeqCst);
     output::info(format_args!(
@@ -129,36 +130,61 @@ pub fn run(path: &Path, check: bool) -> ExitCode {
     }
 }
 
+/// SIGTERM or SIGINT, caught from the start so that a signal during the
+/// startup check still lets running mirrors finish.
 #[cfg(unix)]
-fn wait_for_a_stop_signal() {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
-        Ok(mut signals) => {
-            signals.forever().next();
-        }
-        Err(err) => {
-            output::warn(format_args!(
-                "cannot wait for signals ({err}); stop with SIGKILL"
-            ));
-            loop {
-                std::thread::park();
+struct StopSignal(Option<signal_hook::iterator::Signals>);
+
+#[cfg(unix)]
+impl StopSignal {
+    fn catch() -> StopSignal {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+            Ok(signals) => StopSignal(Some(signals)),
+            Err(err) => {
+                output::warn(format_args!(
+                    "cannot catch SIGTERM ({err}): a stop will not wait for running mirrors"
+                ));
+                StopSignal(None)
             }
+        }
+    }
+
+    fn wait(self) {
+        match self.0 {
+            Some(mut signals) => {
+                signals.forever().next();
+            }
+            // Nothing will ever come: the default action ends the process.
+            None => loop {
+                std::thread::park();
+            },
         }
     }
 }
 
+/// Ctrl+C where there are no signals.
 #[cfg(not(unix))]
-fn wait_for_a_stop_signal() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    match runtime {
-        Ok(runtime) => {
-            let _ = runtime.block_on(tokio::signal::ctrl_c());
+struct StopSignal;
+
+#[cfg(not(unix))]
+impl StopSignal {
+    fn catch() -> StopSignal {
+        StopSignal
+    }
+
+    fn wait(self) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        match runtime {
+            Ok(runtime) => {
+                let _ = runtime.block_on(tokio::signal::ctrl_c());
+            }
+            Err(_) => loop {
+                std::thread::park();
+            },
         }
-        Err(_) => loop {
-            std::thread::park();
-        },
     }
 }
 
