@@ -138,9 +138,9 @@ fn class_name(run: &Run, case: &Case) -> String {
 /// `yyyy-mm-ddThh:mm:ss` in UTC, the form of the JUnit schema's
 /// `timestamp` (no zone).
 fn timestamp(t: std::time::SystemTime) -> String {
-    // The archive's stamp is the same instant with dashes in the time.
-    let stamp = crate::store::archive::stamp(t);
-    format!("{}T{}", &stamp[..10], stamp[11..19].replace('-', ":"))
+    let mut stamp = crate::output::rfc3339(t);
+    stamp.pop(); // the zone, `Z`, which the schema's type has no room for
+    stamp
 }
 
 /// Escapes an attribute value; characters XML 1.0 cannot hold at all

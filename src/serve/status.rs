@@ -235,7 +235,7 @@ impl Status {
             .map(|m| {
                 let last = m.last.as_ref().map(|r| {
                     serde_json::json!({
-                        "started": rfc3339(r.started),
+                        "started": crate::output::rfc3339(r.started),
                         "duration_seconds": millis(r.duration),
                         "result": r.result.label(),
                         "cause": r.cause,
@@ -311,7 +311,7 @@ impl Status {
                     let _ = write!(
                         out,
                         "<td>{}</td><td>{}</td><td class=\"{result}\">{result}</td><td>{} s</td><td>{}</td><td>{}</td><td>{}</td>",
-                        rfc3339(r.started),
+                        crate::output::rfc3339(r.started),
                         escape(r.cause),
                         millis(r.duration),
                         if r.in_sync { "yes" } else { "no" },
@@ -514,12 +514,6 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
 /// Seconds, to the millisecond.
 fn millis(d: Duration) -> f64 {
     d.as_millis() as f64 / 1000.0
-}
-
-/// `yyyy-mm-ddThh:mm:ssZ`.
-fn rfc3339(t: SystemTime) -> String {
-    let stamp = crate::store::archive::stamp(t);
-    format!("{}T{}Z", &stamp[..10], stamp[11..19].replace('-', ":"))
 }
 
 /// Text for an HTML element or a quoted attribute; redacted first.

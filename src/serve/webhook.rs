@@ -365,23 +365,11 @@ fn prefixed_hex(given: &str) -> Result<Vec<u8>, Refusal> {
     hex(digest).ok_or(Refusal::BadSignature)
 }
 
-/// Exactly 32 bytes of hex (either case), or nothing.
+/// A SHA-256 digest in hex (either case), or nothing: LFS oids are the
+/// same 64 digits.
 fn hex(text: &str) -> Option<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let text = text.as_bytes();
-    if text.len() != 64 {
-        return None;
-    }
-    text.chunks_exact(2)
-        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
-        .collect()
+    let digest = crate::lfs::Sha256::from_hex(text.to_ascii_lowercase().as_bytes())?;
+    Some(digest.0.to_vec())
 }
 
 fn check_hmac(secret: &str, body: &[u8], tag: Vec<u8>) -> Result<(), Refusal> {
