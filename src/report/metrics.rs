@@ -166,20 +166,36 @@ pub(crate) fn render(run: &Run) -> String {
         let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
         let _ = writeln!(out, "# TYPE {} gauge", family.name);
         for (labels, value) in &family.samples {
-            let labels: Vec<String> = labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", label_value(v)))
-                .collect();
-            let _ = writeln!(out, "{}{{{}}} {value}", family.name, labels.join(","));
+            let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            sample_line(&mut out, family.name, &labels, value);
         }
     }
     out
 }
 
+/// One sample line of the text format: `name{k="v",...} value`, the
+/// labels escaped (and redacted) by [`label_value`].
+pub(crate) fn sample_line(
+    out: &mut String,
+    name: &str,
+    labels: &[(&str, &str)],
+    value: impl std::fmt::Display,
+) {
+    let _ = write!(out, "{name}");
+    if !labels.is_empty() {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", label_value(v)))
+            .collect();
+        let _ = write!(out, "{{{}}}", labels.join(","));
+    }
+    let _ = writeln!(out, " {value}");
+}
+
 /// Escapes a label value as the text format requires: backslash, double
 /// quote and line feed; redacted first, as an escaped secret no longer
 /// looks like itself.
-pub(crate) fn label_value(v: &str) -> String {
+fn label_value(v: &str) -> String {
     let v = crate::auth::redact(v);
     let mut out = String::with_capacity(v.len());
     for c in v.chars() {

@@ -15,7 +15,6 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use crate::auth::redact;
-use crate::report::metrics::label_value;
 
 /// How a run ended, as its `result` label says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -487,15 +486,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-    let _ = write!(out, "{PREFIX}{name}");
-    if !labels.is_empty() {
-        let labels: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", label_value(v)))
-            .collect();
-        let _ = write!(out, "{{{}}}", labels.join(","));
-    }
-    let _ = writeln!(out, " {value}");
+    crate::report::metrics::sample_line(out, &format!("{PREFIX}{name}"), labels, value);
 }
 
 fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
