@@ -932,60 +932,36 @@ impl MirrorAllArgs {
     }
 }
 
-/// The flags of `mirror` and its SOURCE DESTINATION, read from a vector
-/// that is not the process's command line (an entry of a `serve` config):
-/// no program name, no `--help`.
+/// The flags of a subcommand (`mirror`'s [`RelayArgs`], `mirror-all`'s
+/// [`MirrorAllArgs`]) read from a vector that is not the process's command
+/// line (an entry of a `serve` config): no program name, no `--help`.
 #[derive(Debug, Parser)]
 #[command(no_binary_name = true, disable_help_flag = true)]
-struct RelayArgv {
+struct Argv<A: Args> {
     #[command(flatten)]
-    args: RelayArgs,
+    args: A,
 }
 
-/// The flags of `mirror-all` with its SOURCE_SCOPE DESTINATION_TEMPLATE (see
-/// [`RelayArgv`]).
-#[derive(Debug, Parser)]
-#[command(no_binary_name = true, disable_help_flag = true)]
-struct MirrorAllArgv {
-    #[command(flatten)]
-    args: MirrorAllArgs,
-}
-
-/// Parses `argv` (flags, then SOURCE and DESTINATION; no program name) as
-/// `git-relay mirror` would, with its validation and messages.
-pub(crate) fn relay_args_from<I, T>(argv: I) -> Result<RelayArgs, String>
+/// Parses `argv` (flags, then the positional arguments; no program name)
+/// as the subcommand whose flags `A` are would, with its validation and
+/// messages: `args_from::<RelayArgs>` for `mirror`, `::<MirrorAllArgs>`
+/// for `mirror-all`.
+pub(crate) fn args_from<A, I, T>(argv: I) -> Result<A, String>
 where
+    A: Args,
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    RelayArgv::try_parse_from(argv)
+    Argv::<A>::try_parse_from(argv)
         .map(|parsed| parsed.args)
         .map_err(|e| one_line(&e))
 }
 
-/// Parses `argv` (flags, then SOURCE_SCOPE and DESTINATION_TEMPLATE) as
-/// `git-relay mirror-all` would.
-pub(crate) fn mirror_all_args_from<I, T>(argv: I) -> Result<MirrorAllArgs, String>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
-{
-    MirrorAllArgv::try_parse_from(argv)
-        .map(|parsed| parsed.args)
-        .map_err(|e| one_line(&e))
-}
-
-/// The flags [`relay_args_from`] takes, for a caller that checks a key
+/// The flags [`args_from`] takes for `A`, for a caller that checks a key
 /// before building the vector (whether a flag is a switch).
-pub(crate) fn relay_command() -> clap::Command {
+pub(crate) fn argv_command<A: Args>() -> clap::Command {
     use clap::CommandFactory;
-    RelayArgv::command()
-}
-
-/// The flags [`mirror_all_args_from`] takes.
-pub(crate) fn mirror_all_command() -> clap::Command {
-    use clap::CommandFactory;
-    MirrorAllArgv::command()
+    Argv::<A>::command()
 }
 
 /// clap's message without its usage block, on one line: the vector it
@@ -1018,25 +994,26 @@ mod tests {
     fn definitions_are_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
-        RelayArgv::command().debug_assert();
-        MirrorAllArgv::command().debug_assert();
+        argv_command::<RelayArgs>().debug_assert();
+        argv_command::<MirrorAllArgs>().debug_assert();
     }
 
     #[test]
     fn argument_vectors_parse_as_the_command_line_and_errors_fit_one_line() {
-        let args = relay_args_from(["--force", "--retries=2", "--", "/a", "/b"]).unwrap();
+        let args =
+            args_from::<RelayArgs, _, _>(["--force", "--retries=2", "--", "/a", "/b"]).unwrap();
         assert!(args.force);
         assert_eq!(args.network.retries, 2);
-        let err = relay_args_from(["--forse", "--", "/a", "/b"]).unwrap_err();
+        let err = args_from::<RelayArgs, _, _>(["--forse", "--", "/a", "/b"]).unwrap_err();
         assert!(
             err.starts_with("unexpected argument '--forse' found"),
             "{err}"
         );
         assert!(err.contains("'--force'"), "{err}");
         assert!(!err.contains('\n') && !err.contains("Usage"), "{err}");
-        let err = relay_args_from(["--help", "--", "/a", "/b"]).unwrap_err();
+        let err = args_from::<RelayArgs, _, _>(["--help", "--", "/a", "/b"]).unwrap_err();
         assert!(err.contains("unexpected argument '--help'"), "{err}");
-        let sweep = mirror_all_args_from([
+        let sweep = args_from::<MirrorAllArgs, _, _>([
             "--skip-archived",
             "--",
             "https://github.com/acme",
@@ -1048,16 +1025,16 @@ mod tests {
     #[test]
     fn every_secret_flag_can_be_set_and_exists_in_both_commands() {
         for long in SECRET_FLAGS {
-            for command in [relay_command(), mirror_all_command()] {
+            for command in [argv_command::<RelayArgs>(), argv_command::<MirrorAllArgs>()] {
                 assert!(
                     command.get_arguments().any(|a| a.get_long() == Some(long)),
                     "{long}"
                 );
             }
-            let mut args = relay_args_from(["--", "/a", "/b"]).unwrap();
+            let mut args = args_from::<RelayArgs, _, _>(["--", "/a", "/b"]).unwrap();
             assert!(args.credentials.set_secret(long, "s3cr3t-value".into()));
         }
-        let mut args = relay_args_from(["--", "/a", "/b"]).unwrap();
+        let mut args = args_from::<RelayArgs, _, _>(["--", "/a", "/b"]).unwrap();
         assert!(!args.credentials.set_secret("proxy", "x".into()));
     }
 

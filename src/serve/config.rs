@@ -221,7 +221,7 @@ impl MirrorEntry {
     /// a `deadline` flag counts from here. An error names the entry.
     pub(crate) fn settings(&self) -> Result<(Options, RetryPolicy, LocalOptions), String> {
         let named = |e: String| format!("mirror \"{}\": {e}", self.name);
-        let mut args = cli::relay_args_from(&self.flags.argv).map_err(named)?;
+        let mut args = cli::args_from::<cli::RelayArgs, _, _>(&self.flags.argv).map_err(named)?;
         for (long, secret) in &self.flags.secrets {
             let value = secret.read().map_err(|e| named(format!("{long}: {e}")))?;
             args.credentials.set_secret(long, value);
@@ -254,7 +254,8 @@ impl SweepEntry {
     /// An error names the entry.
     pub(crate) fn config(&self) -> Result<crate::config::SweepConfig, String> {
         let named = |e: String| format!("sweep \"{}\": {e}", self.name);
-        let mut args = cli::mirror_all_args_from(&self.flags.argv).map_err(named)?;
+        let mut args =
+            cli::args_from::<cli::MirrorAllArgs, _, _>(&self.flags.argv).map_err(named)?;
         for (long, secret) in &self.flags.secrets {
             let value = secret.read().map_err(|e| named(format!("{long}: {e}")))?;
             args.credentials.set_secret(long, value);
@@ -703,7 +704,12 @@ fn mirror_entry(
 ) -> Result<MirrorEntry, String> {
     let common = common(file, entry, "mirror", n, default_poll, mirror_name)?;
     let label = format!("mirror \"{}\"", common.name);
-    let mut flags = flags(file, entry.get_ref(), &cli::relay_command(), &label)?;
+    let mut flags = flags(
+        file,
+        entry.get_ref(),
+        &cli::argv_command::<cli::RelayArgs>(),
+        &label,
+    )?;
     flags.argv.extend([
         "--".to_owned(),
         common.source.clone(),
@@ -726,7 +732,12 @@ fn sweep_entry(
 ) -> Result<SweepEntry, String> {
     let common = common(file, entry, "sweep", n, default_poll, sweep_name)?;
     let label = format!("sweep \"{}\"", common.name);
-    let mut flags = flags(file, entry.get_ref(), &cli::mirror_all_command(), &label)?;
+    let mut flags = flags(
+        file,
+        entry.get_ref(),
+        &cli::argv_command::<cli::MirrorAllArgs>(),
+        &label,
+    )?;
     flags.argv.extend([
         "--".to_owned(),
         common.source.clone(),
