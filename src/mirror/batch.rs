@@ -17,12 +17,17 @@
 //!    that none of its others descends from are its checkpoints (one on a
 //!    line of history; one more for each side branch that ends in the
 //!    slice), each pushed into a ref of its own under
-//!    [`CHECKPOINT_PREFIX`], created with compare-and-swap. Slices are
-//!    sized from the bytes of the last push, aiming at 80% of the budget,
-//!    and halve when one outgrows it; a single commit larger than the
-//!    budget is an error naming it. Under a budget small enough to hold a
-//!    pack in memory, the source packs the next slice while the
-//!    destination stores the last. A source that serves only its
+//!    [`CHECKPOINT_PREFIX`], created with compare-and-swap. Under a budget
+//!    small enough to hold packs in memory (any proxy's cap; not GitHub's
+//!    2 GiB), the history is fetched in units of about half the budget at
+//!    the rate of the last units, ahead of the pushes and while the
+//!    destination stores the last one, and a push joins as many units as
+//!    fit into one pack: joining packs is cheap, cutting one is not, so
+//!    pushes come close to the budget without a pack fetched too large
+//!    and thrown away. Above that, slices are streamed, sized from the
+//!    bytes of the last push at 80% of the budget. Either halves when it
+//!    outgrows the budget; a single commit larger than the budget is an
+//!    error naming it. A source that serves only its
 //!    advertised tips (protocol v0 without `allowReachableSHA1InWant`)
 //!    gets its tags and branches as checkpoints instead.
 //! 2. **Chunks** ([`Pusher::in_parts`]). The refs themselves move last, at
@@ -34,7 +39,7 @@
 //! next run offers them to the source as haves, so it resumes from there
 //! rather than from the start.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read};
 
 use super::error::{Cause, SideError};
@@ -58,6 +63,27 @@ const HOLD_MAX: u64 = 16 << 20;
 /// object ids, two spaces and a newline (the first line's capabilities
 /// aside).
 const COMMAND_OVERHEAD: u64 = 4 + 40 + 1 + 40 + 1 + 1;
+
+/// What an increment aims at, in percent of the budget, when it is
+/// streamed and so measured only as it goes: most of the budget, with room
+/// for commits larger than the average.
+const PUSH_PERCENT: u64 = 80;
+
+/// What a unit fetched ahead aims at (see [`Ahead`]): about half the
+/// budget, so that a push joins two and a commit larger than the average
+/// (a binary file's new version) makes a unit that still fits alone.
+const UNIT_PERCENT: u64 = 45;
+
+/// The most units held ahead of the push under way (each at most the
+/// budget): two of about half the budget fill a push, and memory stays
+/// within a few budgets (more would not be faster: the two servers share
+/// the same processors on a small machine, and the source is seldom the
+/// slower).
+const AHEAD_UNITS: usize = 2;
+
+/// What joining one more pack adds besides its entries: nothing, and its
+/// header and trailer go.
+const JOIN_OVERHEAD: u64 = 12 + 20;
 
 /// The checkpoints the first increment spans: one, and the pushes then
 /// measure how many fit, growing up to fourfold while far under the
@@ -116,9 +142,10 @@ fn hold(
     limit: u64,
 ) -> Result<Vec<u8>, PushError> {
     let mut counted = Counted::new(pack, Some(limit));
-    // The limit is at most `HOLD_MAX`: reserving it spares the copies of a
-    // growing buffer, and only the pages written take memory.
-    let mut whole = Vec::with_capacity(limit as usize);
+    // Grown as it fills rather than reserved up to the limit: packs fetched
+    // ahead are mostly well under it, and the allocator keeps what a
+    // thread once took.
+    let mut whole = Vec::new();
     let read = counted.read_to_end(&mut whole);
     counted.progress.finish(counted.bytes);
     if read.is_ok() {
@@ -340,11 +367,7 @@ impl<'a> Pusher<'a> {
     /// the commands, since a host's cap counts the whole body (a chunk of
     /// 5,000 ref updates is about half a megabyte).
     fn limit(&self, commands: &[Command]) -> Option<u64> {
-        let commands_bytes: u64 = commands
-            .iter()
-            .map(|c| c.name.len() as u64 + COMMAND_OVERHEAD)
-            .sum();
-        self.budget.map(|b| b.saturating_sub(commands_bytes).max(1))
+        limit_of(self.budget, commands)
     }
 
     /// One push of `commands`, with `pack` when any of them needs objects,
@@ -573,7 +596,19 @@ impl<'a> Pusher<'a> {
             "pushing in increments of at most {}: learning the commits to send",
             human_bytes(self.budget.unwrap_or(u64::MAX))
         ));
-        let graph = self.source.commit_graph(wants, haves)?;
+        // Learnt on a thread of its own where the source allows: the reader
+        // holds up to tens of megabytes of commit bodies while it reads,
+        // and the allocator gives a finished thread's memory back, where
+        // the main thread's would stay for the rest of the run.
+        let graph = match self.source.concurrent() {
+            Some(source) => std::thread::scope(|scope| {
+                scope
+                    .spawn(|| source.commit_graph(wants, haves))
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })?,
+            None => self.source.commit_graph(wants, haves)?,
+        };
         if graph.is_empty() {
             return Ok(());
         }
@@ -590,13 +625,15 @@ impl<'a> Pusher<'a> {
         for (at, &commit) in order.iter().enumerate() {
             position[commit as usize] = at;
         }
-        // Each checkpoint: where it is in the order, what to want, its name.
+        // Each checkpoint: where it is in the order, what to want, and the
+        // ref that names it when that is not the commit itself (a string for
+        // each of a million commits would be tens of megabytes).
         let any = self.source.serves_any_commit();
-        let checkpoints: Vec<(usize, ObjectId, String)> = if any {
+        let checkpoints: Vec<(usize, ObjectId, Option<String>)> = if any {
             order
                 .iter()
                 .enumerate()
-                .map(|(at, &c)| (at, graph.id(c), graph.id(c).to_string()))
+                .map(|(at, &c)| (at, graph.id(c), None))
                 .collect()
         } else {
             output::info(format_args!(
@@ -613,9 +650,9 @@ impl<'a> Pusher<'a> {
                     tips.entry(at).or_insert((r.oid, r.name.clone()));
                 }
             }
-            let mut tips: Vec<(usize, ObjectId, String)> = tips
+            let mut tips: Vec<(usize, ObjectId, Option<String>)> = tips
                 .into_iter()
-                .map(|(at, (oid, name))| (at, oid, name))
+                .map(|(at, (oid, name))| (at, oid, Some(name)))
                 .collect();
             tips.sort_by_key(|t| t.0);
             tips
@@ -679,69 +716,113 @@ impl<'a> Pusher<'a> {
         };
         let mut next = 0;
         let mut slice = FIRST_SLICE;
-        // The next increment's pack, fetched while the destination took the
-        // last one: (its last checkpoint, the pack or why there is none).
-        let mut ahead: Option<(usize, Result<Vec<u8>, PushError>)> = None;
+        // Under a budget small enough to hold packs in memory, the history
+        // is fetched in units of about half the budget, ahead of the
+        // pushes ([`Ahead`]), and each push joins as many of them as fit
+        // (`protocol::pack::concatenate`): pushes come close to the budget
+        // without one fetched too large and thrown away, and the source
+        // packs the next units while the destination stores the last.
+        let mut ready: VecDeque<Unit> = VecDeque::new();
+        let mut rate = Rate::default();
         while next < checkpoints.len() {
-            let last = (next + slice).min(checkpoints.len()) - 1;
-            let (at, _, ref label) = checkpoints[last];
-            let wants = slice_wants(next, last);
-            let commands: Vec<Command> = wants.iter().map(checkpoint).collect();
-            let limit = self.limit(&commands);
-            let source = self.source;
-            let overlapped = match (source.concurrent(), limit) {
-                (Some(source), Some(limit)) if limit <= HOLD_MAX => Some((source, limit)),
+            let held = match (self.source.concurrent(), self.budget) {
+                (Some(source), Some(budget)) if budget <= HOLD_MAX => Some((source, budget)),
                 _ => None,
             };
-            // Where the pack is held anyway, the source packs the following
-            // increment while the destination takes this one: each step
-            // then costs the slower of the two sides, not their sum.
             let mut planned = None;
-            let pushed = match overlapped {
-                Some((source, limit)) => {
-                    let held = match ahead.take() {
-                        Some((upto, held)) if upto == last => held,
-                        _ => fetch_held(source, &wants, haves, self.pack, limit),
+            let (last, wants, commands, pushed) = match held {
+                Some((source, budget)) if ready.is_empty() => {
+                    // Nothing fetched ahead (the start, or after a
+                    // refusal): one unit, while the destination waits.
+                    let last = (next + slice).min(checkpoints.len()) - 1;
+                    let wants = slice_wants(next, last);
+                    let commands: Vec<Command> = wants.iter().map(checkpoint).collect();
+                    let limit = limit_of(Some(budget), &commands).unwrap_or(budget);
+                    match fetch_held(source, &wants, haves, self.pack, limit) {
+                        Ok(pack) => {
+                            rate.record(pack.len() as u64, last + 1 - next);
+                            slice = rate.slice(last + 1 - next, budget);
+                            ready.push_back(Unit { to: last, pack });
+                            continue;
+                        }
+                        Err(failure) => (last, wants, commands, Err(failure)),
+                    }
+                }
+                Some((source, budget)) => {
+                    // As many units as fit the budget with their commands.
+                    let mut joined = 1;
+                    let mut bytes = ready[0].pack.len() as u64;
+                    while let Some(unit) = ready.get(joined) {
+                        let wants = slice_wants(next, unit.to);
+                        let commands: Vec<Command> = wants.iter().map(checkpoint).collect();
+                        let more = bytes + unit.pack.len() as u64 - JOIN_OVERHEAD;
+                        if more > limit_of(Some(budget), &commands).unwrap_or(budget) {
+                            break;
+                        }
+                        bytes = more;
+                        joined += 1;
+                    }
+                    let last = ready[joined - 1].to;
+                    let wants = slice_wants(next, last);
+                    let commands: Vec<Command> = wants.iter().map(checkpoint).collect();
+                    let units: Vec<Unit> = ready.drain(..joined).collect();
+                    let pack =
+                        crate::protocol::pack::concatenate(units.into_iter().map(|u| u.pack))
+                            .map_err(|e| PushError::Side(source.error(e.into())))?;
+                    // What follows the units still held, up to a budget's
+                    // worth, fetched while the destination takes this push.
+                    let from = ready.back().map_or(last + 1, |u| u.to + 1);
+                    let held_bytes: u64 = ready.iter().map(|u| u.pack.len() as u64).sum();
+                    let before = slice_wants(next, from - 1);
+                    let ahead_haves = landed(haves, next, from - 1, &before);
+                    let options = self.pack;
+                    let ahead = Ahead {
+                        source,
+                        options,
+                        budget,
+                        slice,
+                        room: AHEAD_UNITS.saturating_sub(ready.len()),
+                        rate,
+                        slice_wants: &slice_wants,
+                        landed: &landed,
+                        checkpoint: &checkpoint,
                     };
-                    held.and_then(|pack| {
-                        let following = next_slice(last + 1 - next, pack.len() as u64, self.budget);
+                    let end = checkpoints.len();
+                    let (pushed, (fetched, following, measured)) = std::thread::scope(|scope| {
+                        let thread =
+                            scope.spawn(move || ahead.fetch(from, end, ahead_haves, held_bytes));
+                        let pushed = self.send(&commands, Some(Pack::Held(pack)));
+                        let fetched = thread
+                            .join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                        (pushed, fetched)
+                    });
+                    if pushed.is_ok() {
+                        ready.extend(fetched);
                         planned = Some(following);
-                        let upto = (last + following).min(checkpoints.len() - 1);
-                        let then = (upto > last).then(|| {
-                            let haves = landed(haves, next, last, &wants);
-                            let wants = slice_wants(last + 1, upto);
-                            // Its own commands count against the budget: a
-                            // slice ending in many side branches has many.
-                            let commands: Vec<Command> = wants.iter().map(checkpoint).collect();
-                            let limit = self.limit(&commands).unwrap_or(limit);
-                            (wants, haves, limit)
-                        });
-                        let options = self.pack;
-                        std::thread::scope(|scope| {
-                            let prefetch = then.map(|(wants, haves, limit)| {
-                                scope.spawn(move || {
-                                    fetch_held(source, &wants, &haves, options, limit)
-                                })
-                            });
-                            let pushed = self.send(&commands, Some(Pack::Held(pack)));
-                            ahead = prefetch.map(|thread| {
-                                let held = thread
-                                    .join()
-                                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                                (upto, held)
-                            });
-                            pushed
-                        })
-                    })
+                        rate = measured;
+                    } else {
+                        // The units ahead assumed this push would land, and
+                        // were sized for a budget that may now change.
+                        ready.clear();
+                    }
+                    (last, wants, commands, pushed)
                 }
                 None => {
+                    ready.clear();
+                    let last = (next + slice).min(checkpoints.len()) - 1;
+                    let wants = slice_wants(next, last);
+                    let commands: Vec<Command> = wants.iter().map(checkpoint).collect();
                     let pack = self
                         .source
                         .negotiate(&wants, haves, &[], Some(self.pack))?
                         .pack;
-                    self.push(&commands, pack)
+                    let pushed = self.push(&commands, pack);
+                    (last, wants, commands, pushed)
                 }
             };
+            let (at, oid, ref name) = checkpoints[last];
+            let label = name.clone().unwrap_or_else(|| oid.to_string());
             match pushed {
                 Ok(status) => {
                     if let Some((name, reason)) = status
@@ -771,21 +852,16 @@ impl<'a> Pusher<'a> {
                     self.checkpoints
                         .extend(commands.into_iter().map(|c| (c.name, c.new)));
                     self.landed(sent);
-                    slice =
-                        planned.unwrap_or_else(|| next_slice(last + 1 - next, sent, self.budget));
+                    slice = planned.unwrap_or_else(|| {
+                        next_slice(last + 1 - next, sent, self.budget, PUSH_PERCENT)
+                    });
                     next = last + 1;
                 }
-                Err(PushError::Resend) => {
-                    ahead = None;
-                    continue;
-                }
+                Err(PushError::Resend) => continue,
                 // Too large: a smaller slice, down to one commit. (A first
                 // cut connection fails the run, to be retried: it resumes
                 // from the checkpoints.)
                 Err(failure) => {
-                    // The budget may have changed, and what was fetched
-                    // ahead assumed this increment had landed.
-                    ahead = None;
                     let refused = self.too_large(failure)?;
                     if last > next {
                         slice = (last - next).div_ceil(2).max(1);
@@ -858,15 +934,15 @@ fn repeats(cuts: &[u64], sent: u64) -> bool {
         .any(|&earlier| earlier.abs_diff(sent) <= earlier.max(sent) / 2)
 }
 
-/// How many checkpoints the next increment spans, after `slice` of them
-/// made a push of `sent` bytes: aiming at 80% of the budget, which leaves
-/// room for commits larger than the average. It grows at most sixteenfold
-/// while pushes are under 1/32 of the budget, fourfold under 1/8, twofold
-/// nearer (the first slices are small, so that a history of even commits
-/// goes without a push cut short), and halves at most.
-fn next_slice(slice: usize, sent: u64, budget: Option<u64>) -> usize {
+/// How many checkpoints the next increment (or unit) spans, after `slice`
+/// of them made a pack of `sent` bytes: aiming at `percent` of the budget,
+/// which leaves room for commits larger than the average. It grows at most
+/// sixteenfold while packs are under 1/32 of the budget, fourfold under
+/// 1/8, twofold nearer (the first slices are small, so that a history of
+/// even commits goes without a push cut short), and halves at most.
+fn next_slice(slice: usize, sent: u64, budget: Option<u64>, percent: u64) -> usize {
     let budget = budget.unwrap_or(u64::MAX);
-    let target = (budget / 10 * 8) as f64;
+    let target = budget as f64 * percent as f64 / 100.0;
     let scaled = slice as f64 * target / sent.max(1) as f64;
     let growth = match sent {
         s if s < budget / 32 => 16,
@@ -874,6 +950,127 @@ fn next_slice(slice: usize, sent: u64, budget: Option<u64>) -> usize {
         _ => 2,
     };
     (scaled as usize).clamp((slice / 2).max(1), slice.saturating_mul(growth))
+}
+
+/// The most pack bytes a push of `commands` may carry under `budget`: the
+/// budget less the commands, since a host's cap counts the whole body (a
+/// chunk of 5,000 ref updates is about half a megabyte).
+fn limit_of(budget: Option<u64>, commands: &[Command]) -> Option<u64> {
+    let commands_bytes: u64 = commands
+        .iter()
+        .map(|c| c.name.len() as u64 + COMMAND_OVERHEAD)
+        .sum();
+    budget.map(|b| b.saturating_sub(commands_bytes).max(1))
+}
+
+/// The bytes per checkpoint of the last units fetched, which size the
+/// next: over a few units, so that one holding a large file does not halve
+/// the next ones, nor one of small commits double them.
+#[derive(Clone, Copy, Default)]
+struct Rate {
+    /// (bytes, checkpoints) of the last [`Rate::UNITS`] units, oldest
+    /// first, and how many are set.
+    recent: [(u64, usize); Rate::UNITS],
+    len: usize,
+}
+
+impl Rate {
+    const UNITS: usize = 4;
+
+    fn record(&mut self, bytes: u64, checkpoints: usize) {
+        if self.len == Self::UNITS {
+            self.recent.rotate_left(1);
+            self.len -= 1;
+        }
+        self.recent[self.len] = (bytes, checkpoints);
+        self.len += 1;
+    }
+
+    /// How many checkpoints the next unit spans, the last having spanned
+    /// `slice`: [`UNIT_PERCENT`] of `budget` at the recent rate, growing
+    /// at most sixteenfold from one unit to the next (the first commits
+    /// of a history say little about the rest).
+    fn slice(&self, slice: usize, budget: u64) -> usize {
+        let (bytes, checkpoints) = self.recent[..self.len]
+            .iter()
+            .fold((0u64, 0usize), |(b, c), &(ub, uc)| (b + ub, c + uc));
+        if checkpoints == 0 {
+            return slice;
+        }
+        let per = bytes.max(1) as f64 / checkpoints as f64;
+        let target = budget as f64 * UNIT_PERCENT as f64 / 100.0;
+        ((target / per) as usize).clamp(1, slice.saturating_mul(16).max(1))
+    }
+}
+
+/// A unit of history fetched ahead of its push: the pack of the checkpoints
+/// after the previous unit's, up to `to`.
+struct Unit {
+    to: usize,
+    pack: Vec<u8>,
+}
+
+/// The haves once checkpoints `from..=to` landed with their wants, given
+/// the haves before (see `Pusher::increments`).
+type Landed<'a> = dyn Fn(&[ObjectId], usize, usize, &[ObjectId]) -> Vec<ObjectId> + Sync + 'a;
+
+/// Fetches units ahead of the pushes, on a thread of its own while the
+/// destination takes a push. It sees the plan of the increments only
+/// through these functions of `Pusher::increments`.
+struct Ahead<'a> {
+    source: &'a (dyn SourceSide + Sync),
+    options: PackOptions,
+    budget: u64,
+    /// Checkpoints per unit, as last sized.
+    slice: usize,
+    /// How many more units memory has room for.
+    room: usize,
+    rate: Rate,
+    slice_wants: &'a (dyn Fn(usize, usize) -> Vec<ObjectId> + Sync),
+    landed: &'a Landed<'a>,
+    checkpoint: &'a (dyn Fn(&ObjectId) -> Command + Sync),
+}
+
+impl Ahead<'_> {
+    /// The units from checkpoint `from` on (before `end`), given `haves`
+    /// once everything before `from` landed, until they and the
+    /// `held` bytes already fetched make a budget's worth: enough for the
+    /// next push to be as full as it can be, and no more held in memory.
+    /// Also how many checkpoints the next unit should span. It stops at
+    /// the first failure: the pushes fetch that unit again themselves and
+    /// meet the error there.
+    fn fetch(
+        self,
+        from: usize,
+        end: usize,
+        haves: Vec<ObjectId>,
+        held: u64,
+    ) -> (Vec<Unit>, usize, Rate) {
+        let (mut units, mut at, mut slice, mut held, mut haves) =
+            (Vec::new(), from, self.slice, held, haves);
+        let mut rate = self.rate;
+        while at < end && held < self.budget && units.len() < self.room {
+            let to = (at + slice).min(end) - 1;
+            let wants = (self.slice_wants)(at, to);
+            let commands: Vec<Command> = wants.iter().map(self.checkpoint).collect();
+            let limit = limit_of(Some(self.budget), &commands).unwrap_or(self.budget);
+            match fetch_held(self.source, &wants, &haves, self.options, limit) {
+                Ok(pack) => {
+                    rate.record(pack.len() as u64, to + 1 - at);
+                    slice = rate.slice(to + 1 - at, self.budget);
+                    held += pack.len() as u64;
+                    haves = (self.landed)(&haves, at, to, &wants);
+                    units.push(Unit { to, pack });
+                    at = to + 1;
+                }
+                Err(PushError::TooLarge { .. }) if to > at => {
+                    slice = (to - at).div_ceil(2).max(1);
+                }
+                Err(_) => break,
+            }
+        }
+        (units, slice, rate)
+    }
 }
 
 /// Whether a failed push reads as "too large": HTTP 413, or a deadline
@@ -911,17 +1108,17 @@ mod tests {
     #[test]
     fn a_slice_grows_toward_eighty_percent_of_the_budget() {
         // 10 commits made 1 MiB of a 10 MiB budget: 80 would fit, 40 is the step.
-        assert_eq!(next_slice(10, MIB, Some(10 * MIB)), 40);
+        assert_eq!(next_slice(10, MIB, Some(10 * MIB), PUSH_PERCENT), 40);
         // Far under it, sixteenfold: 10 commits of 100 KiB (800 would fit).
-        assert_eq!(next_slice(10, MIB / 10, Some(10 * MIB)), 160);
+        assert_eq!(next_slice(10, MIB / 10, Some(10 * MIB), PUSH_PERCENT), 160);
         // Nearer the budget, twofold at most.
-        assert_eq!(next_slice(10, 2 * MIB, Some(10 * MIB)), 20);
-        assert_eq!(next_slice(10, 5 * MIB, Some(10 * MIB)), 16);
+        assert_eq!(next_slice(10, 2 * MIB, Some(10 * MIB), PUSH_PERCENT), 20);
+        assert_eq!(next_slice(10, 5 * MIB, Some(10 * MIB), PUSH_PERCENT), 16);
         // 10 commits made 10 MiB of 10: 8 aim at 8 MiB.
-        assert_eq!(next_slice(10, 10 * MIB, Some(10 * MIB)), 8);
+        assert_eq!(next_slice(10, 10 * MIB, Some(10 * MIB), PUSH_PERCENT), 8);
         // Never below half, never below one.
-        assert_eq!(next_slice(10, 100 * MIB, Some(10 * MIB)), 5);
-        assert_eq!(next_slice(1, 100 * MIB, Some(10 * MIB)), 1);
+        assert_eq!(next_slice(10, 100 * MIB, Some(10 * MIB), PUSH_PERCENT), 5);
+        assert_eq!(next_slice(1, 100 * MIB, Some(10 * MIB), PUSH_PERCENT), 1);
     }
 
     #[test]
@@ -933,8 +1130,8 @@ mod tests {
 
     #[test]
     fn a_slice_without_a_budget_or_bytes_only_grows() {
-        assert_eq!(next_slice(64, 0, Some(MIB)), 1024);
-        assert_eq!(next_slice(64, MIB, None), 1024);
+        assert_eq!(next_slice(64, 0, Some(MIB), PUSH_PERCENT), 1024);
+        assert_eq!(next_slice(64, MIB, None, PUSH_PERCENT), 1024);
     }
 
     #[test]
@@ -1288,6 +1485,74 @@ mod tests {
         // Every commit went once, whatever the cut attempts cost.
         let stored: u64 = pushes.iter().map(|(_, bytes)| bytes).sum();
         assert_eq!(stored, 4_000);
+    }
+
+    /// The pack sizes of the pushes that carried history (checkpoints
+    /// only, none deleted), in order.
+    fn history_pushes(destination: &Capped) -> Vec<u64> {
+        destination
+            .pushes
+            .borrow()
+            .iter()
+            .filter(|(commands, _)| {
+                commands
+                    .iter()
+                    .all(|c| c.name.starts_with(CHECKPOINT_PREFIX) && !c.new.is_zero())
+            })
+            .map(|(_, bytes)| *bytes)
+            .collect()
+    }
+
+    #[test]
+    fn pushes_join_the_units_fetched_ahead_up_to_the_budget() {
+        // Even commits: units of about half the budget, two to a push.
+        let source = History::line(400, |_| 20);
+        let refs = head_and(vec![r("refs/heads/main", id(400))], "refs/heads/main");
+        let destination = Capped::new(1_000, vec![]);
+        let report = relay(
+            &options(PushBudget::Bytes(1_000), 10),
+            &source,
+            &refs,
+            &destination,
+        )
+        .unwrap();
+        assert!(report.in_sync && report.batched);
+        let history = history_pushes(&destination);
+        assert_eq!(history.iter().sum::<u64>(), 8_000, "every commit once");
+        assert!(history.iter().all(|&bytes| bytes <= 1_000));
+        // Past the first few (the first units are small, to learn the
+        // rate), every push but the last carries three quarters of the
+        // budget or more.
+        let full = history.iter().filter(|&&bytes| bytes >= 750).count();
+        assert!(full + 4 >= history.len(), "{history:?}");
+        // The source was asked for each unit once, none thrown away (the
+        // first fetch is the whole history's, cut at the budget).
+        let fetched = source.fetched.lock().unwrap();
+        assert_eq!(fetched[1..].iter().sum::<u64>(), 8_000, "{fetched:?}");
+        assert!(fetched.len() - 1 > history.len(), "units were joined");
+    }
+
+    #[test]
+    fn a_large_commit_now_and_then_goes_in_a_push_of_its_own() {
+        // Every fiftieth commit brings 600 bytes (a binary file's new
+        // version): a unit holding one fills a push alone.
+        let size = |c: u32| if c.is_multiple_of(50) { 600 } else { 20 };
+        let source = History::line(400, size);
+        let total: u64 = (1..=400).map(size).sum();
+        let refs = head_and(vec![r("refs/heads/main", id(400))], "refs/heads/main");
+        let destination = Capped::new(1_000, vec![]);
+        let report = relay(
+            &options(PushBudget::Bytes(1_000), 10),
+            &source,
+            &refs,
+            &destination,
+        )
+        .unwrap();
+        assert!(report.in_sync && report.batched);
+        assert_eq!(destination.names(), ["refs/heads/main"]);
+        let history = history_pushes(&destination);
+        assert_eq!(history.iter().sum::<u64>(), total, "every commit once");
+        assert!(history.iter().all(|&bytes| bytes <= 1_000), "{history:?}");
     }
 
     #[test]

@@ -631,6 +631,7 @@ impl<T: Copy> Chunked<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::test_repo::Repo;
     use std::cell::Cell;
     use std::io::Write;
     use std::path::Path;
@@ -638,99 +639,6 @@ mod tests {
     use std::rc::Rc;
 
     use flate2::{Compress, FlushCompress, Status};
-
-    /// A repository driven by the git CLI with a fixed identity and clock.
-    struct Repo {
-        dir: tempfile::TempDir,
-        tick: Cell<u32>,
-    }
-
-    impl Repo {
-        fn new() -> Repo {
-            let repo = Repo {
-                dir: tempfile::tempdir().unwrap(),
-                tick: Cell::new(0),
-            };
-            repo.git(&["init", "-q", "-b", "main"]);
-            repo
-        }
-
-        fn command(&self, args: &[&str]) -> Command {
-            let date = format!("{} +0000", 1_700_000_000 + self.tick.get());
-            self.tick.set(self.tick.get() + 60);
-            let mut command = Command::new("git");
-            command
-                .args(args)
-                .current_dir(self.dir.path())
-                .env("GIT_CONFIG_NOSYSTEM", "1")
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .env("HOME", self.dir.path())
-                .env("GIT_AUTHOR_NAME", "A U Thor")
-                .env("GIT_AUTHOR_EMAIL", "author@example.com")
-                .env("GIT_COMMITTER_NAME", "C O Mitter")
-                .env("GIT_COMMITTER_EMAIL", "committer@example.com")
-                .env("GIT_AUTHOR_DATE", &date)
-                .env("GIT_COMMITTER_DATE", &date);
-            command
-        }
-
-        fn git(&self, args: &[&str]) -> String {
-            let out = self.command(args).output().unwrap();
-            assert!(
-                out.status.success(),
-                "git {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8(out.stdout).unwrap().trim().to_owned()
-        }
-
-        fn id(&self, rev: &str) -> ObjectId {
-            self.git(&["rev-parse", rev]).parse().unwrap()
-        }
-
-        /// Commits `content` to `file` and returns the commit.
-        fn commit(&self, file: &str, content: &str, message: &str) -> ObjectId {
-            std::fs::write(self.dir.path().join(file), content).unwrap();
-            self.git(&["add", file]);
-            self.git(&["commit", "-q", "-m", message]);
-            self.id("HEAD")
-        }
-
-        /// `git pack-objects --revs` of `revs` (one a line, `^` for haves).
-        fn pack(&self, options: &[&str], revs: &str) -> Vec<u8> {
-            let mut args = vec!["pack-objects", "--revs", "-q"];
-            args.extend_from_slice(options);
-            let mut child = self
-                .command(&args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(revs.as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            assert!(out.status.success());
-            out.stdout
-        }
-
-        /// Each commit of `git rev-list --parents` over `revs`, with its
-        /// parents.
-        fn rev_list(&self, revs: &[&str]) -> Vec<(ObjectId, Vec<ObjectId>)> {
-            let mut args = vec!["rev-list", "--parents"];
-            args.extend_from_slice(revs);
-            self.git(&args)
-                .lines()
-                .map(|line| {
-                    let mut ids = line.split(' ').map(|hex| hex.parse().unwrap());
-                    (ids.next().unwrap(), ids.collect())
-                })
-                .collect()
-        }
-    }
 
     /// The graph holds exactly these commits, each with its parents that
     /// are in it, first parent first.

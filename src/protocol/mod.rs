@@ -35,6 +35,8 @@ mod error;
 mod fuzz_regressions;
 #[doc(hidden)]
 pub mod fuzz_targets;
+#[cfg(test)]
+pub(crate) mod test_repo;
 
 pub use capabilities::Capabilities;
 pub(crate) use error::escape;

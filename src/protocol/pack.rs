@@ -17,6 +17,10 @@
 //! inflated bytes by a second limit, so a server that answers with more
 //! than the caller needs, or with a zlib bomb, is cut off.
 //!
+//! One more thing the relay does with whole packs: [`concatenate`] joins
+//! small ones into one push (see `crate::mirror::batch`), which needs only
+//! their headers and trailers.
+//!
 //! Format: `gitformat-pack(5)`: `PACK`, version, object count, then per
 //! object a type-and-size header, an offset or id for deltas, and zlib
 //! data; deltas are `gitformat-pack(5)`'s copy/insert instructions.
@@ -432,6 +436,56 @@ fn varint(d: &mut &[u8]) -> Result<u64, ProtocolError> {
     }
 }
 
+/// The bytes of a pack's header (`PACK`, version, object count) and of its
+/// SHA-1 trailer.
+const HEADER: usize = 12;
+const TRAILER: usize = 20;
+
+/// One pack holding the objects of all of `packs`, in their order: a
+/// header with the summed count, every pack's entries as they are, and the
+/// trailer of the result. Entries need no rewriting: an offset delta names
+/// its base by the distance back from itself, which stays the same, and a
+/// ref delta by id, which any pack may resolve. Packs that repeat an object
+/// would give a pack that repeats it too; the caller's packs are disjoint
+/// (each was fetched with the ones before it as haves).
+///
+/// The first pack's buffer is grown into the result, so joining packs
+/// held in memory costs one copy of the others; each pack's own trailer
+/// is taken as checked (by whoever read it from the network).
+pub(crate) fn concatenate(
+    packs: impl IntoIterator<Item = Vec<u8>>,
+) -> Result<Vec<u8>, ProtocolError> {
+    let mut joined: Option<Vec<u8>> = None;
+    let mut count: u32 = 0;
+    for pack in packs {
+        if pack.len() < HEADER + TRAILER || &pack[..4] != SIGNATURE {
+            return Err(bad("a pack too short or without its PACK signature"));
+        }
+        let version = u32::from_be_bytes(pack[4..8].try_into().expect("four bytes"));
+        if version != 2 && version != 3 {
+            return Err(bad("a pack of a version other than 2 or 3"));
+        }
+        let objects = u32::from_be_bytes(pack[8..12].try_into().expect("four bytes"));
+        count = count
+            .checked_add(objects)
+            .ok_or_else(|| bad("packs of more than 2^32 objects in all"))?;
+        let entries = &pack[HEADER..pack.len() - TRAILER];
+        match joined.as_mut() {
+            None => {
+                let mut first = pack;
+                first.truncate(first.len() - TRAILER);
+                joined = Some(first);
+            }
+            Some(out) => out.extend_from_slice(entries),
+        }
+    }
+    let mut out = joined.ok_or_else(|| bad("no pack to join"))?;
+    out[8..12].copy_from_slice(&count.to_be_bytes());
+    let sum = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &out);
+    out.extend_from_slice(sum.as_ref());
+    Ok(out)
+}
+
 /// The id of an object of type `kind` (`"commit"`, `"tag"`) holding `data`.
 pub(crate) fn object_id(kind: &str, data: &[u8]) -> ObjectId {
     let mut context = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
@@ -459,6 +513,7 @@ pub(crate) fn header_lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::test_repo::Repo;
 
     #[test]
     fn a_real_pack_gives_every_commit_and_its_parents() {
@@ -548,5 +603,66 @@ mod tests {
         let parents = parent_lines(commit);
         assert_eq!(parents.len(), 2);
         assert_eq!(parents[1].to_string(), "2".repeat(40));
+    }
+
+    #[test]
+    fn packs_of_consecutive_histories_join_into_one_that_git_takes() {
+        let repo = Repo::new();
+        let one = repo.commit("a", "one\n", "one");
+        let two = repo.commit("a", "one\ntwo\n", "two");
+        repo.commit("b", "bee\n", "three");
+        let four = repo.commit("a", "one\ntwo\nfour\n", "four");
+        // What a batched push relays: the first increment, then the next
+        // two as thin packs against what came before them.
+        let first = repo.pack(&["--stdout"], &format!("{one}\n"));
+        let second = repo.pack(&["--stdout", "--thin"], &format!("{two}\n^{one}\n"));
+        let third = repo.pack(&["--stdout", "--thin"], &format!("{four}\n^{two}\n"));
+        let counts: u32 = [&first, &second, &third]
+            .iter()
+            .map(|p| u32::from_be_bytes(p[8..12].try_into().unwrap()))
+            .sum();
+
+        let joined = concatenate([first, second, third]).unwrap();
+
+        assert_eq!(
+            u32::from_be_bytes(joined[8..12].try_into().unwrap()),
+            counts
+        );
+        let target = Repo::new();
+        target.with_input(&["index-pack", "--stdin", "--strict"], &joined);
+        target.git(&["update-ref", "refs/heads/main", &four.to_string()]);
+        target.git(&["fsck", "--strict", "--no-dangling"]);
+        assert_eq!(
+            target.git(&["rev-list", "--objects", "main"]),
+            repo.git(&["rev-list", "--objects", "main"])
+        );
+    }
+
+    #[test]
+    fn one_pack_joined_is_itself() {
+        let repo = Repo::new();
+        let one = repo.commit("a", "one\n", "one");
+        let pack = repo.pack(&["--stdout"], &format!("{one}\n"));
+        assert_eq!(concatenate([pack.clone()]).unwrap(), pack);
+        let empty = crate::protocol::push::EMPTY_PACK.to_vec();
+        assert_eq!(concatenate([pack.clone(), empty]).unwrap(), pack);
+    }
+
+    #[test]
+    fn what_is_not_a_pack_is_not_joined() {
+        let empty = crate::protocol::push::EMPTY_PACK.to_vec();
+        let mut version_4 = empty.clone();
+        version_4[7] = 4;
+        let mut full = empty.clone();
+        full[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
+        for packs in [
+            vec![],
+            vec![empty.clone(), b"PACK".to_vec()],
+            vec![b"KCAP\0\0\0\x02\0\0\0\0aaaaaaaaaaaaaaaaaaaa".to_vec()],
+            vec![version_4],
+            vec![full.clone(), full],
+        ] {
+            assert!(concatenate(packs).is_err());
+        }
     }
 }
