@@ -964,8 +964,9 @@ fn limit_of(budget: Option<u64>, commands: &[Command]) -> Option<u64> {
 }
 
 /// The bytes per checkpoint of the last units fetched, which size the
-/// next: over a few units, so that one holding a large file does not halve
-/// the next ones, nor one of small commits double them.
+/// next: their median, so that a unit holding a large file (a binary's new
+/// version) does not shrink the next ones, which then fill a push two at a
+/// time while the one with the file fills a push alone.
 #[derive(Clone, Copy, Default)]
 struct Rate {
     /// (bytes, checkpoints) of the last [`Rate::UNITS`] units, oldest
@@ -975,7 +976,7 @@ struct Rate {
 }
 
 impl Rate {
-    const UNITS: usize = 4;
+    const UNITS: usize = 5;
 
     fn record(&mut self, bytes: u64, checkpoints: usize) {
         if self.len == Self::UNITS {
@@ -987,17 +988,20 @@ impl Rate {
     }
 
     /// How many checkpoints the next unit spans, the last having spanned
-    /// `slice`: [`UNIT_PERCENT`] of `budget` at the recent rate, growing
+    /// `slice`: [`UNIT_PERCENT`] of `budget` at the median rate, growing
     /// at most sixteenfold from one unit to the next (the first commits
     /// of a history say little about the rest).
     fn slice(&self, slice: usize, budget: u64) -> usize {
-        let (bytes, checkpoints) = self.recent[..self.len]
+        let mut rates: Vec<f64> = self.recent[..self.len]
             .iter()
-            .fold((0u64, 0usize), |(b, c), &(ub, uc)| (b + ub, c + uc));
-        if checkpoints == 0 {
+            .filter(|&&(_, checkpoints)| checkpoints > 0)
+            .map(|&(bytes, checkpoints)| bytes.max(1) as f64 / checkpoints as f64)
+            .collect();
+        if rates.is_empty() {
             return slice;
         }
-        let per = bytes.max(1) as f64 / checkpoints as f64;
+        rates.sort_by(f64::total_cmp);
+        let per = rates[rates.len() / 2];
         let target = budget as f64 * UNIT_PERCENT as f64 / 100.0;
         ((target / per) as usize).clamp(1, slice.saturating_mul(16).max(1))
     }
@@ -1119,6 +1123,32 @@ mod tests {
         // Never below half, never below one.
         assert_eq!(next_slice(10, 100 * MIB, Some(10 * MIB), PUSH_PERCENT), 5);
         assert_eq!(next_slice(1, 100 * MIB, Some(10 * MIB), PUSH_PERCENT), 1);
+    }
+
+    #[test]
+    fn units_are_sized_at_the_median_rate_of_the_last_ones() {
+        let mut rate = Rate::default();
+        // Nothing measured yet: the slice stays.
+        assert_eq!(rate.slice(7, 10 * MIB), 7);
+        // 100 commits of 10 KiB: 45% of 10 MiB is 460 of them, but a unit
+        // grows at most sixteenfold.
+        let small = 100 * 10 * 1024;
+        rate.record(small, 100);
+        assert_eq!(rate.slice(10, 10 * MIB), 160);
+        assert_eq!(rate.slice(100, 10 * MIB), 460);
+        // A unit holding a 4 MiB file among its commits does not shrink
+        // the next ones; two of them would.
+        rate.record(4 * MIB + small, 100);
+        rate.record(small, 100);
+        assert_eq!(rate.slice(100, 10 * MIB), 460);
+        rate.record(4 * MIB, 100);
+        rate.record(4 * MIB, 100);
+        assert!(rate.slice(100, 10 * MIB) < 200);
+        // Only the last five count.
+        for _ in 0..3 {
+            rate.record(small, 100);
+        }
+        assert_eq!(rate.slice(100, 10 * MIB), 460);
     }
 
     #[test]
