@@ -1018,6 +1018,9 @@ struct Unit {
 /// the haves before (see `Pusher::increments`).
 type Landed<'a> = dyn Fn(&[ObjectId], usize, usize, &[ObjectId]) -> Vec<ObjectId> + Sync + 'a;
 
+/// A unit's wants, and its pack or why there is none.
+type Fetched = (Vec<ObjectId>, Result<Vec<u8>, PushError>);
+
 /// Fetches units ahead of the pushes, on a thread of its own while the
 /// destination takes a push. It sees the plan of the increments only
 /// through these functions of `Pusher::increments`.
@@ -1040,9 +1043,10 @@ impl Ahead<'_> {
     /// once everything before `from` landed, until they and the
     /// `held` bytes already fetched make a budget's worth: enough for the
     /// next push to be as full as it can be, and no more held in memory.
-    /// Also how many checkpoints the next unit should span. It stops at
-    /// the first failure: the pushes fetch that unit again themselves and
-    /// meet the error there.
+    /// Also how many checkpoints the next unit should span, and the rate
+    /// measured. Two units the next push will need are fetched at once.
+    /// It stops at the first failure: the pushes fetch that unit again
+    /// themselves and meet the error there.
     fn fetch(
         self,
         from: usize,
@@ -1053,27 +1057,67 @@ impl Ahead<'_> {
         let (mut units, mut at, mut slice, mut held, mut haves) =
             (Vec::new(), from, self.slice, held, haves);
         let mut rate = self.rate;
-        while at < end && held < self.budget && units.len() < self.room {
-            let to = (at + slice).min(end) - 1;
-            let wants = (self.slice_wants)(at, to);
-            let commands: Vec<Command> = wants.iter().map(self.checkpoint).collect();
-            let limit = limit_of(Some(self.budget), &commands).unwrap_or(self.budget);
-            match fetch_held(self.source, &wants, &haves, self.options, limit) {
-                Ok(pack) => {
-                    rate.record(pack.len() as u64, to + 1 - at);
-                    slice = rate.slice(to + 1 - at, self.budget);
-                    held += pack.len() as u64;
-                    haves = (self.landed)(&haves, at, to, &wants);
-                    units.push(Unit { to, pack });
-                    at = to + 1;
+        'fetching: while at < end && held < self.budget && units.len() < self.room {
+            // The next unit, and the one after it at the same time where
+            // one alone will not make a budget's worth and there is room
+            // for two: the source packs them on two processors (a unit's
+            // pack depends on where it starts, not on the one before).
+            let first = (at, (at + slice).min(end) - 1);
+            let pair = units.len() + 2 <= self.room
+                && first.1 + 1 < end
+                && held < self.budget / 100 * (100 - UNIT_PERCENT);
+            let mut ranges = vec![(first, haves.clone())];
+            if pair {
+                let second = (first.1 + 1, (first.1 + 1 + slice).min(end) - 1);
+                let wants = (self.slice_wants)(first.0, first.1);
+                let after = (self.landed)(&haves, first.0, first.1, &wants);
+                ranges.push((second, after));
+            }
+            let this = &self;
+            let packs: Vec<Fetched> = std::thread::scope(|scope| {
+                let threads: Vec<_> = ranges[1..]
+                    .iter()
+                    .map(|(range, haves)| scope.spawn(move || this.unit(*range, haves)))
+                    .collect();
+                let mut packs = vec![self.unit(ranges[0].0, &ranges[0].1)];
+                packs.extend(threads.into_iter().map(|thread| {
+                    thread
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                }));
+                packs
+            });
+            for (((from, to), _), (wants, pack)) in ranges.into_iter().zip(packs) {
+                match pack {
+                    Ok(pack) => {
+                        rate.record(pack.len() as u64, to + 1 - from);
+                        slice = rate.slice(to + 1 - from, self.budget);
+                        held += pack.len() as u64;
+                        haves = (self.landed)(&haves, from, to, &wants);
+                        units.push(Unit { to, pack });
+                        at = to + 1;
+                    }
+                    // Too large: smaller, from there on (a unit fetched
+                    // after it goes: the halves come first).
+                    Err(PushError::TooLarge { .. }) if to > from => {
+                        slice = (to - from).div_ceil(2).max(1);
+                        continue 'fetching;
+                    }
+                    Err(_) => break 'fetching,
                 }
-                Err(PushError::TooLarge { .. }) if to > at => {
-                    slice = (to - at).div_ceil(2).max(1);
-                }
-                Err(_) => break,
             }
         }
         (units, slice, rate)
+    }
+
+    /// The pack of checkpoints `from..=to` given `haves`, with the wants
+    /// it was asked for.
+    fn unit(&self, (from, to): (usize, usize), haves: &[ObjectId]) -> Fetched {
+        let wants = (self.slice_wants)(from, to);
+        let commands: Vec<Command> = wants.iter().map(self.checkpoint).collect();
+        let limit = limit_of(Some(self.budget), &commands).unwrap_or(self.budget);
+        let pack = fetch_held(self.source, &wants, haves, self.options, limit);
+        (wants, pack)
     }
 }
 
@@ -1550,11 +1594,14 @@ mod tests {
         let history = history_pushes(&destination);
         assert_eq!(history.iter().sum::<u64>(), 8_000, "every commit once");
         assert!(history.iter().all(|&bytes| bytes <= 1_000));
-        // Past the first few (the first units are small, to learn the
+        // Past the first four (the first units are small, to learn the
         // rate), every push but the last carries three quarters of the
         // budget or more.
-        let full = history.iter().filter(|&&bytes| bytes >= 750).count();
-        assert!(full + 4 >= history.len(), "{history:?}");
+        let middle = &history[4..history.len() - 1];
+        assert!(
+            middle.len() > 4 && middle.iter().all(|&b| b >= 750),
+            "{history:?}"
+        );
         // The source was asked for each unit once, none thrown away (the
         // first fetch is the whole history's, cut at the budget).
         let fetched = source.fetched.lock().unwrap();
