@@ -140,17 +140,18 @@ fn hold(
     source: &dyn SourceSide,
     pack: Box<dyn Read + Send>,
     limit: u64,
+    buffers: &Buffers,
 ) -> Result<Vec<u8>, PushError> {
     let mut counted = Counted::new(pack, Some(limit));
     // Grown as it fills rather than reserved up to the limit: packs fetched
-    // ahead are mostly well under it, and the allocator keeps what a
-    // thread once took.
-    let mut whole = Vec::new();
+    // ahead are mostly well under it.
+    let mut whole = buffers.take();
     let read = counted.read_to_end(&mut whole);
     counted.progress.finish(counted.bytes);
     if read.is_ok() {
         return Ok(whole);
     }
+    buffers.give(whole);
     if counted.over_limit {
         return Err(PushError::TooLarge {
             sent: counted.bytes,
@@ -172,10 +173,38 @@ fn fetch_held(
     haves: &[ObjectId],
     options: PackOptions,
     limit: u64,
+    buffers: &Buffers,
 ) -> Result<Vec<u8>, PushError> {
     match source.negotiate(wants, haves, &[], Some(options))?.pack {
-        Some(pack) => hold(source, pack, limit),
-        None => Ok(push::EMPTY_PACK.to_vec()),
+        Some(pack) => hold(source, pack, limit, buffers),
+        None => {
+            let mut empty = buffers.take();
+            empty.extend_from_slice(push::EMPTY_PACK);
+            Ok(empty)
+        }
+    }
+}
+
+/// The buffers of held packs, used again rather than freed. glibc's
+/// allocator raises its threshold for returning memory to the size of a
+/// large block once freed, and then keeps that much in every thread's
+/// arena: freeing a pack of megabytes per push made a run's peak memory
+/// grow with the number of threads that had held one.
+#[derive(Default)]
+struct Buffers(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl Buffers {
+    /// An empty buffer, one given back earlier if any.
+    fn take(&self) -> Vec<u8> {
+        let mut free = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        free.pop().unwrap_or_default()
+    }
+
+    /// Keeps `buffer` for the next [`Buffers::take`].
+    fn give(&self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        let mut free = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        free.push(buffer);
     }
 }
 
@@ -207,6 +236,8 @@ pub(super) struct Pusher<'a> {
     key: String,
     /// Whether a push was refused for its chunked body already.
     resent: bool,
+    /// The buffer of the last pack held whole and sent, for the next.
+    sent_buffer: Option<Vec<u8>>,
 }
 
 /// What this process learnt of each destination: where pushes to it were
@@ -263,6 +294,7 @@ impl<'a> Pusher<'a> {
             checkpoints: Vec::new(),
             key: key.to_owned(),
             resent: false,
+            sent_buffer: None,
         }
     }
 
@@ -382,7 +414,12 @@ impl<'a> Pusher<'a> {
         // one that outgrows the budget costs the source's work only, not an
         // upload and the destination's.
         let pack = match (pack, limit.filter(|&l| l <= HOLD_MAX)) {
-            (Some(stream), Some(limit)) => Some(Pack::Held(hold(self.source, stream, limit)?)),
+            (Some(stream), Some(limit)) => Some(Pack::Held(hold(
+                self.source,
+                stream,
+                limit,
+                &Buffers::default(),
+            )?)),
             (stream, _) => stream.map(|s| Pack::Streamed(Box::new(Counted::new(s, limit)))),
         };
         self.send(commands, pack)
@@ -414,6 +451,7 @@ impl<'a> Pusher<'a> {
             Some(Pack::Held(bytes)) => {
                 self.bytes += bytes.len() as u64;
                 self.last = bytes.len() as u64;
+                self.sent_buffer = Some(bytes);
                 None
             }
             None => {
@@ -724,6 +762,7 @@ impl<'a> Pusher<'a> {
         // packs the next units while the destination stores the last.
         let mut ready: VecDeque<Unit> = VecDeque::new();
         let mut rate = Rate::default();
+        let buffers = Buffers::default();
         while next < checkpoints.len() {
             let held = match (self.source.concurrent(), self.budget) {
                 (Some(source), Some(budget)) if budget <= HOLD_MAX => Some((source, budget)),
@@ -738,7 +777,7 @@ impl<'a> Pusher<'a> {
                     let wants = slice_wants(next, last);
                     let commands: Vec<Command> = wants.iter().map(checkpoint).collect();
                     let limit = limit_of(Some(budget), &commands).unwrap_or(budget);
-                    match fetch_held(source, &wants, haves, self.pack, limit) {
+                    match fetch_held(source, &wants, haves, self.pack, limit, &buffers) {
                         Ok(pack) => {
                             rate.record(pack.len() as u64, last + 1 - next);
                             slice = rate.slice(last + 1 - next, budget);
@@ -765,10 +804,12 @@ impl<'a> Pusher<'a> {
                     let last = ready[joined - 1].to;
                     let wants = slice_wants(next, last);
                     let commands: Vec<Command> = wants.iter().map(checkpoint).collect();
-                    let units: Vec<Unit> = ready.drain(..joined).collect();
-                    let pack =
-                        crate::protocol::pack::concatenate(units.into_iter().map(|u| u.pack))
-                            .map_err(|e| PushError::Side(source.error(e.into())))?;
+                    let mut units = ready.drain(..joined).map(|u| u.pack);
+                    let first = units.next().expect("at least one unit");
+                    let rest: Vec<Vec<u8>> = units.collect();
+                    let pack = crate::protocol::pack::concatenate(first, &rest)
+                        .map_err(|e| PushError::Side(source.error(e.into())))?;
+                    rest.into_iter().for_each(|b| buffers.give(b));
                     // What follows the units still held, up to a budget's
                     // worth, fetched while the destination takes this push.
                     let from = ready.back().map_or(last + 1, |u| u.to + 1);
@@ -783,6 +824,7 @@ impl<'a> Pusher<'a> {
                         slice,
                         room: AHEAD_UNITS.saturating_sub(ready.len()),
                         rate,
+                        buffers: &buffers,
                         slice_wants: &slice_wants,
                         landed: &landed,
                         checkpoint: &checkpoint,
@@ -792,6 +834,9 @@ impl<'a> Pusher<'a> {
                         let thread =
                             scope.spawn(move || ahead.fetch(from, end, ahead_haves, held_bytes));
                         let pushed = self.send(&commands, Some(Pack::Held(pack)));
+                        if let Some(sent) = self.sent_buffer.take() {
+                            buffers.give(sent);
+                        }
                         let fetched = thread
                             .join()
                             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -804,12 +849,15 @@ impl<'a> Pusher<'a> {
                     } else {
                         // The units ahead assumed this push would land, and
                         // were sized for a budget that may now change.
-                        ready.clear();
+                        ready
+                            .drain(..)
+                            .chain(fetched)
+                            .for_each(|u| buffers.give(u.pack));
                     }
                     (last, wants, commands, pushed)
                 }
                 None => {
-                    ready.clear();
+                    ready.drain(..).for_each(|u| buffers.give(u.pack));
                     let last = (next + slice).min(checkpoints.len()) - 1;
                     let wants = slice_wants(next, last);
                     let commands: Vec<Command> = wants.iter().map(checkpoint).collect();
@@ -1033,6 +1081,7 @@ struct Ahead<'a> {
     /// How many more units memory has room for.
     room: usize,
     rate: Rate,
+    buffers: &'a Buffers,
     slice_wants: &'a (dyn Fn(usize, usize) -> Vec<ObjectId> + Sync),
     landed: &'a Landed<'a>,
     checkpoint: &'a (dyn Fn(&ObjectId) -> Command + Sync),
@@ -1087,9 +1136,13 @@ impl Ahead<'_> {
                 }));
                 packs
             });
+            // In order, up to the first failure; a unit fetched after it
+            // goes (a too large one is fetched again in halves, first).
+            let mut failed = None;
             for (((from, to), _), (wants, pack)) in ranges.into_iter().zip(packs) {
-                match pack {
-                    Ok(pack) => {
+                match (pack, &failed) {
+                    (Ok(pack), Some(_)) => self.buffers.give(pack),
+                    (Ok(pack), None) => {
                         rate.record(pack.len() as u64, to + 1 - from);
                         slice = rate.slice(to + 1 - from, self.budget);
                         held += pack.len() as u64;
@@ -1097,14 +1150,16 @@ impl Ahead<'_> {
                         units.push(Unit { to, pack });
                         at = to + 1;
                     }
-                    // Too large: smaller, from there on (a unit fetched
-                    // after it goes: the halves come first).
-                    Err(PushError::TooLarge { .. }) if to > from => {
-                        slice = (to - from).div_ceil(2).max(1);
-                        continue 'fetching;
-                    }
-                    Err(_) => break 'fetching,
+                    (Err(e), None) => failed = Some((e, from, to)),
+                    (Err(_), Some(_)) => {}
                 }
+            }
+            match failed {
+                None => {}
+                Some((PushError::TooLarge { .. }, from, to)) if to > from => {
+                    slice = (to - from).div_ceil(2).max(1);
+                }
+                Some(_) => break 'fetching,
             }
         }
         (units, slice, rate)
@@ -1116,7 +1171,14 @@ impl Ahead<'_> {
         let wants = (self.slice_wants)(from, to);
         let commands: Vec<Command> = wants.iter().map(self.checkpoint).collect();
         let limit = limit_of(Some(self.budget), &commands).unwrap_or(self.budget);
-        let pack = fetch_held(self.source, &wants, haves, self.options, limit);
+        let pack = fetch_held(
+            self.source,
+            &wants,
+            haves,
+            self.options,
+            limit,
+            self.buffers,
+        );
         (wants, pack)
     }
 }

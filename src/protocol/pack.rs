@@ -441,23 +441,24 @@ fn varint(d: &mut &[u8]) -> Result<u64, ProtocolError> {
 const HEADER: usize = 12;
 const TRAILER: usize = 20;
 
-/// One pack holding the objects of all of `packs`, in their order: a
-/// header with the summed count, every pack's entries as they are, and the
-/// trailer of the result. Entries need no rewriting: an offset delta names
-/// its base by the distance back from itself, which stays the same, and a
-/// ref delta by id, which any pack may resolve. Packs that repeat an object
-/// would give a pack that repeats it too; the caller's packs are disjoint
-/// (each was fetched with the ones before it as haves).
+/// One pack holding the objects of `first` and then of each of `rest`, in
+/// their order: a header with the summed count, every pack's entries as
+/// they are, and the trailer of the result. Entries need no rewriting: an
+/// offset delta names its base by the distance back from itself, which
+/// stays the same, and a ref delta by id, which any pack may resolve.
+/// Packs that repeat an object would give a pack that repeats it too; the
+/// caller's packs are disjoint (each was fetched with the ones before it
+/// as haves).
 ///
-/// The first pack's buffer is grown into the result, so joining packs
-/// held in memory costs one copy of the others; each pack's own trailer
-/// is taken as checked (by whoever read it from the network).
+/// `first`'s buffer is grown into the result, so joining packs held in
+/// memory costs one copy of the others, whose buffers the caller keeps;
+/// each pack's own trailer is taken as checked (by whoever read it from
+/// the network).
 pub(crate) fn concatenate(
-    packs: impl IntoIterator<Item = Vec<u8>>,
+    first: Vec<u8>,
+    rest: &[impl AsRef<[u8]>],
 ) -> Result<Vec<u8>, ProtocolError> {
-    let mut joined: Option<Vec<u8>> = None;
-    let mut count: u32 = 0;
-    for pack in packs {
+    fn objects(pack: &[u8]) -> Result<u32, ProtocolError> {
         if pack.len() < HEADER + TRAILER || &pack[..4] != SIGNATURE {
             return Err(bad("a pack too short or without its PACK signature"));
         }
@@ -465,21 +466,22 @@ pub(crate) fn concatenate(
         if version != 2 && version != 3 {
             return Err(bad("a pack of a version other than 2 or 3"));
         }
-        let objects = u32::from_be_bytes(pack[8..12].try_into().expect("four bytes"));
-        count = count
-            .checked_add(objects)
-            .ok_or_else(|| bad("packs of more than 2^32 objects in all"))?;
-        let entries = &pack[HEADER..pack.len() - TRAILER];
-        match joined.as_mut() {
-            None => {
-                let mut first = pack;
-                first.truncate(first.len() - TRAILER);
-                joined = Some(first);
-            }
-            Some(out) => out.extend_from_slice(entries),
-        }
+        Ok(u32::from_be_bytes(
+            pack[8..12].try_into().expect("four bytes"),
+        ))
     }
-    let mut out = joined.ok_or_else(|| bad("no pack to join"))?;
+    let mut count = objects(&first)?;
+    for pack in rest {
+        count = count
+            .checked_add(objects(pack.as_ref())?)
+            .ok_or_else(|| bad("packs of more than 2^32 objects in all"))?;
+    }
+    let mut out = first;
+    out.truncate(out.len() - TRAILER);
+    for pack in rest {
+        let pack = pack.as_ref();
+        out.extend_from_slice(&pack[HEADER..pack.len() - TRAILER]);
+    }
     out[8..12].copy_from_slice(&count.to_be_bytes());
     let sum = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &out);
     out.extend_from_slice(sum.as_ref());
@@ -622,7 +624,7 @@ mod tests {
             .map(|p| u32::from_be_bytes(p[8..12].try_into().unwrap()))
             .sum();
 
-        let joined = concatenate([first, second, third]).unwrap();
+        let joined = concatenate(first, &[second, third]).unwrap();
 
         assert_eq!(
             u32::from_be_bytes(joined[8..12].try_into().unwrap()),
@@ -643,9 +645,10 @@ mod tests {
         let repo = Repo::new();
         let one = repo.commit("a", "one\n", "one");
         let pack = repo.pack(&["--stdout"], &format!("{one}\n"));
-        assert_eq!(concatenate([pack.clone()]).unwrap(), pack);
-        let empty = crate::protocol::push::EMPTY_PACK.to_vec();
-        assert_eq!(concatenate([pack.clone(), empty]).unwrap(), pack);
+        let none: &[&[u8]] = &[];
+        assert_eq!(concatenate(pack.clone(), none).unwrap(), pack);
+        let empty = crate::protocol::push::EMPTY_PACK;
+        assert_eq!(concatenate(pack.clone(), &[empty]).unwrap(), pack);
     }
 
     #[test]
@@ -655,14 +658,16 @@ mod tests {
         version_4[7] = 4;
         let mut full = empty.clone();
         full[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
-        for packs in [
-            vec![],
-            vec![empty.clone(), b"PACK".to_vec()],
-            vec![b"KCAP\0\0\0\x02\0\0\0\0aaaaaaaaaaaaaaaaaaaa".to_vec()],
-            vec![version_4],
-            vec![full.clone(), full],
+        for (first, rest) in [
+            (empty.clone(), vec![b"PACK".to_vec()]),
+            (
+                b"KCAP\0\0\0\x02\0\0\0\0aaaaaaaaaaaaaaaaaaaa".to_vec(),
+                vec![],
+            ),
+            (version_4, vec![]),
+            (full.clone(), vec![full]),
         ] {
-            assert!(concatenate(packs).is_err());
+            assert!(concatenate(first, &rest).is_err());
         }
     }
 }
