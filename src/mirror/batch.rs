@@ -200,6 +200,12 @@ impl Buffers {
         free.pop().unwrap_or_default()
     }
 
+    /// Lets the buffers kept go: sized for a larger budget than the one
+    /// now in force, they would hold their pages for the rest of the run.
+    fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// Keeps `buffer` for the next [`Buffers::take`].
     fn give(&self, mut buffer: Vec<u8>) {
         buffer.clear();
@@ -422,7 +428,10 @@ impl<'a> Pusher<'a> {
             )?)),
             (stream, _) => stream.map(|s| Pack::Streamed(Box::new(Counted::new(s, limit)))),
         };
-        self.send(commands, pack)
+        let sent = self.send(commands, pack);
+        // Only the increments use a held pack's buffer again.
+        self.sent_buffer = None;
+        sent
     }
 
     /// Sends `commands` with `pack` (the empty pack when a command needs
@@ -763,7 +772,12 @@ impl<'a> Pusher<'a> {
         let mut ready: VecDeque<Unit> = VecDeque::new();
         let mut rate = Rate::default();
         let buffers = Buffers::default();
+        let mut sized_for = self.budget;
         while next < checkpoints.len() {
+            if self.budget < sized_for {
+                buffers.clear();
+            }
+            sized_for = self.budget;
             let held = match (self.source.concurrent(), self.budget) {
                 (Some(source), Some(budget)) if budget <= HOLD_MAX => Some((source, budget)),
                 _ => None,
