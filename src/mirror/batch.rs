@@ -33,7 +33,10 @@
 //! 2. **Chunks** ([`Pusher::in_parts`]). The refs themselves move last, at
 //!    most `max_ref_updates` per push, each chunk with the pack of what the
 //!    destination still lacks for it (nothing, mostly, once the increments
-//!    are in), and the checkpoint refs are deleted in the last ones.
+//!    are in), and the checkpoint refs are deleted in the last ones. The
+//!    last increment held in memory goes with the first chunk where the
+//!    two fit the budget together ([`Tail`]): one push fewer, and no
+//!    checkpoint for each of the side branches that end in it.
 //!
 //! A run killed midway leaves its checkpoint refs on the destination; the
 //! next run offers them to the source as haves, so it resumes from there
@@ -131,6 +134,30 @@ pub(super) enum PushError {
 enum Pack {
     Streamed(Box<Counted>),
     Held(Vec<u8>),
+}
+
+/// The end of the history, fetched and held but not pushed as an
+/// increment of its own: it goes with the refs in the first push of
+/// [`Pusher::in_parts`], which saves a push and the checkpoint ref of
+/// every side branch that ends in it (hundreds, in a repository of many
+/// branches), each created and deleted again.
+pub(super) struct Tail {
+    pack: Vec<u8>,
+    /// Its checkpoints, for when it goes on its own after all.
+    checkpoints: Vec<Command>,
+    /// The haves before it, for when it does not land.
+    before: Vec<ObjectId>,
+    /// Where it ends, for the messages: "up to X (N of M commits".
+    span: String,
+}
+
+/// What becomes of the [`Tail`] and the first refs (see
+/// [`Pusher::join_tail`]).
+enum Joined {
+    /// One pack for both.
+    Pack(Vec<u8>),
+    /// Too large together: the tail goes first, on its own.
+    Apart(Tail),
 }
 
 /// Takes `pack` whole, as long as it stays within `limit` bytes: one that
@@ -566,8 +593,9 @@ impl<'a> Pusher<'a> {
                 .collect()
         };
         let mut incremented = false;
+        let mut tail = None;
         if history {
-            self.increments(&wants(commands, &haves), &mut haves, source_refs)?;
+            tail = self.increments(&wants(commands, &haves), &mut haves, source_refs, true)?;
             incremented = true;
         }
         // The refs, then the checkpoints' deletions: their history is what
@@ -583,15 +611,57 @@ impl<'a> Pusher<'a> {
         while done < queue.len() {
             let chunk = &queue[done..(done + self.max_refs).min(queue.len())];
             let needed = wants(chunk, &haves);
-            let pack = match needed.is_empty() {
-                true => None,
-                false => {
-                    self.source
-                        .negotiate(&needed, &haves, &[], Some(self.pack))?
-                        .pack
+            let pushed = match tail.take() {
+                Some(held) => {
+                    let before = held.before.clone();
+                    // The failure, if the tail did not land (none when
+                    // there is nothing to learn from it).
+                    let outcome = match self.join_tail(chunk, &needed, &haves, held)? {
+                        Joined::Pack(pack) => {
+                            let pushed = self.send(chunk, Some(Pack::Held(pack)));
+                            self.sent_buffer = None;
+                            pushed.map_err(Some)
+                        }
+                        Joined::Apart(held) => match self.tail_alone(held) {
+                            Ok(true) => {
+                                self.queue_deletes(&mut queue);
+                                continue;
+                            }
+                            Ok(false) => Err(None),
+                            Err(failure) => Err(Some(failure)),
+                        },
+                    };
+                    match outcome {
+                        Ok(status) => Ok(status),
+                        Err(failure) => {
+                            // It goes in increments of its own first.
+                            match failure {
+                                None | Some(PushError::Resend) => {}
+                                Some(failure) => {
+                                    self.too_large(failure)?;
+                                }
+                            }
+                            haves = before;
+                            let rest = wants(&queue[done..], &haves);
+                            self.increments(&rest, &mut haves, source_refs, false)?;
+                            self.queue_deletes(&mut queue);
+                            continue;
+                        }
+                    }
+                }
+                None => {
+                    let pack = match needed.is_empty() {
+                        true => None,
+                        false => {
+                            self.source
+                                .negotiate(&needed, &haves, &[], Some(self.pack))?
+                                .pack
+                        }
+                    };
+                    self.push(chunk, pack)
                 }
             };
-            match self.push(chunk, pack) {
+            match pushed {
                 Ok(s) => {
                     for r in s.refs {
                         match &r.result {
@@ -611,7 +681,7 @@ impl<'a> Pusher<'a> {
                 Err(failure) if !incremented => {
                     self.too_large(failure)?;
                     let rest = wants(&queue[done..], &haves);
-                    self.increments(&rest, &mut haves, source_refs)?;
+                    tail = self.increments(&rest, &mut haves, source_refs, true)?;
                     self.queue_deletes(&mut queue);
                     incremented = true;
                 }
@@ -629,15 +699,72 @@ impl<'a> Pusher<'a> {
         Ok(status)
     }
 
+    /// The pack for `chunk`, the first refs, with the end of the history
+    /// that the increments left (`tail`) and whatever else the chunk needs
+    /// beyond it, when the two fit the budget together.
+    fn join_tail(
+        &mut self,
+        chunk: &[Command],
+        needed: &[ObjectId],
+        haves: &[ObjectId],
+        tail: Tail,
+    ) -> Result<Joined, PushError> {
+        let limit = self.limit(chunk).unwrap_or(u64::MAX);
+        // Deletions alone carry no pack.
+        if chunk.iter().all(|c| c.new.is_zero()) || tail.pack.len() as u64 > limit {
+            return Ok(Joined::Apart(tail));
+        }
+        let pack = match needed.is_empty() {
+            true => tail.pack,
+            false => {
+                let room = limit + JOIN_OVERHEAD - tail.pack.len() as u64;
+                let buffers = Buffers::default();
+                match fetch_held(self.source, needed, haves, self.pack, room, &buffers) {
+                    Ok(more) => crate::protocol::pack::concatenate(tail.pack, &[more])
+                        .map_err(|e| PushError::Side(self.source.error(e.into())))?,
+                    Err(PushError::TooLarge { .. }) => return Ok(Joined::Apart(tail)),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        output::info(format_args!(
+            "pushing the increment {}, {}) with the refs",
+            tail.span,
+            human_bytes(pack.len() as u64)
+        ));
+        Ok(Joined::Pack(pack))
+    }
+
+    /// Pushes `tail` as the increment it is, into its checkpoints: whether
+    /// the destination took it, or why the push failed.
+    fn tail_alone(&mut self, tail: Tail) -> Result<bool, PushError> {
+        let pushed = self.send(&tail.checkpoints, Some(Pack::Held(tail.pack)));
+        self.sent_buffer = None;
+        if !pushed?.refs.iter().all(|r| r.result.is_ok()) {
+            return Ok(false);
+        }
+        output::info(format_args!(
+            "pushed increment {}, {})",
+            tail.span,
+            human_bytes(self.last)
+        ));
+        self.checkpoints
+            .extend(tail.checkpoints.into_iter().map(|c| (c.name, c.new)));
+        Ok(true)
+    }
+
     /// Pushes the history of `wants` (the source HEAD's branch first) in
     /// increments under the budget, each into a checkpoint ref; `haves`
-    /// grows with every checkpoint the destination takes.
+    /// grows with every checkpoint the destination takes. When
+    /// `leave_tail`, the last increment held in memory is not pushed but
+    /// returned, with `haves` as if it had landed (see [`Tail`]).
     fn increments(
         &mut self,
         wants: &[ObjectId],
         haves: &mut Vec<ObjectId>,
         source_refs: &[Ref],
-    ) -> Result<(), PushError> {
+        leave_tail: bool,
+    ) -> Result<Option<Tail>, PushError> {
         self.batched = true;
         output::info(format_args!(
             "pushing in increments of at most {}: learning the commits to send",
@@ -657,7 +784,7 @@ impl<'a> Pusher<'a> {
             None => self.source.commit_graph(wants, haves)?,
         };
         if graph.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         output::debug(format_args!(
             "the commit graph of {} commits holds {}",
@@ -666,7 +793,7 @@ impl<'a> Pusher<'a> {
         ));
         let order = push_order(&graph, wants);
         if order.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let mut position = vec![usize::MAX; graph.len()];
         for (at, &commit) in order.iter().enumerate() {
@@ -824,6 +951,24 @@ impl<'a> Pusher<'a> {
                     let pack = crate::protocol::pack::concatenate(first, &rest)
                         .map_err(|e| PushError::Side(source.error(e.into())))?;
                     rest.into_iter().for_each(|b| buffers.give(b));
+                    if leave_tail && last + 1 == checkpoints.len() {
+                        let (at, oid, ref name) = checkpoints[last];
+                        let label = name.clone().unwrap_or_else(|| oid.to_string());
+                        let span = format!(
+                            "up to {} ({} of {} commits",
+                            &label[..label.len().min(40)],
+                            at + 1,
+                            order.len()
+                        );
+                        let before = haves.clone();
+                        *haves = landed(haves, next, last, &wants);
+                        return Ok(Some(Tail {
+                            pack,
+                            checkpoints: commands,
+                            before,
+                            span,
+                        }));
+                    }
                     // What follows the units still held, up to a budget's
                     // worth, fetched while the destination takes this push.
                     let from = ready.back().map_or(last + 1, |u| u.to + 1);
@@ -953,7 +1098,7 @@ impl<'a> Pusher<'a> {
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -1683,6 +1828,41 @@ mod tests {
         let fetched = source.fetched.lock().unwrap();
         assert_eq!(fetched[1..].iter().sum::<u64>(), 8_000, "{fetched:?}");
         assert!(fetched.len() - 1 > history.len(), "units were joined");
+    }
+
+    #[test]
+    fn the_end_of_the_history_goes_with_the_refs_when_they_fit_together() {
+        let source = History::line(4_000, |_| 100);
+        let refs = head_and(vec![r("refs/heads/main", id(4_000))], "refs/heads/main");
+        let destination = Capped::new(100_000, vec![]);
+        let report = relay(
+            &options(PushBudget::Bytes(100_000), 10),
+            &source,
+            &refs,
+            &destination,
+        )
+        .unwrap();
+        assert!(report.in_sync && report.batched);
+        assert_eq!(destination.names(), ["refs/heads/main"]);
+        let pushes = destination.pushes.borrow();
+        let (last, carried) = pushes.last().unwrap();
+        assert_eq!(last[0].name, "refs/heads/main", "the refs go last");
+        assert!(
+            *carried > 0 && *carried <= 100_000,
+            "the last push carries the end of the history: {carried}"
+        );
+        // No checkpoint for the history that went with the refs: each one
+        // created was a push of its own, and is deleted in the last.
+        let created: Vec<&str> = pushes
+            .iter()
+            .flat_map(|(commands, _)| commands)
+            .filter(|c| c.name.starts_with(CHECKPOINT_PREFIX) && !c.new.is_zero())
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(created.len(), pushes.len() - 1, "{created:?}");
+        assert!(!created.contains(&format!("{CHECKPOINT_PREFIX}{}", id(4_000)).as_str()));
+        let total: u64 = pushes.iter().map(|(_, bytes)| bytes).sum();
+        assert_eq!(total, 400_000, "every commit once");
     }
 
     #[test]
