@@ -157,6 +157,16 @@ impl Relay<'_> {
                 .filter(|old| !advertised.contains(old))
                 .collect()
         };
+        // Into a destination that holds none of the refs, the history goes in
+        // increments, which ask the source for their own packs: there is
+        // nothing to learn here, and a pack would go unread.
+        let creates_only = plan.changes.iter().all(|c| c.action == Action::Create);
+        if opts.mode == Mode::Mirror && creates_only && self.increments_first(dest_refs) {
+            return Ok(Negotiated {
+                known: advertised,
+                pack: None,
+            });
+        }
         let (wants, haves) = self.wants_and_haves(dest_refs);
         let pack = PackOptions {
             thin: destination.accepts_thin_pack(),
@@ -322,14 +332,7 @@ impl Relay<'_> {
         };
         let key = opts.destination.location.to_string();
         let mut pusher = Pusher::new(source, destination, &key, budget, max_refs);
-        // Into a destination that holds nothing yet (or only checkpoints of
-        // a run cut short) under a budget, the history goes in increments
-        // from the start: a first mirror is the run that outgrows a push,
-        // and a trial push would cost a budget's worth of upload.
-        let empty = dest_refs
-            .iter()
-            .all(|r| r.name == "HEAD" || r.name.starts_with(batch::CHECKPOINT_PREFIX));
-        let history_first = empty && pusher.budget.is_some();
+        let history_first = self.increments_first(dest_refs);
         let result = if pusher.too_many(&commands) || history_first {
             drop(negotiated.pack);
             pusher.in_parts(&commands, dest_refs, source_refs, history_first)
@@ -383,6 +386,20 @@ impl Relay<'_> {
 
     /// The most pack bytes one push may carry: as set, or the known host's
     /// default.
+    /// Whether the history goes in increments from the start: into a
+    /// destination that holds nothing yet (or only checkpoints of a run cut
+    /// short) under a budget. A first mirror is the run that outgrows a
+    /// push, and a trial push would cost a budget's worth of upload.
+    fn increments_first(&self, dest_refs: &[Ref]) -> bool {
+        let empty = dest_refs
+            .iter()
+            .all(|r| r.name == "HEAD" || r.name.starts_with(batch::CHECKPOINT_PREFIX));
+        let key = self.opts.destination.location.to_string();
+        empty
+            && self.destination.has_push_limits()
+            && batch::budget_for(&key, self.budget()).is_some()
+    }
+
     fn budget(&self) -> Option<u64> {
         match self.opts.push.max_bytes {
             PushBudget::Unlimited => None,
