@@ -638,7 +638,16 @@ impl<'a> Pusher<'a> {
                         },
                     };
                     match outcome {
-                        Ok(status) => Ok(status),
+                        Ok(status) => {
+                            // A push refused whole by a hook leaves none of
+                            // its objects (git quarantines them until the
+                            // pre-receive hook accepts it): later chunks
+                            // then bring what they need themselves.
+                            if status.refs.iter().all(|r| r.result.is_err()) {
+                                haves = before;
+                            }
+                            Ok(status)
+                        }
                         Err(failure) => {
                             // It goes in increments of its own first.
                             match failure {
@@ -1624,6 +1633,9 @@ mod tests {
         /// killed run's push that the server finished late), then
         /// refused as existing.
         racing: RefCell<Option<String>>,
+        /// A ref a pre-receive hook refuses: a push that carries it is
+        /// refused whole, and git drops its objects.
+        hooked: RefCell<Option<String>>,
     }
 
     impl Capped {
@@ -1633,6 +1645,7 @@ mod tests {
                 refs: RefCell::new(refs),
                 pushes: RefCell::new(Vec::new()),
                 racing: RefCell::new(None),
+                hooked: RefCell::new(None),
             }
         }
 
@@ -1689,6 +1702,17 @@ mod tests {
                 unpack: Ok(()),
                 refs: Vec::new(),
             };
+            let hooked = self.hooked.borrow().clone();
+            if commands.iter().any(|c| Some(&c.name) == hooked.as_ref()) {
+                status.refs = commands
+                    .iter()
+                    .map(|c| RefStatus {
+                        name: c.name.clone(),
+                        result: Err("pre-receive hook declined".into()),
+                    })
+                    .collect();
+                return Ok(status);
+            }
             for c in commands {
                 refs.retain(|r| r.name != c.name);
                 if !c.new.is_zero() {
@@ -1870,6 +1894,35 @@ mod tests {
         assert!(!created.contains(&format!("{CHECKPOINT_PREFIX}{}", id(4_000)).as_str()));
         let total: u64 = pushes.iter().map(|(_, bytes)| bytes).sum();
         assert_eq!(total, 400_000, "every commit once");
+    }
+
+    #[test]
+    fn refs_after_a_push_a_hook_refused_whole_bring_the_history_again() {
+        // One ref per push: the end of the history goes with `main`, which
+        // the hook refuses, so `other` (the same commit) must bring it.
+        let source = History::line(4_000, |_| 20);
+        let tip = id(4_000);
+        let refs = head_and(
+            vec![r("refs/heads/main", tip), r("refs/heads/other", tip)],
+            "refs/heads/main",
+        );
+        let destination = Capped::new(10_000, vec![]);
+        *destination.hooked.borrow_mut() = Some("refs/heads/main".into());
+        let report = relay(
+            &options(PushBudget::Bytes(10_000), 1),
+            &source,
+            &refs,
+            &destination,
+        )
+        .unwrap();
+        assert!(!report.in_sync);
+        assert!(destination.names().contains(&"refs/heads/other".to_owned()));
+        let pushes = destination.pushes.borrow();
+        let other = pushes
+            .iter()
+            .find(|(commands, _)| commands[0].name == "refs/heads/other")
+            .unwrap();
+        assert!(other.1 > 0, "the history came again with the next ref");
     }
 
     #[test]
