@@ -1769,6 +1769,18 @@ mod tests {
         std::iter::once(h).chain(list).collect()
     }
 
+    /// Mirrors `source`'s `main` at commit `tip` (HEAD on it) into
+    /// `destination` under `budget`, at most 10 ref updates a push.
+    fn mirror_main(
+        source: &History,
+        tip: u32,
+        budget: PushBudget,
+        destination: &Capped,
+    ) -> Result<crate::mirror::Report, SideError> {
+        let refs = head_and(vec![r("refs/heads/main", id(tip))], "refs/heads/main");
+        relay(&options(budget, 10), source, &refs, destination)
+    }
+
     fn relay(
         opts: &Options,
         source: &History,
@@ -1789,15 +1801,8 @@ mod tests {
     #[test]
     fn a_history_larger_than_the_budget_goes_in_increments_that_fit() {
         let source = History::line(40, |_| 100);
-        let refs = head_and(vec![r("refs/heads/main", id(40))], "refs/heads/main");
         let destination = Capped::new(1_000, vec![]);
-        let report = relay(
-            &options(PushBudget::Bytes(900), 10),
-            &source,
-            &refs,
-            &destination,
-        )
-        .unwrap();
+        let report = mirror_main(&source, 40, PushBudget::Bytes(900), &destination).unwrap();
         assert!(report.in_sync && report.batched);
         assert_eq!(
             destination.names(),
@@ -1832,15 +1837,8 @@ mod tests {
     fn pushes_join_the_units_fetched_ahead_up_to_the_budget() {
         // Even commits: units of about half the budget, two to a push.
         let source = History::line(400, |_| 20);
-        let refs = head_and(vec![r("refs/heads/main", id(400))], "refs/heads/main");
         let destination = Capped::new(1_000, vec![]);
-        let report = relay(
-            &options(PushBudget::Bytes(1_000), 10),
-            &source,
-            &refs,
-            &destination,
-        )
-        .unwrap();
+        let report = mirror_main(&source, 400, PushBudget::Bytes(1_000), &destination).unwrap();
         assert!(report.in_sync && report.batched);
         let history = history_pushes(&destination);
         assert_eq!(history.iter().sum::<u64>(), 8_000, "every commit once");
@@ -1864,15 +1862,8 @@ mod tests {
     #[test]
     fn the_end_of_the_history_goes_with_the_refs_when_they_fit_together() {
         let source = History::line(4_000, |_| 100);
-        let refs = head_and(vec![r("refs/heads/main", id(4_000))], "refs/heads/main");
         let destination = Capped::new(100_000, vec![]);
-        let report = relay(
-            &options(PushBudget::Bytes(100_000), 10),
-            &source,
-            &refs,
-            &destination,
-        )
-        .unwrap();
+        let report = mirror_main(&source, 4_000, PushBudget::Bytes(100_000), &destination).unwrap();
         assert!(report.in_sync && report.batched);
         assert_eq!(destination.names(), ["refs/heads/main"]);
         let pushes = destination.pushes.borrow();
@@ -1932,15 +1923,8 @@ mod tests {
         let size = |c: u32| if c.is_multiple_of(50) { 600 } else { 20 };
         let source = History::line(400, size);
         let total: u64 = (1..=400).map(size).sum();
-        let refs = head_and(vec![r("refs/heads/main", id(400))], "refs/heads/main");
         let destination = Capped::new(1_000, vec![]);
-        let report = relay(
-            &options(PushBudget::Bytes(1_000), 10),
-            &source,
-            &refs,
-            &destination,
-        )
-        .unwrap();
+        let report = mirror_main(&source, 400, PushBudget::Bytes(1_000), &destination).unwrap();
         assert!(report.in_sync && report.batched);
         assert_eq!(destination.names(), ["refs/heads/main"]);
         let history = history_pushes(&destination);
@@ -2010,15 +1994,8 @@ mod tests {
     #[test]
     fn a_server_refusal_teaches_a_budget_without_one_set() {
         let source = History::line(30, |_| 100);
-        let refs = head_and(vec![r("refs/heads/main", id(30))], "refs/heads/main");
         let destination = Capped::new(700, vec![]);
-        let report = relay(
-            &options(PushBudget::HostDefault, 10),
-            &source,
-            &refs,
-            &destination,
-        )
-        .unwrap();
+        let report = mirror_main(&source, 30, PushBudget::HostDefault, &destination).unwrap();
         assert!(report.in_sync && report.batched);
         assert_eq!(destination.names(), ["refs/heads/main"]);
     }
@@ -2026,16 +2003,10 @@ mod tests {
     #[test]
     fn a_commit_larger_than_the_budget_is_named() {
         let source = History::line(5, |c| if c == 3 { 5_000 } else { 100 });
-        let refs = head_and(vec![r("refs/heads/main", id(5))], "refs/heads/main");
         let destination = Capped::new(100_000, vec![]);
-        let err = relay(
-            &options(PushBudget::Bytes(1_000), 10),
-            &source,
-            &refs,
-            &destination,
-        )
-        .err()
-        .unwrap();
+        let err = mirror_main(&source, 5, PushBudget::Bytes(1_000), &destination)
+            .err()
+            .unwrap();
         assert_eq!(err.side, Side::Destination);
         assert!(err.to_string().contains(&id(3).to_string()), "{err}");
         assert!(!destination.names().contains(&"refs/heads/main".to_owned()));
