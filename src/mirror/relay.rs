@@ -384,8 +384,6 @@ impl Relay<'_> {
         Ok(status)
     }
 
-    /// The most pack bytes one push may carry: as set, or the known host's
-    /// default.
     /// Whether the history goes in increments from the start: into a
     /// destination that holds nothing yet (or only checkpoints of a run cut
     /// short) under a budget. A first mirror is the run that outgrows a
@@ -400,6 +398,8 @@ impl Relay<'_> {
             && batch::budget_for(&key, self.budget()).is_some()
     }
 
+    /// The most pack bytes one push may carry: as set, or the known host's
+    /// default.
     fn budget(&self) -> Option<u64> {
         match self.opts.push.max_bytes {
             PushBudget::Unlimited => None,
