@@ -280,7 +280,20 @@ fn capped_by_the_server_only_receive_max_input_size_switches_to_batches() {
     // size" in its report, with HTTP 200.
     let (dst_server, dst) =
         destination(GitServer::builder().config("receive.maxInputSize", "256k"));
-    assert_switches_to_batches(&src, &dst_server.url("dst.git"), &dst);
+    let out = assert_switches_to_batches(&src, &dst_server.url("dst.git"), &dst);
+    // git states the limit it applies: the budget comes from it, after the
+    // first refusal and no other.
+    assert!(
+        out.stderr.contains("larger than its limit of 256.0 KiB"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.matches("refused a push").count(),
+        1,
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -359,8 +359,26 @@ impl<'a> Pusher<'a> {
     /// What was sent overcounts what the server read before it refused (the
     /// answer is read once the body is out), so the budget then moves up
     /// again with the pushes it takes: halfway between the largest taken
-    /// and the smallest refused.
+    /// and the smallest refused. A server that says its limit (git's
+    /// `receive.maxInputSize`, which GitHub sets) gives the budget at once.
     pub(super) fn learn(&mut self, sent: u64, detail: &str) {
+        if let Some(limit) = stated_limit(detail).filter(|&l| l > 0 && l < sent) {
+            // Just under it: git rounds the limit it prints to 0.5%.
+            let budget = (limit - limit / 100).max(1);
+            let budget = self.budget.map_or(budget, |b| b.min(budget));
+            learnt(&self.key, |l| {
+                l.refused = Some(l.refused.map_or(limit, |r| r.min(limit)));
+                l.budget = Some(budget);
+            });
+            output::warn(format_args!(
+                "destination: the server refused a push of {} as larger than its limit of {}; pushing in batches of at most {} (set --dest-max-push-bytes to choose)",
+                human_bytes(sent),
+                human_bytes(limit),
+                human_bytes(budget)
+            ));
+            self.budget = Some(budget);
+            return;
+        }
         let budget = learnt(&self.key, |l| {
             let refused = l.refused.map_or(sent, |r| r.min(sent));
             l.refused = Some(refused);
@@ -1148,6 +1166,39 @@ impl Pusher<'_> {
     }
 }
 
+/// The limit a refusal states, as git's index-pack words it for
+/// `receive.maxInputSize`: "pack exceeds maximum allowed size (2.00 GiB)"
+/// (the size as `strbuf_humanise_bytes` prints it: "512 bytes", "1 byte",
+/// or two decimals of KiB, MiB or GiB). Older servers and unpack-objects
+/// leave the size out.
+fn stated_limit(detail: &str) -> Option<u64> {
+    const LEAD: &str = "maximum allowed size (";
+    let rest = &detail[detail.find(LEAD)? + LEAD.len()..];
+    let stated = &rest[..rest.find(')')?];
+    let (number, unit) = stated.split_once(' ')?;
+    let unit: u64 = match unit {
+        "byte" | "bytes" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    let (whole, hundredths) = match number.split_once('.') {
+        Some((whole, fraction)) if fraction.len() == 2 && unit > 1 => (whole, fraction),
+        None => (number, "0"),
+        _ => return None,
+    };
+    let digits = |s: &str| !s.is_empty() && s.len() <= 12 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(hundredths) {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok()?;
+    let hundredths: u64 = hundredths.parse().ok()?;
+    whole
+        .checked_mul(unit)?
+        .checked_add(hundredths.checked_mul(unit)? / 100)
+}
+
 /// Whether a cut after `sent` bytes comes at about the offset of an
 /// earlier one (within half: what the sender counts includes what sat in
 /// socket buffers when the other end hung up).
@@ -1429,6 +1480,47 @@ mod tests {
             rate.record(small, 100);
         }
         assert_eq!(rate.slice(100, 10 * MIB), 460);
+    }
+
+    #[test]
+    fn a_limit_the_server_states_is_read_and_anything_else_is_not() {
+        let said = |size: &str| {
+            stated_limit(&format!(
+                "unpack index-pack abnormal exit\nremote: fatal: pack exceeds maximum allowed size ({size})"
+            ))
+        };
+        assert_eq!(said("2.00 GiB"), Some(2 << 30));
+        assert_eq!(said("256.00 KiB"), Some(256 << 10));
+        assert_eq!(said("7.75 MiB"), Some(7 * MIB + 3 * MIB / 4));
+        assert_eq!(said("512 bytes"), Some(512));
+        assert_eq!(said("1 byte"), Some(1));
+        for garbage in [
+            "",
+            "GiB",
+            "2.00",
+            "2.0 GiB",
+            "2.000 GiB",
+            "-1.00 GiB",
+            "1.-1 MiB",
+            "2.00 TiB",
+            "2.00  GiB",
+            "x.00 MiB",
+            "1.5 bytes",
+            "99999999999999999999.00 GiB",
+            "18446744073709551615 bytes",
+        ] {
+            assert_eq!(said(garbage), None, "{garbage:?}");
+        }
+        assert_eq!(
+            stated_limit("remote: fatal: pack exceeds maximum allowed size"),
+            None
+        );
+        assert_eq!(stated_limit("maximum allowed size (2.00 GiB"), None);
+        // Cut anywhere, a message never panics the reader.
+        let whole = "fatal: pack exceeds maximum allowed size (256.00 KiB)";
+        for end in 0..=whole.len() {
+            let _ = stated_limit(&whole[..end]);
+        }
     }
 
     #[test]
