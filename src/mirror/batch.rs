@@ -1516,10 +1516,27 @@ mod tests {
             None
         );
         assert_eq!(stated_limit("maximum allowed size (2.00 GiB"), None);
-        // Cut anywhere, a message never panics the reader.
+        // Cut anywhere or with bytes changed, a message never panics the
+        // reader.
         let whole = "fatal: pack exceeds maximum allowed size (256.00 KiB)";
         for end in 0..=whole.len() {
             let _ = stated_limit(&whole[..end]);
+        }
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"0123456789. ()KMGiBbytes\xff";
+        for _ in 0..20_000 {
+            let mut bytes = whole.as_bytes().to_vec();
+            for _ in 0..1 + next() % 4 {
+                let at = 40 + (next() as usize) % (bytes.len() - 40);
+                bytes[at] = alphabet[(next() as usize) % alphabet.len()];
+            }
+            let _ = stated_limit(&String::from_utf8_lossy(&bytes));
         }
     }
 
