@@ -865,5 +865,11 @@ fn a_destination_that_cannot_store_even_one_commit_says_which_and_changes_no_ref
         "{}",
         out.stderr
     );
+    // The server stated its limit: raising the budget would not help.
+    assert!(
+        !out.stderr.contains("raise --dest-max-push-bytes"),
+        "{}",
+        out.stderr
+    );
     assert!(refs_of(&dst).is_empty());
 }

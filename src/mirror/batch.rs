@@ -285,6 +285,9 @@ struct Learnt {
     /// it took since: a learnt budget settles between them.
     refused: Option<u64>,
     accepted: u64,
+    /// The limit the server stated, the budget set from it and what it
+    /// said (see [`stated_limit`]).
+    stated: Option<(u64, u64, String)>,
 }
 
 static LEARNT: std::sync::Mutex<Option<HashMap<String, Learnt>>> = std::sync::Mutex::new(None);
@@ -369,6 +372,7 @@ impl<'a> Pusher<'a> {
             learnt(&self.key, |l| {
                 l.refused = Some(l.refused.map_or(limit, |r| r.min(limit)));
                 l.budget = Some(budget);
+                l.stated = Some((limit, budget, detail.to_owned()));
             });
             output::warn(format_args!(
                 "destination: the server refused a push of {} as larger than its limit of {}; pushing in batches of at most {} (set --dest-max-push-bytes to choose)",
@@ -1108,9 +1112,22 @@ impl<'a> Pusher<'a> {
                         continue;
                     }
                     let budget = human_bytes(self.budget.unwrap_or(0));
+                    // The budget may be the limit the server stated: then
+                    // it is the host's to raise, not the budget's.
+                    let stated = learnt(&self.key, |l| l.stated.clone())
+                        .filter(|&(_, set, _)| Some(set) == self.budget);
                     let message = if let Some(detail) = refused {
                         format!(
                             "the server refuses even the push of {label} alone as too large: {detail}"
+                        )
+                    } else if let Some((limit, _, detail)) = stated {
+                        let what = match any {
+                            true => format!("commit {label} alone"),
+                            false => format!("the history up to {label}"),
+                        };
+                        format!(
+                            "{what} is larger than the server's limit of {} a push, which only the host can raise: {detail}",
+                            human_bytes(limit)
                         )
                     } else if any {
                         format!(
