@@ -269,8 +269,6 @@ pub(super) struct Pusher<'a> {
     key: String,
     /// Whether a push was refused for its chunked body already.
     resent: bool,
-    /// The buffer of the last pack held whole and sent, for the next.
-    sent_buffer: Option<Vec<u8>>,
 }
 
 /// What this process learnt of each destination: where pushes to it were
@@ -336,7 +334,6 @@ impl<'a> Pusher<'a> {
             checkpoints: Vec::new(),
             key: key.to_owned(),
             resent: false,
-            sent_buffer: None,
         }
     }
 
@@ -483,18 +480,17 @@ impl<'a> Pusher<'a> {
             )?)),
             (stream, _) => stream.map(|s| Pack::Streamed(Box::new(Counted::new(s, limit)))),
         };
-        let sent = self.send(commands, pack);
-        // Only the increments use a held pack's buffer again.
-        self.sent_buffer = None;
-        sent
+        self.send(commands, pack, None)
     }
 
     /// Sends `commands` with `pack` (the empty pack when a command needs
     /// objects and there is none), and tells why the push failed if it did.
+    /// A held pack's buffer goes to `keep`, if any, to be used again.
     fn send(
         &mut self,
         commands: &[Command],
         mut pack: Option<Pack>,
+        keep: Option<&Buffers>,
     ) -> Result<ReportStatus, PushError> {
         let needs_pack = commands.iter().any(|c| !c.new.is_zero());
         let mut empty = io::Cursor::new(push::EMPTY_PACK);
@@ -515,7 +511,9 @@ impl<'a> Pusher<'a> {
             Some(Pack::Held(bytes)) => {
                 self.bytes += bytes.len() as u64;
                 self.last = bytes.len() as u64;
-                self.sent_buffer = Some(bytes);
+                if let Some(buffers) = keep {
+                    buffers.give(bytes);
+                }
                 None
             }
             None => {
@@ -646,9 +644,7 @@ impl<'a> Pusher<'a> {
                     // there is nothing to learn from it).
                     let outcome = match self.join_tail(chunk, &needed, &haves, held)? {
                         Joined::Pack(pack) => {
-                            let pushed = self.send(chunk, Some(Pack::Held(pack)));
-                            self.sent_buffer = None;
-                            pushed.map_err(Some)
+                            self.send(chunk, Some(Pack::Held(pack)), None).map_err(Some)
                         }
                         Joined::Apart(held) => match self.tail_alone(held) {
                             Ok(true) => {
@@ -775,8 +771,7 @@ impl<'a> Pusher<'a> {
     /// Pushes `tail` as the increment it is, into its checkpoints: whether
     /// the destination took it, or why the push failed.
     fn tail_alone(&mut self, tail: Tail) -> Result<bool, PushError> {
-        let pushed = self.send(&tail.checkpoints, Some(Pack::Held(tail.pack)));
-        self.sent_buffer = None;
+        let pushed = self.send(&tail.checkpoints, Some(Pack::Held(tail.pack)), None);
         if !pushed?.refs.iter().all(|r| r.result.is_ok()) {
             return Ok(false);
         }
@@ -1029,10 +1024,7 @@ impl<'a> Pusher<'a> {
                     let (pushed, (fetched, following, measured)) = std::thread::scope(|scope| {
                         let thread =
                             scope.spawn(move || ahead.fetch(from, end, ahead_haves, held_bytes));
-                        let pushed = self.send(&commands, Some(Pack::Held(pack)));
-                        if let Some(sent) = self.sent_buffer.take() {
-                            buffers.give(sent);
-                        }
+                        let pushed = self.send(&commands, Some(Pack::Held(pack)), Some(&buffers));
                         let fetched = thread
                             .join()
                             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
