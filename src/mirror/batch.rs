@@ -1531,19 +1531,13 @@ mod tests {
         for end in 0..=whole.len() {
             let _ = stated_limit(&whole[..end]);
         }
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::protocol::fuzz_regressions::XorShift(0x9e37_79b9_7f4a_7c15);
         let alphabet = b"0123456789. ()KMGiBbytes\xff";
         for _ in 0..20_000 {
             let mut bytes = whole.as_bytes().to_vec();
-            for _ in 0..1 + next() % 4 {
-                let at = 40 + (next() as usize) % (bytes.len() - 40);
-                bytes[at] = alphabet[(next() as usize) % alphabet.len()];
+            for _ in 0..1 + rng.below(4) {
+                let at = 40 + rng.below(bytes.len() - 40);
+                bytes[at] = alphabet[rng.below(alphabet.len())];
             }
             let _ = stated_limit(&String::from_utf8_lossy(&bytes));
         }

@@ -67,8 +67,9 @@ fn corpus_files_do_not_panic() {
     }
 }
 
-/// Marsaglia's xorshift64: deterministic, so a failure reproduces.
-struct XorShift(u64);
+/// Marsaglia's xorshift64: deterministic, so a failure reproduces (other
+/// modules' mutation tests use it too).
+pub(crate) struct XorShift(pub(crate) u64);
 
 impl XorShift {
     fn next(&mut self) -> u64 {
@@ -78,7 +79,7 @@ impl XorShift {
         self.0
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         if n == 0 {
             0
         } else {

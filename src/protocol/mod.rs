@@ -32,7 +32,7 @@ pub mod sideband;
 mod error;
 
 #[cfg(test)]
-mod fuzz_regressions;
+pub(crate) mod fuzz_regressions;
 #[doc(hidden)]
 pub mod fuzz_targets;
 #[cfg(test)]
