@@ -17,13 +17,14 @@ use crate::protocol::fuzz_targets;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 8] = [
+const TARGETS: [(&str, Target); 9] = [
     ("pktline", fuzz_targets::pktline),
     ("sideband", fuzz_targets::sideband),
     ("advertisement", fuzz_targets::advertisement),
     ("fetch_response", fuzz_targets::fetch_response),
     ("report_status", fuzz_targets::report_status),
     ("commit_pack", fuzz_targets::commit_pack),
+    ("pack_pieces", fuzz_targets::pack_pieces),
     ("commit_graph", fuzz_targets::commit_graph),
     ("small_blobs", fuzz_targets::small_blobs),
 ];

@@ -128,6 +128,34 @@ pub fn commit_pack(data: &[u8]) {
     let _ = crate::protocol::pack::commit_parents(data, 1 << 20);
 }
 
+/// Cuts a pack into its objects, as pushes in pieces do, checking that
+/// the objects given are the pack's bytes between header and trailer, in
+/// order, whenever the pack reads to its end.
+pub fn pack_pieces(data: &[u8]) {
+    use crate::protocol::slice::Entries;
+
+    let Ok(mut entries) = Entries::new(data) else {
+        return;
+    };
+    let mut objects = Vec::new();
+    let mut count = 0u32;
+    loop {
+        let before = objects.len();
+        match entries.next_into(&mut objects) {
+            Ok(Some(_)) => count += 1,
+            Ok(None) => break,
+            Err(_) => {
+                assert_eq!(objects.len(), before, "bytes left of an object that failed");
+                return;
+            }
+        }
+    }
+    if entries.finish().is_ok() {
+        assert_eq!(count, u32::from_be_bytes(data[8..12].try_into().unwrap()));
+        assert_eq!(&data[12..12 + objects.len()], &objects[..]);
+    }
+}
+
 /// Reads the commit graph of a pack, as batched pushes do: once to its end
 /// (a tip it cannot hold) and once stopping at the first tree, checking
 /// that every index and parent the graph gives is one it holds.

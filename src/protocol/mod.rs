@@ -28,6 +28,7 @@ pub(crate) mod pack;
 pub mod pktline;
 pub mod push;
 pub mod sideband;
+pub(crate) mod slice;
 
 mod error;
 
