@@ -45,6 +45,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read};
 
+mod pieces;
+
 use super::error::{Cause, SideError};
 use super::order::push_order;
 use super::sides::{DestinationSide, PackOptions, SourceSide};
@@ -147,7 +149,8 @@ pub(super) struct Tail {
     checkpoints: Vec<Command>,
     /// The haves before it, for when it does not land.
     before: Vec<ObjectId>,
-    /// Where it ends, for the messages: "up to X (N of M commits".
+    /// What it is and where it ends, for the messages: "increment up to
+    /// X (N of M commits".
     span: String,
 }
 
@@ -621,7 +624,8 @@ impl<'a> Pusher<'a> {
         let mut incremented = false;
         let mut tail = None;
         if history {
-            tail = self.increments(&wants(commands, &haves), &mut haves, source_refs, true)?;
+            let history = wants(commands, &haves);
+            tail = self.history(&history, &mut haves, (source_refs, dest_refs))?;
             incremented = true;
         }
         // The refs, then the checkpoints' deletions: their history is what
@@ -714,7 +718,7 @@ impl<'a> Pusher<'a> {
                 Err(failure) if !incremented => {
                     self.too_large(failure)?;
                     let rest = wants(&queue[done..], &haves);
-                    tail = self.increments(&rest, &mut haves, source_refs, true)?;
+                    tail = self.history(&rest, &mut haves, (source_refs, dest_refs))?;
                     self.queue_deletes(&mut queue);
                     incremented = true;
                 }
@@ -730,6 +734,21 @@ impl<'a> Pusher<'a> {
             }
         }
         Ok(status)
+    }
+
+    /// Pushes the history of `wants` that `haves` lack, leaving its tail
+    /// for the refs: in pieces of one pack where that can be done (see
+    /// [`pieces`]), in increments otherwise.
+    fn history(
+        &mut self,
+        wants: &[ObjectId],
+        haves: &mut Vec<ObjectId>,
+        (source_refs, dest_refs): (&[Ref], &[Ref]),
+    ) -> Result<Option<Tail>, PushError> {
+        match self.pieces(wants, haves, dest_refs, true)? {
+            pieces::Pieces::Sent(tail) => Ok(tail),
+            pieces::Pieces::Increments => self.increments(wants, haves, source_refs, true),
+        }
     }
 
     /// The pack for `chunk`, the first refs, with the end of the history
@@ -761,7 +780,7 @@ impl<'a> Pusher<'a> {
             }
         };
         output::info(format_args!(
-            "pushing the increment {}, {}) with the refs",
+            "pushing the {}, {}) with the refs",
             tail.span,
             human_bytes(pack.len() as u64)
         ));
@@ -776,7 +795,7 @@ impl<'a> Pusher<'a> {
             return Ok(false);
         }
         output::info(format_args!(
-            "pushed increment {}, {})",
+            "pushed {}, {})",
             tail.span,
             human_bytes(self.last)
         ));
@@ -987,7 +1006,7 @@ impl<'a> Pusher<'a> {
                         let (at, oid, ref name) = checkpoints[last];
                         let label = name.clone().unwrap_or_else(|| oid.to_string());
                         let span = format!(
-                            "up to {} ({} of {} commits",
+                            "increment up to {} ({} of {} commits",
                             &label[..label.len().min(40)],
                             at + 1,
                             order.len()
@@ -1630,7 +1649,7 @@ mod tests {
 
     /// The pack header and trailer, which the fake destination does not
     /// count: the empty pack weighs nothing.
-    const FRAME: u64 = 32;
+    pub(super) const FRAME: u64 = 32;
 
     /// Bytes that pass for a pack of `n` bytes: a header, and the pack's
     /// own checksum at the end, as the stream checks.
@@ -1730,6 +1749,9 @@ mod tests {
         fn concurrent(&self) -> Option<&(dyn SourceSide + Sync)> {
             Some(self)
         }
+        fn packs_can_be_cut(&self) -> bool {
+            false
+        }
         fn error(&self, cause: Cause) -> SideError {
             Blame::new(Side::Source, "src", Duration::ZERO).error(cause)
         }
@@ -1737,10 +1759,10 @@ mod tests {
 
     /// A destination that answers 413 to a pack above `cap` bytes and
     /// records every push: its commands and pack size.
-    struct Capped {
+    pub(super) struct Capped {
         cap: u64,
-        refs: RefCell<Vec<Ref>>,
-        pushes: RefCell<Vec<(Vec<Command>, u64)>>,
+        pub(super) refs: RefCell<Vec<Ref>>,
+        pub(super) pushes: RefCell<Vec<(Vec<Command>, u64)>>,
         /// Created behind the engine's back as its push for it arrives (a
         /// killed run's push that the server finished late), then
         /// refused as existing.
@@ -1751,7 +1773,7 @@ mod tests {
     }
 
     impl Capped {
-        fn new(cap: u64, refs: Vec<Ref>) -> Capped {
+        pub(super) fn new(cap: u64, refs: Vec<Ref>) -> Capped {
             Capped {
                 cap,
                 refs: RefCell::new(refs),

@@ -95,6 +95,12 @@ pub(crate) trait SourceSide {
     ) -> Result<HashMap<ObjectId, Place>, SideError> {
         Ok(HashMap::new())
     }
+    /// Whether its packs may be cut into pieces at object boundaries (see
+    /// `batch::pieces`): any real pack may; the unit tests' fake source
+    /// sends bytes that only weigh what a pack would.
+    fn packs_can_be_cut(&self) -> bool {
+        true
+    }
     /// This source, where it can be asked from another thread: a batched
     /// push then fetches the next increment while the destination takes
     /// the last one.
