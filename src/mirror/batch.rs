@@ -388,6 +388,10 @@ impl<'a> Pusher<'a> {
             l.refused = Some(refused);
             let budget = match l.accepted {
                 0 => refused / 2,
+                // Within 5% of what was refused, the largest push taken:
+                // halving a gap that small again costs a refused upload
+                // each time and gains next to nothing.
+                taken if taken < refused && refused - taken <= refused / 20 => taken,
                 taken if taken < refused => taken + (refused - taken) / 2,
                 _ => refused / 2,
             }
@@ -2132,6 +2136,32 @@ mod tests {
         let report = mirror_main(&source, 30, PushBudget::HostDefault, &destination).unwrap();
         assert!(report.in_sync && report.batched);
         assert_eq!(destination.names(), ["refs/heads/main"]);
+    }
+
+    #[test]
+    fn a_learnt_budget_settles_on_the_largest_push_taken_once_near_the_refusals() {
+        let source = History::line(1, |_| 0);
+        let destination = Capped::new(0, vec![]);
+        let key = format!("https://learnt.example/{}", rand_name());
+        let mut pusher = Pusher::new(&source, &destination, &key, None, 10);
+        pusher.learn(100_000, "413");
+        assert_eq!(pusher.budget, Some(50_000));
+        // Taken: the budget moves up, halfway to the refusal.
+        pusher.landed(50_000);
+        assert_eq!(pusher.budget, Some(75_000));
+        // Refused each time: halfway down, while the gap is wide...
+        for (refused, then) in [(75_000, 62_500), (62_500, 56_250), (56_250, 53_125)] {
+            pusher.learn(refused, "413");
+            assert_eq!(pusher.budget, Some(then));
+        }
+        pusher.learn(53_125, "413");
+        assert_eq!(pusher.budget, Some(51_562));
+        // ...and what was taken once within 5% of the smallest refusal,
+        // rather than more refused uploads for a few hundred bytes.
+        pusher.learn(51_562, "413");
+        assert_eq!(pusher.budget, Some(50_000));
+        pusher.landed(50_000);
+        assert_eq!(pusher.budget, Some(50_000), "not raised again");
     }
 
     #[test]

@@ -87,45 +87,28 @@ impl Pusher<'_> {
         let mut entries = Some(Entries::new(stream).map_err(source_error)?);
         let total = entries.as_ref().map_or(0, Entries::objects);
         let buffers = Buffers::default();
-        // Objects read and not pushed yet, and where each starts.
-        let mut held: Vec<u8> = Vec::new();
-        let mut starts: Vec<usize> = Vec::new();
+        // Objects read and not pushed yet.
+        let mut held = Held::default();
         // Objects pushed before `held`.
         let mut first = 0u64;
+        // The next piece's objects, read while this one is pushed.
+        let mut ahead = Held::default();
+        let offset_deltas = || {
+            output::info(format_args!(
+                "the source sent offset deltas, which cannot be cut apart: pushing in increments instead"
+            ));
+            Ok(Pieces::Increments)
+        };
         loop {
             let limit = self.piece_limit();
             // Enough to know where the piece ends: past the limit, or all.
-            while let Some(reader) = entries.as_mut() {
-                if held.len() as u64 > limit {
-                    break;
-                }
-                let at = held.len();
-                match reader.next_into(&mut held).map_err(source_error)? {
-                    Some(Framing::Free) => starts.push(at),
-                    Some(Framing::Offset) => {
-                        output::info(format_args!(
-                            "the source sent offset deltas, which cannot be cut apart: pushing in increments instead"
-                        ));
-                        return Ok(Pieces::Increments);
-                    }
-                    None => {
-                        // The checksum before the last piece goes anywhere.
-                        entries
-                            .take()
-                            .map(Entries::finish)
-                            .transpose()
-                            .map_err(source_error)?;
-                    }
-                }
+            if !held.read(&mut entries, limit).map_err(source_error)? {
+                return offset_deltas();
             }
-            if starts.is_empty() {
+            if held.starts.is_empty() {
                 break;
             }
-            // The most objects from the start that fit.
-            let end_of = |i: usize| starts.get(i + 1).copied().unwrap_or(held.len());
-            let count = (0..starts.len())
-                .take_while(|&i| end_of(i) as u64 <= limit)
-                .count();
+            let count = held.fitting(limit);
             if count == 0 {
                 output::info(format_args!(
                     "an object of the pack is larger than a push of {}: pushing in increments instead",
@@ -133,19 +116,16 @@ impl Pusher<'_> {
                 ));
                 return Ok(Pieces::Increments);
             }
-            let end = end_of(count - 1);
-            let last = entries.is_none() && count == starts.len();
-            let sum = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &held[..end]);
+            let end = held.end(count - 1);
+            let last = entries.is_none() && count == held.starts.len();
+            let objects = &held.bytes[..end];
+            let sum = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, objects);
             let name: String = sum.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-            let span = format!(
-                "piece up to object {} ({} of {total} objects",
-                first + count as u64,
-                first + count as u64
-            );
+            let upto = first + count as u64;
+            let span = format!("piece up to object {upto} ({upto} of {total} objects");
             let marker = Marker::new(&format!(
-                "git-relay: objects {}-{} of a pack of {total}, held for a batched mirror",
-                first + 1,
-                first + count as u64
+                "git-relay: objects {}-{upto} of a pack of {total}, held for a batched mirror",
+                first + 1
             ));
             let command = Command {
                 old: ObjectId::ZERO,
@@ -153,7 +133,7 @@ impl Pusher<'_> {
                 name: format!("{PIECES}{name}"),
             };
             let mut pack = buffers.take();
-            slice::piece_into(&mut pack, &held[..end], count as u32, &marker);
+            slice::piece_into(&mut pack, objects, count as u32, &marker);
             if last && leave_tail {
                 let before = haves.clone();
                 add_wants(haves, wants);
@@ -169,52 +149,70 @@ impl Pusher<'_> {
                     "{span}) is on the destination from an earlier run"
                 ));
                 buffers.give(pack);
-            } else {
-                match self.send(
+                held.drop_front(count);
+                first = upto;
+                continue;
+            }
+            // The next piece is read (inflated, to find where its objects
+            // end) while the destination stores this one.
+            ahead.clear(limit);
+            let room = limit.saturating_sub((held.bytes.len() - end) as u64);
+            let (pushed, read) = std::thread::scope(|scope| {
+                let (entries, ahead) = (&mut entries, &mut ahead);
+                let reader = scope.spawn(move || ahead.read(entries, room));
+                let pushed = self.send(
                     std::slice::from_ref(&command),
                     Some(Pack::Held(pack)),
                     Some(&buffers),
-                ) {
-                    Ok(status) => {
-                        let refused = status.refs.iter().find_map(|r| r.result.as_ref().err());
-                        if let Some(reason) = refused {
-                            if !self.checkpoints_exist(std::slice::from_ref(&command))? {
-                                output::warn(format_args!(
-                                    "destination: the server refused the temporary ref {} ({reason}): pushing in increments instead",
-                                    command.name
-                                ));
-                                return Ok(Pieces::Increments);
-                            }
-                        }
-                        output::info(format_args!("pushed {span}, {})", human_bytes(self.last)));
-                        self.checkpoints.push((command.name, command.new));
-                        let sent = self.last;
-                        self.landed(sent);
-                    }
-                    // The same piece again, with its length.
-                    Err(PushError::Resend) => continue,
-                    Err(PushError::Unpack { reason, .. }) => {
-                        output::warn(format_args!(
-                            "destination: the server could not store a piece of the pack ({reason}): pushing in increments instead"
-                        ));
-                        return Ok(Pieces::Increments);
-                    }
-                    // Too large after all: the budget it taught makes the
-                    // next piece smaller (or the increments take over when
-                    // it did not).
-                    Err(failure) => {
-                        self.too_large(failure)?;
-                        if self.piece_limit() >= limit {
+                );
+                let read = reader
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (pushed, read)
+            });
+            held.append(&ahead);
+            let cut = !read.map_err(source_error)?;
+            match pushed {
+                Ok(status) => {
+                    let refused = status.refs.iter().find_map(|r| r.result.as_ref().err());
+                    if let Some(reason) = refused {
+                        if !self.checkpoints_exist(std::slice::from_ref(&command))? {
+                            output::warn(format_args!(
+                                "destination: the server refused the temporary ref {} ({reason}): pushing in increments instead",
+                                command.name
+                            ));
                             return Ok(Pieces::Increments);
                         }
-                        continue;
                     }
+                    output::info(format_args!("pushed {span}, {})", human_bytes(self.last)));
+                    self.checkpoints.push((command.name, command.new));
+                    let sent = self.last;
+                    self.landed(sent);
+                }
+                // The same piece again, with its length.
+                Err(PushError::Resend) => continue,
+                Err(PushError::Unpack { reason, .. }) => {
+                    output::warn(format_args!(
+                        "destination: the server could not store a piece of the pack ({reason}): pushing in increments instead"
+                    ));
+                    return Ok(Pieces::Increments);
+                }
+                // Too large after all: the budget it taught makes the next
+                // piece smaller (or the increments take over when it did
+                // not).
+                Err(failure) => {
+                    self.too_large(failure)?;
+                    if self.piece_limit() >= limit {
+                        return Ok(Pieces::Increments);
+                    }
+                    continue;
                 }
             }
-            held.drain(..end);
-            starts.drain(..count);
-            starts.iter_mut().for_each(|s| *s -= end);
-            first += count as u64;
+            if cut {
+                return offset_deltas();
+            }
+            held.drop_front(count);
+            first = upto;
         }
         add_wants(haves, wants);
         Ok(Pieces::Sent(None))
@@ -234,6 +232,76 @@ impl Pusher<'_> {
             .unwrap_or(budget)
             .saturating_sub(Marker::MAX_BYTES)
             .max(1)
+    }
+}
+
+/// Objects of the pack read and not pushed yet: their bytes, and where
+/// each starts.
+#[derive(Default)]
+struct Held {
+    bytes: Vec<u8>,
+    starts: Vec<usize>,
+}
+
+impl Held {
+    /// Reads objects from `entries` until more than `until` bytes are held
+    /// or the pack ends (checking its checksum then, and leaving `None`);
+    /// `false` at an offset delta, which no piece may hold apart from its
+    /// base.
+    fn read<R: std::io::Read>(
+        &mut self,
+        entries: &mut Option<Entries<R>>,
+        until: u64,
+    ) -> Result<bool, crate::protocol::ProtocolError> {
+        while let Some(reader) = entries.as_mut() {
+            if self.bytes.len() as u64 > until {
+                break;
+            }
+            let at = self.bytes.len();
+            match reader.next_into(&mut self.bytes)? {
+                Some(Framing::Free) => self.starts.push(at),
+                Some(Framing::Offset) => return Ok(false),
+                None => entries.take().map_or(Ok(()), Entries::finish)?,
+            }
+        }
+        Ok(true)
+    }
+
+    /// Where object `i` ends.
+    fn end(&self, i: usize) -> usize {
+        self.starts.get(i + 1).copied().unwrap_or(self.bytes.len())
+    }
+
+    /// How many objects from the first make at most `limit` bytes.
+    fn fitting(&self, limit: u64) -> usize {
+        (0..self.starts.len())
+            .take_while(|&i| self.end(i) as u64 <= limit)
+            .count()
+    }
+
+    /// Empty, with room for a piece of `limit` bytes and the object after
+    /// it: made here, not by the thread that fills it, whose allocations
+    /// glibc would keep in an arena of their own for the rest of the run.
+    fn clear(&mut self, limit: u64) {
+        self.bytes.clear();
+        self.starts.clear();
+        let room = (limit as usize).saturating_add(1 << 20);
+        self.bytes.reserve(room);
+    }
+
+    /// Forgets the first `count` objects (pushed).
+    fn drop_front(&mut self, count: usize) {
+        let end = self.end(count - 1);
+        self.bytes.drain(..end);
+        self.starts.drain(..count);
+        self.starts.iter_mut().for_each(|s| *s -= end);
+    }
+
+    /// Holds the objects of `more` after these.
+    fn append(&mut self, more: &Held) {
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(&more.bytes);
+        self.starts.extend(more.starts.iter().map(|s| s + base));
     }
 }
 
