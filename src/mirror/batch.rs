@@ -132,10 +132,13 @@ pub(super) enum PushError {
 }
 
 /// A push's pack: streamed from the source as the destination reads it,
-/// or taken whole first (under a small budget, see [`HOLD_MAX`]).
-enum Pack {
+/// or taken whole first (under a small budget, see [`HOLD_MAX`]), or a
+/// piece of one pack in two parts: its header and objects where they were
+/// read, and what follows them (see `pieces`).
+enum Pack<'a> {
     Streamed(Box<Counted>),
     Held(Vec<u8>),
+    Parts(&'a [u8], Vec<u8>),
 }
 
 /// The end of the history, fetched and held but not pushed as an
@@ -496,17 +499,22 @@ impl<'a> Pusher<'a> {
     fn send(
         &mut self,
         commands: &[Command],
-        mut pack: Option<Pack>,
+        mut pack: Option<Pack<'_>>,
         keep: Option<&Buffers>,
     ) -> Result<ReportStatus, PushError> {
         let needs_pack = commands.iter().any(|c| !c.new.is_zero());
         let mut empty = io::Cursor::new(push::EMPTY_PACK);
         let mut whole;
+        let mut parts;
         let body: Option<&mut (dyn Read + Send)> = match (needs_pack, pack.as_mut()) {
             (false, _) => None,
             (true, Some(Pack::Held(bytes))) => {
                 whole = io::Cursor::new(bytes.as_slice());
                 Some(&mut whole)
+            }
+            (true, Some(Pack::Parts(head, rest))) => {
+                parts = io::Cursor::new(*head).chain(io::Cursor::new(rest.as_slice()));
+                Some(&mut parts)
             }
             (true, Some(Pack::Streamed(stream))) => Some(stream),
             (true, None) => Some(&mut empty),
@@ -521,6 +529,11 @@ impl<'a> Pusher<'a> {
                 if let Some(buffers) = keep {
                     buffers.give(bytes);
                 }
+                None
+            }
+            Some(Pack::Parts(head, rest)) => {
+                self.last = (head.len() + rest.len()) as u64;
+                self.bytes += self.last;
                 None
             }
             None => {

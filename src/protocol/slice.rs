@@ -222,16 +222,29 @@ fn eof(err: io::Error) -> ProtocolError {
 /// Writes into `pack` (emptied first) a pack of `entries`, `objects` of
 /// them each as it was in the pack it came from (see [`Entries`]), then
 /// the objects of `marker`, framed with a header and trailer.
-pub(crate) fn piece_into(pack: &mut Vec<u8>, entries: &[u8], objects: u32, more: &Marker) {
+pub(crate) fn piece_into(pack: &mut Vec<u8>, entries: &[u8], objects: u32, marker: &Marker) {
     pack.clear();
-    pack.reserve(HEADER + entries.len() + more.entries.len() + TRAILER);
-    pack.extend_from_slice(SIGNATURE);
-    pack.extend_from_slice(&2u32.to_be_bytes());
-    pack.extend_from_slice(&(objects + Marker::OBJECTS).to_be_bytes());
+    pack.reserve(HEADER + entries.len() + marker.entries.len() + TRAILER);
+    pack.resize(HEADER, 0);
     pack.extend_from_slice(entries);
-    pack.extend_from_slice(&more.entries);
-    let sum = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, pack);
-    pack.extend_from_slice(sum.as_ref());
+    let rest = frame_in_place(pack, objects, marker);
+    pack.extend_from_slice(&rest);
+}
+
+/// Frames a piece where its objects were read, without copying them:
+/// `pack` is room for a header, then `objects` objects (see [`Entries`]).
+/// Writes the header and gives what follows the objects: `marker`'s
+/// objects and the trailer.
+pub(crate) fn frame_in_place(pack: &mut [u8], objects: u32, marker: &Marker) -> Vec<u8> {
+    pack[..4].copy_from_slice(SIGNATURE);
+    pack[4..8].copy_from_slice(&2u32.to_be_bytes());
+    pack[8..HEADER].copy_from_slice(&(objects + Marker::OBJECTS).to_be_bytes());
+    let mut sum = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    sum.update(pack);
+    sum.update(&marker.entries);
+    let mut rest = marker.entries.clone();
+    rest.extend_from_slice(sum.finish().as_ref());
+    rest
 }
 
 /// A commit of the empty tree, made to hold a piece of a pack on the

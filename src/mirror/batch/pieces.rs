@@ -15,15 +15,15 @@
 //! named after the piece's bytes, so that a run killed midway skips the
 //! pieces an earlier one left when the source sends the same pack again.
 //!
-//! Under a budget small enough to hold a piece in memory only; a pack
-//! that cannot be cut (an object larger than the budget, an offset delta
-//! a source sent anyway) or a piece the destination refuses to store
-//! leaves the rest to the increments, which explain such failures in
-//! terms of commits.
+//! This holds under budgets up to [`PIECES_MAX`], in pieces of at most
+//! [`PIECE_MAX`] held in memory. A pack that cannot be cut (an object
+//! larger than a piece, an offset delta a source sent anyway) or a piece
+//! the destination cannot store leaves the history to the increments,
+//! which explain such failures in terms of commits.
 
 use std::collections::HashSet;
 
-use super::{limit_of, Buffers, Pack, PushError, Pusher, Tail, HOLD_MAX};
+use super::{limit_of, Pack, PushError, Pusher, Tail};
 use crate::output::{self, human_bytes};
 use crate::protocol::advertisement::Ref;
 use crate::protocol::push::Command;
@@ -34,10 +34,18 @@ use crate::protocol::ObjectId;
 /// objects it holds.
 const PIECES: &str = "refs/git-relay/pieces/";
 
-/// The largest budget under which the history goes in pieces (of at most
-/// [`HOLD_MAX`] each): above it, pushes of a budget's worth are few enough
-/// that increments streamed through cost the source little.
+/// The largest budget under which the history goes in pieces: above it,
+/// pushes of a budget's worth are few enough that increments streamed
+/// through cost the source little.
 const PIECES_MAX: u64 = 64 << 20;
+
+/// The largest piece. A piece is held in memory while the next is read,
+/// so a run holds about three; and a budget learnt from a refusal that
+/// stated no limit is a guess (half of what was refused), which pieces of
+/// this size fit under most proxies' caps, rather than learning them
+/// through more refused uploads. Budgets between this and
+/// [`PIECES_MAX`] pay a push more now and then.
+const PIECE_MAX: u64 = 8 << 20;
 
 /// How the history went.
 pub(in crate::mirror) enum Pieces {
@@ -70,7 +78,7 @@ impl Pusher<'_> {
         self.batched = true;
         output::info(format_args!(
             "pushing in pieces of at most {}: the history in one pack, cut between objects",
-            human_bytes(budget.min(HOLD_MAX))
+            human_bytes(budget.min(PIECE_MAX))
         ));
         let left: HashSet<&str> = dest_refs
             .iter()
@@ -86,13 +94,12 @@ impl Pusher<'_> {
         };
         let mut entries = Some(Entries::new(stream).map_err(source_error)?);
         let total = entries.as_ref().map_or(0, Entries::objects);
-        let buffers = Buffers::default();
         // Objects read and not pushed yet.
-        let mut held = Held::default();
+        let mut held = Held::new(slice::HEADER);
         // Objects pushed before `held`.
         let mut first = 0u64;
         // The next piece's objects, read while this one is pushed.
-        let mut ahead = Held::default();
+        let mut ahead = Held::new(0);
         let offset_deltas = || {
             output::info(format_args!(
                 "the source sent offset deltas, which cannot be cut apart: pushing in increments instead"
@@ -118,7 +125,7 @@ impl Pusher<'_> {
             }
             let end = held.end(count - 1);
             let last = entries.is_none() && count == held.starts.len();
-            let objects = &held.bytes[..end];
+            let objects = &held.bytes[slice::HEADER..end];
             let sum = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, objects);
             let name: String = sum.as_ref().iter().map(|b| format!("{b:02x}")).collect();
             let upto = first + count as u64;
@@ -132,9 +139,9 @@ impl Pusher<'_> {
                 new: marker.commit,
                 name: format!("{PIECES}{name}"),
             };
-            let mut pack = buffers.take();
-            slice::piece_into(&mut pack, objects, count as u32, &marker);
             if last && leave_tail {
+                let mut pack = Vec::new();
+                slice::piece_into(&mut pack, objects, count as u32, &marker);
                 let before = haves.clone();
                 add_wants(haves, wants);
                 return Ok(Pieces::Sent(Some(Tail {
@@ -148,7 +155,6 @@ impl Pusher<'_> {
                 output::info(format_args!(
                     "{span}) is on the destination from an earlier run"
                 ));
-                buffers.give(pack);
                 held.drop_front(count);
                 first = upto;
                 continue;
@@ -157,21 +163,23 @@ impl Pusher<'_> {
             // end) while the destination stores this one.
             ahead.clear(limit);
             let room = limit.saturating_sub((held.bytes.len() - end) as u64);
+            let rest = slice::frame_in_place(&mut held.bytes[..end], count as u32, &marker);
+            let piece = Pack::Parts(&held.bytes[..end], rest);
             let (pushed, read) = std::thread::scope(|scope| {
                 let (entries, ahead) = (&mut entries, &mut ahead);
                 let reader = scope.spawn(move || ahead.read(entries, room));
-                let pushed = self.send(
-                    std::slice::from_ref(&command),
-                    Some(Pack::Held(pack)),
-                    Some(&buffers),
-                );
+                let pushed = self.send(std::slice::from_ref(&command), Some(piece), None);
                 let read = reader
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 (pushed, read)
             });
-            held.append(&ahead);
             let cut = !read.map_err(source_error)?;
+            if pushed.is_ok() {
+                held.drop_front(count);
+                first = upto;
+            }
+            held.append(&ahead);
             match pushed {
                 Ok(status) => {
                     let refused = status.refs.iter().find_map(|r| r.result.as_ref().err());
@@ -211,18 +219,15 @@ impl Pusher<'_> {
             if cut {
                 return offset_deltas();
             }
-            held.drop_front(count);
-            first = upto;
         }
         add_wants(haves, wants);
         Ok(Pieces::Sent(None))
     }
 
     /// The most bytes of objects one piece may hold: the budget (at most
-    /// [`HOLD_MAX`], so that a piece is held in memory) less its command,
-    /// marker and framing.
+    /// [`PIECE_MAX`]) less its command, marker and framing.
     fn piece_limit(&self) -> u64 {
-        let budget = self.budget.unwrap_or(u64::MAX).min(HOLD_MAX);
+        let budget = self.budget.unwrap_or(u64::MAX).min(PIECE_MAX);
         let command = Command {
             old: ObjectId::ZERO,
             new: ObjectId::ZERO,
@@ -235,15 +240,28 @@ impl Pusher<'_> {
     }
 }
 
-/// Objects of the pack read and not pushed yet: their bytes, and where
-/// each starts.
-#[derive(Default)]
+/// Objects of the pack read and not pushed yet: their bytes, after
+/// `front` bytes of room for a pack header, and where each starts.
 struct Held {
     bytes: Vec<u8>,
     starts: Vec<usize>,
+    front: usize,
 }
 
 impl Held {
+    fn new(front: usize) -> Held {
+        Held {
+            bytes: vec![0; front],
+            starts: Vec::new(),
+            front,
+        }
+    }
+
+    /// The bytes of the objects held.
+    fn len(&self) -> usize {
+        self.bytes.len() - self.front
+    }
+
     /// Reads objects from `entries` until more than `until` bytes are held
     /// or the pack ends (checking its checksum then, and leaving `None`);
     /// `false` at an offset delta, which no piece may hold apart from its
@@ -253,8 +271,12 @@ impl Held {
         entries: &mut Option<Entries<R>>,
         until: u64,
     ) -> Result<bool, crate::protocol::ProtocolError> {
+        // Grown to what is needed, not doubled past it: a piece is held
+        // at a time, of megabytes.
+        let room = (until as usize).saturating_add(1 << 20);
+        self.bytes.reserve_exact(room.saturating_sub(self.len()));
         while let Some(reader) = entries.as_mut() {
-            if self.bytes.len() as u64 > until {
+            if self.len() as u64 > until {
                 break;
             }
             let at = self.bytes.len();
@@ -267,7 +289,7 @@ impl Held {
         Ok(true)
     }
 
-    /// Where object `i` ends.
+    /// Where object `i` ends in `bytes`.
     fn end(&self, i: usize) -> usize {
         self.starts.get(i + 1).copied().unwrap_or(self.bytes.len())
     }
@@ -275,7 +297,7 @@ impl Held {
     /// How many objects from the first make at most `limit` bytes.
     fn fitting(&self, limit: u64) -> usize {
         (0..self.starts.len())
-            .take_while(|&i| self.end(i) as u64 <= limit)
+            .take_while(|&i| (self.end(i) - self.front) as u64 <= limit)
             .count()
     }
 
@@ -283,25 +305,27 @@ impl Held {
     /// it: made here, not by the thread that fills it, whose allocations
     /// glibc would keep in an arena of their own for the rest of the run.
     fn clear(&mut self, limit: u64) {
-        self.bytes.clear();
+        self.bytes.truncate(self.front);
         self.starts.clear();
         let room = (limit as usize).saturating_add(1 << 20);
-        self.bytes.reserve(room);
+        self.bytes.reserve_exact(room);
     }
 
     /// Forgets the first `count` objects (pushed).
     fn drop_front(&mut self, count: usize) {
         let end = self.end(count - 1);
-        self.bytes.drain(..end);
+        self.bytes.drain(self.front..end);
         self.starts.drain(..count);
-        self.starts.iter_mut().for_each(|s| *s -= end);
+        let gone = end - self.front;
+        self.starts.iter_mut().for_each(|s| *s -= gone);
     }
 
     /// Holds the objects of `more` after these.
     fn append(&mut self, more: &Held) {
-        let base = self.bytes.len();
-        self.bytes.extend_from_slice(&more.bytes);
-        self.starts.extend(more.starts.iter().map(|s| s + base));
+        let shift = self.bytes.len() - more.front;
+        self.bytes.reserve_exact(more.len());
+        self.bytes.extend_from_slice(&more.bytes[more.front..]);
+        self.starts.extend(more.starts.iter().map(|s| s + shift));
     }
 }
 
