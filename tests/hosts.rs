@@ -201,7 +201,9 @@ fn assert_failed_cleanly(out: &Run, dst: &Path) {
 fn capped_by_flag_pushes_in_batches_each_within_the_budget() {
     let work = big_work();
     let src = source(GitServer::builder(), &work);
-    let (dst_server, dst) = destination(GitServer::builder());
+    // Checking every object it receives, as GitHub does: the pieces'
+    // marker commits must pass too.
+    let (dst_server, dst) = destination(GitServer::builder().config("receive.fsckObjects", "true"));
     let log = RefLog::install(&dst);
     let proxy = CapProxy::builder()
         .max_body(CAP, Close::Early)
