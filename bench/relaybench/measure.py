@@ -39,7 +39,7 @@ class Sample:
     pushes: int | None = None
     pack_bytes: int | None = None
     batched: bool | None = None
-    increments: int = 0  # "pushed increment" lines on git-relay's stderr
+    increments: int = 0  # "pushed increment"/"pushed piece" lines on git-relay's stderr
     refused: int = 0  # pushes the server refused as too large (413, 408, 504)
     cut: int = 0  # pushes git-relay stopped sending at its budget
     wasted: int | None = None  # pack bytes relayed in pushes that did not land
@@ -342,4 +342,6 @@ def read_relay_report(sample: Sample, logdir: Path) -> None:
         err = (logdir / "cmd0.err").read_text(errors="replace")
     except OSError:
         err = ""
-    sample.increments = sum(1 for line in err.splitlines() if "pushed increment" in line)
+    sample.increments = sum(
+        1 for line in err.splitlines() if "pushed increment" in line or "pushed piece" in line
+    )

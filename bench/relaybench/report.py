@@ -120,7 +120,8 @@ def capped_table(results: dict, cap: int) -> list[str]:
              "`pushes` are receive-pack requests with commands (git-relay's `--json`; for "
              "git, its receive-pack requests, a 4-byte probe included), `refused` those the "
              "server answered 413, `cut` those git-relay stopped at its budget (nginx logs "
-             "400), `increments` the history pushes git-relay printed, `pack relayed` the "
+             "400), `increments` the history pushes git-relay printed (increments or pieces, "
+             "the last one going with the refs not counted), `pack relayed` the "
              "pack bytes it streamed to the destination and `wasted` the part of them in "
              "pushes that did not land (refused or cut). `sent`/`received` are all the "
              "client's HTTP traffic, both servers.", "",

@@ -9,7 +9,13 @@
 //! outgrows the budget is cut before its end, so the destination stores
 //! nothing and the run goes on in parts:
 //!
-//! 1. **Increments** ([`Pusher::increments`]). The commits to send are learnt
+//! 1. **Pieces** ([`pieces`]), under a budget of up to 64 MiB (a proxy's
+//!    cap, or one learnt from a refusal): the history as one pack from
+//!    the source, without offset deltas, cut between objects into packs of
+//!    their own, each held by a marker ref. One fetch, whatever the
+//!    number of pushes. Where a pack cannot be cut, and under larger
+//!    budgets, the increments take the history instead.
+//! 2. **Increments** ([`Pusher::increments`]). The commits to send are learnt
 //!    as a graph (commits only, `filter tree:0`, where the source can
 //!    filter; otherwise the commits at the start of the pack), put in push
 //!    order (`order`: every commit after its parents, the source HEAD's
@@ -22,25 +28,25 @@
 //!    2 GiB), the history is fetched in units of about half the budget at
 //!    the rate of the last units, ahead of the pushes and while the
 //!    destination stores the last one, and a push joins as many units as
-//!    fit into one pack: joining packs is cheap, cutting one is not, so
-//!    pushes come close to the budget without a pack fetched too large
-//!    and thrown away. Above that, slices are streamed, sized from the
+//!    fit into one pack: joining packs is cheap, so pushes come close to
+//!    the budget without a pack fetched too large and thrown away. Above that, slices are streamed, sized from the
 //!    bytes of the last push at 80% of the budget. Either halves when it
 //!    outgrows the budget; a single commit larger than the budget is an
 //!    error naming it. A source that serves only its
 //!    advertised tips (protocol v0 without `allowReachableSHA1InWant`)
 //!    gets its tags and branches as checkpoints instead.
-//! 2. **Chunks** ([`Pusher::in_parts`]). The refs themselves move last, at
+//! 3. **Chunks** ([`Pusher::in_parts`]). The refs themselves move last, at
 //!    most `max_ref_updates` per push, each chunk with the pack of what the
 //!    destination still lacks for it (nothing, mostly, once the increments
 //!    are in), and the checkpoint refs are deleted in the last ones. The
-//!    last increment held in memory goes with the first chunk where the
-//!    two fit the budget together ([`Tail`]): one push fewer, and no
-//!    checkpoint for each of the side branches that end in it.
+//!    last piece or increment held in memory goes with the first chunk
+//!    where the two fit the budget together ([`Tail`]): one push fewer,
+//!    and no checkpoint for each of the side branches that end in it.
 //!
 //! A run killed midway leaves its checkpoint refs on the destination; the
-//! next run offers them to the source as haves, so it resumes from there
-//! rather than from the start.
+//! next run skips the pieces they name, or offers the increments' commits
+//! to the source as haves, so it resumes from there rather than from the
+//! start.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read};
