@@ -211,6 +211,13 @@ impl<R: Read> Entries<R> {
         if self.sum.finish().as_ref() != trailer {
             return Err(bad("a pack whose checksum does not match"));
         }
+        // Nothing follows a pack: reading on to the end of the stream is
+        // what surfaces an error the server sends after it (and lets the
+        // connection serve the next request).
+        let mut after = [0u8; 1];
+        if self.input.read(&mut after)? != 0 {
+            return Err(bad("data after the pack's checksum"));
+        }
         Ok(())
     }
 }
@@ -380,6 +387,14 @@ mod tests {
             bad[at] ^= 0x20;
             assert!(entries(&bad).is_err(), "byte {at} changed");
         }
+    }
+
+    #[test]
+    fn anything_after_the_checksum_is_an_error() {
+        let (_repo, mut pack) = history();
+        assert!(entries(&pack).is_ok());
+        pack.push(b'x');
+        assert!(entries(&pack).is_err());
     }
 
     #[test]
