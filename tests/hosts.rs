@@ -181,6 +181,12 @@ fn assert_every_push_within(proxy: &CapProxy, bytes: u64) {
     }
 }
 
+/// The history went in pieces of one pack, every one of them stored.
+fn assert_in_pieces(out: &Run) {
+    assert!(out.stderr.contains("pushed piece"), "{}", out.stderr);
+    assert!(!out.stderr.contains("increments instead"), "{}", out.stderr);
+}
+
 fn assert_batched(report: &Value) {
     assert_eq!(report["batched"], true, "{report}");
     assert!(report["pushes"].as_u64().unwrap_or(0) > 1, "{report}");
@@ -201,9 +207,7 @@ fn assert_failed_cleanly(out: &Run, dst: &Path) {
 fn capped_by_flag_pushes_in_batches_each_within_the_budget() {
     let work = big_work();
     let src = source(GitServer::builder(), &work);
-    // Checking every object it receives, as GitHub does: the pieces'
-    // marker commits must pass too.
-    let (dst_server, dst) = destination(GitServer::builder().config("receive.fsckObjects", "true"));
+    let (dst_server, dst) = destination(GitServer::builder());
     let log = RefLog::install(&dst);
     let proxy = CapProxy::builder()
         .max_body(CAP, Close::Early)
@@ -223,7 +227,7 @@ fn capped_by_flag_pushes_in_batches_each_within_the_budget() {
 
     assert_every_push_within(&proxy, CAP);
     // One pack from the source, cut into pieces (see src/mirror/batch/pieces.rs).
-    assert!(out.stderr.contains("pushing in pieces"), "{}", out.stderr);
+    assert_in_pieces(&out);
     let pushes = real_pushes(&proxy);
     assert!(pushes.len() > 1, "{pushes:#?}");
     assert!(pushes.iter().all(Push::accepted), "{pushes:#?}");
@@ -248,6 +252,7 @@ fn assert_switches_to_batches(src: &GitServer, dst_url: &str, dst: &Path) -> Run
         "stderr does not say the run went on in batches:\n{}",
         out.stderr
     );
+    assert_in_pieces(&out);
     out
 }
 
@@ -343,7 +348,32 @@ fn azure_like_source_without_tags_goes_in_pieces_of_one_pack() {
     assert_converged(&src, &dst);
     assert_batched(&out.json());
     assert_every_push_within(&proxy, CAP);
-    assert!(out.stderr.contains("pushing in pieces"), "{}", out.stderr);
+    assert_in_pieces(&out);
+}
+
+#[test]
+fn a_destination_that_checks_every_object_gets_increments_instead_of_pieces() {
+    // receive.fsckObjects (GitLab's Gitaly turns it on) makes index-pack
+    // check each object's links: the first piece's commits name trees that
+    // come in a later one, so it is refused, and the history goes in
+    // increments, each closed under its links.
+    let work = big_work();
+    let src = source(GitServer::builder(), &work);
+    let (dst_server, dst) = destination(GitServer::builder().config("receive.fsckObjects", "true"));
+    let proxy = CapProxy::builder()
+        .max_body(CAP, Close::Early)
+        .start(dst_server.port());
+    let out = mirror_capped(&src, &proxy);
+    out.assert_code(0);
+    assert_converged(&src, &dst);
+    assert_batched(&out.json());
+    assert_every_push_within(&proxy, CAP);
+    assert!(
+        out.stderr.contains("could not store a piece") && out.stderr.contains("increments instead"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("pushed increment"), "{}", out.stderr);
 }
 
 #[test]
@@ -585,6 +615,12 @@ fn a_batched_run_killed_midway_resumes_from_its_temporary_ref() {
     );
     out.assert_code(0);
     assert_converged(&src, &dst);
+    assert!(
+        out.stderr
+            .contains("on the destination from an earlier run"),
+        "{}",
+        out.stderr
+    );
     let resumed: u64 = proxy.pushes()[before..].iter().map(|p| p.body_bytes).sum();
     assert!(
         resumed < HISTORY_BYTES,

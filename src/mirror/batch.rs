@@ -39,9 +39,11 @@
 //!    most `max_ref_updates` per push, each chunk with the pack of what the
 //!    destination still lacks for it (nothing, mostly, once the increments
 //!    are in), and the checkpoint refs are deleted in the last ones. The
-//!    last piece or increment held in memory goes with the first chunk
-//!    where the two fit the budget together ([`Tail`]): one push fewer,
-//!    and no checkpoint for each of the side branches that end in it.
+//!    last increment held in memory goes with the first chunk where the
+//!    two fit the budget together ([`Tail`]): one push fewer, and no
+//!    checkpoint for each of the side branches that end in it. (Pieces
+//!    are all pushed first: a hook that refuses the refs then leaves the
+//!    history on the destination, and later chunks need none of it.)
 //!
 //! A run killed midway leaves its checkpoint refs on the destination; the
 //! next run skips the pieces they name, or offers the increments' commits
@@ -298,6 +300,9 @@ struct Learnt {
     /// The limit the server stated, the budget set from it and what it
     /// said (see [`stated_limit`]).
     stated: Option<(u64, u64, String)>,
+    /// Whether it refused a piece of a pack (see [`pieces`]): the history
+    /// then goes in increments.
+    no_pieces: bool,
 }
 
 static LEARNT: std::sync::Mutex<Option<HashMap<String, Learnt>>> = std::sync::Mutex::new(None);
@@ -759,17 +764,17 @@ impl<'a> Pusher<'a> {
         Ok(status)
     }
 
-    /// Pushes the history of `wants` that `haves` lack, leaving its tail
-    /// for the refs: in pieces of one pack where that can be done (see
-    /// [`pieces`]), in increments otherwise.
+    /// Pushes the history of `wants` that `haves` lack: in pieces of one
+    /// pack where that can be done (see [`pieces`]), in increments
+    /// otherwise, leaving their tail for the refs.
     fn history(
         &mut self,
         wants: &[ObjectId],
         haves: &mut Vec<ObjectId>,
         (source_refs, dest_refs): (&[Ref], &[Ref]),
     ) -> Result<Option<Tail>, PushError> {
-        match self.pieces(wants, haves, dest_refs, true)? {
-            pieces::Pieces::Sent(tail) => Ok(tail),
+        match self.pieces(wants, haves, dest_refs)? {
+            pieces::Pieces::Sent => Ok(None),
             pieces::Pieces::Increments => self.increments(wants, haves, source_refs, true),
         }
     }
@@ -1793,6 +1798,8 @@ mod tests {
         /// A ref a pre-receive hook refuses: a push that carries it is
         /// refused whole, and git drops its objects.
         hooked: RefCell<Option<String>>,
+        /// Why the server cannot store any pack, if it cannot.
+        pub(super) unpack_error: RefCell<Option<String>>,
     }
 
     impl Capped {
@@ -1803,6 +1810,7 @@ mod tests {
                 pushes: RefCell::new(Vec::new()),
                 racing: RefCell::new(None),
                 hooked: RefCell::new(None),
+                unpack_error: RefCell::new(None),
             }
         }
 
@@ -1850,6 +1858,18 @@ mod tests {
                         })));
                     }
                 }
+            }
+            if let Some(reason) = self.unpack_error.borrow().clone() {
+                return Ok(ReportStatus {
+                    unpack: Err(reason),
+                    refs: commands
+                        .iter()
+                        .map(|c| RefStatus {
+                            name: c.name.clone(),
+                            result: Err("unpacker error".into()),
+                        })
+                        .collect(),
+                });
             }
             self.pushes
                 .borrow_mut()

@@ -132,7 +132,7 @@ pub fn commit_pack(data: &[u8]) {
 /// the objects given are the pack's bytes between header and trailer, in
 /// order, whenever the pack reads to its end.
 pub fn pack_pieces(data: &[u8]) {
-    use crate::protocol::slice::Entries;
+    use crate::protocol::slice::{Entries, Framing};
 
     let Ok(mut entries) = Entries::new(data) else {
         return;
@@ -141,7 +141,12 @@ pub fn pack_pieces(data: &[u8]) {
     let mut count = 0u32;
     loop {
         let before = objects.len();
-        match entries.next_into(&mut objects) {
+        match entries.next_into(&mut objects, 1 << 20) {
+            Ok(Some(Framing::Oversized)) => {
+                assert_eq!(objects.len(), before, "bytes left of an object too large");
+                assert!(entries.next_into(&mut objects, usize::MAX).is_err());
+                return;
+            }
             Ok(Some(_)) => count += 1,
             Ok(None) => break,
             Err(_) => {

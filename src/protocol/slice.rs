@@ -7,16 +7,18 @@
 //! wherever it is; a delta by offset (`OFS_DELTA`) only within its own
 //! pack. So the source is asked for a pack without offset deltas, and
 //! [`Entries`] hands its objects over as the bytes they came in, one at a
-//! time, for the caller to gather into pieces; [`piece_into`] frames those bytes
+//! time, for the caller to gather into pieces; [`frame_in_place`] frames those bytes
 //! as a pack. git's `pack-objects` writes a base before its deltas, so the
 //! base of a delta in one piece is in that piece or an earlier one, which
 //! the destination stores first.
 //!
-//! A piece also needs a ref, or the destination drops it: [`Marker`] is a
-//! commit of the empty tree, made here, that goes into the piece with the
-//! tree and that a temporary ref can name. It depends on nothing else, so
-//! the destination's connectivity check is satisfied whatever the piece
-//! holds.
+//! A piece also needs a ref to update, since receive-pack takes a pack only
+//! with a command: [`Marker`] is a commit of the empty tree, made here,
+//! that goes into the piece with the tree and that a temporary ref can
+//! name. It depends on nothing else, so the destination's connectivity
+//! check is satisfied whatever the piece holds. (A destination that checks
+//! every object's links on receipt, `receive.fsckObjects`, is not: the
+//! first piece's commits name trees that come later.)
 //!
 //! Only the framing is read, as in [`super::pack::PackReader`]: each
 //! object's header, and its zlib data inflated into nothing to find where
@@ -45,6 +47,9 @@ pub(crate) enum Framing {
     /// A delta against the object this many bytes before it in the pack:
     /// the two must stay in one piece.
     Offset,
+    /// An object of more bytes than the caller would hold: not copied, and
+    /// the pack can be read no further.
+    Oversized,
 }
 
 /// The objects of a pack, each as the bytes it came in.
@@ -58,6 +63,8 @@ pub(crate) struct Entries<R> {
     /// One zlib state for every object (see `PackReader`).
     zlib: Decompress,
     scratch: Box<[u8; 8192]>,
+    /// Whether an object was left half read ([`Framing::Oversized`]).
+    stopped: bool,
 }
 
 impl<R: Read> Entries<R> {
@@ -70,6 +77,7 @@ impl<R: Read> Entries<R> {
             sum: ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY),
             zlib: Decompress::new(true),
             scratch: Box::new([0; 8192]),
+            stopped: false,
         };
         let mut header = [0u8; HEADER];
         entries.input.read_exact(&mut header)?;
@@ -92,27 +100,38 @@ impl<R: Read> Entries<R> {
     }
 
     /// Appends the next object's bytes to `out` and says how it is framed,
-    /// or gives `None` after the last one. `out` is left as it was on an
-    /// error.
+    /// or gives `None` after the last one. An object of more than `max`
+    /// bytes is not held: [`Framing::Oversized`], and the reader is done.
+    /// `out` is left as it was then and on an error.
     pub(crate) fn next_into(
         &mut self,
         out: &mut Vec<u8>,
+        max: usize,
     ) -> Result<Option<Framing>, ProtocolError> {
+        if self.stopped {
+            return Err(bad("a pack read past an object too large to hold"));
+        }
         if self.remaining == 0 {
             return Ok(None);
         }
         let start = out.len();
-        let framing = self.copy_entry(out);
-        if framing.is_err() {
-            out.truncate(start);
-        } else {
-            self.sum.update(&out[start..]);
-            self.remaining -= 1;
+        let framing = self.copy_entry(out, start.saturating_add(max));
+        match framing {
+            Ok(Framing::Oversized) | Err(_) => {
+                out.truncate(start);
+                self.stopped = matches!(framing, Ok(Framing::Oversized));
+            }
+            Ok(_) => {
+                self.sum.update(&out[start..]);
+                self.remaining -= 1;
+            }
         }
         framing.map(Some)
     }
 
-    fn copy_entry(&mut self, out: &mut Vec<u8>) -> Result<Framing, ProtocolError> {
+    /// Copies one object to `out`; `Oversized` once `out` would pass
+    /// `until` bytes.
+    fn copy_entry(&mut self, out: &mut Vec<u8>, until: usize) -> Result<Framing, ProtocolError> {
         let mut c = self.byte(out)?;
         let kind = (c >> 4) & 0x7;
         let mut size = u64::from(c & 0x0f);
@@ -148,13 +167,21 @@ impl<R: Read> Entries<R> {
             }
             _ => return Err(bad("an object of an unknown type")),
         };
-        self.copy_zlib(size, out)?;
-        Ok(framing)
+        match self.copy_zlib(size, out, until)? {
+            true => Ok(framing),
+            false => Ok(Framing::Oversized),
+        }
     }
 
     /// Copies one zlib stream to `out`, inflating it into nothing to find
-    /// its end, and checks that it held exactly `size` bytes.
-    fn copy_zlib(&mut self, size: u64, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+    /// its end, and checks that it held exactly `size` bytes; `false` (and
+    /// the stream left half read) once `out` passes `until` bytes.
+    fn copy_zlib(
+        &mut self,
+        size: u64,
+        out: &mut Vec<u8>,
+        until: usize,
+    ) -> Result<bool, ProtocolError> {
         self.zlib.reset(true);
         let mut produced = 0u64;
         loop {
@@ -171,6 +198,9 @@ impl<R: Read> Entries<R> {
                 .map_err(|_| bad("an object whose data is not zlib"))?;
             let used = (self.zlib.total_in() - before_in) as usize;
             let made = self.zlib.total_out() - before_out;
+            if out.len().saturating_add(used) > until {
+                return Ok(false);
+            }
             out.extend_from_slice(&input[..used]);
             self.input.consume(used);
             produced += made;
@@ -179,7 +209,7 @@ impl<R: Read> Entries<R> {
             }
             if status == Status::StreamEnd {
                 return match produced == size {
-                    true => Ok(()),
+                    true => Ok(true),
                     false => Err(bad("an object whose size differs from its header")),
                 };
             }
@@ -203,7 +233,7 @@ impl<R: Read> Entries<R> {
     /// pack read: a pack damaged on its way fails here, before the caller
     /// makes anything of its last piece.
     pub(crate) fn finish(mut self) -> Result<(), ProtocolError> {
-        if self.remaining != 0 {
+        if self.remaining != 0 || self.stopped {
             return Err(bad("a pack that ends before its last object"));
         }
         let mut trailer = [0u8; TRAILER];
@@ -224,18 +254,6 @@ impl<R: Read> Entries<R> {
 
 fn eof(err: io::Error) -> ProtocolError {
     ProtocolError::from(err)
-}
-
-/// Writes into `pack` (emptied first) a pack of `entries`, `objects` of
-/// them each as it was in the pack it came from (see [`Entries`]), then
-/// the objects of `marker`, framed with a header and trailer.
-pub(crate) fn piece_into(pack: &mut Vec<u8>, entries: &[u8], objects: u32, marker: &Marker) {
-    pack.clear();
-    pack.reserve(HEADER + entries.len() + marker.entries.len() + TRAILER);
-    pack.resize(HEADER, 0);
-    pack.extend_from_slice(entries);
-    let rest = frame_in_place(pack, objects, marker);
-    pack.extend_from_slice(&rest);
 }
 
 /// Frames a piece where its objects were read, without copying them:
@@ -310,13 +328,25 @@ mod tests {
     use super::*;
     use crate::protocol::test_repo::Repo;
 
+    /// Writes into `pack` (emptied first) a pack of `entries`, `objects` of
+    /// them each as it was in the pack it came from (see [`Entries`]), then
+    /// the objects of `marker`, framed with a header and trailer.
+    fn piece_into(pack: &mut Vec<u8>, entries: &[u8], objects: u32, marker: &Marker) {
+        pack.clear();
+        pack.reserve(HEADER + entries.len() + marker.entries.len() + TRAILER);
+        pack.resize(HEADER, 0);
+        pack.extend_from_slice(entries);
+        let rest = frame_in_place(pack, objects, marker);
+        pack.extend_from_slice(&rest);
+    }
+
     /// The objects of `pack` as [`Entries`] gives them.
     fn entries(pack: &[u8]) -> Result<Vec<(Framing, Vec<u8>)>, ProtocolError> {
         let mut reader = Entries::new(pack)?;
         let mut out = Vec::new();
         loop {
             let mut bytes = Vec::new();
-            match reader.next_into(&mut bytes)? {
+            match reader.next_into(&mut bytes, usize::MAX)? {
                 Some(framing) => out.push((framing, bytes)),
                 None => break,
             }
@@ -387,6 +417,28 @@ mod tests {
             bad[at] ^= 0x20;
             assert!(entries(&bad).is_err(), "byte {at} changed");
         }
+    }
+
+    #[test]
+    fn an_object_larger_than_the_caller_holds_is_not_copied() {
+        let (_repo, pack) = history();
+        let got = entries(&pack).unwrap();
+        let largest = got.iter().map(|(_, b)| b.len()).max().unwrap();
+        let mut reader = Entries::new(&pack[..]).unwrap();
+        let mut held = Vec::new();
+        loop {
+            let before = held.len();
+            match reader.next_into(&mut held, largest - 1).unwrap() {
+                Some(Framing::Oversized) => {
+                    assert_eq!(held.len(), before, "bytes of the object kept");
+                    break;
+                }
+                Some(_) => assert!(held.len() - before < largest),
+                None => panic!("the largest object went through"),
+            }
+        }
+        assert!(reader.next_into(&mut held, usize::MAX).is_err());
+        assert!(reader.finish().is_err());
     }
 
     #[test]

@@ -11,19 +11,25 @@
 //! without offset deltas (each delta names its base by id) can be cut at
 //! any object boundary: the destination resolves a delta whose base came
 //! in an earlier piece from what it stored then (`index-pack --fix-thin`).
-//! Each piece carries a [`Marker`] commit for a temporary ref to hold it,
-//! named after the piece's bytes, so that a run killed midway skips the
-//! pieces an earlier one left when the source sends the same pack again.
+//! Each piece carries a [`Marker`] commit for a temporary ref to update
+//! (receive-pack takes no pack without one), named after the piece's
+//! objects, so that a run killed midway skips the pieces an earlier one
+//! left when the source sends the same pack again. The pieces' objects are
+//! reachable from no ref until the refs are in.
 //!
 //! This holds under budgets up to [`PIECES_MAX`], in pieces of at most
-//! [`PIECE_MAX`] held in memory. A pack that cannot be cut (an object
-//! larger than a piece, an offset delta a source sent anyway) or a piece
-//! the destination cannot store leaves the history to the increments,
-//! which explain such failures in terms of commits.
+//! [`PIECE_MAX`] held in memory (an object larger than that alone, up to
+//! the budget). A pack that cannot be cut (an object larger than the
+//! budget, an offset delta a source sent anyway), a destination that
+//! refuses a piece (one checking each object's links on receipt,
+//! `receive.fsckObjects`, refuses the first: its commits name trees that
+//! come later) or its marker ref leave the history to the increments,
+//! which explain such failures in terms of commits; a refusal is
+//! remembered for the destination for the life of the process.
 
 use std::collections::HashSet;
 
-use super::{limit_of, Pack, PushError, Pusher, Tail};
+use super::{learnt, limit_of, Pack, PushError, Pusher};
 use crate::output::{self, human_bytes};
 use crate::protocol::advertisement::Ref;
 use crate::protocol::push::Command;
@@ -49,30 +55,37 @@ const PIECE_MAX: u64 = 8 << 20;
 
 /// How the history went.
 pub(in crate::mirror) enum Pieces {
-    /// In pieces, all but the tail left for the refs, if asked to.
-    Sent(Option<Tail>),
+    /// In pieces, every one of them pushed.
+    Sent,
     /// Not in pieces: the increments must take it (from the start; pieces
     /// already pushed are only objects the destination holds).
     Increments,
 }
 
+/// Why the pieces stop before the end of the pack.
+enum Stop {
+    /// A delta by offset, which no piece may hold apart from its base.
+    OffsetDelta,
+    /// An object larger than a push may carry.
+    Oversized,
+}
+
 impl Pusher<'_> {
     /// Pushes the history of `wants` that `haves` lack in pieces of one
-    /// pack, where the budget and the pack allow (see the module
-    /// documentation); `haves` then holds `wants`. `dest_refs` tells which
-    /// pieces an earlier run left. When `leave_tail`, the last piece is
-    /// returned rather than pushed (see [`Tail`]).
+    /// pack, where the budget, the destination and the pack allow (see the
+    /// module documentation); `haves` then holds `wants`. `dest_refs` tells
+    /// which pieces an earlier run left.
     pub(in crate::mirror) fn pieces(
         &mut self,
         wants: &[ObjectId],
         haves: &mut Vec<ObjectId>,
         dest_refs: &[Ref],
-        leave_tail: bool,
     ) -> Result<Pieces, PushError> {
         let Some(budget) = self.budget.filter(|&b| b <= PIECES_MAX) else {
             return Ok(Pieces::Increments);
         };
-        if wants.is_empty() || !self.source.packs_can_be_cut() {
+        if wants.is_empty() || !self.source.packs_can_be_cut() || learnt(&self.key, |l| l.no_pieces)
+        {
             return Ok(Pieces::Increments);
         }
         self.batched = true;
@@ -90,7 +103,7 @@ impl Pusher<'_> {
         let source_error =
             |e: crate::protocol::ProtocolError| PushError::Side(source.error(e.into()));
         let Some(stream) = source.negotiate(wants, haves, &[], Some(options))?.pack else {
-            return Ok(Pieces::Sent(None));
+            return Ok(Pieces::Sent);
         };
         let mut entries = Some(Entries::new(stream).map_err(source_error)?);
         let total = entries.as_ref().map_or(0, Entries::objects);
@@ -100,36 +113,43 @@ impl Pusher<'_> {
         let mut first = 0u64;
         // The next piece's objects, read while this one is pushed.
         let mut ahead = Held::new(0);
-        let offset_deltas = || {
-            output::info(format_args!(
-                "the source sent offset deltas, which cannot be cut apart: pushing in increments instead"
-            ));
-            Ok(Pieces::Increments)
-        };
+        // Why the pack was read no further, if it was not.
+        let mut stopped = None;
         loop {
-            let limit = self.piece_limit();
+            let (limit, largest) = (self.piece_limit(PIECE_MAX), self.piece_limit(PIECES_MAX));
             // Enough to know where the piece ends: past the limit, or all.
-            if !held.read(&mut entries, limit).map_err(source_error)? {
-                return offset_deltas();
+            if stopped.is_none() {
+                stopped = held
+                    .read(&mut entries, limit, largest)
+                    .map_err(source_error)?;
             }
             if held.starts.is_empty() {
                 break;
             }
-            let count = held.fitting(limit);
+            // As many objects as fit a piece; one larger than a piece alone,
+            // when it fits a push.
+            let count = match held.fitting(limit) {
+                0 if held.fitting(largest) > 0 => 1,
+                count => count,
+            };
             if count == 0 {
-                output::info(format_args!(
-                    "an object of the pack is larger than a push of {}: pushing in increments instead",
-                    human_bytes(limit)
-                ));
-                return Ok(Pieces::Increments);
+                stopped = Some(Stop::Oversized);
+                break;
             }
             let end = held.end(count - 1);
-            let last = entries.is_none() && count == held.starts.len();
             let objects = &held.bytes[slice::HEADER..end];
             let sum = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, objects);
             let name: String = sum.as_ref().iter().map(|b| format!("{b:02x}")).collect();
             let upto = first + count as u64;
             let span = format!("piece up to object {upto} ({upto} of {total} objects");
+            if left.contains(name.as_str()) {
+                output::info(format_args!(
+                    "{span}) is on the destination from an earlier run"
+                ));
+                held.drop_front(count);
+                first = upto;
+                continue;
+            }
             let marker = Marker::new(&format!(
                 "git-relay: objects {}-{upto} of a pack of {total}, held for a batched mirror",
                 first + 1
@@ -139,95 +159,108 @@ impl Pusher<'_> {
                 new: marker.commit,
                 name: format!("{PIECES}{name}"),
             };
-            if last && leave_tail {
-                let mut pack = Vec::new();
-                slice::piece_into(&mut pack, objects, count as u32, &marker);
-                let before = haves.clone();
-                add_wants(haves, wants);
-                return Ok(Pieces::Sent(Some(Tail {
-                    pack,
-                    checkpoints: vec![command],
-                    before,
-                    span,
-                })));
-            }
-            if left.contains(name.as_str()) {
-                output::info(format_args!(
-                    "{span}) is on the destination from an earlier run"
-                ));
-                held.drop_front(count);
-                first = upto;
-                continue;
-            }
             // The next piece is read (inflated, to find where its objects
             // end) while the destination stores this one.
             ahead.clear(limit);
             let room = limit.saturating_sub((held.bytes.len() - end) as u64);
             let rest = slice::frame_in_place(&mut held.bytes[..end], count as u32, &marker);
             let piece = Pack::Parts(&held.bytes[..end], rest);
+            let reading = stopped.is_none();
             let (pushed, read) = std::thread::scope(|scope| {
                 let (entries, ahead) = (&mut entries, &mut ahead);
-                let reader = scope.spawn(move || ahead.read(entries, room));
+                let reader = scope.spawn(move || match reading {
+                    true => ahead.read(entries, room, largest),
+                    false => Ok(None),
+                });
                 let pushed = self.send(std::slice::from_ref(&command), Some(piece), None);
                 let read = reader
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 (pushed, read)
             });
-            let cut = !read.map_err(source_error)?;
-            if pushed.is_ok() {
-                held.drop_front(count);
-                first = upto;
-            }
-            held.append(&ahead);
             match pushed {
                 Ok(status) => {
                     let refused = status.refs.iter().find_map(|r| r.result.as_ref().err());
-                    if let Some(reason) = refused {
-                        if !self.checkpoints_exist(std::slice::from_ref(&command))? {
-                            output::warn(format_args!(
-                                "destination: the server refused the temporary ref {} ({reason}): pushing in increments instead",
-                                command.name
-                            ));
-                            return Ok(Pieces::Increments);
-                        }
+                    let landed = match refused {
+                        Some(_) => self.checkpoints_exist(std::slice::from_ref(&command))?,
+                        None => true,
+                    };
+                    if landed {
+                        output::info(format_args!("pushed {span}, {})", human_bytes(self.last)));
+                        self.checkpoints.push((command.name, command.new));
+                        let sent = self.last;
+                        self.landed(sent);
+                        held.drop_front(count);
+                        first = upto;
+                    } else {
+                        let reason = refused.map(String::as_str).unwrap_or_default();
+                        return Ok(self.no_pieces(format_args!(
+                            "the server refused the temporary ref {} ({reason})",
+                            command.name
+                        )));
                     }
-                    output::info(format_args!("pushed {span}, {})", human_bytes(self.last)));
-                    self.checkpoints.push((command.name, command.new));
-                    let sent = self.last;
-                    self.landed(sent);
                 }
                 // The same piece again, with its length.
-                Err(PushError::Resend) => continue,
+                Err(PushError::Resend) => {}
+                // A destination that checks every object's links
+                // (`receive.fsckObjects`) refuses a piece whose commits'
+                // trees come in a later one.
                 Err(PushError::Unpack { reason, .. }) => {
-                    output::warn(format_args!(
-                        "destination: the server could not store a piece of the pack ({reason}): pushing in increments instead"
-                    ));
-                    return Ok(Pieces::Increments);
+                    return Ok(self.no_pieces(format_args!(
+                        "the server could not store a piece of the pack ({reason})"
+                    )));
                 }
                 // Too large after all: the budget it taught makes the next
                 // piece smaller (or the increments take over when it did
                 // not).
                 Err(failure) => {
                     self.too_large(failure)?;
-                    if self.piece_limit() >= limit {
+                    if self.piece_limit(PIECE_MAX) >= limit {
                         return Ok(Pieces::Increments);
                     }
-                    continue;
                 }
             }
-            if cut {
-                return offset_deltas();
+            held.append(&ahead);
+            if stopped.is_none() {
+                stopped = read.map_err(source_error)?;
             }
         }
-        add_wants(haves, wants);
-        Ok(Pieces::Sent(None))
+        match stopped {
+            None => {
+                add_wants(haves, wants);
+                Ok(Pieces::Sent)
+            }
+            Some(Stop::OffsetDelta) => {
+                output::info(format_args!(
+                    "the source sent offset deltas, which cannot be cut apart: pushing in increments instead"
+                ));
+                Ok(Pieces::Increments)
+            }
+            Some(Stop::Oversized) => {
+                output::info(format_args!(
+                    "an object of the pack is larger than a push of {}: pushing in increments instead",
+                    human_bytes(self.piece_limit(PIECES_MAX))
+                ));
+                Ok(Pieces::Increments)
+            }
+        }
     }
 
-    /// The most bytes of objects one piece may hold: the budget (at most
-    /// [`PIECE_MAX`]) less its command, marker and framing.
-    fn piece_limit(&self) -> u64 {
-        let budget = self.budget.unwrap_or(u64::MAX).min(PIECE_MAX);
+    /// Says why pieces do not work with this destination, which this
+    /// process then remembers (a sweep's other repositories, a retry):
+    /// the increments take the history.
+    fn no_pieces(&mut self, why: std::fmt::Arguments) -> Pieces {
+        output::warn(format_args!(
+            "destination: {why}: pushing in increments instead"
+        ));
+        learnt(&self.key, |l| l.no_pieces = true);
+        Pieces::Increments
+    }
+
+    /// The most bytes of objects one piece may hold under `most`: the
+    /// budget (at most `most`) less its command, marker and framing.
+    fn piece_limit(&self, most: u64) -> u64 {
+        let budget = self.budget.unwrap_or(u64::MAX).min(most);
         let command = Command {
             old: ObjectId::ZERO,
             new: ObjectId::ZERO,
@@ -264,13 +297,14 @@ impl Held {
 
     /// Reads objects from `entries` until more than `until` bytes are held
     /// or the pack ends (checking its checksum then, and leaving `None`);
-    /// `false` at an offset delta, which no piece may hold apart from its
-    /// base.
+    /// stops, holding none of it, at an object that no piece may hold: a
+    /// delta by offset, or one larger than `largest`.
     fn read<R: std::io::Read>(
         &mut self,
         entries: &mut Option<Entries<R>>,
         until: u64,
-    ) -> Result<bool, crate::protocol::ProtocolError> {
+        largest: u64,
+    ) -> Result<Option<Stop>, crate::protocol::ProtocolError> {
         // Grown to what is needed, not doubled past it: a piece is held
         // at a time, of megabytes.
         let room = (until as usize).saturating_add(1 << 20);
@@ -280,13 +314,17 @@ impl Held {
                 break;
             }
             let at = self.bytes.len();
-            match reader.next_into(&mut self.bytes)? {
+            match reader.next_into(&mut self.bytes, largest as usize)? {
                 Some(Framing::Free) => self.starts.push(at),
-                Some(Framing::Offset) => return Ok(false),
+                Some(Framing::Offset) => {
+                    self.bytes.truncate(at);
+                    return Ok(Some(Stop::OffsetDelta));
+                }
+                Some(Framing::Oversized) => return Ok(Some(Stop::Oversized)),
                 None => entries.take().map_or(Ok(()), Entries::finish)?,
             }
         }
-        Ok(true)
+        Ok(None)
     }
 
     /// Where object `i` ends in `bytes`.
@@ -431,31 +469,43 @@ mod tests {
     }
 
     /// The history of `tip` in pieces into `destination` under `budget`,
-    /// the destination's refs as `dest_refs`.
-    fn pieces(
+    /// the destination's refs as `dest_refs`, for the destination known to
+    /// this process as `key`: whether it went in pieces (`None`: left to
+    /// the increments), the haves after, the markers made.
+    fn pieces_keyed(
         source: &OnePack,
         destination: &Capped,
         budget: u64,
         tip: ObjectId,
         dest_refs: &[Ref],
-        leave_tail: bool,
-    ) -> (Option<Option<Tail>>, Vec<ObjectId>, usize) {
-        let mut pusher = Pusher::new(source, destination, &key(), Some(budget), 10);
+        key: &str,
+    ) -> (Option<()>, Vec<ObjectId>, usize) {
+        let mut pusher = Pusher::new(source, destination, key, Some(budget), 10);
         let mut haves = Vec::new();
-        let outcome = match pusher.pieces(&[tip], &mut haves, dest_refs, leave_tail) {
-            Ok(Pieces::Sent(tail)) => Some(tail),
+        let outcome = match pusher.pieces(&[tip], &mut haves, dest_refs) {
+            Ok(Pieces::Sent) => Some(()),
             Ok(Pieces::Increments) => None,
             Err(_) => panic!("the pieces failed"),
         };
         (outcome, haves, pusher.checkpoints.len())
     }
 
+    fn pieces(
+        source: &OnePack,
+        destination: &Capped,
+        budget: u64,
+        tip: ObjectId,
+        dest_refs: &[Ref],
+    ) -> (Option<()>, Vec<ObjectId>, usize) {
+        pieces_keyed(source, destination, budget, tip, dest_refs, &key())
+    }
+
     #[test]
     fn one_pack_goes_in_pieces_each_within_the_budget() {
         let (tip, source) = history(12, 20 * KIB as usize);
         let destination = Capped::new(64 * KIB, Vec::new());
-        let (outcome, haves, markers) = pieces(&source, &destination, 64 * KIB, tip, &[], false);
-        assert!(matches!(outcome, Some(None)));
+        let (outcome, haves, markers) = pieces(&source, &destination, 64 * KIB, tip, &[]);
+        assert!(outcome.is_some());
         // One pack asked for, without offset deltas (which cannot be cut).
         assert_eq!(*source.offset_deltas.lock().unwrap(), [false]);
         assert_eq!(haves, [tip]);
@@ -478,30 +528,12 @@ mod tests {
     }
 
     #[test]
-    fn the_last_piece_is_left_for_the_refs_when_asked() {
-        let (tip, source) = history(12, 20 * KIB as usize);
-        let all = Capped::new(64 * KIB, Vec::new());
-        pieces(&source, &all, 64 * KIB, tip, &[], false);
-        let destination = Capped::new(64 * KIB, Vec::new());
-        let (outcome, haves, _) = pieces(&source, &destination, 64 * KIB, tip, &[], true);
-        let Some(Some(tail)) = outcome else {
-            panic!("no tail")
-        };
-        assert_eq!(haves, [tip], "the tail counts as landed");
-        assert_eq!(
-            destination.pushes.borrow().len() + 1,
-            all.pushes.borrow().len()
-        );
-        assert_eq!(tail.checkpoints, all.pushes.borrow().last().unwrap().0);
-    }
-
-    #[test]
     fn a_piece_the_server_refuses_as_too_large_goes_again_smaller() {
         let (tip, source) = history(12, 20 * KIB as usize);
         // A budget four times what the server takes, as if set wrong.
         let destination = Capped::new(64 * KIB, Vec::new());
-        let (outcome, haves, markers) = pieces(&source, &destination, 256 * KIB, tip, &[], false);
-        assert!(matches!(outcome, Some(None)));
+        let (outcome, haves, markers) = pieces(&source, &destination, 256 * KIB, tip, &[]);
+        assert!(outcome.is_some());
         assert_eq!(haves, [tip]);
         let pushes = destination.pushes.borrow();
         assert_eq!(markers, pushes.len(), "only pushes taken are recorded");
@@ -522,7 +554,7 @@ mod tests {
     fn pieces_an_earlier_run_left_are_not_pushed_again() {
         let (tip, source) = history(12, 20 * KIB as usize);
         let first = Capped::new(64 * KIB, Vec::new());
-        pieces(&source, &first, 64 * KIB, tip, &[], false);
+        pieces(&source, &first, 64 * KIB, tip, &[]);
         let names: Vec<String> = first
             .pushes
             .borrow()
@@ -540,8 +572,8 @@ mod tests {
             })
             .collect();
         let again = Capped::new(64 * KIB, left.clone());
-        let (outcome, _, _) = pieces(&source, &again, 64 * KIB, tip, &left, false);
-        assert!(matches!(outcome, Some(None)));
+        let (outcome, _, _) = pieces(&source, &again, 64 * KIB, tip, &left);
+        assert!(outcome.is_some());
         let pushed: Vec<String> = again
             .pushes
             .borrow()
@@ -552,11 +584,48 @@ mod tests {
     }
 
     #[test]
-    fn an_object_larger_than_a_piece_leaves_the_history_to_the_increments() {
+    fn an_object_larger_than_the_budget_leaves_the_history_to_the_increments() {
         let (tip, source) = history(2, 100 * KIB as usize);
         let destination = Capped::new(64 * KIB, Vec::new());
-        let (outcome, haves, _) = pieces(&source, &destination, 64 * KIB, tip, &[], false);
+        let (outcome, haves, _) = pieces(&source, &destination, 64 * KIB, tip, &[]);
         assert!(outcome.is_none());
         assert!(haves.is_empty(), "{haves:?}");
+    }
+
+    #[test]
+    fn an_object_larger_than_a_piece_goes_alone_when_it_fits_the_budget() {
+        // A 9 MiB file under a 16 MiB budget: pieces are 8 MiB at most, but
+        // a push may carry it.
+        let (tip, source) = history(2, 9 << 20);
+        let destination = Capped::new(16 << 20, Vec::new());
+        let (outcome, haves, _) = pieces(&source, &destination, 16 << 20, tip, &[]);
+        assert!(outcome.is_some());
+        assert_eq!(haves, [tip]);
+        let pushes = destination.pushes.borrow();
+        assert!(pushes.iter().all(|(_, bytes)| *bytes <= 16 << 20));
+        assert!(
+            pushes.iter().any(|(_, bytes)| *bytes > 9 << 20),
+            "{pushes:?}"
+        );
+    }
+
+    #[test]
+    fn a_destination_that_cannot_store_a_piece_gets_increments_from_then_on() {
+        // As a server checking every object's links does
+        // (`receive.fsckObjects`) with the first piece: commits whose trees
+        // come later.
+        let (tip, source) = history(12, 20 * KIB as usize);
+        let destination = Capped::new(64 * KIB, Vec::new());
+        *destination.unpack_error.borrow_mut() =
+            Some("index-pack abnormal exit (did not receive expected object)".into());
+        let key = key();
+        let (outcome, haves, _) = pieces_keyed(&source, &destination, 64 * KIB, tip, &[], &key);
+        assert!(outcome.is_none());
+        assert!(haves.is_empty());
+        assert_eq!(source.offset_deltas.lock().unwrap().len(), 1);
+        // The same destination again in this process: not even a fetch.
+        let (outcome, _, _) = pieces_keyed(&source, &destination, 64 * KIB, tip, &[], &key);
+        assert!(outcome.is_none());
+        assert_eq!(source.offset_deltas.lock().unwrap().len(), 1);
     }
 }
