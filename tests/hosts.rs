@@ -353,10 +353,10 @@ fn azure_like_source_without_tags_goes_in_pieces_of_one_pack() {
 
 #[test]
 fn a_destination_that_checks_every_object_gets_increments_instead_of_pieces() {
-    // receive.fsckObjects (GitLab's Gitaly turns it on) makes index-pack
-    // check each object's links: the first piece's commits name trees that
-    // come in a later one, so it is refused, and the history goes in
-    // increments, each closed under its links.
+    // receive.fsckObjects (set where a server refuses malformed objects)
+    // makes index-pack check each object's links: the first piece's
+    // commits name trees that come in a later one, so it is refused, and
+    // the history goes in increments, each closed under its links.
     let work = big_work();
     let src = source(GitServer::builder(), &work);
     let (dst_server, dst) = destination(GitServer::builder().config("receive.fsckObjects", "true"));
