@@ -123,7 +123,8 @@ impl Pusher<'_> {
                     .read(&mut entries, limit, largest)
                     .map_err(source_error)?;
             }
-            if held.starts.is_empty() {
+            // Nothing more in pieces once the increments must take over.
+            if held.starts.is_empty() || stopped.is_some() {
                 break;
             }
             // As many objects as fit a piece; one larger than a piece alone,
