@@ -101,16 +101,9 @@ impl<R: Read> PackReader<R> {
             zlib: Decompress::new(true),
             buffer: Box::new([0; 8192]),
         };
-        let mut header = [0u8; 12];
+        let mut header = [0u8; HEADER];
         pack.read_exact(&mut header)?;
-        let version = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-        if &header[..4] != SIGNATURE || !(2..=3).contains(&version) {
-            return Err(ProtocolError::Unexpected {
-                context: "a pack header",
-                line: super::error::escape(&header),
-            });
-        }
-        pack.remaining = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+        pack.remaining = objects_in(&header)?;
         Ok(pack)
     }
 
@@ -344,6 +337,21 @@ impl<R: BufRead> BufRead for Counted<R> {
     }
 }
 
+/// The objects a pack's header announces, once it is checked: the `PACK`
+/// signature and version 2 or 3.
+pub(crate) fn objects_in(header: &[u8; HEADER]) -> Result<u32, ProtocolError> {
+    let version = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    if &header[..4] != SIGNATURE || !(2..=3).contains(&version) {
+        return Err(ProtocolError::Unexpected {
+            context: "a pack header",
+            line: super::error::escape(header),
+        });
+    }
+    Ok(u32::from_be_bytes([
+        header[8], header[9], header[10], header[11],
+    ]))
+}
+
 pub(crate) fn bad(what: &'static str) -> ProtocolError {
     ProtocolError::Unexpected {
         context: "a pack",
@@ -438,8 +446,8 @@ fn varint(d: &mut &[u8]) -> Result<u64, ProtocolError> {
 
 /// The bytes of a pack's header (`PACK`, version, object count) and of its
 /// SHA-1 trailer.
-const HEADER: usize = 12;
-const TRAILER: usize = 20;
+pub(crate) const HEADER: usize = 12;
+pub(crate) const TRAILER: usize = 20;
 
 /// One pack holding the objects of `first` and then of each of `rest`, in
 /// their order: a header with the summed count, every pack's entries as

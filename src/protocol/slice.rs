@@ -29,14 +29,12 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 
 use flate2::{Compression, Decompress, FlushDecompress, Status};
 
-use super::pack::bad;
+use super::pack::{bad, objects_in};
 use super::{ObjectId, ProtocolError};
 
+pub(crate) use super::pack::{HEADER, TRAILER};
+
 const SIGNATURE: &[u8; 4] = b"PACK";
-/// A pack's header: signature, version, object count.
-pub(crate) const HEADER: usize = 12;
-/// A pack's SHA-1 trailer.
-pub(crate) const TRAILER: usize = 20;
 
 /// The kind of one object of the pack, as far as cutting it cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,14 +80,7 @@ impl<R: Read> Entries<R> {
         let mut header = [0u8; HEADER];
         entries.input.read_exact(&mut header)?;
         entries.sum.update(&header);
-        let version = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-        if &header[..4] != SIGNATURE || !(2..=3).contains(&version) {
-            return Err(ProtocolError::Unexpected {
-                context: "a pack header",
-                line: super::error::escape(&header),
-            });
-        }
-        entries.objects = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+        entries.objects = objects_in(&header)?;
         entries.remaining = entries.objects;
         Ok(entries)
     }
