@@ -29,8 +29,9 @@
 //!    the rate of the last units, ahead of the pushes and while the
 //!    destination stores the last one, and a push joins as many units as
 //!    fit into one pack: joining packs is cheap, so pushes come close to
-//!    the budget without a pack fetched too large and thrown away. Above that, slices are streamed, sized from the
-//!    bytes of the last push at 80% of the budget. Either halves when it
+//!    the budget without a pack fetched too large and thrown away. Above
+//!    that, slices are streamed, sized from the bytes of the last push at
+//!    80% of the budget. Either halves when it
 //!    outgrows the budget; a single commit larger than the budget is an
 //!    error naming it. A source that serves only its
 //!    advertised tips (protocol v0 without `allowReachableSHA1InWant`)

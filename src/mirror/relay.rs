@@ -158,10 +158,11 @@ impl Relay<'_> {
                 .collect()
         };
         // Into a destination that holds none of the refs, the history goes in
-        // increments, which ask the source for their own packs: there is
-        // nothing to learn here, and a pack would go unread.
+        // parts (pieces of one pack, or increments), which ask the source
+        // for their own packs: there is nothing to learn here, and a pack
+        // would go unread.
         let creates_only = plan.changes.iter().all(|c| c.action == Action::Create);
-        if opts.mode == Mode::Mirror && creates_only && self.increments_first(dest_refs) {
+        if opts.mode == Mode::Mirror && creates_only && self.history_first(dest_refs) {
             return Ok(Negotiated {
                 known: advertised,
                 pack: None,
@@ -332,7 +333,7 @@ impl Relay<'_> {
         };
         let key = opts.destination.location.to_string();
         let mut pusher = Pusher::new(source, destination, &key, budget, max_refs);
-        let history_first = self.increments_first(dest_refs);
+        let history_first = self.history_first(dest_refs);
         let result = if pusher.too_many(&commands) || history_first {
             drop(negotiated.pack);
             pusher.in_parts(&commands, dest_refs, source_refs, history_first)
@@ -384,11 +385,11 @@ impl Relay<'_> {
         Ok(status)
     }
 
-    /// Whether the history goes in increments from the start: into a
+    /// Whether the history goes in parts from the start: into a
     /// destination that holds nothing yet (or only checkpoints of a run cut
     /// short) under a budget. A first mirror is the run that outgrows a
     /// push, and a trial push would cost a budget's worth of upload.
-    fn increments_first(&self, dest_refs: &[Ref]) -> bool {
+    fn history_first(&self, dest_refs: &[Ref]) -> bool {
         let empty = dest_refs
             .iter()
             .all(|r| r.name == "HEAD" || r.name.starts_with(batch::CHECKPOINT_PREFIX));

@@ -140,7 +140,9 @@ impl Pusher<'_> {
             let end = held.end(count - 1);
             let objects = &held.bytes[slice::HEADER..end];
             let sum = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, objects);
-            let name: String = sum.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            let mut id = [0u8; 20];
+            id.copy_from_slice(sum.as_ref());
+            let name = ObjectId::from(id).to_string();
             let upto = first + count as u64;
             let span = format!("piece up to object {upto} ({upto} of {total} objects");
             if left.contains(name.as_str()) {
