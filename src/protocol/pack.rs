@@ -168,44 +168,19 @@ impl<R: Read> PackReader<R> {
     }
 
     /// Inflates one zlib stream, giving `out` its bytes; says whether it
-    /// held exactly `size` bytes. Stops as soon as it holds more, so a
-    /// stream that runs long costs nothing past its promise. The stream's
-    /// end (and checksum) belong to this object, so they are read too.
+    /// held exactly `size` bytes (see [`inflate_stream`]).
     fn inflate_into(&mut self, size: u64, mut out: impl FnMut(&[u8])) -> io::Result<bool> {
-        self.zlib.reset(true);
-        let mut produced = 0u64;
-        loop {
-            let input = self.input.fill_buf()?;
-            let at_end = input.is_empty();
-            let (before_in, before_out) = (self.zlib.total_in(), self.zlib.total_out());
-            let flush = if at_end {
-                FlushDecompress::Finish
-            } else {
-                FlushDecompress::None
-            };
-            let status = self
-                .zlib
-                .decompress(input, &mut self.buffer[..], flush)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            let used = (self.zlib.total_in() - before_in) as usize;
-            let made = (self.zlib.total_out() - before_out) as usize;
-            self.input.consume(used);
-            produced += made as u64;
-            if produced > size {
-                return Ok(false);
-            }
-            out(&self.buffer[..made]);
-            if status == Status::StreamEnd {
-                return Ok(produced == size);
-            }
-            if used == 0 && made == 0 {
-                return Err(if at_end {
-                    io::ErrorKind::UnexpectedEof.into()
-                } else {
-                    io::Error::new(io::ErrorKind::InvalidData, "a zlib stream that stalls")
-                });
-            }
-        }
+        let inflated = inflate_stream(
+            &mut self.input,
+            &mut self.zlib,
+            &mut self.buffer[..],
+            size,
+            |_, made| {
+                out(made);
+                true
+            },
+        )?;
+        Ok(inflated == Inflated::Whole)
     }
 
     fn count_inflated(&mut self, size: u64) -> Result<(), ProtocolError> {
@@ -265,6 +240,69 @@ impl<R: Read> PackReader<R> {
                 | u64::from(c & 0x7f);
         }
         Ok(distance)
+    }
+}
+
+/// How the zlib stream of one object ended (see [`inflate_stream`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Inflated {
+    /// It held the size its header promised.
+    Whole,
+    /// It held more, or less.
+    WrongSize,
+    /// The caller stopped it, half read.
+    Stopped,
+}
+
+/// Inflates the zlib stream of one object of a pack from `input` with
+/// `zlib`, through `buffer`, giving `each` the compressed bytes taken and
+/// what they inflated to, a stretch at a time, until `each` says no more
+/// ([`Inflated::Stopped`]). Stops as soon as the stream holds more than
+/// `size` bytes, so one that runs long costs nothing past its promise.
+/// The stream's end (and checksum) belong to the object, so they are read
+/// too.
+pub(crate) fn inflate_stream(
+    input: &mut impl BufRead,
+    zlib: &mut Decompress,
+    buffer: &mut [u8],
+    size: u64,
+    mut each: impl FnMut(&[u8], &[u8]) -> bool,
+) -> io::Result<Inflated> {
+    zlib.reset(true);
+    let mut produced = 0u64;
+    loop {
+        let taken = input.fill_buf()?;
+        let at_end = taken.is_empty();
+        let (before_in, before_out) = (zlib.total_in(), zlib.total_out());
+        let flush = match at_end {
+            true => FlushDecompress::Finish,
+            false => FlushDecompress::None,
+        };
+        let status = zlib
+            .decompress(taken, buffer, flush)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let used = (zlib.total_in() - before_in) as usize;
+        let made = (zlib.total_out() - before_out) as usize;
+        produced += made as u64;
+        if produced > size {
+            return Ok(Inflated::WrongSize);
+        }
+        if !each(&taken[..used], &buffer[..made]) {
+            return Ok(Inflated::Stopped);
+        }
+        input.consume(used);
+        if status == Status::StreamEnd {
+            return Ok(match produced == size {
+                true => Inflated::Whole,
+                false => Inflated::WrongSize,
+            });
+        }
+        if used == 0 && made == 0 {
+            return Err(match at_end {
+                true => io::ErrorKind::UnexpectedEof.into(),
+                false => io::Error::new(io::ErrorKind::InvalidData, "a zlib stream that stalls"),
+            });
+        }
     }
 }
 

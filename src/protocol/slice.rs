@@ -25,11 +25,11 @@
 //! it ends (zlib streams carry no length). The pack's trailing checksum is
 //! checked at the end ([`Entries::finish`]).
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 
-use flate2::{Compression, Decompress, FlushDecompress, Status};
+use flate2::{Compression, Decompress};
 
-use super::pack::{bad, objects_in};
+use super::pack::{bad, inflate_stream, objects_in, Inflated};
 use super::{ObjectId, ProtocolError};
 
 pub(crate) use super::pack::{HEADER, TRAILER};
@@ -166,50 +166,30 @@ impl<R: Read> Entries<R> {
 
     /// Copies one zlib stream to `out`, inflating it into nothing to find
     /// its end, and checks that it held exactly `size` bytes; `false` (and
-    /// the stream left half read) once `out` passes `until` bytes.
+    /// the stream left half read) once `out` would pass `until` bytes.
     fn copy_zlib(
         &mut self,
         size: u64,
         out: &mut Vec<u8>,
         until: usize,
     ) -> Result<bool, ProtocolError> {
-        self.zlib.reset(true);
-        let mut produced = 0u64;
-        loop {
-            let input = self.input.fill_buf()?;
-            let at_end = input.is_empty();
-            let (before_in, before_out) = (self.zlib.total_in(), self.zlib.total_out());
-            let flush = match at_end {
-                true => FlushDecompress::Finish,
-                false => FlushDecompress::None,
-            };
-            let status = self
-                .zlib
-                .decompress(input, &mut self.scratch[..], flush)
-                .map_err(|_| bad("an object whose data is not zlib"))?;
-            let used = (self.zlib.total_in() - before_in) as usize;
-            let made = self.zlib.total_out() - before_out;
-            if out.len().saturating_add(used) > until {
-                return Ok(false);
-            }
-            out.extend_from_slice(&input[..used]);
-            self.input.consume(used);
-            produced += made;
-            if produced > size {
-                return Err(bad("an object whose size differs from its header"));
-            }
-            if status == Status::StreamEnd {
-                return match produced == size {
-                    true => Ok(true),
-                    false => Err(bad("an object whose size differs from its header")),
-                };
-            }
-            if used == 0 && made == 0 {
-                return Err(match at_end {
-                    true => io::Error::from(io::ErrorKind::UnexpectedEof).into(),
-                    false => bad("a zlib stream that stalls"),
-                });
-            }
+        let copied = inflate_stream(
+            &mut self.input,
+            &mut self.zlib,
+            &mut self.scratch[..],
+            size,
+            |taken, _| {
+                let fits = out.len().saturating_add(taken.len()) <= until;
+                if fits {
+                    out.extend_from_slice(taken);
+                }
+                fits
+            },
+        )?;
+        match copied {
+            Inflated::Whole => Ok(true),
+            Inflated::Stopped => Ok(false),
+            Inflated::WrongSize => Err(bad("an object whose size differs from its header")),
         }
     }
 
