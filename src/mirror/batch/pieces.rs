@@ -503,6 +503,16 @@ mod tests {
         pieces_keyed(source, destination, budget, tip, dest_refs, &key())
     }
 
+    /// The refs `destination` was pushed, one a push.
+    fn piece_names(destination: &Capped) -> Vec<String> {
+        destination
+            .pushes
+            .borrow()
+            .iter()
+            .map(|(commands, _)| commands[0].name.clone())
+            .collect()
+    }
+
     #[test]
     fn one_pack_goes_in_pieces_each_within_the_budget() {
         let (tip, source) = history(12, 20 * KIB as usize);
@@ -558,12 +568,7 @@ mod tests {
         let (tip, source) = history(12, 20 * KIB as usize);
         let first = Capped::new(64 * KIB, Vec::new());
         pieces(&source, &first, 64 * KIB, tip, &[]);
-        let names: Vec<String> = first
-            .pushes
-            .borrow()
-            .iter()
-            .map(|(commands, _)| commands[0].name.clone())
-            .collect();
+        let names = piece_names(&first);
         // Killed after two pieces.
         let left: Vec<Ref> = first.pushes.borrow()[..2]
             .iter()
@@ -577,12 +582,7 @@ mod tests {
         let again = Capped::new(64 * KIB, left.clone());
         let (outcome, _, _) = pieces(&source, &again, 64 * KIB, tip, &left);
         assert!(outcome.is_some());
-        let pushed: Vec<String> = again
-            .pushes
-            .borrow()
-            .iter()
-            .map(|(commands, _)| commands[0].name.clone())
-            .collect();
+        let pushed = piece_names(&again);
         assert_eq!(pushed, names[2..]);
     }
 
