@@ -32,7 +32,7 @@ use flate2::{Decompress, FlushDecompress, Status};
 
 use super::{ObjectId, ProtocolError};
 
-const SIGNATURE: &[u8; 4] = b"PACK";
+pub(crate) const SIGNATURE: &[u8; 4] = b"PACK";
 /// The largest commit or tag (or delta for one) kept in memory. Real
 /// commits are a few hundred bytes; the biggest in the wild are a few
 /// megabytes.
@@ -117,14 +117,14 @@ impl<R: Read> PackReader<R> {
         }
         self.remaining -= 1;
         let start = self.input.position;
-        let (kind, size) = self.object_header()?;
+        let (kind, size) = object_header(|| self.byte())?;
         let kind = match kind {
             1 => Kind::Commit,
             2 => Kind::Tree,
             3 => Kind::Blob,
             4 => Kind::Tag,
             6 => {
-                let distance = self.ofs_distance()?;
+                let distance = ofs_distance(|| self.byte())?;
                 let base = start
                     .checked_sub(distance)
                     .filter(|_| distance > 0)
@@ -208,38 +208,6 @@ impl<R: Read> PackReader<R> {
         let mut b = [0u8; 1];
         self.read_exact(&mut b)?;
         Ok(b[0])
-    }
-
-    /// The type (3 bits) and inflated size of the next object.
-    fn object_header(&mut self) -> Result<(u8, u64), ProtocolError> {
-        let mut c = self.byte()?;
-        let kind = (c >> 4) & 0x7;
-        let mut size = u64::from(c & 0x0f);
-        let mut shift = 4;
-        while c & 0x80 != 0 {
-            c = self.byte()?;
-            if shift > 57 {
-                return Err(bad("an object size that does not fit 64 bits"));
-            }
-            size |= u64::from(c & 0x7f) << shift;
-            shift += 7;
-        }
-        Ok((kind, size))
-    }
-
-    /// How far back an offset delta's base starts.
-    fn ofs_distance(&mut self) -> Result<u64, ProtocolError> {
-        let mut c = self.byte()?;
-        let mut distance = u64::from(c & 0x7f);
-        while c & 0x80 != 0 {
-            c = self.byte()?;
-            distance = distance
-                .checked_add(1)
-                .and_then(|d| d.checked_mul(128))
-                .ok_or_else(|| bad("a delta offset that does not fit 64 bits"))?
-                | u64::from(c & 0x7f);
-        }
-        Ok(distance)
     }
 }
 
@@ -373,6 +341,44 @@ impl<R: BufRead> BufRead for Counted<R> {
         self.position += amount as u64;
         self.inner.consume(amount);
     }
+}
+
+/// The type (3 bits) and inflated size of an object, from the header
+/// whose bytes `byte` gives one at a time.
+pub(crate) fn object_header(
+    mut byte: impl FnMut() -> Result<u8, ProtocolError>,
+) -> Result<(u8, u64), ProtocolError> {
+    let mut c = byte()?;
+    let kind = (c >> 4) & 0x7;
+    let mut size = u64::from(c & 0x0f);
+    let mut shift = 4;
+    while c & 0x80 != 0 {
+        c = byte()?;
+        if shift > 57 {
+            return Err(bad("an object size that does not fit 64 bits"));
+        }
+        size |= u64::from(c & 0x7f) << shift;
+        shift += 7;
+    }
+    Ok((kind, size))
+}
+
+/// How far back an offset delta's base starts, from the bytes `byte`
+/// gives one at a time.
+pub(crate) fn ofs_distance(
+    mut byte: impl FnMut() -> Result<u8, ProtocolError>,
+) -> Result<u64, ProtocolError> {
+    let mut c = byte()?;
+    let mut distance = u64::from(c & 0x7f);
+    while c & 0x80 != 0 {
+        c = byte()?;
+        distance = distance
+            .checked_add(1)
+            .and_then(|d| d.checked_mul(128))
+            .ok_or_else(|| bad("a delta offset that does not fit 64 bits"))?
+            | u64::from(c & 0x7f);
+    }
+    Ok(distance)
 }
 
 /// The objects a pack's header announces, once it is checked: the `PACK`

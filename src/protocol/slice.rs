@@ -25,16 +25,16 @@
 //! it ends (zlib streams carry no length). The pack's trailing checksum is
 //! checked at the end ([`Entries::finish`]).
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 
 use flate2::{Compression, Decompress};
 
-use super::pack::{bad, inflate_stream, objects_in, Inflated};
+use super::pack::{
+    bad, inflate_stream, object_header, objects_in, ofs_distance, Inflated, SIGNATURE,
+};
 use super::{ObjectId, ProtocolError};
 
 pub(crate) use super::pack::{HEADER, TRAILER};
-
-const SIGNATURE: &[u8; 4] = b"PACK";
 
 /// The kind of one object of the pack, as far as cutting it cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,36 +123,17 @@ impl<R: Read> Entries<R> {
     /// Copies one object to `out`; `Oversized` once `out` would pass
     /// `until` bytes.
     fn copy_entry(&mut self, out: &mut Vec<u8>, until: usize) -> Result<Framing, ProtocolError> {
-        let mut c = self.byte(out)?;
-        let kind = (c >> 4) & 0x7;
-        let mut size = u64::from(c & 0x0f);
-        let mut shift = 4;
-        while c & 0x80 != 0 {
-            c = self.byte(out)?;
-            if shift > 57 {
-                return Err(bad("an object size that does not fit 64 bits"));
-            }
-            size |= u64::from(c & 0x7f) << shift;
-            shift += 7;
-        }
+        let (kind, size) = object_header(|| self.byte(out))?;
         let framing = match kind {
             1..=4 => Framing::Free,
             6 => {
-                // The distance back to the base: read and kept, not used.
-                let mut c = self.byte(out)?;
-                let mut bytes = 1;
-                while c & 0x80 != 0 {
-                    c = self.byte(out)?;
-                    bytes += 1;
-                    if bytes > 10 {
-                        return Err(bad("a delta offset that does not fit 64 bits"));
-                    }
-                }
+                // The distance back to the base: kept as it came, not used.
+                ofs_distance(|| self.byte(out))?;
                 Framing::Offset
             }
             7 => {
                 let mut id = [0u8; 20];
-                self.input.read_exact(&mut id).map_err(eof)?;
+                self.input.read_exact(&mut id)?;
                 out.extend_from_slice(&id);
                 Framing::Free
             }
@@ -195,7 +176,7 @@ impl<R: Read> Entries<R> {
 
     fn byte(&mut self, out: &mut Vec<u8>) -> Result<u8, ProtocolError> {
         let mut b = [0u8; 1];
-        self.input.read_exact(&mut b).map_err(eof)?;
+        self.input.read_exact(&mut b)?;
         out.push(b[0]);
         Ok(b[0])
     }
@@ -208,7 +189,7 @@ impl<R: Read> Entries<R> {
             return Err(bad("a pack that ends before its last object"));
         }
         let mut trailer = [0u8; TRAILER];
-        self.input.read_exact(&mut trailer).map_err(eof)?;
+        self.input.read_exact(&mut trailer)?;
         if self.sum.finish().as_ref() != trailer {
             return Err(bad("a pack whose checksum does not match"));
         }
@@ -221,10 +202,6 @@ impl<R: Read> Entries<R> {
         }
         Ok(())
     }
-}
-
-fn eof(err: io::Error) -> ProtocolError {
-    ProtocolError::from(err)
 }
 
 /// Frames a piece where its objects were read, without copying them:
